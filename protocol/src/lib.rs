@@ -1,0 +1,330 @@
+//! The signaling protocol, version 1, as typed messages (see `docs/protocol.md`).
+//!
+//! This crate only describes messages and (de)serialises them; it must never do I/O, so the server,
+//! the Rust client, the transcriber and tests can all share it.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version spoken by this crate.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Which of a participant's two peer connections a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PcKind {
+    /// Client offers, server answers; carries what the client sends.
+    Publish,
+    /// Server offers, client answers; carries what the client receives.
+    Subscribe,
+}
+
+/// Where a published track comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    ScreenShare,
+}
+
+impl TrackSource {
+    /// The source a track has when the client did not say.
+    pub fn default_for(kind: MediaKind) -> Self {
+        match kind {
+            MediaKind::Audio => TrackSource::Microphone,
+            MediaKind::Video => TrackSource::Camera,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Participant,
+    Moderator,
+    /// A service account such as the transcriber: may join hidden.
+    Service,
+}
+
+/// An ICE candidate as browsers give it (`RTCIceCandidateInit`), with snake_case names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub candidate: String,
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    #[serde(default)]
+    pub sdp_mline_index: Option<u16>,
+}
+
+/// Maps a track id in the client's SDP (`a=msid`) to what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackDeclaration {
+    pub track_id: String,
+    pub source: TrackSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub track_id: String,
+    pub kind: MediaKind,
+    pub source: TrackSource,
+    pub muted: bool,
+    /// Media stream id in the subscribe connection: the publisher's participant id.
+    pub stream_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub tracks: Vec<TrackInfo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerateAction {
+    Mute,
+    Remove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    Removed,
+    Timeout,
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Join {
+        room: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        hidden: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<u32>,
+    },
+    Offer {
+        pc: PcKind,
+        sdp: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tracks: Vec<TrackDeclaration>,
+    },
+    Answer {
+        pc: PcKind,
+        sdp: String,
+    },
+    Candidate {
+        pc: PcKind,
+        candidate: Candidate,
+    },
+    Mute {
+        source: TrackSource,
+        muted: bool,
+    },
+    Moderate {
+        action: ModerateAction,
+        participant: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<TrackSource>,
+    },
+    Leave,
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+}
+
+impl ClientMessage {
+    /// The `type` tag, for errors and logs.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::Offer { .. } => "offer",
+            ClientMessage::Answer { .. } => "answer",
+            ClientMessage::Candidate { .. } => "candidate",
+            ClientMessage::Mute { .. } => "mute",
+            ClientMessage::Moderate { .. } => "moderate",
+            ClientMessage::Leave => "leave",
+            ClientMessage::Ping { .. } => "ping",
+        }
+    }
+}
+
+/// Error codes, as listed in `docs/protocol.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadMessage,
+    UnknownType,
+    TooLarge,
+    RateLimited,
+    NotJoined,
+    AlreadyJoined,
+    Unauthorized,
+    Forbidden,
+    BadRoom,
+    RoomFull,
+    NegotiationFailed,
+    UnknownParticipant,
+    Internal,
+}
+
+impl ErrorCode {
+    /// Whether the server closes the connection after sending this error.
+    pub fn is_fatal(self) -> bool {
+        matches!(self, ErrorCode::Unauthorized | ErrorCode::BadRoom | ErrorCode::RoomFull)
+    }
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Joined {
+        participant_id: String,
+        room: String,
+        role: Role,
+        ice_servers: Vec<IceServer>,
+        participants: Vec<ParticipantInfo>,
+    },
+    Offer {
+        pc: PcKind,
+        sdp: String,
+    },
+    Answer {
+        pc: PcKind,
+        sdp: String,
+    },
+    Candidate {
+        pc: PcKind,
+        candidate: Candidate,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: String,
+        reason: LeaveReason,
+    },
+    TrackPublished {
+        participant_id: String,
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        participant_id: String,
+        track_id: String,
+    },
+    MuteChanged {
+        participant_id: String,
+        source: TrackSource,
+        muted: bool,
+    },
+    MuteRequest {
+        source: TrackSource,
+        by: String,
+    },
+    Removed {
+        by: String,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ref_type: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        fatal: bool,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>, ref_type: Option<&str>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            ref_type: ref_type.map(str::to_owned),
+            fatal: code.is_fatal(),
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_parses_with_defaults() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"join","room":"weekly","name":"Alice"}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Join {
+                room: "weekly".into(),
+                name: "Alice".into(),
+                token: None,
+                hidden: false,
+                protocol: None
+            }
+        );
+    }
+
+    #[test]
+    fn offer_with_tracks_round_trips() {
+        let text = r#"{"type":"offer","pc":"publish","sdp":"v=0","tracks":[{"track_id":"t1","source":"screen_share"}]}"#;
+        let m: ClientMessage = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), text);
+    }
+
+    #[test]
+    fn unknown_types_are_rejected_and_extra_fields_ignored() {
+        // Extra fields are ignored so newer clients keep working with an older server.
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"leave","x":1}"#).unwrap(),
+            ClientMessage::Leave
+        );
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"dance"}"#).is_err());
+    }
+
+    #[test]
+    fn fatal_flag_follows_code() {
+        let e = ServerMessage::error(ErrorCode::Unauthorized, "expired", Some("join"));
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["code"], "unauthorized");
+        assert_eq!(v["fatal"], true);
+        let e = ServerMessage::error(ErrorCode::BadMessage, "no", None);
+        assert!(serde_json::to_value(&e).unwrap().get("fatal").is_none());
+    }
+}
