@@ -1,0 +1,251 @@
+// End-to-end check of the Samtal web client with three headless Chromium participants.
+//
+//   node three_party.mjs --url http://127.0.0.1:PORT --room ROOM [--chromium /usr/bin/chromium]
+//                        [--timeout 60] [--screenshot FILE]
+//
+// Opens the real page three times (Alice, Bob, Carol; ?autojoin=1) against a running server and
+// asserts, by polling RTCPeerConnection stats until a deadline:
+//   1. every participant decodes video and receives audio with energy (the fake mic's beep) from both
+//      others, each track attributed to its sender by the msid stream id (= publisher's participant id);
+//   2. when Alice shares her screen, Bob and Carol decode frames from a third video track of Alice's,
+//      announced with source screen_share; when she stops, its tile goes away;
+//   3. when Carol clicks Leave, her tile and roster entry disappear for Alice and Bob.
+// Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
+// `--timeout` is the deadline in seconds for each of those waits.
+
+import { chromium } from 'playwright-core';
+import { writeFileSync } from 'node:fs';
+
+const NAMES = ['Alice', 'Bob', 'Carol'];
+
+function parseArgs(argv) {
+  const args = { chromium: '/usr/bin/chromium', timeout: 60, screenshot: null, url: null, room: null };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i].replace(/^--/, '');
+    if (!(key in args) || i + 1 >= argv.length) throw new Error(`unknown or incomplete argument ${argv[i]}`);
+    args[key] = argv[++i];
+  }
+  if (!args.url || !args.room) throw new Error('usage: three_party.mjs --url URL --room ROOM [--chromium PATH] [--timeout S] [--screenshot FILE]');
+  args.timeout = Number(args.timeout);
+  args.url = args.url.replace(/\/+$/, '');
+  return args;
+}
+
+const CHROMIUM_FLAGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+  // For getDisplayMedia: pick a capture source without a picker.
+  '--auto-select-desktop-capture-source=Entire screen',
+];
+
+/** Polls `check` (returns {ok, detail}) until ok or the deadline; throws naming `what` and the last detail. */
+async function waitFor(what, timeoutS, check) {
+  const deadline = Date.now() + timeoutS * 1000;
+  let last = null;
+  for (;;) {
+    try {
+      last = await check();
+    } catch (e) {
+      last = { ok: false, detail: `check threw: ${e.message}` };
+    }
+    if (last.ok) return last;
+    if (Date.now() > deadline) throw new Error(`${what} (after ${timeoutS} s): ${JSON.stringify(last.detail)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * Runs in the page: what the subscribe connection receives, per transceiver, attributed by the msid of
+ * the server's SDP (stream id = publisher id, track id = published track id).
+ */
+async function receivedMedia() {
+  const s = window.samtal;
+  const pc = s && s.subscribePc;
+  if (!pc || !pc.remoteDescription) return [];
+  const sections = new Map();
+  let cur = null;
+  for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) cur = { direction: 'sendrecv', streamId: null, trackId: null };
+    let m;
+    if (!cur) continue;
+    if ((m = /^a=mid:(\S+)/.exec(line))) sections.set(m[1], cur);
+    else if (/^a=(sendonly|recvonly|sendrecv|inactive)$/.test(line)) cur.direction = line.slice(2);
+    else if ((m = /^a=msid:(\S+) (\S+)/.exec(line))) [cur.streamId, cur.trackId] = [m[1], m[2]];
+  }
+  const out = [];
+  for (const tr of pc.getTransceivers()) {
+    const sec = sections.get(tr.mid);
+    if (!sec || !(sec.direction === 'sendonly' || sec.direction === 'sendrecv')) continue;
+    let inbound = null;
+    (await tr.receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound = r; });
+    const info = s.participants.get(sec.streamId)?.tracks.get(sec.trackId);
+    out.push({
+      mid: tr.mid,
+      kind: tr.receiver.track.kind,
+      from: sec.streamId,
+      trackId: sec.trackId,
+      source: info ? info.source : null,
+      pageAttribution: s.remoteMedia.get(sec.trackId)?.participantId ?? null,
+      framesDecoded: inbound?.framesDecoded ?? 0,
+      packetsReceived: inbound?.packetsReceived ?? 0,
+      totalAudioEnergy: inbound?.totalAudioEnergy ?? 0,
+    });
+  }
+  return out;
+}
+
+/** Runs in the page: a fake screen for getDisplayMedia, a canvas animated via captureStream(). */
+function installCanvasScreen() {
+  navigator.mediaDevices.getDisplayMedia = async () => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 640;
+    canvas.height = 360;
+    const ctx = canvas.getContext('2d');
+    let n = 0;
+    setInterval(() => {
+      n++;
+      ctx.fillStyle = `hsl(${(n * 5) % 360} 60% 40%)`;
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      ctx.fillStyle = '#fff';
+      ctx.font = '40px sans-serif';
+      ctx.fillText(`shared screen ${n}`, 40, 180);
+    }, 66);
+    return canvas.captureStream(15);
+  };
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const browser = await chromium.launch({ executablePath: args.chromium, headless: true, args: CHROMIUM_FLAGS });
+  const people = [];
+  const summary = { ok: false, url: args.url, room: args.room, screen_capture: null, participants: {} };
+  try {
+    for (const name of NAMES) {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+      const page = await context.newPage();
+      const person = { name, page, console: [] };
+      page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') person.console.push(`${m.type()}: ${m.text()}`); });
+      page.on('pageerror', (e) => person.console.push(`pageerror: ${e.message}`));
+      const q = new URLSearchParams({ room: args.room, name, autojoin: '1' });
+      await page.goto(`${args.url}/?${q}`);
+      people.push(person);
+    }
+    const byName = Object.fromEntries(people.map((p) => [p.name, p]));
+
+    // Everyone joins.
+    for (const p of people) {
+      const r = await waitFor(`${p.name} did not join`, args.timeout, async () => {
+        const st = await p.page.evaluate(() => ({
+          state: window.samtal && window.samtal.state,
+          id: window.samtal && window.samtal.participantId,
+          notices: [...document.querySelectorAll('.notice')].map((n) => n.textContent),
+        }));
+        return { ok: st.state === 'joined' && !!st.id, detail: st };
+      });
+      p.id = r.detail.id;
+      summary.participants[p.name] = { id: p.id, received: {} };
+    }
+
+    // 1. Audio and video from both others, attributed by stream id.
+    for (const p of people) {
+      const others = people.filter((o) => o !== p);
+      const r = await waitFor(`${p.name} does not receive audio+video from ${others.map((o) => o.name).join(' and ')}`, args.timeout, async () => {
+        const media = await p.page.evaluate(receivedMedia);
+        const missing = [];
+        const figures = {};
+        for (const o of others) {
+          const video = media.find((m) => m.from === o.id && m.kind === 'video' && m.source === 'camera' && m.framesDecoded > 0);
+          const audio = media.find((m) => m.from === o.id && m.kind === 'audio' && m.packetsReceived > 0 && m.totalAudioEnergy > 0);
+          const wrong = media.find((m) => m.from === o.id && m.pageAttribution !== o.id);
+          if (!video) missing.push(`decoded camera video from ${o.name}`);
+          if (!audio) missing.push(`audio with energy from ${o.name}`);
+          if (wrong) missing.push(`page attributes ${o.name}'s track ${wrong.trackId} to ${wrong.pageAttribution}`);
+          figures[o.name] = {
+            video_frames_decoded: video?.framesDecoded ?? 0,
+            audio_packets_received: audio?.packetsReceived ?? 0,
+            audio_energy: audio?.totalAudioEnergy ?? 0,
+          };
+        }
+        return missing.length ? { ok: false, detail: { missing, media } } : { ok: true, detail: figures };
+      });
+      summary.participants[p.name].received = r.detail;
+      const tiles = await p.page.locator('#grid .tile.camera[data-participant-id]').count();
+      if (tiles !== 3) throw new Error(`${p.name} shows ${tiles} camera tiles, expected 3`);
+    }
+
+    // 2. Alice shares her screen. Real getDisplayMedia first; headless Chromium may have no screen to
+    // capture, in which case the page's getDisplayMedia is replaced with a canvas captureStream().
+    const alice = byName.Alice;
+    const probe = await alice.page.evaluate(async () => {
+      try {
+        const s = await navigator.mediaDevices.getDisplayMedia({ video: true });
+        s.getTracks().forEach((t) => t.stop());
+        return 'ok';
+      } catch (e) {
+        return `${e.name}: ${e.message}`;
+      }
+    });
+    if (probe === 'ok') {
+      summary.screen_capture = 'getDisplayMedia';
+    } else {
+      await alice.page.evaluate(installCanvasScreen);
+      summary.screen_capture = `canvas captureStream (getDisplayMedia failed headless: ${probe})`;
+    }
+    await alice.page.click('#share-button');
+    await waitFor('Alice did not start sharing', args.timeout, async () => ({ ok: await alice.page.evaluate(() => window.samtal.sharing), detail: 'window.samtal.sharing is false' }));
+    for (const p of people.filter((o) => o !== alice)) {
+      const r = await waitFor(`${p.name} does not decode Alice's screen share`, args.timeout, async () => {
+        const media = await p.page.evaluate(receivedMedia);
+        const fromAlice = media.filter((m) => m.from === alice.id && m.kind === 'video');
+        const screen = fromAlice.find((m) => m.source === 'screen_share' && m.framesDecoded > 0);
+        const tile = await p.page.locator(`#grid .tile[data-participant-id="${alice.id}"][data-source="screen_share"]`).count();
+        const ok = fromAlice.length >= 2 && !!screen && tile === 1;
+        return { ok, detail: ok ? screen.framesDecoded : { video_tracks_from_alice: fromAlice, screen_tiles: tile } };
+      });
+      summary.participants[p.name].received.Alice.screen_frames_decoded = r.detail;
+    }
+    if (args.screenshot) writeFileSync(args.screenshot, await byName.Bob.page.screenshot());
+
+    await alice.page.click('#share-button'); // stop sharing
+    for (const p of people.filter((o) => o !== alice)) {
+      await waitFor(`${p.name} still shows Alice's screen share after she stopped`, args.timeout, async () => {
+        const tile = await p.page.locator(`#grid .tile[data-participant-id="${alice.id}"][data-source="screen_share"]`).count();
+        return { ok: tile === 0, detail: `${tile} screen tile(s)` };
+      });
+    }
+
+    // 3. Carol leaves.
+    const carol = byName.Carol;
+    await carol.page.click('#leave-button');
+    for (const p of people.filter((o) => o !== carol)) {
+      await waitFor(`${p.name} still shows Carol after she left`, args.timeout, async () => {
+        const tiles = await p.page.locator(`#grid [data-participant-id="${carol.id}"]`).count();
+        const listed = await p.page.evaluate((id) => window.samtal.participants.has(id), carol.id);
+        return { ok: tiles === 0 && !listed, detail: { tiles, in_participants: listed } };
+      });
+    }
+    const carolState = await carol.page.evaluate(() => window.samtal.state);
+    if (carolState !== 'left') throw new Error(`Carol's page is in state ${carolState} after Leave, expected left`);
+
+    summary.ok = true;
+    summary.elapsed_s = (Date.now() - started) / 1000;
+    console.log(JSON.stringify(summary));
+  } catch (e) {
+    summary.error = e.message;
+    summary.console = Object.fromEntries(people.map((p) => [p.name, p.console.slice(-10)]));
+    if (args.screenshot && people[1]) await people[1].page.screenshot({ path: args.screenshot }).catch(() => {});
+    console.log(JSON.stringify(summary));
+    console.error(`three_party: FAILED: ${e.message}`);
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(`three_party: ${e.message}`);
+  process.exit(2);
+});

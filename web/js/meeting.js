@@ -1,0 +1,577 @@
+// Meeting: one participant's session in a room — the join handshake, the two peer connections of
+// docs/protocol.md (`publish`: we offer our mic/camera/screen; `subscribe`: the server offers everyone
+// else's tracks), local mute/device/screen-share changes and the roster of remote participants.
+// It has no DOM code: ui.js listens to its events and reads its state.
+
+import { Signaling } from './signaling.js';
+
+const SOURCES = ['microphone', 'camera', 'screen_share'];
+
+/** Splits an SDP into m-sections: [{mid, kind, direction, streamId, trackId}]. */
+export function parseSdpSections(sdp) {
+  const sections = [];
+  let cur = null;
+  for (const raw of (sdp || '').split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith('m=')) {
+      cur = { mid: null, kind: line.slice(2).split(' ')[0], direction: 'sendrecv', streamId: null, trackId: null };
+      sections.push(cur);
+    } else if (cur) {
+      let m;
+      if ((m = /^a=mid:(\S+)/.exec(line))) cur.mid = m[1];
+      else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) cur.direction = line.slice(2);
+      else if ((m = /^a=msid:(\S+)(?:\s+(\S+))?/.exec(line))) {
+        cur.streamId = m[1];
+        cur.trackId = m[2] || null;
+      } else if (!cur.streamId && (m = /^a=ssrc:\d+ msid:(\S+)(?:\s+(\S+))?/.exec(line))) {
+        cur.streamId = m[1];
+        cur.trackId = m[2] || null;
+      }
+    }
+  }
+  return sections;
+}
+
+function candidateToWire(c) {
+  return { candidate: c.candidate, sdp_mid: c.sdpMid ?? null, sdp_mline_index: c.sdpMLineIndex ?? null };
+}
+
+function candidateFromWire(c) {
+  return { candidate: c.candidate || '', sdpMid: c.sdp_mid ?? null, sdpMLineIndex: c.sdp_mline_index ?? null };
+}
+
+/** A readable sentence for a getUserMedia/getDisplayMedia failure. */
+export function describeMediaError(e, what) {
+  switch (e && e.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return `Permission to use the ${what} was denied.`;
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return `No ${what} was found.`;
+    case 'NotReadableError':
+    case 'AbortError':
+      return `The ${what} is in use by another program or cannot be started.`;
+    default:
+      return `Could not open the ${what}: ${e && e.message ? e.message : e}`;
+  }
+}
+
+/**
+ * Opens microphone and camera, falling back to whichever one works.
+ * Returns {stream, warnings: [string]}; the stream may have no tracks.
+ */
+export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
+  const md = navigator.mediaDevices;
+  if (!md || !md.getUserMedia) {
+    return { stream: new MediaStream(), warnings: ['This page cannot use a microphone or camera (it needs https or localhost).'] };
+  }
+  const audio = audioDeviceId ? { deviceId: { exact: audioDeviceId } } : true;
+  const video = { width: { ideal: 640 }, height: { ideal: 480 }, ...(videoDeviceId ? { deviceId: { exact: videoDeviceId } } : {}) };
+  try {
+    return { stream: await md.getUserMedia({ audio, video }), warnings: [] };
+  } catch (both) {
+    const stream = new MediaStream();
+    const warnings = [];
+    for (const [kind, c, what] of [['audio', { audio }, 'microphone'], ['video', { video }, 'camera']]) {
+      try {
+        (await md.getUserMedia(c)).getTracks().forEach((t) => stream.addTrack(t));
+      } catch (e) {
+        warnings.push(describeMediaError(e, what));
+      }
+    }
+    return { stream, warnings };
+  }
+}
+
+/**
+ * Events (CustomEvent, `detail`): `state` {state}, `roster` (participants or their tracks changed),
+ * `media` (remote media tracks changed), `local` (own tracks/mute changed), `connection` (peer
+ * connection states), `levels` {levels: Map id -> 0..1}, `notice` {message, level}, `ended` {reason, message}.
+ */
+export class Meeting extends EventTarget {
+  constructor({ url, room, name, token, stream }) {
+    super();
+    this.url = url;
+    this.room = room;
+    this.name = name;
+    this.token = token || null;
+    this.state = 'idle';
+    this.participantId = null;
+    this.role = null;
+    this.iceServers = [];
+    /** id -> {id, name, role, tracks: Map track_id -> {track_id, kind, source, muted, stream_id}} */
+    this.participants = new Map();
+    /** track_id -> {participantId, track: MediaStreamTrack, mid, kind, receiver} (what the subscribe pc receives now) */
+    this.remoteMedia = new Map();
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.sig = null;
+    // Our own tracks, by source: {track, transceiver, muted}.
+    this.localStream = stream || new MediaStream();
+    this.local = {};
+    for (const t of this.localStream.getTracks()) {
+      this.local[t.kind === 'audio' ? 'microphone' : 'camera'] = { track: t, transceiver: null, muted: false };
+    }
+    this.pub = { busy: false, again: false, sentOnce: false, pendingCandidates: [], answerWaiter: null };
+    this.sub = { chain: Promise.resolve(), sentOnce: false, pendingCandidates: [], remoteCandidates: [] };
+    this.levelTimer = null;
+    this.audioCtx = null;
+    this.localAnalyser = null;
+    this.lastFatalError = null;
+  }
+
+  emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  setState(state) {
+    this.state = state;
+    this.emit('state', { state });
+  }
+
+  notice(message, level = 'error') {
+    this.emit('notice', { message, level });
+  }
+
+  // ---- joining and leaving ----
+
+  /** Connects and joins; resolves after `joined`, rejects with a readable Error. */
+  async join() {
+    this.setState('connecting');
+    this.sig = new Signaling(this.url);
+    try {
+      await this.sig.open();
+    } catch (e) {
+      this.setState('failed');
+      throw e;
+    }
+    const joined = new Promise((resolve, reject) => {
+      this.joinWaiter = { resolve, reject };
+    });
+    this.sig.addEventListener('message', (ev) => this.onMessage(ev.detail));
+    this.sig.addEventListener('close', (ev) => this.onSocketClosed(ev.detail));
+    const join = { type: 'join', room: this.room, name: this.name, protocol: 1 };
+    if (this.token) join.token = this.token;
+    this.sig.send(join);
+    await joined;
+  }
+
+  leave() {
+    if (this.state === 'left' || this.state === 'failed') return;
+    this.sig && this.sig.send({ type: 'leave' });
+    this.end('left', 'You left the meeting.');
+  }
+
+  /** Tears everything down once; `reason` is left, removed, error or disconnected. */
+  end(reason, message) {
+    if (this.state === 'left' || this.state === 'failed') return;
+    clearInterval(this.levelTimer);
+    for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
+    for (const l of Object.values(this.local)) if (l && l.track) l.track.stop();
+    if (this.audioCtx) this.audioCtx.close().catch(() => {});
+    if (this.sig) this.sig.close();
+    this.setState(reason === 'left' ? 'left' : 'failed');
+    if (this.joinWaiter) {
+      this.joinWaiter.reject(new Error(message));
+      this.joinWaiter = null;
+    }
+    this.emit('ended', { reason, message });
+  }
+
+  onSocketClosed({ code, reason }) {
+    const msg = this.lastFatalError || `Connection to the server was lost${reason ? `: ${reason}` : ''} (code ${code}).`;
+    this.end(this.lastFatalError ? 'error' : 'disconnected', msg);
+  }
+
+  // ---- server messages ----
+
+  onMessage(msg) {
+    switch (msg.type) {
+      case 'joined':
+        this.onJoined(msg);
+        break;
+      case 'offer':
+        if (msg.pc === 'subscribe') this.sub.chain = this.sub.chain.then(() => this.onSubscribeOffer(msg.sdp)).catch((e) => this.notice(`Receiving media failed: ${e.message}`));
+        break;
+      case 'answer':
+        if (msg.pc === 'publish' && this.pub.answerWaiter) this.pub.answerWaiter.resolve(msg.sdp);
+        break;
+      case 'candidate':
+        this.onRemoteCandidate(msg.pc, msg.candidate);
+        break;
+      case 'participant_joined':
+        this.upsertParticipant(msg.participant);
+        this.emit('roster');
+        break;
+      case 'participant_left':
+        this.participants.delete(msg.participant_id);
+        for (const [tid, m] of this.remoteMedia) if (m.participantId === msg.participant_id) this.remoteMedia.delete(tid);
+        this.emit('roster');
+        this.emit('media');
+        break;
+      case 'track_published': {
+        const p = this.participants.get(msg.participant_id);
+        if (p && msg.track) p.tracks.set(msg.track.track_id, { ...msg.track });
+        this.emit('roster');
+        break;
+      }
+      case 'track_unpublished': {
+        const p = this.participants.get(msg.participant_id);
+        if (p) p.tracks.delete(msg.track_id);
+        this.remoteMedia.delete(msg.track_id);
+        this.emit('roster');
+        this.emit('media');
+        break;
+      }
+      case 'mute_changed':
+        this.onMuteChanged(msg);
+        break;
+      case 'mute_request':
+        if (msg.source === 'microphone' || msg.source === 'camera') {
+          this.setMuted(msg.source, true, { tell: false });
+          this.notice(`A moderator muted your ${msg.source === 'camera' ? 'camera' : 'microphone'}.`, 'info');
+        }
+        break;
+      case 'removed':
+        this.lastFatalError = 'A moderator removed you from the meeting.';
+        this.end('removed', this.lastFatalError);
+        break;
+      case 'error':
+        this.onError(msg);
+        break;
+      default:
+        break; // pong and anything newer
+    }
+  }
+
+  onJoined(msg) {
+    this.participantId = msg.participant_id;
+    this.role = msg.role;
+    this.iceServers = (msg.ice_servers || []).map((s) => {
+      const o = { urls: s.urls };
+      if (s.username != null) o.username = s.username;
+      if (s.credential != null) o.credential = s.credential;
+      return o;
+    });
+    for (const p of msg.participants || []) this.upsertParticipant(p);
+    this.subscribePc = this.makePc('subscribe');
+    this.publishPc = this.makePc('publish');
+    this.setState('joined');
+    if (this.joinWaiter) {
+      this.joinWaiter.resolve();
+      this.joinWaiter = null;
+    }
+    this.emit('roster');
+    this.emit('local');
+    for (const source of ['microphone', 'camera']) {
+      const l = this.local[source];
+      if (l) l.transceiver = this.publishPc.addTransceiver(l.track, { direction: 'sendonly', streams: [this.localStream] });
+    }
+    if (this.local.microphone || this.local.camera) this.negotiatePublish();
+    this.startLevels();
+  }
+
+  onError(msg) {
+    const text = `${msg.message || 'Server error'} (${msg.code})`;
+    if (msg.fatal) this.lastFatalError = text;
+    if (this.joinWaiter && (msg.fatal || msg.ref_type === 'join')) {
+      this.joinWaiter.reject(new Error(text));
+      this.joinWaiter = null;
+    }
+    if (msg.ref_type === 'offer' && this.pub.answerWaiter) this.pub.answerWaiter.reject(new Error(text));
+    if (msg.fatal) this.end('error', text);
+    else this.notice(text);
+  }
+
+  onMuteChanged({ participant_id, source, muted }) {
+    if (participant_id === this.participantId) {
+      const l = this.local[source];
+      if (l && l.muted !== muted) this.setMuted(source, muted, { tell: false });
+      return;
+    }
+    const p = this.participants.get(participant_id);
+    if (!p) return;
+    for (const t of p.tracks.values()) if (t.source === source) t.muted = muted;
+    this.emit('roster');
+  }
+
+  upsertParticipant(info) {
+    const tracks = new Map((info.tracks || []).map((t) => [t.track_id, { ...t }]));
+    this.participants.set(info.id, { id: info.id, name: info.name, role: info.role, tracks });
+  }
+
+  // ---- peer connections ----
+
+  makePc(which) {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const side = which === 'publish' ? this.pub : this.sub;
+    pc.onicecandidate = (e) => {
+      if (e.candidate && !e.candidate.candidate) return; // Firefox's empty one; the null that follows says it
+      const wire = e.candidate ? candidateToWire(e.candidate) : { candidate: '', sdp_mid: null, sdp_mline_index: null };
+      if (side.sentOnce) this.sig.send({ type: 'candidate', pc: which, candidate: wire });
+      else side.pendingCandidates.push(wire);
+    };
+    pc.onconnectionstatechange = () => {
+      this.emit('connection');
+      if (pc.connectionState === 'failed') this.notice(`The ${which} media connection failed.`);
+    };
+    pc.oniceconnectionstatechange = () => this.emit('connection');
+    if (which === 'subscribe') pc.ontrack = () => this.refreshRemoteMedia();
+    return pc;
+  }
+
+  /** Sends candidates gathered before our first description went out. */
+  flushCandidates(which) {
+    const side = which === 'publish' ? this.pub : this.sub;
+    side.sentOnce = true;
+    for (const c of side.pendingCandidates.splice(0)) this.sig.send({ type: 'candidate', pc: which, candidate: c });
+  }
+
+  async onRemoteCandidate(which, c) {
+    const pc = which === 'publish' ? this.publishPc : this.subscribePc;
+    if (!pc || !c) return;
+    if (!pc.remoteDescription) {
+      this.sub.remoteCandidates.push([which, c]);
+      return;
+    }
+    try {
+      await pc.addIceCandidate(candidateFromWire(c));
+    } catch (e) {
+      console.warn('samtal: addIceCandidate failed', e);
+    }
+  }
+
+  flushRemoteCandidates() {
+    for (const [which, c] of this.sub.remoteCandidates.splice(0)) this.onRemoteCandidate(which, c);
+  }
+
+  async onSubscribeOffer(sdp) {
+    const pc = this.subscribePc;
+    if (!pc || pc.signalingState === 'closed') return;
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    this.sig.send({ type: 'answer', pc: 'subscribe', sdp: pc.localDescription.sdp });
+    this.flushCandidates('subscribe');
+    this.flushRemoteCandidates();
+    this.refreshRemoteMedia();
+  }
+
+  /** Rebuilds remoteMedia from the subscribe connection: every m-section the server sends on, by its msid. */
+  refreshRemoteMedia() {
+    const pc = this.subscribePc;
+    if (!pc || !pc.remoteDescription) return;
+    const byMid = new Map(parseSdpSections(pc.remoteDescription.sdp).map((s) => [s.mid, s]));
+    const next = new Map();
+    for (const tr of pc.getTransceivers()) {
+      const s = byMid.get(tr.mid);
+      if (!s || !tr.receiver.track || !(s.direction === 'sendonly' || s.direction === 'sendrecv') || !s.streamId) continue;
+      const trackId = s.trackId || tr.receiver.track.id;
+      next.set(trackId, { participantId: s.streamId, track: tr.receiver.track, mid: tr.mid, kind: tr.receiver.track.kind, receiver: tr.receiver });
+    }
+    const changed = next.size !== this.remoteMedia.size ||
+      [...next].some(([id, m]) => { const o = this.remoteMedia.get(id); return !o || o.track !== m.track || o.participantId !== m.participantId; });
+    this.remoteMedia = next;
+    if (changed) this.emit('media');
+  }
+
+  /** Offers our current tracks on the publish connection; folds changes made meanwhile into one more offer. */
+  async negotiatePublish() {
+    const pc = this.publishPc;
+    if (!pc || this.state !== 'joined') return;
+    if (this.pub.busy) {
+      this.pub.again = true;
+      return;
+    }
+    this.pub.busy = true;
+    try {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      const answered = new Promise((resolve, reject) => {
+        this.pub.answerWaiter = { resolve, reject };
+      });
+      this.sig.send({ type: 'offer', pc: 'publish', sdp: pc.localDescription.sdp, tracks: this.declaredTracks() });
+      this.flushCandidates('publish');
+      let answer;
+      try {
+        answer = await answered;
+      } catch (e) {
+        await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+        throw e;
+      }
+      if (pc.signalingState !== 'closed') await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+      this.flushRemoteCandidates();
+    } catch (e) {
+      if (this.state === 'joined') this.notice(`Publishing failed: ${e.message}`);
+    } finally {
+      this.pub.busy = false;
+      this.pub.answerWaiter = null;
+    }
+    if (this.pub.again && this.state === 'joined') {
+      this.pub.again = false;
+      this.negotiatePublish();
+    }
+  }
+
+  /** The `tracks` list of a publish offer: each sending m-section's msid track id and its source. */
+  declaredTracks() {
+    const byMid = new Map(parseSdpSections(this.publishPc.localDescription.sdp).map((s) => [s.mid, s]));
+    const out = [];
+    for (const source of SOURCES) {
+      const l = this.local[source];
+      const s = l && l.transceiver && byMid.get(l.transceiver.mid);
+      if (s && s.trackId && (s.direction === 'sendonly' || s.direction === 'sendrecv')) out.push({ track_id: s.trackId, source });
+    }
+    return out;
+  }
+
+  // ---- local controls ----
+
+  isMuted(source) {
+    const l = this.local[source];
+    return !l || l.muted;
+  }
+
+  /**
+   * Mutes or unmutes our microphone or camera. A muted camera is stopped (its light goes off) and
+   * reopened on unmute. `tell: false` when the server already knows (moderator mute).
+   */
+  async setMuted(source, muted, { tell = true } = {}) {
+    const l = this.local[source];
+    if (!l) return;
+    l.muted = muted;
+    if (source === 'camera' && !muted && l.track.readyState === 'ended') {
+      try {
+        const s = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 }, ...(l.deviceId ? { deviceId: { exact: l.deviceId } } : {}) } });
+        this.replaceLocalTrack('camera', s.getVideoTracks()[0]);
+      } catch (e) {
+        l.muted = true;
+        this.notice(describeMediaError(e, 'camera'));
+        this.emit('local');
+        return;
+      }
+    }
+    l.track.enabled = !muted;
+    if (source === 'camera' && muted) {
+      l.deviceId = l.track.getSettings().deviceId;
+      l.track.stop();
+    }
+    if (tell && this.sig) this.sig.send({ type: 'mute', source, muted });
+    this.emit('local');
+  }
+
+  replaceLocalTrack(source, track) {
+    const l = this.local[source];
+    const old = l.track;
+    if (l.transceiver) l.transceiver.sender.replaceTrack(track);
+    if (old !== track) {
+      this.localStream.removeTrack(old);
+      old.stop();
+    }
+    this.localStream.addTrack(track);
+    l.track = track;
+    if (source === 'microphone') this.localAnalyser = null;
+  }
+
+  /** Switches microphone (kind 'audio') or camera ('video') to another device, keeping the mute state. */
+  async switchDevice(kind, deviceId) {
+    const source = kind === 'audio' ? 'microphone' : 'camera';
+    const l = this.local[source];
+    if (!l) return;
+    if (source === 'camera' && l.muted) {
+      l.deviceId = deviceId; // opened on unmute
+      return;
+    }
+    const c = kind === 'audio' ? { audio: { deviceId: { exact: deviceId } } } : { video: { width: { ideal: 640 }, height: { ideal: 480 }, deviceId: { exact: deviceId } } };
+    try {
+      const track = (await navigator.mediaDevices.getUserMedia(c)).getTracks()[0];
+      track.enabled = !l.muted;
+      this.replaceLocalTrack(source, track);
+      this.emit('local');
+    } catch (e) {
+      this.notice(describeMediaError(e, source === 'camera' ? 'camera' : 'microphone'));
+    }
+  }
+
+  get sharing() {
+    return !!this.local.screen_share;
+  }
+
+  async startScreenShare() {
+    if (this.sharing || this.state !== 'joined') return;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+      this.notice('This browser cannot share the screen.');
+      return;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch (e) {
+      if (e.name !== 'NotAllowedError') this.notice(describeMediaError(e, 'screen'));
+      return;
+    }
+    const track = stream.getVideoTracks()[0];
+    if ('contentHint' in track) track.contentHint = 'detail';
+    track.addEventListener('ended', () => this.stopScreenShare()); // the browser's own "Stop sharing"
+    const transceiver = this.publishPc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+    this.local.screen_share = { track, transceiver, muted: false };
+    this.emit('local');
+    this.negotiatePublish();
+  }
+
+  stopScreenShare() {
+    const l = this.local.screen_share;
+    if (!l) return;
+    delete this.local.screen_share;
+    l.track.stop();
+    if (this.publishPc && this.publishPc.signalingState !== 'closed') {
+      this.publishPc.removeTrack(l.transceiver.sender);
+      this.negotiatePublish();
+    }
+    this.emit('local');
+  }
+
+  // ---- speaking levels ----
+
+  startLevels() {
+    this.levelTimer = setInterval(() => this.emit('levels', { levels: this.audioLevels() }), 200);
+  }
+
+  /** Map participant id -> audio level 0..1: remote ones from RTP audio levels, our own from an analyser. */
+  audioLevels() {
+    const levels = new Map();
+    for (const m of this.remoteMedia.values()) {
+      if (m.kind !== 'audio' || !m.receiver.getSynchronizationSources) continue;
+      const now = performance.timeOrigin + performance.now();
+      for (const s of m.receiver.getSynchronizationSources()) {
+        // timestamp should be timeOrigin-based; accept other clocks rather than never showing a level
+        const fresh = Math.abs(now - s.timestamp) < 1000 || Math.abs(now - s.timestamp) > 86_400_000;
+        if (typeof s.audioLevel === 'number' && fresh) {
+          levels.set(m.participantId, Math.max(levels.get(m.participantId) || 0, s.audioLevel));
+        }
+      }
+    }
+    const mic = this.local.microphone;
+    if (mic && !mic.muted) levels.set(this.participantId, this.localLevel(mic.track));
+    return levels;
+  }
+
+  localLevel(track) {
+    try {
+      if (!this.audioCtx) this.audioCtx = new AudioContext();
+      if (!this.localAnalyser) {
+        this.localAnalyser = this.audioCtx.createAnalyser();
+        this.localAnalyser.fftSize = 512;
+        this.audioCtx.createMediaStreamSource(new MediaStream([track])).connect(this.localAnalyser);
+      }
+      const buf = new Float32Array(this.localAnalyser.fftSize);
+      this.localAnalyser.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (const v of buf) sum += v * v;
+      return Math.sqrt(sum / buf.length);
+    } catch {
+      return 0;
+    }
+  }
+}
