@@ -1,0 +1,24 @@
+//! samtal-models: which Whisper and Silero VAD model files Samtal knows, where they come from, and whether a
+//! file on disk is one of them — checked cheaply, without loading it into whisper.cpp.
+//!
+//! * [`catalog`]: name → official URL, size, pinned checksums.
+//! * [`verify`] / [`verify_as`]: structure (ggml magic, hparams, mel filters, vocabulary, tensors), refusal of
+//!   weightless test files and truncated files, checksums.
+//! * [`inspect`]: the raw structure of a ggml file, test-only files included.
+//! * [`fetch`]: download from the catalog URL with checksum verification and an atomic rename.
+//!
+//! The crate never loads weights and never contacts the network except inside `fetch`.
+
+pub mod catalog;
+pub mod checksum;
+pub mod error;
+pub mod fetch;
+pub mod ggml;
+pub mod verify;
+
+pub use catalog::{CatalogEntry, Family, catalog, find};
+pub use checksum::Checksums;
+pub use error::{Error, Result};
+pub use fetch::{fetch, fetch_from};
+pub use ggml::{Content, Inspection, SileroVadFile, SizeClass, TensorSummary, WeightType, WhisperFile, WhisperHparams, inspect};
+pub use verify::{ModelInfo, check_structure, verify, verify_as};
