@@ -12,6 +12,7 @@ let meeting = null;
 let preview = null; // MediaStream shown before joining; handed to the Meeting on join
 let previewing = null; // the running startPreview() promise
 let joining = false;
+let lastEnd = 'idle'; // state of the meeting that ended last: left or failed
 
 function readParams() {
   const q = new URLSearchParams(window.location.search);
@@ -107,6 +108,7 @@ async function join(event) {
 
 function onEnded(m, { reason, message }) {
   if (m !== meeting) return;
+  lastEnd = m.state;
   ui.renderGrid(null);
   ui.showView('prejoin');
   $('room-label').textContent = '';
@@ -139,7 +141,7 @@ function wireControls() {
 
 // Read-only view of the session for tests and debugging.
 window.samtal = Object.freeze({
-  get state() { return meeting ? meeting.state : 'idle'; },
+  get state() { return meeting ? meeting.state : lastEnd; },
   get participantId() { return meeting ? meeting.participantId : null; },
   get publishPc() { return meeting ? meeting.publishPc : null; },
   get subscribePc() { return meeting ? meeting.subscribePc : null; },

@@ -117,7 +117,8 @@ function desiredTiles(meeting) {
         name: `${p.name} (screen)`, video: media(bySource.screen_share), audio: null, micMuted: false, camMuted: false });
     }
   }
-  return tiles;
+  // Screen shares first: they get the big slot.
+  return tiles.sort((a, b) => (b.source === 'screen_share') - (a.source === 'screen_share'));
 }
 
 /** Brings the grid in line with the meeting: adds, updates and removes tiles. */
