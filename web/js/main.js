@@ -124,6 +124,10 @@ function wireControls() {
   $('camera-button').onclick = () => meeting && meeting.setMuted('camera', !meeting.isMuted('camera'));
   $('share-button').onclick = () => meeting && (meeting.sharing ? meeting.stopScreenShare() : meeting.startScreenShare());
   $('leave-button').onclick = () => meeting && meeting.leave();
+  $('grid').addEventListener('click', (e) => {
+    const button = e.target.closest('.mod-controls button');
+    if (button && meeting) meeting.moderate(button.dataset.action, button.closest('.tile').dataset.participantId);
+  });
   for (const [id, kind] of [['mic-select', 'audio'], ['camera-select', 'video']]) {
     $(id).addEventListener('change', (e) => {
       if (meeting && meeting.state === 'joined') meeting.switchDevice(kind, e.target.value);

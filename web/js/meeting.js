@@ -494,6 +494,13 @@ export class Meeting extends EventTarget {
     }
   }
 
+  /** Moderator actions: mute someone's microphone, or remove them. The server answers `forbidden` otherwise. */
+  moderate(action, participant, source = 'microphone') {
+    const msg = { type: 'moderate', action, participant };
+    if (action === 'mute') msg.source = source;
+    this.sig && this.sig.send(msg);
+  }
+
   get sharing() {
     return !!this.local.screen_share;
   }

@@ -77,7 +77,11 @@ function makeTile(key, participantId, source, local) {
   if (local) tile.dataset.local = 'true';
   tile.innerHTML = `<video autoplay playsinline muted></video><div class="avatar"></div>
     <div class="label"><span class="icon mic-off" hidden title="Microphone muted">${ICON_MIC_OFF}</span><span class="icon cam-off" hidden title="Camera off">${ICON_CAM_OFF}</span><span class="name"></span></div>`;
-  if (source === 'camera' && !local) tile.appendChild(document.createElement('audio')).autoplay = true;
+  if (source === 'camera' && !local) {
+    tile.appendChild(document.createElement('audio')).autoplay = true;
+    tile.insertAdjacentHTML('beforeend', `<div class="mod-controls" hidden>
+      <button type="button" data-action="mute">Mute</button><button type="button" data-action="remove">Remove</button></div>`);
+  }
   return tile;
 }
 
@@ -142,6 +146,8 @@ export function renderGrid(meeting) {
     tile.classList.toggle('mirrored', d.local && d.source === 'camera');
     const audio = tile.querySelector('audio');
     if (audio) bind(audio, d.audio);
+    const mod = tile.querySelector('.mod-controls');
+    if (mod) mod.hidden = meeting.role !== 'moderator';
     if (d.source === 'camera') {
       tile.querySelector('.mic-off').hidden = !d.micMuted;
       tile.querySelector('.cam-off').hidden = !d.camMuted;
