@@ -2,6 +2,7 @@
 //
 //   node three_party.mjs --url http://127.0.0.1:PORT --room ROOM [--chromium /usr/bin/chromium]
 //                        [--timeout 60] [--screenshot FILE]
+// (--chromium defaults to $SAMTAL_CHROMIUM, else /usr/bin/chromium)
 //
 // Opens the real page three times (Alice, Bob, Carol; ?autojoin=1) against a running server and
 // asserts, by polling RTCPeerConnection stats until a deadline:
@@ -19,7 +20,7 @@ import { writeFileSync } from 'node:fs';
 const NAMES = ['Alice', 'Bob', 'Carol'];
 
 function parseArgs(argv) {
-  const args = { chromium: '/usr/bin/chromium', timeout: 60, screenshot: null, url: null, room: null };
+  const args = { chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium', timeout: 60, screenshot: null, url: null, room: null };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '');
     if (!(key in args) || i + 1 >= argv.length) throw new Error(`unknown or incomplete argument ${argv[i]}`);

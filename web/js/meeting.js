@@ -569,7 +569,7 @@ export class Meeting extends EventTarget {
       if (!this.audioCtx) this.audioCtx = new AudioContext();
       if (!this.localAnalyser) {
         this.localAnalyser = this.audioCtx.createAnalyser();
-        this.localAnalyser.fftSize = 512;
+        this.localAnalyser.fftSize = 2048;
         this.audioCtx.createMediaStreamSource(new MediaStream([track])).connect(this.localAnalyser);
       }
       const buf = new Float32Array(this.localAnalyser.fftSize);
