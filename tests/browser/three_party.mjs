@@ -68,7 +68,7 @@ async function receivedMedia() {
   const sections = new Map();
   let cur = null;
   for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
-    if (line.startsWith('m=')) cur = { direction: 'sendrecv', streamId: null, trackId: null };
+    if (line.startsWith('m=')) cur = { direction: 'sendrecv', rejected: line.split(' ')[1] === '0', streamId: null, trackId: null };
     let m;
     if (!cur) continue;
     if ((m = /^a=mid:(\S+)/.exec(line))) sections.set(m[1], cur);
@@ -78,7 +78,7 @@ async function receivedMedia() {
   const out = [];
   for (const tr of pc.getTransceivers()) {
     const sec = sections.get(tr.mid);
-    if (!sec || !(sec.direction === 'sendonly' || sec.direction === 'sendrecv')) continue;
+    if (!sec || sec.rejected || !(sec.direction === 'sendonly' || sec.direction === 'sendrecv')) continue;
     let inbound = null;
     (await tr.receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound = r; });
     const info = s.participants.get(sec.streamId)?.tracks.get(sec.trackId);

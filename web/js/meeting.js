@@ -14,7 +14,9 @@ export function parseSdpSections(sdp) {
   for (const raw of (sdp || '').split(/\r?\n/)) {
     const line = raw.trim();
     if (line.startsWith('m=')) {
-      cur = { mid: null, kind: line.slice(2).split(' ')[0], direction: 'sendrecv', streamId: null, trackId: null };
+      const [kind, port] = line.slice(2).split(' ');
+      // A rejected m-section (port 0) carries nothing, whatever its attributes say.
+      cur = { mid: null, kind, direction: 'sendrecv', rejected: port === '0', streamId: null, trackId: null };
       sections.push(cur);
     } else if (cur) {
       let m;
@@ -29,6 +31,7 @@ export function parseSdpSections(sdp) {
       }
     }
   }
+  for (const sec of sections) if (sec.rejected) sec.direction = 'inactive';
   return sections;
 }
 
