@@ -1,0 +1,269 @@
+//! The signaling websocket: joining a room, sending and receiving protocol messages, heartbeats.
+//!
+//! [`SignalingClient::connect`] opens the websocket, sends `join` and waits for `joined` (or an
+//! `error`). Afterwards a writer task sends what [`SignalSender::send`] queues plus a `ping` every
+//! [`PING_INTERVAL`], and a reader task parses every text frame into a [`ServerMessage`] delivered
+//! by [`SignalingClient::recv`]. The client answers nothing by itself: offers, pongs and errors all
+//! reach the caller.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use samtal_protocol::{
+    ClientMessage, IceServer, PROTOCOL_VERSION, ParticipantInfo, Role, ServerMessage,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, trace, warn};
+
+use crate::error::{Error, Result};
+
+/// How often the client sends `ping` (the server drops clients silent for 30 s).
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// How long [`SignalingClient::connect`] waits for `joined`.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`SignalSender::close`] waits for the websocket to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `join` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// Room name, 1–64 of `[A-Za-z0-9_.-]`.
+    pub room: String,
+    /// Display name.
+    pub name: String,
+    /// JWT; `None` for a server running open.
+    pub token: Option<String>,
+    /// Join as a hidden service participant (needs role `service`).
+    pub hidden: bool,
+}
+
+impl JoinOptions {
+    /// A visible participant without a token.
+    pub fn new(room: impl Into<String>, name: impl Into<String>) -> Self {
+        JoinOptions { room: room.into(), name: name.into(), token: None, hidden: false }
+    }
+
+    /// The same, with a token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The same, hidden.
+    pub fn hidden(mut self, hidden: bool) -> Self {
+        self.hidden = hidden;
+        self
+    }
+
+    fn to_message(&self) -> ClientMessage {
+        ClientMessage::Join {
+            room: self.room.clone(),
+            name: self.name.clone(),
+            token: self.token.clone(),
+            hidden: self.hidden,
+            protocol: Some(PROTOCOL_VERSION),
+        }
+    }
+}
+
+/// The server's `joined` answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joined {
+    /// Our participant id; it is also the stream id of our tracks at the other participants.
+    pub participant_id: String,
+    /// The room joined.
+    pub room: String,
+    /// The role the server gave us.
+    pub role: Role,
+    /// ICE servers to use (TURN), possibly none.
+    pub ice_servers: Vec<IceServer>,
+    /// Everyone already in the room, without ourselves.
+    pub participants: Vec<ParticipantInfo>,
+}
+
+enum Outgoing {
+    Message(ClientMessage),
+    Close(oneshot::Sender<()>),
+}
+
+/// A cloneable handle that sends messages on the signaling websocket.
+#[derive(Clone)]
+pub struct SignalSender {
+    tx: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl SignalSender {
+    /// Queues a message; fails only when the websocket is already closed.
+    pub fn send(&self, message: ClientMessage) -> Result<()> {
+        self.tx.send(Outgoing::Message(message)).map_err(|_| Error::Closed)
+    }
+
+    /// Sends `leave`, then closes the websocket and waits (briefly) until it is closed.
+    pub async fn close(&self) {
+        let _ = self.send(ClientMessage::Leave);
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.tx.send(Outgoing::Close(done_tx)).is_ok() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, done_rx).await;
+        }
+    }
+
+    /// Whether the websocket writer has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A joined signaling connection.
+pub struct SignalingClient {
+    sender: SignalSender,
+    rx: mpsc::UnboundedReceiver<ServerMessage>,
+    reader: JoinHandle<()>,
+}
+
+impl SignalingClient {
+    /// Opens the websocket at `ws_url` (e.g. `ws://127.0.0.1:8080/ws`), sends `join` and waits for
+    /// `joined`. An `error` answer becomes [`Error::Server`].
+    pub async fn connect(ws_url: &str, join: JoinOptions) -> Result<(SignalingClient, Joined)> {
+        let (ws, _response) = tokio_tungstenite::connect_async(ws_url).await?;
+        let (sink, stream) = ws.split();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(sink, out_rx));
+        let reader = tokio::spawn(read_loop(stream, in_tx));
+        let mut client = SignalingClient { sender: SignalSender { tx: out_tx }, rx: in_rx, reader };
+        client.send(join.to_message())?;
+
+        let joined = tokio::time::timeout(JOIN_TIMEOUT, async {
+            loop {
+                match client.rx.recv().await {
+                    None => return Err(Error::Closed),
+                    Some(ServerMessage::Joined { participant_id, room, role, ice_servers, participants }) => {
+                        return Ok(Joined { participant_id, room, role, ice_servers, participants });
+                    }
+                    Some(ServerMessage::Error { code, message, .. }) => {
+                        return Err(Error::Server { code, message });
+                    }
+                    Some(ServerMessage::Pong { .. }) => {}
+                    Some(other) => {
+                        return Err(Error::Protocol(format!("expected joined, got {other:?}")));
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::Timeout("joined"))?;
+        match joined {
+            Ok(joined) => {
+                debug!(participant_id = %joined.participant_id, room = %joined.room, "joined");
+                Ok((client, joined))
+            }
+            Err(e) => {
+                client.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Queues a message.
+    pub fn send(&self, message: ClientMessage) -> Result<()> {
+        self.sender.send(message)
+    }
+
+    /// A cloneable sending handle.
+    pub fn sender(&self) -> SignalSender {
+        self.sender.clone()
+    }
+
+    /// The next message from the server; `None` once the websocket is closed.
+    pub async fn recv(&mut self) -> Option<ServerMessage> {
+        self.rx.recv().await
+    }
+
+    /// Splits into the sending handle and the receiving channel (for use in separate tasks).
+    pub fn into_parts(self) -> (SignalSender, mpsc::UnboundedReceiver<ServerMessage>) {
+        (self.sender, self.rx)
+    }
+
+    /// Sends `leave` and closes the websocket.
+    pub async fn close(self) {
+        self.sender.close().await;
+        self.reader.abort();
+    }
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WsStream, Message>,
+    mut out_rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    static NONCE: AtomicU64 = AtomicU64::new(1);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let message = tokio::select! {
+            outgoing = out_rx.recv() => match outgoing {
+                Some(Outgoing::Message(message)) => message,
+                Some(Outgoing::Close(done)) => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = sink.close().await;
+                    let _ = done.send(());
+                    break;
+                }
+                None => {
+                    let _ = sink.close().await;
+                    break;
+                }
+            },
+            _ = ping.tick() => ClientMessage::Ping {
+                nonce: Some(NONCE.fetch_add(1, Ordering::Relaxed).to_string()),
+            },
+        };
+        let text = match serde_json::to_string(&message) {
+            Ok(text) => text,
+            Err(e) => {
+                warn!(error = %e, "could not encode {}", message.type_name());
+                continue;
+            }
+        };
+        trace!(%text, "send");
+        if let Err(e) = sink.send(Message::text(text)).await {
+            debug!(error = %e, "websocket send failed; writer stops");
+            break;
+        }
+    }
+}
+
+async fn read_loop(
+    mut stream: futures_util::stream::SplitStream<WsStream>,
+    in_tx: mpsc::UnboundedSender<ServerMessage>,
+) {
+    while let Some(frame) = stream.next().await {
+        let text = match frame {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(frame)) => {
+                debug!(?frame, "server closed the websocket");
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                debug!(error = %e, "websocket read failed");
+                break;
+            }
+        };
+        trace!(text = %text.as_str(), "recv");
+        match serde_json::from_str::<ServerMessage>(text.as_str()) {
+            Ok(message) => {
+                if in_tx.send(message).is_err() {
+                    break;
+                }
+            }
+            Err(e) => warn!(error = %e, text = %text.as_str(), "unparseable server message"),
+        }
+    }
+}
