@@ -341,7 +341,7 @@ impl Vp8Synth {
     /// The next frame.
     pub fn next_frame(&mut self) -> Vp8Frame {
         let interval = self.config.keyframe_interval as u64;
-        let keyframe = self.keyframe_pending || (interval > 0 && self.frame_number % interval == 0);
+        let keyframe = self.keyframe_pending || (interval > 0 && self.frame_number.is_multiple_of(interval));
         self.keyframe_pending = false;
         if keyframe {
             self.keyframes_made += 1;
