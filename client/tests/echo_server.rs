@@ -1,6 +1,6 @@
 //! The client against a minimal in-test server that speaks the signaling protocol and echoes a
 //! participant's own media back on its subscribe connection (stream id `p-echo`), asking for
-//! keyframes now and then. It checks the client's side of both negotiations, media delivery,
+//! keyframes now and then. Its peer connections are ICE-lite, as the real server's are. It checks the client's side of both negotiations, media delivery,
 //! stamps, keyframe requests and join errors without the real SFU.
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCSessionDescription, Registry, register_default_interceptors,
+    RTCIceGatheringState, RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
 const ECHO_ID: &str = "p-echo";
@@ -91,6 +91,8 @@ async fn server_pc(
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
+        // ICE-lite, like the real server.
+        .with_setting_engine(SettingEngineBuilder::new().with_lite(true).build())
         .with_handler(Arc::new(ServerHandler { gathering: gathering_tx, outputs }))
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
         .build()
@@ -174,6 +176,7 @@ async fn serve_echo(listener: TcpListener) {
                 let answer = pub_pc.create_answer(None).await.unwrap();
                 pub_pc.set_local_description(answer).await.unwrap();
                 let sdp = gathered(&pub_pc, &mut pub_gathering).await;
+                assert!(sdp.contains("a=ice-lite"), "the echo server is ICE-lite");
                 out_tx.send(ServerMessage::Answer { pc: PcKind::Publish, sdp }).unwrap();
 
                 let offer = sub_pc.create_offer(None).await.unwrap();
