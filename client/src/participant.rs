@@ -7,6 +7,9 @@
 //! hands everything else to the user as [`ParticipantEvent`]s. Every RTP packet received on the
 //! subscribe connection arrives on a channel as a [`Received`].
 //!
+//! [`Participant::publish`] and [`Participant::unpublish`] add and remove tracks later (a screen
+//! share, say) with a new publish offer on the same connection.
+//!
 //! Media is sent packet by packet ([`Participant::send_audio`], [`Participant::send_video_frame`])
 //! or by pacing tasks ([`Participant::start_media`]: 50 audio packets/s and video at the configured
 //! frame rate). Keyframe requests (PLI/FIR) from the server are counted and make the next video
@@ -630,17 +633,21 @@ async fn answer_subscribe(conn: &mut Connection, sdp: String, timeout: Duration)
     conn.gathered_local_sdp(timeout).await
 }
 
+/// The publish connection, once there is one, shared with the signaling task.
+type PublishSlot = Arc<std::sync::Mutex<Option<Arc<dyn PeerConnection>>>>;
+
 /// Applies what the server sends; forwards the rest as events.
 async fn signal_loop(
     mut rx: mpsc::UnboundedReceiver<ServerMessage>,
     signal: SignalSender,
     mut subscribe: Connection,
-    publish: Option<Arc<dyn PeerConnection>>,
+    publish: PublishSlot,
     publish_answers: mpsc::UnboundedSender<Result<()>>,
     events: mpsc::UnboundedSender<ParticipantEvent>,
     timeout: Duration,
 ) {
     while let Some(message) = rx.recv().await {
+        let publish = publish.lock().ok().and_then(|p| p.clone());
         match message {
             ServerMessage::Offer { pc: PcKind::Subscribe, sdp } => {
                 match answer_subscribe(&mut subscribe, sdp, timeout).await {
@@ -752,19 +759,27 @@ async fn read_keyframe_requests(
 // Participant
 // ---------------------------------------------------------------------------------------------
 
+
 /// A joined participant. Drop closes it abruptly; [`Participant::close`] leaves cleanly.
 pub struct Participant {
     joined: Joined,
+    options: ParticipantOptions,
     signal: SignalSender,
     subscribe: Arc<dyn PeerConnection>,
-    publish: Option<Arc<dyn PeerConnection>>,
+    publish: Option<Connection>,
+    publish_slot: PublishSlot,
+    publish_answers: mpsc::UnboundedReceiver<Result<()>>,
     audio: Option<Arc<LocalAudio>>,
-    video: Option<Arc<LocalVideo>>,
+    videos: Vec<Arc<LocalVideo>>,
     counters: Arc<Counters>,
+    events_tx: mpsc::UnboundedSender<ParticipantEvent>,
     media_rx: Option<mpsc::Receiver<Received>>,
     events_rx: Option<mpsc::UnboundedReceiver<ParticipantEvent>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Keyframe-request readers, by our track id.
+    track_tasks: Vec<(String, JoinHandle<()>)>,
     pacers: Vec<JoinHandle<()>>,
+    pacing: bool,
 }
 
 impl Participant {
@@ -788,7 +803,6 @@ impl Participant {
         signal_rx: mpsc::UnboundedReceiver<ServerMessage>,
         options: ParticipantOptions,
     ) -> Result<Participant> {
-        let timeout = options.timeout;
         let counters = Arc::new(Counters::default());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::channel(options.media_capacity.max(1));
@@ -801,114 +815,204 @@ impl Participant {
         )
         .await?;
         let subscribe_pc = Arc::clone(&subscribe.pc);
-
-        let publishing = options.audio || options.video;
-        let mut publish = if publishing {
-            Some(
-                Connection::build(PcKind::Publish, options.bind_ip, &joined.ice_servers, events_tx.clone(), None)
-                    .await?,
-            )
-        } else {
-            None
-        };
-
-        let (answers_tx, mut answers_rx) = mpsc::unbounded_channel();
-        let mut tasks = vec![tokio::spawn(signal_loop(
+        let publish_slot = PublishSlot::default();
+        let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+        let signal_task = tokio::spawn(signal_loop(
             signal_rx,
             signal.clone(),
             subscribe,
-            publish.as_ref().map(|c| Arc::clone(&c.pc)),
+            Arc::clone(&publish_slot),
             answers_tx,
             events_tx.clone(),
-            timeout,
-        ))];
-
+            options.timeout,
+        ));
         let mut participant = Participant {
             joined,
+            options,
             signal,
             subscribe: subscribe_pc,
-            publish: publish.as_ref().map(|c| Arc::clone(&c.pc)),
+            publish: None,
+            publish_slot,
+            publish_answers: answers_rx,
             audio: None,
-            video: None,
+            videos: Vec::new(),
             counters,
+            events_tx,
             media_rx: Some(media_rx),
             events_rx: Some(events_rx),
-            tasks: Vec::new(),
+            tasks: vec![signal_task],
+            track_tasks: Vec::new(),
             pacers: Vec::new(),
+            pacing: false,
         };
-
-        if let Some(conn) = publish.as_mut() {
-            let stream_id = participant.joined.participant_id.clone();
-            if options.audio {
-                let track = LocalTrack::new(&stream_id, MediaKind::Audio, TrackSource::Microphone);
-                let synth = audio_synth(options.audio_tone_hz)?;
-                participant.audio = Some(Arc::new(LocalAudio {
-                    track,
-                    state: Mutex::new(AudioState { rtp: RtpState::random(), synth }),
-                }));
-            }
-            if options.video {
-                let track = LocalTrack::new(&stream_id, MediaKind::Video, TrackSource::Camera);
-                participant.video = Some(Arc::new(LocalVideo {
-                    track,
-                    state: Mutex::new(VideoState {
-                        rtp: RtpState::random(),
-                        synth: Vp8Synth::new(options.video_config.clone()),
-                    }),
-                    keyframe_requested: AtomicBool::new(false),
-                }));
-            }
-            let mut declarations = Vec::new();
-            for local in participant.local_tracks() {
-                let sender = conn.pc.add_track(Arc::clone(&local.track) as Arc<dyn TrackLocal>).await?;
-                if let Ok(mut slot) = local.sender.lock() {
-                    *slot = Some(sender);
-                }
-                declarations.push(local.declaration());
-            }
-
-            let offer = conn.pc.create_offer(None).await?;
-            conn.pc.set_local_description(offer).await?;
-            let sdp = conn.gathered_local_sdp(timeout).await?;
-            participant.signal.send(ClientMessage::Offer { pc: PcKind::Publish, sdp, tracks: declarations })?;
-            match tokio::time::timeout(timeout, answers_rx.recv()).await {
-                Err(_) => return Err(Error::Timeout("the publish answer")),
-                Ok(None) => return Err(Error::Closed),
-                Ok(Some(result)) => result?,
-            }
-            conn.wait_connected(timeout).await?;
-            info!(participant_id = %participant.joined.participant_id, "publishing");
-
-            for local in participant.local_tracks() {
-                local.learn_payload_type().await;
-            }
-            if let Some(audio) = &participant.audio {
-                tasks.push(tokio::spawn(read_keyframe_requests(
-                    Arc::clone(&audio.track.track),
-                    audio.track.track_id.clone(),
-                    None,
-                    Arc::clone(&participant.counters),
-                    events_tx.clone(),
-                )));
-            }
-            if let Some(video) = &participant.video {
-                tasks.push(tokio::spawn(read_keyframe_requests(
-                    Arc::clone(&video.track.track),
-                    video.track.track_id.clone(),
-                    Some(Arc::clone(video)),
-                    Arc::clone(&participant.counters),
-                    events_tx.clone(),
-                )));
-            }
+        if participant.options.audio {
+            participant.add_local(TrackSource::Microphone).await?;
         }
-        participant.tasks = tasks;
+        if participant.options.video {
+            participant.add_local(TrackSource::Camera).await?;
+        }
+        if participant.publish.is_some() {
+            participant.negotiate_publish().await?;
+        }
         Ok(participant)
     }
 
     fn local_tracks(&self) -> Vec<&LocalTrack> {
         let audio = self.audio.as_deref().map(|a| &a.track);
-        let video = self.video.as_deref().map(|v| &v.track);
-        audio.into_iter().chain(video).collect()
+        audio.into_iter().chain(self.videos.iter().map(|v| &v.track)).collect()
+    }
+
+    fn video(&self, source: Option<TrackSource>) -> Result<&Arc<LocalVideo>> {
+        let found = match source {
+            Some(source) => self.videos.iter().find(|v| v.track.source == source),
+            None => {
+                self.videos.iter().find(|v| v.track.source == TrackSource::Camera).or(self.videos.first())
+            }
+        };
+        found.ok_or_else(|| Error::Usage(format!("not publishing video from {source:?}")))
+    }
+
+    /// Adds a local track for `source` to the publish connection (made on first use), without
+    /// negotiating.
+    async fn add_local(&mut self, source: TrackSource) -> Result<String> {
+        if self.local_tracks().iter().any(|t| t.source == source) {
+            return Err(Error::Usage(format!("already publishing {source:?}")));
+        }
+        if self.publish.is_none() {
+            let conn = Connection::build(
+                PcKind::Publish,
+                self.options.bind_ip,
+                &self.joined.ice_servers,
+                self.events_tx.clone(),
+                None,
+            )
+            .await?;
+            if let Ok(mut slot) = self.publish_slot.lock() {
+                *slot = Some(Arc::clone(&conn.pc));
+            }
+            self.publish = Some(conn);
+        }
+        let pc = Arc::clone(&self.publish.as_ref().expect("publish connection just made").pc);
+        let kind = match source {
+            TrackSource::Microphone => MediaKind::Audio,
+            TrackSource::Camera | TrackSource::ScreenShare => MediaKind::Video,
+        };
+        let track = LocalTrack::new(&self.joined.participant_id, kind, source);
+        let sender = pc.add_track(Arc::clone(&track.track) as Arc<dyn TrackLocal>).await?;
+        if let Ok(mut slot) = track.sender.lock() {
+            *slot = Some(sender);
+        }
+        let track_id = track.track_id.clone();
+        match kind {
+            MediaKind::Audio => {
+                let synth = audio_synth(self.options.audio_tone_hz)?;
+                self.audio = Some(Arc::new(LocalAudio {
+                    track,
+                    state: Mutex::new(AudioState { rtp: RtpState::random(), synth }),
+                }));
+            }
+            MediaKind::Video => self.videos.push(Arc::new(LocalVideo {
+                track,
+                state: Mutex::new(VideoState {
+                    rtp: RtpState::random(),
+                    synth: Vp8Synth::new(self.options.video_config.clone()),
+                }),
+                keyframe_requested: AtomicBool::new(false),
+            })),
+        }
+        Ok(track_id)
+    }
+
+    /// Offers the publish connection's current tracks and applies the answer.
+    async fn negotiate_publish(&mut self) -> Result<()> {
+        let timeout = self.options.timeout;
+        let tracks = self.published_tracks();
+        let conn = self.publish.as_mut().ok_or_else(|| Error::Usage("nothing published".into()))?;
+        while self.publish_answers.try_recv().is_ok() {} // stale results of an earlier failure
+        let offer = conn.pc.create_offer(None).await?;
+        conn.pc.set_local_description(offer).await?;
+        let sdp = conn.gathered_local_sdp(timeout).await?;
+        self.signal.send(ClientMessage::Offer { pc: PcKind::Publish, sdp, tracks })?;
+        match tokio::time::timeout(timeout, self.publish_answers.recv()).await {
+            Err(_) => return Err(Error::Timeout("the publish answer")),
+            Ok(None) => return Err(Error::Closed),
+            Ok(Some(result)) => result?,
+        }
+        conn.wait_connected(timeout).await?;
+        info!(participant_id = %self.joined.participant_id, tracks = self.local_tracks().len(), "publishing");
+        for local in self.local_tracks() {
+            local.learn_payload_type().await;
+        }
+        self.watch_keyframe_requests();
+        Ok(())
+    }
+
+    /// Starts a keyframe-request reader for each local track that has none.
+    fn watch_keyframe_requests(&mut self) {
+        let mut new = Vec::new();
+        if let Some(audio) = &self.audio {
+            new.push((Arc::clone(&audio.track.track), audio.track.track_id.clone(), None));
+        }
+        for video in &self.videos {
+            new.push((Arc::clone(&video.track.track), video.track.track_id.clone(), Some(Arc::clone(video))));
+        }
+        for (track, track_id, video) in new {
+            if self.track_tasks.iter().any(|(id, _)| *id == track_id) {
+                continue;
+            }
+            let task = tokio::spawn(read_keyframe_requests(
+                track,
+                track_id.clone(),
+                video,
+                Arc::clone(&self.counters),
+                self.events_tx.clone(),
+            ));
+            self.track_tasks.push((track_id, task));
+        }
+    }
+
+    /// Publishes one more synthetic track — `Microphone` is audio, `Camera` and `ScreenShare` are
+    /// video — by renegotiating the publish connection. Returns its track id. Paced media, if
+    /// started, includes it at once.
+    pub async fn publish(&mut self, source: TrackSource) -> Result<String> {
+        let track_id = self.add_local(source).await?;
+        self.negotiate_publish().await?;
+        if self.pacing {
+            self.start_media();
+        }
+        Ok(track_id)
+    }
+
+    /// Stops publishing the track of `source` (`remove_track` and a new publish offer).
+    pub async fn unpublish(&mut self, source: TrackSource) -> Result<()> {
+        let track_id = self
+            .local_tracks()
+            .into_iter()
+            .find(|t| t.source == source)
+            .map(|t| t.track_id.clone())
+            .ok_or_else(|| Error::Usage(format!("not publishing {source:?}")))?;
+        let sender = self
+            .local_tracks()
+            .into_iter()
+            .find(|t| t.track_id == track_id)
+            .and_then(|t| t.sender.lock().ok().and_then(|s| s.clone()));
+        if let (Some(conn), Some(sender)) = (&self.publish, sender) {
+            conn.pc.remove_track(&sender).await?;
+        }
+        if self.audio.as_ref().is_some_and(|a| a.track.track_id == track_id) {
+            self.audio = None;
+        }
+        self.videos.retain(|v| v.track.track_id != track_id);
+        self.track_tasks.retain(|(id, task)| {
+            if *id == track_id {
+                task.abort();
+            }
+            *id != track_id
+        });
+        if self.pacing {
+            self.start_media();
+        }
+        self.negotiate_publish().await
     }
 
     /// The server's `joined` answer.
@@ -921,7 +1025,7 @@ impl Participant {
         &self.joined.participant_id
     }
 
-    /// A handle to send raw protocol messages (`mute`, `moderate`, ...).
+    /// A handle to send raw protocol messages (`moderate`, ...).
     pub fn signal(&self) -> &SignalSender {
         &self.signal
     }
@@ -931,12 +1035,12 @@ impl Participant {
         &self.subscribe
     }
 
-    /// The publish peer connection, when publishing.
+    /// The publish peer connection, once something was published.
     pub fn publish_connection(&self) -> Option<&Arc<dyn PeerConnection>> {
-        self.publish.as_ref()
+        self.publish.as_ref().map(|c| &c.pc)
     }
 
-    /// Our published tracks: `(track_id, source)`.
+    /// Our published tracks, as declared in the publish offer.
     pub fn published_tracks(&self) -> Vec<TrackDeclaration> {
         self.local_tracks().into_iter().map(LocalTrack::declaration).collect()
     }
@@ -968,33 +1072,39 @@ impl Participant {
 
     /// Sends one synthetic 20 ms audio packet now.
     pub async fn send_audio(&self) -> Result<()> {
-        let audio = self.audio.as_ref().ok_or(Error::Usage("not publishing audio".into()))?;
+        let audio = self.audio.as_ref().ok_or_else(|| Error::Usage("not publishing audio".into()))?;
         audio.send_synthetic(&self.counters).await
     }
 
     /// Sends an Opus payload of your own (e.g. encoded speech) covering `samples` 48 kHz samples.
     pub async fn send_audio_payload(&self, payload: Bytes, samples: u32) -> Result<()> {
-        let audio = self.audio.as_ref().ok_or(Error::Usage("not publishing audio".into()))?;
+        let audio = self.audio.as_ref().ok_or_else(|| Error::Usage("not publishing audio".into()))?;
         audio.send_payload(&self.counters, payload, samples).await
     }
 
-    /// Sends one synthetic video frame now; returns whether it was a keyframe.
+    /// Sends one synthetic frame on the camera track (or the only video track) now; returns
+    /// whether it was a keyframe.
     pub async fn send_video_frame(&self) -> Result<bool> {
-        let video = self.video.as_ref().ok_or(Error::Usage("not publishing video".into()))?;
-        video.send_frame(&self.counters).await
+        self.video(None)?.send_frame(&self.counters).await
     }
 
-    /// Makes the next video frame a keyframe.
+    /// Sends one synthetic frame on the video track of `source` now.
+    pub async fn send_video_frame_on(&self, source: TrackSource) -> Result<bool> {
+        self.video(Some(source))?.send_frame(&self.counters).await
+    }
+
+    /// Makes the next frame of every video track a keyframe.
     pub fn request_keyframe(&self) {
-        if let Some(video) = &self.video {
+        for video in &self.videos {
             video.keyframe_requested.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Starts pacing tasks: audio at 50 packets/s, video at the configured frame rate. Tracks that
-    /// are muted send nothing. Calling it again restarts them.
+    /// Starts pacing tasks: audio at 50 packets/s, each video track at the configured frame
+    /// rate. Muted tracks send nothing. Calling it again restarts them.
     pub fn start_media(&mut self) {
         self.stop_media();
+        self.pacing = true;
         if let Some(audio) = &self.audio {
             let audio = Arc::clone(audio);
             let counters = Arc::clone(&self.counters);
@@ -1011,11 +1121,11 @@ impl Participant {
                 }
             }));
         }
-        if let Some(video) = &self.video {
+        for video in &self.videos {
             let video = Arc::clone(video);
             let counters = Arc::clone(&self.counters);
+            let interval = self.options.video_config.frame_interval();
             self.pacers.push(tokio::spawn(async move {
-                let interval = video.state.lock().await.synth.config().frame_interval();
                 let mut tick = tokio::time::interval(interval);
                 loop {
                     tick.tick().await;
@@ -1032,6 +1142,7 @@ impl Participant {
 
     /// Stops the pacing tasks.
     pub fn stop_media(&mut self) {
+        self.pacing = false;
         for pacer in self.pacers.drain(..) {
             pacer.abort();
         }
@@ -1052,22 +1163,20 @@ impl Participant {
         self.stop_media();
         self.signal.close().await;
         if let Some(publish) = &self.publish
-            && let Err(e) = publish.close().await
+            && let Err(e) = publish.pc.close().await
         {
             debug!(error = %e, "closing the publish connection");
         }
         if let Err(e) = self.subscribe.close().await {
             debug!(error = %e, "closing the subscribe connection");
         }
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
     }
 }
 
 impl Drop for Participant {
     fn drop(&mut self) {
-        for task in self.pacers.drain(..).chain(self.tasks.drain(..)) {
+        let track_tasks = self.track_tasks.drain(..).map(|(_, task)| task);
+        for task in self.pacers.drain(..).chain(self.tasks.drain(..)).chain(track_tasks) {
             task.abort();
         }
     }

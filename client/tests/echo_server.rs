@@ -13,7 +13,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use samtal_client::samtal_protocol::{
-    ClientMessage, ErrorCode, MediaKind, PcKind, Role, ServerMessage,
+    ClientMessage, ErrorCode, MediaKind, PcKind, Role, ServerMessage, TrackSource,
 };
 use samtal_client::synthetic::vp8_is_keyframe_start;
 use samtal_client::{Error, JoinOptions, Participant, ParticipantEvent, ParticipantOptions, SignalingClient};
@@ -135,7 +135,8 @@ fn output_track(kind: RtpCodecKind, mime: &str, clock_rate: u32, channels: u16, 
 
 /// Serves one websocket: `join` → `joined`; a publish offer → answer, then a subscribe offer
 /// carrying the echo of both tracks.
-async fn serve_echo(listener: TcpListener) {
+async fn serve_echo(listener: TcpListener) -> Vec<usize> {
+    let mut declared = Vec::new();
     let (tcp, _) = listener.accept().await.unwrap();
     let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
     let (mut sink, mut stream) = ws.split();
@@ -171,7 +172,7 @@ async fn serve_echo(listener: TcpListener) {
                     .unwrap();
             }
             ClientMessage::Offer { pc: PcKind::Publish, sdp, tracks } => {
-                assert_eq!(tracks.len(), 2, "both tracks declared");
+                declared.push(tracks.len());
                 pub_pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap()).await.unwrap();
                 let answer = pub_pc.create_answer(None).await.unwrap();
                 pub_pc.set_local_description(answer).await.unwrap();
@@ -193,6 +194,7 @@ async fn serve_echo(listener: TcpListener) {
     }
     let _ = pub_pc.close().await;
     let _ = sub_pc.close().await;
+    declared
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,8 +256,20 @@ async fn publishes_and_receives_its_echo() {
     assert!(requested && stats.keyframe_requests > 0, "{stats:?}");
     assert!(stats.keyframes_sent >= 2, "{stats:?}");
     assert_eq!(stats.send_errors, 0, "{stats:?}");
+
+    // Renegotiation of the publish connection: a screen share comes and goes.
+    let screen = p.publish(TrackSource::ScreenShare).await.expect("publish a screen share");
+    assert_eq!(p.published_tracks().len(), 3);
+    assert!(p.send_video_frame_on(TrackSource::ScreenShare).await.unwrap(), "first frame is a keyframe");
+    p.unpublish(TrackSource::ScreenShare).await.expect("unpublish the screen share");
+    assert!(p.published_tracks().iter().all(|t| t.track_id != screen));
+    assert!(p.send_video_frame_on(TrackSource::ScreenShare).await.is_err());
+    p.send_video_frame().await.expect("the camera still sends");
+    assert_eq!(p.stats().send_errors, 0);
+
     p.close().await;
-    tokio::time::timeout(Duration::from_secs(5), server).await.expect("server saw leave").unwrap();
+    let declared = tokio::time::timeout(Duration::from_secs(5), server).await.expect("server saw leave").unwrap();
+    assert_eq!(declared, vec![2, 3, 2], "tracks declared in each publish offer");
 }
 
 #[tokio::test]
