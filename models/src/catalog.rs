@@ -55,7 +55,11 @@ macro_rules! whisper_cpp {
             name: $name,
             family: Family::WhisperCpp,
             file_name: concat!("ggml-", $name, ".bin"),
-            url: concat!("https://huggingface.co/ggerganov/whisper.cpp/resolve/main/ggml-", $name, ".bin"),
+            url: concat!(
+                "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/ggml-",
+                $name,
+                ".bin"
+            ),
             languages: $lang,
             approx_size_mib: $mib,
             exact_size: None,
@@ -71,7 +75,11 @@ macro_rules! kb_whisper {
             name: concat!("kb-whisper-", $size, "-q5_0"),
             family: Family::KbWhisper,
             file_name: concat!("kb-whisper-", $size, "-q5_0.bin"),
-            url: concat!("https://huggingface.co/KBLab/kb-whisper-", $size, "/resolve/main/ggml-model-q5_0.bin"),
+            url: concat!(
+                "https://huggingface.co/KBLab/kb-whisper-",
+                $size,
+                "/resolve/main/ggml-model-q5_0.bin"
+            ),
             languages: "sv",
             approx_size_mib: None,
             exact_size: None,
@@ -84,7 +92,11 @@ macro_rules! kb_whisper {
             name: concat!("kb-whisper-", $size),
             family: Family::KbWhisper,
             file_name: concat!("kb-whisper-", $size, ".bin"),
-            url: concat!("https://huggingface.co/KBLab/kb-whisper-", $size, "/resolve/main/ggml-model.bin"),
+            url: concat!(
+                "https://huggingface.co/KBLab/kb-whisper-",
+                $size,
+                "/resolve/main/ggml-model.bin"
+            ),
             languages: "sv",
             approx_size_mib: $mib,
             exact_size: None,
@@ -100,7 +112,11 @@ macro_rules! silero {
             name: concat!("silero-", $version),
             family: Family::SileroVad,
             file_name: concat!("ggml-silero-", $version, ".bin"),
-            url: concat!("https://huggingface.co/ggml-org/whisper-vad/resolve/main/ggml-silero-", $version, ".bin"),
+            url: concat!(
+                "https://huggingface.co/ggml-org/whisper-vad/resolve/main/ggml-silero-",
+                $version,
+                ".bin"
+            ),
             languages: "multilingual",
             approx_size_mib: Some(1),
             exact_size: Some(885_098),
@@ -112,21 +128,96 @@ macro_rules! silero {
 
 static CATALOG: &[CatalogEntry] = &[
     // SHA-1 and sizes from whisper.cpp models/README.md ("Available models").
-    whisper_cpp!("tiny", "multilingual", Some(75), Some("bd577a113a864445d4c299885e0cb97d4ba92b5f")),
-    whisper_cpp!("tiny.en", "en", Some(75), Some("c78c86eb1a8faa21b369bcd33207cc90d64ae9df")),
-    whisper_cpp!("base", "multilingual", Some(142), Some("465707469ff3a37a2b9b8d8f89f2f99de7299dac")),
-    whisper_cpp!("base.en", "en", Some(142), Some("137c40403d78fd54d454da0f9bd998f78703390c")),
-    whisper_cpp!("small", "multilingual", Some(466), Some("55356645c2b361a969dfd0ef2c5a50d530afd8d5")),
-    whisper_cpp!("small.en", "en", Some(466), Some("db8a495a91d927739e50b3fc1cc4c6b8f6c2d022")),
-    whisper_cpp!("medium", "multilingual", Some(1536), Some("fd9727b6e1217c2f614f9b698455c4ffd82463b4")),
-    whisper_cpp!("medium.en", "en", Some(1536), Some("8c30f0e44ce9560643ebd10bbe50cd20eafd3723")),
-    whisper_cpp!("large-v1", "multilingual", Some(2970), Some("b1caaf735c4cc1429223d5a74f0f4d0b9b59a299")),
-    whisper_cpp!("large-v2", "multilingual", Some(2970), Some("0f4c8e34f21cf1a914c59d8b3ce882345ad349d6")),
-    whisper_cpp!("large-v2-q5_0", "multilingual", Some(1126), Some("00e39f2196344e901b3a2bd5814807a769bd1630")),
-    whisper_cpp!("large-v3", "multilingual", Some(2970), Some("ad82bf6a9043ceed055076d0fd39f5f186ff8062")),
-    whisper_cpp!("large-v3-q5_0", "multilingual", Some(1126), Some("e6e2ed78495d403bef4b7cff42ef4aaadcfea8de")),
-    whisper_cpp!("large-v3-turbo", "multilingual", Some(1536), Some("4af2b29d7ec73d781377bfd1758ca957a807e941")),
-    whisper_cpp!("large-v3-turbo-q5_0", "multilingual", Some(547), Some("e050f7970618a659205450ad97eb95a18d69c9ee")),
+    whisper_cpp!(
+        "tiny",
+        "multilingual",
+        Some(75),
+        Some("bd577a113a864445d4c299885e0cb97d4ba92b5f")
+    ),
+    whisper_cpp!(
+        "tiny.en",
+        "en",
+        Some(75),
+        Some("c78c86eb1a8faa21b369bcd33207cc90d64ae9df")
+    ),
+    whisper_cpp!(
+        "base",
+        "multilingual",
+        Some(142),
+        Some("465707469ff3a37a2b9b8d8f89f2f99de7299dac")
+    ),
+    whisper_cpp!(
+        "base.en",
+        "en",
+        Some(142),
+        Some("137c40403d78fd54d454da0f9bd998f78703390c")
+    ),
+    whisper_cpp!(
+        "small",
+        "multilingual",
+        Some(466),
+        Some("55356645c2b361a969dfd0ef2c5a50d530afd8d5")
+    ),
+    whisper_cpp!(
+        "small.en",
+        "en",
+        Some(466),
+        Some("db8a495a91d927739e50b3fc1cc4c6b8f6c2d022")
+    ),
+    whisper_cpp!(
+        "medium",
+        "multilingual",
+        Some(1536),
+        Some("fd9727b6e1217c2f614f9b698455c4ffd82463b4")
+    ),
+    whisper_cpp!(
+        "medium.en",
+        "en",
+        Some(1536),
+        Some("8c30f0e44ce9560643ebd10bbe50cd20eafd3723")
+    ),
+    whisper_cpp!(
+        "large-v1",
+        "multilingual",
+        Some(2970),
+        Some("b1caaf735c4cc1429223d5a74f0f4d0b9b59a299")
+    ),
+    whisper_cpp!(
+        "large-v2",
+        "multilingual",
+        Some(2970),
+        Some("0f4c8e34f21cf1a914c59d8b3ce882345ad349d6")
+    ),
+    whisper_cpp!(
+        "large-v2-q5_0",
+        "multilingual",
+        Some(1126),
+        Some("00e39f2196344e901b3a2bd5814807a769bd1630")
+    ),
+    whisper_cpp!(
+        "large-v3",
+        "multilingual",
+        Some(2970),
+        Some("ad82bf6a9043ceed055076d0fd39f5f186ff8062")
+    ),
+    whisper_cpp!(
+        "large-v3-q5_0",
+        "multilingual",
+        Some(1126),
+        Some("e6e2ed78495d403bef4b7cff42ef4aaadcfea8de")
+    ),
+    whisper_cpp!(
+        "large-v3-turbo",
+        "multilingual",
+        Some(1536),
+        Some("4af2b29d7ec73d781377bfd1758ca957a807e941")
+    ),
+    whisper_cpp!(
+        "large-v3-turbo-q5_0",
+        "multilingual",
+        Some(547),
+        Some("e050f7970618a659205450ad97eb95a18d69c9ee")
+    ),
     // Quantized variants offered by whisper.cpp's download-ggml-model.sh; no checksum published for them.
     whisper_cpp!("tiny-q5_1", "multilingual", None, None),
     whisper_cpp!("tiny.en-q5_1", "en", None, None),
@@ -154,8 +245,14 @@ static CATALOG: &[CatalogEntry] = &[
     kb_whisper!("medium", q5_0),
     kb_whisper!("large", q5_0),
     // Silero VAD: SHA-256 of the files whisper.cpp commits as models/for-tests-silero-*-ggml.bin (identical bytes).
-    silero!("v6.2.0", "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987"),
-    silero!("v5.1.2", "29940d98d42b91fbd05ce489f3ecf7c72f0a42f027e4875919a28fb4c04ea2cf"),
+    silero!(
+        "v6.2.0",
+        "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987"
+    ),
+    silero!(
+        "v5.1.2",
+        "29940d98d42b91fbd05ce489f3ecf7c72f0a42f027e4875919a28fb4c04ea2cf"
+    ),
 ];
 
 /// Every catalog entry, Whisper models first, then KBLab's, then the VAD files.
@@ -182,7 +279,11 @@ pub fn find_by_digest(sha1: &str, sha256: &str) -> Option<&'static CatalogEntry>
 
 /// Catalog names joined with ", ", for error messages and help text.
 pub fn known_names() -> String {
-    CATALOG.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+    CATALOG
+        .iter()
+        .map(|e| e.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -204,15 +305,31 @@ mod tests {
         for e in CATALOG {
             let official = match e.family {
                 Family::WhisperCpp => e.url.starts_with(HF_WHISPER_CPP),
-                Family::KbWhisper => e.url.starts_with("https://huggingface.co/KBLab/kb-whisper-"),
-                Family::SileroVad => e.url.starts_with("https://huggingface.co/ggml-org/whisper-vad/resolve/main/"),
+                Family::KbWhisper => e
+                    .url
+                    .starts_with("https://huggingface.co/KBLab/kb-whisper-"),
+                Family::SileroVad => e
+                    .url
+                    .starts_with("https://huggingface.co/ggml-org/whisper-vad/resolve/main/"),
             };
             assert!(official, "{} has an unofficial url {}", e.name, e.url);
             if let Some(s) = e.sha1 {
-                assert!(s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{}", e.name);
+                assert!(
+                    s.len() == 40
+                        && s.bytes()
+                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                    "{}",
+                    e.name
+                );
             }
             if let Some(s) = e.sha256 {
-                assert!(s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{}", e.name);
+                assert!(
+                    s.len() == 64
+                        && s.bytes()
+                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                    "{}",
+                    e.name
+                );
             }
         }
     }
@@ -220,14 +337,20 @@ mod tests {
     #[test]
     fn lookup_by_name_file_and_digest() {
         let e = find("base.en").expect("base.en in catalog");
-        assert_eq!(e.url, "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/ggml-base.en.bin");
+        assert_eq!(
+            e.url,
+            "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/ggml-base.en.bin"
+        );
         assert_eq!(e.sha1, Some("137c40403d78fd54d454da0f9bd998f78703390c"));
         assert_eq!(find_by_file_name("ggml-base.en.bin"), Some(e));
         assert_eq!(
             find("kb-whisper-large-q5_0").map(|e| e.url),
             Some("https://huggingface.co/KBLab/kb-whisper-large/resolve/main/ggml-model-q5_0.bin")
         );
-        let vad = find_by_digest("", "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987");
+        let vad = find_by_digest(
+            "",
+            "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987",
+        );
         assert_eq!(vad.map(|e| e.name), Some("silero-v6.2.0"));
         assert!(find("tiny.english").is_none());
         assert!(known_names().contains("large-v3-turbo"));

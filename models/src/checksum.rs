@@ -87,7 +87,10 @@ mod tests {
         h.update(b"bc");
         let c = h.finish();
         assert_eq!(c.sha1, "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(c.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            c.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(c.bytes, 3);
     }
 }

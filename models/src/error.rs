@@ -27,7 +27,9 @@ pub enum Error {
     NotGgml { path: PathBuf, found: String },
 
     /// The file ends before the structure it declares: `at` is the file length, `needed` how far it had to go.
-    #[error("{path}: truncated at byte {at} while reading {what} (the file would need at least {needed} bytes)")]
+    #[error(
+        "{path}: truncated at byte {at} while reading {what} (the file would need at least {needed} bytes)"
+    )]
     Truncated {
         path: PathBuf,
         at: u64,
@@ -47,7 +49,10 @@ pub enum Error {
         lang = if hparams.is_multilingual() { "multilingual" } else { "English-only" },
         n_vocab = hparams.n_vocab
     )]
-    TestOnly { path: PathBuf, hparams: WhisperHparams },
+    TestOnly {
+        path: PathBuf,
+        hparams: WhisperHparams,
+    },
 
     /// Some tensors are present but not as many as whisper.cpp will ask for: it would refuse to load the file.
     #[error("{path}: incomplete model: {found} tensors, a model with these hparams has {expected}")]

@@ -30,7 +30,12 @@ pub fn fetch(name: &str, dest_dir: &Path) -> Result<ModelInfo> {
 }
 
 /// Downloads `entry` from `url` (its official URL, a mirror, or a local test server) into `dest_dir`.
-pub fn fetch_from(entry: &CatalogEntry, url: &str, dest_dir: &Path, progress: Progress<'_>) -> Result<ModelInfo> {
+pub fn fetch_from(
+    entry: &CatalogEntry,
+    url: &str,
+    dest_dir: &Path,
+    progress: Progress<'_>,
+) -> Result<ModelInfo> {
     fs::create_dir_all(dest_dir).map_err(|source| Error::Write {
         path: dest_dir.to_owned(),
         action: "creating the model directory",
@@ -90,7 +95,9 @@ fn download(url: &str, path: &Path, progress: Progress<'_>) -> Result<crate::che
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = body.read(&mut buf).map_err(|e| failed(format!("reading the body: {e}")))?;
+        let n = body
+            .read(&mut buf)
+            .map_err(|e| failed(format!("reading the body: {e}")))?;
         if n == 0 {
             break;
         }
@@ -104,7 +111,10 @@ fn download(url: &str, path: &Path, progress: Progress<'_>) -> Result<crate::che
     if let Some(total) = total
         && total != sums.bytes
     {
-        return Err(failed(format!("body ended after {} of {total} bytes", sums.bytes)));
+        return Err(failed(format!(
+            "body ended after {} of {total} bytes",
+            sums.bytes
+        )));
     }
     Ok(sums)
 }

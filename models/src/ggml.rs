@@ -366,13 +366,16 @@ fn walk_tensors(r: &mut Reader) -> Result<TensorSummary> {
             summary.fully_checked = false;
             break;
         };
-        if ne0 % block != 0 {
+        if !ne0.is_multiple_of(block) {
             return Err(r.malformed(format!(
                 "tensor #{index} {name:?}: row of {ne0} elements is not a whole number of {block}-element blocks"
             )));
         }
         let data = elements / block * bytes_per_block;
-        r.skip(data, &format!("the data of tensor #{index} {name:?} ({data} bytes)"))?;
+        r.skip(
+            data,
+            &format!("the data of tensor #{index} {name:?} ({data} bytes)"),
+        )?;
         summary.count += 1;
         summary.data_bytes += data;
     }
@@ -411,7 +414,13 @@ fn describe_magic(magic: u32) -> String {
     let bytes = magic.to_le_bytes();
     let text: String = bytes
         .iter()
-        .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
         .collect();
     format!("{magic:#010x} {text:?}")
 }
@@ -515,11 +524,14 @@ impl Reader {
 
     fn skip(&mut self, n: u64, what: &str) -> Result<()> {
         self.ensure(n, what)?;
-        let offset = i64::try_from(n).map_err(|_| self.malformed(format!("{what}: {n} bytes is too large")))?;
-        self.inner.seek_relative(offset).map_err(|e| Error::Unreadable {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        let offset = i64::try_from(n)
+            .map_err(|_| self.malformed(format!("{what}: {n} bytes is too large")))?;
+        self.inner
+            .seek_relative(offset)
+            .map_err(|e| Error::Unreadable {
+                path: self.path.clone(),
+                source: e,
+            })?;
         self.pos += n;
         Ok(())
     }

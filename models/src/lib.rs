@@ -20,5 +20,8 @@ pub use catalog::{CatalogEntry, Family, catalog, find};
 pub use checksum::Checksums;
 pub use error::{Error, Result};
 pub use fetch::{fetch, fetch_from};
-pub use ggml::{Content, Inspection, SileroVadFile, SizeClass, TensorSummary, WeightType, WhisperFile, WhisperHparams, inspect};
+pub use ggml::{
+    Content, Inspection, SileroVadFile, SizeClass, TensorSummary, WeightType, WhisperFile,
+    WhisperHparams, inspect,
+};
 pub use verify::{ModelInfo, check_structure, verify, verify_as};

@@ -69,9 +69,12 @@ fn pinned_download_is_verified_and_renamed_into_place_then_reused() {
     let dest_dir = dir.path().join("models");
 
     let mut last = (0, None);
-    let info = fetch_from(entry, &format!("{base}/ggml-silero-v6.2.0.bin"), &dest_dir, &mut |done, total| {
-        last = (done, total)
-    })
+    let info = fetch_from(
+        entry,
+        &format!("{base}/ggml-silero-v6.2.0.bin"),
+        &dest_dir,
+        &mut |done, total| last = (done, total),
+    )
     .expect("download succeeds");
     assert_eq!(last, (885_098, Some(885_098)));
     assert_eq!(info.path, dest_dir.join("ggml-silero-v6.2.0.bin"));
@@ -96,9 +99,17 @@ fn checksum_mismatch_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let err = fetch_from(entry, &format!("{base}/m.bin"), dir.path(), &mut |_, _| {}).unwrap_err();
     match &err {
-        Error::ChecksumMismatch { expected, actual, .. } => {
-            assert_eq!(expected, "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987");
-            assert_eq!(actual, "29940d98d42b91fbd05ce489f3ecf7c72f0a42f027e4875919a28fb4c04ea2cf");
+        Error::ChecksumMismatch {
+            expected, actual, ..
+        } => {
+            assert_eq!(
+                expected,
+                "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987"
+            );
+            assert_eq!(
+                actual,
+                "29940d98d42b91fbd05ce489f3ecf7c72f0a42f027e4875919a28fb4c04ea2cf"
+            );
         }
         other => panic!("expected ChecksumMismatch, got {other}"),
     }
@@ -112,12 +123,27 @@ fn http_errors_and_short_bodies_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
 
     let (base, _) = serve(Reply::NotFound);
-    let err = fetch_from(entry, &format!("{base}/missing.bin"), dir.path(), &mut |_, _| {}).unwrap_err();
-    assert!(matches!(&err, Error::Download { detail, .. } if detail.contains("404")), "{err}");
+    let err = fetch_from(
+        entry,
+        &format!("{base}/missing.bin"),
+        dir.path(),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Download { detail, .. } if detail.contains("404")),
+        "{err}"
+    );
 
     let bytes = fs::read(test_data("models/ggml-silero-v6.2.0-for-tests.bin")).unwrap();
     let (base, _) = serve(Reply::CutShort(bytes, 100_000));
-    let err = fetch_from(entry, &format!("{base}/cut.bin"), dir.path(), &mut |_, _| {}).unwrap_err();
+    let err = fetch_from(
+        entry,
+        &format!("{base}/cut.bin"),
+        dir.path(),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Download { .. }), "{err}");
 
     assert!(!dir.path().join(entry.file_name).exists());
@@ -129,9 +155,17 @@ fn unpinned_entry_still_gets_a_structure_check() {
     // kb-whisper files have no pinned digest: an HTML error page must still be refused.
     let entry = catalog::find("kb-whisper-tiny").unwrap();
     assert!(!entry.is_pinned());
-    let (base, _) = serve(Reply::Ok(b"<!DOCTYPE html><title>rate limited</title>".to_vec()));
+    let (base, _) = serve(Reply::Ok(
+        b"<!DOCTYPE html><title>rate limited</title>".to_vec(),
+    ));
     let dir = tempfile::tempdir().unwrap();
-    let err = fetch_from(entry, &format!("{base}/ggml-model.bin"), dir.path(), &mut |_, _| {}).unwrap_err();
+    let err = fetch_from(
+        entry,
+        &format!("{base}/ggml-model.bin"),
+        dir.path(),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::NotGgml { .. }), "{err}");
     assert!(!dir.path().join(entry.file_name).exists());
     assert!(leftovers(dir.path()).is_empty());
@@ -143,5 +177,10 @@ fn unknown_name_lists_the_catalog() {
     let err = samtal_models::fetch("tiny.english", dir.path()).unwrap_err();
     assert!(matches!(err, Error::UnknownModel { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("tiny.english") && msg.contains("tiny.en,") && msg.contains("kb-whisper-large"), "{msg}");
+    assert!(
+        msg.contains("tiny.english")
+            && msg.contains("tiny.en,")
+            && msg.contains("kb-whisper-large"),
+        "{msg}"
+    );
 }

@@ -17,18 +17,34 @@ fn dummy_tiny_is_rejected_as_test_only_with_its_hparams() {
     };
     assert_eq!(p, &path);
     assert_eq!(
-        (hparams.n_vocab, hparams.n_audio_ctx, hparams.n_audio_state, hparams.n_audio_head, hparams.n_audio_layer),
+        (
+            hparams.n_vocab,
+            hparams.n_audio_ctx,
+            hparams.n_audio_state,
+            hparams.n_audio_head,
+            hparams.n_audio_layer
+        ),
         (51865, 1500, 384, 6, 4)
     );
     assert_eq!(
-        (hparams.n_text_ctx, hparams.n_text_state, hparams.n_text_head, hparams.n_text_layer, hparams.n_mels, hparams.ftype),
+        (
+            hparams.n_text_ctx,
+            hparams.n_text_state,
+            hparams.n_text_head,
+            hparams.n_text_layer,
+            hparams.n_mels,
+            hparams.ftype
+        ),
         (448, 384, 6, 4, 80, 1)
     );
     assert_eq!(hparams.size_class(), SizeClass::Tiny);
     assert!(hparams.is_multilingual());
     assert_eq!(hparams.expected_tensor_count(), 167);
     let msg = err.to_string();
-    assert!(msg.contains("for-tests-ggml-tiny.bin") && msg.contains("test-only"), "{msg}");
+    assert!(
+        msg.contains("for-tests-ggml-tiny.bin") && msg.contains("test-only"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -36,7 +52,9 @@ fn dummy_tiny_en_is_english_only_and_fully_parsed() {
     let path = test_data("models/for-tests/for-tests-ggml-tiny.en.bin");
     let inspection = inspect(&path).expect("structure parses");
     assert_eq!(inspection.file_size, 586_836);
-    let Content::Whisper(w) = inspection.content else { panic!("not a Whisper file") };
+    let Content::Whisper(w) = inspection.content else {
+        panic!("not a Whisper file")
+    };
     assert_eq!(w.hparams.n_vocab, 51864);
     assert!(!w.hparams.is_multilingual());
     assert_eq!(w.mel_filters, (80, 201));
@@ -48,11 +66,21 @@ fn dummy_tiny_en_is_english_only_and_fully_parsed() {
 #[test]
 fn silero_files_are_recognised_with_version_and_checksum() {
     for (file, version, sha256) in [
-        ("models/ggml-silero-v6.2.0-for-tests.bin", (6, 2, 0), "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987"),
-        ("models/ggml-silero-v5.1.2-for-tests.bin", (5, 1, 2), "29940d98d42b91fbd05ce489f3ecf7c72f0a42f027e4875919a28fb4c04ea2cf"),
+        (
+            "models/ggml-silero-v6.2.0-for-tests.bin",
+            (6, 2, 0),
+            "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987",
+        ),
+        (
+            "models/ggml-silero-v5.1.2-for-tests.bin",
+            (5, 1, 2),
+            "29940d98d42b91fbd05ce489f3ecf7c72f0a42f027e4875919a28fb4c04ea2cf",
+        ),
     ] {
         let info = verify(&test_data(file)).expect("real VAD file verifies");
-        let Content::SileroVad(v) = &info.content else { panic!("{file}: not recognised as VAD") };
+        let Content::SileroVad(v) = &info.content else {
+            panic!("{file}: not recognised as VAD")
+        };
         assert_eq!(v.model_type, "silero-16k");
         assert_eq!(v.version, version);
         assert_eq!((v.n_window, v.n_context), (512, 64));
@@ -93,7 +121,12 @@ fn truncated_copies_report_the_byte_where_they_end() {
         let path = dir.path().join(format!("cut-{i}.bin"));
         fs::write(&path, &bytes[..len]).unwrap();
         match verify(&path) {
-            Err(Error::Truncated { at, what: w, needed, .. }) => {
+            Err(Error::Truncated {
+                at,
+                what: w,
+                needed,
+                ..
+            }) => {
                 assert_eq!(at, len as u64, "case {i}");
                 assert!(needed > at, "case {i}");
                 assert!(w.contains(what), "case {i}: {w}");
@@ -101,8 +134,14 @@ fn truncated_copies_report_the_byte_where_they_end() {
             other => panic!("case {i}: expected Truncated, got {other:?}"),
         }
     }
-    let msg = verify(&dir.path().join("cut-5.bin")).unwrap_err().to_string();
-    assert!(msg.contains("cut-5.bin") && msg.contains(&format!("truncated at byte {}", vad.len() - 1000)), "{msg}");
+    let msg = verify(&dir.path().join("cut-5.bin"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("cut-5.bin")
+            && msg.contains(&format!("truncated at byte {}", vad.len() - 1000)),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -111,8 +150,13 @@ fn garbage_and_html_are_not_ggml() {
     let html = dir.path().join("ggml-tiny.bin");
     fs::write(&html, b"<!DOCTYPE html><html>Not Found</html>").unwrap();
     let err = verify(&html).unwrap_err();
-    let Error::NotGgml { found, .. } = &err else { panic!("{err}") };
-    assert!(found.contains("0x4f44213c") && found.contains("<!DO"), "{found}");
+    let Error::NotGgml { found, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        found.contains("0x4f44213c") && found.contains("<!DO"),
+        "{found}"
+    );
 
     let gguf = dir.path().join("model.gguf");
     fs::write(&gguf, b"GGUF\x03\0\0\0rest").unwrap();
@@ -140,7 +184,9 @@ fn extra_tensor_data_missing_is_caught() {
     let path = dir.path().join("short-tensor.bin");
     fs::write(&path, &bytes).unwrap();
     match verify(&path) {
-        Err(Error::Truncated { needed, at, what, .. }) => {
+        Err(Error::Truncated {
+            needed, at, what, ..
+        }) => {
             assert_eq!(at, bytes.len() as u64);
             assert_eq!(needed, (bytes.len() - 10 + 4000) as u64);
             assert!(what.contains("encoder.positional_embedding"), "{what}");
@@ -153,7 +199,11 @@ fn extra_tensor_data_missing_is_caught() {
     fs::write(&path, &whole).unwrap();
     assert!(matches!(
         verify(&path),
-        Err(Error::MissingTensors { found: 1, expected: 167, .. })
+        Err(Error::MissingTensors {
+            found: 1,
+            expected: 167,
+            ..
+        })
     ));
 }
 
@@ -164,10 +214,21 @@ fn pinned_file_name_with_other_content_is_a_checksum_mismatch() {
     let path = dir.path().join("ggml-silero-v6.2.0.bin");
     fs::copy(test_data("models/ggml-silero-v5.1.2-for-tests.bin"), &path).unwrap();
     match verify(&path) {
-        Err(Error::ChecksumMismatch { algorithm, expected, actual, .. }) => {
+        Err(Error::ChecksumMismatch {
+            algorithm,
+            expected,
+            actual,
+            ..
+        }) => {
             assert_eq!(algorithm, "sha256");
-            assert_eq!(expected, "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987");
-            assert_eq!(actual, "29940d98d42b91fbd05ce489f3ecf7c72f0a42f027e4875919a28fb4c04ea2cf");
+            assert_eq!(
+                expected,
+                "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987"
+            );
+            assert_eq!(
+                actual,
+                "29940d98d42b91fbd05ce489f3ecf7c72f0a42f027e4875919a28fb4c04ea2cf"
+            );
         }
         other => panic!("expected ChecksumMismatch, got {other:?}"),
     }

@@ -89,7 +89,8 @@ pub struct SpeakerDecoder {
 
 impl SpeakerDecoder {
     pub fn new(config: DecoderConfig) -> Result<Self> {
-        let decoder = Decoder::new(SAMPLE_RATE, Channels::Mono).map_err(|e| Error::Opus(e.to_string()))?;
+        let decoder =
+            Decoder::new(SAMPLE_RATE, Channels::Mono).map_err(|e| Error::Opus(e.to_string()))?;
         Ok(Self {
             decoder,
             config,
@@ -141,7 +142,10 @@ impl SpeakerDecoder {
                 }
             }
         };
-        self.last = Some((seq, rtp_timestamp.wrapping_add(decoded as u32 * RTP_TICKS_PER_SAMPLE)));
+        self.last = Some((
+            seq,
+            rtp_timestamp.wrapping_add(decoded as u32 * RTP_TICKS_PER_SAMPLE),
+        ));
         self.stats.samples_out += out.samples.len() as u64;
         out
     }
@@ -164,16 +168,22 @@ impl SpeakerDecoder {
         let fec_len = if next_payload.is_empty() {
             0
         } else {
-            opus::packet::get_nb_samples(next_payload, SAMPLE_RATE).unwrap_or(0).min(gap)
+            opus::packet::get_nb_samples(next_payload, SAMPLE_RATE)
+                .unwrap_or(0)
+                .min(gap)
         };
         let plc_budget = duration_samples(self.config.max_concealment);
         let before_fec = gap - fec_len;
         let plc_len = before_fec.min(plc_budget) / PLC_QUANTUM * PLC_QUANTUM;
         self.conceal(plc_len, &mut out.samples);
-        out.samples.resize(out.samples.len() + (before_fec - plc_len), 0.0);
+        out.samples
+            .resize(out.samples.len() + (before_fec - plc_len), 0.0);
         self.stats.silence_samples += (before_fec - plc_len) as u64;
         if fec_len > 0 {
-            match self.decoder.decode_float(next_payload, &mut self.scratch[..fec_len], true) {
+            match self
+                .decoder
+                .decode_float(next_payload, &mut self.scratch[..fec_len], true)
+            {
                 Ok(n) if n == fec_len => {
                     out.samples.extend_from_slice(&self.scratch[..n]);
                     self.stats.fec_frames += 1;
@@ -188,8 +198,15 @@ impl SpeakerDecoder {
         let mut left = n;
         while left > 0 {
             let chunk = left.min(320);
-            let chunk = if chunk >= PLC_QUANTUM { chunk / PLC_QUANTUM * PLC_QUANTUM } else { chunk };
-            match self.decoder.decode_float(&[], &mut self.scratch[..chunk], false) {
+            let chunk = if chunk >= PLC_QUANTUM {
+                chunk / PLC_QUANTUM * PLC_QUANTUM
+            } else {
+                chunk
+            };
+            match self
+                .decoder
+                .decode_float(&[], &mut self.scratch[..chunk], false)
+            {
                 Ok(got) if got == chunk => out.extend_from_slice(&self.scratch[..chunk]),
                 _ => out.resize(out.len() + chunk, 0.0),
             }
@@ -217,7 +234,10 @@ mod tests {
         (0..n)
             .map(|i| {
                 let frame: Vec<f32> = (0..960)
-                    .map(|k| 0.3 * ((i * 960 + k) as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin())
+                    .map(|k| {
+                        0.3 * ((i * 960 + k) as f32 * 440.0 * std::f32::consts::TAU / 48_000.0)
+                            .sin()
+                    })
                     .collect();
                 enc.encode_vec_float(&frame, 1500).unwrap()
             })
@@ -250,13 +270,24 @@ mod tests {
             }
             // Sequence numbers wrap around u16 on the way.
             let ts = (u32::MAX - 20_000).wrapping_add(960 * i as u32);
-            total += d.push(65_530u16.wrapping_add(i as u16), ts, p).samples.len();
+            total += d
+                .push(65_530u16.wrapping_add(i as u16), ts, p)
+                .samples
+                .len();
         }
-        assert_eq!(total, 60 * 320, "timeline must keep its length through losses");
+        assert_eq!(
+            total,
+            60 * 320,
+            "timeline must keep its length through losses"
+        );
         let s = d.stats();
         assert_eq!(s.lost_packets, 4);
         assert_eq!(s.fec_frames, 2, "one FEC frame per loss burst");
-        assert_eq!(s.concealed_samples, 2 * 320, "the other two lost frames by PLC");
+        assert_eq!(
+            s.concealed_samples,
+            2 * 320,
+            "the other two lost frames by PLC"
+        );
     }
 
     #[test]
@@ -288,6 +319,9 @@ mod tests {
         // A corrupt packet (reserved TOC config with garbage) is concealed as 20 ms.
         assert_eq!(d.push(13, 2880, &[0xff, 0xff, 0xff]).samples.len(), 320);
         let s = d.stats();
-        assert_eq!((s.late_or_duplicate, s.empty_payloads, s.corrupt_packets), (2, 1, 1));
+        assert_eq!(
+            (s.late_or_duplicate, s.empty_payloads, s.corrupt_packets),
+            (2, 1, 1)
+        );
     }
 }

@@ -144,7 +144,9 @@ impl RecognitionPool {
         F: Fn(usize) -> Result<Box<dyn Recognizer>>,
     {
         if config.workers == 0 || config.final_capacity == 0 {
-            return Err(Error::Config("pool needs at least one worker and one final slot".into()));
+            return Err(Error::Config(
+                "pool needs at least one worker and one final slot".into(),
+            ));
         }
         let recognizers = (0..config.workers).map(&make).collect::<Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
@@ -175,7 +177,12 @@ impl RecognitionPool {
 
     /// Queues a final; waits (asynchronously) while `final_capacity` finals are queued or in progress.
     pub async fn submit_final(&self, job: Job) -> Result<()> {
-        let slot = self.final_slots.clone().acquire_owned().await.map_err(|_| Error::PoolClosed)?;
+        let slot = self
+            .final_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::PoolClosed)?;
         let mut q = self.shared.lock();
         if q.closed {
             return Err(Error::PoolClosed);
@@ -203,7 +210,8 @@ impl RecognitionPool {
             return Ok(false);
         }
         let before = q.interims.len();
-        q.interims.retain(|queued| queued.job.speaker != job.speaker);
+        q.interims
+            .retain(|queued| queued.job.speaker != job.speaker);
         let mut dropped = before - q.interims.len();
         while q.interims.len() >= self.interim_capacity {
             q.interims.pop_front();
@@ -216,7 +224,9 @@ impl RecognitionPool {
             _slot: None,
         });
         drop(q);
-        self.shared.dropped_interims.fetch_add(dropped as u64, Ordering::Relaxed);
+        self.shared
+            .dropped_interims
+            .fetch_add(dropped as u64, Ordering::Relaxed);
         self.shared.wake.notify_one();
         Ok(true)
     }
@@ -225,7 +235,11 @@ impl RecognitionPool {
         let q = self.shared.lock();
         let now = Instant::now();
         let all = q.finals.iter().chain(q.interims.iter());
-        let oldest_wait = all.clone().map(|j| now - j.enqueued).max().unwrap_or_default();
+        let oldest_wait = all
+            .clone()
+            .map(|j| now - j.enqueued)
+            .max()
+            .unwrap_or_default();
         let queued_samples: usize = all.map(|j| j.job.pcm.len()).sum();
         PoolStats {
             workers: self.workers.len(),
@@ -259,7 +273,9 @@ impl RecognitionPool {
         let dropped = q.interims.len() as u64;
         q.interims.clear();
         drop(q);
-        self.shared.dropped_interims.fetch_add(dropped, Ordering::Relaxed);
+        self.shared
+            .dropped_interims
+            .fetch_add(dropped, Ordering::Relaxed);
         self.final_slots.close();
         self.shared.wake.notify_all();
     }
@@ -272,7 +288,11 @@ impl Drop for RecognitionPool {
     }
 }
 
-fn worker(shared: Arc<Shared>, mut recognizer: Box<dyn Recognizer>, results: mpsc::Sender<Recognized>) {
+fn worker(
+    shared: Arc<Shared>,
+    mut recognizer: Box<dyn Recognizer>,
+    results: mpsc::Sender<Recognized>,
+) {
     loop {
         let queued = {
             let mut q = shared.lock();
@@ -300,7 +320,12 @@ fn worker(shared: Arc<Shared>, mut recognizer: Box<dyn Recognizer>, results: mps
             Priority::Interim => &shared.completed_interims,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let Queued { job, priority, _slot, .. } = queued;
+        let Queued {
+            job,
+            priority,
+            _slot,
+            ..
+        } = queued;
         let audio = Duration::from_secs_f64(job.pcm.len() as f64 / SAMPLE_RATE as f64);
         let message = Recognized {
             speaker: job.speaker,

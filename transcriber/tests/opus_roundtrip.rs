@@ -52,9 +52,23 @@ fn encode_jfk_with(bitrate: i32, dtx: bool) -> Vec<Packet> {
 }
 
 /// Decodes the packets not in `dropped`, segments with min_silence 300 ms; returns spans and decoder stats.
-fn decode_and_segment(packets: &[Packet], dropped: &[usize], expected_samples: usize) -> (Vec<(f64, f64)>, samtal_transcriber::audio::DecoderStats, usize) {
-    let vad = SileroVad::load(&SileroConfig::new(test_data("models/ggml-silero-v6.2.0-for-tests.bin"))).unwrap();
-    let cfg = SegmenterConfig { min_silence: Duration::from_millis(300), ..SegmenterConfig::default() };
+fn decode_and_segment(
+    packets: &[Packet],
+    dropped: &[usize],
+    expected_samples: usize,
+) -> (
+    Vec<(f64, f64)>,
+    samtal_transcriber::audio::DecoderStats,
+    usize,
+) {
+    let vad = SileroVad::load(&SileroConfig::new(test_data(
+        "models/ggml-silero-v6.2.0-for-tests.bin",
+    )))
+    .unwrap();
+    let cfg = SegmenterConfig {
+        min_silence: Duration::from_millis(300),
+        ..SegmenterConfig::default()
+    };
     let mut seg = Segmenter::new(vad, cfg).unwrap();
     let mut decoder = SpeakerDecoder::new(DecoderConfig::default()).unwrap();
     let mut spans = Vec::new();
@@ -66,12 +80,27 @@ fn decode_and_segment(packets: &[Packet], dropped: &[usize], expected_samples: u
         let out = decoder.push(p.seq, p.timestamp, &p.payload);
         assert_eq!(out.silence_before, 0);
         decoded += out.samples.len();
-        spans.extend(seg.push(&out.samples).unwrap().iter().map(|u| (u.start_secs(), u.end_secs())));
+        spans.extend(
+            seg.push(&out.samples)
+                .unwrap()
+                .iter()
+                .map(|u| (u.start_secs(), u.end_secs())),
+        );
     }
     // A DTX pause at the very end leaves no packet behind it: the timeline is complete up to the last one.
     let missing_tail = expected_samples.saturating_sub(decoded);
-    spans.extend(seg.push_silence(missing_tail as u64).unwrap().iter().map(|u| (u.start_secs(), u.end_secs())));
-    spans.extend(seg.finish().unwrap().iter().map(|u| (u.start_secs(), u.end_secs())));
+    spans.extend(
+        seg.push_silence(missing_tail as u64)
+            .unwrap()
+            .iter()
+            .map(|u| (u.start_secs(), u.end_secs())),
+    );
+    spans.extend(
+        seg.finish()
+            .unwrap()
+            .iter()
+            .map(|u| (u.start_secs(), u.end_secs())),
+    );
     (spans, decoder.stats(), decoded)
 }
 
@@ -84,7 +113,10 @@ fn opus_round_trip_keeps_the_utterances() {
     assert!((15.0..35.0).contains(&kbps), "bitrate {kbps:.1} kbit/s");
 
     let (spans, stats, decoded) = decode_and_segment(&packets, &[], 176_000);
-    eprintln!("opus {kbps:.1} kbit/s: {spans:.3?}, max deviation {:.3} s", max_deviation(&spans));
+    eprintln!(
+        "opus {kbps:.1} kbit/s: {spans:.3?}, max deviation {:.3} s",
+        max_deviation(&spans)
+    );
     assert_eq!(decoded, 176_000, "16 kHz timeline of 11 s");
     assert_eq!((stats.packets, stats.lost_packets), (550, 0));
     assert_matches_reference(&spans, 0.25, "after Opus");
@@ -106,7 +138,11 @@ fn opus_with_lost_packets_keeps_the_utterances() {
     );
     assert_eq!(decoded, 176_000, "losses are concealed on the timeline");
     assert_eq!(stats.lost_packets, dropped.len() as u64);
-    assert!(stats.fec_frames >= 15, "in-band FEC should rebuild most single losses, got {}", stats.fec_frames);
+    assert!(
+        stats.fec_frames >= 15,
+        "in-band FEC should rebuild most single losses, got {}",
+        stats.fec_frames
+    );
     assert!(stats.concealed_samples >= 2 * 320, "the burst needs PLC");
     assert_matches_reference(&spans, 0.25, "after Opus with losses");
 }
@@ -114,8 +150,13 @@ fn opus_with_lost_packets_keeps_the_utterances() {
 #[test]
 fn other_bitrates_keep_the_utterances() {
     for bitrate in [16_000, 32_000] {
-        let (spans, _, decoded) = decode_and_segment(&encode_jfk_with(bitrate, false), &[], 176_000);
-        eprintln!("opus {} kbit/s: max deviation {:.3} s", bitrate / 1000, max_deviation(&spans));
+        let (spans, _, decoded) =
+            decode_and_segment(&encode_jfk_with(bitrate, false), &[], 176_000);
+        eprintln!(
+            "opus {} kbit/s: max deviation {:.3} s",
+            bitrate / 1000,
+            max_deviation(&spans)
+        );
         assert_eq!(decoded, 176_000);
         assert_matches_reference(&spans, 0.25, &format!("after Opus at {bitrate} bit/s"));
     }
@@ -128,9 +169,18 @@ fn dtx_pauses_keep_the_timeline_and_the_utterances() {
     let last = packets.last().unwrap();
     let last_end = (last.timestamp.wrapping_sub(4_294_900_000) / 3) as usize + 320;
     let (spans, stats, decoded) = decode_and_segment(&packets, &[], 176_000);
-    eprintln!("opus DTX: {unsent} frames not sent, max deviation {:.3} s", max_deviation(&spans));
+    eprintln!(
+        "opus DTX: {unsent} frames not sent, max deviation {:.3} s",
+        max_deviation(&spans)
+    );
     assert_eq!(stats.lost_packets, 0, "DTX is not loss");
-    assert_eq!(decoded, last_end, "every DTX pause is on the timeline as silence");
-    assert_eq!(stats.silence_samples as usize, last_end - 320 * packets.len());
+    assert_eq!(
+        decoded, last_end,
+        "every DTX pause is on the timeline as silence"
+    );
+    assert_eq!(
+        stats.silence_samples as usize,
+        last_end - 320 * packets.len()
+    );
     assert_matches_reference(&spans, 0.25, "after Opus with DTX");
 }

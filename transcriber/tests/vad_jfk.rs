@@ -6,10 +6,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{JFK_REFERENCE, assert_matches_reference, max_deviation, read_wav_16k, test_data};
-use samtal_transcriber::vad::{CutReason, Segmenter, SegmenterConfig, SileroConfig, SileroVad, SpeechDetector};
+use samtal_transcriber::vad::{
+    CutReason, Segmenter, SegmenterConfig, SileroConfig, SileroVad, SpeechDetector,
+};
 
 fn silero() -> SileroVad {
-    SileroVad::load(&SileroConfig::new(test_data("models/ggml-silero-v6.2.0-for-tests.bin"))).expect("VAD loads")
+    SileroVad::load(&SileroConfig::new(test_data(
+        "models/ggml-silero-v6.2.0-for-tests.bin",
+    )))
+    .expect("VAD loads")
 }
 
 /// min_silence 300 ms: the shortest pause between jfk's phrases is ~0.5 s (7.68 → 8.16 s with padding).
@@ -33,7 +38,10 @@ fn streaming_segmenter_matches_whisper_cpp_on_jfk() {
     utterances.extend(seg.finish().unwrap());
     let elapsed = began.elapsed();
 
-    let spans: Vec<(f64, f64)> = utterances.iter().map(|u| (u.start_secs(), u.end_secs())).collect();
+    let spans: Vec<(f64, f64)> = utterances
+        .iter()
+        .map(|u| (u.start_secs(), u.end_secs()))
+        .collect();
     eprintln!(
         "streaming VAD on jfk.wav: {spans:.3?}, max deviation {:.3} s, {:.0} ms for 11 s, detector saw {:.2}x the audio",
         max_deviation(&spans),
@@ -43,7 +51,12 @@ fn streaming_segmenter_matches_whisper_cpp_on_jfk() {
     assert_matches_reference(&spans, 0.25, "streaming VAD");
     for u in &utterances {
         assert_eq!(u.samples.len() as u64, u.end_sample - u.start_sample);
-        assert_eq!(u.samples[..], pcm[u.start_sample as usize..u.end_sample as usize], "utterance {} samples", u.index);
+        assert_eq!(
+            u.samples[..],
+            pcm[u.start_sample as usize..u.end_sample as usize],
+            "utterance {} samples",
+            u.index
+        );
     }
     assert!(utterances[..3].iter().all(|u| u.cut == CutReason::Pause));
     // 1 VAD thread: far faster than real time even in a debug build of our code.
@@ -54,14 +67,30 @@ fn streaming_segmenter_matches_whisper_cpp_on_jfk() {
 fn with_whisper_cpp_padding_the_sliding_window_is_within_a_few_windows() {
     // Same 30 ms padding as whisper.cpp: what remains is the sliding-window warm-up's effect on Silero.
     let pcm = read_wav_16k("audio/jfk.wav");
-    let cfg = SegmenterConfig { padding: Duration::from_millis(30), ..config() };
+    let cfg = SegmenterConfig {
+        padding: Duration::from_millis(30),
+        ..config()
+    };
     let mut seg = Segmenter::new(silero(), cfg).unwrap();
     let mut spans = Vec::new();
     for chunk in pcm.chunks(320) {
-        spans.extend(seg.push(chunk).unwrap().iter().map(|u| (u.start_secs(), u.end_secs())));
+        spans.extend(
+            seg.push(chunk)
+                .unwrap()
+                .iter()
+                .map(|u| (u.start_secs(), u.end_secs())),
+        );
     }
-    spans.extend(seg.finish().unwrap().iter().map(|u| (u.start_secs(), u.end_secs())));
-    eprintln!("30 ms padding: {spans:.3?}, max deviation {:.3} s", max_deviation(&spans));
+    spans.extend(
+        seg.finish()
+            .unwrap()
+            .iter()
+            .map(|u| (u.start_secs(), u.end_secs())),
+    );
+    eprintln!(
+        "30 ms padding: {spans:.3?}, max deviation {:.3} s",
+        max_deviation(&spans)
+    );
     assert_matches_reference(&spans, 0.06, "streaming VAD, 30 ms padding");
 }
 
@@ -73,7 +102,9 @@ fn whole_file_detection_reproduces_the_reference_on_this_build() {
     let probs = vad.detect(&pcm).unwrap();
     assert_eq!(probs.len(), 344, "176000 samples / 512 rounded up");
     let mut ctx = whisper_rs::WhisperVadContext::new(
-        test_data("models/ggml-silero-v6.2.0-for-tests.bin").to_str().unwrap(),
+        test_data("models/ggml-silero-v6.2.0-for-tests.bin")
+            .to_str()
+            .unwrap(),
         {
             let mut p = whisper_rs::WhisperVadContextParams::default();
             p.set_n_threads(1);
@@ -106,9 +137,17 @@ fn a_long_monologue_is_cut_at_max_length() {
         utterances.extend(seg.push(chunk).unwrap());
     }
     utterances.extend(seg.finish().unwrap());
-    assert!(utterances.iter().any(|u| u.cut == CutReason::MaxLength), "{utterances:?}");
+    assert!(
+        utterances.iter().any(|u| u.cut == CutReason::MaxLength),
+        "{utterances:?}"
+    );
     for u in &utterances {
-        assert!(u.end_secs() - u.start_secs() <= 8.0 + 1e-9, "utterance {} lasts {:.2} s", u.index, u.end_secs() - u.start_secs());
+        assert!(
+            u.end_secs() - u.start_secs() <= 8.0 + 1e-9,
+            "utterance {} lasts {:.2} s",
+            u.index,
+            u.end_secs() - u.start_secs()
+        );
     }
     // Nothing spoken is lost: together the utterances cover every reference segment of the three copies.
     for copy in 0..3 {
@@ -118,7 +157,10 @@ fn a_long_monologue_is_cut_at_max_length() {
                 .iter()
                 .map(|u| (u.end_secs().min(re) - u.start_secs().max(rs)).max(0.0))
                 .sum();
-            assert!(covered >= (re - rs) - 0.3, "speech {rs:.2}–{re:.2} s covered only {covered:.2} s");
+            assert!(
+                covered >= (re - rs) - 0.3,
+                "speech {rs:.2}–{re:.2} s covered only {covered:.2} s"
+            );
         }
     }
 }

@@ -67,7 +67,9 @@ impl Recognizer for ScriptedRecognizer {
         let text = if self.repeat_last && self.replies.len() == 1 {
             self.replies[0].clone()
         } else {
-            self.replies.pop_front().ok_or(Error::ScriptExhausted { call })?
+            self.replies
+                .pop_front()
+                .ok_or(Error::ScriptExhausted { call })?
         };
         if text.is_empty() {
             return Ok(Vec::new());
@@ -93,14 +95,20 @@ mod tests {
     #[test]
     fn replies_in_order_then_fails() {
         let mut r = ScriptedRecognizer::new(["hej", "", "då"]);
-        let opts = Options { language: Language::Code("sv".into()), ..Options::default() };
+        let opts = Options {
+            language: Language::Code("sv".into()),
+            ..Options::default()
+        };
         let first = r.transcribe(&[0.0; 8000], &opts).unwrap();
         assert_eq!(first[0].text, "hej");
         assert_eq!(first[0].end, Duration::from_millis(500));
         assert_eq!(first[0].language.as_deref(), Some("sv"));
         assert!(r.transcribe(&[0.0; 10], &opts).unwrap().is_empty());
         assert_eq!(r.transcribe(&[0.0; 10], &opts).unwrap()[0].text, "då");
-        assert!(matches!(r.transcribe(&[0.0; 10], &opts), Err(Error::ScriptExhausted { call: 4 })));
+        assert!(matches!(
+            r.transcribe(&[0.0; 10], &opts),
+            Err(Error::ScriptExhausted { call: 4 })
+        ));
         assert_eq!(r.calls().load(Ordering::SeqCst), 4);
     }
 }

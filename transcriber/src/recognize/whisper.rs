@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use samtal_models::{Content, ModelInfo};
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 use super::{Language, Options, Recognizer, Segment, install_whisper_log_hooks};
 use crate::audio::SAMPLE_RATE;
@@ -71,7 +73,8 @@ impl WhisperModel {
                 Content::SileroVad(_) => {
                     return Err(Error::WrongModelKind {
                         path: path.clone(),
-                        detail: "is a Silero VAD model, not a Whisper speech-recognition model".into(),
+                        detail: "is a Silero VAD model, not a Whisper speech-recognition model"
+                            .into(),
                     });
                 }
             },
@@ -87,11 +90,12 @@ impl WhisperModel {
             .use_gpu(config.use_gpu)
             .gpu_device(config.gpu_device)
             .flash_attn(config.flash_attn);
-        let ctx = WhisperContext::new_with_params(path, params).map_err(|e| Error::WhisperInit {
-            path: path.clone(),
-            action: "load the model",
-            detail: format!("{e:?}"),
-        })?;
+        let ctx =
+            WhisperContext::new_with_params(path, params).map_err(|e| Error::WhisperInit {
+                path: path.clone(),
+                action: "load the model",
+                detail: format!("{e:?}"),
+            })?;
         Ok(Self {
             ctx: Arc::new(ctx),
             config: config.clone(),
@@ -149,7 +153,9 @@ impl Recognizer for WhisperRecognizer {
         let language = match &opts.language {
             Language::Code(code) => {
                 if whisper_rs::get_lang_id(code).is_none() {
-                    return Err(Error::Config(format!("Whisper does not know the language code {code:?}")));
+                    return Err(Error::Config(format!(
+                        "Whisper does not know the language code {code:?}"
+                    )));
                 }
                 if !self.multilingual && code != "en" {
                     return Err(Error::Config(format!(
@@ -182,9 +188,12 @@ impl Recognizer for WhisperRecognizer {
         } else {
             pcm
         };
-        self.state.full(params, input).map_err(|e| Error::Inference(format!("{e:?}")))?;
+        self.state
+            .full(params, input)
+            .map_err(|e| Error::Inference(format!("{e:?}")))?;
 
-        let detected = whisper_rs::get_lang_str(self.state.full_lang_id_from_state()).map(str::to_owned);
+        let detected =
+            whisper_rs::get_lang_str(self.state.full_lang_id_from_state()).map(str::to_owned);
         let mut segments = Vec::new();
         for segment in self.state.as_iter() {
             let text = segment

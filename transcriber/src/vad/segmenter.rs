@@ -69,7 +69,9 @@ impl SegmenterConfig {
             return fail("max_utterance must be at least 1 s");
         }
         if self.min_speech + 2 * self.padding >= self.max_utterance {
-            return fail("min_speech plus padding on both sides must be shorter than max_utterance");
+            return fail(
+                "min_speech plus padding on both sides must be shorter than max_utterance",
+            );
         }
         if self.hop.is_zero() || self.hop > Duration::from_secs(5) {
             return fail("VAD hop must be between one window and 5 s");
@@ -171,7 +173,8 @@ impl<D: SpeechDetector> Segmenter<D> {
             min_silence: samples(config.min_silence),
             min_speech: samples(config.min_speech),
             // Room for the padding on both sides.
-            max_utterance: samples(config.max_utterance).saturating_sub(2 * samples(config.padding)),
+            max_utterance: samples(config.max_utterance)
+                .saturating_sub(2 * samples(config.padding)),
             padding: samples(config.padding),
             cut_pause: samples(CUT_PAUSE),
             hop,
@@ -219,7 +222,13 @@ impl<D: SpeechDetector> Segmenter<D> {
         if rest > 0 {
             self.score(rest)?;
         }
-        if let State::Speech { start, silence_since, pause_cut, continued } = self.state {
+        if let State::Speech {
+            start,
+            silence_since,
+            pause_cut,
+            continued,
+        } = self.state
+        {
             let end = self.trim_trailing_blip(silence_since.unwrap_or(self.total), pause_cut);
             if end - start >= self.min_speech {
                 self.emit(start, end, CutReason::EndOfStream, !continued, true);
@@ -235,7 +244,11 @@ impl<D: SpeechDetector> Segmenter<D> {
     pub fn in_progress(&self) -> Option<(u64, &[f32])> {
         match self.state {
             State::Speech { start, .. } => {
-                let from = start.saturating_sub(self.padding).max(self.last_end).min(start).max(self.audio_start);
+                let from = start
+                    .saturating_sub(self.padding)
+                    .max(self.last_end)
+                    .min(start)
+                    .max(self.audio_start);
                 Some((from, &self.audio[(from - self.audio_start) as usize..]))
             }
             State::Silence => None,
@@ -282,7 +295,13 @@ impl<D: SpeechDetector> Segmenter<D> {
 
     /// Advances the state machine by one window starting at sample `s` with speech probability `p`.
     fn step(&mut self, s: u64, p: f32) {
-        let State::Speech { mut start, mut silence_since, mut pause_cut, mut continued } = self.state else {
+        let State::Speech {
+            mut start,
+            mut silence_since,
+            mut pause_cut,
+            mut continued,
+        } = self.state
+        else {
             if p >= self.threshold {
                 self.state = State::Speech {
                     start: s,
@@ -326,23 +345,43 @@ impl<D: SpeechDetector> Segmenter<D> {
                 continued = true;
             }
         }
-        self.state = State::Speech { start, silence_since, pause_cut, continued };
+        self.state = State::Speech {
+            start,
+            silence_since,
+            pause_cut,
+            continued,
+        };
     }
 
     /// An utterance ending in a burst shorter than `min_speech` after a pause of ≥ 98 ms (a breath, a click)
     /// ends at that pause instead: the burst alone would have been dropped as too short.
     fn trim_trailing_blip(&self, end: u64, pause_cut: Option<(u64, u64)>) -> u64 {
         match pause_cut {
-            Some((pause_start, resume)) if end.saturating_sub(resume) < self.min_speech => pause_start,
+            Some((pause_start, resume)) if end.saturating_sub(resume) < self.min_speech => {
+                pause_start
+            }
             _ => end,
         }
     }
 
     fn emit(&mut self, start: u64, end: u64, cut: CutReason, pad_start: bool, pad_end: bool) {
-        let from = if pad_start { start.saturating_sub(self.padding).max(self.last_end).min(start) } else { start };
+        let from = if pad_start {
+            start
+                .saturating_sub(self.padding)
+                .max(self.last_end)
+                .min(start)
+        } else {
+            start
+        };
         let from = from.max(self.audio_start);
-        let to = if pad_end { (end + self.padding).min(self.total) } else { end.min(self.total) };
-        let samples = self.audio[(from - self.audio_start) as usize..(to - self.audio_start) as usize].to_vec();
+        let to = if pad_end {
+            (end + self.padding).min(self.total)
+        } else {
+            end.min(self.total)
+        };
+        let samples = self.audio
+            [(from - self.audio_start) as usize..(to - self.audio_start) as usize]
+            .to_vec();
         self.last_end = to;
         self.ready.push_back(Utterance {
             index: self.next_index,
@@ -384,7 +423,13 @@ mod tests {
         fn detect(&mut self, samples: &[f32]) -> Result<Vec<f32>> {
             Ok(samples
                 .chunks(512)
-                .map(|w| if w.iter().map(|s| s.abs()).sum::<f32>() / 512.0 > 0.1 { 0.9 } else { 0.0 })
+                .map(|w| {
+                    if w.iter().map(|s| s.abs()).sum::<f32>() / 512.0 > 0.1 {
+                        0.9
+                    } else {
+                        0.0
+                    }
+                })
                 .collect())
         }
     }
@@ -392,7 +437,9 @@ mod tests {
     /// Speech (amplitude 0.5) and silence runs, in seconds.
     fn signal(runs: &[(bool, f64)]) -> Vec<f32> {
         runs.iter()
-            .flat_map(|&(loud, secs)| std::iter::repeat_n(if loud { 0.5 } else { 0.0 }, (secs * 16_000.0) as usize))
+            .flat_map(|&(loud, secs)| {
+                std::iter::repeat_n(if loud { 0.5 } else { 0.0 }, (secs * 16_000.0) as usize)
+            })
             .collect()
     }
 
@@ -415,30 +462,59 @@ mod tests {
 
     #[test]
     fn cuts_at_pauses_longer_than_min_silence_only() {
-        let audio = signal(&[(false, 1.0), (true, 2.0), (false, 0.3), (true, 1.0), (false, 1.0), (true, 1.0), (false, 1.0)]);
+        let audio = signal(&[
+            (false, 1.0),
+            (true, 2.0),
+            (false, 0.3),
+            (true, 1.0),
+            (false, 1.0),
+            (true, 1.0),
+            (false, 1.0),
+        ]);
         let u = run(cfg(), &audio);
         let spans: Vec<(f64, f64)> = u.iter().map(|u| (u.start_secs(), u.end_secs())).collect();
         assert_eq!(u.len(), 2, "{spans:?}");
         // Window resolution is 32 ms.
-        assert!((spans[0].0 - 1.0).abs() < 0.033 && (spans[0].1 - 4.3).abs() < 0.033, "{spans:?}");
-        assert!((spans[1].0 - 5.3).abs() < 0.033 && (spans[1].1 - 6.3).abs() < 0.033, "{spans:?}");
+        assert!(
+            (spans[0].0 - 1.0).abs() < 0.033 && (spans[0].1 - 4.3).abs() < 0.033,
+            "{spans:?}"
+        );
+        assert!(
+            (spans[1].0 - 5.3).abs() < 0.033 && (spans[1].1 - 6.3).abs() < 0.033,
+            "{spans:?}"
+        );
         assert_eq!(u[0].cut, CutReason::Pause);
-        assert_eq!(u[0].samples.len() as u64, u[0].end_sample - u[0].start_sample);
+        assert_eq!(
+            u[0].samples.len() as u64,
+            u[0].end_sample - u[0].start_sample
+        );
         assert_eq!((u[0].index, u[1].index), (0, 1));
     }
 
     #[test]
     fn long_speech_is_cut_at_an_inner_pause_or_hard_at_max_length() {
-        let max = SegmenterConfig { max_utterance: Duration::from_secs(5), ..cfg() };
+        let max = SegmenterConfig {
+            max_utterance: Duration::from_secs(5),
+            ..cfg()
+        };
         // 4 s, 0.2 s pause (shorter than min_silence), 4 s: cut at the pause.
-        let u = run(max, &signal(&[(true, 4.0), (false, 0.2), (true, 4.0), (false, 1.0)]));
+        let u = run(
+            max,
+            &signal(&[(true, 4.0), (false, 0.2), (true, 4.0), (false, 1.0)]),
+        );
         assert_eq!(u.len(), 2);
         assert_eq!(u[0].cut, CutReason::MaxLength);
         assert!((u[0].end_secs() - 4.0).abs() < 0.033 && (u[1].start_secs() - 4.2).abs() < 0.033);
         // 12 s without a pause: hard cuts every 5 s, nothing lost, nothing duplicated.
         let u = run(max, &signal(&[(true, 12.0), (false, 1.0)]));
-        assert_eq!(u.iter().map(|u| u.cut).collect::<Vec<_>>(), [CutReason::MaxLength, CutReason::MaxLength, CutReason::Pause]);
-        assert!(u.iter().all(|u| u.end_secs() - u.start_secs() <= 5.0 + 1e-9));
+        assert_eq!(
+            u.iter().map(|u| u.cut).collect::<Vec<_>>(),
+            [CutReason::MaxLength, CutReason::MaxLength, CutReason::Pause]
+        );
+        assert!(
+            u.iter()
+                .all(|u| u.end_secs() - u.start_secs() <= 5.0 + 1e-9)
+        );
         assert_eq!(u[0].end_sample, u[1].start_sample);
         assert_eq!(u[1].end_sample, u[2].start_sample);
         assert!((u[2].end_secs() - 12.0).abs() < 0.033);
@@ -446,13 +522,33 @@ mod tests {
 
     #[test]
     fn short_blips_are_dropped_and_padding_never_overlaps() {
-        let padded = SegmenterConfig { padding: Duration::from_millis(200), ..cfg() };
-        let u = run(padded, &signal(&[(false, 1.0), (true, 0.1), (false, 1.0), (true, 1.0), (false, 0.6), (true, 1.0)]));
+        let padded = SegmenterConfig {
+            padding: Duration::from_millis(200),
+            ..cfg()
+        };
+        let u = run(
+            padded,
+            &signal(&[
+                (false, 1.0),
+                (true, 0.1),
+                (false, 1.0),
+                (true, 1.0),
+                (false, 0.6),
+                (true, 1.0),
+            ]),
+        );
         assert_eq!(u.len(), 2, "the 0.1 s blip is not speech");
-        assert!((u[0].start_secs() - 1.9).abs() < 0.04, "{}", u[0].start_secs());
+        assert!(
+            (u[0].start_secs() - 1.9).abs() < 0.04,
+            "{}",
+            u[0].start_secs()
+        );
         assert!(u[1].start_sample >= u[0].end_sample);
         assert_eq!(u[1].cut, CutReason::EndOfStream);
-        assert!((u[1].end_secs() - 4.7).abs() < 0.001, "end padding is clipped to the audio");
+        assert!(
+            (u[1].end_secs() - 4.7).abs() < 0.001,
+            "end padding is clipped to the audio"
+        );
     }
 
     #[test]
@@ -466,7 +562,11 @@ mod tests {
             max_buffer = max_buffer.max(seg.buffered_samples());
         }
         // After 30 s of silence only warm-up, padding, one hop and the trim hysteresis remain.
-        assert!(seg.buffered_samples() < 3 * 16_000, "{} samples kept in silence", seg.buffered_samples());
+        assert!(
+            seg.buffered_samples() < 3 * 16_000,
+            "{} samples kept in silence",
+            seg.buffered_samples()
+        );
         let ratio = seg.detector_samples() as f64 / seg.samples_received() as f64;
         // hop 512 ms + warm-up 1024 ms: each sample is scored at most 3 times.
         assert!(ratio <= 3.0 && ratio > 2.5, "ratio {ratio}");
@@ -483,7 +583,11 @@ mod tests {
         assert_eq!(out[0].cut, CutReason::EndOfStream);
         let out = seg.push(&signal(&[(true, 1.0), (false, 1.5)])).unwrap();
         assert_eq!(out.len(), 1);
-        assert!((out[0].start_secs() - 601.0).abs() < 0.033, "{}", out[0].start_secs());
+        assert!(
+            (out[0].start_secs() - 601.0).abs() < 0.033,
+            "{}",
+            out[0].start_secs()
+        );
         assert_eq!(seg.samples_received(), 16_000 * 6035 / 10);
         assert!(seg.buffered_samples() < 4 * 16_000);
     }
@@ -498,7 +602,10 @@ mod tests {
         let u = run(cfg(), &audio[..(2.3 * 16_000.0) as usize]);
         assert!((u[0].end_secs() - 2.0).abs() < 0.033, "{}", u[0].end_secs());
         // A real phrase after the pause is kept.
-        let u = run(cfg(), &signal(&[(true, 2.0), (false, 0.2), (true, 0.5), (false, 1.0)]));
+        let u = run(
+            cfg(),
+            &signal(&[(true, 2.0), (false, 0.2), (true, 0.5), (false, 1.0)]),
+        );
         assert!((u[0].end_secs() - 2.7).abs() < 0.033, "{}", u[0].end_secs());
     }
 
@@ -513,7 +620,13 @@ mod tests {
 
     #[test]
     fn invalid_config_is_refused() {
-        let bad = SegmenterConfig { threshold: 1.5, ..SegmenterConfig::default() };
-        assert!(matches!(Segmenter::new(Loudness, bad), Err(Error::Config(_))));
+        let bad = SegmenterConfig {
+            threshold: 1.5,
+            ..SegmenterConfig::default()
+        };
+        assert!(matches!(
+            Segmenter::new(Loudness, bad),
+            Err(Error::Config(_))
+        ));
     }
 }

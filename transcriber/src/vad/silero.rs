@@ -55,19 +55,23 @@ impl SileroVad {
                 detail: "is a Whisper speech-recognition model, not a Silero VAD model".into(),
             });
         };
-        let window = usize::try_from(vad.n_window).ok().filter(|&w| w > 0).ok_or_else(|| Error::WrongModelKind {
-            path: path.clone(),
-            detail: format!("VAD window of {} samples", vad.n_window),
-        })?;
+        let window = usize::try_from(vad.n_window)
+            .ok()
+            .filter(|&w| w > 0)
+            .ok_or_else(|| Error::WrongModelKind {
+                path: path.clone(),
+                detail: format!("VAD window of {} samples", vad.n_window),
+            })?;
         crate::recognize::install_whisper_log_hooks();
         let mut params = WhisperVadContextParams::default();
         params.set_n_threads(config.n_threads as i32);
         params.set_use_gpu(config.use_gpu);
-        let ctx = WhisperVadContext::new(&path_str(path)?, params).map_err(|e| Error::WhisperInit {
-            path: path.clone(),
-            action: "load the VAD model",
-            detail: format!("{e:?}"),
-        })?;
+        let ctx =
+            WhisperVadContext::new(&path_str(path)?, params).map_err(|e| Error::WhisperInit {
+                path: path.clone(),
+                action: "load the VAD model",
+                detail: format!("{e:?}"),
+            })?;
         Ok(Self {
             ctx: Arc::new(Mutex::new(ctx)),
             window,
@@ -84,8 +88,12 @@ impl SpeechDetector for SileroVad {
         if samples.is_empty() {
             return Ok(Vec::new());
         }
-        let mut ctx = self.ctx.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        ctx.detect_speech(samples).map_err(|e| Error::Vad(format!("{e:?}")))?;
+        let mut ctx = self
+            .ctx
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        ctx.detect_speech(samples)
+            .map_err(|e| Error::Vad(format!("{e:?}")))?;
         Ok(ctx.probabilities().to_vec())
     }
 }

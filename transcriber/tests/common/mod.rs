@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 /// whisper.cpp's Silero VAD v6.2.0 segments of jfk.wav (its test-vad; default parameters), in seconds.
-pub const JFK_REFERENCE: [(f64, f64); 4] = [(0.32, 2.27), (3.27, 4.41), (5.38, 7.68), (8.16, 10.62)];
+pub const JFK_REFERENCE: [(f64, f64); 4] =
+    [(0.32, 2.27), (3.27, 4.41), (5.38, 7.68), (8.16, 10.62)];
 
 /// `$SAMTAL_TEST_DATA/<relative>`, default `<repo>/../shared/<relative>`; fails with instructions if absent.
 pub fn test_data(relative: &str) -> PathBuf {
@@ -26,8 +27,15 @@ pub fn test_data(relative: &str) -> PathBuf {
 pub fn read_wav_16k(relative: &str) -> Vec<f32> {
     let mut reader = hound::WavReader::open(test_data(relative)).expect("readable WAV");
     let spec = reader.spec();
-    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (16_000, 1, 16), "{relative}: unexpected format");
-    reader.samples::<i16>().map(|s| s.expect("sample") as f32 / 32_768.0).collect()
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (16_000, 1, 16),
+        "{relative}: unexpected format"
+    );
+    reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample") as f32 / 32_768.0)
+        .collect()
 }
 
 /// 16 kHz → 48 kHz: zero-stuffing and a 96-tap windowed-sinc low-pass at 7.6 kHz (gain 3).
@@ -37,8 +45,13 @@ pub fn upsample_3x(input: &[f32]) -> Vec<f32> {
     let taps: Vec<f32> = (0..TAPS)
         .map(|n| {
             let x = n as f64 - (TAPS as f64 - 1.0) / 2.0;
-            let sinc = if x == 0.0 { 2.0 * cutoff } else { (2.0 * std::f64::consts::PI * cutoff * x).sin() / (std::f64::consts::PI * x) };
-            let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (TAPS as f64 - 1.0)).cos();
+            let sinc = if x == 0.0 {
+                2.0 * cutoff
+            } else {
+                (2.0 * std::f64::consts::PI * cutoff * x).sin() / (std::f64::consts::PI * x)
+            };
+            let hann =
+                0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (TAPS as f64 - 1.0)).cos();
             (3.0 * sinc * hann) as f32
         })
         .collect();
@@ -50,10 +63,11 @@ pub fn upsample_3x(input: &[f32]) -> Vec<f32> {
             // Only every third stuffed sample is non-zero.
             let mut acc = 0.0f32;
             for (k, &h) in taps.iter().enumerate() {
-                if t >= k && (t - k) % 3 == 0 {
-                    if let Some(&x) = input.get((t - k) / 3) {
-                        acc += h * x;
-                    }
+                if t >= k
+                    && (t - k).is_multiple_of(3)
+                    && let Some(&x) = input.get((t - k) / 3)
+                {
+                    acc += h * x;
                 }
             }
             acc
@@ -63,7 +77,11 @@ pub fn upsample_3x(input: &[f32]) -> Vec<f32> {
 
 /// Asserts that `got` (seconds) matches the jfk reference within `tolerance`, segment by segment.
 pub fn assert_matches_reference(got: &[(f64, f64)], tolerance: f64, what: &str) {
-    assert_eq!(got.len(), JFK_REFERENCE.len(), "{what}: expected 4 utterances, got {got:.2?}");
+    assert_eq!(
+        got.len(),
+        JFK_REFERENCE.len(),
+        "{what}: expected 4 utterances, got {got:.2?}"
+    );
     for (i, ((s, e), (rs, re))) in got.iter().zip(JFK_REFERENCE).enumerate() {
         assert!(
             (s - rs).abs() <= tolerance && (e - re).abs() <= tolerance,
