@@ -29,6 +29,19 @@ pub fn fetch(name: &str, dest_dir: &Path) -> Result<ModelInfo> {
     fetch_from(entry, entry.url, dest_dir, &mut |_, _| {})
 }
 
+/// [`fetch`] with a progress callback (bytes so far, total if announced), for a CLI progress bar.
+pub fn fetch_with_progress(
+    name: &str,
+    dest_dir: &Path,
+    progress: Progress<'_>,
+) -> Result<ModelInfo> {
+    let entry = catalog::find(name).ok_or_else(|| Error::UnknownModel {
+        name: name.to_owned(),
+        known: catalog::known_names(),
+    })?;
+    fetch_from(entry, entry.url, dest_dir, progress)
+}
+
 /// Downloads `entry` from `url` (its official URL, a mirror, or a local test server) into `dest_dir`.
 pub fn fetch_from(
     entry: &CatalogEntry,

@@ -19,7 +19,7 @@ pub mod verify;
 pub use catalog::{CatalogEntry, Family, catalog, find};
 pub use checksum::Checksums;
 pub use error::{Error, Result};
-pub use fetch::{fetch, fetch_from};
+pub use fetch::{Progress, fetch, fetch_from, fetch_with_progress};
 pub use ggml::{
     Content, Inspection, SileroVadFile, SizeClass, TensorSummary, WeightType, WhisperFile,
     WhisperHparams, inspect,
