@@ -1,0 +1,26 @@
+//! Media plane configuration: which addresses and UDP port carry RTP for every peer.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Where media flows. All peer connections share one UDP port per local address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// UDP port shared by all peers on every address in `ips` (0: an ephemeral port, for tests).
+    pub udp_port: u16,
+    /// Local addresses to bind and announce as ICE host candidates. Empty: every non-link-local
+    /// IPv4 address of the machine's interfaces, loopback included.
+    pub ips: Vec<IpAddr>,
+    /// Addresses announced in addition to the bound ones, for a server behind 1:1 NAT
+    /// (for example a cloud VM's public address). Packets to them must reach `udp_port` here.
+    pub public_ips: Vec<IpAddr>,
+    /// Seconds a peer connection may stay disconnected before the participant is dropped.
+    pub disconnect_timeout_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self { udp_port: 10000, ips: Vec::new(), public_ips: Vec::new(), disconnect_timeout_secs: 15 }
+    }
+}

@@ -1,0 +1,173 @@
+//! The SFU's I/O shell: a media loop on its own thread owning the UDP sockets and every peer
+//! connection, and [`MediaServer`], the handle signaling uses to drive it.
+//!
+//! Signaling sends commands (join, publish offer, subscribe answer, candidates, mute, leave) and
+//! receives [`MediaEvent`]s for each participant (subscribe offers, tracks published, connection
+//! state). The loop never waits on signaling: commands arrive through an unbounded channel and
+//! replies go back through oneshot channels.
+
+mod ice;
+mod media_loop;
+mod peer;
+mod sockets;
+mod timers;
+
+use crate::config::MediaConfig;
+use crate::error::{Error, Result};
+use crate::stats::Stats;
+use samtal_protocol::{Candidate, MediaKind, PcKind, TrackDeclaration, TrackSource};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a participant wants to receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    pub audio: bool,
+    pub video: bool,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        Self { audio: true, video: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Connected,
+    Failed,
+    Closed,
+}
+
+/// Something the media server tells signaling about one participant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A new offer for the participant's subscribe connection; answer with [`MediaServer::subscribe_answer`].
+    SubscribeOffer { sdp: String },
+    /// One of the participant's own tracks started arriving and is now forwarded to the room.
+    TrackPublished { track_id: String, kind: MediaKind, source: TrackSource },
+    /// One of the participant's own tracks went away.
+    TrackUnpublished { track_id: String },
+    /// A peer connection changed state; `Failed` means the participant should be dropped.
+    PeerState { pc: PcKind, state: PeerState },
+}
+
+pub(crate) enum Command {
+    Join {
+        room: String,
+        participant: String,
+        options: SubscribeOptions,
+        events: mpsc::UnboundedSender<MediaEvent>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Publish {
+        participant: String,
+        sdp: String,
+        tracks: Vec<TrackDeclaration>,
+        reply: oneshot::Sender<Result<String>>,
+    },
+    SubscribeAnswer { participant: String, sdp: String, reply: oneshot::Sender<Result<()>> },
+    Candidate { participant: String, pc: PcKind, candidate: Candidate },
+    Mute { participant: String, source: TrackSource, muted: bool },
+    Leave { participant: String, reply: Option<oneshot::Sender<()>> },
+    Shutdown,
+}
+
+/// Handle to the media loop. Cheap to clone; the loop stops when [`MediaServer::shutdown`] is called.
+#[derive(Clone)]
+pub struct MediaServer {
+    commands: mpsc::UnboundedSender<Command>,
+    stats: Arc<Stats>,
+    local_addrs: Arc<Vec<SocketAddr>>,
+}
+
+impl MediaServer {
+    /// Binds the media sockets and starts the media loop on its own thread.
+    pub fn start(config: &MediaConfig) -> Result<Self> {
+        let sockets = sockets::bind(config)?;
+        let local_addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local).collect();
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let media_loop = media_loop::MediaLoop::new(config, sockets, stats.clone())?;
+        std::thread::Builder::new()
+            .name("samtal-media".into())
+            .spawn(move || media_loop.run(rx))
+            .map_err(|e| Error::Config(format!("cannot start the media thread: {e}")))?;
+        tracing::info!(addrs = ?local_addrs, "media server listening (UDP)");
+        Ok(Self { commands: tx, stats, local_addrs: Arc::new(local_addrs) })
+    }
+
+    /// The UDP addresses peers send media to.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        self.commands.send(command).map_err(|_| Error::Stopped)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Adds a participant to a room (created on first join). Its events arrive on `events`.
+    pub async fn join(
+        &self,
+        room: &str,
+        participant: &str,
+        options: SubscribeOptions,
+        events: mpsc::UnboundedSender<MediaEvent>,
+    ) -> Result<()> {
+        self.call(|reply| Command::Join {
+            room: room.to_owned(),
+            participant: participant.to_owned(),
+            options,
+            events,
+            reply,
+        })
+        .await
+    }
+
+    /// Applies the participant's publish offer; returns the answer SDP.
+    pub async fn publish(&self, participant: &str, sdp: String, tracks: Vec<TrackDeclaration>) -> Result<String> {
+        self.call(|reply| Command::Publish { participant: participant.to_owned(), sdp, tracks, reply }).await
+    }
+
+    /// Applies the participant's answer to the last subscribe offer.
+    pub async fn subscribe_answer(&self, participant: &str, sdp: String) -> Result<()> {
+        self.call(|reply| Command::SubscribeAnswer { participant: participant.to_owned(), sdp, reply }).await
+    }
+
+    pub fn add_candidate(&self, participant: &str, pc: PcKind, candidate: Candidate) -> Result<()> {
+        self.send(Command::Candidate { participant: participant.to_owned(), pc, candidate })
+    }
+
+    /// Stops (or resumes) forwarding the participant's tracks of this source.
+    pub fn set_muted(&self, participant: &str, source: TrackSource, muted: bool) -> Result<()> {
+        self.send(Command::Mute { participant: participant.to_owned(), source, muted })
+    }
+
+    /// Removes the participant, closes its connections and unpublishes its tracks. Waits until done.
+    pub async fn leave(&self, participant: &str) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Leave { participant: participant.to_owned(), reply: Some(tx) }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Like [`leave`](Self::leave) without waiting (for use in `Drop`).
+    pub fn leave_now(&self, participant: &str) {
+        let _ = self.send(Command::Leave { participant: participant.to_owned(), reply: None });
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown);
+    }
+}

@@ -1,0 +1,23 @@
+//! The SFU's one error type.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("cannot bind media socket {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("media configuration: {0}")]
+    Config(String),
+    #[error("participant {0} is not known to the media server")]
+    UnknownParticipant(String),
+    #[error("participant {0} is already in a room")]
+    AlreadyJoined(String),
+    #[error("negotiation failed: {0}")]
+    Negotiation(String),
+    #[error("the media server has stopped")]
+    Stopped,
+    #[error("webrtc: {0}")]
+    Rtc(#[from] rtc::shared::error::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,14 @@
+//! Forwarding decisions, free of sockets, clocks and webrtc-rs state.
+//!
+//! The media loop feeds these types what it read from the network (an RTP header, the time, a
+//! subscriber's keyframe request) and gets back what to do. Everything here is deterministic and
+//! unit-tested; nothing here may block, allocate per packet, or touch I/O.
+
+pub mod codec;
+pub mod keyframe;
+pub mod rewrite;
+pub mod track;
+
+pub use keyframe::KeyframeThrottle;
+pub use rewrite::StreamRewriter;
+pub use track::{DownTrack, Forward, PublishedTrack};

@@ -1,0 +1,237 @@
+//! One published track and the subscribers it is forwarded to.
+//!
+//! `route` is the per-packet decision: for each subscriber, forward or not, and with which header.
+//! It writes into a caller-owned vector so the packet path allocates nothing once warmed up.
+
+use super::codec::VideoCodec;
+use super::keyframe::KeyframeThrottle;
+use super::rewrite::{Rewritten, StreamRewriter};
+use samtal_protocol::MediaKind;
+use std::time::{Duration, Instant};
+
+/// Least time between two keyframe requests to one publisher.
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The subscriber side of a forwarded track. `S` names the subscriber's sender (the media loop's id).
+#[derive(Debug)]
+pub struct DownTrack<S> {
+    pub sink: S,
+    rewriter: StreamRewriter,
+    payload_type: Option<u8>,
+    waiting_keyframe: bool,
+}
+
+/// What to send for one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward<S> {
+    pub sink: S,
+    pub header: Rewritten,
+    pub payload_type: u8,
+}
+
+#[derive(Debug)]
+pub struct PublishedTrack<S> {
+    kind: MediaKind,
+    video_codec: Option<VideoCodec>,
+    clock_rate: u32,
+    muted: bool,
+    keyframes: KeyframeThrottle,
+    down: Vec<DownTrack<S>>,
+}
+
+impl<S: Copy + PartialEq> PublishedTrack<S> {
+    pub fn new(kind: MediaKind, mime_type: &str, clock_rate: u32) -> Self {
+        let video_codec = (kind == MediaKind::Video).then(|| VideoCodec::from_mime(mime_type));
+        Self {
+            kind,
+            video_codec,
+            clock_rate,
+            muted: false,
+            keyframes: KeyframeThrottle::new(KEYFRAME_INTERVAL),
+            down: Vec::new(),
+        }
+    }
+
+    pub fn kind(&self) -> MediaKind {
+        self.kind
+    }
+
+    pub fn subscribers(&self) -> impl Iterator<Item = S> + '_ {
+        self.down.iter().map(|d| d.sink)
+    }
+
+    /// Adds a subscriber that will receive this track as `out_ssrc`. Video subscribers wait for a
+    /// keyframe; returns true when a keyframe request should go to the publisher now.
+    pub fn add_subscriber(&mut self, sink: S, out_ssrc: u32, now: Instant) -> bool {
+        let waits = self.video_codec.is_some_and(|c| c != VideoCodec::Other);
+        self.down.push(DownTrack {
+            sink,
+            rewriter: StreamRewriter::new(out_ssrc, self.clock_rate),
+            payload_type: None,
+            waiting_keyframe: waits,
+        });
+        waits && self.keyframes.request(now)
+    }
+
+    pub fn remove_subscriber(&mut self, sink: S) {
+        self.down.retain(|d| d.sink != sink);
+    }
+
+    /// The payload type this codec has on the subscriber's connection, once negotiated.
+    pub fn set_payload_type(&mut self, sink: S, payload_type: Option<u8>) {
+        if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
+            d.payload_type = payload_type;
+        }
+    }
+
+    pub fn payload_type(&self, sink: S) -> Option<u8> {
+        self.down.iter().find(|d| d.sink == sink).and_then(|d| d.payload_type)
+    }
+
+    pub fn is_muted(&self) -> bool {
+        self.muted
+    }
+
+    /// A muted track is not forwarded. Unmuting video waits for a fresh keyframe; returns true when
+    /// a keyframe request should go out now.
+    pub fn set_muted(&mut self, muted: bool, now: Instant) -> bool {
+        if self.muted == muted {
+            return false;
+        }
+        self.muted = muted;
+        let is_video = self.video_codec.is_some_and(|c| c != VideoCodec::Other);
+        for d in &mut self.down {
+            d.rewriter.skip();
+            if !muted && is_video {
+                d.waiting_keyframe = true;
+            }
+        }
+        !muted && is_video && self.keyframes.request(now)
+    }
+
+    /// A subscriber lost picture (PLI or FIR). Returns true when a request should go out now.
+    pub fn keyframe_requested(&mut self, now: Instant) -> bool {
+        self.kind == MediaKind::Video && self.keyframes.request(now)
+    }
+
+    /// Timer: a folded keyframe request became due, or subscribers still wait for a keyframe.
+    pub fn poll_keyframe(&mut self, now: Instant) -> bool {
+        if self.keyframes.poll(now) {
+            return true;
+        }
+        !self.muted && self.down.iter().any(|d| d.waiting_keyframe) && self.keyframes.request(now)
+    }
+
+    pub fn keyframe_deadline(&self) -> Option<Instant> {
+        self.keyframes.deadline()
+    }
+
+    /// Decides, for one incoming packet, what each subscriber gets. Appends to `out`.
+    pub fn route(&mut self, seq: u16, ts: u32, payload: &[u8], now: Instant, out: &mut Vec<Forward<S>>) {
+        if self.muted {
+            return;
+        }
+        let keyframe = self.video_codec.and_then(|c| c.starts_keyframe(payload));
+        for d in &mut self.down {
+            if d.waiting_keyframe {
+                if keyframe == Some(false) {
+                    continue;
+                }
+                d.waiting_keyframe = false;
+            }
+            let Some(payload_type) = d.payload_type else {
+                d.rewriter.skip();
+                continue;
+            };
+            if let Some(header) = d.rewriter.rewrite(seq, ts, now) {
+                out.push(Forward { sink: d.sink, header, payload_type });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = &[0x10, 0x00, 0x9d];
+    const DELTA: &[u8] = &[0x10, 0x01, 0x9d];
+    const MIDDLE: &[u8] = &[0x00, 0xff];
+
+    fn routed(t: &mut PublishedTrack<u32>, seq: u16, payload: &[u8], now: Instant) -> Vec<Forward<u32>> {
+        let mut out = Vec::new();
+        t.route(seq, seq as u32 * 3000, payload, now, &mut out);
+        out
+    }
+
+    #[test]
+    fn audio_goes_to_every_subscriber_with_their_own_ssrc_and_payload_type() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Audio, "audio/opus", 48_000);
+        assert!(!t.add_subscriber(1, 1111, now), "audio needs no keyframe");
+        t.add_subscriber(2, 2222, now);
+        t.set_payload_type(1, Some(111));
+        t.set_payload_type(2, Some(109));
+        let out = routed(&mut t, 7, b"opus", now);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].sink, out[0].header.ssrc, out[0].payload_type), (1, 1111, 111));
+        assert_eq!((out[1].sink, out[1].header.ssrc, out[1].payload_type), (2, 2222, 109));
+    }
+
+    #[test]
+    fn video_subscriber_starts_at_a_keyframe_and_asks_for_one() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Video, "video/VP8", 90_000);
+        assert!(t.add_subscriber(1, 10, now), "a new video subscriber triggers a keyframe request");
+        t.set_payload_type(1, Some(96));
+        assert!(routed(&mut t, 1, DELTA, now).is_empty());
+        assert!(routed(&mut t, 2, MIDDLE, now).is_empty());
+        let first = routed(&mut t, 3, KEY, now);
+        assert_eq!(first.len(), 1);
+        let next = routed(&mut t, 4, MIDDLE, now);
+        assert_eq!(next[0].header.sequence_number, first[0].header.sequence_number.wrapping_add(1));
+        assert_eq!(routed(&mut t, 5, DELTA, now).len(), 1);
+    }
+
+    #[test]
+    fn keyframe_requests_are_throttled_and_repeated_while_waiting() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::<u32>::new(MediaKind::Video, "video/VP8", 90_000);
+        assert!(t.add_subscriber(1, 10, now));
+        assert!(!t.add_subscriber(2, 20, now + Duration::from_millis(100)), "folded");
+        assert!(!t.keyframe_requested(now + Duration::from_millis(200)), "folded");
+        assert!(t.poll_keyframe(now + KEYFRAME_INTERVAL), "folded request fires");
+        // Still no keyframe arrived: ask again after another interval.
+        assert!(!t.poll_keyframe(now + KEYFRAME_INTERVAL + Duration::from_millis(1)));
+        assert!(t.poll_keyframe(now + 2 * KEYFRAME_INTERVAL + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn muted_track_forwards_nothing_and_resumes_without_sequence_gap() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Audio, "audio/opus", 48_000);
+        t.add_subscriber(1, 10, now);
+        t.set_payload_type(1, Some(111));
+        let before = routed(&mut t, 1, b"a", now)[0];
+        t.set_muted(true, now);
+        assert!(routed(&mut t, 2, b"a", now).is_empty());
+        assert!(routed(&mut t, 3, b"a", now).is_empty());
+        t.set_muted(false, now + Duration::from_millis(60));
+        let after = routed(&mut t, 4, b"a", now + Duration::from_millis(60))[0];
+        assert_eq!(after.header.sequence_number, before.header.sequence_number.wrapping_add(1));
+    }
+
+    #[test]
+    fn removed_subscriber_gets_nothing_and_unknown_payload_type_is_held_back() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Audio, "audio/opus", 48_000);
+        t.add_subscriber(1, 10, now);
+        t.add_subscriber(2, 20, now);
+        t.set_payload_type(2, Some(111));
+        let out = routed(&mut t, 1, b"a", now);
+        assert_eq!(out.iter().map(|f| f.sink).collect::<Vec<_>>(), vec![2], "1 has no payload type yet");
+        t.remove_subscriber(2);
+        assert!(routed(&mut t, 2, b"a", now).is_empty());
+        assert_eq!(t.subscribers().count(), 1);
+    }
+}

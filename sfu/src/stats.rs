@@ -1,0 +1,32 @@
+//! Counters the media loop updates and `/metrics` reads; plain atomics so the packet path never locks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub rooms: AtomicU64,
+    pub participants: AtomicU64,
+    pub peer_connections: AtomicU64,
+    pub published_tracks: AtomicU64,
+    pub received_packets: AtomicU64,
+    pub received_bytes: AtomicU64,
+    pub forwarded_packets: AtomicU64,
+    pub forwarded_bytes: AtomicU64,
+    pub keyframe_requests: AtomicU64,
+    pub errors: AtomicU64,
+    /// Sum of in-server forwarding delay (socket read to socket write) in nanoseconds,
+    /// over `forwarded_packets`: the mean delay is their ratio.
+    pub forward_delay_nanos: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Ordering::Relaxed);
+    }
+}
