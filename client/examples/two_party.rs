@@ -39,14 +39,21 @@ impl TrackTally {
             Some(last) => self.missing += stamp.counter - last - 1,
             None => {}
         }
-        self.last_counter = Some(self.last_counter.map_or(stamp.counter, |l| l.max(stamp.counter)));
+        self.last_counter = Some(
+            self.last_counter
+                .map_or(stamp.counter, |l| l.max(stamp.counter)),
+        );
         self.delays_us.push(stamp.age().as_micros() as u64);
     }
 
     fn summary(&mut self) -> String {
         self.delays_us.sort_unstable();
         let pct = |p: f64| {
-            self.delays_us.get(((self.delays_us.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as f64 / 1000.0
+            self.delays_us
+                .get(((self.delays_us.len() as f64 - 1.0) * p) as usize)
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
         };
         format!(
             "{} packets, {} missing, {} out of order, {} unstamped, delay p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
@@ -71,7 +78,10 @@ async fn collect(mut media: mpsc::Receiver<Received>, duration: Duration) -> Tal
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",
         };
-        tally.entry((r.participant_id.clone(), r.track_id.clone(), kind)).or_default().add(&r);
+        tally
+            .entry((r.participant_id.clone(), r.track_id.clone(), kind))
+            .or_default()
+            .add(&r);
     }
     tally
 }
@@ -96,20 +106,43 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "ws://127.0.0.1:8080/ws".to_owned());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "ws://127.0.0.1:8080/ws".to_owned());
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let room = format!("two-party-{}", std::process::id());
 
-    let mut alice =
-        Participant::join(&url, ParticipantOptions::new(&room, "Alice").with_audio().with_video()).await?;
+    let mut alice = Participant::join(
+        &url,
+        ParticipantOptions::new(&room, "Alice")
+            .with_audio()
+            .with_video(),
+    )
+    .await?;
     println!("Alice joined as {}", alice.id());
-    let mut bob = Participant::join(&url, ParticipantOptions::new(&room, "Bob").with_audio().with_video()).await?;
-    println!("Bob joined as {} (saw {} already there)", bob.id(), bob.joined().participants.len());
+    let mut bob = Participant::join(
+        &url,
+        ParticipantOptions::new(&room, "Bob")
+            .with_audio()
+            .with_video(),
+    )
+    .await?;
+    println!(
+        "Bob joined as {} (saw {} already there)",
+        bob.id(),
+        bob.joined().participants.len()
+    );
 
     log_events("Alice", alice.take_events().expect("events"));
     log_events("Bob", bob.take_events().expect("events"));
-    let alice_media = collect(alice.take_media().expect("media"), Duration::from_secs(seconds));
-    let bob_media = collect(bob.take_media().expect("media"), Duration::from_secs(seconds));
+    let alice_media = collect(
+        alice.take_media().expect("media"),
+        Duration::from_secs(seconds),
+    );
+    let bob_media = collect(
+        bob.take_media().expect("media"),
+        Duration::from_secs(seconds),
+    );
     alice.start_media();
     bob.start_media();
     let (alice_got, bob_got) = tokio::join!(tokio::spawn(alice_media), tokio::spawn(bob_media));
@@ -122,15 +155,21 @@ async fn main() -> anyhow::Result<()> {
     ] {
         println!("{name} sent/received: {:?}", me.stats());
         for kind in ["audio", "video"] {
-            let from_other: Vec<_> =
-                got.iter().filter(|((p, _, k), _)| p == other.id() && *k == kind).map(|(key, _)| key.clone()).collect();
+            let from_other: Vec<_> = got
+                .iter()
+                .filter(|((p, _, k), _)| p == other.id() && *k == kind)
+                .map(|(key, _)| key.clone())
+                .collect();
             if from_other.is_empty() {
                 println!("FAIL: {name} received no {kind} from {}", other.id());
                 ok = false;
             }
         }
         for ((participant, track, kind), tally) in got.iter_mut() {
-            println!("  {name} <- {participant} {kind} {track}: {}", tally.summary());
+            println!(
+                "  {name} <- {participant} {kind} {track}: {}",
+                tally.summary()
+            );
             if participant == me.id() {
                 println!("FAIL: {name} received its own {kind}");
                 ok = false;

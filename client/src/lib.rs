@@ -25,14 +25,19 @@
 //! # }
 //! ```
 
+mod connection;
+mod dispatch;
 pub mod error;
 pub mod keyframe_requests;
+mod local_track;
 pub mod participant;
 pub mod signal;
+pub mod stats;
 pub mod synthetic;
 
 pub use error::{Error, Result};
-pub use participant::{Participant, ParticipantEvent, ParticipantOptions, ParticipantStats, Received};
-pub use signal::{JoinOptions, Joined, SignalSender, SignalingClient};
+pub use participant::{Participant, ParticipantEvent, ParticipantOptions, Received};
 pub use samtal_protocol;
+pub use signal::{JoinOptions, Joined, SignalSender, SignalingClient};
+pub use stats::ParticipantStats;
 pub use webrtc::peer_connection::RTCPeerConnectionState;

@@ -43,7 +43,12 @@ pub struct JoinOptions {
 impl JoinOptions {
     /// A visible participant without a token.
     pub fn new(room: impl Into<String>, name: impl Into<String>) -> Self {
-        JoinOptions { room: room.into(), name: name.into(), token: None, hidden: false }
+        JoinOptions {
+            room: room.into(),
+            name: name.into(),
+            token: None,
+            hidden: false,
+        }
     }
 
     /// The same, with a token.
@@ -98,7 +103,9 @@ pub struct SignalSender {
 impl SignalSender {
     /// Queues a message; fails only when the websocket is already closed.
     pub fn send(&self, message: ClientMessage) -> Result<()> {
-        self.tx.send(Outgoing::Message(message)).map_err(|_| Error::Closed)
+        self.tx
+            .send(Outgoing::Message(message))
+            .map_err(|_| Error::Closed)
     }
 
     /// Sends `leave`, then closes the websocket and waits (briefly) until it is closed.
@@ -133,15 +140,31 @@ impl SignalingClient {
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(sink, out_rx));
         let reader = tokio::spawn(read_loop(stream, in_tx));
-        let mut client = SignalingClient { sender: SignalSender { tx: out_tx }, rx: in_rx, reader };
+        let mut client = SignalingClient {
+            sender: SignalSender { tx: out_tx },
+            rx: in_rx,
+            reader,
+        };
         client.send(join.to_message())?;
 
         let joined = tokio::time::timeout(JOIN_TIMEOUT, async {
             loop {
                 match client.rx.recv().await {
                     None => return Err(Error::Closed),
-                    Some(ServerMessage::Joined { participant_id, room, role, ice_servers, participants }) => {
-                        return Ok(Joined { participant_id, room, role, ice_servers, participants });
+                    Some(ServerMessage::Joined {
+                        participant_id,
+                        room,
+                        role,
+                        ice_servers,
+                        participants,
+                    }) => {
+                        return Ok(Joined {
+                            participant_id,
+                            room,
+                            role,
+                            ice_servers,
+                            participants,
+                        });
                     }
                     Some(ServerMessage::Error { code, message, .. }) => {
                         return Err(Error::Server { code, message });
@@ -194,16 +217,16 @@ impl SignalingClient {
     }
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WsStream, Message>,
     mut out_rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     static NONCE: AtomicU64 = AtomicU64::new(1);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {

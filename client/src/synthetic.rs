@@ -24,7 +24,10 @@ pub const STAMP_LEN: usize = 20;
 
 /// Microseconds since the Unix epoch, now.
 pub fn unix_micros_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// What the sender wrote into a packet so the receiver can check it.
@@ -39,7 +42,10 @@ pub struct Stamp {
 impl Stamp {
     /// A stamp for packet `counter`, sent now.
     pub fn now(counter: u64) -> Self {
-        Stamp { counter, sent_micros: unix_micros_now() }
+        Stamp {
+            counter,
+            sent_micros: unix_micros_now(),
+        }
     }
 
     /// The stamp's wire form.
@@ -53,7 +59,10 @@ impl Stamp {
 
     /// Reads the stamp from the last [`STAMP_LEN`] bytes of an RTP payload, if it has one.
     pub fn from_payload(payload: &[u8]) -> Option<Stamp> {
-        let tail = payload.len().checked_sub(STAMP_LEN).map(|start| &payload[start..])?;
+        let tail = payload
+            .len()
+            .checked_sub(STAMP_LEN)
+            .map(|start| &payload[start..])?;
         if tail[..4] != STAMP_MAGIC {
             return None;
         }
@@ -171,12 +180,19 @@ impl OpusSynth {
     /// A sine tone of `frequency` Hz at a moderate level, encoded by libopus (mono, 32 kbit/s).
     #[cfg(feature = "opus")]
     pub fn tone(frequency: f32) -> Result<Self, opus::Error> {
-        let mut encoder =
-            opus::Encoder::new(OPUS_CLOCK_RATE, opus::Channels::Mono, opus::Application::Audio)?;
+        let mut encoder = opus::Encoder::new(
+            OPUS_CLOCK_RATE,
+            opus::Channels::Mono,
+            opus::Application::Audio,
+        )?;
         encoder.set_bitrate(opus::Bitrate::Bits(32_000))?;
         Ok(OpusSynth {
             counter: 0,
-            tone: Some(ToneEncoder { encoder, frequency, phase: 0.0 }),
+            tone: Some(ToneEncoder {
+                encoder,
+                frequency,
+                phase: 0.0,
+            }),
         })
     }
 
@@ -275,7 +291,10 @@ impl Vp8Config {
             n => average * n as f64 / (n as f64 - 1.0 + factor),
         };
         let min = VP8_DESCRIPTOR_LEN + VP8_KEYFRAME_HEADER_LEN + STAMP_LEN;
-        ((delta as usize).max(min), ((delta * factor) as usize).max(min))
+        (
+            (delta as usize).max(min),
+            ((delta * factor) as usize).max(min),
+        )
     }
 }
 
@@ -341,14 +360,18 @@ impl Vp8Synth {
     /// The next frame.
     pub fn next_frame(&mut self) -> Vp8Frame {
         let interval = self.config.keyframe_interval as u64;
-        let keyframe = self.keyframe_pending || (interval > 0 && self.frame_number.is_multiple_of(interval));
+        let keyframe =
+            self.keyframe_pending || (interval > 0 && self.frame_number.is_multiple_of(interval));
         self.keyframe_pending = false;
         if keyframe {
             self.keyframes_made += 1;
         }
         let (delta_size, key_size) = self.config.frame_sizes();
         let size = if keyframe { key_size } else { delta_size };
-        let max = self.config.max_payload.max(VP8_DESCRIPTOR_LEN + VP8_KEYFRAME_HEADER_LEN + STAMP_LEN + 1);
+        let max = self
+            .config
+            .max_payload
+            .max(VP8_DESCRIPTOR_LEN + VP8_KEYFRAME_HEADER_LEN + STAMP_LEN + 1);
         let count = size.div_ceil(max);
         let mut packets = Vec::with_capacity(count);
         let sent_micros = unix_micros_now();
@@ -373,7 +396,11 @@ impl Vp8Synth {
                     buf.put_u16_le(self.config.height & 0x3FFF);
                 }
             }
-            let stamp = Stamp { counter: self.packet_counter, sent_micros }.encode();
+            let stamp = Stamp {
+                counter: self.packet_counter,
+                sent_micros,
+            }
+            .encode();
             self.packet_counter += 1;
             let filler = len.saturating_sub(buf.len() + STAMP_LEN);
             let seed = self.frame_number as u8;
@@ -381,7 +408,11 @@ impl Vp8Synth {
             buf.put_slice(&stamp);
             packets.push(buf.freeze());
         }
-        let frame = Vp8Frame { keyframe, frame_number: self.frame_number, packets };
+        let frame = Vp8Frame {
+            keyframe,
+            frame_number: self.frame_number,
+            packets,
+        };
         self.frame_number += 1;
         self.picture_id = (self.picture_id + 1) & 0x7FFF;
         frame
@@ -450,7 +481,10 @@ mod tests {
 
     #[test]
     fn stamp_round_trips_at_the_end_of_a_payload() {
-        let stamp = Stamp { counter: 42, sent_micros: 1_700_000_000_000_000 };
+        let stamp = Stamp {
+            counter: 42,
+            sent_micros: 1_700_000_000_000_000,
+        };
         let mut payload = vec![1, 2, 3];
         payload.extend_from_slice(&stamp.encode());
         assert_eq!(Stamp::from_payload(&payload), Some(stamp));
@@ -476,7 +510,10 @@ mod tests {
 
     #[test]
     fn vp8_frames_follow_bitrate_keyframes_and_requests() {
-        let config = Vp8Config { keyframe_interval: 10, ..Vp8Config::default() };
+        let config = Vp8Config {
+            keyframe_interval: 10,
+            ..Vp8Config::default()
+        };
         let mut synth = Vp8Synth::new(config.clone());
         let mut bytes = 0usize;
         let mut counter = 0u64;
@@ -497,7 +534,10 @@ mod tests {
         }
         // 30 frames = 1 s at 30 fps: about 1 Mbit.
         let bits = bytes as f64 * 8.0;
-        assert!((bits - 1_000_000.0).abs() < 50_000.0, "{bits} bits in a second");
+        assert!(
+            (bits - 1_000_000.0).abs() < 50_000.0,
+            "{bits} bits in a second"
+        );
         synth.request_keyframe();
         assert!(synth.next_frame().keyframe);
         assert!(!synth.next_frame().keyframe);
@@ -521,7 +561,9 @@ mod tests {
         let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
         let mut pcm = vec![0i16; 960];
         let mut silence = OpusSynth::silence();
-        let n = decoder.decode(&silence.next_payload(), &mut pcm, false).unwrap();
+        let n = decoder
+            .decode(&silence.next_payload(), &mut pcm, false)
+            .unwrap();
         assert_eq!(n, 960);
         assert!(pcm.iter().all(|s| s.unsigned_abs() < 10));
         let mut tone = OpusSynth::tone(440.0).unwrap();
