@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::Slot;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
 use samtal_protocol::{IceServer, MediaKind, PcKind};
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
@@ -20,6 +20,7 @@ use webrtc::peer_connection::{
 
 use crate::error::{Error, Result};
 use crate::keyframe_requests::{KEYFRAME_REQUESTS_SLOT, KeyframeRequests};
+use crate::local_track::AUDIO_LEVEL_URI;
 use crate::participant::{ParticipantEvent, Received};
 use crate::stats::{Counters, bump};
 
@@ -129,6 +130,15 @@ impl Connection {
     ) -> Result<Connection> {
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
+        if kind == PcKind::Publish {
+            media_engine.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )?;
+        }
         let mut registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         if kind == PcKind::Publish {
             registry = registry.with(

@@ -25,7 +25,7 @@ use crate::keyframe_requests::is_keyframe_request;
 use crate::participant::ParticipantEvent;
 use crate::stats::{Counters, bump};
 use crate::synthetic::{
-    OPUS_CLOCK_RATE, OPUS_SAMPLES_PER_FRAME, OpusSynth, VIDEO_CLOCK_RATE, Vp8Synth,
+    AudioLevel, OPUS_CLOCK_RATE, OPUS_SAMPLES_PER_FRAME, OpusSynth, VIDEO_CLOCK_RATE, Vp8Synth,
 };
 
 const MIME_OPUS: &str = "audio/opus";
@@ -33,6 +33,8 @@ const MIME_VP8: &str = "video/VP8";
 /// Payload types `register_default_codecs` gives Opus and VP8; used until negotiation says.
 const DEFAULT_OPUS_PT: u8 = 111;
 const DEFAULT_VP8_PT: u8 = 96;
+/// RFC 6464 client-to-mixer audio level, which the SFU reads for active-speaker detection.
+pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// RTP sequencing of one outgoing stream.
 pub(crate) struct RtpState {
@@ -56,6 +58,8 @@ pub(crate) struct LocalTrack {
     pub(crate) ssrc: u32,
     pub(crate) track: Arc<TrackLocalStaticRTP>,
     pub(crate) payload_type: AtomicU8,
+    /// Negotiated id of the RFC 6464 audio-level header extension; 0 when not negotiated.
+    pub(crate) audio_level_id: AtomicU8,
     pub(crate) muted: AtomicBool,
     pub(crate) sender: std::sync::Mutex<Option<Arc<dyn RtpSender>>>,
 }
@@ -114,13 +118,15 @@ impl LocalTrack {
             ssrc,
             track,
             payload_type: AtomicU8::new(pt),
+            audio_level_id: AtomicU8::new(0),
             muted: AtomicBool::new(false),
             sender: std::sync::Mutex::new(None),
         }
     }
 
     /// After negotiation: use the payload type the answer settled on.
-    pub(crate) async fn learn_payload_type(&self) {
+    /// After negotiation: use the payload type (and audio-level extension id) the answer settled on.
+    pub(crate) async fn learn_negotiated(&self) {
         let sender = self.sender.lock().ok().and_then(|s| s.clone());
         let Some(sender) = sender else { return };
         let mime = match self.track.kind().await {
@@ -129,6 +135,14 @@ impl LocalTrack {
         };
         match sender.get_parameters().await {
             Ok(params) => {
+                if let Some(ext) = params
+                    .rtp_parameters
+                    .header_extensions
+                    .iter()
+                    .find(|e| e.uri == AUDIO_LEVEL_URI)
+                {
+                    self.audio_level_id.store(ext.id as u8, Ordering::Relaxed);
+                }
                 if let Some(codec) = params
                     .rtp_parameters
                     .codecs
@@ -146,8 +160,14 @@ impl LocalTrack {
         }
     }
 
-    async fn write(&self, rtp: &mut RtpState, payload: Bytes, marker: bool) -> Result<()> {
-        let packet = rtc::rtp::Packet {
+    async fn write(
+        &self,
+        rtp: &mut RtpState,
+        payload: Bytes,
+        marker: bool,
+        audio_level: Option<AudioLevel>,
+    ) -> Result<()> {
+        let mut packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
                 marker,
@@ -159,6 +179,17 @@ impl LocalTrack {
             },
             payload,
         };
+        let level_id = self.audio_level_id.load(Ordering::Relaxed);
+        if let Some(level) = audio_level
+            && level_id != 0
+        {
+            packet.header.extension = true;
+            packet.header.extension_profile = rtc::rtp::header::EXTENSION_PROFILE_ONE_BYTE;
+            packet
+                .header
+                .set_extension(level_id, Bytes::copy_from_slice(&[level.to_byte()]))
+                .map_err(Error::from)?;
+        }
         rtp.sequence_number = rtp.sequence_number.wrapping_add(1);
         self.track.write_rtp(packet).await?;
         Ok(())
@@ -188,9 +219,13 @@ impl LocalAudio {
         counters: &Counters,
         payload: Bytes,
         samples: u32,
+        level: Option<AudioLevel>,
     ) -> Result<()> {
         let mut state = self.state.lock().await;
-        let result = self.track.write(&mut state.rtp, payload, false).await;
+        let result = self
+            .track
+            .write(&mut state.rtp, payload, false, level)
+            .await;
         state.rtp.timestamp = state.rtp.timestamp.wrapping_add(samples);
         match &result {
             Ok(()) => bump(&counters.audio_packets_sent, 1),
@@ -200,8 +235,11 @@ impl LocalAudio {
     }
 
     pub(crate) async fn send_synthetic(&self, counters: &Counters) -> Result<()> {
-        let payload = self.state.lock().await.synth.next_payload();
-        self.send_payload(counters, payload, OPUS_SAMPLES_PER_FRAME)
+        let (payload, level) = {
+            let mut state = self.state.lock().await;
+            (state.synth.next_payload(), state.synth.audio_level())
+        };
+        self.send_payload(counters, payload, OPUS_SAMPLES_PER_FRAME, Some(level))
             .await
     }
 }
@@ -228,7 +266,11 @@ impl LocalVideo {
         let last = frame.packets.len().saturating_sub(1);
         let mut result = Ok(());
         for (i, payload) in frame.packets.into_iter().enumerate() {
-            match self.track.write(&mut state.rtp, payload, i == last).await {
+            match self
+                .track
+                .write(&mut state.rtp, payload, i == last, None)
+                .await
+            {
                 Ok(()) => bump(&counters.video_packets_sent, 1),
                 Err(e) => {
                     bump(&counters.send_errors, 1);

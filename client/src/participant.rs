@@ -43,7 +43,7 @@ use crate::local_track::{
 };
 use crate::signal::{JoinOptions, Joined, SignalSender, SignalingClient};
 use crate::stats::{Counters, ParticipantStats};
-use crate::synthetic::{OPUS_FRAME_DURATION, Vp8Config, Vp8Synth};
+use crate::synthetic::{AudioLevel, OPUS_FRAME_DURATION, Vp8Config, Vp8Synth};
 
 /// What to join and what to publish.
 #[derive(Debug, Clone)]
@@ -388,7 +388,7 @@ impl Participant {
         conn.wait_connected(timeout).await?;
         info!(participant_id = %self.joined.participant_id, tracks = self.local_tracks().len(), "publishing");
         for local in self.local_tracks() {
-            local.learn_payload_type().await;
+            local.learn_negotiated().await;
         }
         self.watch_keyframe_requests();
         Ok(())
@@ -541,13 +541,21 @@ impl Participant {
         audio.send_synthetic(&self.counters).await
     }
 
-    /// Sends an Opus payload of your own (e.g. encoded speech) covering `samples` 48 kHz samples.
-    pub async fn send_audio_payload(&self, payload: Bytes, samples: u32) -> Result<()> {
+    /// Sends an Opus payload of your own (e.g. encoded speech) covering `samples` 48 kHz samples,
+    /// with its RFC 6464 audio level if you know it.
+    pub async fn send_audio_payload(
+        &self,
+        payload: Bytes,
+        samples: u32,
+        level: Option<AudioLevel>,
+    ) -> Result<()> {
         let audio = self
             .audio
             .as_ref()
             .ok_or_else(|| Error::Usage("not publishing audio".into()))?;
-        audio.send_payload(&self.counters, payload, samples).await
+        audio
+            .send_payload(&self.counters, payload, samples, level)
+            .await
     }
 
     /// Sends one synthetic frame on the camera track (or the only video track) now; returns

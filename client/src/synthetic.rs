@@ -83,6 +83,36 @@ impl Stamp {
     }
 }
 
+/// RFC 6464 audio level of a packet, as the client-to-mixer header extension carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioLevel {
+    /// Whether the sender thinks this is voice.
+    pub voice: bool,
+    /// Level in −dBov: 0 is loudest, 127 is silence.
+    pub level: u8,
+}
+
+impl AudioLevel {
+    /// Silence.
+    pub const SILENCE: AudioLevel = AudioLevel {
+        voice: false,
+        level: 127,
+    };
+
+    /// The extension's one byte.
+    pub fn to_byte(self) -> u8 {
+        (u8::from(self.voice) << 7) | self.level.min(127)
+    }
+
+    /// Parses the extension's byte.
+    pub fn from_byte(byte: u8) -> Self {
+        AudioLevel {
+            voice: byte & 0x80 != 0,
+            level: byte & 0x7F,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Opus
 // ---------------------------------------------------------------------------------------------
@@ -199,6 +229,19 @@ impl OpusSynth {
     /// How many packets were made so far (the next packet's stamp counter).
     pub fn packets_made(&self) -> u64 {
         self.counter
+    }
+
+    /// The audio level of what this makes: silence, or a tone at about −13 dBov (RMS of a sine at
+    /// 0.3 of full scale) marked as voice.
+    pub fn audio_level(&self) -> AudioLevel {
+        #[cfg(feature = "opus")]
+        if self.tone.is_some() {
+            return AudioLevel {
+                voice: true,
+                level: 13,
+            };
+        }
+        AudioLevel::SILENCE
     }
 
     /// The next packet's payload.

@@ -4,13 +4,15 @@
 //! stamps, keyframe requests and join errors without the real SFU.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
 };
 use samtal_client::samtal_protocol::{
     ClientMessage, ErrorCode, MediaKind, PcKind, Role, ServerMessage, TrackSource,
@@ -33,6 +35,9 @@ use webrtc::peer_connection::{
 };
 
 const ECHO_ID: &str = "p-echo";
+
+/// Set when an echoed audio packet carried the audio-level header extension.
+static AUDIO_LEVEL_SEEN: AtomicBool = AtomicBool::new(false);
 
 struct ServerHandler {
     gathering: watch::Sender<RTCIceGatheringState>,
@@ -79,6 +84,16 @@ impl PeerConnectionEventHandler for ServerHandler {
             while let Some(event) = track.poll().await {
                 match event {
                     TrackRemoteEvent::OnRtpPacket(mut packet) => {
+                        // Synthetic silence carries an RFC 6464 level of 127, no voice.
+                        if kind == RtpCodecKind::Audio
+                            && packet
+                                .header
+                                .extensions
+                                .iter()
+                                .any(|e| e.payload.as_ref() == [0x7F])
+                        {
+                            AUDIO_LEVEL_SEEN.store(true, Ordering::Relaxed);
+                        }
                         packet.header.ssrc = out_ssrc;
                         packet.header.payload_type = out_pt;
                         packet.header.extensions.clear();
@@ -101,6 +116,16 @@ async fn server_pc(
 ) {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs().unwrap();
+    // The real server negotiates the audio level (it picks the active speaker with it).
+    media_engine
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .unwrap();
     let registry = register_default_interceptors(Registry::new(), &mut media_engine).unwrap();
     let (gathering_tx, gathering_rx) = watch::channel(RTCIceGatheringState::New);
     let pc = PeerConnectionBuilder::new()
@@ -370,6 +395,10 @@ async fn publishes_and_receives_its_echo() {
     assert!(requested && stats.keyframe_requests > 0, "{stats:?}");
     assert!(stats.keyframes_sent >= 2, "{stats:?}");
     assert_eq!(stats.send_errors, 0, "{stats:?}");
+    assert!(
+        AUDIO_LEVEL_SEEN.load(Ordering::Relaxed),
+        "audio packets carry their audio level"
+    );
 
     // Renegotiation of the publish connection: a screen share comes and goes.
     let screen = p
