@@ -1,1 +1,15 @@
-//! (being written)
+//! Samtal's control plane: the websocket signaling protocol, tokens and roles, rooms as
+//! participants see them, the web client, health and metrics. It drives the media plane
+//! (`samtal-sfu`) in-process and never touches media packets itself.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod rooms;
+pub mod server;
+pub mod session;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use server::{RunningServer, start};

@@ -1,0 +1,124 @@
+//! The `samtal` command: `serve` runs signaling and the SFU in one process on embedded defaults,
+//! `token` mints a join token for the configured secret, `models` checks and fetches Whisper models.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use samtal_protocol::Role;
+use samtal_signaling::{Config, auth};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "samtal", version, about = "Self-hosted video meetings with local transcription")]
+struct Cli {
+    /// Configuration file (TOML); SAMTAL_* environment variables override it.
+    #[arg(long, short, global = true, env = "SAMTAL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start signaling, SFU and web client.
+    Serve {
+        /// HTTP address, overriding the configuration (e.g. 0.0.0.0:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// UDP port for media, overriding the configuration.
+        #[arg(long)]
+        udp_port: Option<u16>,
+    },
+    /// Mint a join token signed with auth.secret.
+    Token {
+        #[arg(long)]
+        room: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_parser = parse_role, default_value = "participant")]
+        role: Role,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 24 * 3600)]
+        ttl: u64,
+    },
+    /// Whisper model files.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Check a model file without loading it (format, tensors, checksum).
+    Verify { path: PathBuf },
+    /// Download a catalogued model from its official source and verify it.
+    Fetch {
+        name: String,
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+    },
+    /// List the catalogued models.
+    List,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| format!("unknown role {s:?} (participant, moderator, service)"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SAMTAL_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { listen, udp_port } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if let Some(port) = udp_port {
+                config.media.udp_port = port;
+            }
+            let server = samtal_signaling::start(config).await?;
+            println!("Samtal is running: open {}/ in your browser", server.http_url());
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("shutting down");
+                    server.shutdown().await;
+                }
+            }
+        }
+        Command::Token { room, name, role, ttl } => {
+            let Some(secret) = config.auth.secret.as_deref() else {
+                bail!("no auth.secret configured (set it in the config file or SAMTAL_AUTH__SECRET)");
+            };
+            println!("{}", auth::mint(secret, &room, name.as_deref(), role, Duration::from_secs(ttl))?);
+        }
+        Command::Models { command } => models(command)?,
+    }
+    Ok(())
+}
+
+fn models(command: ModelsCommand) -> anyhow::Result<()> {
+    match command {
+        ModelsCommand::Verify { path } => {
+            let info = samtal_models::verify(&path).with_context(|| format!("{} is not a usable model", path.display()))?;
+            println!("{}: {}", path.display(), info.summary());
+        }
+        ModelsCommand::Fetch { name, dir } => {
+            let info = samtal_models::fetch(&name, &dir)?;
+            println!("{}: {}", info.path.display(), info.summary());
+        }
+        ModelsCommand::List => {
+            for e in samtal_models::catalog() {
+                let size = e.approx_size_mib.map(|m| format!("{m} MiB")).unwrap_or_else(|| "? MiB".into());
+                let pinned = if e.is_pinned() { "checksum pinned" } else { "not pinned" };
+                println!("{:<28} {:<13} {:>9}  {pinned}", e.name, e.languages, size);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! `/metrics`: Prometheus text exposition of signaling counters and the media server's statistics.
+//! The SFU's counters are plain atomics; they are read at scrape time by a collector, so the packet
+//! path never touches the metrics library.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+use samtal_protocol::ErrorCode;
+use samtal_sfu::Stats;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub messages: Counter,
+    pub errors: Family<CodeLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn new(stats: Arc<Stats>) -> Self {
+        let mut registry = Registry::with_prefix("samtal");
+        let connections = Gauge::default();
+        let messages = Counter::default();
+        let errors = Family::<CodeLabel, Counter>::default();
+        registry.register("websocket_connections", "Open signaling websockets", connections.clone());
+        registry.register("signaling_messages", "Signaling messages received", messages.clone());
+        registry.register("signaling_errors", "Protocol errors sent to clients, by code", errors.clone());
+        registry.register_collector(Box::new(MediaCollector(stats)));
+        Self { registry, connections, messages, errors }
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        let code = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        self.errors.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}
+
+#[derive(Debug)]
+struct MediaCollector(Arc<Stats>);
+
+impl Collector for MediaCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let gauges = [
+            ("rooms", "Rooms with at least one participant in the media server", &s.rooms),
+            ("participants", "Participants in the media server", &s.participants),
+            ("peer_connections", "WebRTC peer connections", &s.peer_connections),
+            ("tracks", "Published tracks", &s.published_tracks),
+        ];
+        for (name, help, value) in gauges {
+            let metric = ConstGauge::new(Stats::get(value) as i64);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        let counters = [
+            ("received_packets", "RTP packets received from publishers", &s.received_packets),
+            ("received_bytes", "RTP payload bytes received from publishers", &s.received_bytes),
+            ("forwarded_packets", "RTP packets forwarded to subscribers", &s.forwarded_packets),
+            ("forwarded_bytes", "RTP payload bytes forwarded to subscribers", &s.forwarded_bytes),
+            ("keyframe_requests", "Keyframe requests (PLI) sent to publishers", &s.keyframe_requests),
+            ("media_errors", "Media send and forwarding errors", &s.errors),
+            ("forward_delay_nanoseconds", "Sum over forwarded packets of the time from socket read to forwarding", &s.forward_delay_nanos),
+        ];
+        for (name, help, value) in counters {
+            let metric = ConstCounter::new(Stats::get(value));
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! Who is in which room, as signaling sees it: names, roles, published tracks and each
+//! participant's outbound channel. Rooms appear on first join and vanish with their last
+//! participant. Media forwarding state lives in the SFU; this registry only knows what the
+//! protocol tells participants.
+
+use samtal_protocol::{ParticipantInfo, Role, ServerMessage, TrackInfo, TrackSource};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// What a session's writer receives.
+#[derive(Debug)]
+pub enum Outbound {
+    Message(ServerMessage),
+    /// A moderator removed the participant: send `removed`, then close.
+    Removed { by: String },
+}
+
+/// Outbound queue depth per participant; a client that lets it fill up is too slow and is dropped.
+pub const OUTBOUND_QUEUE: usize = 256;
+
+struct Member {
+    info: ParticipantInfo,
+    hidden: bool,
+    tx: mpsc::Sender<Outbound>,
+}
+
+#[derive(Default)]
+pub struct Rooms {
+    rooms: Mutex<HashMap<String, HashMap<String, Member>>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum JoinRefused {
+    Full,
+}
+
+impl Rooms {
+    /// Adds a participant; returns the visible participants already there.
+    pub fn join(
+        &self,
+        room: &str,
+        info: ParticipantInfo,
+        hidden: bool,
+        tx: mpsc::Sender<Outbound>,
+        max_participants: usize,
+    ) -> Result<Vec<ParticipantInfo>, JoinRefused> {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        let members = rooms.entry(room.to_owned()).or_default();
+        if !hidden && members.values().filter(|m| !m.hidden).count() >= max_participants {
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+            return Err(JoinRefused::Full);
+        }
+        let present = members.values().filter(|m| !m.hidden).map(|m| m.info.clone()).collect();
+        members.insert(info.id.clone(), Member { info, hidden, tx });
+        Ok(present)
+    }
+
+    /// Removes a participant; returns whether it was visible. Drops the room when empty.
+    pub fn leave(&self, room: &str, id: &str) -> Option<bool> {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        let members = rooms.get_mut(room)?;
+        let member = members.remove(id)?;
+        if members.is_empty() {
+            rooms.remove(room);
+        }
+        Some(!member.hidden)
+    }
+
+    /// Sends to everyone in the room but `except`. A full queue means a stalled client: it misses this.
+    pub fn broadcast(&self, room: &str, except: &str, message: &ServerMessage) {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        for (id, member) in rooms.get(room).into_iter().flatten() {
+            if id != except && member.tx.try_send(Outbound::Message(message.clone())).is_err() {
+                tracing::warn!(room, participant = %id, "outbound queue full; message dropped");
+            }
+        }
+    }
+
+    pub fn send_to(&self, room: &str, id: &str, outbound: Outbound) -> bool {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms.get(room).and_then(|m| m.get(id)).is_some_and(|m| m.tx.try_send(outbound).is_ok())
+    }
+
+    pub fn contains(&self, room: &str, id: &str) -> bool {
+        self.rooms.lock().expect("rooms lock").get(room).is_some_and(|m| m.contains_key(id))
+    }
+
+    /// Edits a participant's published tracks; returns false if it is not there.
+    pub fn update_tracks(&self, room: &str, id: &str, edit: impl FnOnce(&mut Vec<TrackInfo>)) -> bool {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        match rooms.get_mut(room).and_then(|m| m.get_mut(id)) {
+            Some(member) => {
+                edit(&mut member.info.tracks);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn set_muted(&self, room: &str, id: &str, source: TrackSource, muted: bool) {
+        self.update_tracks(room, id, |tracks| {
+            tracks.iter_mut().filter(|t| t.source == source).for_each(|t| t.muted = muted)
+        });
+    }
+
+    pub fn role(&self, room: &str, id: &str) -> Option<Role> {
+        self.rooms.lock().expect("rooms lock").get(room)?.get(id).map(|m| m.info.role)
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().expect("rooms lock").len()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.rooms.lock().expect("rooms lock").values().map(|m| m.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> ParticipantInfo {
+        ParticipantInfo { id: id.into(), name: id.to_uppercase(), role: Role::Participant, tracks: vec![] }
+    }
+
+    #[test]
+    fn join_lists_visible_members_and_enforces_capacity() {
+        let rooms = Rooms::default();
+        let (tx, _rx) = mpsc::channel(4);
+        assert!(rooms.join("r", info("a"), false, tx.clone(), 2).unwrap().is_empty());
+        assert!(rooms.join("r", info("svc"), true, tx.clone(), 2).unwrap().len() == 1);
+        let present = rooms.join("r", info("b"), false, tx.clone(), 2).unwrap();
+        assert_eq!(present.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec!["a"], "hidden not listed");
+        assert_eq!(rooms.join("r", info("c"), false, tx.clone(), 2), Err(JoinRefused::Full));
+        assert_eq!(rooms.leave("r", "svc"), Some(false));
+        assert_eq!(rooms.leave("r", "a"), Some(true));
+        assert_eq!(rooms.leave("r", "b"), Some(true));
+        assert_eq!(rooms.room_count(), 0, "empty room is dropped");
+    }
+
+    #[test]
+    fn broadcast_skips_sender_and_survives_full_queues() {
+        let rooms = Rooms::default();
+        let (tx_a, mut rx_a) = mpsc::channel(1);
+        let (tx_b, mut rx_b) = mpsc::channel(1);
+        rooms.join("r", info("a"), false, tx_a, 10).unwrap();
+        rooms.join("r", info("b"), false, tx_b, 10).unwrap();
+        let msg = ServerMessage::Pong { nonce: None };
+        rooms.broadcast("r", "a", &msg);
+        rooms.broadcast("r", "a", &msg); // b's queue is full: dropped, no panic, no block
+        assert!(rx_a.try_recv().is_err());
+        assert!(matches!(rx_b.try_recv(), Ok(Outbound::Message(ServerMessage::Pong { .. }))));
+        assert!(rx_b.try_recv().is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! The HTTP face: routes (`/`, `/ws`, `/healthz`, `/metrics`), shared state, start and graceful stop.
+//! Tests start a whole server in-process with [`start`] on ephemeral ports.
+
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::rooms::Rooms;
+use crate::session;
+use axum::Router;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use samtal_sfu::MediaServer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub struct AppState {
+    pub config: Config,
+    pub rooms: Rooms,
+    pub media: MediaServer,
+    pub verifier: Verifier,
+    pub metrics: Metrics,
+}
+
+/// A running server; dropping it does not stop it, [`RunningServer::shutdown`] does.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets open requests finish, stops the media loop.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+        self.state.media.shutdown();
+    }
+
+    /// Waits until the server stops by itself (it normally does not).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let web = ServeDir::new(state.config.web_dir()).append_index_html_on_directories(true);
+    Router::new()
+        .route("/ws", get(websocket))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback_service(web)
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .with_state(state)
+}
+
+async fn websocket(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> impl IntoResponse {
+    // The transport limit is well above the protocol limit so that an oversized message gets a
+    // `too_large` error instead of a dropped connection.
+    let hard_limit = (state.config.limits.max_message_bytes * 4).max(1 << 20);
+    upgrade.max_message_size(hard_limit).max_frame_size(hard_limit).on_upgrade(move |socket| session::run(state, socket, peer))
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "rooms": state.rooms.room_count(),
+        "participants": state.rooms.participant_count(),
+    }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+}
+
+/// Starts the media server and the HTTP server.
+pub async fn start(config: Config) -> Result<RunningServer> {
+    let media = MediaServer::start(&config.media)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| Error::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AppState {
+        rooms: Rooms::default(),
+        verifier: Verifier::new(config.auth.clone()),
+        metrics: Metrics::new(media.stats().clone()),
+        media,
+        config,
+    });
+    if !state.verifier.enabled() {
+        tracing::warn!("NO AUTHENTICATION: auth.secret and auth.jwks_url are unset, anyone who reaches this server can join any room");
+    }
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!("http server failed: {e}");
+        }
+    });
+    tracing::info!(%addr, "signaling listening: open http://{addr}/");
+    Ok(RunningServer { addr, state, stop: Some(stop), task })
+}

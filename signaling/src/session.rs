@@ -1,0 +1,430 @@
+//! One websocket connection: the protocol state machine of one participant.
+//!
+//! A session reads client messages, checks them (size, rate, shape, order, role), drives the media
+//! server, relays media events, and cleans up on leave, close, heartbeat timeout, peer failure or
+//! removal. A misbehaving client gets `error` messages and keeps its connection unless the error is
+//! fatal; nothing it sends can stall another participant (its own task, bounded queues).
+
+use crate::rooms::{JoinRefused, OUTBOUND_QUEUE, Outbound};
+use crate::server::AppState;
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use samtal_protocol::{
+    ClientMessage, ErrorCode, LeaveReason, ModerateAction, PcKind, ParticipantInfo, Role, ServerMessage,
+    TrackInfo, TrackSource,
+};
+use samtal_sfu::{MediaEvent, PeerState, SubscribeOptions};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+struct Joined {
+    room: String,
+    id: String,
+    role: Role,
+    hidden: bool,
+}
+
+/// Why the session ends.
+enum End {
+    Leave(LeaveReason),
+    Fatal,
+}
+
+struct Session {
+    state: Arc<AppState>,
+    out: mpsc::Sender<Outbound>,
+    media_tx: mpsc::UnboundedSender<MediaEvent>,
+    joined: Option<Joined>,
+    bucket: TokenBucket,
+}
+
+pub async fn run(state: Arc<AppState>, socket: WebSocket, peer: std::net::SocketAddr) {
+    let span = tracing::info_span!("session", %peer, room = tracing::field::Empty, participant = tracing::field::Empty);
+    run_inner(state, socket).instrument(span).await
+}
+
+async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
+    let (mut ws_tx, mut ws_rx) = socket.split();
+    let (out, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    state.metrics.connections.inc();
+    let writer = tokio::spawn(async move {
+        while let Some(outbound) = out_rx.recv().await {
+            let (message, close) = match outbound {
+                Outbound::Message(m) => {
+                    let close = matches!(m, ServerMessage::Error { fatal: true, .. });
+                    (m, close)
+                }
+                Outbound::Removed { by } => (ServerMessage::Removed { by }, true),
+            };
+            let text = serde_json::to_string(&message).expect("server messages serialise");
+            if ws_tx.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+            if close {
+                let _ = ws_tx.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    });
+    let limits = &state.config.limits;
+    let heartbeat = Duration::from_secs(limits.heartbeat_timeout_secs);
+    let mut session = Session {
+        bucket: TokenBucket::new(limits.max_messages_per_second),
+        state: state.clone(),
+        out,
+        media_tx,
+        joined: None,
+    };
+    let mut deadline = tokio::time::Instant::now() + heartbeat;
+    let end = loop {
+        tokio::select! {
+            frame = ws_rx.next() => {
+                let text = match frame {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::Leave(LeaveReason::Disconnected),
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        session.error(ErrorCode::BadMessage, "binary frames are not part of the protocol", None);
+                        continue;
+                    }
+                    Some(Ok(_)) => continue, // websocket ping/pong
+                };
+                deadline = tokio::time::Instant::now() + heartbeat;
+                if let Some(end) = session.on_frame(text.as_str()).await {
+                    break end;
+                }
+            }
+            event = media_rx.recv() => {
+                if let Some(event) = event
+                    && let Some(end) = session.on_media_event(event) {
+                    break end;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break End::Leave(LeaveReason::Timeout),
+            _ = session.out.closed() => break End::Leave(LeaveReason::Disconnected),
+        }
+    };
+    session.finish(end).await;
+    drop(session);
+    let _ = writer.await;
+    state.metrics.connections.dec();
+}
+
+impl Session {
+    fn send(&self, message: ServerMessage) {
+        if self.out.try_send(Outbound::Message(message)).is_err() {
+            tracing::warn!("client is not reading; message dropped");
+        }
+    }
+
+    fn error(&self, code: ErrorCode, message: impl Into<String>, ref_type: Option<&str>) {
+        let message = message.into();
+        tracing::debug!(?code, %message, "protocol error");
+        self.state.metrics.error(code);
+        self.send(ServerMessage::error(code, message, ref_type));
+    }
+
+    async fn on_frame(&mut self, text: &str) -> Option<End> {
+        self.state.metrics.messages.inc();
+        if text.len() > self.state.config.limits.max_message_bytes {
+            self.error(ErrorCode::TooLarge, format!("message of {} bytes exceeds the limit of {}", text.len(), self.state.config.limits.max_message_bytes), None);
+            return None;
+        }
+        if !self.bucket.take(Instant::now()) {
+            if self.bucket.should_warn() {
+                self.error(ErrorCode::RateLimited, "too many messages; excess messages are dropped", None);
+            }
+            return None;
+        }
+        let message = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(m) => m,
+            Err(e) => {
+                let (code, what) = classify_parse_error(text, &e);
+                self.error(code, what, None);
+                return None;
+            }
+        };
+        self.on_message(message).await
+    }
+
+    async fn on_message(&mut self, message: ClientMessage) -> Option<End> {
+        let kind = message.type_name();
+        match message {
+            ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong { nonce }),
+            ClientMessage::Join { room, name, token, hidden, protocol } => {
+                if self.joined.is_some() {
+                    self.error(ErrorCode::AlreadyJoined, "this connection already joined a room", Some(kind));
+                } else if protocol.is_some_and(|v| v != samtal_protocol::PROTOCOL_VERSION) {
+                    self.error(ErrorCode::BadMessage, format!("protocol version {} is not supported; this server speaks 1", protocol.unwrap_or(0)), Some(kind));
+                } else {
+                    return self.on_join(room, name, token, hidden).await;
+                }
+            }
+            _ if self.joined.is_none() => self.error(ErrorCode::NotJoined, format!("send join before {kind}"), Some(kind)),
+            ClientMessage::Leave => return Some(End::Leave(LeaveReason::Left)),
+            ClientMessage::Offer { pc: PcKind::Publish, sdp, tracks } => {
+                let joined = self.joined.as_ref().expect("checked");
+                if joined.hidden {
+                    self.error(ErrorCode::Forbidden, "hidden participants do not publish", Some(kind));
+                    return None;
+                }
+                match self.state.media.publish(&joined.id, sdp, tracks).await {
+                    Ok(sdp) => self.send(ServerMessage::Answer { pc: PcKind::Publish, sdp }),
+                    Err(e) => self.error(ErrorCode::NegotiationFailed, e.to_string(), Some(kind)),
+                }
+            }
+            ClientMessage::Answer { pc: PcKind::Subscribe, sdp } => {
+                let id = &self.joined.as_ref().expect("checked").id;
+                if let Err(e) = self.state.media.subscribe_answer(id, sdp).await {
+                    self.error(ErrorCode::NegotiationFailed, e.to_string(), Some(kind));
+                }
+            }
+            ClientMessage::Offer { .. } | ClientMessage::Answer { .. } => self.error(
+                ErrorCode::BadMessage,
+                "clients offer on the publish connection and answer on the subscribe connection",
+                Some(kind),
+            ),
+            ClientMessage::Candidate { pc, candidate } => {
+                let id = &self.joined.as_ref().expect("checked").id;
+                let _ = self.state.media.add_candidate(id, pc, candidate);
+            }
+            ClientMessage::Mute { source, muted } => {
+                let joined = self.joined.as_ref().expect("checked");
+                self.apply_mute(&joined.room, &joined.id, source, muted);
+            }
+            ClientMessage::Moderate { action, participant, source } => self.on_moderate(action, participant, source),
+        }
+        None
+    }
+
+    fn apply_mute(&self, room: &str, id: &str, source: TrackSource, muted: bool) {
+        let _ = self.state.media.set_muted(id, source, muted);
+        self.state.rooms.set_muted(room, id, source, muted);
+        self.state.rooms.broadcast(room, id, &ServerMessage::MuteChanged { participant_id: id.to_owned(), source, muted });
+    }
+
+    fn on_moderate(&self, action: ModerateAction, target: String, source: Option<TrackSource>) {
+        let joined = self.joined.as_ref().expect("checked");
+        if joined.role != Role::Moderator {
+            self.error(ErrorCode::Forbidden, "only moderators may moderate", Some("moderate"));
+            return;
+        }
+        if target == joined.id || !self.state.rooms.contains(&joined.room, &target) {
+            self.error(ErrorCode::UnknownParticipant, format!("no other participant {target} in this room"), Some("moderate"));
+            return;
+        }
+        tracing::info!(?action, %target, "moderation");
+        match action {
+            ModerateAction::Mute => {
+                let source = source.unwrap_or(TrackSource::Microphone);
+                self.apply_mute(&joined.room, &target, source, true);
+                // The target's own session does not see broadcasts it is excluded from, so tell it directly.
+                let changed = ServerMessage::MuteChanged { participant_id: target.clone(), source, muted: true };
+                self.state.rooms.send_to(&joined.room, &target, Outbound::Message(changed));
+                self.state.rooms.send_to(&joined.room, &target, Outbound::Message(ServerMessage::MuteRequest { source, by: joined.id.clone() }));
+            }
+            ModerateAction::Remove => {
+                self.state.rooms.send_to(&joined.room, &target, Outbound::Removed { by: joined.id.clone() });
+            }
+        }
+    }
+
+    async fn on_join(&mut self, room: String, name: String, token: Option<String>, hidden: bool) -> Option<End> {
+        if !valid_room(&room) {
+            self.error(ErrorCode::BadRoom, "room names are 1-64 characters of A-Z a-z 0-9 _ . -", Some("join"));
+            return Some(End::Fatal);
+        }
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 64 {
+            self.error(ErrorCode::BadMessage, "display name must be 1-64 characters", Some("join"));
+            return None;
+        }
+        let (role, name) = match self.authorize(&room, token.as_deref()).await {
+            Ok((role, token_name)) => (role, token_name.unwrap_or(name)),
+            Err(message) => {
+                self.error(ErrorCode::Unauthorized, message, Some("join"));
+                return Some(End::Fatal);
+            }
+        };
+        if hidden && role != Role::Service {
+            self.error(ErrorCode::Forbidden, "only service accounts may join hidden", Some("join"));
+            return None;
+        }
+        let id = new_participant_id();
+        let info = ParticipantInfo { id: id.clone(), name, role, tracks: Vec::new() };
+        let present = match self.state.rooms.join(&room, info.clone(), hidden, self.out.clone(), self.state.config.limits.max_participants) {
+            Ok(p) => p,
+            Err(JoinRefused::Full) => {
+                self.error(ErrorCode::RoomFull, format!("room {room} is full"), Some("join"));
+                return Some(End::Fatal);
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("room", room.as_str());
+        span.record("participant", id.as_str());
+        let options = SubscribeOptions { audio: true, video: !hidden };
+        if let Err(e) = self.state.media.join(&room, &id, options, self.media_tx.clone()).await {
+            self.state.rooms.leave(&room, &id);
+            self.error(ErrorCode::Internal, e.to_string(), Some("join"));
+            return Some(End::Fatal);
+        }
+        tracing::info!(?role, hidden, "joined");
+        self.send(ServerMessage::Joined {
+            participant_id: id.clone(),
+            room: room.clone(),
+            role,
+            ice_servers: self.state.config.ice_servers.clone(),
+            participants: present,
+        });
+        if !hidden {
+            self.state.rooms.broadcast(&room, &id, &ServerMessage::ParticipantJoined { participant: info });
+        }
+        self.joined = Some(Joined { room, id, role, hidden });
+        None
+    }
+
+    /// The role and (optional) display name a join gets. Errors are the message for the client.
+    async fn authorize(&self, room: &str, token: Option<&str>) -> Result<(Role, Option<String>), String> {
+        if !self.state.verifier.enabled() {
+            return Ok((Role::Participant, None));
+        }
+        let token = token.ok_or("this server requires a token")?;
+        let claims = self.state.verifier.verify(token).await.map_err(|e| e.to_string())?;
+        if !claims.allows_room(room) {
+            return Err(format!("the token is for room {}, not {room}", claims.room));
+        }
+        Ok((claims.role, claims.name))
+    }
+
+    fn on_media_event(&mut self, event: MediaEvent) -> Option<End> {
+        let joined = self.joined.as_ref()?;
+        match event {
+            MediaEvent::SubscribeOffer { sdp } => self.send(ServerMessage::Offer { pc: PcKind::Subscribe, sdp }),
+            MediaEvent::TrackPublished { track_id, kind, source } => {
+                let track = TrackInfo { track_id, kind, source, muted: false, stream_id: joined.id.clone() };
+                self.state.rooms.update_tracks(&joined.room, &joined.id, |tracks| tracks.push(track.clone()));
+                let message = ServerMessage::TrackPublished { participant_id: joined.id.clone(), track };
+                self.state.rooms.broadcast(&joined.room, &joined.id, &message);
+            }
+            MediaEvent::TrackUnpublished { track_id } => {
+                self.state.rooms.update_tracks(&joined.room, &joined.id, |tracks| tracks.retain(|t| t.track_id != track_id));
+                let message = ServerMessage::TrackUnpublished { participant_id: joined.id.clone(), track_id };
+                self.state.rooms.broadcast(&joined.room, &joined.id, &message);
+            }
+            MediaEvent::PeerState { pc, state: PeerState::Failed } => {
+                tracing::warn!(?pc, "peer connection failed; dropping participant");
+                return Some(End::Leave(LeaveReason::Disconnected));
+            }
+            MediaEvent::PeerState { .. } => {}
+        }
+        None
+    }
+
+    async fn finish(&mut self, end: End) {
+        let Some(joined) = self.joined.take() else { return };
+        self.state.media.leave(&joined.id).await;
+        let visible = self.state.rooms.leave(&joined.room, &joined.id).unwrap_or(false);
+        let reason = match end {
+            End::Leave(reason) => reason,
+            End::Fatal => LeaveReason::Disconnected,
+        };
+        tracing::info!(?reason, "left");
+        if visible {
+            self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::ParticipantLeft { participant_id: joined.id.clone(), reason });
+        }
+    }
+}
+
+/// Tells "not JSON / wrong shape" from "a type this server does not know".
+fn classify_parse_error(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Err(_) => (ErrorCode::BadMessage, format!("not valid JSON: {error}")),
+        Ok(serde_json::Value::Object(map)) => match map.get("type").and_then(|t| t.as_str()) {
+            None => (ErrorCode::BadMessage, "a message needs a string field \"type\"".into()),
+            Some(t) if !KNOWN_TYPES.contains(&t) => (ErrorCode::UnknownType, format!("unknown message type {t:?}")),
+            Some(t) => (ErrorCode::BadMessage, format!("bad {t} message: {error}")),
+        },
+        Ok(_) => (ErrorCode::BadMessage, "a message must be a JSON object".into()),
+    }
+}
+
+const KNOWN_TYPES: &[&str] = &["join", "offer", "answer", "candidate", "mute", "moderate", "leave", "ping"];
+
+fn valid_room(room: &str) -> bool {
+    (1..=64).contains(&room.len()) && room.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+fn new_participant_id() -> String {
+    format!("p{:08x}", rand::random::<u32>())
+}
+
+/// Messages per second with a burst of twice the rate.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+    last_warning: Option<Instant>,
+}
+
+impl TokenBucket {
+    fn new(per_second: u32) -> Self {
+        let rate = per_second.max(1) as f64;
+        Self { rate, tokens: rate * 2.0, at: Instant::now(), last_warning: None }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate * 2.0);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// One rate-limit error per second at most.
+    fn should_warn(&mut self) -> bool {
+        let now = Instant::now();
+        if self.last_warning.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return false;
+        }
+        self.last_warning = Some(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names() {
+        assert!(valid_room("weekly-sync_2.0"));
+        assert!(!valid_room(""));
+        assert!(!valid_room("a b"));
+        assert!(!valid_room("../etc"));
+        assert!(!valid_room(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn parse_errors_are_classified() {
+        let err = |t: &str| classify_parse_error(t, &serde_json::from_str::<ClientMessage>(t).unwrap_err()).0;
+        assert_eq!(err("{nope"), ErrorCode::BadMessage);
+        assert_eq!(err("[1,2]"), ErrorCode::BadMessage);
+        assert_eq!(err(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(err(r#"{"type":"join","room":5}"#), ErrorCode::BadMessage);
+        assert_eq!(err(r#"{"room":"x"}"#), ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn token_bucket_allows_bursts_then_limits() {
+        let mut b = TokenBucket::new(10);
+        let t0 = b.at;
+        let allowed = (0..100).filter(|_| b.take(t0)).count();
+        assert_eq!(allowed, 20, "burst of twice the rate");
+        assert!(b.take(t0 + Duration::from_millis(150)), "refills with time");
+    }
+}
