@@ -36,7 +36,8 @@ pub enum JoinRefused {
 }
 
 impl Rooms {
-    /// Adds a participant; returns the visible participants already there.
+    /// Adds a participant. `welcome` turns the visible participants already there into the first
+    /// message the newcomer gets; it is queued under the lock, so no broadcast can overtake it.
     pub fn join(
         &self,
         room: &str,
@@ -44,7 +45,8 @@ impl Rooms {
         hidden: bool,
         tx: mpsc::Sender<Outbound>,
         max_participants: usize,
-    ) -> Result<Vec<ParticipantInfo>, JoinRefused> {
+        welcome: impl FnOnce(Vec<ParticipantInfo>) -> ServerMessage,
+    ) -> Result<(), JoinRefused> {
         let mut rooms = self.rooms.lock().expect("rooms lock");
         let members = rooms.entry(room.to_owned()).or_default();
         if !hidden && members.values().filter(|m| !m.hidden).count() >= max_participants {
@@ -54,8 +56,9 @@ impl Rooms {
             return Err(JoinRefused::Full);
         }
         let present = members.values().filter(|m| !m.hidden).map(|m| m.info.clone()).collect();
+        let _ = tx.try_send(Outbound::Message(welcome(present)));
         members.insert(info.id.clone(), Member { info, hidden, tx });
-        Ok(present)
+        Ok(())
     }
 
     /// Removes a participant; returns whether it was visible. Drops the room when empty.
@@ -127,15 +130,25 @@ mod tests {
         ParticipantInfo { id: id.into(), name: id.to_uppercase(), role: Role::Participant, tracks: vec![] }
     }
 
+    /// Joins and returns the ids listed in the welcome message.
+    fn join(rooms: &Rooms, id: &str, hidden: bool, max: usize) -> Result<Vec<String>, JoinRefused> {
+        let (tx, _rx) = mpsc::channel(4);
+        let mut listed = Vec::new();
+        rooms
+            .join("r", info(id), hidden, tx, max, |present| {
+                listed = present.iter().map(|p| p.id.clone()).collect();
+                ServerMessage::Pong { nonce: None }
+            })
+            .map(|()| listed)
+    }
+
     #[test]
     fn join_lists_visible_members_and_enforces_capacity() {
         let rooms = Rooms::default();
-        let (tx, _rx) = mpsc::channel(4);
-        assert!(rooms.join("r", info("a"), false, tx.clone(), 2).unwrap().is_empty());
-        assert!(rooms.join("r", info("svc"), true, tx.clone(), 2).unwrap().len() == 1);
-        let present = rooms.join("r", info("b"), false, tx.clone(), 2).unwrap();
-        assert_eq!(present.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec!["a"], "hidden not listed");
-        assert_eq!(rooms.join("r", info("c"), false, tx.clone(), 2), Err(JoinRefused::Full));
+        assert!(join(&rooms, "a", false, 2).unwrap().is_empty());
+        assert_eq!(join(&rooms, "svc", true, 2).unwrap(), vec!["a"]);
+        assert_eq!(join(&rooms, "b", false, 2).unwrap(), vec!["a"], "hidden not listed");
+        assert_eq!(join(&rooms, "c", false, 2), Err(JoinRefused::Full));
         assert_eq!(rooms.leave("r", "svc"), Some(false));
         assert_eq!(rooms.leave("r", "a"), Some(true));
         assert_eq!(rooms.leave("r", "b"), Some(true));
@@ -147,8 +160,11 @@ mod tests {
         let rooms = Rooms::default();
         let (tx_a, mut rx_a) = mpsc::channel(1);
         let (tx_b, mut rx_b) = mpsc::channel(1);
-        rooms.join("r", info("a"), false, tx_a, 10).unwrap();
-        rooms.join("r", info("b"), false, tx_b, 10).unwrap();
+        let welcome = |_| ServerMessage::Pong { nonce: Some("welcome".into()) };
+        rooms.join("r", info("a"), false, tx_a, 10, welcome).unwrap();
+        rooms.join("r", info("b"), false, tx_b, 10, welcome).unwrap();
+        rx_a.try_recv().unwrap();
+        rx_b.try_recv().unwrap();
         let msg = ServerMessage::Pong { nonce: None };
         rooms.broadcast("r", "a", &msg);
         rooms.broadcast("r", "a", &msg); // b's queue is full: dropped, no panic, no block

@@ -253,31 +253,25 @@ impl Session {
             return None;
         }
         let id = new_participant_id();
-        let info = ParticipantInfo { id: id.clone(), name, role, tracks: Vec::new() };
-        let present = match self.state.rooms.join(&room, info.clone(), hidden, self.out.clone(), self.state.config.limits.max_participants) {
-            Ok(p) => p,
-            Err(JoinRefused::Full) => {
-                self.error(ErrorCode::RoomFull, format!("room {room} is full"), Some("join"));
-                return Some(End::Fatal);
-            }
-        };
         let span = tracing::Span::current();
         span.record("room", room.as_str());
         span.record("participant", id.as_str());
+        // Media first: its events queue up in this session until `joined` is out.
         let options = SubscribeOptions { audio: true, video: !hidden };
         if let Err(e) = self.state.media.join(&room, &id, options, self.media_tx.clone()).await {
-            self.state.rooms.leave(&room, &id);
             self.error(ErrorCode::Internal, e.to_string(), Some("join"));
             return Some(End::Fatal);
         }
+        let info = ParticipantInfo { id: id.clone(), name, role, tracks: Vec::new() };
+        let ice_servers = self.state.config.ice_servers.clone();
+        let welcome = |participants| ServerMessage::Joined { participant_id: id.clone(), room: room.clone(), role, ice_servers, participants };
+        let max = self.state.config.limits.max_participants;
+        if let Err(JoinRefused::Full) = self.state.rooms.join(&room, info.clone(), hidden, self.out.clone(), max, welcome) {
+            self.state.media.leave(&id).await;
+            self.error(ErrorCode::RoomFull, format!("room {room} is full"), Some("join"));
+            return Some(End::Fatal);
+        }
         tracing::info!(?role, hidden, "joined");
-        self.send(ServerMessage::Joined {
-            participant_id: id.clone(),
-            room: room.clone(),
-            role,
-            ice_servers: self.state.config.ice_servers.clone(),
-            participants: present,
-        });
         if !hidden {
             self.state.rooms.broadcast(&room, &id, &ServerMessage::ParticipantJoined { participant: info });
         }

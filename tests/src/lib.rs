@@ -1,1 +1,106 @@
-//! (being written)
+//! Test harness for end-to-end tests: start a whole Samtal server in-process on loopback with
+//! ephemeral ports, find the external test peers and test data, and run peer programs with a deadline.
+//!
+//! Missing prerequisites (the Python venv with aiortc, Chromium, the shared test data) make a test
+//! FAIL with a message saying how to get them; they never make it pass silently.
+
+use samtal_signaling::{Config, RunningServer};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Logs to the test output when `SAMTAL_LOG` is set (e.g. `SAMTAL_LOG=debug`).
+pub fn init_logging() {
+    if let Ok(filter) = std::env::var("SAMTAL_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
+    }
+}
+
+/// A server config for tests: loopback only, ephemeral HTTP and UDP ports, open (no tokens).
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.media.udp_port = 0;
+    config.media.ips = vec!["127.0.0.1".parse().expect("valid address")];
+    config.data_dir = std::env::temp_dir().join(format!("samtal-test-{}", std::process::id()));
+    config
+}
+
+pub async fn start_server(config: Config) -> RunningServer {
+    init_logging();
+    samtal_signaling::start(config).await.expect("server starts")
+}
+
+/// `$SAMTAL_TEST_DATA/<relative>`, failing the test with a clear message when it is missing.
+pub fn test_data(relative: &str) -> PathBuf {
+    let base = std::env::var_os("SAMTAL_TEST_DATA").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
+    let path = base.join(relative);
+    assert!(
+        path.exists(),
+        "test data {} is missing: set SAMTAL_TEST_DATA to the folder holding models/ and audio/, or run scripts/fetch-test-data.sh",
+        path.display()
+    );
+    path
+}
+
+/// The Python with aiortc installed by tests/setup.sh.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("SAMTAL_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        home.join(".cache/samtal/venv/bin/python")
+    });
+    assert!(path.exists(), "no test Python at {} (SAMTAL_PYTHON): run tests/setup.sh, or use tests/run", path.display());
+    path
+}
+
+/// Node with playwright-core installed in tests/browser by tests/setup.sh, and Chromium.
+pub fn browser_driver() -> (PathBuf, PathBuf) {
+    let dir = repo_root().join("tests/browser");
+    assert!(dir.join("node_modules/playwright-core").exists(), "playwright-core is not installed in {}: run tests/setup.sh", dir.display());
+    let chromium = std::env::var_os("SAMTAL_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(chromium.exists(), "no Chromium at {} (SAMTAL_CHROMIUM): run tests/setup.sh", chromium.display());
+    (dir, chromium)
+}
+
+/// What a finished peer program printed.
+#[derive(Debug)]
+pub struct PeerOutput {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl PeerOutput {
+    /// The last line of stdout that parses as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        self.stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("peer printed no JSON summary; status {:?}\nstdout:\n{}\nstderr:\n{}", self.status, self.stdout, self.tail()))
+    }
+
+    pub fn tail(&self) -> String {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+/// Runs a program to completion, killing it after `limit`.
+pub async fn run_peer(mut command: tokio::process::Command, limit: Duration) -> PeerOutput {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(Ok(out)) => PeerOutput {
+            status: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        Ok(Err(e)) => panic!("peer failed to run: {e}"),
+        Err(_) => panic!("peer did not finish within {limit:?}"),
+    }
+}
