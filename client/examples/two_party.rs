@@ -5,12 +5,13 @@
 //! cargo run -p samtal-signaling --bin samtal -- serve --listen 127.0.0.1:8080 &
 //! cargo run -p samtal-client --example two_party -- ws://127.0.0.1:8080/ws [seconds]
 //! ```
-//! Exits with status 1 when either participant misses the other's audio or video.
+//! Then Alice shares her screen and stops: Bob must see `track_published`, the media and
+//! `track_unpublished`. Exits with status 1 when either participant misses the other's audio or video.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use samtal_client::samtal_protocol::MediaKind;
+use samtal_client::samtal_protocol::{MediaKind, ServerMessage, TrackSource};
 use samtal_client::{Participant, ParticipantEvent, ParticipantOptions, Received};
 use tokio::sync::mpsc;
 
@@ -70,7 +71,10 @@ impl TrackTally {
 
 type Tally = BTreeMap<(String, String, &'static str), TrackTally>;
 
-async fn collect(mut media: mpsc::Receiver<Received>, duration: Duration) -> Tally {
+async fn collect(
+    mut media: mpsc::Receiver<Received>,
+    duration: Duration,
+) -> (Tally, mpsc::Receiver<Received>) {
     let mut tally = Tally::new();
     let deadline = tokio::time::Instant::now() + duration;
     while let Ok(Some(r)) = tokio::time::timeout_at(deadline, media.recv()).await {
@@ -83,18 +87,94 @@ async fn collect(mut media: mpsc::Receiver<Received>, duration: Duration) -> Tal
             .or_default()
             .add(&r);
     }
-    tally
+    (tally, media)
 }
 
-fn log_events(name: &'static str, mut events: mpsc::UnboundedReceiver<ParticipantEvent>) {
+/// Prints events and passes them on.
+fn log_events(
+    name: &'static str,
+    mut events: mpsc::UnboundedReceiver<ParticipantEvent>,
+) -> mpsc::UnboundedReceiver<ParticipantEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
-            match event {
-                ParticipantEvent::KeyframeRequested { .. } => {}
-                other => println!("[{name}] {other:?}"),
+            if !matches!(event, ParticipantEvent::KeyframeRequested { .. }) {
+                println!("[{name}] {event:?}");
             }
+            let _ = tx.send(event);
         }
     });
+    rx
+}
+
+/// Waits up to 10 s for an event `pick` accepts.
+async fn wait_event<T>(
+    events: &mut mpsc::UnboundedReceiver<ParticipantEvent>,
+    mut pick: impl FnMut(&ParticipantEvent) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        if let Some(found) = pick(&event) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Alice shares her screen and stops again; Bob must see the track come, carry media, and go.
+async fn screen_share_round(
+    alice: &mut Participant,
+    bob_events: &mut mpsc::UnboundedReceiver<ParticipantEvent>,
+    bob_media: &mut mpsc::Receiver<Received>,
+) -> anyhow::Result<bool> {
+    while bob_events.try_recv().is_ok() {}
+    alice.publish(TrackSource::ScreenShare).await?;
+    alice.start_media();
+    let alice_id = alice.id().to_owned();
+    let Some(track_id) = wait_event(bob_events, |e| match e {
+        ParticipantEvent::Server(ServerMessage::TrackPublished {
+            participant_id,
+            track,
+        }) if *participant_id == alice_id && track.source == TrackSource::ScreenShare => {
+            Some(track.track_id.clone())
+        }
+        _ => None,
+    })
+    .await
+    else {
+        println!("FAIL: Bob got no track_published for Alice's screen share");
+        return Ok(false);
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut packets = 0;
+    while packets < 30 {
+        match tokio::time::timeout_at(deadline, bob_media.recv()).await {
+            Ok(Some(r)) if r.track_id == track_id => packets += 1,
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    if packets < 30 {
+        println!("FAIL: Bob received {packets} packets of Alice's screen share {track_id}");
+        return Ok(false);
+    }
+    println!("Bob receives Alice's screen share {track_id}");
+    alice.unpublish(TrackSource::ScreenShare).await?;
+    let unpublished = wait_event(bob_events, |e| match e {
+        ParticipantEvent::Server(ServerMessage::TrackUnpublished { track_id: t, .. })
+            if *t == track_id =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    if unpublished.is_none() {
+        println!("FAIL: Bob got no track_unpublished for {track_id}");
+        return Ok(false);
+    }
+    println!("Bob saw Alice's screen share {track_id} go");
+    Ok(true)
 }
 
 #[tokio::main]
@@ -133,8 +213,8 @@ async fn main() -> anyhow::Result<()> {
         bob.joined().participants.len()
     );
 
-    log_events("Alice", alice.take_events().expect("events"));
-    log_events("Bob", bob.take_events().expect("events"));
+    let _alice_events = log_events("Alice", alice.take_events().expect("events"));
+    let mut bob_events = log_events("Bob", bob.take_events().expect("events"));
     let alice_media = collect(
         alice.take_media().expect("media"),
         Duration::from_secs(seconds),
@@ -146,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
     alice.start_media();
     bob.start_media();
     let (alice_got, bob_got) = tokio::join!(tokio::spawn(alice_media), tokio::spawn(bob_media));
-    let (mut alice_got, mut bob_got) = (alice_got?, bob_got?);
+    let ((mut alice_got, _), (mut bob_got, mut bob_media)) = (alice_got?, bob_got?);
 
     let mut ok = true;
     for (name, me, other, got) in [
@@ -176,10 +256,11 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    ok &= screen_share_round(&mut alice, &mut bob_events, &mut bob_media).await?;
     alice.close().await;
     bob.close().await;
     if ok {
-        println!("OK: both participants received each other's audio and video");
+        println!("OK: both participants received each other's audio and video, and a screen share");
         Ok(())
     } else {
         std::process::exit(1);

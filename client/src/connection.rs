@@ -98,8 +98,12 @@ async fn read_remote_track(
                 };
                 match sink.tx.try_send(received) {
                     Ok(()) => bump(&sink.counters.media_received, 1),
-                    // Nobody reads (or not fast enough): keep draining the track regardless.
-                    Err(_) => bump(&sink.counters.media_dropped, 1),
+                    // The user reads too slowly: drop, count, keep draining the track.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        bump(&sink.counters.media_dropped, 1)
+                    }
+                    // Nobody reads any more: keep draining the track so the driver is not held up.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
             }
             TrackRemoteEvent::OnEnded => break,

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use samtal_protocol::{
     ClientMessage, MediaKind, PcKind, ServerMessage, TrackDeclaration, TrackSource,
 };
@@ -333,11 +334,18 @@ impl Participant {
             TrackSource::Camera | TrackSource::ScreenShare => MediaKind::Video,
         };
         let track = LocalTrack::new(&self.joined.participant_id, kind, source);
-        let sender = pc
-            .add_track(Arc::clone(&track.track) as Arc<dyn TrackLocal>)
+        // Send-only: nothing ever comes back on the publish connection.
+        let init = RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            streams: vec![self.joined.participant_id.clone()],
+            send_encodings: vec![],
+        };
+        let transceiver = pc
+            .add_transceiver_from_track(Arc::clone(&track.track) as Arc<dyn TrackLocal>, Some(init))
             .await?;
+        let sender = transceiver.sender().await?;
         if let Ok(mut slot) = track.sender.lock() {
-            *slot = Some(sender);
+            *slot = sender;
         }
         let track_id = track.track_id.clone();
         match kind {

@@ -19,7 +19,8 @@ pub struct ParticipantStats {
     pub send_errors: u64,
     /// RTP packets received on the subscribe connection and delivered.
     pub media_received: u64,
-    /// RTP packets received but dropped because the media channel was full.
+    /// RTP packets received but dropped because the media channel was full (not counted once
+    /// the channel's receiver is gone).
     pub media_dropped: u64,
 }
 
