@@ -6,6 +6,10 @@
 //!   peer connections, synthetic tracks, received media and events.
 //! * [`synthetic`]: stamped Opus and VP8 payload generators and parsers.
 //! * [`keyframe_requests`]: the interceptor that lets PLI/FIR reach the publisher.
+//! * [`stats`]: the participant's counters.
+//!
+//! Inside: `connection` builds and watches one peer connection, `dispatch` applies what the server
+//! sends, `local_track` writes our RTP.
 //!
 //! ```no_run
 //! # async fn example() -> samtal_client::Result<()> {

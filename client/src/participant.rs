@@ -105,7 +105,8 @@ impl ParticipantOptions {
 pub struct Received {
     /// Whose it is: the track's stream id, which the server sets to the publisher's participant id.
     pub participant_id: String,
-    /// The publisher's track id.
+    /// The track's id in the subscribe connection: the server's id for it, as announced in
+    /// `track_published` (not necessarily the id the publisher declared).
     pub track_id: String,
     /// Audio or video.
     pub kind: MediaKind,
