@@ -545,26 +545,56 @@ export class Meeting extends EventTarget {
   // ---- speaking levels ----
 
   startLevels() {
-    this.levelTimer = setInterval(() => this.emit('levels', { levels: this.audioLevels() }), 200);
+    let busy = false;
+    this.levelTimer = setInterval(async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        const levels = await this.audioLevels();
+        if (this.state === 'joined') this.emit('levels', { levels });
+      } catch { /* a connection closed under us */ }
+      busy = false;
+    }, 250);
   }
 
-  /** Map participant id -> audio level 0..1: remote ones from RTP audio levels, our own from an analyser. */
-  audioLevels() {
+  /**
+   * Map participant id -> audio level 0..1 since the last poll. From WebRTC stats: the energy received
+   * (inbound-rtp) or captured (media-source), so short sounds between two polls still count; where a
+   * browser lacks those, the RTP audio level or, for our own microphone, an analyser.
+   */
+  async audioLevels() {
     const levels = new Map();
+    const put = (id, v) => levels.set(id, Math.max(levels.get(id) || 0, v));
     for (const m of this.remoteMedia.values()) {
-      if (m.kind !== 'audio' || !m.receiver.getSynchronizationSources) continue;
-      const now = performance.timeOrigin + performance.now();
-      for (const s of m.receiver.getSynchronizationSources()) {
-        // timestamp should be timeOrigin-based; accept other clocks rather than never showing a level
-        const fresh = Math.abs(now - s.timestamp) < 1000 || Math.abs(now - s.timestamp) > 86_400_000;
-        if (typeof s.audioLevel === 'number' && fresh) {
-          levels.set(m.participantId, Math.max(levels.get(m.participantId) || 0, s.audioLevel));
-        }
+      if (m.kind !== 'audio') continue;
+      let level = null;
+      (await m.receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') level = this.levelFrom(m.receiver, r); });
+      if (level === null && m.receiver.getSynchronizationSources) {
+        for (const src of m.receiver.getSynchronizationSources()) if (typeof src.audioLevel === 'number') level = Math.max(level || 0, src.audioLevel);
       }
+      if (level !== null) put(m.participantId, level);
     }
     const mic = this.local.microphone;
-    if (mic && !mic.muted) levels.set(this.participantId, this.localLevel(mic.track));
+    if (mic && !mic.muted) {
+      let level = null;
+      if (mic.transceiver) {
+        const sender = mic.transceiver.sender;
+        (await sender.getStats()).forEach((r) => { if (r.type === 'media-source' && r.kind === 'audio') level = this.levelFrom(sender, r); });
+      }
+      put(this.participantId, level ?? this.localLevel(mic.track));
+    }
     return levels;
+  }
+
+  /** RMS level since the previous report of the same sender/receiver, else the report's audioLevel. */
+  levelFrom(key, r) {
+    if (!this.energy) this.energy = new WeakMap();
+    if (typeof r.totalAudioEnergy === 'number' && typeof r.totalSamplesDuration === 'number') {
+      const prev = this.energy.get(key);
+      this.energy.set(key, { e: r.totalAudioEnergy, d: r.totalSamplesDuration });
+      if (prev && r.totalSamplesDuration > prev.d) return Math.sqrt(Math.max(0, r.totalAudioEnergy - prev.e) / (r.totalSamplesDuration - prev.d));
+    }
+    return typeof r.audioLevel === 'number' ? r.audioLevel : null;
   }
 
   localLevel(track) {
