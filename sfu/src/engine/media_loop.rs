@@ -8,6 +8,7 @@
 
 use super::ice;
 use super::peer;
+use super::sdp::sending_track_ids;
 use super::sockets::BoundSocket;
 use super::timers::Timers;
 use super::{Command, MediaEvent, PeerState, SubscribeOptions};
@@ -630,12 +631,21 @@ impl MediaLoop {
         let p = self.participants.get_mut(participant).ok_or_else(|| Error::UnknownParticipant(String::new()))?;
         p.declared.extend(tracks.into_iter().map(|t| (t.track_id, t.source)));
         let idx = self.ensure_peer(participant, PcKind::Publish, now).ok_or_else(|| Error::Negotiation("no peer connection".into()))?;
+        let sending = sending_track_ids(&sdp);
         let pc = &mut self.peers.get_mut(idx).expect("just ensured").pc;
         let offer = RTCSessionDescription::offer(sdp).map_err(|e| Error::Negotiation(format!("bad offer: {e}")))?;
         pc.set_remote_description(now, offer).map_err(|e| Error::Negotiation(format!("offer rejected: {e}")))?;
         let answer = pc.create_answer(None).map_err(|e| Error::Negotiation(format!("cannot answer: {e}")))?;
         pc.set_local_description(now, answer).map_err(|e| Error::Negotiation(format!("cannot apply answer: {e}")))?;
         let answer = pc.local_description().ok_or_else(|| Error::Negotiation("no local description".into()))?.sdp;
+        let stopped: Vec<usize> = self
+            .participants
+            .get(participant)
+            .map(|p| p.published.iter().filter(|(id, _)| !sending.contains(*id)).map(|(_, &t)| t).collect())
+            .unwrap_or_default();
+        for track in stopped {
+            self.unpublish(track, now);
+        }
         self.process(idx, now);
         Ok(answer)
     }

@@ -9,6 +9,7 @@
 mod ice;
 mod media_loop;
 mod peer;
+mod sdp;
 mod sockets;
 mod timers;
 
