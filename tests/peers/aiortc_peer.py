@@ -202,7 +202,7 @@ class Peer:
                 self.errors.append(text)
                 if msg.get("fatal"):
                     raise ProtocolError(f"fatal server error {text}")
-            elif t in ("removed",):
+            elif t == "removed":
                 raise ProtocolError(f"removed from the room by {msg.get('by')}")
             # pong, participant_left, mute_changed, track_unpublished, ...: nothing to do here
 
