@@ -3,7 +3,7 @@
 which must give ~zero energy at the receiver.
 
 Usage: make_silence.py OUT.wav [--seconds 10] [--rate 48000]
-(sox does the same: sox -n -r 48000 -c 1 -b 16 OUT.wav trim 0 10)
+(sox does the same: sox -D -n -r 48000 -c 1 -b 16 OUT.wav trim 0 10 ; -D turns off dithering, which would add 1-bit noise)
 """
 
 import argparse
