@@ -87,6 +87,8 @@ pub struct Joined {
     pub ice_servers: Vec<IceServer>,
     /// Everyone already in the room, without ourselves.
     pub participants: Vec<ParticipantInfo>,
+    /// Whether the meeting is being transcribed.
+    pub transcription: samtal_protocol::TranscriptionStatus,
 }
 
 enum Outgoing {
@@ -157,6 +159,7 @@ impl SignalingClient {
                         role,
                         ice_servers,
                         participants,
+                        transcription,
                     }) => {
                         return Ok(Joined {
                             participant_id,
@@ -164,6 +167,7 @@ impl SignalingClient {
                             role,
                             ice_servers,
                             participants,
+                            transcription,
                         });
                     }
                     Some(ServerMessage::Error { code, message, .. }) => {

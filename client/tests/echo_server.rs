@@ -257,6 +257,7 @@ async fn serve_echo(listener: TcpListener) -> Vec<usize> {
                         role: Role::Participant,
                         ice_servers: vec![],
                         participants: vec![],
+                        transcription: samtal_protocol::TranscriptionStatus { enabled: false, language: None, meeting_id: None, available: false },
                     })
                     .unwrap();
             }
@@ -493,6 +494,7 @@ async fn signaling_passes_messages_both_ways() {
                         role: Role::Service,
                         ice_servers: vec![],
                         participants: vec![],
+                        transcription: samtal_protocol::TranscriptionStatus { enabled: false, language: None, meeting_id: None, available: false },
                     }
                 }
                 ClientMessage::Ping { nonce } => ServerMessage::Pong { nonce },

@@ -50,8 +50,12 @@ pub enum Role {
     #[default]
     Participant,
     Moderator,
-    /// A service account such as the transcriber: may join hidden.
+    /// A service account such as the transcriber: may join hidden and send transcript segments.
     Service,
+    /// Reads, searches and exports transcripts; does not join meetings by that role.
+    Compliance,
+    /// Everything a compliance officer may, plus deletion and the audit trail.
+    Administrator,
 }
 
 /// An ICE candidate as browsers give it (`RTCIceCandidateInit`), with snake_case names.
@@ -157,6 +161,59 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<String>,
     },
+    /// Moderator: turn transcription of this meeting on or off.
+    Transcription {
+        enabled: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<String>,
+    },
+    /// Service (transcriber, joined hidden): a recognised utterance of one speaker.
+    Segment(Segment),
+    /// Service, instead of `join`: this connection is a transcription worker waiting for jobs.
+    Worker {
+        token: Option<String>,
+        #[serde(default)]
+        capacity: Option<u32>,
+    },
+}
+
+/// A recognised utterance. Times are wall-clock milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Stable id chosen by the worker (e.g. speaker id + start time): storing twice keeps one copy.
+    pub utterance_id: String,
+    /// The speaker's participant id.
+    pub participant_id: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// 0..1, mean token probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    /// false: an interim caption that a later segment with the same utterance id replaces.
+    #[serde(default = "yes", rename = "final")]
+    pub is_final: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Transcription state of a meeting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptionStatus {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The transcript's meeting id while enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_id: Option<String>,
+    /// Whether a transcription worker is connected to serve it.
+    pub available: bool,
 }
 
 impl ClientMessage {
@@ -171,6 +228,9 @@ impl ClientMessage {
             ClientMessage::Moderate { .. } => "moderate",
             ClientMessage::Leave => "leave",
             ClientMessage::Ping { .. } => "ping",
+            ClientMessage::Transcription { .. } => "transcription",
+            ClientMessage::Segment(_) => "segment",
+            ClientMessage::Worker { .. } => "worker",
         }
     }
 }
@@ -211,6 +271,7 @@ pub enum ServerMessage {
         role: Role,
         ice_servers: Vec<IceServer>,
         participants: Vec<ParticipantInfo>,
+        transcription: TranscriptionStatus,
     },
     Offer {
         pc: PcKind,
@@ -255,6 +316,16 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<String>,
     },
+    /// Transcription was turned on or off (also sent when a worker appears or goes away).
+    TranscriptionStatus(TranscriptionStatus),
+    /// A caption for everyone in the meeting: `segment` plus the speaker's display name.
+    Caption {
+        #[serde(flatten)]
+        segment: Segment,
+        name: String,
+    },
+    /// To a worker: start or stop transcribing a room.
+    Job(Job),
     Error {
         code: ErrorCode,
         message: String,
@@ -274,6 +345,27 @@ impl ServerMessage {
             fatal: code.is_fatal(),
         }
     }
+}
+
+/// Work for a transcription worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub action: JobAction,
+    pub room: String,
+    pub meeting_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// A service token the worker uses to join the room hidden.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    Start,
+    Stop,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -315,6 +407,19 @@ mod tests {
             ClientMessage::Leave
         );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"dance"}"#).is_err());
+    }
+
+    #[test]
+    fn segment_and_caption_shapes() {
+        let text = r#"{"type":"segment","utterance_id":"p1-100","participant_id":"p1","start_ms":100,"end_ms":900,"text":"Hej","language":"sv","final":false}"#;
+        let m: ClientMessage = serde_json::from_str(text).unwrap();
+        let ClientMessage::Segment(seg) = &m else { panic!("{m:?}") };
+        assert!(!seg.is_final);
+        let caption = ServerMessage::Caption { segment: seg.clone(), name: "Anna".into() };
+        let v = serde_json::to_value(&caption).unwrap();
+        assert_eq!((v["type"].as_str(), v["name"].as_str(), v["text"].as_str()), (Some("caption"), Some("Anna"), Some("Hej")));
+        let back: ServerMessage = serde_json::from_value(v).unwrap();
+        assert_eq!(back, caption);
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub struct AppState {
     pub metrics: Metrics,
 }
 
+impl AppState {
+    /// Transcription state of a room as participants see it.
+    pub fn transcription_status(&self, _room: &str) -> samtal_protocol::TranscriptionStatus {
+        samtal_protocol::TranscriptionStatus { enabled: false, language: None, meeting_id: None, available: false }
+    }
+}
+
 /// A running server; dropping it does not stop it, [`RunningServer::shutdown`] does.
 pub struct RunningServer {
     pub addr: SocketAddr,

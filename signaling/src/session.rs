@@ -195,6 +195,9 @@ impl Session {
                 self.apply_mute(&joined.room, &joined.id, source, muted);
             }
             ClientMessage::Moderate { action, participant, source } => self.on_moderate(action, participant, source),
+            ClientMessage::Transcription { .. } | ClientMessage::Segment(_) | ClientMessage::Worker { .. } => {
+                self.error(ErrorCode::Forbidden, format!("{kind} is not available on this server yet"), Some(kind))
+            }
         }
         None
     }
@@ -264,7 +267,8 @@ impl Session {
         }
         let info = ParticipantInfo { id: id.clone(), name, role, tracks: Vec::new() };
         let ice_servers = self.state.config.ice_servers.clone();
-        let welcome = |participants| ServerMessage::Joined { participant_id: id.clone(), room: room.clone(), role, ice_servers, participants };
+        let transcription = self.state.transcription_status(&room);
+        let welcome = |participants| ServerMessage::Joined { participant_id: id.clone(), room: room.clone(), role, ice_servers, participants, transcription };
         let max = self.state.config.limits.max_participants;
         if let Err(JoinRefused::Full) = self.state.rooms.join(&room, info.clone(), hidden, self.out.clone(), max, welcome) {
             self.state.media.leave(&id).await;
