@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod rooms;
 pub mod server;
 pub mod session;
+pub mod transcription;
 
 pub use config::Config;
 pub use error::{Error, Result};

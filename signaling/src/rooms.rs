@@ -109,8 +109,22 @@ impl Rooms {
         });
     }
 
+    pub fn name(&self, room: &str, id: &str) -> Option<String> {
+        self.rooms.lock().expect("rooms lock").get(room)?.get(id).map(|m| m.info.name.clone())
+    }
+
+    /// Visible participants of a room, with names (for meeting records).
+    pub fn visible(&self, room: &str) -> Vec<ParticipantInfo> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms.get(room).into_iter().flat_map(|m| m.values()).filter(|m| !m.hidden).map(|m| m.info.clone()).collect()
+    }
+
     pub fn role(&self, room: &str, id: &str) -> Option<Role> {
         self.rooms.lock().expect("rooms lock").get(room)?.get(id).map(|m| m.info.role)
+    }
+
+    pub fn room_names(&self) -> Vec<String> {
+        self.rooms.lock().expect("rooms lock").keys().cloned().collect()
     }
 
     pub fn room_count(&self) -> usize {

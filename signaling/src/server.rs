@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use crate::session;
+use crate::transcription::Transcription;
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderValue, header};
@@ -25,12 +26,15 @@ pub struct AppState {
     pub media: MediaServer,
     pub verifier: Verifier,
     pub metrics: Metrics,
+    pub transcription: Transcription,
+    /// Accepts the room-scoped service tokens this server mints for transcription jobs.
+    pub job_verifier: Verifier,
 }
 
 impl AppState {
     /// Transcription state of a room as participants see it.
-    pub fn transcription_status(&self, _room: &str) -> samtal_protocol::TranscriptionStatus {
-        samtal_protocol::TranscriptionStatus { enabled: false, language: None, meeting_id: None, available: false }
+    pub fn transcription_status(&self, room: &str) -> samtal_protocol::TranscriptionStatus {
+        self.transcription.status(room)
     }
 }
 
@@ -105,10 +109,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let media = MediaServer::start(&config.media)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| Error::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
+    let transcription = Transcription::default();
     let state = Arc::new(AppState {
         rooms: Rooms::default(),
         verifier: Verifier::new(config.auth.clone()),
         metrics: Metrics::new(media.stats().clone()),
+        job_verifier: Verifier::new(crate::config::AuthConfig { secret: Some(transcription.job_secret().to_owned()), ..Default::default() }),
+        transcription,
         media,
         config,
     });

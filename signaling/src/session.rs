@@ -37,6 +37,8 @@ struct Session {
     out: mpsc::Sender<Outbound>,
     media_tx: mpsc::UnboundedSender<MediaEvent>,
     joined: Option<Joined>,
+    /// Set when this connection is a transcription worker rather than a participant.
+    worker: Option<String>,
     bucket: TokenBucket,
 }
 
@@ -77,6 +79,7 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
         out,
         media_tx,
         joined: None,
+        worker: None,
     };
     let mut deadline = tokio::time::Instant::now() + heartbeat;
     let end = loop {
@@ -153,6 +156,14 @@ impl Session {
         let kind = message.type_name();
         match message {
             ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong { nonce }),
+            ClientMessage::Worker { token, capacity } => {
+                if self.joined.is_some() || self.worker.is_some() {
+                    self.error(ErrorCode::AlreadyJoined, "this connection already joined or registered", Some(kind));
+                } else {
+                    return self.on_worker(token, capacity).await;
+                }
+            }
+            _ if self.worker.is_some() => self.error(ErrorCode::Forbidden, format!("a worker connection does not send {kind}"), Some(kind)),
             ClientMessage::Join { room, name, token, hidden, protocol } => {
                 if self.joined.is_some() {
                     self.error(ErrorCode::AlreadyJoined, "this connection already joined a room", Some(kind));
@@ -195,9 +206,8 @@ impl Session {
                 self.apply_mute(&joined.room, &joined.id, source, muted);
             }
             ClientMessage::Moderate { action, participant, source } => self.on_moderate(action, participant, source),
-            ClientMessage::Transcription { .. } | ClientMessage::Segment(_) | ClientMessage::Worker { .. } => {
-                self.error(ErrorCode::Forbidden, format!("{kind} is not available on this server yet"), Some(kind))
-            }
+            ClientMessage::Transcription { enabled, language, prompt } => self.on_transcription(enabled, language, prompt),
+            ClientMessage::Segment(segment) => self.on_segment(segment),
         }
         None
     }
@@ -232,6 +242,74 @@ impl Session {
                 self.state.rooms.send_to(&joined.room, &target, Outbound::Removed { by: joined.id.clone() });
             }
         }
+    }
+
+    async fn on_worker(&mut self, token: Option<String>, capacity: Option<u32>) -> Option<End> {
+        if self.state.verifier.enabled() {
+            let claims = match token {
+                Some(token) => self.state.verifier.verify(&token).await.map_err(|e| e.to_string()),
+                None => Err("a worker needs a service token".to_owned()),
+            };
+            match claims {
+                Ok(c) if c.role == Role::Service => {}
+                Ok(_) => {
+                    self.error(ErrorCode::Unauthorized, "workers need a token with role service", Some("worker"));
+                    return Some(End::Fatal);
+                }
+                Err(message) => {
+                    self.error(ErrorCode::Unauthorized, message, Some("worker"));
+                    return Some(End::Fatal);
+                }
+            }
+        }
+        let id = format!("w{:08x}", rand::random::<u32>());
+        tracing::Span::current().record("participant", id.as_str());
+        self.state.transcription.add_worker(&id, self.out.clone(), capacity.unwrap_or(4) as usize);
+        self.worker = Some(id);
+        self.broadcast_availability();
+        None
+    }
+
+    /// Tells every transcribed room whether a worker serves it (after workers come and go).
+    fn broadcast_availability(&self) {
+        for room in self.state.rooms.room_names() {
+            let status = self.state.transcription.status(&room);
+            self.state.rooms.broadcast(&room, "", &ServerMessage::TranscriptionStatus(status));
+        }
+    }
+
+    fn on_transcription(&self, enabled: bool, language: Option<String>, prompt: Option<String>) {
+        let joined = self.joined.as_ref().expect("checked");
+        // On an open server anyone may; with tokens, moderators.
+        if self.state.verifier.enabled() && joined.role != Role::Moderator {
+            self.error(ErrorCode::Forbidden, "only moderators may turn transcription on or off", Some("transcription"));
+            return;
+        }
+        let changed = if enabled {
+            let meeting_id = format!("m{:016x}", rand::random::<u64>());
+            self.state.transcription.enable(&joined.room, meeting_id, language, prompt)
+        } else {
+            self.state.transcription.disable(&joined.room).is_some()
+        };
+        if changed {
+            tracing::info!(enabled, "transcription switched");
+            let status = self.state.transcription.status(&joined.room);
+            self.state.rooms.broadcast(&joined.room, "", &ServerMessage::TranscriptionStatus(status));
+        }
+    }
+
+    fn on_segment(&self, segment: samtal_protocol::Segment) {
+        let joined = self.joined.as_ref().expect("checked");
+        if !(joined.hidden && joined.role == Role::Service) {
+            self.error(ErrorCode::Forbidden, "only the transcription service sends segments", Some("segment"));
+            return;
+        }
+        let Some(name) = self.state.rooms.name(&joined.room, &segment.participant_id) else {
+            // The speaker left before recognition finished: keep the text under the last known id.
+            tracing::debug!(speaker = %segment.participant_id, "segment for a participant no longer in the room");
+            return;
+        };
+        self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::Caption { segment, name });
     }
 
     async fn on_join(&mut self, room: String, name: String, token: Option<String>, hidden: bool) -> Option<End> {
@@ -285,6 +363,12 @@ impl Session {
 
     /// The role and (optional) display name a join gets. Errors are the message for the client.
     async fn authorize(&self, room: &str, token: Option<&str>) -> Result<(Role, Option<String>), String> {
+        // A transcription job's own token (minted by this server) is accepted for its room.
+        if let Some(token) = token
+            && let Ok(claims) = self.state.job_verifier.verify(token).await
+        {
+            return if claims.allows_room(room) { Ok((claims.role, claims.name)) } else { Err(format!("the token is for room {}, not {room}", claims.room)) };
+        }
         if !self.state.verifier.enabled() {
             return Ok((Role::Participant, None));
         }
@@ -321,6 +405,10 @@ impl Session {
     }
 
     async fn finish(&mut self, end: End) {
+        if let Some(worker) = self.worker.take() {
+            self.state.transcription.remove_worker(&worker);
+            self.broadcast_availability();
+        }
         let Some(joined) = self.joined.take() else { return };
         self.state.media.leave(&joined.id).await;
         let visible = self.state.rooms.leave(&joined.room, &joined.id).unwrap_or(false);
@@ -331,6 +419,9 @@ impl Session {
         tracing::info!(?reason, "left");
         if visible {
             self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::ParticipantLeft { participant_id: joined.id.clone(), reason });
+            if self.state.rooms.visible(&joined.room).is_empty() && self.state.transcription.disable(&joined.room).is_some() {
+                tracing::info!("last participant left: transcription stopped");
+            }
         }
     }
 }
