@@ -126,6 +126,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_configuration_loads() {
+        let example = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/samtal.example.toml"));
+        let config = Config::load(Some(example)).unwrap();
+        assert_eq!(config.media.udp_port, 10000);
+        assert!(config.auth_enabled());
+    }
+
+    #[test]
     fn unknown_keys_and_missing_files_are_errors() {
         let dir = std::env::temp_dir().join(format!("samtal-config-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
