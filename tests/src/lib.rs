@@ -104,3 +104,4 @@ pub async fn run_peer(mut command: tokio::process::Command, limit: Duration) -> 
         Err(_) => panic!("peer did not finish within {limit:?}"),
     }
 }
+pub mod ws;
