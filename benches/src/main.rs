@@ -1,0 +1,571 @@
+//! `samtal-loadgen`: load-tests the SFU through the real server and the real protocol.
+//!
+//! For each scenario `PxS` it starts the `samtal` binary as a separate process on free loopback
+//! ports, joins P publishers (synthetic Opus at 50 packets/s and VP8 at ~1 Mbit/s; each also
+//! receives the other P-1) and S receive-only subscribers to one room with `samtal-client`, lets
+//! the room warm up, then measures a window and prints one markdown table row: forwarded packets
+//! per second (server counters and what clients received), server CPU per million forwarded
+//! packets, server RSS per participant, join-to-first-packet and end-to-end delay percentiles,
+//! and the mean forwarding delay inside the server. See `benches/README.md`.
+//!
+//! ```text
+//! cargo build --release -p samtal-signaling -p samtal-bench
+//! target/release/samtal-loadgen --scenario 2x20 --scenario 10x10 --seconds 20
+//! ```
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use samtal_bench::metrics::{self, Samples};
+use samtal_bench::procfs;
+use samtal_bench::scenario::Scenario;
+use samtal_bench::stats::{ReceiverTally, Summary, ratio};
+use samtal_client::synthetic::unix_micros_now;
+use samtal_client::{Participant, ParticipantEvent, ParticipantOptions, ParticipantStats, Received};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Load generator for the Samtal SFU.
+#[derive(Parser, Debug)]
+#[command(name = "samtal-loadgen", version)]
+struct Cli {
+    /// PxS: P publishers (audio + video; each also receives the other P-1) plus S receive-only
+    /// subscribers, all in one room. Repeat for several scenarios, each against a fresh server.
+    #[arg(long = "scenario", default_values = ["2x20", "10x10"])]
+    scenarios: Vec<Scenario>,
+    /// Length of the measured window, seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Warm-up after the last join and before the window, seconds.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// The `samtal` server binary; default: `samtal` next to this executable (same target dir).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Pause between two joins, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    join_gap_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if cli.seconds == 0 {
+        bail!("--seconds must be at least 1");
+    }
+    let server_bin = match &cli.server_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("this executable has no directory")?
+            .join("samtal"),
+    };
+    if !server_bin.is_file() {
+        bail!(
+            "no server binary at {} (build it with `cargo build --release -p samtal-signaling`, or pass --server-bin)",
+            server_bin.display()
+        );
+    }
+    println!(
+        "# samtal-loadgen: {} CPUs ({}), load average {:.2} at start, warm-up {} s, window {} s",
+        procfs::cpus(),
+        procfs::cpu_model(),
+        procfs::load_average().unwrap_or(f64::NAN),
+        cli.warmup,
+        cli.seconds
+    );
+    println!(
+        "# PxS = P publishers (Opus 50 packets/s + VP8 ~1 Mbit/s; each also receives the other P-1) + S receive-only subscribers, one room"
+    );
+    let mut rows = Vec::new();
+    for &scenario in &cli.scenarios {
+        eprintln!("== {scenario}: starting {}", server_bin.display());
+        let result = run_scenario(&cli, &server_bin, scenario).await?;
+        for line in result.details() {
+            println!("# {scenario}: {line}");
+        }
+        rows.push(result.row());
+    }
+    println!();
+    println!("{}", Outcome::HEADER);
+    println!("{}", Outcome::RULE);
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------------------------
+
+/// The `samtal` server running as a child process on loopback.
+struct Server {
+    child: Child,
+    pid: u32,
+    http: SocketAddr,
+    config: PathBuf,
+}
+
+/// A port the system just handed out on loopback (free unless someone takes it in between).
+fn free_tcp_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn free_udp_port() -> std::io::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Server {
+    /// Starts `bin serve` on free loopback ports, announcing only 127.0.0.1 for media.
+    fn start(bin: &Path, tag: &str) -> anyhow::Result<Server> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?));
+        let udp_port = free_udp_port()?;
+        let config = std::env::temp_dir().join(format!("samtal-loadgen-{}-{tag}.toml", std::process::id()));
+        let data_dir = std::env::temp_dir().join(format!("samtal-loadgen-{}-data", std::process::id()));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {data_dir:?}\n[media]\nips = [\"127.0.0.1\"]\n[limits]\nmax_participants = 1000\n",
+                data_dir = data_dir.display().to_string()
+            ),
+        )?;
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--listen", &http.to_string(), "--udp-port", &udp_port.to_string()])
+            .env("SAMTAL_LOG", std::env::var("SAMTAL_LOG").unwrap_or_else(|_| "error".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let pid = child.id();
+        eprintln!("   server pid {pid}, http {http}, udp 127.0.0.1:{udp_port}");
+        Ok(Server { child, pid, http, config })
+    }
+
+    /// Waits (at most 20 s) until `/healthz` answers.
+    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the server exited at start: {status}");
+            }
+            if metrics::http_get(self.http, "/healthz").await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not answer /healthz within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.http)
+    }
+
+    /// Asks the server to stop (SIGINT, as Ctrl-C) and waits up to 5 s; Drop kills it otherwise.
+    async fn stop(mut self) {
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGINT);
+        }
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("   server did not stop on SIGINT within 5 s; killing it");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Participants
+// ---------------------------------------------------------------------------------------------
+
+/// What a receiver task hands back.
+struct ReceiverResult {
+    tally: ReceiverTally,
+    first_packet: Option<Instant>,
+}
+
+/// One joined participant of the load.
+struct Member {
+    participant: Participant,
+    publisher: bool,
+    join_started: Instant,
+    receiver: JoinHandle<ReceiverResult>,
+}
+
+/// Counts everything a participant receives until `stop` turns true (or the channel closes).
+async fn receive(
+    mut media: mpsc::Receiver<Received>,
+    mut stop: watch::Receiver<bool>,
+    measuring: Arc<AtomicBool>,
+) -> ReceiverResult {
+    let mut tally = ReceiverTally::default();
+    let mut first_packet = None;
+    loop {
+        let r = tokio::select! {
+            r = media.recv() => match r { Some(r) => r, None => break },
+            _ = stop.changed() => break,
+        };
+        first_packet.get_or_insert(r.arrival);
+        let stamp = r.stamp();
+        // Delay from the publisher's stamp to the RTP delivery in our client, without the time
+        // the packet then waited in the media channel for this task.
+        let delay_us = stamp.map_or(0, |s| {
+            unix_micros_now()
+                .saturating_sub(s.sent_micros)
+                .saturating_sub(r.arrival.elapsed().as_micros() as u64)
+        });
+        tally.add(r.ssrc, stamp.map(|s| s.counter), delay_us, measuring.load(Ordering::Relaxed));
+    }
+    ReceiverResult { tally, first_packet }
+}
+
+/// Drains a participant's events, counting the ones that mean trouble.
+fn watch_events(participant: &mut Participant, problems: Arc<AtomicU64>, mut stop: watch::Receiver<bool>) {
+    let Some(mut events) = participant.take_events() else { return };
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                e = events.recv() => match e { Some(e) => e, None => break },
+                _ = stop.changed() => break,
+            };
+            match event {
+                ParticipantEvent::NegotiationFailed { message, .. } => {
+                    eprintln!("   negotiation failed: {message}");
+                    problems.fetch_add(1, Ordering::Relaxed);
+                }
+                ParticipantEvent::ConnectionState { state, pc }
+                    if matches!(
+                        state,
+                        samtal_client::RTCPeerConnectionState::Failed
+                            | samtal_client::RTCPeerConnectionState::Disconnected
+                    ) =>
+                {
+                    eprintln!("   {pc:?} connection {state:?}");
+                    problems.fetch_add(1, Ordering::Relaxed);
+                }
+                ParticipantEvent::SignalingClosed => {
+                    problems.fetch_add(1, Ordering::Relaxed);
+                }
+                ParticipantEvent::Server(samtal_client::samtal_protocol::ServerMessage::Error {
+                    code,
+                    message,
+                    ..
+                }) => {
+                    eprintln!("   server error {code:?}: {message}");
+                    problems.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scenario
+// ---------------------------------------------------------------------------------------------
+
+/// Server-side figures at one instant.
+struct Snapshot {
+    at: Instant,
+    metrics: Samples,
+    server_cpu: Duration,
+    own_cpu: Duration,
+    machine: (u64, u64),
+    sent: u64,
+    client: ParticipantStats,
+}
+
+impl Snapshot {
+    async fn take(server: &Server, members: &[Member]) -> anyhow::Result<Snapshot> {
+        let metrics = metrics::scrape(server.http).await?;
+        let mut sent = 0;
+        let mut client = ParticipantStats::default();
+        for m in members {
+            let s = m.participant.stats();
+            sent += s.audio_packets_sent + s.video_packets_sent;
+            client.media_dropped += s.media_dropped;
+            client.send_errors += s.send_errors;
+            client.keyframe_requests += s.keyframe_requests;
+            client.keyframes_sent += s.keyframes_sent;
+            client.media_received += s.media_received;
+        }
+        Ok(Snapshot {
+            at: Instant::now(),
+            metrics,
+            server_cpu: procfs::process_cpu(Some(server.pid))?,
+            own_cpu: procfs::process_cpu(None)?,
+            machine: procfs::machine_ticks()?,
+            sent,
+            client,
+        })
+    }
+
+    fn counter(&self, name: &str) -> f64 {
+        self.metrics.get(name).copied().unwrap_or(0.0)
+    }
+}
+
+/// Everything measured in one scenario.
+struct Outcome {
+    scenario: Scenario,
+    window: f64,
+    sent_per_s: f64,
+    expected_per_s: f64,
+    forwarded_per_s: f64,
+    received_per_s: f64,
+    server_received_per_s: f64,
+    loss: f64,
+    missing: u64,
+    out_of_order: u64,
+    unstamped: u64,
+    server_cpu_share: f64,
+    cpu_s_per_million: f64,
+    rss_idle: u64,
+    rss_loaded: u64,
+    rss_max: u64,
+    rss_per_participant: f64,
+    join_to_first: Summary,
+    never_received: usize,
+    delay: Summary,
+    forward_delay_us: f64,
+    own_cpu_share: f64,
+    machine_busy: f64,
+    load_average: f64,
+    media_errors: f64,
+    keyframe_requests: f64,
+    client_dropped: u64,
+    client_send_errors: u64,
+    client_problems: u64,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl Outcome {
+    const HEADER: &'static str = "| scenario (PxS) | participants | sent pkt/s | expected fwd pkt/s | forwarded pkt/s (/metrics) | received pkt/s (clients) | loss | server CPU (% of 1 core) | server CPU s per M fwd | server RSS idle | RSS per participant | join→first packet p50 / p99 | end-to-end delay p50 / p99 | in-server forward delay (mean) | loadgen CPU (% of 1 core) | machine busy (all cores) |";
+    const RULE: &'static str = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+
+    fn row(&self) -> String {
+        format!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} % | {:.0} % | {:.2} | {:.1} MiB | {:.2} MiB | {:.0} / {:.0} ms | {:.2} / {:.2} ms | {:.1} µs | {:.0} % | {:.0} % |",
+            self.scenario,
+            self.scenario.participants(),
+            self.sent_per_s,
+            self.expected_per_s,
+            self.forwarded_per_s,
+            self.received_per_s,
+            self.loss * 100.0,
+            self.server_cpu_share * 100.0,
+            self.cpu_s_per_million,
+            self.rss_idle as f64 / MIB,
+            self.rss_per_participant / MIB,
+            self.join_to_first.p50,
+            self.join_to_first.p99,
+            self.delay.p50,
+            self.delay.p99,
+            self.forward_delay_us,
+            self.own_cpu_share * 100.0,
+            self.machine_busy * 100.0,
+        )
+    }
+
+    fn details(&self) -> Vec<String> {
+        vec![
+            format!(
+                "window {:.1} s; server received {:.0} pkt/s from publishers; {} packets missing and {} out of order by stamp counters; {} unstamped",
+                self.window, self.server_received_per_s, self.missing, self.out_of_order, self.unstamped
+            ),
+            format!(
+                "server RSS idle {:.1} MiB, loaded {:.1} MiB (max in window {:.1} MiB)",
+                self.rss_idle as f64 / MIB,
+                self.rss_loaded as f64 / MIB,
+                self.rss_max as f64 / MIB
+            ),
+            format!(
+                "join→first packet over {} receive-only subscribers (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms); {} never got a packet",
+                self.join_to_first.count,
+                self.join_to_first.p50,
+                self.join_to_first.p99,
+                self.join_to_first.max,
+                self.never_received
+            ),
+            format!(
+                "end-to-end delay over {} packets: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                self.delay.count, self.delay.p50, self.delay.p99, self.delay.max
+            ),
+            format!(
+                "in window: server media errors {:.0}, keyframe requests (server) {:.0}, client channel drops {}, client send errors {}; client problem events (whole run) {}; load average {:.2} at end",
+                self.media_errors,
+                self.keyframe_requests,
+                self.client_dropped,
+                self.client_send_errors,
+                self.client_problems,
+                self.load_average
+            ),
+        ]
+    }
+}
+
+async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
+    let mut server = Server::start(server_bin, &scenario.to_string())?;
+    server.wait_healthy().await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = procfs::process_rss(server.pid)?;
+    let ws = server.ws_url();
+    let room = format!("loadgen-{scenario}-{}", std::process::id());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let measuring = Arc::new(AtomicBool::new(false));
+    let problems = Arc::new(AtomicU64::new(0));
+    let gap = Duration::from_millis(cli.join_gap_ms);
+
+    let mut members: Vec<Member> = Vec::with_capacity(scenario.participants());
+    let join_phase = Instant::now();
+    for i in 0..scenario.participants() {
+        let publisher = i < scenario.publishers;
+        let options = if publisher {
+            ParticipantOptions::new(&room, format!("pub-{i}")).with_audio().with_video()
+        } else {
+            ParticipantOptions::new(&room, format!("sub-{}", i - scenario.publishers))
+        };
+        let join_started = Instant::now();
+        let mut participant = Participant::join(&ws, options)
+            .await
+            .with_context(|| format!("participant {i} of {scenario} could not join"))?;
+        let media = participant.take_media().context("media channel already taken")?;
+        let receiver = tokio::spawn(receive(media, stop_rx.clone(), Arc::clone(&measuring)));
+        watch_events(&mut participant, Arc::clone(&problems), stop_rx.clone());
+        if publisher {
+            participant.start_media();
+        }
+        members.push(Member { participant, publisher, join_started, receiver });
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
+    }
+    eprintln!(
+        "   {} participants joined in {:.1} s; warming up {} s",
+        members.len(),
+        join_phase.elapsed().as_secs_f64(),
+        cli.warmup
+    );
+    tokio::time::sleep(Duration::from_secs(cli.warmup)).await;
+
+    let before = Snapshot::take(&server, &members).await?;
+    measuring.store(true, Ordering::Relaxed);
+    let mut rss_max = 0;
+    let window_end = before.at + Duration::from_secs(cli.seconds);
+    while Instant::now() < window_end {
+        let left = window_end.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        rss_max = rss_max.max(procfs::process_rss(server.pid)?);
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let after = Snapshot::take(&server, &members).await?;
+    let rss_loaded = procfs::process_rss(server.pid)?;
+    let load_average = procfs::load_average().unwrap_or(f64::NAN);
+    let _ = stop_tx.send(true);
+
+    let mut tallies = Vec::with_capacity(members.len());
+    let mut join_to_first = Vec::new();
+    let mut never_received = 0;
+    let mut participants = Vec::with_capacity(members.len());
+    for m in members {
+        let got = tokio::time::timeout(Duration::from_secs(10), m.receiver)
+            .await
+            .context("a receiver did not stop")??;
+        if !m.publisher {
+            match got.first_packet {
+                Some(first) => join_to_first.push(first.duration_since(m.join_started).as_secs_f64() * 1000.0),
+                None => never_received += 1,
+            }
+        }
+        tallies.push(got.tally);
+        participants.push(m.participant);
+    }
+    let mut closing = JoinSet::new();
+    for p in participants {
+        closing.spawn(p.close());
+    }
+    if tokio::time::timeout(Duration::from_secs(15), async { while closing.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        eprintln!("   some participants did not close within 15 s");
+        closing.abort_all();
+    }
+    server.stop().await;
+
+    let window = after.at.duration_since(before.at).as_secs_f64();
+    let delta = |name: &str| after.counter(name) - before.counter(name);
+    let forwarded = delta("samtal_forwarded_packets_total");
+    let forward_delay_ns = delta("samtal_forward_delay_nanoseconds_total");
+    let received: u64 = tallies.iter().map(|t| t.measured).sum();
+    let missing: u64 = tallies.iter().map(|t| t.missing).sum();
+    let mut delays: Vec<f64> = tallies.iter().flat_map(|t| t.delays_us.iter().map(|&d| d as f64 / 1000.0)).collect();
+    let sent_per_s = (after.sent - before.sent) as f64 / window;
+    let server_cpu = (after.server_cpu - before.server_cpu).as_secs_f64();
+    let rss_per_participant = rss_loaded.saturating_sub(rss_idle) as f64 / scenario.participants() as f64;
+    let (busy0, total0) = before.machine;
+    let (busy1, total1) = after.machine;
+    Ok(Outcome {
+        scenario,
+        window,
+        sent_per_s,
+        // Every published packet goes to the other P-1 publishers and to all S subscribers.
+        expected_per_s: sent_per_s * (scenario.publishers - 1 + scenario.subscribers) as f64,
+        forwarded_per_s: forwarded / window,
+        received_per_s: received as f64 / window,
+        server_received_per_s: delta("samtal_received_packets_total") / window,
+        loss: ratio(missing as f64, (received + missing) as f64),
+        missing,
+        out_of_order: tallies.iter().map(|t| t.out_of_order).sum(),
+        unstamped: tallies.iter().map(|t| t.unstamped).sum(),
+        server_cpu_share: server_cpu / window,
+        cpu_s_per_million: ratio(server_cpu, forwarded / 1e6),
+        rss_idle,
+        rss_loaded,
+        rss_max,
+        rss_per_participant,
+        join_to_first: Summary::of(&mut join_to_first),
+        never_received,
+        delay: Summary::of(&mut delays),
+        forward_delay_us: ratio(forward_delay_ns, forwarded) / 1000.0,
+        own_cpu_share: (after.own_cpu - before.own_cpu).as_secs_f64() / window,
+        machine_busy: ratio((busy1 - busy0) as f64, (total1 - total0) as f64),
+        load_average,
+        media_errors: delta("samtal_media_errors_total"),
+        keyframe_requests: delta("samtal_keyframe_requests_total"),
+        client_dropped: after.client.media_dropped - before.client.media_dropped,
+        client_send_errors: after.client.send_errors - before.client.send_errors,
+        client_problems: problems.load(Ordering::Relaxed),
+    })
+}
