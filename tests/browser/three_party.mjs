@@ -142,7 +142,7 @@ async function main() {
         const st = await p.page.evaluate(() => ({
           state: window.samtal && window.samtal.state,
           id: window.samtal && window.samtal.participantId,
-          notices: [...document.querySelectorAll('.notice')].map((n) => n.textContent),
+          notices: [...document.querySelectorAll('.notice span')].map((n) => n.textContent),
         }));
         return { ok: st.state === 'joined' && !!st.id, detail: st };
       });

@@ -96,6 +96,7 @@ async function join(event) {
     if (meeting) {
       ui.notice(e.message);
       ui.setConnectionState('failed', 'Not connected');
+      lastEnd = 'failed';
       preview = meeting.localStream; // the socket never opened: keep the devices
       $('preview').srcObject = preview.getVideoTracks().length ? preview : null;
       meeting = null;
