@@ -15,7 +15,8 @@ pub struct MediaConfig {
     /// Addresses announced in addition to the bound ones, for a server behind 1:1 NAT
     /// (for example a cloud VM's public address). Packets to them must reach `udp_port` here.
     pub public_ips: Vec<IpAddr>,
-    /// Seconds a peer connection may stay disconnected before the participant is dropped.
+    /// A peer connection silent for 10 s is disconnected; after this many more seconds it has failed
+    /// and the participant is dropped.
     pub disconnect_timeout_secs: u64,
 }
 

@@ -90,8 +90,8 @@ impl Config {
         figment
             .merge(Env::prefixed("SAMTAL_").split("__").filter(|key| {
                 // Other SAMTAL_* variables (SAMTAL_LOG, SAMTAL_CONFIG, test settings) are not configuration keys.
-                let top = key.as_str().split('.').next().unwrap_or_default();
-                SECTIONS.contains(&top)
+                let top = key.as_str().split('.').next().unwrap_or_default().to_ascii_lowercase();
+                SECTIONS.contains(&top.as_str())
             }))
             .extract()
             .map_err(|e| Error::Config(e.to_string()))

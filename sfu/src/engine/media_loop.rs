@@ -57,6 +57,8 @@ struct Peer {
     /// (socket index, remote address) pairs routed to this peer.
     addrs: Vec<(usize, SocketAddr)>,
     dirty: bool,
+    /// DTLS/SRTP is up: media can be written (before that, writes only produce warnings).
+    connected: bool,
 }
 
 struct Participant {
@@ -95,6 +97,7 @@ pub(crate) struct MediaLoop {
     bound: Vec<BoundSocket>,
     locals: Vec<SocketAddr>,
     candidates: Vec<SocketAddr>,
+    failed_after: Duration,
     stats: Arc<Stats>,
     peers: Slab<Peer>,
     by_ufrag: HashMap<String, usize>,
@@ -169,6 +172,7 @@ impl MediaLoop {
             bound,
             locals,
             candidates,
+            failed_after: Duration::from_secs(config.disconnect_timeout_secs),
             stats,
             peers: Slab::new(),
             by_ufrag: HashMap::new(),
@@ -359,6 +363,9 @@ impl MediaLoop {
         let (participant, pc_kind) = (peer.participant, peer.kind);
         match event {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                if let Some(peer) = self.peers.get_mut(idx) {
+                    peer.connected = state == RTCPeerConnectionState::Connected;
+                }
                 let state = match state {
                     RTCPeerConnectionState::Connected => PeerState::Connected,
                     RTCPeerConnectionState::Failed => PeerState::Failed,
@@ -405,6 +412,9 @@ impl MediaLoop {
         let mut sent = 0u64;
         for f in &forwards {
             let Some(sub) = self.peers.get_mut(f.sink.0) else { continue };
+            if !sub.connected {
+                continue;
+            }
             let out = rtp::Packet {
                 header: rtp::header::Header {
                     version: 2,
@@ -585,14 +595,14 @@ impl MediaLoop {
         }
         let ufrag = ice::random_credential(16);
         let pwd = ice::random_credential(32);
-        let pc = match peer::build(&ufrag, &pwd, &self.candidates, now) {
+        let pc = match peer::build(&ufrag, &pwd, &self.candidates, self.failed_after, now) {
             Ok(pc) => pc,
             Err(e) => {
                 tracing::error!("cannot create peer connection: {e}");
                 return None;
             }
         };
-        let idx = self.peers.insert(Peer { participant, kind, pc, ufrag: ufrag.clone(), deadline: None, addrs: Vec::new(), dirty: false });
+        let idx = self.peers.insert(Peer { participant, kind, pc, ufrag: ufrag.clone(), deadline: None, addrs: Vec::new(), dirty: false, connected: false });
         self.by_ufrag.insert(ufrag, idx);
         let p = self.participants.get_mut(participant)?;
         match kind {

@@ -17,12 +17,17 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodec
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
-/// A new peer connection with ICE credentials `ufrag`/`pwd` and a host candidate for each address.
-pub(crate) fn build(ufrag: &str, pwd: &str, candidates: &[SocketAddr], now: Instant) -> Result<RTCPeerConnection> {
+/// Silence after which a connection counts as disconnected. Longer than the 4-6 s between some
+/// peers' consent checks (aiortc), so those connections do not flap.
+const ICE_DISCONNECTED: Duration = Duration::from_secs(10);
+
+/// A new peer connection with ICE credentials `ufrag`/`pwd` and a host candidate for each address;
+/// it fails after `failed_after` without any ICE traffic.
+pub(crate) fn build(ufrag: &str, pwd: &str, candidates: &[SocketAddr], failed_after: Duration, now: Instant) -> Result<RTCPeerConnection> {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs()?;
     media_engine.register_header_extension(
@@ -35,6 +40,7 @@ pub(crate) fn build(ufrag: &str, pwd: &str, candidates: &[SocketAddr], now: Inst
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
+        .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_DISCONNECTED + failed_after), None)
         .build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
