@@ -1,17 +1,19 @@
-//! samtal-transcriber: from each speaker's Opus packets to recognised text, offline (no network code here).
+//! samtal-transcriber: from each speaker's Opus packets to recognised text, and the worker that does it in meetings.
 //!
 //! Pipeline per speaker: [`audio::SpeakerDecoder`] (Opus 48 kHz → 16 kHz mono f32, loss concealment)
 //! → [`vad::Segmenter`] (streaming Silero VAD, utterances cut at pauses / max length)
 //! → [`pool::RecognitionPool`] (bounded worker threads running a [`recognize::Recognizer`], whisper.cpp in
 //! production) → segments with text, timing, language and confidence.
 //!
-//! The network side (joining meetings through signaling/SFU, sending captions) lives elsewhere and uses this
-//! crate's API; it must keep Whisper off the async runtime by going through the pool.
+//! The meeting side is [`worker`]: it registers with a Samtal server as a transcription worker, joins each
+//! room it is given as a hidden participant, runs the pipeline per speaker and sends `segment`s back. It
+//! keeps Whisper off the async runtime by going through the pool.
 
 pub mod audio;
 pub mod error;
 pub mod pool;
 pub mod recognize;
 pub mod vad;
+pub mod worker;
 
 pub use error::{Error, Result};
