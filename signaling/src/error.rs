@@ -14,6 +14,10 @@ pub enum Error {
     Media(#[from] samtal_sfu::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("transcript store: {0}")]
+    Store(String),
+    #[error("no meeting {0}")]
+    UnknownMeeting(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -2,6 +2,7 @@
 //! participants see them, the web client, health and metrics. It drives the media plane
 //! (`samtal-sfu`) in-process and never touches media packets itself.
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod rooms;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod transcription;
 
 pub use config::Config;
