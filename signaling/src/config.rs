@@ -26,6 +26,15 @@ pub struct Config {
     /// STUN/TURN servers handed to clients in `joined`. None by default: no public server is ever used.
     pub ice_servers: Vec<IceServer>,
     pub limits: Limits,
+    pub embed: EmbedConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Origins (`https://intranet.example.org`) allowed to embed the meeting page in an iframe and
+    /// drive it by postMessage. Empty: only this server's own origin.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -70,12 +79,13 @@ impl Default for Config {
             media: MediaConfig::default(),
             ice_servers: Vec::new(),
             limits: Limits::default(),
+            embed: EmbedConfig::default(),
         }
     }
 }
 
 /// Top-level keys, for picking configuration out of the environment.
-const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "auth", "media", "ice_servers", "limits"];
+const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "auth", "media", "ice_servers", "limits", "embed"];
 
 impl Config {
     /// Defaults, then the file (if given), then `SAMTAL_*` environment variables.

@@ -72,13 +72,32 @@ impl RunningServer {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let web = ServeDir::new(state.config.web_dir()).append_index_html_on_directories(true);
+    let frame_ancestors = frame_ancestors(&state.config.embed.allowed_origins);
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/client-config.json", get(client_config))
         .fallback_service(web)
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, frame_ancestors))
         .with_state(state)
+}
+
+/// Only this origin and the configured ones may put Samtal's pages in a frame.
+fn frame_ancestors(origins: &[String]) -> HeaderValue {
+    let allowed: Vec<&str> = origins.iter().map(String::as_str).filter(|o| o.starts_with("http") && !o.contains([';', ',', ' '])).collect();
+    let value = format!("frame-ancestors 'self' {}", allowed.join(" "));
+    HeaderValue::from_str(value.trim_end()).unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'"))
+}
+
+/// What the web client needs to know before joining: embedding origins and transcription availability.
+async fn client_config(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "allowed_origins": state.config.embed.allowed_origins,
+        "auth": state.verifier.enabled(),
+        "transcription_available": state.transcription.status("").available,
+    }))
 }
 
 async fn websocket(
