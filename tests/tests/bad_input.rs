@@ -15,6 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SECRET: &str = "e2e-test-secret";
 
+/// The tests of this file run one at a time: the leak test counts the process's threads, which
+/// other servers in the same process would change.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Sends `text` and expects exactly the error `code` next, then a pong: the connection survived.
 async fn bad(ws: &mut WsClient, text: &str, code: &str, nonce: &str) -> Value {
     ws.send_text(text).await;
@@ -27,6 +31,7 @@ async fn bad(ws: &mut WsClient, text: &str, code: &str, nonce: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survives() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     // About a hundred messages in quick succession: keep the rate limit out of this test.
     let mut config = test_config();
     config.limits.max_messages_per_second = 10_000;
@@ -122,6 +127,7 @@ async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = start_server(test_config()).await;
     let mut flooder = WsClient::connect(&server.ws_url()).await;
     let mut other = WsClient::connect(&server.ws_url()).await;
@@ -310,6 +316,7 @@ async fn refused(server: &RunningServer, room: &str, token: Option<&str>, why: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_and_give_the_role() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = start_server(secret_config()).await;
     let room = "secure";
     let hour = Duration::from_secs(3600);
@@ -431,6 +438,7 @@ impl std::fmt::Debug for Counts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_vanishing_mid_negotiation_is_cleaned_up() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = start_server(test_config()).await;
     let room = "vanish";
     // A real publisher, so that everyone who joins also gets a subscribe connection.
@@ -515,6 +523,7 @@ async fn metrics(server: &RunningServer) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_short_sessions_leave_nothing_behind() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = start_server(test_config()).await;
     let room = "churn";
     let one_cycle = |i: usize| {
@@ -571,6 +580,7 @@ async fn two_hundred_short_sessions_leave_nothing_behind() {
     // Threads: a few may come and go (the blocking pool), but none may stay per session.
     let bound = 8;
     let settled = eventually(Duration::from_secs(30), || std::future::ready(live_threads() <= baseline + bound)).await;
+    println!("threads: {baseline} before, {} after 200 sessions", live_threads());
     assert!(settled, "threads grew from {baseline} to {} over 200 sessions", live_threads());
     server.shutdown().await;
 }
