@@ -21,6 +21,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Directory of the web client; empty: the `web/` folder next to the binary's source tree.
     pub web_dir: Option<PathBuf>,
+    /// Transcript store: `sqlite://PATH` or `postgres://USER@HOST/DB`. Empty: SQLite at `<data_dir>/samtal.db`.
+    pub database_url: Option<String>,
     pub auth: AuthConfig,
     pub media: MediaConfig,
     /// STUN/TURN servers handed to clients in `joined`. None by default: no public server is ever used.
@@ -75,6 +77,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             data_dir: PathBuf::from("data"),
             web_dir: None,
+            database_url: None,
             auth: AuthConfig::default(),
             media: MediaConfig::default(),
             ice_servers: Vec::new(),
@@ -85,7 +88,7 @@ impl Default for Config {
 }
 
 /// Top-level keys, for picking configuration out of the environment.
-const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "auth", "media", "ice_servers", "limits", "embed"];
+const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed"];
 
 impl Config {
     /// Defaults, then the file (if given), then `SAMTAL_*` environment variables.
@@ -110,6 +113,10 @@ impl Config {
     /// True when tokens are checked.
     pub fn auth_enabled(&self) -> bool {
         self.auth.secret.is_some() || self.auth.jwks_url.is_some()
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("samtal.db").display()))
     }
 
     pub fn web_dir(&self) -> PathBuf {

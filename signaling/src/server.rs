@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use crate::session;
+use crate::store::Store;
 use crate::transcription::Transcription;
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
@@ -27,6 +28,7 @@ pub struct AppState {
     pub verifier: Verifier,
     pub metrics: Metrics,
     pub transcription: Transcription,
+    pub store: Store,
     /// Accepts the room-scoped service tokens this server mints for transcription jobs.
     pub job_verifier: Verifier,
 }
@@ -79,9 +81,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/client-config.json", get(client_config))
         .fallback_service(web)
+        .with_state(state.clone())
+        .merge(crate::api::router(state.store.clone(), state.verifier.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, frame_ancestors))
-        .with_state(state)
 }
 
 /// Only this origin and the configured ones may put Samtal's pages in a frame.
@@ -125,6 +128,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 /// Starts the media server and the HTTP server.
 pub async fn start(config: Config) -> Result<RunningServer> {
+    let store = Store::connect(&config.database_url()).await?;
+    tracing::info!(backend = store.backend(), "transcript store ready");
     let media = MediaServer::start(&config.media)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| Error::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
@@ -135,6 +140,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         metrics: Metrics::new(media.stats().clone()),
         job_verifier: Verifier::new(crate::config::AuthConfig { secret: Some(transcription.job_secret().to_owned()), ..Default::default() }),
         transcription,
+        store,
         media,
         config,
     });

@@ -206,8 +206,8 @@ impl Session {
                 self.apply_mute(&joined.room, &joined.id, source, muted);
             }
             ClientMessage::Moderate { action, participant, source } => self.on_moderate(action, participant, source),
-            ClientMessage::Transcription { enabled, language, prompt } => self.on_transcription(enabled, language, prompt),
-            ClientMessage::Segment(segment) => self.on_segment(segment),
+            ClientMessage::Transcription { enabled, language, prompt } => self.on_transcription(enabled, language, prompt).await,
+            ClientMessage::Segment(segment) => self.on_segment(segment).await,
         }
         None
     }
@@ -278,7 +278,7 @@ impl Session {
         }
     }
 
-    fn on_transcription(&self, enabled: bool, language: Option<String>, prompt: Option<String>) {
+    async fn on_transcription(&self, enabled: bool, language: Option<String>, prompt: Option<String>) {
         let joined = self.joined.as_ref().expect("checked");
         // On an open server anyone may; with tokens, moderators.
         if self.state.verifier.enabled() && joined.role != Role::Moderator {
@@ -286,10 +286,22 @@ impl Session {
             return;
         }
         let changed = if enabled {
-            let meeting_id = format!("m{:016x}", rand::random::<u64>());
-            self.state.transcription.enable(&joined.room, meeting_id, language, prompt)
+            if self.state.transcription.meeting_id(&joined.room).is_some() {
+                return;
+            }
+            let meeting = match self.state.store.start_meeting(&joined.room, language.as_deref()).await {
+                Ok(m) => m,
+                Err(e) => {
+                    self.error(ErrorCode::Internal, format!("cannot record the meeting: {e}"), Some("transcription"));
+                    return;
+                }
+            };
+            for p in self.state.rooms.visible(&joined.room) {
+                self.record_participant(&meeting.id, &p.id, &p.name).await;
+            }
+            self.state.transcription.enable(&joined.room, meeting.id, language, prompt)
         } else {
-            self.state.transcription.disable(&joined.room).is_some()
+            self.stop_transcription(&joined.room).await
         };
         if changed {
             tracing::info!(enabled, "transcription switched");
@@ -298,7 +310,22 @@ impl Session {
         }
     }
 
-    fn on_segment(&self, segment: samtal_protocol::Segment) {
+    /// Stops transcription of a room and closes its meeting record; false if it was not on.
+    async fn stop_transcription(&self, room: &str) -> bool {
+        let Some(meeting_id) = self.state.transcription.disable(room) else { return false };
+        if let Err(e) = self.state.store.end_meeting(&meeting_id, crate::store::now_ms()).await {
+            tracing::error!(meeting = %meeting_id, "cannot close the meeting record: {e}");
+        }
+        true
+    }
+
+    async fn record_participant(&self, meeting_id: &str, id: &str, name: &str) {
+        if let Err(e) = self.state.store.add_participant(meeting_id, id, name).await {
+            tracing::error!(meeting = %meeting_id, participant = %id, "cannot record participant: {e}");
+        }
+    }
+
+    async fn on_segment(&self, segment: samtal_protocol::Segment) {
         let joined = self.joined.as_ref().expect("checked");
         if !(joined.hidden && joined.role == Role::Service) {
             self.error(ErrorCode::Forbidden, "only the transcription service sends segments", Some("segment"));
@@ -309,6 +336,14 @@ impl Session {
             tracing::debug!(speaker = %segment.participant_id, "segment for a participant no longer in the room");
             return;
         };
+        if segment.is_final
+            && let Some(meeting_id) = self.state.transcription.meeting_id(&joined.room)
+            && let Err(e) = self.state.store.add_segment(&meeting_id, &segment, &name).await
+        {
+            // Not acknowledged: the worker keeps it and sends it again.
+            self.error(ErrorCode::Internal, format!("segment {} not stored: {e}", segment.utterance_id), Some("segment"));
+            return;
+        }
         self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::Caption { segment, name });
     }
 
@@ -354,6 +389,9 @@ impl Session {
             return Some(End::Fatal);
         }
         tracing::info!(?role, hidden, "joined");
+        if !hidden && let Some(meeting_id) = self.state.transcription.meeting_id(&room) {
+            self.record_participant(&meeting_id, &id, &info.name).await;
+        }
         if !hidden {
             self.state.rooms.broadcast(&room, &id, &ServerMessage::ParticipantJoined { participant: info });
         }
@@ -419,7 +457,7 @@ impl Session {
         tracing::info!(?reason, "left");
         if visible {
             self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::ParticipantLeft { participant_id: joined.id.clone(), reason });
-            if self.state.rooms.visible(&joined.room).is_empty() && self.state.transcription.disable(&joined.room).is_some() {
+            if self.state.rooms.visible(&joined.room).is_empty() && self.stop_transcription(&joined.room).await {
                 tracing::info!("last participant left: transcription stopped");
             }
         }
