@@ -48,7 +48,17 @@ impl SileroVad {
             return Err(Error::Config("VAD n_threads must be at least 1".into()));
         }
         let path = &config.model_path;
-        let info = samtal_models::verify(path)?;
+        let info = match samtal_models::verify(path) {
+            Ok(info) => info,
+            // A weightless Whisper test file: say it is the wrong kind rather than "cannot transcribe".
+            Err(samtal_models::Error::TestOnly { .. }) => {
+                return Err(Error::WrongModelKind {
+                    path: path.clone(),
+                    detail: "is a Whisper test model, not a Silero VAD model".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let samtal_models::Content::SileroVad(vad) = &info.content else {
             return Err(Error::WrongModelKind {
                 path: path.clone(),
