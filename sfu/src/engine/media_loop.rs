@@ -236,9 +236,7 @@ impl MediaLoop {
                                     None => break,
                                 }
                             }
-                            let forwarded = self.forwards.len() as u64;
                             self.flush(&sockets);
-                            let _ = forwarded;
                         }
                     },
                     _ = tokio::time::sleep_until(wake.into()) => {}
