@@ -1,28 +1,80 @@
-// Entry point of the Samtal page: reads ?room=&name=&token=&autojoin=1 (or #jwt=), runs the device
-// preview, joins and leaves meetings, wires buttons to the Meeting, and exposes read-only debug state
-// as window.samtal for tests.
+// Entry point of the Samtal page: reads the URL state (?room=&name=&token=&autojoin=1, #jwt=, and the
+// embedding options of docs/embedding.md), runs the device preview, joins and leaves meetings, wires
+// buttons to the Meeting, runs the iframe bridge when embedded, and exposes read-only debug state as
+// window.samtal for tests.
 
 import { Meeting, openLocalMedia } from './meeting.js';
 import { defaultSignalingUrl } from './signaling.js';
+import { startEmbedBridge } from './embed.js';
 import * as ui from './ui.js';
 
 const $ = (id) => document.getElementById(id);
+
+/** Toolbar button names of the `toolbar` parameter (interfaceConfigOverwrite.TOOLBAR_BUTTONS) and their elements. */
+const TOOLBAR_BUTTONS = {
+  microphone: 'mic-button',
+  camera: 'camera-button',
+  desktop: 'share-button',
+  transcription: 'transcribe-button',
+  closedcaptions: 'captions-button',
+  transcript: 'transcript-button',
+  devices: 'device-slot',
+  hangup: 'leave-button',
+};
 
 let meeting = null;
 let preview = null; // MediaStream shown before joining; handed to the Meeting on join
 let previewing = null; // the running startPreview() promise
 let joining = false;
 let lastEnd = 'idle'; // state of the meeting that ended last: left or failed
+const params = readParams();
+/** Mute state to join with; the toggles change it before joining. */
+const startMuted = { microphone: params.audioMuted, camera: params.videoMuted };
+/** UI state of the transcription controls. */
+const view = { captionsVisible: params.captions, transcriptOpen: false };
+/** /client-config.json: {allowed_origins, auth, transcription_available}; null until loaded or when unreachable. */
+let clientConfig = null;
+/** Lifecycle events for the embed bridge: `meeting` {meeting} whenever a Meeting is created, `view` (captions shown/hidden). */
+const app = new EventTarget();
 
 function readParams() {
   const q = new URLSearchParams(window.location.search);
   const h = new URLSearchParams(window.location.hash.replace(/^#/, ''));
+  const flag = (name) => q.get(name) === '1' || q.get(name) === 'true';
   return {
     room: q.get('room') || '',
     name: q.get('name') || '',
     token: q.get('token') || h.get('jwt') || '',
     autojoin: q.get('autojoin') === '1',
+    embed: flag('embed'),
+    lang: q.get('lang') || '',
+    audioMuted: flag('audio_muted'),
+    videoMuted: flag('video_muted'),
+    captions: q.get('captions') !== '0' && q.get('captions') !== 'false',
+    transcriptionLanguage: q.get('transcription_language') || '',
+    toolbar: q.has('toolbar') ? q.get('toolbar').split(',').map((s) => s.trim()).filter(Boolean) : null,
+    matrixRoom: q.get('matrix_room') || '',
+    parentOrigin: q.get('parent_origin') || '',
   };
+}
+
+async function loadClientConfig() {
+  try {
+    const r = await fetch('/client-config.json', { cache: 'no-cache' });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    clientConfig = await r.json();
+  } catch (e) {
+    console.warn('samtal: no /client-config.json, assuming a server with tokens and no embedding', e);
+    clientConfig = null;
+  }
+  renderTranscription();
+  return clientConfig;
+}
+
+/** Moderators may switch transcription, and everyone on an open server. */
+function canToggleTranscription() {
+  if (!meeting || meeting.state !== 'joined') return false;
+  return meeting.role === 'moderator' || (clientConfig !== null && clientConfig.auth === false);
 }
 
 function stopPreview() {
@@ -62,6 +114,16 @@ function render() {
   ui.setConnectionState(...ui.connectionSummary(meeting));
 }
 
+function renderTranscription() {
+  ui.updateTranscription(meeting, { ...view, canToggle: canToggleTranscription() });
+}
+
+function renderCaptions() {
+  ui.renderCaptions(meeting, view.captionsVisible);
+  ui.renderTranscript(meeting);
+  renderTranscription();
+}
+
 async function join(event) {
   if (event) event.preventDefault();
   if (joining || (meeting && meeting.state === 'joined')) return;
@@ -77,20 +139,28 @@ async function join(event) {
     try {
       localStorage.setItem('samtal.name', name);
     } catch { /* storage may be off */ }
-    const { token } = readParams();
-    const m = new Meeting({ url: defaultSignalingUrl(), room, name, token, stream: preview || new MediaStream() });
+    const extra = params.matrixRoom ? { matrix_room: params.matrixRoom } : {};
+    const m = new Meeting({
+      url: defaultSignalingUrl(), room, name, token: params.token, stream: preview || new MediaStream(),
+      startMuted: { ...startMuted }, extra,
+    });
     meeting = m;
     preview = null; // the meeting owns these tracks now
     for (const ev of ['state', 'roster', 'media', 'local', 'connection']) m.addEventListener(ev, render);
     m.addEventListener('levels', (e) => ui.showLevels(e.detail.levels));
     m.addEventListener('notice', (e) => ui.notice(e.detail.message, e.detail.level));
     m.addEventListener('local', refreshDevices);
+    m.addEventListener('transcription', renderTranscription);
+    m.addEventListener('caption', renderCaptions);
+    m.addEventListener('state', renderTranscription);
     m.addEventListener('ended', (e) => onEnded(m, e.detail));
+    app.dispatchEvent(new CustomEvent('meeting', { detail: { meeting: m } }));
     ui.setConnectionState('connecting', 'Connecting…');
     await m.join();
     $('room-label').textContent = room;
     ui.showView('meeting');
     render();
+    renderCaptions();
   } catch (e) {
     // When the meeting ended itself (fatal error, closed socket), onEnded has already reported it.
     if (meeting) {
@@ -116,15 +186,73 @@ function onEnded(m, { reason, message }) {
   ui.setConnectionState(reason === 'left' ? 'idle' : 'failed', 'Not connected');
   ui.notice(message, reason === 'left' ? 'info' : 'error');
   meeting = null;
+  view.transcriptOpen = false;
+  renderCaptions();
   startPreview();
+}
+
+// ---- actions (buttons and the embed bridge) ----
+
+function toggleMute(source) {
+  if (meeting && meeting.state === 'joined') {
+    meeting.setMuted(source, !meeting.isMuted(source));
+    return;
+  }
+  startMuted[source] = !startMuted[source]; // not joined yet: join that way
+}
+
+function toggleShareScreen() {
+  if (meeting) return meeting.sharing ? meeting.stopScreenShare() : meeting.startScreenShare();
+}
+
+function hangup() {
+  if (meeting) meeting.leave();
+}
+
+function setTranscription(enabled, options = {}) {
+  if (!meeting || meeting.state !== 'joined') return false;
+  const language = options.language || params.transcriptionLanguage || undefined;
+  return meeting.setTranscription(enabled, { language, prompt: options.prompt });
+}
+
+function setCaptionsVisible(visible) {
+  view.captionsVisible = visible === undefined ? !view.captionsVisible : !!visible;
+  renderCaptions();
+  app.dispatchEvent(new CustomEvent('view'));
+}
+
+function setTranscriptOpen(open) {
+  view.transcriptOpen = open === undefined ? !view.transcriptOpen : !!open;
+  renderCaptions();
+}
+
+/**
+ * Changes the display name. Before joining it is the name to join with; in a meeting the protocol has
+ * no rename yet, so it changes this page's own label and the name of the next join.
+ */
+function setDisplayName(name) {
+  const clean = String(name ?? '').trim().slice(0, 64);
+  if (!clean) return;
+  $('name').value = clean;
+  try {
+    localStorage.setItem('samtal.name', clean);
+  } catch { /* storage may be off */ }
+  if (meeting) {
+    meeting.name = clean;
+    render();
+  }
 }
 
 function wireControls() {
   $('join-form').addEventListener('submit', join);
-  $('mic-button').onclick = () => meeting && meeting.setMuted('microphone', !meeting.isMuted('microphone'));
-  $('camera-button').onclick = () => meeting && meeting.setMuted('camera', !meeting.isMuted('camera'));
-  $('share-button').onclick = () => meeting && (meeting.sharing ? meeting.stopScreenShare() : meeting.startScreenShare());
-  $('leave-button').onclick = () => meeting && meeting.leave();
+  $('mic-button').onclick = () => toggleMute('microphone');
+  $('camera-button').onclick = () => toggleMute('camera');
+  $('share-button').onclick = toggleShareScreen;
+  $('leave-button').onclick = hangup;
+  $('transcribe-button').onclick = () => meeting && setTranscription(!meeting.transcription.enabled);
+  $('captions-button').onclick = () => setCaptionsVisible();
+  $('transcript-button').onclick = () => setTranscriptOpen();
+  $('transcript-close').onclick = () => setTranscriptOpen(false);
   $('grid').addEventListener('click', (e) => {
     const button = e.target.closest('.mod-controls button');
     if (button && meeting) meeting.moderate(button.dataset.action, button.closest('.tile').dataset.participantId);
@@ -144,10 +272,26 @@ function wireControls() {
   window.addEventListener('pagehide', () => meeting && meeting.leave());
 }
 
+/** Hides the toolbar buttons not named in `toolbar` (when given). */
+function applyToolbar(names) {
+  if (!names) return;
+  for (const [name, id] of Object.entries(TOOLBAR_BUTTONS)) {
+    if (!names.includes(name)) $(id).classList.add('excluded');
+  }
+  const style = document.createElement('style');
+  style.textContent = '#toolbar .excluded { display: none !important; }';
+  document.head.appendChild(style);
+}
+
+const copyCaption = (c) => ({ ...c });
+
 // Read-only view of the session for tests and debugging.
 window.samtal = Object.freeze({
   get state() { return meeting ? meeting.state : lastEnd; },
   get participantId() { return meeting ? meeting.participantId : null; },
+  get role() { return meeting ? meeting.role : null; },
+  get room() { return meeting ? meeting.room : null; },
+  get name() { return meeting ? meeting.name : null; },
   get publishPc() { return meeting ? meeting.publishPc : null; },
   get subscribePc() { return meeting ? meeting.subscribePc : null; },
   /** Map id -> {id, name, role, tracks: Map track_id -> {track_id, kind, source, muted, stream_id}} */
@@ -155,18 +299,54 @@ window.samtal = Object.freeze({
   /** Map track_id -> {participantId, track, mid, kind}: what the subscribe connection receives now. */
   get remoteMedia() { return meeting ? meeting.remoteMedia : new Map(); },
   get sharing() { return meeting ? meeting.sharing : false; },
+  /** Whether our microphone/camera is muted (before joining: whether we will join muted). */
+  isMuted(source) { return meeting && meeting.state === 'joined' ? meeting.isMuted(source) : !!startMuted[source]; },
+  /** {enabled, available, language, meeting_id} of the room's transcription. */
+  get transcription() { return meeting ? { ...meeting.transcription } : { enabled: false, available: !!clientConfig?.transcription_available, language: null, meeting_id: null }; },
+  /** The latest captions, interim and final: [{utterance_id, participant_id, name, text, final, ...}]. */
+  get captions() { return meeting ? [...meeting.captions.values()].map(copyCaption) : []; },
+  /** Final captions of this meeting, in order. */
+  get transcript() { return meeting ? meeting.transcript.map(copyCaption) : []; },
+  get captionsVisible() { return view.captionsVisible; },
+  /** The Matrix room this meeting belongs to (from the widget, `matrix_room` in the URL), or null. */
+  get matrixRoomId() { return params.matrixRoom || null; },
+  get embedded() { return window.parent !== window; },
+  get clientConfig() { return clientConfig ? JSON.parse(JSON.stringify(clientConfig)) : null; },
 });
 
 function init() {
-  const params = readParams();
   let savedName = '';
   try {
     savedName = localStorage.getItem('samtal.name') || '';
   } catch { /* storage may be off */ }
+  if (params.lang) document.documentElement.lang = params.lang;
+  if (params.embed || window.parent !== window) document.body.classList.add('embedded');
   $('name').value = params.name || savedName;
   $('room').value = params.room;
+  applyToolbar(params.toolbar);
   wireControls();
   ui.showView('prejoin');
+  const configured = loadClientConfig();
+  if (window.parent !== window) {
+    startEmbedBridge({
+      app,
+      config: configured,
+      parentOrigin: params.parentOrigin,
+      current: () => meeting,
+      captionsVisible: () => view.captionsVisible,
+      commands: {
+        toggleAudio: () => toggleMute('microphone'),
+        toggleVideo: () => toggleMute('camera'),
+        toggleShareScreen,
+        hangup,
+        displayName: setDisplayName,
+        startTranscription: (options) => setTranscription(true, options || {}),
+        stopTranscription: () => setTranscription(false),
+        toggleCaptions: setCaptionsVisible,
+        toggleTranscript: setTranscriptOpen,
+      },
+    });
+  }
   startPreview().finally(() => {
     if (params.autojoin && params.room && params.name) join();
   });

@@ -90,15 +90,31 @@ export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
 /**
  * Events (CustomEvent, `detail`): `state` {state}, `roster` (participants or their tracks changed),
  * `media` (remote media tracks changed), `local` (own tracks/mute changed), `connection` (peer
- * connection states), `levels` {levels: Map id -> 0..1}, `notice` {message, level}, `ended` {reason, message}.
+ * connection states), `levels` {levels: Map id -> 0..1}, `notice` {message, level}, `ended` {reason, message},
+ * `participant-joined` {participant}, `participant-left` {participant, reason},
+ * `mute` {participantId, source, muted, local} (anyone's microphone/camera/screen muted or unmuted),
+ * `transcription` {status} (transcription switched, or its availability changed),
+ * `caption` {caption} (a live caption; an interim one is replaced by the next with the same utterance_id).
  */
 export class Meeting extends EventTarget {
-  constructor({ url, room, name, token, stream }) {
+  /**
+   * `startMuted`: {microphone, camera} booleans: join with those muted. `extra`: more fields for the
+   * join message (e.g. `matrix_room`; the server ignores fields it does not know).
+   */
+  constructor({ url, room, name, token, stream, startMuted = {}, extra = {} }) {
     super();
     this.url = url;
     this.room = room;
     this.name = name;
     this.token = token || null;
+    this.startMuted = startMuted;
+    this.extra = extra;
+    /** Transcription state of the room: {enabled, available, language, meeting_id}. */
+    this.transcription = { enabled: false, available: false, language: null, meeting_id: null };
+    /** utterance_id -> caption, in arrival order; the newest few, interim or final. */
+    this.captions = new Map();
+    /** Final captions of this session, in order: [{utterance_id, participant_id, name, text, start_ms, end_ms, language}]. */
+    this.transcript = [];
     this.state = 'idle';
     this.participantId = null;
     this.role = null;
@@ -154,7 +170,7 @@ export class Meeting extends EventTarget {
     });
     this.sig.addEventListener('message', (ev) => this.onMessage(ev.detail));
     this.sig.addEventListener('close', (ev) => this.onSocketClosed(ev.detail));
-    const join = { type: 'join', room: this.room, name: this.name, protocol: 1 };
+    const join = { ...this.extra, type: 'join', room: this.room, name: this.name, protocol: 1 };
     if (this.token) join.token = this.token;
     this.sig.send(join);
     await joined;
@@ -204,15 +220,20 @@ export class Meeting extends EventTarget {
         this.onRemoteCandidate(msg.pc, msg.candidate);
         break;
       case 'participant_joined':
+        if (!msg.participant) break;
         this.upsertParticipant(msg.participant);
         this.emit('roster');
+        this.emit('participant-joined', { participant: this.participants.get(msg.participant.id) });
         break;
-      case 'participant_left':
+      case 'participant_left': {
+        const gone = this.participants.get(msg.participant_id);
         this.participants.delete(msg.participant_id);
         for (const [tid, m] of this.remoteMedia) if (m.participantId === msg.participant_id) this.remoteMedia.delete(tid);
         this.emit('roster');
         this.emit('media');
+        if (gone) this.emit('participant-left', { participant: gone, reason: msg.reason || 'left' });
         break;
+      }
       case 'track_published': {
         const p = this.participants.get(msg.participant_id);
         if (p && msg.track) p.tracks.set(msg.track.track_id, { ...msg.track });
@@ -243,6 +264,12 @@ export class Meeting extends EventTarget {
       case 'error':
         this.onError(msg);
         break;
+      case 'transcription_status':
+        this.onTranscriptionStatus(msg);
+        break;
+      case 'caption':
+        this.onCaption(msg);
+        break;
       default:
         break; // pong and anything newer
     }
@@ -258,6 +285,7 @@ export class Meeting extends EventTarget {
       return o;
     });
     for (const p of msg.participants || []) this.upsertParticipant(p);
+    if (msg.transcription) this.onTranscriptionStatus(msg.transcription, { quiet: true });
     this.subscribePc = this.makePc('subscribe');
     this.publishPc = this.makePc('publish');
     this.setState('joined');
@@ -271,6 +299,7 @@ export class Meeting extends EventTarget {
       const l = this.local[source];
       if (l) l.transceiver = this.publishPc.addTransceiver(l.track, { direction: 'sendonly', streams: [this.localStream] });
     }
+    for (const source of ['microphone', 'camera']) if (this.startMuted[source]) this.setMuted(source, true);
     if (this.local.microphone || this.local.camera) this.negotiatePublish();
     this.startLevels();
   }
@@ -295,8 +324,64 @@ export class Meeting extends EventTarget {
     }
     const p = this.participants.get(participant_id);
     if (!p) return;
-    for (const t of p.tracks.values()) if (t.source === source) t.muted = muted;
+    let changed = false;
+    for (const t of p.tracks.values()) {
+      if (t.source === source && t.muted !== muted) {
+        t.muted = muted;
+        changed = true;
+      }
+    }
     this.emit('roster');
+    if (changed) this.emit('mute', { participantId: participant_id, source, muted, local: false });
+  }
+
+  onTranscriptionStatus(msg, { quiet = false } = {}) {
+    const before = this.transcription;
+    this.transcription = {
+      enabled: !!msg.enabled,
+      available: !!msg.available,
+      language: msg.language ?? null,
+      meeting_id: msg.meeting_id ?? null,
+    };
+    if (!quiet && before.enabled !== this.transcription.enabled) {
+      this.notice(this.transcription.enabled ? 'Transcription is on: what is said in this meeting is written down.' : 'Transcription is off.', 'info');
+    }
+    this.emit('transcription', { status: { ...this.transcription } });
+  }
+
+  onCaption(msg) {
+    if (typeof msg.utterance_id !== 'string' || typeof msg.text !== 'string') return;
+    const caption = {
+      utterance_id: msg.utterance_id,
+      participant_id: msg.participant_id,
+      name: msg.name || this.participants.get(msg.participant_id)?.name || (msg.participant_id === this.participantId ? this.name : '?'),
+      text: msg.text,
+      final: msg.final !== false,
+      start_ms: msg.start_ms,
+      end_ms: msg.end_ms,
+      language: msg.language ?? null,
+      confidence: msg.confidence ?? null,
+      received: Date.now(),
+    };
+    const old = this.captions.get(caption.utterance_id);
+    if (old && old.final && !caption.final) return; // a late interim never replaces its final
+    this.captions.delete(caption.utterance_id);
+    this.captions.set(caption.utterance_id, caption);
+    while (this.captions.size > 50) this.captions.delete(this.captions.keys().next().value);
+    if (caption.final) {
+      const i = this.transcript.findIndex((c) => c.utterance_id === caption.utterance_id);
+      if (i >= 0) this.transcript[i] = caption;
+      else this.transcript.push(caption);
+    }
+    this.emit('caption', { caption });
+  }
+
+  /** Turns transcription of the meeting on or off (moderators; anyone on an open server). */
+  setTranscription(enabled, { language, prompt } = {}) {
+    const msg = { type: 'transcription', enabled: !!enabled };
+    if (enabled && language) msg.language = language;
+    if (enabled && prompt) msg.prompt = prompt;
+    return !!(this.sig && this.sig.send(msg));
   }
 
   upsertParticipant(info) {
@@ -318,10 +403,24 @@ export class Meeting extends EventTarget {
     pc.onconnectionstatechange = () => {
       this.emit('connection');
       if (pc.connectionState === 'failed') this.notice(`The ${which} media connection failed.`);
+      if (which === 'publish' && pc.connectionState === 'connected') setTimeout(() => this.reannounceMutes(), 1500);
     };
     pc.oniceconnectionstatechange = () => this.emit('connection');
     if (which === 'subscribe') pc.ontrack = () => this.refreshRemoteMedia();
     return pc;
+  }
+
+  /**
+   * Tells the server again which of our tracks are muted. The server lists a track as unmuted when its
+   * first packets arrive, even when we muted it before that (joining muted), so once media flows we
+   * repeat our mute state; the others then show it right.
+   */
+  reannounceMutes() {
+    if (this.state !== 'joined' || !this.sig) return;
+    for (const source of ['microphone', 'camera']) {
+      const l = this.local[source];
+      if (l && l.muted) this.sig.send({ type: 'mute', source, muted: true });
+    }
   }
 
   /** Sends candidates gathered before our first description went out. */
@@ -462,6 +561,7 @@ export class Meeting extends EventTarget {
     }
     if (tell && this.sig) this.sig.send({ type: 'mute', source, muted });
     this.emit('local');
+    this.emit('mute', { participantId: this.participantId, source, muted, local: true });
   }
 
   replaceLocalTrack(source, track) {

@@ -1,5 +1,6 @@
 // DOM side of the Samtal page: views, notices, the participant grid (one tile per camera and per
-// screen share, keyed by data-participant-id and data-source), speaking and mute indicators, toolbar.
+// screen share, keyed by data-participant-id and data-source), speaking and mute indicators, toolbar,
+// and transcription: the banner while it is on, live captions, the transcript panel.
 
 const $ = (id) => document.getElementById(id);
 
@@ -201,4 +202,111 @@ export function fillDeviceSelect(select, devices, kind, selectedId) {
   }
   select.replaceChildren(...options);
   select.disabled = options.length < 2 && !options[0].value;
+}
+
+// ---- transcription ----
+
+/** How long a final caption stays under the video. */
+const CAPTION_LINGER_MS = 8000;
+/** The most caption lines shown at once. */
+const CAPTION_LINES = 3;
+let captionTimer = null;
+
+/**
+ * Banner and toolbar for transcription. `view`: {canToggle (may switch it), captionsVisible,
+ * transcriptOpen}. The Transcribe toggle is offered to those who may switch it; without a connected
+ * transcription service it says so and cannot be turned on.
+ */
+export function updateTranscription(meeting, view) {
+  const t = meeting ? meeting.transcription : { enabled: false, available: false };
+  const banner = $('transcription-banner');
+  banner.hidden = !t.enabled;
+  banner.dataset.available = String(!!t.available);
+  const language = t.language ? ` (${t.language})` : '';
+  $('transcription-banner-text').textContent = t.available
+    ? `This meeting is being transcribed${language}`
+    : 'Transcription is on, but no transcription service is connected: nothing is written down yet';
+  const toggle = $('transcribe-button');
+  toggle.hidden = !view.canToggle;
+  toggle.disabled = !t.enabled && !t.available;
+  toggle.textContent = t.enabled ? 'Stop transcription' : 'Transcribe';
+  toggle.setAttribute('aria-pressed', String(!!t.enabled));
+  toggle.title = !t.enabled && !t.available ? 'No transcription service is connected to this server' : '';
+  $('transcription-unavailable').hidden = !view.canToggle || t.enabled || !!t.available;
+  const hasText = !!(meeting && meeting.transcript.length);
+  const captions = $('captions-button');
+  captions.hidden = !t.enabled && !hasText;
+  captions.textContent = view.captionsVisible ? 'Hide captions' : 'Show captions';
+  captions.setAttribute('aria-pressed', String(!view.captionsVisible));
+  const transcript = $('transcript-button');
+  transcript.hidden = !t.enabled && !hasText && !view.transcriptOpen;
+  transcript.setAttribute('aria-pressed', String(!!view.transcriptOpen));
+  $('transcript-panel').hidden = !view.transcriptOpen;
+}
+
+/** Live captions under the video: the newest few utterances; interim ones in place until their final. */
+export function renderCaptions(meeting, visible) {
+  const box = $('captions');
+  clearTimeout(captionTimer);
+  box.hidden = !visible;
+  if (!meeting) {
+    box.replaceChildren();
+    return;
+  }
+  const now = Date.now();
+  const shown = [...meeting.captions.values()]
+    .filter((c) => !c.final || now - c.received < CAPTION_LINGER_MS)
+    .slice(-CAPTION_LINES);
+  const existing = new Map([...box.children].map((el) => [el.dataset.utteranceId, el]));
+  const lines = shown.map((c) => {
+    let line = existing.get(c.utterance_id);
+    if (!line) {
+      line = document.createElement('div');
+      line.className = 'caption';
+      line.dataset.utteranceId = c.utterance_id;
+      line.append(document.createElement('span'), document.createElement('span'));
+      line.children[0].className = 'speaker';
+      line.children[1].className = 'text';
+    }
+    line.dataset.participantId = c.participant_id || '';
+    line.dataset.final = String(c.final);
+    line.children[0].textContent = c.name;
+    line.children[1].textContent = c.text;
+    return line;
+  });
+  box.replaceChildren(...lines);
+  const expiries = shown.filter((c) => c.final).map((c) => c.received + CAPTION_LINGER_MS - now);
+  if (expiries.length) captionTimer = setTimeout(() => renderCaptions(meeting, !box.hidden), Math.max(50, Math.min(...expiries)));
+}
+
+function clock(ms) {
+  if (typeof ms !== 'number') return '';
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+/** The transcript panel: every final caption of this meeting so far, oldest first. */
+export function renderTranscript(meeting) {
+  const list = $('transcript-list');
+  const entries = meeting ? meeting.transcript : [];
+  const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+  const existing = new Map([...list.children].map((el) => [el.dataset.utteranceId, el]));
+  const items = entries.map((c) => {
+    let li = existing.get(c.utterance_id);
+    if (!li) {
+      li = document.createElement('li');
+      li.dataset.utteranceId = c.utterance_id;
+      li.append(document.createElement('time'), document.createElement('span'), document.createElement('span'));
+      li.children[1].className = 'speaker';
+      li.children[2].className = 'text';
+    }
+    li.dataset.participantId = c.participant_id || '';
+    li.children[0].textContent = clock(c.start_ms);
+    if (typeof c.start_ms === 'number') li.children[0].dateTime = new Date(c.start_ms).toISOString();
+    li.children[1].textContent = c.name;
+    li.children[2].textContent = c.text;
+    return li;
+  });
+  list.replaceChildren(...items);
+  $('transcript-empty').hidden = entries.length > 0;
+  if (stick) list.scrollTop = list.scrollHeight;
 }

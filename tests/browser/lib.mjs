@@ -1,0 +1,50 @@
+// Helpers shared by the browser drivers: Chromium flags, argument parsing, polling with a deadline.
+
+/** The flags three_party.mjs uses: fake camera and microphone, no permission prompts, loopback ICE. */
+export const CHROMIUM_FLAGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+  '--auto-select-desktop-capture-source=Entire screen',
+];
+
+/** `--key value` pairs into `defaults` (every key must be known); `required` keys must be given. */
+export function parseArgs(argv, defaults, required, usage) {
+  const args = { ...defaults };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i].replace(/^--/, '');
+    if (!(key in args) || i + 1 >= argv.length) throw new Error(`unknown or incomplete argument ${argv[i]}\n${usage}`);
+    args[key] = argv[++i];
+  }
+  for (const key of required) if (!args[key]) throw new Error(`missing --${key}\n${usage}`);
+  return args;
+}
+
+/** Polls `check` (returns {ok, detail}) until ok or the deadline; throws naming `what` and the last detail. */
+export async function waitFor(what, timeoutS, check) {
+  const deadline = Date.now() + timeoutS * 1000;
+  let last = null;
+  for (;;) {
+    try {
+      last = await check();
+    } catch (e) {
+      last = { ok: false, detail: `check threw: ${e.message}` };
+    }
+    if (last.ok) return last;
+    if (Date.now() > deadline) throw new Error(`${what} (after ${timeoutS} s): ${JSON.stringify(last.detail)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Checks that `check` stays true for `seconds` (polling); throws naming `what` when it turns false. */
+export async function holds(what, seconds, check) {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    const r = await check();
+    if (!r.ok) throw new Error(`${what}: ${JSON.stringify(r.detail)}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
