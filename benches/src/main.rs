@@ -300,6 +300,8 @@ struct Snapshot {
     metrics: Samples,
     server_cpu: Duration,
     own_cpu: Duration,
+    server_wait: Duration,
+    own_wait: Duration,
     machine: (u64, u64),
     sent: u64,
     client: ParticipantStats,
@@ -324,6 +326,8 @@ impl Snapshot {
             metrics,
             server_cpu: procfs::process_cpu(Some(server.pid))?,
             own_cpu: procfs::process_cpu(None)?,
+            server_wait: procfs::process_runqueue_wait(Some(server.pid))?,
+            own_wait: procfs::process_runqueue_wait(None)?,
             machine: procfs::machine_ticks()?,
             sent,
             client,
@@ -346,7 +350,8 @@ struct Outcome {
     server_received_per_s: f64,
     loss: f64,
     missing: u64,
-    out_of_order: u64,
+    late: u64,
+    duplicates: u64,
     unstamped: u64,
     server_cpu_share: f64,
     cpu_s_per_million: f64,
@@ -359,6 +364,8 @@ struct Outcome {
     delay: Summary,
     forward_delay_us: f64,
     own_cpu_share: f64,
+    server_wait_share: f64,
+    own_wait_share: f64,
     machine_busy: f64,
     load_average: f64,
     media_errors: f64,
@@ -371,12 +378,12 @@ struct Outcome {
 const MIB: f64 = 1024.0 * 1024.0;
 
 impl Outcome {
-    const HEADER: &'static str = "| scenario (PxS) | participants | sent pkt/s | expected fwd pkt/s | forwarded pkt/s (/metrics) | received pkt/s (clients) | loss | server CPU (% of 1 core) | server CPU s per M fwd | server RSS idle | RSS per participant | join→first packet p50 / p99 | end-to-end delay p50 / p99 | in-server forward delay (mean) | loadgen CPU (% of 1 core) | machine busy (all cores) |";
-    const RULE: &'static str = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+    const HEADER: &'static str = "| scenario (PxS) | participants | sent pkt/s | expected fwd pkt/s | forwarded pkt/s (/metrics) | received pkt/s (clients) | loss | server CPU (% of 1 core) | server CPU s per M fwd | server RSS idle | RSS per participant | join→first packet p50 / p99 | end-to-end delay p50 / p99 | in-server forward delay (mean) | loadgen CPU (% of 1 core) | run-queue wait server / loadgen | machine busy (all cores) |";
+    const RULE: &'static str = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
     fn row(&self) -> String {
         format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} % | {:.0} % | {:.2} | {:.1} MiB | {:.2} MiB | {:.0} / {:.0} ms | {:.2} / {:.2} ms | {:.1} µs | {:.0} % | {:.0} % |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} % | {:.0} % | {:.2} | {:.1} MiB | {:.2} MiB | {:.0} / {:.0} ms | {:.2} / {:.2} ms | {:.1} µs | {:.0} % | {:.0} % / {:.0} % | {:.0} % |",
             self.scenario,
             self.scenario.participants(),
             self.sent_per_s,
@@ -394,6 +401,8 @@ impl Outcome {
             self.delay.p99,
             self.forward_delay_us,
             self.own_cpu_share * 100.0,
+            self.server_wait_share * 100.0,
+            self.own_wait_share * 100.0,
             self.machine_busy * 100.0,
         )
     }
@@ -401,8 +410,8 @@ impl Outcome {
     fn details(&self) -> Vec<String> {
         vec![
             format!(
-                "window {:.1} s; server received {:.0} pkt/s from publishers; {} packets missing and {} out of order by stamp counters; {} unstamped",
-                self.window, self.server_received_per_s, self.missing, self.out_of_order, self.unstamped
+                "window {:.1} s; server received {:.0} pkt/s from publishers; by stamp counters: {} packets never arrived, {} arrived late (after a higher counter: reordering or NACK retransmission), {} twice; {} unstamped",
+                self.window, self.server_received_per_s, self.missing, self.late, self.duplicates, self.unstamped
             ),
             format!(
                 "server RSS idle {:.1} MiB, loaded {:.1} MiB (max in window {:.1} MiB)",
@@ -529,7 +538,8 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     let forwarded = delta("samtal_forwarded_packets_total");
     let forward_delay_ns = delta("samtal_forward_delay_nanoseconds_total");
     let received: u64 = tallies.iter().map(|t| t.measured).sum();
-    let missing: u64 = tallies.iter().map(|t| t.missing).sum();
+    let unique: u64 = tallies.iter().map(|t| t.unique()).sum();
+    let missing: u64 = tallies.iter().map(|t| t.missing()).sum();
     let mut delays: Vec<f64> = tallies.iter().flat_map(|t| t.delays_us.iter().map(|&d| d as f64 / 1000.0)).collect();
     let sent_per_s = (after.sent - before.sent) as f64 / window;
     let server_cpu = (after.server_cpu - before.server_cpu).as_secs_f64();
@@ -545,9 +555,10 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         forwarded_per_s: forwarded / window,
         received_per_s: received as f64 / window,
         server_received_per_s: delta("samtal_received_packets_total") / window,
-        loss: ratio(missing as f64, (received + missing) as f64),
+        loss: ratio(missing as f64, (unique + missing) as f64),
         missing,
-        out_of_order: tallies.iter().map(|t| t.out_of_order).sum(),
+        late: tallies.iter().map(|t| t.late).sum(),
+        duplicates: tallies.iter().map(|t| t.duplicates).sum(),
         unstamped: tallies.iter().map(|t| t.unstamped).sum(),
         server_cpu_share: server_cpu / window,
         cpu_s_per_million: ratio(server_cpu, forwarded / 1e6),
@@ -560,6 +571,8 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         delay: Summary::of(&mut delays),
         forward_delay_us: ratio(forward_delay_ns, forwarded) / 1000.0,
         own_cpu_share: (after.own_cpu - before.own_cpu).as_secs_f64() / window,
+        server_wait_share: after.server_wait.saturating_sub(before.server_wait).as_secs_f64() / window,
+        own_wait_share: after.own_wait.saturating_sub(before.own_wait).as_secs_f64() / window,
         machine_busy: ratio((busy1 - busy0) as f64, (total1 - total0) as f64),
         load_average,
         media_errors: delta("samtal_media_errors_total"),

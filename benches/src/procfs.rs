@@ -65,6 +65,33 @@ pub fn machine_ticks() -> io::Result<(u64, u64)> {
     parse_machine_ticks(&text).ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))
 }
 
+/// (on-CPU, waiting-to-run) nanoseconds from the text of a `/proc/.../schedstat`: time a thread ran,
+/// and time it was runnable but waited in a run queue because the CPUs were busy.
+pub fn parse_schedstat(text: &str) -> Option<(u64, u64)> {
+    let mut fields = text.split_whitespace();
+    let run = fields.next()?.parse().ok()?;
+    let wait = fields.next()?.parse().ok()?;
+    Some((run, wait))
+}
+
+/// Run-queue wait summed over the threads a process has now (`pid` `None`: this process): how long
+/// its runnable threads waited for a CPU. Threads that already ended are not counted.
+pub fn process_runqueue_wait(pid: Option<u32>) -> io::Result<Duration> {
+    let dir = match pid {
+        Some(pid) => format!("/proc/{pid}/task"),
+        None => "/proc/self/task".to_owned(),
+    };
+    let mut wait = 0u64;
+    for task in std::fs::read_dir(dir)? {
+        let path = task?.path().join("schedstat");
+        // A thread may end between listing and reading.
+        if let Some((_, w)) = std::fs::read_to_string(path).ok().as_deref().and_then(parse_schedstat) {
+            wait += w;
+        }
+    }
+    Ok(Duration::from_nanos(wait))
+}
+
 /// Number of CPUs this process may run on.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -113,7 +140,14 @@ mod tests {
     }
 
     #[test]
+    fn schedstat_run_and_wait() {
+        assert_eq!(parse_schedstat("123456 7890 42\n"), Some((123456, 7890)));
+        assert_eq!(parse_schedstat(""), None);
+    }
+
+    #[test]
     fn this_process_is_measurable() {
+        assert!(process_runqueue_wait(None).is_ok());
         assert!(process_cpu(None).is_ok());
         assert!(process_rss(std::process::id()).unwrap() > 0);
         assert!(machine_ticks().unwrap().1 > 0);

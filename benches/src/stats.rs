@@ -44,24 +44,45 @@ pub fn ratio(part: f64, whole: f64) -> f64 {
     if whole == 0.0 { 0.0 } else { part / whole }
 }
 
-/// What one receiving participant saw. Packets are counted always; gaps and delays only while
+/// Stamp counters of one received track seen inside the window, as a bitmap from the first.
+#[derive(Debug, Default, Clone)]
+struct TrackWindow {
+    /// The first counter seen in the window; bit 0 of `bits`.
+    base: u64,
+    /// The highest counter seen in the window.
+    max: u64,
+    bits: Vec<u64>,
+    /// Distinct counters seen.
+    unique: u64,
+}
+
+/// Largest counter span one track may cover in a window (a restarted stream is not followed).
+const MAX_SPAN: u64 = 1 << 24;
+
+/// What one receiving participant saw. Packets are counted always; everything else only while
 /// `measuring` is passed as true, so warm-up does not pollute the window.
+///
+/// Every synthetic packet carries a per-track counter, so a receiver knows exactly which packets
+/// of the window it has: `missing` are counters between the first and the highest one seen in the
+/// window that never arrived (retransmissions that filled a gap count as arrived), `late` are
+/// packets that arrived after a higher counter (reordering, or a NACK retransmission), and
+/// `duplicates` are counters that arrived twice.
 #[derive(Debug, Default, Clone)]
 pub struct ReceiverTally {
     /// Every packet received.
     pub total: u64,
-    /// Packets received inside the measured window.
+    /// Packets received inside the measured window (duplicates included).
     pub measured: u64,
     /// Packets without a synthetic stamp (inside the window).
     pub unstamped: u64,
-    /// Stamp counters skipped inside the window: packets lost somewhere between the sender and us.
-    pub missing: u64,
-    /// Stamp counters that went backwards or repeated inside the window.
-    pub out_of_order: u64,
+    /// Packets that arrived after one with a higher counter of the same track.
+    pub late: u64,
+    /// Packets whose counter had already arrived.
+    pub duplicates: u64,
     /// One-way delays, publisher stamp to our RTP delivery, microseconds (inside the window).
     pub delays_us: Vec<u32>,
-    /// Highest stamp counter seen, per SSRC (our side's SSRC: one per received track).
-    last_counter: HashMap<u32, u64>,
+    /// Per SSRC (our side's: one per received track).
+    tracks: HashMap<u32, TrackWindow>,
 }
 
 impl ReceiverTally {
@@ -69,32 +90,56 @@ impl ReceiverTally {
     /// `delay_us` to arrive.
     pub fn add(&mut self, ssrc: u32, counter: Option<u64>, delay_us: u64, measuring: bool) {
         self.total += 1;
-        if measuring {
-            self.measured += 1;
+        if !measuring {
+            return;
         }
+        self.measured += 1;
         let Some(counter) = counter else {
-            if measuring {
-                self.unstamped += 1;
-            }
+            self.unstamped += 1;
             return;
         };
-        let last = self.last_counter.get(&ssrc).copied();
-        if measuring {
-            match last {
-                Some(last) if counter <= last => self.out_of_order += 1,
-                Some(last) => self.missing += counter - last - 1,
-                None => {}
-            }
-            self.delays_us.push(delay_us.min(u32::MAX as u64) as u32);
+        self.delays_us.push(delay_us.min(u32::MAX as u64) as u32);
+        let track = self.tracks.entry(ssrc).or_insert_with(|| TrackWindow {
+            base: counter,
+            max: counter,
+            ..TrackWindow::default()
+        });
+        if counter < track.max {
+            self.late += 1;
         }
-        if last.is_none_or(|last| counter > last) {
-            self.last_counter.insert(ssrc, counter);
+        // Counters from before the track's first packet in the window, or absurdly far ahead,
+        // are not followed.
+        let Some(offset) = counter.checked_sub(track.base).filter(|&o| o < MAX_SPAN) else {
+            return;
+        };
+        let (word, bit) = ((offset / 64) as usize, offset % 64);
+        if track.bits.len() <= word {
+            track.bits.resize(word + 1, 0);
         }
+        if track.bits[word] & (1 << bit) != 0 {
+            self.duplicates += 1;
+            return;
+        }
+        track.bits[word] |= 1 << bit;
+        track.unique += 1;
+        track.max = track.max.max(counter);
     }
 
-    /// Packets lost inside the window as a fraction of those that should have arrived.
+    /// Distinct stamped packets received inside the window.
+    pub fn unique(&self) -> u64 {
+        self.tracks.values().map(|t| t.unique).sum()
+    }
+
+    /// Packets of the window that never arrived: counters between the first and the highest one
+    /// seen per track, minus those received.
+    pub fn missing(&self) -> u64 {
+        self.tracks.values().map(|t| t.max - t.base + 1 - t.unique).sum()
+    }
+
+    /// Missing packets as a fraction of those that should have arrived.
     pub fn loss(&self) -> f64 {
-        ratio(self.missing as f64, (self.measured + self.missing) as f64)
+        let missing = self.missing();
+        ratio(missing as f64, (self.unique() + missing) as f64)
     }
 }
 
@@ -126,25 +171,33 @@ mod tests {
     }
 
     #[test]
-    fn tally_counts_gaps_reordering_and_only_the_window() {
+    fn tally_counts_losses_late_packets_duplicates_and_only_the_window() {
         let mut t = ReceiverTally::default();
-        // Warm-up: counted in total only; establishes the last counter.
+        // Warm-up: counted in total only.
         t.add(1, Some(0), 100, false);
         t.add(1, Some(1), 100, false);
-        // Window: 2 arrives, 3 and 4 are lost, 5 arrives, 4 arrives late, 6 arrives.
+        // Window: 2 arrives, 3 and 4 are lost, 5 arrives, 4 is retransmitted late, 6 arrives,
+        // 6 arrives again, 1 (from before the window) straggles in.
         t.add(1, Some(2), 200, true);
         t.add(1, Some(5), 300, true);
         t.add(1, Some(4), 400, true);
         t.add(1, Some(6), 500, true);
-        // A second track starts inside the window: its first packet is no gap.
+        t.add(1, Some(6), 500, true);
+        t.add(1, Some(1), 900, true);
+        // A second track starts inside the window: its first counter is no gap; 130 crosses a
+        // bitmap word.
         t.add(2, Some(40), 600, true);
+        t.add(2, Some(130), 600, true);
         t.add(2, None, 0, true);
-        assert_eq!(t.total, 8);
-        assert_eq!(t.measured, 6);
-        assert_eq!(t.missing, 2);
-        assert_eq!(t.out_of_order, 1);
+        assert_eq!(t.total, 11);
+        assert_eq!(t.measured, 9);
         assert_eq!(t.unstamped, 1);
-        assert_eq!(t.delays_us, vec![200, 300, 400, 500, 600]);
-        assert!((t.loss() - 2.0 / 8.0).abs() < 1e-12);
+        assert_eq!(t.late, 2);
+        assert_eq!(t.duplicates, 1);
+        assert_eq!(t.unique(), 4 + 2);
+        // Track 1: 2..=6 less {2,4,5,6} = {3}; track 2: 40..=130 less two = 89.
+        assert_eq!(t.missing(), 1 + 89);
+        assert!((t.loss() - 90.0 / 96.0).abs() < 1e-12);
+        assert_eq!(t.delays_us, vec![200, 300, 400, 500, 500, 900, 600, 600]);
     }
 }
