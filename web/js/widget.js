@@ -8,7 +8,8 @@
 //      (`matrix_room`, window.samtal.matrixRoomId in the meeting frame).
 //
 // Widget URL parameters (any one spelling each): matrixRoomId | matrix_room_id, userId | matrix_user_id,
-// displayName | matrix_display_name, widgetId (added by Element), parentUrl (added by Element).
+// displayName | matrix_display_name, widgetId (added by Element), parentUrl (added by Element); a join
+// token for servers with [auth] may be put in the fragment (#jwt=…).
 // Widget API messages are accepted only from the parent window at the client's origin, which must be
 // this server's own or one of [embed] allowed_origins (the server's frame-ancestors CSP enforces that too).
 
@@ -106,6 +107,7 @@ export function readWidgetParams(search = window.location.search) {
     displayName: (displayName || 'Matrix user').slice(0, 64),
     widgetId: param(q, 'widgetId', 'matrix_widget_id') || null,
     parentUrl: param(q, 'parentUrl') || null,
+    jwt: new URLSearchParams(window.location.hash.replace(/^#/, '')).get('jwt') || null,
     theme: param(q, 'theme', 'org.matrix.msc2873.client_theme') || null,
     language: param(q, 'lang', 'org.matrix.msc2873.client_language') || null,
   };
@@ -253,6 +255,7 @@ function startMeeting() {
     width: '100%',
     height: '100%',
     userInfo: { displayName: params.displayName },
+    jwt: params.jwt || undefined,
     lang: params.language || undefined,
     matrixRoomId: params.matrixRoomId,
     title: 'Samtal meeting of this Matrix room',
