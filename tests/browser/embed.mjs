@@ -10,7 +10,8 @@
 // element.html). Checks, each against a deadline:
 //   1. a page on the allowed origin embeds a meeting with SamtalMeeting: `ready` and `joined` (with the
 //      participant id the meeting page has) reach it; a second participant (Watcher, the plain page)
-//      arrives as participantJoined with its name; toggleAudio/toggleVideo mute the embedded
+//      arrives as participantJoined with its name; the embedded participant joined muted
+//      (startWithAudioMuted) and Watcher sees that; toggleAudio/toggleVideo (un)mute the embedded
 //      participant as Watcher sees it (mute_changed: muted flag and icon); Watcher's camera toggle comes
 //      back as muteChanged; transcription: both show "Transcription unavailable" while no worker is
 //      connected, a stand-in worker (a raw websocket registered as `worker`) makes it available,
@@ -153,7 +154,7 @@ async function shot(page, name) {
 async function allowedOriginEmbeds(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
   const room = args.room;
-  const q = new URLSearchParams({ server: args.url, room, name: 'Hosted' });
+  const q = new URLSearchParams({ server: args.url, room, name: 'Hosted', audio_muted: '1' });
   const host = await open(context, 'host', `${args.host}/host.html?${q}`);
 
   const joined = await waitFor('the host page did not get ready and joined events from the embedded meeting', T, async () => {
@@ -181,21 +182,24 @@ async function allowedOriginEmbeds(browser) {
   });
   step('participantJoined with the name', { watcherId });
 
-  // Watcher must know Hosted's microphone before the mute means anything.
-  await waitFor("Watcher does not see Hosted's unmuted microphone", T, async () => {
-    const s = await seenBy(watcher, hostedId);
-    return { ok: s.muted.microphone === false && s.micIcon === false, detail: s };
-  });
-  await host.evaluate(() => window.meeting.executeCommand('toggleAudio'));
-  await waitFor('after toggleAudio Watcher does not see Hosted muted (flag and icon)', T, async () => {
+  // Hosted joined with startWithAudioMuted.
+  await waitFor("Watcher does not see Hosted's microphone muted (startWithAudioMuted)", T, async () => {
     const s = await seenBy(watcher, hostedId);
     return { ok: s.muted.microphone === true && s.micIcon === true, detail: s };
   });
-  await waitFor('no muteChanged event for the own microphone', T, async () => {
-    const ev = await events(host, 'muteChanged');
-    return { ok: ev.some((e) => e.data.participantId === hostedId && e.data.local && e.data.kind === 'audio' && e.data.muted), detail: ev };
-  });
-  step('toggleAudio: Watcher sees the mute');
+  step('startWithAudioMuted: Watcher sees the microphone muted');
+  for (const muted of [false, true]) {
+    await host.evaluate(() => window.meeting.executeCommand('toggleAudio'));
+    await waitFor(`after toggleAudio Watcher does not see Hosted ${muted ? 'muted' : 'unmuted'} (flag and icon)`, T, async () => {
+      const s = await seenBy(watcher, hostedId);
+      return { ok: s.muted.microphone === muted && s.micIcon === muted, detail: s };
+    });
+    await waitFor(`no muteChanged event for the own microphone ${muted ? 'muted' : 'unmuted'}`, T, async () => {
+      const ev = await events(host, 'muteChanged');
+      return { ok: ev.some((e) => e.data.participantId === hostedId && e.data.local && e.data.kind === 'audio' && e.data.muted === muted), detail: ev };
+    });
+  }
+  step('toggleAudio twice: Watcher sees unmute, then mute');
 
   await host.evaluate(() => window.meeting.executeCommand('toggleVideo'));
   await waitFor('after toggleVideo Watcher does not see the camera off', T, async () => {
