@@ -303,6 +303,7 @@ struct Snapshot {
     server_wait: Duration,
     own_wait: Duration,
     machine: (u64, u64),
+    udp: procfs::UdpCounters,
     sent: u64,
     client: ParticipantStats,
 }
@@ -329,6 +330,7 @@ impl Snapshot {
             server_wait: procfs::process_runqueue_wait(Some(server.pid))?,
             own_wait: procfs::process_runqueue_wait(None)?,
             machine: procfs::machine_ticks()?,
+            udp: procfs::udp_counters().unwrap_or_default(),
             sent,
             client,
         })
@@ -367,6 +369,8 @@ struct Outcome {
     server_wait_share: f64,
     own_wait_share: f64,
     machine_busy: f64,
+    udp_rcvbuf_drops: u64,
+    udp_delivered: u64,
     load_average: f64,
     media_errors: f64,
     keyframe_requests: f64,
@@ -378,12 +382,12 @@ struct Outcome {
 const MIB: f64 = 1024.0 * 1024.0;
 
 impl Outcome {
-    const HEADER: &'static str = "| scenario (PxS) | participants | sent pkt/s | expected fwd pkt/s | forwarded pkt/s (/metrics) | received pkt/s (clients) | loss | server CPU (% of 1 core) | server CPU s per M fwd | server RSS idle | RSS per participant | join→first packet p50 / p99 | end-to-end delay p50 / p99 | in-server forward delay (mean) | loadgen CPU (% of 1 core) | run-queue wait server / loadgen | machine busy (all cores) |";
-    const RULE: &'static str = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+    const HEADER: &'static str = "| scenario (PxS) | participants | sent pkt/s | expected fwd pkt/s | forwarded pkt/s (/metrics) | received pkt/s (clients) | loss | server CPU (% of 1 core) | server CPU s per M fwd | server RSS idle | RSS per participant | join→first packet p50 / p99 | end-to-end delay p50 / p99 | in-server forward delay (mean) | loadgen CPU (% of 1 core) | run-queue wait server / loadgen | machine busy (all cores) | UDP receive-buffer drops |";
+    const RULE: &'static str = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
     fn row(&self) -> String {
         format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} % | {:.0} % | {:.2} | {:.1} MiB | {:.2} MiB | {:.0} / {:.0} ms | {:.2} / {:.2} ms | {:.1} µs | {:.0} % | {:.0} % / {:.0} % | {:.0} % |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} % | {:.0} % | {:.2} | {:.1} MiB | {:.2} MiB | {:.0} / {:.0} ms | {:.2} / {:.2} ms | {:.1} µs | {:.0} % | {:.0} % / {:.0} % | {:.0} % | {:.1} % |",
             self.scenario,
             self.scenario.participants(),
             self.sent_per_s,
@@ -404,6 +408,7 @@ impl Outcome {
             self.server_wait_share * 100.0,
             self.own_wait_share * 100.0,
             self.machine_busy * 100.0,
+            ratio(self.udp_rcvbuf_drops as f64, (self.udp_rcvbuf_drops + self.udp_delivered) as f64) * 100.0,
         )
     }
 
@@ -432,13 +437,15 @@ impl Outcome {
                 self.delay.count, self.delay.p50, self.delay.p99, self.delay.max
             ),
             format!(
-                "in window: server media errors {:.0}, keyframe requests (server) {:.0}, client channel drops {}, client send errors {}; client problem events (whole run) {}; load average {:.2} at end",
+                "in window: server media errors {:.0}, keyframe requests (server) {:.0}, client channel drops {}, client send errors {}; client problem events (whole run) {}; load average {:.2} at end; UDP (whole network namespace) {} datagrams delivered, {} dropped on full receive buffers",
                 self.media_errors,
                 self.keyframe_requests,
                 self.client_dropped,
                 self.client_send_errors,
                 self.client_problems,
-                self.load_average
+                self.load_average,
+                self.udp_delivered,
+                self.udp_rcvbuf_drops
             ),
         ]
     }
@@ -574,6 +581,8 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         server_wait_share: after.server_wait.saturating_sub(before.server_wait).as_secs_f64() / window,
         own_wait_share: after.own_wait.saturating_sub(before.own_wait).as_secs_f64() / window,
         machine_busy: ratio((busy1 - busy0) as f64, (total1 - total0) as f64),
+        udp_rcvbuf_drops: after.udp.rcvbuf_errors.saturating_sub(before.udp.rcvbuf_errors),
+        udp_delivered: after.udp.in_datagrams.saturating_sub(before.udp.in_datagrams),
         load_average,
         media_errors: delta("samtal_media_errors_total"),
         keyframe_requests: delta("samtal_keyframe_requests_total"),

@@ -92,6 +92,30 @@ pub fn process_runqueue_wait(pid: Option<u32>) -> io::Result<Duration> {
     Ok(Duration::from_nanos(wait))
 }
 
+/// UDP counters of this network namespace, from `/proc/net/snmp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpCounters {
+    /// Datagrams delivered to sockets.
+    pub in_datagrams: u64,
+    /// Datagrams dropped because a socket's receive buffer was full (its reader was too slow).
+    pub rcvbuf_errors: u64,
+}
+
+/// The `Udp:` header and value lines of `/proc/net/snmp`.
+pub fn parse_udp_snmp(text: &str) -> Option<UdpCounters> {
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
+    let get = |name: &str| -> Option<u64> { values.get(names.iter().position(|n| *n == name)?)?.parse().ok() };
+    Some(UdpCounters { in_datagrams: get("InDatagrams")?, rcvbuf_errors: get("RcvbufErrors")? })
+}
+
+/// UDP counters now (whole network namespace: every process in it, not only ours).
+pub fn udp_counters() -> io::Result<UdpCounters> {
+    let text = std::fs::read_to_string("/proc/net/snmp")?;
+    parse_udp_snmp(&text).ok_or_else(|| io::Error::other("no Udp lines in /proc/net/snmp"))
+}
+
 /// Number of CPUs this process may run on.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -137,6 +161,19 @@ mod tests {
     fn machine_busy_excludes_idle_and_iowait() {
         let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
         assert_eq!(parse_machine_ticks(stat), Some((160, 1000)));
+    }
+
+    #[test]
+    fn udp_snmp_by_column_name() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    Udp: 3186099 868 1468458 3639984 1468457 0\n\
+                    UdpLite: InDatagrams NoPorts\nUdpLite: 0 0\n";
+        assert_eq!(
+            parse_udp_snmp(text),
+            Some(UdpCounters { in_datagrams: 3186099, rcvbuf_errors: 1468457 })
+        );
+        assert_eq!(parse_udp_snmp("Ip: a\nIp: 1\n"), None);
     }
 
     #[test]
