@@ -176,11 +176,7 @@ async fn list_meetings(
     Ok(axum::Json(json!({ "meetings": meetings })).into_response())
 }
 
-async fn transcript(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn transcript(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let claims = authorize(&state, &headers).await?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no meeting {id}"));
     // Look at the meeting first so a moderator of another room learns nothing from the transcript.
@@ -300,12 +296,9 @@ mod tests {
 
         let exp = (crate::store::now_ms() / 1000 - 3600) as u64;
         let claims = Claims { room: "*".into(), name: None, role: Role::Administrator, exp, sub: None };
-        let expired = jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap();
+        let expired =
+            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()))
+                .unwrap();
         let (status, _, body) = get(&f.app, "/api/meetings", Some(&expired)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body["message"].as_str().unwrap().contains("xpired"), "{body}");
@@ -443,6 +436,21 @@ mod tests {
             assert_eq!(status, StatusCode::NOT_FOUND);
             assert_eq!(body["error"], "not_found");
             assert!(body["message"].as_str().unwrap().contains("no-such-meeting"), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn store_failures_are_500_without_details() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("closed.db").display())).await.unwrap();
+        let verifier = Verifier::new(AuthConfig { secret: Some(SECRET.into()), ..Default::default() });
+        let app = router(store.clone(), verifier);
+        store.close().await;
+        let t = token("*", Role::Administrator);
+        for uri in ["/api/meetings", "/api/meetings/x/transcript"] {
+            let (status, _, body) = get(&app, uri, Some(&t)).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
+            assert_eq!(body, json!({"error": "internal", "message": "the transcript store failed; see the server log"}));
         }
     }
 

@@ -14,9 +14,9 @@ use crate::error::{Error, Result};
 use samtal_protocol::Segment;
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -176,12 +176,9 @@ impl Store {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .foreign_keys(true);
-            let in_memory = options.get_filename().as_os_str() == ":memory:" || url.contains("mode=memory");
-            if !in_memory {
-                if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
-                }
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !in_memory && let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
             }
             let pool_options = if in_memory {
                 // Every connection to `:memory:` is its own database: keep exactly one, forever.
@@ -189,16 +186,17 @@ impl Store {
             } else {
                 SqlitePoolOptions::new().max_connections(8)
             };
-            let pool = pool_options
-                .connect_with(options)
-                .await
-                .map_err(|e| Error::Store(format!("cannot open SQLite database: {e}")))?;
+            let pool = pool_options.connect_with(options).await.map_err(|e| Error::Store(format!("cannot open SQLite database: {e}")))?;
             SQLITE_MIGRATIONS.run(&pool).await?;
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(|e| Error::Store(format!("bad PostgreSQL URL: {e}")))?;
+            // One plain connection first: a pool retries until its timeout and then only reports
+            // that it timed out, while this fails at once with the cause (refused, auth, no database).
+            options.connect().await.map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?.close().await?;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
-                .connect(url)
+                .connect_with(options)
                 .await
                 .map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?;
             POSTGRES_MIGRATIONS.run(&pool).await?;

@@ -34,9 +34,13 @@ where
     Fut: Future<Output = ()>,
 {
     let url = postgres_url();
-    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap_or_else(|e| {
+    let unreachable = |e: sqlx::Error| -> ! {
         panic!("PostgreSQL for the store tests is not reachable at {url} (set SAMTAL_TEST_POSTGRES to another server): {e}")
-    });
+    };
+    // A plain connection first reports the cause (a pool would only report its timeout).
+    let options = PgConnectOptions::from_str(&url).unwrap_or_else(|e| unreachable(e));
+    options.connect().await.unwrap_or_else(|e| unreachable(e)).close().await.unwrap();
+    let admin = PgPoolOptions::new().max_connections(1).connect_with(options).await.unwrap_or_else(|e| unreachable(e));
     let schema = format!("samtal_test_{}", new_id().replace('-', ""));
     sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -349,6 +353,8 @@ async fn unsupported_and_unreachable_databases_are_errors() {
     let err = Store::connect("mysql://localhost/x").await.unwrap_err().to_string();
     assert!(err.contains("sqlite://") && err.contains("postgres://"), "{err}");
     // Port 1 on loopback: nothing listens there.
+    let started = std::time::Instant::now();
     let err = Store::connect("postgres://postgres@127.0.0.1:1/x").await.unwrap_err().to_string();
-    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(err.contains("cannot connect to PostgreSQL") && !err.contains("timed out"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
 }
