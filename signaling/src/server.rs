@@ -80,11 +80,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/client-config.json", get(client_config))
+        .merge(embedding_api(&state.config.web_dir()))
         .fallback_service(web)
         .with_state(state.clone())
         .merge(crate::api::router(state.store.clone(), state.verifier.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, frame_ancestors))
+}
+
+/// The iframe API scripts, loadable (also as ES modules, which need CORS) from any site.
+fn embedding_api(web_dir: &std::path::Path) -> Router<Arc<AppState>> {
+    let cors = SetResponseHeaderLayer::overriding(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    ["external_api.js", "external_api.mjs", "external_api.d.ts"].into_iter().fold(Router::new(), |router, file| {
+        router.route_service(&format!("/{file}"), tower_http::services::ServeFile::new(web_dir.join(file)))
+    })
+    .layer(cors)
 }
 
 /// Only this origin and the configured ones may put Samtal's pages in a frame.

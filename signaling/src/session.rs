@@ -422,8 +422,8 @@ impl Session {
         let joined = self.joined.as_ref()?;
         match event {
             MediaEvent::SubscribeOffer { sdp } => self.send(ServerMessage::Offer { pc: PcKind::Subscribe, sdp }),
-            MediaEvent::TrackPublished { track_id, kind, source } => {
-                let track = TrackInfo { track_id, kind, source, muted: false, stream_id: joined.id.clone() };
+            MediaEvent::TrackPublished { track_id, kind, source, muted } => {
+                let track = TrackInfo { track_id, kind, source, muted, stream_id: joined.id.clone() };
                 self.state.rooms.update_tracks(&joined.room, &joined.id, |tracks| tracks.push(track.clone()));
                 let message = ServerMessage::TrackPublished { participant_id: joined.id.clone(), track };
                 self.state.rooms.broadcast(&joined.room, &joined.id, &message);

@@ -495,11 +495,10 @@ impl MediaLoop {
         let id = format!("{}-t{}", p.id, p.track_counter);
         let source = p.declared.get(track_id).copied().unwrap_or(TrackSource::default_for(kind));
         let mut forward = PublishedTrack::new(kind, &codec.mime_type, codec.clock_rate);
-        if p.muted.contains(&source) {
-            forward.set_muted(true, now);
-        }
+        let muted = p.muted.contains(&source);
+        forward.set_muted(muted, now);
         p.span.in_scope(|| tracing::info!(track = %id, ?kind, ?source, codec = %codec.mime_type, "track published"));
-        let _ = p.events.send(MediaEvent::TrackPublished { track_id: id.clone(), kind, source });
+        let _ = p.events.send(MediaEvent::TrackPublished { track_id: id.clone(), kind, source, muted });
         let room = p.room.clone();
         let track = self.tracks.insert(Track { id, publisher: participant, peer: idx, receiver, media_ssrc: ssrc, kind, source, codec, forward });
         self.participants.get_mut(participant)?.published.insert(track_id.to_owned(), track);

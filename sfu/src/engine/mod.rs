@@ -47,7 +47,7 @@ pub enum MediaEvent {
     /// A new offer for the participant's subscribe connection; answer with [`MediaServer::subscribe_answer`].
     SubscribeOffer { sdp: String },
     /// One of the participant's own tracks started arriving and is now forwarded to the room.
-    TrackPublished { track_id: String, kind: MediaKind, source: TrackSource },
+    TrackPublished { track_id: String, kind: MediaKind, source: TrackSource, muted: bool },
     /// One of the participant's own tracks went away.
     TrackUnpublished { track_id: String },
     /// A peer connection changed state; `Failed` means the participant should be dropped.
