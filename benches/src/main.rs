@@ -27,7 +27,9 @@ use samtal_bench::procfs;
 use samtal_bench::scenario::Scenario;
 use samtal_bench::stats::{ReceiverTally, Summary, ratio};
 use samtal_client::synthetic::unix_micros_now;
-use samtal_client::{Participant, ParticipantEvent, ParticipantOptions, ParticipantStats, Received};
+use samtal_client::{
+    Participant, ParticipantEvent, ParticipantOptions, ParticipantStats, Received,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -57,7 +59,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -133,8 +136,10 @@ impl Server {
     fn start(bin: &Path, tag: &str) -> anyhow::Result<Server> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?));
         let udp_port = free_udp_port()?;
-        let config = std::env::temp_dir().join(format!("samtal-loadgen-{}-{tag}.toml", std::process::id()));
-        let data_dir = std::env::temp_dir().join(format!("samtal-loadgen-{}-data", std::process::id()));
+        let config =
+            std::env::temp_dir().join(format!("samtal-loadgen-{}-{tag}.toml", std::process::id()));
+        let data_dir =
+            std::env::temp_dir().join(format!("samtal-loadgen-{}-data", std::process::id()));
         std::fs::write(
             &config,
             format!(
@@ -145,8 +150,17 @@ impl Server {
         let child = Command::new(bin)
             .arg("--config")
             .arg(&config)
-            .args(["serve", "--listen", &http.to_string(), "--udp-port", &udp_port.to_string()])
-            .env("SAMTAL_LOG", std::env::var("SAMTAL_LOG").unwrap_or_else(|_| "error".into()))
+            .args([
+                "serve",
+                "--listen",
+                &http.to_string(),
+                "--udp-port",
+                &udp_port.to_string(),
+            ])
+            .env(
+                "SAMTAL_LOG",
+                std::env::var("SAMTAL_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -154,7 +168,12 @@ impl Server {
             .with_context(|| format!("starting {}", bin.display()))?;
         let pid = child.id();
         eprintln!("   server pid {pid}, http {http}, udp 127.0.0.1:{udp_port}");
-        Ok(Server { child, pid, http, config })
+        Ok(Server {
+            child,
+            pid,
+            http,
+            config,
+        })
     }
 
     /// Waits (at most 20 s) until `/healthz` answers.
@@ -244,14 +263,28 @@ async fn receive(
                 .saturating_sub(s.sent_micros)
                 .saturating_sub(r.arrival.elapsed().as_micros() as u64)
         });
-        tally.add(r.ssrc, stamp.map(|s| s.counter), delay_us, measuring.load(Ordering::Relaxed));
+        tally.add(
+            r.ssrc,
+            stamp.map(|s| s.counter),
+            delay_us,
+            measuring.load(Ordering::Relaxed),
+        );
     }
-    ReceiverResult { tally, first_packet }
+    ReceiverResult {
+        tally,
+        first_packet,
+    }
 }
 
 /// Drains a participant's events, counting the ones that mean trouble.
-fn watch_events(participant: &mut Participant, problems: Arc<AtomicU64>, mut stop: watch::Receiver<bool>) {
-    let Some(mut events) = participant.take_events() else { return };
+fn watch_events(
+    participant: &mut Participant,
+    problems: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(mut events) = participant.take_events() else {
+        return;
+    };
     tokio::spawn(async move {
         loop {
             let event = tokio::select! {
@@ -276,11 +309,9 @@ fn watch_events(participant: &mut Participant, problems: Arc<AtomicU64>, mut sto
                 ParticipantEvent::SignalingClosed => {
                     problems.fetch_add(1, Ordering::Relaxed);
                 }
-                ParticipantEvent::Server(samtal_client::samtal_protocol::ServerMessage::Error {
-                    code,
-                    message,
-                    ..
-                }) => {
+                ParticipantEvent::Server(
+                    samtal_client::samtal_protocol::ServerMessage::Error { code, message, .. },
+                ) => {
                     eprintln!("   server error {code:?}: {message}");
                     problems.fetch_add(1, Ordering::Relaxed);
                 }
@@ -408,7 +439,10 @@ impl Outcome {
             self.server_wait_share * 100.0,
             self.own_wait_share * 100.0,
             self.machine_busy * 100.0,
-            ratio(self.udp_rcvbuf_drops as f64, (self.udp_rcvbuf_drops + self.udp_delivered) as f64) * 100.0,
+            ratio(
+                self.udp_rcvbuf_drops as f64,
+                (self.udp_rcvbuf_drops + self.udp_delivered) as f64
+            ) * 100.0,
         )
     }
 
@@ -416,7 +450,12 @@ impl Outcome {
         vec![
             format!(
                 "window {:.1} s; server received {:.0} pkt/s from publishers; by stamp counters: {} packets never arrived, {} arrived late (after a higher counter: reordering or NACK retransmission), {} twice; {} unstamped",
-                self.window, self.server_received_per_s, self.missing, self.late, self.duplicates, self.unstamped
+                self.window,
+                self.server_received_per_s,
+                self.missing,
+                self.late,
+                self.duplicates,
+                self.unstamped
             ),
             format!(
                 "server RSS idle {:.1} MiB, loaded {:.1} MiB (max in window {:.1} MiB)",
@@ -468,7 +507,9 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     for i in 0..scenario.participants() {
         let publisher = i < scenario.publishers;
         let options = if publisher {
-            ParticipantOptions::new(&room, format!("pub-{i}")).with_audio().with_video()
+            ParticipantOptions::new(&room, format!("pub-{i}"))
+                .with_audio()
+                .with_video()
         } else {
             ParticipantOptions::new(&room, format!("sub-{}", i - scenario.publishers))
         };
@@ -476,13 +517,20 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         let mut participant = Participant::join(&ws, options)
             .await
             .with_context(|| format!("participant {i} of {scenario} could not join"))?;
-        let media = participant.take_media().context("media channel already taken")?;
+        let media = participant
+            .take_media()
+            .context("media channel already taken")?;
         let receiver = tokio::spawn(receive(media, stop_rx.clone(), Arc::clone(&measuring)));
         watch_events(&mut participant, Arc::clone(&problems), stop_rx.clone());
         if publisher {
             participant.start_media();
         }
-        members.push(Member { participant, publisher, join_started, receiver });
+        members.push(Member {
+            participant,
+            publisher,
+            join_started,
+            receiver,
+        });
         if !gap.is_zero() {
             tokio::time::sleep(gap).await;
         }
@@ -520,7 +568,9 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
             .context("a receiver did not stop")??;
         if !m.publisher {
             match got.first_packet {
-                Some(first) => join_to_first.push(first.duration_since(m.join_started).as_secs_f64() * 1000.0),
+                Some(first) => {
+                    join_to_first.push(first.duration_since(m.join_started).as_secs_f64() * 1000.0)
+                }
                 None => never_received += 1,
             }
         }
@@ -531,9 +581,11 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     for p in participants {
         closing.spawn(p.close());
     }
-    if tokio::time::timeout(Duration::from_secs(15), async { while closing.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(Duration::from_secs(15), async {
+        while closing.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         eprintln!("   some participants did not close within 15 s");
         closing.abort_all();
@@ -547,10 +599,14 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     let received: u64 = tallies.iter().map(|t| t.measured).sum();
     let unique: u64 = tallies.iter().map(|t| t.unique()).sum();
     let missing: u64 = tallies.iter().map(|t| t.missing()).sum();
-    let mut delays: Vec<f64> = tallies.iter().flat_map(|t| t.delays_us.iter().map(|&d| d as f64 / 1000.0)).collect();
+    let mut delays: Vec<f64> = tallies
+        .iter()
+        .flat_map(|t| t.delays_us.iter().map(|&d| d as f64 / 1000.0))
+        .collect();
     let sent_per_s = (after.sent - before.sent) as f64 / window;
     let server_cpu = (after.server_cpu - before.server_cpu).as_secs_f64();
-    let rss_per_participant = rss_loaded.saturating_sub(rss_idle) as f64 / scenario.participants() as f64;
+    let rss_per_participant =
+        rss_loaded.saturating_sub(rss_idle) as f64 / scenario.participants() as f64;
     let (busy0, total0) = before.machine;
     let (busy1, total1) = after.machine;
     Ok(Outcome {
@@ -578,11 +634,21 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         delay: Summary::of(&mut delays),
         forward_delay_us: ratio(forward_delay_ns, forwarded) / 1000.0,
         own_cpu_share: (after.own_cpu - before.own_cpu).as_secs_f64() / window,
-        server_wait_share: after.server_wait.saturating_sub(before.server_wait).as_secs_f64() / window,
+        server_wait_share: after
+            .server_wait
+            .saturating_sub(before.server_wait)
+            .as_secs_f64()
+            / window,
         own_wait_share: after.own_wait.saturating_sub(before.own_wait).as_secs_f64() / window,
         machine_busy: ratio((busy1 - busy0) as f64, (total1 - total0) as f64),
-        udp_rcvbuf_drops: after.udp.rcvbuf_errors.saturating_sub(before.udp.rcvbuf_errors),
-        udp_delivered: after.udp.in_datagrams.saturating_sub(before.udp.in_datagrams),
+        udp_rcvbuf_drops: after
+            .udp
+            .rcvbuf_errors
+            .saturating_sub(before.udp.rcvbuf_errors),
+        udp_delivered: after
+            .udp
+            .in_datagrams
+            .saturating_sub(before.udp.in_datagrams),
         load_average,
         media_errors: delta("samtal_media_errors_total"),
         keyframe_requests: delta("samtal_keyframe_requests_total"),

@@ -23,7 +23,7 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// A `kB` field such as `VmRSS:	  12345 kB` from the text of `/proc/<pid>/status`, in bytes.
+/// A `kB` field such as `VmRSS: 12345 kB` from the text of `/proc/<pid>/status`, in bytes.
 pub fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         let value = line.strip_prefix(field)?.strip_prefix(':')?;
@@ -36,7 +36,12 @@ pub fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
 /// busy, and guest time is already inside user time.
 pub fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
     let total: u64 = v.iter().sum();
     let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
     Some((total - idle, total))
@@ -49,8 +54,11 @@ pub fn process_cpu(pid: Option<u32>) -> io::Result<Duration> {
         None => "/proc/self/stat".to_owned(),
     };
     let text = std::fs::read_to_string(path)?;
-    let ticks = parse_stat_cpu_ticks(&text).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
-    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64))
+    let ticks =
+        parse_stat_cpu_ticks(&text).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
+    Ok(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_second() as f64,
+    ))
 }
 
 /// Resident memory of a process, bytes.
@@ -85,7 +93,11 @@ pub fn process_runqueue_wait(pid: Option<u32>) -> io::Result<Duration> {
     for task in std::fs::read_dir(dir)? {
         let path = task?.path().join("schedstat");
         // A thread may end between listing and reading.
-        if let Some((_, w)) = std::fs::read_to_string(path).ok().as_deref().and_then(parse_schedstat) {
+        if let Some((_, w)) = std::fs::read_to_string(path)
+            .ok()
+            .as_deref()
+            .and_then(parse_schedstat)
+        {
             wait += w;
         }
     }
@@ -106,8 +118,16 @@ pub fn parse_udp_snmp(text: &str) -> Option<UdpCounters> {
     let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
     let names: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
     let values: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
-    let get = |name: &str| -> Option<u64> { values.get(names.iter().position(|n| *n == name)?)?.parse().ok() };
-    Some(UdpCounters { in_datagrams: get("InDatagrams")?, rcvbuf_errors: get("RcvbufErrors")? })
+    let get = |name: &str| -> Option<u64> {
+        values
+            .get(names.iter().position(|n| *n == name)?)?
+            .parse()
+            .ok()
+    };
+    Some(UdpCounters {
+        in_datagrams: get("InDatagrams")?,
+        rcvbuf_errors: get("RcvbufErrors")?,
+    })
 }
 
 /// UDP counters now (whole network namespace: every process in it, not only ours).
@@ -118,7 +138,9 @@ pub fn udp_counters() -> io::Result<UdpCounters> {
 
 /// Number of CPUs this process may run on.
 pub fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// The CPU model, from the first `model name` of `/proc/cpuinfo`.
@@ -136,7 +158,12 @@ pub fn cpu_model() -> String {
 
 /// The 1-minute load average.
 pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -171,7 +198,10 @@ mod tests {
                     UdpLite: InDatagrams NoPorts\nUdpLite: 0 0\n";
         assert_eq!(
             parse_udp_snmp(text),
-            Some(UdpCounters { in_datagrams: 3186099, rcvbuf_errors: 1468457 })
+            Some(UdpCounters {
+                in_datagrams: 3186099,
+                rcvbuf_errors: 1468457
+            })
         );
         assert_eq!(parse_udp_snmp("Ip: a\nIp: 1\n"), None);
     }

@@ -39,15 +39,24 @@ impl FromStr for Scenario {
         let (p, sub) = s
             .split_once(['x', 'X'])
             .ok_or_else(|| format!("scenario {s:?} is not PxS (e.g. 2x20)"))?;
-        let publishers: usize = p.trim().parse().map_err(|_| format!("bad publisher count in {s:?}"))?;
-        let subscribers: usize = sub.trim().parse().map_err(|_| format!("bad subscriber count in {s:?}"))?;
+        let publishers: usize = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad publisher count in {s:?}"))?;
+        let subscribers: usize = sub
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad subscriber count in {s:?}"))?;
         if publishers == 0 {
             return Err(format!("scenario {s:?} has no publisher"));
         }
         if publishers + subscribers < 2 {
             return Err(format!("scenario {s:?} has nobody to receive"));
         }
-        Ok(Scenario { publishers, subscribers })
+        Ok(Scenario {
+            publishers,
+            subscribers,
+        })
     }
 }
 
@@ -58,7 +67,13 @@ mod tests {
     #[test]
     fn parses_and_counts() {
         let s: Scenario = "10x10".parse().unwrap();
-        assert_eq!(s, Scenario { publishers: 10, subscribers: 10 });
+        assert_eq!(
+            s,
+            Scenario {
+                publishers: 10,
+                subscribers: 10
+            }
+        );
         assert_eq!(s.participants(), 20);
         assert_eq!(s.fan_out(), 10 * (9 + 10));
         let s: Scenario = "2X20".parse().unwrap();
