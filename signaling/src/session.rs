@@ -52,6 +52,9 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
     let (out, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
     state.metrics.connections.inc();
+    // Set by the writer when it delivered a moderator's removal, so the leave is reported as `removed`.
+    let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let removed_by_writer = removed.clone();
     let writer = tokio::spawn(async move {
         while let Some(outbound) = out_rx.recv().await {
             let (message, close) = match outbound {
@@ -59,7 +62,10 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
                     let close = matches!(m, ServerMessage::Error { fatal: true, .. });
                     (m, close)
                 }
-                Outbound::Removed { by } => (ServerMessage::Removed { by }, true),
+                Outbound::Removed { by } => {
+                    removed_by_writer.store(true, std::sync::atomic::Ordering::Relaxed);
+                    (ServerMessage::Removed { by }, true)
+                }
             };
             let text = serde_json::to_string(&message).expect("server messages serialise");
             if ws_tx.send(Message::Text(text.into())).await.is_err() {
@@ -109,6 +115,7 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
             _ = session.out.closed() => break End::Leave(LeaveReason::Disconnected),
         }
     };
+    let end = if removed.load(std::sync::atomic::Ordering::Relaxed) { End::Leave(LeaveReason::Removed) } else { end };
     session.finish(end).await;
     drop(session);
     let _ = writer.await;
