@@ -364,6 +364,9 @@ impl MediaLoop {
                 if let Some(peer) = self.peers.get_mut(idx) {
                     peer.connected = state == RTCPeerConnectionState::Connected;
                 }
+                if pc_kind == PcKind::Subscribe {
+                    self.refresh_payload_types(participant);
+                }
                 let state = match state {
                     RTCPeerConnectionState::Connected => PeerState::Connected,
                     RTCPeerConnectionState::Failed => PeerState::Failed,
@@ -410,9 +413,6 @@ impl MediaLoop {
         let mut sent = 0u64;
         for f in &forwards {
             let Some(sub) = self.peers.get_mut(f.sink.0) else { continue };
-            if !sub.connected {
-                continue;
-            }
             let out = rtp::Packet {
                 header: rtp::header::Header {
                     version: 2,
@@ -664,27 +664,39 @@ impl MediaLoop {
         let pc = &mut self.peers.get_mut(idx).expect("subscribe peer exists").pc;
         let answer = RTCSessionDescription::answer(sdp).map_err(|e| Error::Negotiation(format!("bad answer: {e}")))?;
         let applied = pc.set_remote_description(now, answer).map_err(|e| Error::Negotiation(format!("answer rejected: {e}")));
-        // Payload types as negotiated on this connection, per forwarded track.
-        let down: Vec<(usize, RTCRtpSenderId)> = p.down.values().copied().collect();
-        for (track, sender) in down {
-            let Some(t) = self.tracks.get_mut(track) else { continue };
-            let pt = pc.rtp_sender(sender).and_then(|mut s| {
-                let codecs = &s.get_parameters().rtp_parameters.codecs;
-                let same_mime = |c: &&rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters| {
-                    c.rtp_codec.mime_type.eq_ignore_ascii_case(&t.codec.mime_type)
-                };
-                codecs
-                    .iter()
-                    .filter(same_mime)
-                    .find(|c| c.rtp_codec.sdp_fmtp_line == t.codec.sdp_fmtp_line)
-                    .or_else(|| codecs.iter().find(same_mime))
-                    .map(|c| c.payload_type)
-            });
-            t.forward.set_payload_type((idx, sender), pt);
-        }
+        self.refresh_payload_types(participant);
         self.process(idx, now);
         self.offer_if_needed(participant, now);
         applied
+    }
+
+    /// Gives each track forwarded to this participant the payload type its codec has on the
+    /// subscribe connection, or none while that connection is not connected (nothing is sent then).
+    fn refresh_payload_types(&mut self, participant: usize) {
+        let Some(p) = self.participants.get(participant) else { return };
+        let Some(idx) = p.subscribe else { return };
+        let down: Vec<(usize, RTCRtpSenderId)> = p.down.values().copied().collect();
+        let Some(peer) = self.peers.get_mut(idx) else { return };
+        for (track, sender) in down {
+            let Some(t) = self.tracks.get_mut(track) else { continue };
+            let pt = if !peer.connected {
+                None
+            } else {
+                peer.pc.rtp_sender(sender).and_then(|mut s| {
+                    let codecs = &s.get_parameters().rtp_parameters.codecs;
+                    let same_mime = |c: &&rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters| {
+                        c.rtp_codec.mime_type.eq_ignore_ascii_case(&t.codec.mime_type)
+                    };
+                    codecs
+                        .iter()
+                        .filter(same_mime)
+                        .find(|c| c.rtp_codec.sdp_fmtp_line == t.codec.sdp_fmtp_line)
+                        .or_else(|| codecs.iter().find(same_mime))
+                        .map(|c| c.payload_type)
+                })
+            };
+            t.forward.set_payload_type((idx, sender), pt);
+        }
     }
 
     // ---- commands --------------------------------------------------------------------------

@@ -77,7 +77,8 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         self.down.retain(|d| d.sink != sink);
     }
 
-    /// The payload type this codec has on the subscriber's connection, once negotiated.
+    /// The payload type this codec has on the subscriber's connection, once negotiated and
+    /// connected; `None` holds the subscriber back (video keeps waiting for a keyframe).
     pub fn set_payload_type(&mut self, sink: S, payload_type: Option<u8>) {
         if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
             d.payload_type = payload_type;
@@ -133,16 +134,17 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         }
         let keyframe = self.video_codec.and_then(|c| c.starts_keyframe(payload));
         for d in &mut self.down {
+            // No payload type: not negotiated or not connected yet; a keyframe now would be lost.
+            let Some(payload_type) = d.payload_type else {
+                d.rewriter.skip();
+                continue;
+            };
             if d.waiting_keyframe {
                 if keyframe == Some(false) {
                     continue;
                 }
                 d.waiting_keyframe = false;
             }
-            let Some(payload_type) = d.payload_type else {
-                d.rewriter.skip();
-                continue;
-            };
             if let Some(header) = d.rewriter.rewrite(seq, ts, now) {
                 out.push(Forward { sink: d.sink, header, payload_type });
             }
@@ -191,6 +193,17 @@ mod tests {
         let next = routed(&mut t, 4, MIDDLE, now);
         assert_eq!(next[0].header.sequence_number, first[0].header.sequence_number.wrapping_add(1));
         assert_eq!(routed(&mut t, 5, DELTA, now).len(), 1);
+    }
+
+    #[test]
+    fn a_keyframe_before_the_subscriber_can_receive_is_not_taken_as_its_start() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Video, "video/VP8", 90_000);
+        t.add_subscriber(1, 10, now);
+        assert!(routed(&mut t, 1, KEY, now).is_empty(), "not connected yet");
+        t.set_payload_type(1, Some(96));
+        assert!(routed(&mut t, 2, DELTA, now).is_empty(), "still waiting for a keyframe");
+        assert_eq!(routed(&mut t, 3, KEY, now).len(), 1);
     }
 
     #[test]
