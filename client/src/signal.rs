@@ -70,6 +70,7 @@ impl JoinOptions {
             token: self.token.clone(),
             hidden: self.hidden,
             protocol: Some(PROTOCOL_VERSION),
+            matrix_room: None,
         }
     }
 }

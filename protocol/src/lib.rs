@@ -131,6 +131,9 @@ pub enum ClientMessage {
         hidden: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         protocol: Option<u32>,
+        /// The Matrix room this meeting belongs to (set by the Matrix widget); summaries go there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        matrix_room: Option<String>,
     },
     Offer {
         pc: PcKind,
@@ -387,7 +390,8 @@ mod tests {
                 name: "Alice".into(),
                 token: None,
                 hidden: false,
-                protocol: None
+                protocol: None,
+                matrix_room: None
             }
         );
     }

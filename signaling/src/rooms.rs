@@ -28,6 +28,8 @@ struct Member {
 #[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, HashMap<String, Member>>>,
+    /// Room → the Matrix room it is linked to (the first one a participant named), while the room exists.
+    matrix: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +70,7 @@ impl Rooms {
         let member = members.remove(id)?;
         if members.is_empty() {
             rooms.remove(room);
+            self.matrix.lock().expect("matrix lock").remove(room);
         }
         Some(!member.hidden)
     }
@@ -121,6 +124,15 @@ impl Rooms {
 
     pub fn role(&self, room: &str, id: &str) -> Option<Role> {
         self.rooms.lock().expect("rooms lock").get(room)?.get(id).map(|m| m.info.role)
+    }
+
+    /// Links the room to a Matrix room unless it already is; returns the link in force.
+    pub fn link_matrix(&self, room: &str, matrix_room: &str) -> String {
+        self.matrix.lock().expect("matrix lock").entry(room.to_owned()).or_insert_with(|| matrix_room.to_owned()).clone()
+    }
+
+    pub fn matrix_room(&self, room: &str) -> Option<String> {
+        self.matrix.lock().expect("matrix lock").get(room).cloned()
     }
 
     pub fn room_names(&self) -> Vec<String> {

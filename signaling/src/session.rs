@@ -171,13 +171,13 @@ impl Session {
                 }
             }
             _ if self.worker.is_some() => self.error(ErrorCode::Forbidden, format!("a worker connection does not send {kind}"), Some(kind)),
-            ClientMessage::Join { room, name, token, hidden, protocol } => {
+            ClientMessage::Join { room, name, token, hidden, protocol, matrix_room } => {
                 if self.joined.is_some() {
                     self.error(ErrorCode::AlreadyJoined, "this connection already joined a room", Some(kind));
                 } else if protocol.is_some_and(|v| v != samtal_protocol::PROTOCOL_VERSION) {
                     self.error(ErrorCode::BadMessage, format!("protocol version {} is not supported; this server speaks 1", protocol.unwrap_or(0)), Some(kind));
                 } else {
-                    return self.on_join(room, name, token, hidden).await;
+                    return self.on_join(room, name, token, hidden, matrix_room).await;
                 }
             }
             _ if self.joined.is_none() => self.error(ErrorCode::NotJoined, format!("send join before {kind}"), Some(kind)),
@@ -306,6 +306,7 @@ impl Session {
             for p in self.state.rooms.visible(&joined.room) {
                 self.record_participant(&meeting.id, &p.id, &p.name).await;
             }
+            self.record_matrix_link(&meeting.id, &joined.room).await;
             self.state.transcription.enable(&joined.room, meeting.id, language, prompt)
         } else {
             self.stop_transcription(&joined.room).await
@@ -324,6 +325,14 @@ impl Session {
             tracing::error!(meeting = %meeting_id, "cannot close the meeting record: {e}");
         }
         true
+    }
+
+    /// Stores the Matrix room a meeting is linked to, once known.
+    async fn record_matrix_link(&self, meeting_id: &str, room: &str) {
+        let Some(matrix_room) = self.state.rooms.matrix_room(room) else { return };
+        if let Err(e) = self.state.store.set_matrix_room(meeting_id, Some(&matrix_room)).await {
+            tracing::error!(meeting = %meeting_id, "cannot link the meeting to its Matrix room: {e}");
+        }
     }
 
     async fn record_participant(&self, meeting_id: &str, id: &str, name: &str) {
@@ -354,7 +363,7 @@ impl Session {
         self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::Caption { segment, name });
     }
 
-    async fn on_join(&mut self, room: String, name: String, token: Option<String>, hidden: bool) -> Option<End> {
+    async fn on_join(&mut self, room: String, name: String, token: Option<String>, hidden: bool, matrix_room: Option<String>) -> Option<End> {
         if !valid_room(&room) {
             self.error(ErrorCode::BadRoom, "room names are 1-64 characters of A-Z a-z 0-9 _ . -", Some("join"));
             return Some(End::Fatal);
@@ -396,8 +405,12 @@ impl Session {
             return Some(End::Fatal);
         }
         tracing::info!(?role, hidden, "joined");
+        if let Some(matrix_room) = matrix_room.filter(|m| m.starts_with('!') && m.len() <= 255) {
+            self.state.rooms.link_matrix(&room, &matrix_room);
+        }
         if !hidden && let Some(meeting_id) = self.state.transcription.meeting_id(&room) {
             self.record_participant(&meeting_id, &id, &info.name).await;
+            self.record_matrix_link(&meeting_id, &room).await;
         }
         if !hidden {
             self.state.rooms.broadcast(&room, &id, &ServerMessage::ParticipantJoined { participant: info });
