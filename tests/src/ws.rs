@@ -40,12 +40,18 @@ impl WsClient {
             .await
             .unwrap_or_else(|_| panic!("websocket connect to {url} timed out"))
             .unwrap_or_else(|e| panic!("websocket connect to {url}: {e}"));
-        WsClient { ws, seen: Vec::new() }
+        WsClient {
+            ws,
+            seen: Vec::new(),
+        }
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
         let text: String = text.into();
-        self.ws.send(Message::text(text)).await.expect("websocket send");
+        self.ws
+            .send(Message::text(text))
+            .await
+            .expect("websocket send");
     }
 
     pub async fn send_json(&mut self, value: &Value) {
@@ -53,13 +59,19 @@ impl WsClient {
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.ws.send(Message::binary(bytes)).await.expect("websocket send");
+        self.ws
+            .send(Message::binary(bytes))
+            .await
+            .expect("websocket send");
     }
 
     /// Queues many text frames and flushes once (a flood).
     pub async fn send_many(&mut self, texts: impl IntoIterator<Item = String>) {
         for text in texts {
-            self.ws.feed(Message::text(text)).await.expect("websocket feed");
+            self.ws
+                .feed(Message::text(text))
+                .await
+                .expect("websocket feed");
         }
         self.ws.flush().await.expect("websocket flush");
     }
@@ -70,37 +82,56 @@ impl WsClient {
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return Recv::TimedOut,
-                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return Recv::Closed,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
+                    return Recv::Closed;
+                }
                 Ok(Some(Ok(Message::Text(text)))) => {
-                    let value: Value = serde_json::from_str(text.as_str())
-                        .unwrap_or_else(|e| panic!("server sent text that is not JSON ({e}): {}", text.as_str()));
+                    let value: Value = serde_json::from_str(text.as_str()).unwrap_or_else(|e| {
+                        panic!("server sent text that is not JSON ({e}): {}", text.as_str())
+                    });
                     self.seen.push(value.clone());
                     return Recv::Json(value);
                 }
-                Ok(Some(Ok(Message::Binary(b)))) => panic!("server sent a binary frame of {} bytes", b.len()),
+                Ok(Some(Ok(Message::Binary(b)))) => {
+                    panic!("server sent a binary frame of {} bytes", b.len())
+                }
                 Ok(Some(Ok(_))) => continue, // websocket-level ping/pong
             }
         }
     }
 
     /// Reads until a message `pick` accepts, skipping others; fails the test on close or deadline.
-    pub async fn expect<T>(&mut self, what: &str, timeout: Duration, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+    pub async fn expect<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&Value) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.recv(deadline.saturating_duration_since(Instant::now())).await {
+            match self
+                .recv(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
                 Recv::Json(v) => {
                     if let Some(found) = pick(&v) {
                         return found;
                     }
                 }
-                other => panic!("waiting for {what}: got {other:?}; messages so far: {}", self.dump()),
+                other => panic!(
+                    "waiting for {what}: got {other:?}; messages so far: {}",
+                    self.dump()
+                ),
             }
         }
     }
 
     /// The next message of type `ty`, skipping others.
     pub async fn expect_type(&mut self, ty: &str) -> Value {
-        self.expect(&format!("a {ty:?} message"), WAIT, |v| (v["type"] == ty).then(|| v.clone())).await
+        self.expect(&format!("a {ty:?} message"), WAIT, |v| {
+            (v["type"] == ty).then(|| v.clone())
+        })
+        .await
     }
 
     /// The next `error` message with `code`, skipping other messages (failing on another error code).
@@ -131,8 +162,12 @@ impl WsClient {
     /// Sends `ping` with `nonce` and waits for the `pong` echoing it (skipping other messages):
     /// the connection is alive and the session still answers.
     pub async fn ping_pong(&mut self, nonce: &str) {
-        self.send_json(&json!({"type": "ping", "nonce": nonce})).await;
-        self.expect(&format!("pong {nonce}"), WAIT, |v| (v["type"] == "pong" && v["nonce"] == nonce).then_some(())).await
+        self.send_json(&json!({"type": "ping", "nonce": nonce}))
+            .await;
+        self.expect(&format!("pong {nonce}"), WAIT, |v| {
+            (v["type"] == "pong" && v["nonce"] == nonce).then_some(())
+        })
+        .await
     }
 
     /// Sends `join` and returns the `joined` message (fails the test on anything else first).
@@ -152,7 +187,10 @@ impl WsClient {
     pub async fn closed_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.recv(deadline.saturating_duration_since(Instant::now())).await {
+            match self
+                .recv(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
                 Recv::Json(_) => {}
                 Recv::Closed => return true,
                 Recv::TimedOut => return false,
@@ -172,7 +210,11 @@ impl WsClient {
 
     /// The messages seen so far, for failure output.
     pub fn dump(&self) -> String {
-        self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+        self.seen
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -180,24 +222,45 @@ impl WsClient {
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let request = async {
         let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
         std::io::Result::Ok(raw)
     };
-    let raw = tokio::time::timeout(WAIT, request).await.expect("HTTP GET timed out").expect("HTTP GET");
+    let raw = tokio::time::timeout(WAIT, request)
+        .await
+        .expect("HTTP GET timed out")
+        .expect("HTTP GET");
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad HTTP response: {head}"));
-    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP response: {head}"));
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     (status, body)
 }
 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || rest.len() < size {
             break;
         }
@@ -209,12 +272,10 @@ fn dechunk(mut body: &str) -> String {
 
 /// The value of an unlabelled sample `name` in Prometheus text (`name value`), if present.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (key, value) = l.split_once(' ')?;
-            (key == name).then(|| value.trim().parse().ok()).flatten()
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
 }
 
 /// Polls `check` every 50 ms until it returns true or `timeout` passes; returns its last answer.

@@ -7,9 +7,9 @@ use samtal_client::samtal_protocol::Role;
 use samtal_client::{Participant, ParticipantOptions};
 use samtal_e2e::ws::{Recv, WAIT, WsClient, eventually, http_get, metric};
 use samtal_e2e::*;
+use samtal_sfu::Stats;
 use samtal_signaling::RunningServer;
 use samtal_signaling::auth::mint;
-use samtal_sfu::Stats;
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,8 +33,14 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 async fn bad(ws: &mut WsClient, text: &str, code: &str, nonce: &str) -> Value {
     ws.send_text(text).await;
     let error = ws.next_error(code).await;
-    assert!(error.get("fatal").is_none(), "{code} must not be fatal: {error}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "error without a message: {error}");
+    assert!(
+        error.get("fatal").is_none(),
+        "{code} must not be fatal: {error}"
+    );
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without a message: {error}"
+    );
     ws.ping_pong(nonce).await;
     error
 }
@@ -93,8 +99,20 @@ async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survi
     let huge = json!({"type": "ping", "nonce": "x".repeat(70 * 1024)}).to_string();
     bad(&mut ws, &huge, "too_large", "after-huge").await;
     // A join that is refused without being fatal: empty name, unsupported protocol version.
-    bad(&mut ws, r#"{"type":"join","room":"bad","name":"   "}"#, "bad_message", "empty-name").await;
-    bad(&mut ws, r#"{"type":"join","room":"bad","name":"Eve","protocol":2}"#, "bad_message", "protocol-2").await;
+    bad(
+        &mut ws,
+        r#"{"type":"join","room":"bad","name":"   "}"#,
+        "bad_message",
+        "empty-name",
+    )
+    .await;
+    bad(
+        &mut ws,
+        r#"{"type":"join","room":"bad","name":"Eve","protocol":2}"#,
+        "bad_message",
+        "protocol-2",
+    )
+    .await;
 
     let joined = ws.join("bad", "Eve", None).await;
     assert_eq!(joined["room"], "bad");
@@ -103,19 +121,52 @@ async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survi
         bad(&mut ws, text, code, &format!("post{i}")).await;
     }
     let after_join: &[(&str, &str)] = &[
-        (r#"{"type":"join","room":"bad","name":"Eve"}"#, "already_joined"),
-        (r#"{"type":"join","room":"other","name":"Eve"}"#, "already_joined"),
+        (
+            r#"{"type":"join","room":"bad","name":"Eve"}"#,
+            "already_joined",
+        ),
+        (
+            r#"{"type":"join","room":"other","name":"Eve"}"#,
+            "already_joined",
+        ),
         // Out of order: no subscribe offer was made, so there is nothing to answer.
-        (r#"{"type":"answer","pc":"subscribe","sdp":"v=0\r\n"}"#, "negotiation_failed"),
+        (
+            r#"{"type":"answer","pc":"subscribe","sdp":"v=0\r\n"}"#,
+            "negotiation_failed",
+        ),
         // Wrong direction: clients answer on subscribe and offer on publish only.
-        (r#"{"type":"answer","pc":"publish","sdp":"v=0\r\n"}"#, "bad_message"),
-        (r#"{"type":"offer","pc":"subscribe","sdp":"v=0\r\n"}"#, "bad_message"),
-        (r#"{"type":"offer","pc":"publish","sdp":"this is not SDP"}"#, "negotiation_failed"),
-        (r#"{"type":"offer","pc":"sideways","sdp":"v=0\r\n"}"#, "bad_message"),
-        (r#"{"type":"mute","source":"nose","muted":true}"#, "bad_message"),
-        (r#"{"type":"mute","source":"microphone","muted":"yes"}"#, "bad_message"),
-        (r#"{"type":"moderate","action":"mute","participant":"nobody"}"#, "forbidden"),
-        (r#"{"type":"moderate","action":"explode","participant":"nobody"}"#, "bad_message"),
+        (
+            r#"{"type":"answer","pc":"publish","sdp":"v=0\r\n"}"#,
+            "bad_message",
+        ),
+        (
+            r#"{"type":"offer","pc":"subscribe","sdp":"v=0\r\n"}"#,
+            "bad_message",
+        ),
+        (
+            r#"{"type":"offer","pc":"publish","sdp":"this is not SDP"}"#,
+            "negotiation_failed",
+        ),
+        (
+            r#"{"type":"offer","pc":"sideways","sdp":"v=0\r\n"}"#,
+            "bad_message",
+        ),
+        (
+            r#"{"type":"mute","source":"nose","muted":true}"#,
+            "bad_message",
+        ),
+        (
+            r#"{"type":"mute","source":"microphone","muted":"yes"}"#,
+            "bad_message",
+        ),
+        (
+            r#"{"type":"moderate","action":"mute","participant":"nobody"}"#,
+            "forbidden",
+        ),
+        (
+            r#"{"type":"moderate","action":"explode","participant":"nobody"}"#,
+            "bad_message",
+        ),
     ];
     for (i, (text, code)) in after_join.iter().enumerate() {
         bad(&mut ws, text, code, &format!("j{i}")).await;
@@ -123,15 +174,27 @@ async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survi
     // Still in the room: the registry knows us and leave works.
     assert!(server.state.rooms.contains("bad", &me));
     ws.send_json(&json!({"type": "leave"})).await;
-    assert!(ws.closed_within(WAIT).await, "the server did not close the websocket after leave");
-    assert!(eventually(WAIT, || std::future::ready(server.state.rooms.participant_count() == 0)).await);
+    assert!(
+        ws.closed_within(WAIT).await,
+        "the server did not close the websocket after leave"
+    );
+    assert!(
+        eventually(WAIT, || std::future::ready(
+            server.state.rooms.participant_count() == 0
+        ))
+        .await
+    );
 
     // A room name the server refuses is fatal.
     let mut ws = WsClient::connect(&server.ws_url()).await;
-    ws.send_json(&json!({"type": "join", "room": "../etc", "name": "Eve"})).await;
+    ws.send_json(&json!({"type": "join", "room": "../etc", "name": "Eve"}))
+        .await;
     let e = ws.next_error("bad_room").await;
     assert_eq!(e["fatal"], true, "{e}");
-    assert!(ws.closed_within(WAIT).await, "bad_room must close the connection");
+    assert!(
+        ws.closed_within(WAIT).await,
+        "bad_room must close the connection"
+    );
     server.shutdown().await;
 }
 
@@ -146,7 +209,11 @@ async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
     flooder.expect_type("participant_joined").await;
 
     let flood = tokio::spawn(async move {
-        flooder.send_many((0..1000).map(|i| json!({"type": "ping", "nonce": format!("f{i}")}).to_string())).await;
+        flooder
+            .send_many(
+                (0..1000).map(|i| json!({"type": "ping", "nonce": format!("f{i}")}).to_string()),
+            )
+            .await;
         flooder
     });
     // Meanwhile the other participant is answered.
@@ -163,10 +230,17 @@ async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
     let mut probe = 0;
     while !answered_after && tokio::time::Instant::now() < deadline {
         probe += 1;
-        flooder.send_json(&json!({"type": "ping", "nonce": format!("after{probe}")})).await;
+        flooder
+            .send_json(&json!({"type": "ping", "nonce": format!("after{probe}")}))
+            .await;
         loop {
             match flooder.recv(Duration::from_millis(200)).await {
-                Recv::Json(v) if v["type"] == "pong" && v["nonce"].as_str().is_some_and(|n| n.starts_with('f')) => pongs += 1,
+                Recv::Json(v)
+                    if v["type"] == "pong"
+                        && v["nonce"].as_str().is_some_and(|n| n.starts_with('f')) =>
+                {
+                    pongs += 1
+                }
                 Recv::Json(v) if v["type"] == "pong" => {
                     answered_after = true;
                     break;
@@ -184,7 +258,10 @@ async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
     }
     println!("flooder: {pongs} pongs to 1000 pings, {limited} rate_limited errors");
     assert!(limited >= 1, "no rate_limited error after 1000 pings");
-    assert!(pongs > 0 && pongs < 1000, "{pongs} of 1000 flood pings answered");
+    assert!(
+        pongs > 0 && pongs < 1000,
+        "{pongs} of 1000 flood pings answered"
+    );
     assert!(answered_after, "the flooder's connection did not recover");
 
     // The room still works for both: a newcomer is announced to the other participant.
@@ -192,8 +269,16 @@ async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
     let mut newcomer = WsClient::connect(&server.ws_url()).await;
     let joined = newcomer.join("flood", "Newcomer", None).await;
     let id = joined["participant_id"].clone();
-    other.expect("participant_joined for the newcomer", WAIT, |v| (v["type"] == "participant_joined" && v["participant"]["id"] == id).then_some(())).await;
-    flooder.expect("participant_joined for the newcomer", WAIT, |v| (v["type"] == "participant_joined" && v["participant"]["id"] == id).then_some(())).await;
+    other
+        .expect("participant_joined for the newcomer", WAIT, |v| {
+            (v["type"] == "participant_joined" && v["participant"]["id"] == id).then_some(())
+        })
+        .await;
+    flooder
+        .expect("participant_joined for the newcomer", WAIT, |v| {
+            (v["type"] == "participant_joined" && v["participant"]["id"] == id).then_some(())
+        })
+        .await;
     server.shutdown().await;
 }
 
@@ -203,7 +288,10 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -214,16 +302,21 @@ fn base64url(bytes: &[u8]) -> String {
 /// SHA-256 (FIPS 180-4), for signing test tokens the server's helper cannot make (expired ones).
 fn sha256(data: &[u8]) -> [u8; 32] {
     const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
-        0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-        0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
-        0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-        0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
-        0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-        0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
         0xc67178f2,
     ];
-    let mut h: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
     let mut msg = data.to_vec();
     msg.push(0x80);
     while msg.len() % 64 != 56 {
@@ -238,17 +331,33 @@ fn sha256(data: &[u8]) -> [u8; 32] {
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
         }
         let mut v = h;
         for i in 0..64 {
             let [a, b, c, d, e, f, g, hh] = v;
             let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
             let ch = (e & f) ^ (!e & g);
-            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
             let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
             let maj = (a & b) ^ (a & c) ^ (b & c);
-            v = [t1.wrapping_add(s0.wrapping_add(maj)), a, b, c, d.wrapping_add(t1), e, f, g];
+            v = [
+                t1.wrapping_add(s0.wrapping_add(maj)),
+                a,
+                b,
+                c,
+                d.wrapping_add(t1),
+                e,
+                f,
+                g,
+            ];
         }
         for (x, y) in h.iter_mut().zip(v) {
             *x = x.wrapping_add(y);
@@ -268,8 +377,16 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     } else {
         block[..key.len()].copy_from_slice(key);
     }
-    let inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).chain(message.iter().copied()).collect();
-    let outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).chain(sha256(&inner)).collect();
+    let inner: Vec<u8> = block
+        .iter()
+        .map(|b| b ^ 0x36)
+        .chain(message.iter().copied())
+        .collect();
+    let outer: Vec<u8> = block
+        .iter()
+        .map(|b| b ^ 0x5c)
+        .chain(sha256(&inner))
+        .collect();
     sha256(&outer)
 }
 
@@ -277,19 +394,28 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 fn sign(secret: &str, claims: &Value) -> String {
     let header = base64url(br#"{"typ":"JWT","alg":"HS256"}"#);
     let payload = base64url(claims.to_string().as_bytes());
-    let signature = base64url(&hmac_sha256(secret.as_bytes(), format!("{header}.{payload}").as_bytes()));
+    let signature = base64url(&hmac_sha256(
+        secret.as_bytes(),
+        format!("{header}.{payload}").as_bytes(),
+    ));
     format!("{header}.{payload}.{signature}")
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[test]
 fn token_signer_matches_known_answers() {
     // FIPS 180-2 and RFC 4231 test case 2.
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        hex(&sha256(b"abc")),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
     assert_eq!(
         hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
@@ -321,7 +447,10 @@ async fn refused(server: &RunningServer, room: &str, token: Option<&str>, why: &
         }
         other => panic!("{why}: expected unauthorized, got {other:?}"),
     }
-    assert!(ws.closed_within(WAIT).await, "{why}: the connection stayed open after a fatal error");
+    assert!(
+        ws.closed_within(WAIT).await,
+        "{why}: the connection stayed open after a fatal error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,51 +463,118 @@ async fn tokens_are_checked_and_give_the_role() {
     refused(&server, room, Some(""), "empty token").await;
     refused(&server, room, Some("garbage"), "garbage token").await;
     refused(&server, room, Some("not.a.jwt"), "three garbage parts").await;
-    let wrong_secret = mint("some-other-secret", room, Some("Mallory"), Role::Moderator, hour).unwrap();
-    refused(&server, room, Some(&wrong_secret), "token signed with another secret").await;
+    let wrong_secret = mint(
+        "some-other-secret",
+        room,
+        Some("Mallory"),
+        Role::Moderator,
+        hour,
+    )
+    .unwrap();
+    refused(
+        &server,
+        room,
+        Some(&wrong_secret),
+        "token signed with another secret",
+    )
+    .await;
     // Same claims, signature of another token.
     let good = mint(SECRET, room, Some("Mallory"), Role::Participant, hour).unwrap();
     let (head, _) = good.rsplit_once('.').unwrap();
     let (_, other_sig) = wrong_secret.rsplit_once('.').unwrap();
-    refused(&server, room, Some(&format!("{head}.{other_sig}")), "swapped signature").await;
+    refused(
+        &server,
+        room,
+        Some(&format!("{head}.{other_sig}")),
+        "swapped signature",
+    )
+    .await;
     // Claims changed after signing (participant -> moderator).
-    let forged_claims = base64url(json!({"room": room, "name": "Mallory", "role": "moderator", "exp": unix_now() + 3600}).to_string().as_bytes());
+    let forged_claims = base64url(
+        json!({"room": room, "name": "Mallory", "role": "moderator", "exp": unix_now() + 3600})
+            .to_string()
+            .as_bytes(),
+    );
     let mut parts: Vec<&str> = good.split('.').collect();
     parts[1] = &forged_claims;
-    refused(&server, room, Some(&parts.join(".")), "claims edited after signing").await;
-    let expired = sign(SECRET, &json!({"room": room, "name": "Mallory", "role": "participant", "exp": unix_now() - 3600}));
+    refused(
+        &server,
+        room,
+        Some(&parts.join(".")),
+        "claims edited after signing",
+    )
+    .await;
+    let expired = sign(
+        SECRET,
+        &json!({"room": room, "name": "Mallory", "role": "participant", "exp": unix_now() - 3600}),
+    );
     refused(&server, room, Some(&expired), "expired token").await;
-    let elsewhere = mint(SECRET, "another-room", Some("Mallory"), Role::Participant, hour).unwrap();
+    let elsewhere = mint(
+        SECRET,
+        "another-room",
+        Some("Mallory"),
+        Role::Participant,
+        hour,
+    )
+    .unwrap();
     refused(&server, room, Some(&elsewhere), "token for another room").await;
-    let unsigned = format!("{}.{}.", base64url(br#"{"alg":"none","typ":"JWT"}"#), base64url(json!({"room": room, "role": "moderator", "exp": unix_now() + 3600}).to_string().as_bytes()));
+    let unsigned = format!(
+        "{}.{}.",
+        base64url(br#"{"alg":"none","typ":"JWT"}"#),
+        base64url(
+            json!({"room": room, "role": "moderator", "exp": unix_now() + 3600})
+                .to_string()
+                .as_bytes()
+        )
+    );
     refused(&server, room, Some(&unsigned), "alg none").await;
-    assert_eq!(server.state.rooms.participant_count(), 0, "a refused join left a participant behind");
+    assert_eq!(
+        server.state.rooms.participant_count(),
+        0,
+        "a refused join left a participant behind"
+    );
 
     // The same hand signer makes a token the server accepts when it has not expired, so the
     // expired token above was refused for its expiry, not for a bad signature.
     let mut ws = WsClient::connect(&server.ws_url()).await;
-    let fresh = sign(SECRET, &json!({"room": room, "name": "Fresh", "role": "participant", "exp": unix_now() + 3600}));
+    let fresh = sign(
+        SECRET,
+        &json!({"room": room, "name": "Fresh", "role": "participant", "exp": unix_now() + 3600}),
+    );
     let joined = ws.join(room, "ignored", Some(&fresh)).await;
     assert_eq!(joined["role"], "participant");
 
     // A moderator token gives the moderator role and its name; others see both.
     let moderator = mint(SECRET, room, Some("Mona"), Role::Moderator, hour).unwrap();
     let mut mona = WsClient::connect(&server.ws_url()).await;
-    let joined = mona.join(room, "display name from the client", Some(&moderator)).await;
+    let joined = mona
+        .join(room, "display name from the client", Some(&moderator))
+        .await;
     assert_eq!(joined["role"], "moderator", "{joined}");
     let mona_id = joined["participant_id"].clone();
     let announced = ws.expect_type("participant_joined").await;
     assert_eq!(announced["participant"]["id"], mona_id);
     assert_eq!(announced["participant"]["role"], "moderator", "{announced}");
-    assert_eq!(announced["participant"]["name"], "Mona", "the token's name wins: {announced}");
+    assert_eq!(
+        announced["participant"]["name"], "Mona",
+        "the token's name wins: {announced}"
+    );
 
     // A wildcard-room token joins any room; a participant token gives the participant role.
     let any_room = mint(SECRET, "*", None, Role::Participant, hour).unwrap();
     let mut third = WsClient::connect(&server.ws_url()).await;
     let joined = third.join(room, "Walter", Some(&any_room)).await;
     assert_eq!(joined["role"], "participant");
-    let names: Vec<&str> = joined["participants"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"Mona") && names.contains(&"Fresh"), "{joined}");
+    let names: Vec<&str> = joined["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Mona") && names.contains(&"Fresh"),
+        "{joined}"
+    );
     server.shutdown().await;
 }
 
@@ -387,7 +583,10 @@ async fn tokens_are_checked_and_give_the_role() {
 /// A publish offer for one Opus track, as a browser would make it (no candidates: the client's are
 /// trickled or, here, never sent).
 fn opus_offer(track_id: &str, stream_id: &str) -> String {
-    let fingerprint = (0..32).map(|i| format!("{:02X}", (i * 37 + 11) % 256)).collect::<Vec<_>>().join(":");
+    let fingerprint = (0..32)
+        .map(|i| format!("{:02X}", (i * 37 + 11) % 256))
+        .collect::<Vec<_>>()
+        .join(":");
     [
         "v=0",
         "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
@@ -452,9 +651,14 @@ async fn a_client_vanishing_mid_negotiation_is_cleaned_up() {
     let server = start_server(own_config()).await;
     let room = "vanish";
     // A real publisher, so that everyone who joins also gets a subscribe connection.
-    let mut publisher = Participant::join(&server.ws_url(), ParticipantOptions::new(room, "Publisher").with_audio().with_video())
-        .await
-        .expect("publisher joins");
+    let mut publisher = Participant::join(
+        &server.ws_url(),
+        ParticipantOptions::new(room, "Publisher")
+            .with_audio()
+            .with_video(),
+    )
+    .await
+    .expect("publisher joins");
     publisher.start_media();
     let mut observer = WsClient::connect(&server.ws_url()).await;
     observer.join(room, "Observer", None).await;
@@ -471,35 +675,57 @@ async fn a_client_vanishing_mid_negotiation_is_cleaned_up() {
         let joined = v.join(room, "Vanishing", None).await;
         let id = joined["participant_id"].as_str().unwrap().to_owned();
         // The server offers the publisher's tracks right away; the client never answers.
-        v.expect("a subscribe offer", WAIT, |m| (m["type"] == "offer" && m["pc"] == "subscribe").then_some(())).await;
+        v.expect("a subscribe offer", WAIT, |m| {
+            (m["type"] == "offer" && m["pc"] == "subscribe").then_some(())
+        })
+        .await;
         v.send_json(&json!({"type": "offer", "pc": "publish", "sdp": opus_offer("vanishing-mic", &id), "tracks": [{"track_id": "vanishing-mic", "source": "microphone"}]})).await;
         if wait_for_answer {
-            let answer = v.expect("the publish answer", WAIT, |m| match m["type"].as_str() {
-                Some("answer") => Some(m.clone()),
-                Some("error") => panic!("the hand-made offer was refused: {m}"),
-                _ => None,
-            })
-            .await;
+            let answer = v
+                .expect("the publish answer", WAIT, |m| match m["type"].as_str() {
+                    Some("answer") => Some(m.clone()),
+                    Some("error") => panic!("the hand-made offer was refused: {m}"),
+                    _ => None,
+                })
+                .await;
             assert_eq!(answer["pc"], "publish");
             let during = counts(&server);
-            assert_eq!(during.peer_connections, before.peer_connections + 2, "publish and subscribe connections: {during:?}");
+            assert_eq!(
+                during.peer_connections,
+                before.peer_connections + 2,
+                "publish and subscribe connections: {during:?}"
+            );
         }
         v.vanish();
         let reason = observer
             .expect("participant_left for the vanished client", WAIT, |m| {
-                (m["type"] == "participant_left" && m["participant_id"] == id.as_str()).then(|| m["reason"].clone())
+                (m["type"] == "participant_left" && m["participant_id"] == id.as_str())
+                    .then(|| m["reason"].clone())
             })
             .await;
         assert_eq!(reason, "disconnected");
         let ok = eventually(WAIT, || {
             let now = counts(&server);
             std::future::ready(
-                (now.participants, now.peer_connections, now.tracks, now.registry)
-                    == (before.participants, before.peer_connections, before.tracks, before.registry),
+                (
+                    now.participants,
+                    now.peer_connections,
+                    now.tracks,
+                    now.registry,
+                ) == (
+                    before.participants,
+                    before.peer_connections,
+                    before.tracks,
+                    before.registry,
+                ),
             )
         })
         .await;
-        assert!(ok, "after the client vanished: {:?}, before it joined: {before:?}", counts(&server));
+        assert!(
+            ok,
+            "after the client vanished: {:?}, before it joined: {before:?}",
+            counts(&server)
+        );
     }
 
     publisher.close().await;
@@ -508,7 +734,12 @@ async fn a_client_vanishing_mid_negotiation_is_cleaned_up() {
     let ok = eventually(WAIT, || {
         let c = counts(&server);
         std::future::ready(
-            c.participants == 0 && c.peer_connections == 0 && c.tracks == 0 && c.rooms == 0 && c.registry == 0 && server.state.rooms.room_count() == 0,
+            c.participants == 0
+                && c.peer_connections == 0
+                && c.tracks == 0
+                && c.rooms == 0
+                && c.registry == 0
+                && server.state.rooms.room_count() == 0,
         )
     })
     .await;
@@ -545,7 +776,10 @@ async fn two_hundred_short_sessions_leave_nothing_behind() {
                 // Leave, then the server closes.
                 0 => {
                     ws.send_json(&json!({"type": "leave"})).await;
-                    assert!(ws.closed_within(WAIT).await, "guest{i}: no close after leave");
+                    assert!(
+                        ws.closed_within(WAIT).await,
+                        "guest{i}: no close after leave"
+                    );
                 }
                 // Close handshake without leave.
                 1 => ws.close().await,
@@ -558,39 +792,77 @@ async fn two_hundred_short_sessions_leave_nothing_behind() {
     for i in 0..6 {
         one_cycle(i).await;
     }
-    assert!(eventually(WAIT, || std::future::ready(server.state.rooms.participant_count() == 0)).await);
+    assert!(
+        eventually(WAIT, || std::future::ready(
+            server.state.rooms.participant_count() == 0
+        ))
+        .await
+    );
     let baseline = live_threads();
 
     // A publisher in the room: every guest gets a subscribe connection and an offer.
-    let mut publisher =
-        Participant::join(&server.ws_url(), ParticipantOptions::new(room, "Publisher").with_audio()).await.expect("publisher joins");
+    let mut publisher = Participant::join(
+        &server.ws_url(),
+        ParticipantOptions::new(room, "Publisher").with_audio(),
+    )
+    .await
+    .expect("publisher joins");
     publisher.start_media();
-    assert!(eventually(WAIT, || std::future::ready(Stats::get(&server.state.media.stats().published_tracks) == 1)).await);
+    assert!(
+        eventually(WAIT, || std::future::ready(
+            Stats::get(&server.state.media.stats().published_tracks) == 1
+        ))
+        .await
+    );
     for i in 0..200 {
         one_cycle(i).await;
     }
     let only_publisher = eventually(WAIT, || async {
         let m = metrics(&server).await;
-        metric(&m, "samtal_participants") == Some(1.0) && metric(&m, "samtal_websocket_connections") == Some(1.0)
+        metric(&m, "samtal_participants") == Some(1.0)
+            && metric(&m, "samtal_websocket_connections") == Some(1.0)
     })
     .await;
-    assert!(only_publisher, "after 200 sessions more than the publisher remains:\n{}", metrics(&server).await);
+    assert!(
+        only_publisher,
+        "after 200 sessions more than the publisher remains:\n{}",
+        metrics(&server).await
+    );
     publisher.close().await;
 
-    let names = ["samtal_participants", "samtal_peer_connections", "samtal_websocket_connections", "samtal_tracks", "samtal_rooms"];
+    let names = [
+        "samtal_participants",
+        "samtal_peer_connections",
+        "samtal_websocket_connections",
+        "samtal_tracks",
+        "samtal_rooms",
+    ];
     let empty = eventually(WAIT, || async {
         let m = metrics(&server).await;
         names.iter().all(|n| metric(&m, n) == Some(0.0))
     })
     .await;
     let m = metrics(&server).await;
-    let values: Vec<String> = names.iter().map(|n| format!("{n} {:?}", metric(&m, n))).collect();
+    let values: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n} {:?}", metric(&m, n)))
+        .collect();
     assert!(empty, "gauges did not return to zero: {values:?}");
     assert_eq!(server.state.rooms.room_count(), 0);
     // Threads: a few may come and go (the blocking pool), but none may stay per session.
     let bound = 8;
-    let settled = eventually(Duration::from_secs(30), || std::future::ready(live_threads() <= baseline + bound)).await;
-    println!("threads: {baseline} before, {} after 200 sessions", live_threads());
-    assert!(settled, "threads grew from {baseline} to {} over 200 sessions", live_threads());
+    let settled = eventually(Duration::from_secs(30), || {
+        std::future::ready(live_threads() <= baseline + bound)
+    })
+    .await;
+    println!(
+        "threads: {baseline} before, {} after 200 sessions",
+        live_threads()
+    );
+    assert!(
+        settled,
+        "threads grew from {baseline} to {} over 200 sessions",
+        live_threads()
+    );
     server.shutdown().await;
 }

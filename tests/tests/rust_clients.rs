@@ -3,13 +3,17 @@
 //! numbers), the stamps in the payloads (magic, per-track counter), the rest of the payload bytes,
 //! protocol events, and the publishers' and media server's counters.
 
-use samtal_client::samtal_protocol::{ClientMessage, LeaveReason, MediaKind, ServerMessage, TrackSource};
-use samtal_client::synthetic::{STAMP_LEN, Stamp, Vp8Config, opus_strip_padding, parse_vp8_descriptor, vp8_is_keyframe_start};
+use samtal_client::samtal_protocol::{
+    ClientMessage, LeaveReason, MediaKind, ServerMessage, TrackSource,
+};
+use samtal_client::synthetic::{
+    STAMP_LEN, Stamp, Vp8Config, opus_strip_padding, parse_vp8_descriptor, vp8_is_keyframe_start,
+};
 use samtal_client::{Participant, ParticipantEvent, ParticipantOptions, Received};
 use samtal_e2e::ws::eventually;
 use samtal_e2e::*;
-use samtal_signaling::RunningServer;
 use samtal_sfu::Stats;
+use samtal_signaling::RunningServer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,10 +55,17 @@ fn payload_intact(kind: MediaKind, payload: &[u8]) -> bool {
     }
     match kind {
         // A code-3 packet (one frame plus padding) of the silent frame's configuration.
-        MediaKind::Audio => payload.first() == Some(&(SILENT_OPUS_FRAME[0] | 0x03)) && opus_strip_padding(payload) == Some(&SILENT_OPUS_FRAME[1..]),
+        MediaKind::Audio => {
+            payload.first() == Some(&(SILENT_OPUS_FRAME[0] | 0x03))
+                && opus_strip_padding(payload) == Some(&SILENT_OPUS_FRAME[1..])
+        }
         MediaKind::Video => {
-            let Some(d) = parse_vp8_descriptor(payload) else { return false };
-            let Some(picture_id) = d.picture_id else { return false };
+            let Some(d) = parse_vp8_descriptor(payload) else {
+                return false;
+            };
+            let Some(picture_id) = d.picture_id else {
+                return false;
+            };
             let mut header = d.len;
             if d.start {
                 header += 3; // frame tag
@@ -62,12 +73,19 @@ fn payload_intact(kind: MediaKind, payload: &[u8]) -> bool {
                     header += 7; // start code, width, height
                 }
             }
-            let Some(filler) = payload.len().checked_sub(STAMP_LEN).and_then(|end| payload.get(header..end)) else {
+            let Some(filler) = payload
+                .len()
+                .checked_sub(STAMP_LEN)
+                .and_then(|end| payload.get(header..end))
+            else {
                 return false;
             };
             // The filler counts up from the frame number's low byte (= the picture id's).
             let seed = picture_id as u8;
-            filler.iter().enumerate().all(|(i, &b)| b == seed.wrapping_add(i as u8))
+            filler
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == seed.wrapping_add(i as u8))
         }
     }
 }
@@ -108,7 +126,12 @@ impl MediaLog {
     }
 
     fn count(&self, from: &str, kind: MediaKind) -> usize {
-        self.0.lock().unwrap().iter().filter(|r| r.participant_id == from && r.kind == kind).count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.participant_id == from && r.kind == kind)
+            .count()
     }
 
     /// Packets of `from`'s `kind` track whose stamp counter is at least `counter`.
@@ -117,12 +140,22 @@ impl MediaLog {
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.participant_id == from && r.kind == kind && r.stamp.is_some_and(|s| s.counter >= counter))
+            .filter(|r| {
+                r.participant_id == from
+                    && r.kind == kind
+                    && r.stamp.is_some_and(|s| s.counter >= counter)
+            })
             .count()
     }
 
     fn last(&self, from: &str, kind: MediaKind) -> Option<Rec> {
-        self.0.lock().unwrap().iter().rev().find(|r| r.participant_id == from && r.kind == kind).cloned()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r.participant_id == from && r.kind == kind)
+            .cloned()
     }
 
     fn max_counter(&self, from: &str, kind: MediaKind) -> Option<u64> {
@@ -157,19 +190,33 @@ impl EventLog {
     }
 
     /// Waits until `pick` accepts at least `n` events; returns what it picked.
-    async fn wait_n<T>(&self, what: &str, n: usize, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> Vec<T> {
+    async fn wait_n<T>(
+        &self,
+        what: &str,
+        n: usize,
+        pick: impl Fn(&ParticipantEvent) -> Option<T>,
+    ) -> Vec<T> {
         let ok = eventually(WAIT, || {
             let found = self.find(&pick).len();
             async move { found >= n }
         })
         .await;
         let found = self.find(&pick);
-        assert!(ok, "waited for {n} x {what}, got {}; events: {:#?}", found.len(), self.0.lock().unwrap());
+        assert!(
+            ok,
+            "waited for {n} x {what}, got {}; events: {:#?}",
+            found.len(),
+            self.0.lock().unwrap()
+        );
         found
     }
 
     async fn wait<T>(&self, what: &str, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> T {
-        self.wait_n(what, 1, pick).await.into_iter().next().expect("one found")
+        self.wait_n(what, 1, pick)
+            .await
+            .into_iter()
+            .next()
+            .expect("one found")
     }
 }
 
@@ -192,9 +239,15 @@ async fn join(server: &RunningServer, room: &str, name: &str, publish: bool) -> 
         options = options.with_audio().with_video();
     }
     // Small video keeps three participants light on a shared machine.
-    options.video_config = Vp8Config { bitrate_bps: 300_000, fps: 15, ..Vp8Config::default() };
+    options.video_config = Vp8Config {
+        bitrate_bps: 300_000,
+        fps: 15,
+        ..Vp8Config::default()
+    };
     options.timeout = WAIT;
-    let mut p = Participant::join(&server.ws_url(), options).await.unwrap_or_else(|e| panic!("{name} cannot join: {e}"));
+    let mut p = Participant::join(&server.ws_url(), options)
+        .await
+        .unwrap_or_else(|e| panic!("{name} cannot join: {e}"));
     let media = MediaLog::spawn(p.take_media().expect("media channel"));
     let events = EventLog::spawn(p.take_events().expect("event channel"));
     Member { p, media, events }
@@ -202,14 +255,26 @@ async fn join(server: &RunningServer, room: &str, name: &str, publish: bool) -> 
 
 /// Polls until `check` holds; fails with `what` at the deadline.
 async fn until(what: &str, check: impl Fn() -> bool) {
-    assert!(eventually(WAIT * 2, || std::future::ready(check())).await, "timed out waiting until {what}");
+    assert!(
+        eventually(WAIT * 2, || std::future::ready(check())).await,
+        "timed out waiting until {what}"
+    );
 }
 
 /// Until `sub` received at least `audio` audio and `video` video packets from each of `from`.
 async fn until_receiving(sub: &Member, from: &[&Member], audio: usize, video: usize) {
     let ids: Vec<String> = from.iter().map(|m| m.id()).collect();
-    let what = format!("{} receives {audio} audio and {video} video packets from each of {ids:?}", sub.id());
-    until(&what, || ids.iter().all(|id| sub.media.count(id, MediaKind::Audio) >= audio && sub.media.count(id, MediaKind::Video) >= video)).await;
+    let what = format!(
+        "{} receives {audio} audio and {video} video packets from each of {ids:?}",
+        sub.id()
+    );
+    until(&what, || {
+        ids.iter().all(|id| {
+            sub.media.count(id, MediaKind::Audio) >= audio
+                && sub.media.count(id, MediaKind::Video) >= video
+        })
+    })
+    .await;
 }
 
 /// What one subscriber saw of one remote track.
@@ -305,7 +370,12 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
         m.p.start_media();
     }
     for (i, sub) in members.iter().enumerate() {
-        let others: Vec<&Member> = members.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, m)| m).collect();
+        let others: Vec<&Member> = members
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, m)| m)
+            .collect();
         until_receiving(sub, &others, 150, 100).await;
     }
     for m in &mut members {
@@ -317,7 +387,10 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
             members.iter().filter(|o| o.id() != sub.id()).all(|o| {
                 [MediaKind::Audio, MediaKind::Video]
                     .into_iter()
-                    .all(|kind| sub.media.max_counter(&o.id(), kind).map(|c| c + 1) == Some(packets_made(o, kind)))
+                    .all(|kind| {
+                        sub.media.max_counter(&o.id(), kind).map(|c| c + 1)
+                            == Some(packets_made(o, kind))
+                    })
             })
         });
         async move { done }
@@ -331,7 +404,10 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
         let tracks = check_tracks(&recs);
         let stats = sub.p.stats();
         if stats.media_dropped > 0 || stats.send_errors > 0 {
-            failures.push(format!("{me}: {} packets dropped by a slow reader, {} send errors", stats.media_dropped, stats.send_errors));
+            failures.push(format!(
+                "{me}: {} packets dropped by a slow reader, {} send errors",
+                stats.media_dropped, stats.send_errors
+            ));
         }
         if tracks.keys().any(|(from, _)| *from == me) {
             failures.push(format!("{me} received its own media"));
@@ -342,46 +418,90 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
             expected.insert((o.id(), "audio"));
             expected.insert((o.id(), "video"));
         }
-        let got: BTreeSet<(String, &str)> = tracks.iter().map(|((from, _), t)| (from.clone(), kind_name(t.kind.unwrap()))).collect();
+        let got: BTreeSet<(String, &str)> = tracks
+            .iter()
+            .map(|((from, _), t)| (from.clone(), kind_name(t.kind.unwrap())))
+            .collect();
         if got != expected || tracks.len() != 4 {
-            failures.push(format!("{me} received tracks {:?}, expected {expected:?}", tracks.keys().collect::<Vec<_>>()));
+            failures.push(format!(
+                "{me} received tracks {:?}, expected {expected:?}",
+                tracks.keys().collect::<Vec<_>>()
+            ));
         }
-        let all_ssrcs: Vec<u32> = tracks.values().flat_map(|t| t.ssrcs.iter().copied()).collect();
+        let all_ssrcs: Vec<u32> = tracks
+            .values()
+            .flat_map(|t| t.ssrcs.iter().copied())
+            .collect();
         if all_ssrcs.iter().collect::<BTreeSet<_>>().len() != all_ssrcs.len() {
             failures.push(format!("{me}: tracks share SSRCs {all_ssrcs:?}"));
         }
         // The track ids are the ones the server announced in track_published.
-        let announced: BTreeSet<(String, String)> = sub.events.find(|e| match e {
-            ParticipantEvent::Server(ServerMessage::TrackPublished { participant_id, track }) => Some((participant_id.clone(), track.track_id.clone())),
-            _ => None,
-        }).into_iter().collect();
+        let announced: BTreeSet<(String, String)> = sub
+            .events
+            .find(|e| match e {
+                ParticipantEvent::Server(ServerMessage::TrackPublished {
+                    participant_id,
+                    track,
+                }) => Some((participant_id.clone(), track.track_id.clone())),
+                _ => None,
+            })
+            .into_iter()
+            .collect();
         let received: BTreeSet<(String, String)> = tracks.keys().cloned().collect();
         if announced != received {
-            failures.push(format!("{me}: received tracks {received:?} but track_published announced {announced:?}"));
+            failures.push(format!(
+                "{me}: received tracks {received:?} but track_published announced {announced:?}"
+            ));
         }
         for ((from, track), t) in &tracks {
             let kind = t.kind.unwrap();
             let publisher = members.iter().find(|m| m.id() == *from).expect("a member");
             let made = packets_made(publisher, kind);
-            println!("{me} <- {from} {} {track}: {t:?} (publisher made {made})", kind_name(kind));
+            println!(
+                "{me} <- {from} {} {track}: {t:?} (publisher made {made})",
+                kind_name(kind)
+            );
             let problems: Vec<&str> = [
                 (t.ssrcs.len() != 1, "more than one SSRC"),
-                (t.seq_missing > 0 || t.seq_disorder > 0, "sequence numbers skip or go backwards"),
+                (
+                    t.seq_missing > 0 || t.seq_disorder > 0,
+                    "sequence numbers skip or go backwards",
+                ),
                 (t.damaged > 0, "payloads damaged (stamp magic or bytes)"),
-                (t.counter_missing > 0 || t.counter_disorder > 0, "stamp counters skip or go backwards"),
-                (t.step_mismatch > 0, "sequence steps differ from counter steps"),
-                (t.last_counter.map(|c| c + 1) != Some(made) || t.packets != made - t.first_counter.unwrap_or(made), "incomplete tail"),
-                (kind == MediaKind::Video && !t.first_is_keyframe, "video does not start with a keyframe"),
+                (
+                    t.counter_missing > 0 || t.counter_disorder > 0,
+                    "stamp counters skip or go backwards",
+                ),
+                (
+                    t.step_mismatch > 0,
+                    "sequence steps differ from counter steps",
+                ),
+                (
+                    t.last_counter.map(|c| c + 1) != Some(made)
+                        || t.packets != made - t.first_counter.unwrap_or(made),
+                    "incomplete tail",
+                ),
+                (
+                    kind == MediaKind::Video && !t.first_is_keyframe,
+                    "video does not start with a keyframe",
+                ),
             ]
             .into_iter()
             .filter_map(|(bad, what)| bad.then_some(what))
             .collect();
             if !problems.is_empty() {
-                failures.push(format!("{me} <- {from} {} {track}: {problems:?}: {t:?}; publisher made {made} packets", kind_name(kind)));
+                failures.push(format!(
+                    "{me} <- {from} {} {track}: {problems:?}: {t:?}; publisher made {made} packets",
+                    kind_name(kind)
+                ));
             }
         }
     }
-    assert!(complete && failures.is_empty(), "tracks incomplete (complete: {complete}) or damaged:\n{}", failures.join("\n"));
+    assert!(
+        complete && failures.is_empty(),
+        "tracks incomplete (complete: {complete}) or damaged:\n{}",
+        failures.join("\n")
+    );
     for m in members {
         m.p.close().await;
     }
@@ -404,16 +524,31 @@ async fn late_joiner_gets_existing_tracks_and_publishers_get_a_keyframe_request(
 
     let c = join(&server, room, "Carol", false).await;
     // `joined` lists both publishers with their audio and video tracks.
-    let listed: BTreeMap<String, BTreeSet<(String, &str)>> = c
-        .p
-        .joined()
-        .participants
-        .iter()
-        .map(|p| (p.id.clone(), p.tracks.iter().map(|t| (t.track_id.clone(), kind_name(t.kind))).collect()))
-        .collect();
-    assert_eq!(listed.keys().cloned().collect::<BTreeSet<_>>(), BTreeSet::from([a.id(), b.id()]), "joined: {listed:?}");
+    let listed: BTreeMap<String, BTreeSet<(String, &str)>> =
+        c.p.joined()
+            .participants
+            .iter()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    p.tracks
+                        .iter()
+                        .map(|t| (t.track_id.clone(), kind_name(t.kind)))
+                        .collect(),
+                )
+            })
+            .collect();
+    assert_eq!(
+        listed.keys().cloned().collect::<BTreeSet<_>>(),
+        BTreeSet::from([a.id(), b.id()]),
+        "joined: {listed:?}"
+    );
     for tracks in listed.values() {
-        assert_eq!(tracks.iter().map(|(_, k)| *k).collect::<BTreeSet<_>>(), BTreeSet::from(["audio", "video"]), "joined: {listed:?}");
+        assert_eq!(
+            tracks.iter().map(|(_, k)| *k).collect::<BTreeSet<_>>(),
+            BTreeSet::from(["audio", "video"]),
+            "joined: {listed:?}"
+        );
         assert_eq!(tracks.len(), 2, "joined: {listed:?}");
     }
     until_receiving(&c, &[&a, &b], 50, 30).await;
@@ -423,18 +558,42 @@ async fn late_joiner_gets_existing_tracks_and_publishers_get_a_keyframe_request(
         a.p.stats().keyframe_requests > a_requests && b.p.stats().keyframe_requests > b_requests
     })
     .await;
-    assert!(Stats::get(&stats.keyframe_requests) > sfu_requests, "the media server counted no keyframe request");
+    assert!(
+        Stats::get(&stats.keyframe_requests) > sfu_requests,
+        "the media server counted no keyframe request"
+    );
     let tracks = check_tracks(&c.media.all());
-    let received: BTreeMap<String, BTreeSet<(String, &str)>> = tracks.iter().fold(BTreeMap::new(), |mut acc, ((from, track), t)| {
-        acc.entry(from.clone()).or_default().insert((track.clone(), kind_name(t.kind.unwrap())));
-        acc
-    });
-    assert_eq!(received, listed, "the late joiner received other tracks than joined listed");
+    let received: BTreeMap<String, BTreeSet<(String, &str)>> =
+        tracks
+            .iter()
+            .fold(BTreeMap::new(), |mut acc, ((from, track), t)| {
+                acc.entry(from.clone())
+                    .or_default()
+                    .insert((track.clone(), kind_name(t.kind.unwrap())));
+                acc
+            });
+    assert_eq!(
+        received, listed,
+        "the late joiner received other tracks than joined listed"
+    );
     for ((from, track), t) in &tracks {
         assert_eq!(t.ssrcs.len(), 1, "{from} {track}: {t:?}");
-        assert_eq!((t.seq_missing, t.seq_disorder, t.damaged, t.counter_missing, t.counter_disorder), (0, 0, 0, 0, 0), "{from} {track}: {t:?}");
+        assert_eq!(
+            (
+                t.seq_missing,
+                t.seq_disorder,
+                t.damaged,
+                t.counter_missing,
+                t.counter_disorder
+            ),
+            (0, 0, 0, 0, 0),
+            "{from} {track}: {t:?}"
+        );
         if t.kind == Some(MediaKind::Video) {
-            assert!(t.first_is_keyframe, "video of {from} did not start with a keyframe at the late joiner: {t:?}");
+            assert!(
+                t.first_is_keyframe,
+                "video of {from} did not start with a keyframe at the late joiner: {t:?}"
+            );
         }
     }
     for m in [a, b, c] {
@@ -447,7 +606,10 @@ async fn late_joiner_gets_existing_tracks_and_publishers_get_a_keyframe_request(
 async fn left_reason(m: &Member, who: &str) -> LeaveReason {
     m.events
         .wait("participant_left", |e| match e {
-            ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, reason }) if participant_id == who => Some(*reason),
+            ParticipantEvent::Server(ServerMessage::ParticipantLeft {
+                participant_id,
+                reason,
+            }) if participant_id == who => Some(*reason),
             _ => None,
         })
         .await
@@ -457,7 +619,10 @@ async fn left_reason(m: &Member, who: &str) -> LeaveReason {
 fn ended_tracks(m: &Member, who: &str) -> BTreeSet<String> {
     m.events
         .find(|e| match e {
-            ParticipantEvent::TrackEnded { participant_id, track_id } if participant_id == who => Some(track_id.clone()),
+            ParticipantEvent::TrackEnded {
+                participant_id,
+                track_id,
+            } if participant_id == who => Some(track_id.clone()),
             _ => None,
         })
         .into_iter()
@@ -466,7 +631,11 @@ fn ended_tracks(m: &Member, who: &str) -> BTreeSet<String> {
 
 /// `msid` track ids in an SDP.
 fn sdp_track_ids(sdp: &str) -> BTreeSet<String> {
-    sdp.lines().filter_map(|l| l.strip_prefix("a=msid:")).filter_map(|v| v.split_whitespace().nth(1)).map(str::to_owned).collect()
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("a=msid:"))
+        .filter_map(|v| v.split_whitespace().nth(1))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,7 +651,10 @@ async fn leaving_participants_tracks_end_at_the_others() {
     until_receiving(&a, &[&b, &c], 20, 20).await;
     until_receiving(&b, &[&a, &c], 20, 20).await;
     let stats = server.state.media.stats().clone();
-    until("six tracks are published", || Stats::get(&stats.published_tracks) == 6).await;
+    until("six tracks are published", || {
+        Stats::get(&stats.published_tracks) == 6
+    })
+    .await;
 
     // Carol sends `leave` but her client keeps sending media on its (now orphaned) connection.
     let carol = c.id();
@@ -490,35 +662,77 @@ async fn leaving_participants_tracks_end_at_the_others() {
     for m in [&a, &b] {
         assert_eq!(left_reason(m, &carol).await, LeaveReason::Left);
     }
-    until("four tracks and two participants remain in the media server", || {
-        Stats::get(&stats.published_tracks) == 4 && Stats::get(&stats.participants) == 2
-    })
+    until(
+        "four tracks and two participants remain in the media server",
+        || Stats::get(&stats.published_tracks) == 4 && Stats::get(&stats.participants) == 2,
+    )
     .await;
     // Nothing Carol makes from now on reaches the others, while they keep receiving each other.
-    let (carol_audio, carol_video) = (packets_made(&c, MediaKind::Audio), packets_made(&c, MediaKind::Video));
-    until("Carol keeps sending", || packets_made(&c, MediaKind::Audio) >= carol_audio + 50).await;
-    let (a_fence, b_fence) = (packets_made(&a, MediaKind::Audio), packets_made(&b, MediaKind::Audio));
+    let (carol_audio, carol_video) = (
+        packets_made(&c, MediaKind::Audio),
+        packets_made(&c, MediaKind::Video),
+    );
+    until("Carol keeps sending", || {
+        packets_made(&c, MediaKind::Audio) >= carol_audio + 50
+    })
+    .await;
+    let (a_fence, b_fence) = (
+        packets_made(&a, MediaKind::Audio),
+        packets_made(&b, MediaKind::Audio),
+    );
     until("Alice and Bob keep receiving each other", || {
-        a.media.max_counter(&b.id(), MediaKind::Audio).is_some_and(|n| n >= b_fence + 10)
-            && b.media.max_counter(&a.id(), MediaKind::Audio).is_some_and(|n| n >= a_fence + 10)
+        a.media
+            .max_counter(&b.id(), MediaKind::Audio)
+            .is_some_and(|n| n >= b_fence + 10)
+            && b.media
+                .max_counter(&a.id(), MediaKind::Audio)
+                .is_some_and(|n| n >= a_fence + 10)
     })
     .await;
     for m in [&a, &b] {
-        assert_eq!(m.media.count_from_counter(&carol, MediaKind::Audio, carol_audio), 0, "{} got Carol's audio after she left", m.id());
-        assert_eq!(m.media.count_from_counter(&carol, MediaKind::Video, carol_video), 0, "{} got Carol's video after she left", m.id());
-        println!("{}: Carol's tracks ended in the WebRTC stack: {:?}", m.id(), ended_tracks(m, &carol));
+        assert_eq!(
+            m.media
+                .count_from_counter(&carol, MediaKind::Audio, carol_audio),
+            0,
+            "{} got Carol's audio after she left",
+            m.id()
+        );
+        assert_eq!(
+            m.media
+                .count_from_counter(&carol, MediaKind::Video, carol_video),
+            0,
+            "{} got Carol's video after she left",
+            m.id()
+        );
+        println!(
+            "{}: Carol's tracks ended in the WebRTC stack: {:?}",
+            m.id(),
+            ended_tracks(m, &carol)
+        );
     }
     // A newcomer is told about Alice and Bob only, and offered only their tracks.
     let mut newcomer = samtal_e2e::ws::WsClient::connect(&server.ws_url()).await;
     let joined = newcomer.join(room, "Newcomer", None).await;
-    let listed: BTreeSet<String> = joined["participants"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+    let listed: BTreeSet<String> = joined["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(listed, BTreeSet::from([a.id(), b.id()]), "{joined}");
-    let offer = newcomer.expect("a subscribe offer", WAIT, |m| (m["type"] == "offer").then(|| m["sdp"].as_str().unwrap().to_owned())).await;
+    let offer = newcomer
+        .expect("a subscribe offer", WAIT, |m| {
+            (m["type"] == "offer").then(|| m["sdp"].as_str().unwrap().to_owned())
+        })
+        .await;
     // (The first offer may carry only some tracks: the rest follow once it is answered.)
     let offered = sdp_track_ids(&offer);
     let (alice, bob) = (a.id(), b.id());
     assert!(
-        !offered.is_empty() && offered.iter().all(|t| t.starts_with(&alice) || t.starts_with(&bob)),
+        !offered.is_empty()
+            && offered
+                .iter()
+                .all(|t| t.starts_with(&alice) || t.starts_with(&bob)),
         "the newcomer was offered {offered:?}; Carol was {carol}"
     );
     newcomer.close().await;
@@ -528,11 +742,20 @@ async fn leaving_participants_tracks_end_at_the_others() {
     let bob = b.id();
     drop(b);
     assert_eq!(left_reason(&a, &bob).await, LeaveReason::Disconnected);
-    until("only Alice's two tracks remain", || Stats::get(&stats.published_tracks) == 2 && Stats::get(&stats.participants) == 1).await;
-    println!("{}: Bob's tracks ended in the WebRTC stack: {:?}", a.id(), ended_tracks(&a, &bob));
+    until("only Alice's two tracks remain", || {
+        Stats::get(&stats.published_tracks) == 2 && Stats::get(&stats.participants) == 1
+    })
+    .await;
+    println!(
+        "{}: Bob's tracks ended in the WebRTC stack: {:?}",
+        a.id(),
+        ended_tracks(&a, &bob)
+    );
     a.p.close().await;
     until("the media server is empty", || {
-        Stats::get(&stats.published_tracks) == 0 && Stats::get(&stats.participants) == 0 && Stats::get(&stats.peer_connections) == 0
+        Stats::get(&stats.published_tracks) == 0
+            && Stats::get(&stats.participants) == 0
+            && Stats::get(&stats.peer_connections) == 0
     })
     .await;
     server.shutdown().await;
@@ -550,37 +773,80 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
     let mute_changed = |muted: bool| {
         let from = from.clone();
         move |e: &ParticipantEvent| match e {
-            ParticipantEvent::Server(ServerMessage::MuteChanged { participant_id, source: s, muted: m })
-                if *participant_id == from && *s == source && *m == muted =>
-            {
-                Some(())
-            }
+            ParticipantEvent::Server(ServerMessage::MuteChanged {
+                participant_id,
+                source: s,
+                muted: m,
+            }) if *participant_id == from && *s == source && *m == muted => Some(()),
             _ => None,
         }
     };
-    publisher.p.signal().send(ClientMessage::Mute { source, muted: true }).unwrap();
-    sub.events.wait("mute_changed (muted)", mute_changed(true)).await;
+    publisher
+        .p
+        .signal()
+        .send(ClientMessage::Mute {
+            source,
+            muted: true,
+        })
+        .unwrap();
+    sub.events
+        .wait("mute_changed (muted)", mute_changed(true))
+        .await;
     // Anything the publisher makes from a few packets after the mute notice on must not arrive.
     let muted_from = packets_made(publisher, kind) + 5;
-    until("the publisher keeps sending the muted track", || packets_made(publisher, kind) >= muted_from + 60).await;
+    until("the publisher keeps sending the muted track", || {
+        packets_made(publisher, kind) >= muted_from + 60
+    })
+    .await;
     // Fence: the other track's packets made after this point arrive, so the path is alive and
     // anything of the muted track sent before it had time to arrive too.
     let fence = packets_made(publisher, other);
-    until("the unmuted track keeps arriving", || sub.media.max_counter(&from, other).is_some_and(|c| c >= fence + 10)).await;
+    until("the unmuted track keeps arriving", || {
+        sub.media
+            .max_counter(&from, other)
+            .is_some_and(|c| c >= fence + 10)
+    })
+    .await;
     assert_eq!(
         sub.media.count_from_counter(&from, kind, muted_from),
         0,
         "{kind:?} packets of a muted track were forwarded (made from counter {muted_from} on)"
     );
-    let before = sub.media.last(&from, kind).expect("packets before the mute");
+    let before = sub
+        .media
+        .last(&from, kind)
+        .expect("packets before the mute");
 
-    publisher.p.signal().send(ClientMessage::Mute { source, muted: false }).unwrap();
-    sub.events.wait_n("mute_changed (unmuted)", 1, mute_changed(false)).await;
+    publisher
+        .p
+        .signal()
+        .send(ClientMessage::Mute {
+            source,
+            muted: false,
+        })
+        .unwrap();
+    sub.events
+        .wait_n("mute_changed (unmuted)", 1, mute_changed(false))
+        .await;
     let resumed_at = sub.media.count(&from, kind);
-    until("the unmuted track arrives again", || sub.media.count(&from, kind) >= resumed_at + 20).await;
-    let recs: Vec<Rec> = sub.media.all().into_iter().filter(|r| r.participant_id == from && r.kind == kind).collect();
-    let first_after = recs.iter().find(|r| r.stamp.is_some_and(|s| s.counter >= muted_from)).expect("packets after unmute");
-    assert_eq!(first_after.ssrc, before.ssrc, "the SSRC changed across mute");
+    until("the unmuted track arrives again", || {
+        sub.media.count(&from, kind) >= resumed_at + 20
+    })
+    .await;
+    let recs: Vec<Rec> = sub
+        .media
+        .all()
+        .into_iter()
+        .filter(|r| r.participant_id == from && r.kind == kind)
+        .collect();
+    let first_after = recs
+        .iter()
+        .find(|r| r.stamp.is_some_and(|s| s.counter >= muted_from))
+        .expect("packets after unmute");
+    assert_eq!(
+        first_after.ssrc, before.ssrc,
+        "the SSRC changed across mute"
+    );
     assert_eq!(
         first_after.seq,
         before.seq.wrapping_add(1),
@@ -589,11 +855,21 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
         first_after.seq
     );
     if kind == MediaKind::Video {
-        assert!(first_after.keyframe_start, "unmuted video must resume at a keyframe");
+        assert!(
+            first_after.keyframe_start,
+            "unmuted video must resume at a keyframe"
+        );
     }
     let t = &check_tracks(&recs)[&(from.clone(), before.track_id.clone())];
-    assert_eq!((t.ssrcs.len(), t.seq_missing, t.seq_disorder, t.damaged), (1, 0, 0, 0), "{kind:?} track across mute: {t:?}");
-    assert!(t.counter_missing >= 60, "the muted stretch was not skipped: {t:?}");
+    assert_eq!(
+        (t.ssrcs.len(), t.seq_missing, t.seq_disorder, t.damaged),
+        (1, 0, 0, 0),
+        "{kind:?} track across mute: {t:?}"
+    );
+    assert!(
+        t.counter_missing >= 60,
+        "the muted stretch was not skipped: {t:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
