@@ -26,7 +26,10 @@ pub fn test_config() -> Config {
     config.listen = "127.0.0.1:0".parse().expect("valid address");
     config.media.udp_port = 0;
     config.media.ips = vec!["127.0.0.1".parse().expect("valid address")];
-    config.data_dir = std::env::temp_dir().join(format!("samtal-test-{}", std::process::id()));
+    // A data directory (and so a SQLite database) of its own for every server, even within one process.
+    static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    config.data_dir = std::env::temp_dir().join(format!("samtal-test-{}-{n}", std::process::id()));
     config
 }
 
