@@ -13,15 +13,6 @@ use samtal_signaling::auth::mint;
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `test_config()` with a data directory of its own: servers running at the same time in this
-/// process must not share their database.
-fn own_config() -> samtal_signaling::Config {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let mut config = test_config();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    config.data_dir = config.data_dir.join(format!("{}-{n}", module_path!()));
-    config
-}
 
 const SECRET: &str = "e2e-test-secret";
 
@@ -49,7 +40,7 @@ async fn bad(ws: &mut WsClient, text: &str, code: &str, nonce: &str) -> Value {
 async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survives() {
     let _serial = ONE_AT_A_TIME.lock().await;
     // About a hundred messages in quick succession: keep the rate limit out of this test.
-    let mut config = own_config();
+    let mut config = test_config();
     config.limits.max_messages_per_second = 10_000;
     let server = start_server(config).await;
     let mut ws = WsClient::connect(&server.ws_url()).await;
@@ -201,7 +192,7 @@ async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let server = start_server(own_config()).await;
+    let server = start_server(test_config()).await;
     let mut flooder = WsClient::connect(&server.ws_url()).await;
     let mut other = WsClient::connect(&server.ws_url()).await;
     flooder.join("flood", "Flooder", None).await;
@@ -425,7 +416,7 @@ fn token_signer_matches_known_answers() {
 }
 
 fn secret_config() -> samtal_signaling::Config {
-    let mut config = own_config();
+    let mut config = test_config();
     config.auth.secret = Some(SECRET.into());
     config
 }
@@ -648,7 +639,7 @@ impl std::fmt::Debug for Counts {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_vanishing_mid_negotiation_is_cleaned_up() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let server = start_server(own_config()).await;
+    let server = start_server(test_config()).await;
     let room = "vanish";
     // A real publisher, so that everyone who joins also gets a subscribe connection.
     let mut publisher = Participant::join(
@@ -765,7 +756,7 @@ async fn metrics(server: &RunningServer) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_short_sessions_leave_nothing_behind() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let server = start_server(own_config()).await;
+    let server = start_server(test_config()).await;
     let room = "churn";
     let one_cycle = |i: usize| {
         let url = server.ws_url();

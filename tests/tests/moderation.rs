@@ -16,15 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// `test_config()` with a data directory of its own: servers running at the same time in this
-/// process must not share their database.
-fn own_config() -> samtal_signaling::Config {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let mut config = test_config();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    config.data_dir = config.data_dir.join(format!("{}-{n}", module_path!()));
-    config
-}
 
 const SECRET: &str = "moderation-test-secret";
 const ROOM: &str = "moderated";
@@ -205,7 +196,7 @@ fn mute_changed(of: &str, source: TrackSource) -> impl Fn(&ParticipantEvent) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderator_mutes_and_removes_others_may_not() {
-    let mut config = own_config();
+    let mut config = test_config();
     config.auth.secret = Some(SECRET.into());
     let server = start_server(config).await;
     let moderator = join(&server, "Mona", Role::Moderator, false).await;

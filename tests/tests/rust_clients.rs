@@ -19,15 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// `test_config()` with a data directory of its own: servers running at the same time in this
-/// process must not share their database.
-fn own_config() -> samtal_signaling::Config {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let mut config = test_config();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    config.data_dir = config.data_dir.join(format!("{}-{n}", module_path!()));
-    config
-}
 
 /// Deadline for anything that should happen within a second or two on an idle machine.
 const WAIT: Duration = Duration::from_secs(20);
@@ -360,7 +351,7 @@ fn packets_made(m: &Member, kind: MediaKind) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_receive_every_track_intact_and_in_order() {
-    let server = start_server(own_config()).await;
+    let server = start_server(test_config()).await;
     let room = "three";
     let mut members = Vec::new();
     for name in ["Alice", "Bob", "Carol"] {
@@ -510,7 +501,7 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_gets_existing_tracks_and_publishers_get_a_keyframe_request() {
-    let server = start_server(own_config()).await;
+    let server = start_server(test_config()).await;
     let room = "late";
     let mut a = join(&server, room, "Alice", true).await;
     let mut b = join(&server, room, "Bob", true).await;
@@ -640,7 +631,7 @@ fn sdp_track_ids(sdp: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_participants_tracks_end_at_the_others() {
-    let server = start_server(own_config()).await;
+    let server = start_server(test_config()).await;
     let room = "leaving";
     let mut a = join(&server, room, "Alice", true).await;
     let mut b = join(&server, room, "Bob", true).await;
@@ -874,7 +865,7 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mute_stops_forwarding_and_unmute_continues_the_sequence() {
-    let server = start_server(own_config()).await;
+    let server = start_server(test_config()).await;
     let room = "mute";
     let mut a = join(&server, room, "Alice", true).await;
     let b = join(&server, room, "Bob", false).await;
