@@ -81,6 +81,8 @@ pub struct WorkerConfig {
     pub interim_interval: Option<Duration>,
     /// A speaker silent (no packets) this long has the utterance in progress closed.
     pub idle_flush: Duration,
+    /// A room connection whose media (ICE) stays disconnected this long is dropped and rejoined.
+    pub media_timeout: Duration,
     /// Backoff of the control and room connections.
     pub reconnect: BackoffConfig,
     /// After re-registering, jobs the server has not re-sent within this time are stopped.
@@ -109,6 +111,7 @@ impl WorkerConfig {
             language: None,
             interim_interval: None,
             idle_flush: Duration::from_millis(1000),
+            media_timeout: Duration::from_secs(5),
             reconnect: BackoffConfig::default(),
             reregister_grace: Duration::from_secs(5),
             stop_timeout: Duration::from_secs(20),

@@ -88,6 +88,27 @@ pub fn utterance_id(meeting_id: &str, participant_id: &str, start_ms: i64) -> St
 struct Conn {
     participant: Participant,
     events: mpsc::UnboundedReceiver<ParticipantEvent>,
+    guard: ConnGuard,
+}
+
+/// What must not outlive a room connection however it ends.
+struct ConnGuard {
+    /// Moves received packets to the audio thread; stopped once the job stops (nothing new is cut then).
+    forwarder: tokio::task::AbortHandle,
+    /// Dropping a participant leaves its peer connection's driver task (and UDP socket) running: closed here.
+    subscribe: Arc<dyn webrtc::peer_connection::PeerConnection>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.forwarder.abort();
+        let pc = self.subscribe.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
 }
 
 /// Runs one job until it is stopped and flushed (or abandoned after `stop_timeout`).
@@ -117,7 +138,16 @@ struct RoomTask {
     /// Start of the latest final per speaker: older interims are not sent any more.
     last_final_start: HashMap<String, i64>,
     stats: RoomStats,
+    /// Rejoin backoff.
     backoff: Backoff,
+    /// Resend backoff after the server failed to store segments.
+    store_backoff: Backoff,
+    /// No segments are sent before this (after a store failure).
+    send_after: Instant,
+    /// The job is stopping: no new audio is taken in.
+    stopping: bool,
+    /// Since when the media connection has been disconnected (ICE), if it is.
+    media_lost_since: Option<Instant>,
 }
 
 impl RoomTask {
@@ -162,6 +192,10 @@ impl RoomTask {
         };
         Self {
             backoff: Backoff::new(shared.config.reconnect),
+            store_backoff: Backoff::new(shared.config.reconnect),
+            send_after: Instant::now(),
+            stopping: false,
+            media_lost_since: None,
             shared,
             room: job.room.clone(),
             meeting_id: job.meeting_id.clone(),
@@ -184,20 +218,6 @@ impl RoomTask {
         let mut flushed = false;
         let mut removed = false;
         loop {
-            let now = Instant::now();
-            if conn.is_none() && now >= reconnect_at && !removed {
-                match self.join().await {
-                    Ok(c) => {
-                        conn = Some(c);
-                        self.send_pending(&conn);
-                    }
-                    Err(e) => {
-                        let delay = self.backoff.next_delay();
-                        tracing::warn!(retry_in_ms = delay.as_millis() as u64, "joining the room failed: {e}");
-                        reconnect_at = Instant::now() + delay;
-                    }
-                }
-            }
             if let Some(deadline) = stop_deadline {
                 let done = flushed
                     && self.outstanding.load(Ordering::Relaxed) == 0
@@ -216,14 +236,42 @@ impl RoomTask {
             } else if removed {
                 break;
             }
+            if conn.is_none() && Instant::now() >= reconnect_at && !removed {
+                match self.join().await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        self.send_pending(&conn);
+                    }
+                    Err(e) => {
+                        let delay = self.backoff.next_delay();
+                        tracing::warn!(retry_in_ms = delay.as_millis() as u64, "joining the room failed: {e}");
+                        reconnect_at = Instant::now() + delay;
+                    }
+                }
+            }
+            if conn.is_some()
+                && self
+                    .media_lost_since
+                    .is_some_and(|t| t.elapsed() >= self.shared.config.media_timeout)
+            {
+                tracing::warn!("media connection lost for {:?}: rejoining", self.shared.config.media_timeout);
+                self.disconnect(&mut conn);
+                reconnect_at = Instant::now();
+            }
             self.publish_stats(&conn, stop_deadline.is_some());
 
             let mut wake = Instant::now() + Duration::from_secs(1);
             if conn.is_none() {
                 wake = wake.min(reconnect_at);
             }
+            if let Some(t) = self.media_lost_since {
+                wake = wake.min(t + self.shared.config.media_timeout);
+            }
             if let Some(deadline) = stop_deadline {
                 wake = wake.min(deadline);
+            }
+            if conn.is_some() && self.outbox.has_unsent() {
+                wake = wake.min(self.send_after.max(Instant::now()));
             }
             tokio::select! {
                 input = inputs.recv() => match input {
@@ -231,6 +279,10 @@ impl RoomTask {
                     Some(RoomInput::Stop) => {
                         if stop_deadline.is_none() {
                             tracing::info!("stopping: flushing speakers");
+                            self.stopping = true;
+                            if let Some(c) = &conn {
+                                c.guard.forwarder.abort();
+                            }
                             stop_deadline = Some(Instant::now() + self.shared.config.stop_timeout);
                             let (tx, rx) = oneshot::channel();
                             let _ = self.audio.send(PipelineInput::Reset);
@@ -307,7 +359,7 @@ impl RoomTask {
         let mut media = participant.take_media().ok_or(samtal_client::Error::Closed)?;
         let audio = self.audio.clone();
         let counters = self.shared.counters.clone();
-        self.tasks.spawn(async move {
+        let forwarder = self.tasks.spawn(async move {
             while let Some(packet) = media.recv().await {
                 counters.packets_received.fetch_add(1, Ordering::Relaxed);
                 if audio.send(PipelineInput::Packet(packet)).is_err() {
@@ -318,7 +370,14 @@ impl RoomTask {
         self.stats.joins += 1;
         self.stats.participant_id = Some(participant.id().to_owned());
         tracing::info!(participant = %participant.id(), joins = self.stats.joins, "joined the room hidden");
+        if self.stopping {
+            forwarder.abort();
+        }
         Ok(Conn {
+            guard: ConnGuard {
+                forwarder,
+                subscribe: participant.subscribe_connection().clone(),
+            },
             participant,
             events,
         })
@@ -326,6 +385,7 @@ impl RoomTask {
 
     /// The room connection is gone: flush speakers, resend what was not acknowledged after rejoining.
     fn disconnect(&mut self, conn: &mut Option<Conn>) {
+        self.media_lost_since = None;
         if conn.take().is_none() {
             return;
         }
@@ -348,6 +408,7 @@ impl RoomTask {
                 let acked = self.outbox.ack(&nonce);
                 if acked > 0 {
                     self.backoff.reset();
+                    self.store_backoff.reset();
                     self.shared
                         .counters
                         .finals_acked
@@ -368,6 +429,17 @@ impl RoomTask {
                 if fatal || code == ErrorCode::Unauthorized {
                     return EventOutcome::Disconnected;
                 }
+                if ref_type.as_deref() == Some("segment") && code != ErrorCode::Forbidden {
+                    // Not stored (the server's store failed): send everything in flight again, later.
+                    // The server keeps one copy per utterance id, so resending stored ones is harmless.
+                    let before = self.outbox.resent();
+                    self.outbox.requeue();
+                    self.shared
+                        .counters
+                        .finals_resent
+                        .fetch_add(self.outbox.resent() - before, Ordering::Relaxed);
+                    self.send_after = Instant::now() + self.store_backoff.next_delay();
+                }
             }
             ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, .. }) => {
                 let _ = self
@@ -386,8 +458,18 @@ impl RoomTask {
             ParticipantEvent::SignalingClosed => return EventOutcome::Disconnected,
             ParticipantEvent::ConnectionState {
                 pc: PcKind::Subscribe,
-                state: RTCPeerConnectionState::Failed,
-            } => return EventOutcome::Disconnected,
+                state,
+            } => match state {
+                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                    return EventOutcome::Disconnected;
+                }
+                RTCPeerConnectionState::Disconnected => {
+                    tracing::warn!("no media from the server; rejoining unless it comes back");
+                    self.media_lost_since.get_or_insert_with(Instant::now);
+                }
+                RTCPeerConnectionState::Connected => self.media_lost_since = None,
+                _ => {}
+            },
             _ => {}
         }
         EventOutcome::Continue
@@ -448,6 +530,9 @@ impl RoomTask {
     /// Sends queued finals, then a `ping` whose `pong` acknowledges them.
     fn send_pending(&mut self, conn: &Option<Conn>) {
         let Some(c) = conn else { return };
+        if Instant::now() < self.send_after {
+            return;
+        }
         let Some((segments, nonce)) = self.outbox.send_batch() else {
             return;
         };

@@ -97,3 +97,21 @@ pub fn max_deviation(got: &[(f64, f64)]) -> f64 {
         .map(|((s, e), (rs, re))| (s - rs).abs().max((e - re).abs()))
         .fold(0.0, f64::max)
 }
+
+/// 16 kHz mono audio as 48 kHz Opus payloads of 20 ms (960 samples at 48 kHz), as a browser sends them
+/// (~24 kbit/s, in-band FEC). The last frame is zero-padded.
+pub fn opus_20ms(pcm16k: &[f32]) -> Vec<Vec<u8>> {
+    use opus::{Application, Bitrate, Channels, Encoder};
+    let pcm48 = upsample_3x(pcm16k);
+    let mut enc = Encoder::new(48_000, Channels::Mono, Application::Voip).expect("opus encoder");
+    enc.set_bitrate(Bitrate::Bits(24_000)).expect("bitrate");
+    enc.set_inband_fec(true).expect("fec");
+    pcm48
+        .chunks(960)
+        .map(|frame| {
+            let mut frame = frame.to_vec();
+            frame.resize(960, 0.0);
+            enc.encode_vec_float(&frame, 4000).expect("opus encode")
+        })
+        .collect()
+}

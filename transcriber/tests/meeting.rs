@@ -1,0 +1,560 @@
+//! The worker in real meetings: the real Samtal server in-process (signaling + SFU on loopback, SQLite
+//! transcript store in a temporary folder), samtal-client participants publishing jfk.wav as real Opus
+//! over WebRTC, and the worker in-process with the Silero VAD model. Recognition is a `ScriptedRecognizer`
+//! (a test double: no Whisper weights exist on these machines), so these tests check everything around
+//! recognition: jobs, hidden joining, per-speaker audio, VAD cuts on the wall clock, attribution, captions,
+//! storage, acknowledgement, stop, kill/restart and server restart.
+//!
+//! Times are checked against whisper.cpp's reference cuts of jfk.wav, relative to the wall-clock moment
+//! the speaker's first jfk frame went out, within 0.25 s.
+
+mod common;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::{JFK_REFERENCE, assert_matches_reference, opus_20ms, read_wav_16k, test_data};
+use samtal_client::samtal_protocol::{ClientMessage, Role, Segment, ServerMessage};
+use samtal_client::{JoinOptions, Participant, ParticipantEvent, ParticipantOptions};
+use samtal_signaling::RunningServer;
+use samtal_transcriber::recognize::{Recognizer, ScriptedRecognizer};
+use samtal_transcriber::worker::{BackoffConfig, Worker, WorkerConfig, WorkerHandle};
+use tokio::sync::{mpsc, oneshot};
+
+const SCRIPTED_TEXT: &str = "ask not what your country can do for you";
+const SECRET: &str = "meeting-test-secret-0123456789abcdef";
+
+/// Media-timing tests share two cores: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn init_logging() {
+    if let Ok(filter) = std::env::var("SAMTAL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+// ------------------------------------------------------------------------------------------------
+// Server, tokens, worker
+// ------------------------------------------------------------------------------------------------
+
+fn server_config(listen: SocketAddr, secret: Option<&str>, name: &str) -> samtal_signaling::Config {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let mut config = samtal_signaling::Config::default();
+    config.listen = listen;
+    config.media.udp_port = 0;
+    config.media.ips = vec!["127.0.0.1".parse().unwrap()];
+    let dir = std::env::temp_dir().join(format!(
+        "samtal-transcriber-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    config.data_dir = dir;
+    config.auth.secret = secret.map(str::to_owned);
+    config
+}
+
+async fn start_server(secret: Option<&str>, name: &str) -> RunningServer {
+    init_logging();
+    samtal_signaling::start(server_config("127.0.0.1:0".parse().unwrap(), secret, name))
+        .await
+        .expect("server starts")
+}
+
+fn token(room: &str, name: &str, role: Role) -> String {
+    samtal_signaling::auth::mint(SECRET, room, Some(name), role, Duration::from_secs(3600)).unwrap()
+}
+
+fn worker_config(ws: &str, token: Option<String>) -> WorkerConfig {
+    let mut config = WorkerConfig::new(ws, test_data("models/ggml-silero-v6.2.0-for-tests.bin"));
+    config.token = token;
+    config.stats_interval = None;
+    config.reconnect = BackoffConfig {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
+    config.reregister_grace = Duration::from_secs(3);
+    config.stop_timeout = Duration::from_secs(10);
+    config
+}
+
+fn spawn_worker(config: WorkerConfig) -> WorkerHandle {
+    Worker::spawn(config, |_| {
+        Ok(Box::new(ScriptedRecognizer::always(SCRIPTED_TEXT)) as Box<dyn Recognizer>)
+    })
+    .expect("worker starts")
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !ok() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the worker is in `room` and has received at least `packets` more packets than `since`.
+async fn wait_receiving(worker: &WorkerHandle, room: &str, since: u64, packets: u64) {
+    wait_for(&format!("the worker to receive audio in {room}"), Duration::from_secs(30), || {
+        let s = worker.stats();
+        s.rooms.iter().any(|r| r.room == room && r.connected) && s.packets_received >= since + packets
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Speakers: a participant with a microphone that sends silence until given speech
+// ------------------------------------------------------------------------------------------------
+
+/// A participant whose microphone sends a 20 ms Opus frame every 20 ms: silence, or queued speech.
+struct Speaker {
+    participant: Arc<Participant>,
+    id: String,
+    name: String,
+    say: mpsc::UnboundedSender<(Vec<Vec<u8>>, oneshot::Sender<i64>)>,
+    captions: Arc<Mutex<Vec<(Segment, String)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Speaker {
+    async fn join(ws: &str, room: &str, name: &str, token: Option<String>) -> Speaker {
+        let mut join = JoinOptions::new(room, name);
+        if let Some(t) = token {
+            join = join.with_token(t);
+        }
+        let mut participant = Participant::join(ws, ParticipantOptions::from_join(join).with_audio())
+            .await
+            .expect("speaker joins");
+        let id = participant.id().to_owned();
+        let mut events = participant.take_events().unwrap();
+        let captions = Arc::new(Mutex::new(Vec::new()));
+        let collected = captions.clone();
+        let listener = tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let ParticipantEvent::Server(ServerMessage::Caption { segment, name }) = event {
+                    collected.lock().unwrap().push((segment, name));
+                }
+            }
+        });
+        let participant = Arc::new(participant);
+        let (say, said) = mpsc::unbounded_channel();
+        let mic = tokio::spawn(microphone(participant.clone(), said));
+        Speaker {
+            participant,
+            id,
+            name: name.to_owned(),
+            say,
+            captions,
+            tasks: vec![listener, mic],
+        }
+    }
+
+    /// Queues `frames` after whatever is queued; returns the wall-clock time (Unix ms) of their first frame.
+    async fn say(&self, frames: Vec<Vec<u8>>) -> i64 {
+        let (tx, rx) = oneshot::channel();
+        self.say.send((frames, tx)).unwrap();
+        rx.await.expect("the microphone reports when speech starts")
+    }
+
+    fn final_captions(&self) -> Vec<(Segment, String)> {
+        self.captions.lock().unwrap().iter().filter(|(s, _)| s.is_final).cloned().collect()
+    }
+
+    fn send(&self, message: ClientMessage) {
+        self.participant.signal().send(message).unwrap();
+    }
+
+    async fn leave(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Ok(p) = Arc::try_unwrap(self.participant) {
+            p.close().await;
+        }
+    }
+}
+
+/// Sends frame k at start + k × 20 ms (no drift), speech when queued, else silence. Reports the wall-clock
+/// time of each queued batch's first frame on that schedule, which the RTP timestamps follow.
+async fn microphone(
+    participant: Arc<Participant>,
+    mut said: mpsc::UnboundedReceiver<(Vec<Vec<u8>>, oneshot::Sender<i64>)>,
+) {
+    let silence = opus_20ms(&[0.0; 320]).remove(0);
+    // Frame k goes out at start + 20k ms (late frames catch up), and its RTP timestamp says so too.
+    let (start, start_ms) = (tokio::time::Instant::now(), unix_ms());
+    let mut queue: VecDeque<(Vec<u8>, Option<oneshot::Sender<i64>>)> = VecDeque::new();
+    for k in 0u64.. {
+        tokio::time::sleep_until(start + Duration::from_millis(20 * k)).await;
+        while let Ok((frames, report)) = said.try_recv() {
+            let mut report = Some(report);
+            for frame in frames {
+                queue.push_back((frame, report.take()));
+            }
+        }
+        let (frame, report) = queue.pop_front().unwrap_or_else(|| (silence.clone(), None));
+        if let Some(report) = report {
+            let _ = report.send(start_ms + 20 * k as i64);
+        }
+        // Like a real microphone, keep going whatever happened to one packet.
+        let _ = participant.send_audio_payload(Bytes::from(frame), 960, None).await;
+    }
+}
+
+fn jfk_frames() -> Vec<Vec<u8>> {
+    let frames = opus_20ms(&read_wav_16k("audio/jfk.wav"));
+    assert_eq!(frames.len(), 550);
+    frames
+}
+
+/// Spans of `segments`, seconds relative to `t0_ms`.
+fn relative(segments: &[Segment], t0_ms: i64) -> Vec<(f64, f64)> {
+    segments
+        .iter()
+        .map(|s| ((s.start_ms - t0_ms) as f64 / 1000.0, (s.end_ms - t0_ms) as f64 / 1000.0))
+        .collect()
+}
+
+async fn stored(server: &RunningServer, meeting_id: &str) -> Vec<samtal_signaling::store::TranscriptSegment> {
+    server
+        .state
+        .store
+        .transcript(meeting_id)
+        .await
+        .expect("store readable")
+        .map(|t| t.segments)
+        .unwrap_or_default()
+}
+
+fn meeting_id(server: &RunningServer, room: &str) -> String {
+    server.state.transcription.meeting_id(room).expect("transcription is on")
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tests
+// ------------------------------------------------------------------------------------------------
+
+/// One speaker, tokens on: moderator switches transcription on, the worker (service token) gets the job,
+/// joins hidden, and every caption carries the speaker and the reference times; finals are stored and
+/// acknowledged; switching off stops the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captions_carry_the_speaker_and_the_reference_times() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server(Some(SECRET), "captions").await;
+    let ws = server.ws_url();
+    let worker = spawn_worker(worker_config(&ws, Some(token("*", "Transcriber", Role::Service))));
+    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+
+    let alice = Speaker::join(&ws, "weekly", "Alice", Some(token("weekly", "Alice", Role::Participant))).await;
+    let moderator = Speaker::join(&ws, "weekly", "Mona", Some(token("weekly", "Mona", Role::Moderator))).await;
+    moderator.send(ClientMessage::Transcription { enabled: true, language: Some("en".into()), prompt: None });
+    wait_receiving(&worker, "weekly", 0, 25).await;
+    let meeting = meeting_id(&server, "weekly");
+
+    let t0 = alice.say(jfk_frames()).await;
+    wait_for("four final captions", Duration::from_secs(40), || alice.final_captions().len() >= 4).await;
+    let captions = alice.final_captions();
+    let segments: Vec<Segment> = captions.iter().map(|(s, _)| s.clone()).collect();
+    let got = relative(&segments, t0);
+    eprintln!("captions relative to the first jfk frame: {got:.3?}");
+    assert_matches_reference(&got, 0.25, "captions");
+    for (s, name) in &captions {
+        assert_eq!((name.as_str(), s.participant_id.as_str()), ("Alice", alice.id.as_str()), "{s:?}");
+        assert_eq!(s.utterance_id, format!("{meeting}:{}:{}", alice.id, s.start_ms));
+        assert_eq!((s.text.as_str(), s.language.as_deref()), (SCRIPTED_TEXT, Some("en")));
+        assert_eq!(s.confidence, Some(1.0));
+    }
+    // The moderator sees the same captions.
+    wait_for("the moderator's captions", Duration::from_secs(5), || moderator.final_captions().len() >= 4).await;
+
+    // Stored, with the speaker's name, and acknowledged.
+    let store = stored(&server, &meeting).await;
+    assert_eq!(store.len(), 4, "{store:?}");
+    for (row, s) in store.iter().zip(&segments) {
+        assert_eq!((row.utterance_id.as_str(), row.speaker_name.as_str()), (s.utterance_id.as_str(), "Alice"));
+        assert_eq!((row.start_ms, row.end_ms), (s.start_ms, s.end_ms));
+    }
+    wait_for("acknowledgements", Duration::from_secs(5), || worker.stats().finals_acked == 4).await;
+    let stats = worker.stats();
+    eprintln!(
+        "lag: last {:?}, mean {:?}, max {:?}; pool {:?}; packets {} backlog {}",
+        stats.last_lag, stats.mean_lag, stats.max_lag, stats.pool, stats.packets_received, stats.packet_backlog
+    );
+    assert_eq!((stats.finals_sent, stats.unacked_segments, stats.finals_abandoned), (4, 0, 0));
+    assert_eq!(stats.utterances, 4);
+    assert!(stats.max_lag < Duration::from_secs(3), "end of speech to caption: {:?}", stats.max_lag);
+
+    // Off: the worker gets `stop`, flushes (nothing left) and leaves the room.
+    moderator.send(ClientMessage::Transcription { enabled: false, language: None, prompt: None });
+    wait_for("the job to stop", Duration::from_secs(15), || worker.stats().rooms.is_empty()).await;
+    assert_eq!(stored(&server, &meeting).await.len(), 4);
+
+    alice.leave().await;
+    moderator.leave().await;
+    worker.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Two speakers in turn on an open server (no tokens): every segment goes to the right speaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server(None, "two").await;
+    let ws = server.ws_url();
+    let worker = spawn_worker(worker_config(&ws, None));
+    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    let alice = Speaker::join(&ws, "standup", "Alice", None).await;
+    let bob = Speaker::join(&ws, "standup", "Bob", None).await;
+    // On an open server anyone may switch transcription on.
+    bob.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    wait_receiving(&worker, "standup", 0, 50).await;
+    let meeting = meeting_id(&server, "standup");
+
+    // Alice says jfk's first 5 s (utterances 1 and 2), then Bob the rest (3 and 4), each mic open all along.
+    let frames = jfk_frames();
+    let silence = opus_20ms(&[0.0; 320]).remove(0);
+    let mut bobs = vec![silence; 250];
+    bobs.extend(frames[250..].iter().cloned());
+    let (ta, tb) = tokio::join!(alice.say(frames[..250].to_vec()), bob.say(bobs));
+    wait_for("four final captions", Duration::from_secs(40), || alice.final_captions().len() >= 4).await;
+
+    let captions = alice.final_captions();
+    let of = |who: &Speaker| -> Vec<Segment> {
+        captions.iter().filter(|(s, _)| s.participant_id == who.id).map(|(s, _)| s.clone()).collect()
+    };
+    for (s, name) in &captions {
+        let expected = if s.participant_id == alice.id { &alice.name } else { &bob.name };
+        assert_eq!(name, expected, "caption name matches its speaker id: {s:?}");
+    }
+    let (a, b) = (relative(&of(&alice), ta), relative(&of(&bob), tb));
+    eprintln!("Alice: {a:.3?}\nBob:   {b:.3?}");
+    assert_eq!((a.len(), b.len()), (2, 2), "Alice said two utterances, Bob two: {a:.2?} {b:.2?}");
+    for (who, spans, reference) in [("Alice", &a, &JFK_REFERENCE[..2]), ("Bob", &b, &JFK_REFERENCE[2..])] {
+        for ((s, e), (rs, re)) in spans.iter().zip(reference) {
+            assert!((s - rs).abs() <= 0.25 && (e - re).abs() <= 0.25, "{who}: {s:.2}–{e:.2} vs {rs:.2}–{re:.2}");
+        }
+    }
+    let store = stored(&server, &meeting).await;
+    let speakers: Vec<&str> = store.iter().map(|r| r.speaker_name.as_str()).collect();
+    assert_eq!(speakers, ["Alice", "Alice", "Bob", "Bob"], "stored in time order with the right names");
+
+    alice.leave().await;
+    bob.leave().await;
+    worker.shutdown().await;
+    server.shutdown().await;
+}
+
+/// The worker dies mid-meeting (no flush) and a new one starts: the server hands the room to the new
+/// worker, everything stored before stays stored, nothing is stored twice, and the new worker's segments
+/// keep the reference times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_and_restarting_the_worker_loses_no_stored_segment() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server(None, "kill").await;
+    let ws = server.ws_url();
+    let first = spawn_worker(worker_config(&ws, None));
+    wait_for("the worker to register", Duration::from_secs(10), || first.stats().connected).await;
+    let alice = Speaker::join(&ws, "retro", "Alice", None).await;
+    alice.send(ClientMessage::Transcription { enabled: true, language: Some("sv".into()), prompt: None });
+    wait_receiving(&first, "retro", 0, 25).await;
+    let meeting = meeting_id(&server, "retro");
+
+    let frames = jfk_frames();
+    alice.say(frames.clone()).await;
+    let mut before = Vec::new();
+    for _ in 0..400 {
+        before = stored(&server, &meeting).await;
+        if before.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(before.len() >= 2, "two segments stored before the kill: {before:?}");
+    first.kill();
+    // A new worker process takes a moment to start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let second = spawn_worker(worker_config(&ws, None));
+    wait_receiving(&second, "retro", 0, 25).await;
+    // The second jfk follows the first after a second of silence (jfk.wav's own edges are not silent:
+    // played back to back, its end and start make one utterance). The new worker may also catch the
+    // first's tail.
+    let mut again = vec![opus_20ms(&[0.0; 320]).remove(0); 50];
+    again.extend(frames);
+    let t0 = alice.say(again).await + 1000;
+    let from_t0 = || alice.final_captions().iter().filter(|(s, _)| s.start_ms >= t0 - 500).count();
+    wait_for("the new worker's four captions of the second jfk", Duration::from_secs(40), || from_t0() >= 4).await;
+    // Let any late resend settle, then read the store.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = stored(&server, &meeting).await;
+
+    let after_ids: HashSet<&str> = after.iter().map(|r| r.utterance_id.as_str()).collect();
+    assert_eq!(after_ids.len(), after.len(), "no utterance stored twice");
+    for row in &before {
+        assert!(after_ids.contains(row.utterance_id.as_str()), "{} was lost", row.utterance_id);
+    }
+    for (s, _) in alice.final_captions() {
+        assert!(after_ids.contains(s.utterance_id.as_str()), "captioned but not stored: {}", s.utterance_id);
+    }
+    for pair in after.windows(2) {
+        assert!(pair[1].start_ms >= pair[0].end_ms, "one speaker's segments never overlap: {pair:?}");
+    }
+    let new: Vec<Segment> = alice
+        .final_captions()
+        .into_iter()
+        .map(|(s, _)| s)
+        .filter(|s| s.start_ms >= t0 - 500)
+        .collect();
+    let got = relative(&new, t0);
+    eprintln!("stored before the kill: {}, after: {}; second worker's captions: {got:.3?}", before.len(), after.len());
+    assert_matches_reference(&got, 0.25, "after the restart");
+    assert!(new.iter().all(|s| s.language.as_deref() == Some("sv")), "the job's language reaches the new worker");
+    assert_eq!(second.stats().finals_abandoned, 0);
+
+    alice.leave().await;
+    second.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A graceful worker shutdown in the middle of an utterance: the utterance is cut there, recognised, sent
+/// and stored before the worker leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_flushes_the_utterance_in_progress() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server(None, "flush").await;
+    let ws = server.ws_url();
+    let worker = spawn_worker(worker_config(&ws, None));
+    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    let alice = Speaker::join(&ws, "review", "Alice", None).await;
+    alice.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    wait_receiving(&worker, "review", 0, 25).await;
+    let meeting = meeting_id(&server, "review");
+
+    let t0 = alice.say(jfk_frames()).await;
+    // Into the third utterance (5.38–7.68 s): at 6.5 s.
+    tokio::time::sleep(Duration::from_millis((t0 + 6_500 - unix_ms()).max(0) as u64)).await;
+    worker.shutdown().await;
+    let store = stored(&server, &meeting).await;
+    let got: Vec<(f64, f64)> = store
+        .iter()
+        .map(|r| ((r.start_ms - t0) as f64 / 1000.0, (r.end_ms - t0) as f64 / 1000.0))
+        .collect();
+    eprintln!("stored after shutdown at 6.5 s: {got:.3?}");
+    assert_eq!(got.len(), 3, "two whole utterances and the cut one: {got:.2?}");
+    assert!((got[2].0 - JFK_REFERENCE[2].0).abs() <= 0.25, "{got:.2?}");
+    assert!(got[2].1 > 6.0 && got[2].1 < 7.0, "cut where the worker stopped: {got:.2?}");
+
+    alice.leave().await;
+    server.shutdown().await;
+}
+
+/// A TCP relay in front of the server, so a test can cut every connection at once and point new ones at
+/// another server: what clients see when a server process restarts. It only moves bytes; both ends are
+/// real (the worker and the real server).
+struct Relay {
+    addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = Arc::new(Mutex::new(target));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let (t, c) = (target.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *t.lock().unwrap();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { addr, target, connections, accept }
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Drops every relayed connection; new ones go to `target`.
+    fn restart_to(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.restart_to(self.addr);
+    }
+}
+
+/// The server restarts (every connection drops; the new server knows nothing of the old meetings): the
+/// worker reconnects and re-registers by itself, drops the job the new server does not give back, and
+/// serves the meeting started on the new server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_survives_a_server_restart() {
+    let _serial = SERIAL.lock().await;
+    let old = start_server(None, "restart-a").await;
+    let relay = Relay::start(old.addr).await;
+    let ws = relay.ws_url();
+    let worker = spawn_worker(worker_config(&ws, None));
+    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    let alice = Speaker::join(&ws, "daily", "Alice", None).await;
+    alice.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    wait_receiving(&worker, "daily", 0, 25).await;
+
+    let new = start_server(None, "restart-b").await;
+    relay.restart_to(new.addr);
+    alice.leave().await;
+    tokio::time::timeout(Duration::from_secs(10), old.shutdown()).await.expect("the old server stops");
+    wait_for("the worker to re-register", Duration::from_secs(15), || {
+        let s = worker.stats();
+        s.connected && s.registrations >= 2
+    })
+    .await;
+    // The new server never heard of the old job: after the grace period the worker drops it.
+    wait_for("the stale job to go", Duration::from_secs(20), || worker.stats().rooms.is_empty()).await;
+
+    let alice = Speaker::join(&ws, "daily", "Alice", None).await;
+    alice.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    let since = worker.stats().packets_received;
+    wait_receiving(&worker, "daily", since, 25).await;
+    let t0 = alice.say(jfk_frames()).await;
+    wait_for("four captions from the new server", Duration::from_secs(40), || alice.final_captions().len() >= 4).await;
+    let segments: Vec<Segment> = alice.final_captions().into_iter().map(|(s, _)| s).collect();
+    assert_matches_reference(&relative(&segments, t0), 0.25, "after the server restart");
+    let stored = stored(&new, &meeting_id(&new, "daily")).await;
+    assert_eq!(stored.len(), 4);
+    let stats = worker.stats();
+    assert!(stats.control_failures >= 1 && stats.registrations >= 2, "{stats:?}");
+
+    alice.leave().await;
+    worker.shutdown().await;
+    new.shutdown().await;
+}
