@@ -310,13 +310,16 @@ async fn captions_carry_the_speaker_and_the_reference_times() {
     server.shutdown().await;
 }
 
-/// Two speakers in turn on an open server (no tokens): every segment goes to the right speaker.
+/// Two speakers in turn on an open server (no tokens): every segment goes to the right speaker. Interim
+/// captions are on: each is replaced by the final of the same utterance, and none comes after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
     let _serial = SERIAL.lock().await;
     let server = start_server(None, "two").await;
     let ws = server.ws_url();
-    let worker = spawn_worker(worker_config(&ws, None));
+    let mut config = worker_config(&ws, None);
+    config.interim_interval = Some(Duration::from_millis(400));
+    let worker = spawn_worker(config);
     wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
     let alice = Speaker::join(&ws, "standup", "Alice", None).await;
     let bob = Speaker::join(&ws, "standup", "Bob", None).await;
@@ -352,6 +355,26 @@ async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
     let store = stored(&server, &meeting).await;
     let speakers: Vec<&str> = store.iter().map(|r| r.speaker_name.as_str()).collect();
     assert_eq!(speakers, ["Alice", "Alice", "Bob", "Bob"], "stored in time order with the right names");
+
+    // Interims: replaced by their final, never after it, never stored.
+    let all = alice.captions.lock().unwrap().clone();
+    let interims: Vec<&Segment> = all.iter().map(|(s, _)| s).filter(|s| !s.is_final).collect();
+    eprintln!("{} interim captions, {} finals", interims.len(), captions.len());
+    assert!(interims.len() >= 4, "utterances of 1.1–2.5 s with interims every 0.4 s: {interims:?}");
+    for interim in &interims {
+        let at = |final_: bool| {
+            all.iter().position(|(s, _)| s.utterance_id == interim.utterance_id && s.is_final == final_)
+        };
+        let final_at = at(true).unwrap_or_else(|| panic!("interim {} has no final with its id", interim.utterance_id));
+        let last_interim = all
+            .iter()
+            .rposition(|(s, _)| s.utterance_id == interim.utterance_id && !s.is_final)
+            .unwrap();
+        assert!(last_interim < final_at, "an interim came after the final of {}", interim.utterance_id);
+        assert_eq!(interim.start_ms, all[final_at].0.start_ms);
+    }
+    assert_eq!(store.len(), 4, "interims are not stored");
+    assert!(worker.stats().interims_sent >= interims.len() as u64);
 
     alice.leave().await;
     bob.leave().await;

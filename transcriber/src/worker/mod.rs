@@ -198,11 +198,11 @@ impl Worker {
             })
         });
         Ok(WorkerHandle {
-            shared,
+            shared: Some(shared),
             stop: stop_tx,
-            control,
-            manager,
-            router,
+            control: Some(control),
+            manager: Some(manager),
+            router: Some(router),
             logger,
         })
     }
@@ -210,27 +210,53 @@ impl Worker {
 
 /// A running worker. Dropping it kills it like [`WorkerHandle::kill`].
 pub struct WorkerHandle {
-    shared: Arc<Shared>,
+    /// `None` only while shutting down.
+    shared: Option<Arc<Shared>>,
     stop: watch::Sender<bool>,
-    control: JoinHandle<()>,
-    manager: JoinHandle<()>,
-    router: JoinHandle<()>,
+    control: Option<JoinHandle<()>>,
+    manager: Option<JoinHandle<()>>,
+    router: Option<JoinHandle<()>>,
     logger: Option<JoinHandle<()>>,
 }
 
 impl WorkerHandle {
     /// Lag, queues and counters now.
     pub fn stats(&self) -> WorkerStats {
-        self.shared.counters.snapshot(self.shared.pool.stats())
+        match &self.shared {
+            Some(shared) => shared.counters.snapshot(shared.pool.stats()),
+            None => WorkerStats::default(),
+        }
     }
 
     /// Graceful stop: unregisters (the server moves our rooms elsewhere), flushes every job (their last
-    /// utterances are recognised, sent and acknowledged, each within `stop_timeout`), leaves the rooms.
+    /// utterances are recognised, sent and acknowledged, each within `stop_timeout`), leaves the rooms,
+    /// then stops the recognition threads.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let _ = (&mut self.control).await;
-        let _ = (&mut self.manager).await;
+        if let Some(control) = self.control.take() {
+            let _ = control.await;
+        }
+        if let Some(manager) = self.manager.take() {
+            let _ = manager.await;
+        }
         self.stats().log();
+        for task in [self.router.take(), self.logger.take()].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
+        }
+        // Rooms are gone; once their last helpers have let go, wait for the recognition threads.
+        let Some(mut shared) = self.shared.take() else { return };
+        for _ in 0..50 {
+            match Arc::try_unwrap(shared) {
+                Ok(shared) => {
+                    shared.pool.shutdown().await;
+                    return;
+                }
+                Err(still_shared) => shared = still_shared,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::debug!("recognition threads left to finish on their own");
     }
 
     /// Abrupt stop, as if the process died: connections drop, nothing is flushed.
@@ -240,17 +266,20 @@ impl WorkerHandle {
 
     /// Waits until the worker ends by itself (it normally does not; use with `select!` and a signal).
     pub async fn wait(&mut self) {
-        let _ = (&mut self.manager).await;
+        if let Some(manager) = &mut self.manager {
+            let _ = manager.await;
+            self.manager = None;
+        }
     }
 }
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
-        self.control.abort();
-        self.manager.abort();
-        self.router.abort();
-        if let Some(logger) = &self.logger {
-            logger.abort();
+        for task in [&self.control, &self.manager, &self.router, &self.logger]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
     }
 }
@@ -314,7 +343,13 @@ async fn manage(
                 });
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = stop.changed() => break,
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The handle was dropped (killed): no flushing, the room tasks go with this one.
+                    return;
+                }
+                break;
+            }
         }
         rooms.retain(|_, entry| !entry.tx.is_closed());
     }

@@ -132,6 +132,7 @@ struct RoomTask {
     /// Finals submitted to the pool whose result this task has not received yet.
     outstanding: Arc<AtomicU64>,
     audio: std::sync::mpsc::Sender<PipelineInput>,
+    audio_thread: Option<std::thread::JoinHandle<()>>,
     /// Forwarders and the submitter: aborted with this task.
     tasks: JoinSet<()>,
     outbox: Outbox,
@@ -165,12 +166,11 @@ impl RoomTask {
             shared.counters.clone(),
             job.room.clone(),
         );
-        let spawned = std::thread::Builder::new()
+        let audio_thread = std::thread::Builder::new()
             .name(format!("audio-{}", job.room))
-            .spawn(move || pipeline::run(room, audio_rx, out_tx, vad, clock, config, counters));
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the audio thread: {e}");
-        }
+            .spawn(move || pipeline::run(room, audio_rx, out_tx, vad, clock, config, counters))
+            .map_err(|e| tracing::error!("cannot start the audio thread: {e}"))
+            .ok();
         let options = Arc::new(Mutex::new(options_for(
             job,
             shared.config.language.as_deref(),
@@ -203,6 +203,7 @@ impl RoomTask {
             options,
             outstanding,
             audio: audio_tx,
+            audio_thread,
             tasks,
             outbox: Outbox::new(),
             last_final_start: HashMap::new(),
@@ -344,6 +345,12 @@ impl RoomTask {
         }
         self.shared.counters.remove_room(&self.room);
         self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        // The last sender goes: the audio thread ends; wait for it (it may be inside a VAD call).
+        self.audio = std::sync::mpsc::channel().0;
+        if let Some(thread) = self.audio_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         tracing::info!("job ended");
     }
 
