@@ -50,8 +50,7 @@ fn unix_ms() -> i64 {
 
 fn server_config(listen: SocketAddr, secret: Option<&str>, name: &str) -> samtal_signaling::Config {
     static N: AtomicU32 = AtomicU32::new(0);
-    let mut config = samtal_signaling::Config::default();
-    config.listen = listen;
+    let mut config = samtal_signaling::Config { listen, ..Default::default() };
     config.media.udp_port = 0;
     config.media.ips = vec!["127.0.0.1".parse().unwrap()];
     let dir = std::env::temp_dir().join(format!(

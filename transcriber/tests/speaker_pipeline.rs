@@ -38,29 +38,35 @@ fn jfk_payloads() -> Vec<Bytes> {
         .collect()
 }
 
-/// Packet `i` of a stream: RTP seq/ts from the bases, arriving 20 ms after its capture start (+ `delay`).
-fn packet(
-    speaker: &str,
+/// One sender's RTP stream: who, SSRC, first sequence number and timestamp, and when frame 0 was captured.
+struct Stream<'a> {
+    speaker: &'a str,
     ssrc: u32,
     seq0: u16,
     ts0: u32,
-    i: usize,
-    payload: &Bytes,
     capture_start: Instant,
-    delay: Duration,
-) -> Received {
-    Received {
-        participant_id: speaker.into(),
-        track_id: format!("{speaker}-mic"),
-        kind: MediaKind::Audio,
-        ssrc,
-        payload_type: 111,
-        sequence_number: seq0.wrapping_add(i as u16),
-        timestamp: ts0.wrapping_add(960 * i as u32),
-        marker: false,
-        payload: payload.clone(),
-        arrival: capture_start + Duration::from_millis(20 * (i as u64 + 1)) + delay,
+}
+
+impl Stream<'_> {
+    /// Packet `i`, arriving 20 ms after its capture start (+ `delay`).
+    fn packet(&self, i: usize, payload: &Bytes, delay: Duration) -> Received {
+        Received {
+            participant_id: self.speaker.into(),
+            track_id: format!("{}-mic", self.speaker),
+            kind: MediaKind::Audio,
+            ssrc: self.ssrc,
+            payload_type: 111,
+            sequence_number: self.seq0.wrapping_add(i as u16),
+            timestamp: self.ts0.wrapping_add(960 * i as u32),
+            marker: false,
+            payload: payload.clone(),
+            arrival: self.capture_start + Duration::from_millis(20 * (i as u64 + 1)) + delay,
+        }
     }
+}
+
+fn stream(speaker: &str, ssrc: u32, seq0: u16, ts0: u32, capture_start: Instant) -> Stream<'_> {
+    Stream { speaker, ssrc, seq0, ts0, capture_start }
 }
 
 /// Utterance spans in seconds relative to T0.
@@ -81,7 +87,7 @@ fn jfk_packets_give_the_reference_utterances_on_the_wall_clock() {
     for (i, p) in payloads.iter().enumerate() {
         done.extend(
             pipeline
-                .push(&packet("p-alice", 7, 65_000, 4_294_000_000, i, p, t0, Duration::ZERO))
+                .push(&stream("p-alice", 7, 65_000, 4_294_000_000, t0).packet(i, p, Duration::ZERO))
                 .unwrap(),
         );
     }
@@ -123,7 +129,7 @@ fn network_jitter_does_not_move_the_utterances() {
     for (i, p) in jfk_payloads().iter().enumerate() {
         // 0–60 ms of extra delay, varying packet to packet; the first packet is on time.
         let jitter = Duration::from_millis(((i * 37) % 61) as u64 * u64::from(i > 0));
-        done.extend(pipeline.push(&packet("p-bob", 9, 1, 0, i, p, t0, jitter)).unwrap());
+        done.extend(pipeline.push(&stream("p-bob", 9, 1, 0, t0).packet(i, p, jitter)).unwrap());
     }
     done.extend(pipeline.flush().unwrap());
     let got = spans(&done);
@@ -141,10 +147,10 @@ fn a_new_ssrc_restarts_the_stream_without_losing_the_clock() {
     let mut done = Vec::new();
     for (i, p) in jfk_payloads().iter().enumerate() {
         let pk = if i < 250 {
-            packet("p-carl", 1, 100, 5_000, i, p, t0, Duration::ZERO)
+            stream("p-carl", 1, 100, 5_000, t0).packet(i, p, Duration::ZERO)
         } else {
             // Same arrival times; sequence and timestamp start over.
-            let mut pk = packet("p-carl", 2, 9_000, 123_456, i - 250, p, t0, Duration::ZERO);
+            let mut pk = stream("p-carl", 2, 9_000, 123_456, t0).packet(i - 250, p, Duration::ZERO);
             pk.arrival = t0 + Duration::from_millis(20 * (i as u64 + 1));
             pk
         };
@@ -167,7 +173,7 @@ fn a_timestamp_jump_without_a_pause_re_ties_the_clock() {
         SpeakerPipeline::new("p-dana", vad(), WallClock::at(t0, T0_MS), SpeakerConfig::default()).unwrap();
     let mut done = Vec::new();
     for (i, p) in jfk_payloads().iter().enumerate() {
-        let mut pk = packet("p-dana", 5, 0, 0, i, p, t0, Duration::ZERO);
+        let mut pk = stream("p-dana", 5, 0, 0, t0).packet(i, p, Duration::ZERO);
         if i >= 300 {
             pk.timestamp = pk.timestamp.wrapping_add(48_000 * 60);
         }
