@@ -16,12 +16,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
+// Dynamic SQL here is built only from constant column lists; every value is a bind parameter.
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Sqlite};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-#[cfg(test)]
-mod tests;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -126,6 +124,10 @@ macro_rules! with_pool {
         }
     };
 }
+
+// Modules that add to `Store` come after `with_pool!`, which they use.
+#[cfg(test)]
+mod tests;
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
@@ -275,7 +277,7 @@ impl Store {
     async fn set_column(&self, id: &str, column: &'static str, value: Option<&str>) -> Result<bool> {
         let sql = format!("UPDATE meetings SET {column} = $1 WHERE id = $2");
         let done = with_pool!(self, pool, _DB => {
-            sqlx::query(&sql).bind(value).bind(id).execute(pool).await?.rows_affected()
+            sqlx::query(AssertSqlSafe(sql.clone())).bind(value).bind(id).execute(pool).await?.rows_affected()
         });
         Ok(done == 1)
     }
@@ -379,7 +381,7 @@ impl Store {
     pub async fn meeting(&self, id: &str) -> Result<Option<Meeting>> {
         let sql = format!("SELECT {MEETING_COLUMNS} FROM meetings WHERE id = $1");
         let row = with_pool!(self, pool, _DB => {
-            sqlx::query_as::<_, Meeting>(&sql).bind(id).fetch_optional(pool).await?
+            sqlx::query_as::<_, Meeting>(AssertSqlSafe(sql.clone())).bind(id).fetch_optional(pool).await?
         });
         Ok(row)
     }
@@ -390,7 +392,7 @@ impl Store {
         let meeting_sql = format!("SELECT {MEETING_COLUMNS} FROM meetings WHERE id = $1");
         let transcript = with_pool!(self, pool, _DB => {
             let mut tx = pool.begin().await?;
-            match sqlx::query_as::<_, Meeting>(&meeting_sql).bind(id).fetch_optional(&mut *tx).await? {
+            match sqlx::query_as::<_, Meeting>(AssertSqlSafe(meeting_sql.clone())).bind(id).fetch_optional(&mut *tx).await? {
                 None => None,
                 Some(meeting) => {
                     let participants = sqlx::query_as::<_, Participant>(

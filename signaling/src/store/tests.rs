@@ -42,7 +42,7 @@ where
     options.connect().await.unwrap_or_else(|e| unreachable(e)).close().await.unwrap();
     let admin = PgPoolOptions::new().max_connections(1).connect_with(options).await.unwrap_or_else(|e| unreachable(e));
     let schema = format!("samtal_test_{}", new_id().replace('-', ""));
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
     let outcome = AssertUnwindSafe(async {
@@ -53,7 +53,7 @@ where
     })
     .catch_unwind()
     .await;
-    let dropped = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await;
+    let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&admin).await;
     admin.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
