@@ -34,6 +34,7 @@ mod dispatch;
 pub mod error;
 pub mod keyframe_requests;
 mod local_track;
+pub mod microphone;
 pub mod participant;
 pub mod signal;
 pub mod stats;

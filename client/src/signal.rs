@@ -38,6 +38,8 @@ pub struct JoinOptions {
     pub token: Option<String>,
     /// Join as a hidden service participant (needs role `service`).
     pub hidden: bool,
+    /// Join opted out of transcription.
+    pub transcription_opt_out: bool,
 }
 
 impl JoinOptions {
@@ -48,12 +50,19 @@ impl JoinOptions {
             name: name.into(),
             token: None,
             hidden: false,
+            transcription_opt_out: false,
         }
     }
 
     /// The same, with a token.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The same, opted out of transcription from the start.
+    pub fn opted_out_of_transcription(mut self, opt_out: bool) -> Self {
+        self.transcription_opt_out = opt_out;
         self
     }
 
@@ -71,6 +80,7 @@ impl JoinOptions {
             hidden: self.hidden,
             protocol: Some(PROTOCOL_VERSION),
             matrix_room: None,
+            transcription_opt_out: self.transcription_opt_out,
         }
     }
 }

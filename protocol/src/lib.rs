@@ -100,6 +100,9 @@ pub struct ParticipantInfo {
     pub name: String,
     pub role: Role,
     pub tracks: Vec<TrackInfo>,
+    /// The participant opted out of transcription: their audio is not transcribed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub transcription_opt_out: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +137,9 @@ pub enum ClientMessage {
         /// The Matrix room this meeting belongs to (set by the Matrix widget); summaries go there.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         matrix_room: Option<String>,
+        /// Join already opted out of transcription (no audio of ours is ever transcribed).
+        #[serde(default, skip_serializing_if = "is_false")]
+        transcription_opt_out: bool,
     },
     Offer {
         pc: PcKind,
@@ -171,6 +177,10 @@ pub enum ClientMessage {
         language: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prompt: Option<String>,
+    },
+    /// Opt out of transcription (`opt_out: true`: from now on our audio is not transcribed) or back in.
+    TranscriptionConsent {
+        opt_out: bool,
     },
     /// Service (transcriber, joined hidden): a recognised utterance of one speaker.
     Segment(Segment),
@@ -232,6 +242,7 @@ impl ClientMessage {
             ClientMessage::Leave => "leave",
             ClientMessage::Ping { .. } => "ping",
             ClientMessage::Transcription { .. } => "transcription",
+            ClientMessage::TranscriptionConsent { .. } => "transcription_consent",
             ClientMessage::Segment(_) => "segment",
             ClientMessage::Worker { .. } => "worker",
         }
@@ -321,6 +332,11 @@ pub enum ServerMessage {
     },
     /// Transcription was turned on or off (also sent when a worker appears or goes away).
     TranscriptionStatus(TranscriptionStatus),
+    /// A participant opted out of transcription or back in (to everyone, the participant included).
+    TranscriptionConsent {
+        participant_id: String,
+        opt_out: bool,
+    },
     /// A caption for everyone in the meeting: `segment` plus the speaker's display name.
     Caption {
         #[serde(flatten)]
@@ -391,7 +407,8 @@ mod tests {
                 token: None,
                 hidden: false,
                 protocol: None,
-                matrix_room: None
+                matrix_room: None,
+                transcription_opt_out: false,
             }
         );
     }

@@ -29,6 +29,21 @@ pub struct Config {
     pub ice_servers: Vec<IceServer>,
     pub limits: Limits,
     pub embed: EmbedConfig,
+    pub transcription: TranscriptionConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscriptionConfig {
+    /// After a restart, a transcription that was running resumes; if nobody rejoins its room within
+    /// this many seconds it is stopped (its meeting ends).
+    pub resume_grace_secs: u64,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        Self { resume_grace_secs: 120 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -83,12 +98,13 @@ impl Default for Config {
             ice_servers: Vec::new(),
             limits: Limits::default(),
             embed: EmbedConfig::default(),
+            transcription: TranscriptionConfig::default(),
         }
     }
 }
 
 /// Top-level keys, for picking configuration out of the environment.
-const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed"];
+const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed", "transcription"];
 
 impl Config {
     /// Defaults, then the file (if given), then `SAMTAL_*` environment variables.

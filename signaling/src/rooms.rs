@@ -112,6 +112,18 @@ impl Rooms {
         });
     }
 
+    /// Records a participant's transcription opt-out; false if it is not in the room or nothing changed.
+    pub fn set_opt_out(&self, room: &str, id: &str, opt_out: bool) -> bool {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        match rooms.get_mut(room).and_then(|r| r.get_mut(id)) {
+            Some(m) if m.info.transcription_opt_out != opt_out => {
+                m.info.transcription_opt_out = opt_out;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn name(&self, room: &str, id: &str) -> Option<String> {
         self.rooms.lock().expect("rooms lock").get(room)?.get(id).map(|m| m.info.name.clone())
     }
@@ -153,7 +165,7 @@ mod tests {
     use super::*;
 
     fn info(id: &str) -> ParticipantInfo {
-        ParticipantInfo { id: id.into(), name: id.to_uppercase(), role: Role::Participant, tracks: vec![] }
+        ParticipantInfo { id: id.into(), name: id.to_uppercase(), role: Role::Participant, tracks: vec![], transcription_opt_out: false }
     }
 
     /// Joins and returns the ids listed in the welcome message.

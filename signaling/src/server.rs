@@ -31,6 +31,9 @@ pub struct AppState {
     pub store: Store,
     /// Accepts the room-scoped service tokens this server mints for transcription jobs.
     pub job_verifier: Verifier,
+    /// Set when the server stops: connections closing now are not participants leaving, so running
+    /// transcriptions stay open in the store and resume at the next start.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stops accepting, lets open requests finish, stops the media loop.
     pub async fn shutdown(mut self) {
+        self.state.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -153,7 +157,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         store,
         media,
         config,
+        stopping: Default::default(),
     });
+    crate::meetings::resume(&state).await?;
     if !state.verifier.enabled() {
         tracing::warn!("NO AUTHENTICATION: auth.secret and auth.jwks_url are unset, anyone who reaches this server can join any room");
     }

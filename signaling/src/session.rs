@@ -5,6 +5,7 @@
 //! removal. A misbehaving client gets `error` messages and keeps its connection unless the error is
 //! fatal; nothing it sends can stall another participant (its own task, bounded queues).
 
+use crate::meetings;
 use crate::rooms::{JoinRefused, OUTBOUND_QUEUE, Outbound};
 use crate::server::AppState;
 use axum::extract::ws::{Message, WebSocket};
@@ -18,6 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument;
+
+/// What a `join` asks for besides room, name and token.
+struct JoinRequest {
+    hidden: bool,
+    matrix_room: Option<String>,
+    opt_out: bool,
+}
 
 struct Joined {
     room: String,
@@ -171,13 +179,14 @@ impl Session {
                 }
             }
             _ if self.worker.is_some() => self.error(ErrorCode::Forbidden, format!("a worker connection does not send {kind}"), Some(kind)),
-            ClientMessage::Join { room, name, token, hidden, protocol, matrix_room } => {
+            ClientMessage::Join { room, name, token, hidden, protocol, matrix_room, transcription_opt_out } => {
                 if self.joined.is_some() {
                     self.error(ErrorCode::AlreadyJoined, "this connection already joined a room", Some(kind));
                 } else if protocol.is_some_and(|v| v != samtal_protocol::PROTOCOL_VERSION) {
                     self.error(ErrorCode::BadMessage, format!("protocol version {} is not supported; this server speaks 1", protocol.unwrap_or(0)), Some(kind));
                 } else {
-                    return self.on_join(room, name, token, hidden, matrix_room).await;
+                    let options = JoinRequest { hidden, matrix_room, opt_out: transcription_opt_out };
+                    return self.on_join(room, name, token, options).await;
                 }
             }
             _ if self.joined.is_none() => self.error(ErrorCode::NotJoined, format!("send join before {kind}"), Some(kind)),
@@ -214,6 +223,7 @@ impl Session {
             }
             ClientMessage::Moderate { action, participant, source } => self.on_moderate(action, participant, source),
             ClientMessage::Transcription { enabled, language, prompt } => self.on_transcription(enabled, language, prompt).await,
+            ClientMessage::TranscriptionConsent { opt_out } => self.on_consent(opt_out).await,
             ClientMessage::Segment(segment) => self.on_segment(segment).await,
         }
         None
@@ -293,52 +303,37 @@ impl Session {
             return;
         }
         let changed = if enabled {
-            if self.state.transcription.meeting_id(&joined.room).is_some() {
-                return;
-            }
-            let meeting = match self.state.store.start_meeting(&joined.room, language.as_deref()).await {
-                Ok(m) => m,
-                Err(e) => {
-                    self.error(ErrorCode::Internal, format!("cannot record the meeting: {e}"), Some("transcription"));
+            match meetings::start(&self.state, &joined.room, language, prompt).await {
+                Ok(changed) => changed,
+                Err(message) => {
+                    self.error(ErrorCode::Internal, message, Some("transcription"));
                     return;
                 }
-            };
-            for p in self.state.rooms.visible(&joined.room) {
-                self.record_participant(&meeting.id, &p.id, &p.name).await;
             }
-            self.record_matrix_link(&meeting.id, &joined.room).await;
-            self.state.transcription.enable(&joined.room, meeting.id, language, prompt)
         } else {
-            self.stop_transcription(&joined.room).await
+            meetings::stop(&self.state, &joined.room).await
         };
         if changed {
             tracing::info!(enabled, "transcription switched");
-            let status = self.state.transcription.status(&joined.room);
-            self.state.rooms.broadcast(&joined.room, "", &ServerMessage::TranscriptionStatus(status));
         }
     }
 
-    /// Stops transcription of a room and closes its meeting record; false if it was not on.
-    async fn stop_transcription(&self, room: &str) -> bool {
-        let Some(meeting_id) = self.state.transcription.disable(room) else { return false };
-        if let Err(e) = self.state.store.end_meeting(&meeting_id, crate::store::now_ms()).await {
-            tracing::error!(meeting = %meeting_id, "cannot close the meeting record: {e}");
+    /// The participant opts out of transcription or back in: the media server withholds (or
+    /// forwards again) their audio toward the transcription service, the meeting record notes it,
+    /// and everyone is told.
+    async fn on_consent(&self, opt_out: bool) {
+        let joined = self.joined.as_ref().expect("checked");
+        if !self.state.rooms.set_opt_out(&joined.room, &joined.id, opt_out) {
+            return;
         }
-        true
-    }
-
-    /// Stores the Matrix room a meeting is linked to, once known.
-    async fn record_matrix_link(&self, meeting_id: &str, room: &str) {
-        let Some(matrix_room) = self.state.rooms.matrix_room(room) else { return };
-        if let Err(e) = self.state.store.set_matrix_room(meeting_id, Some(&matrix_room)).await {
-            tracing::error!(meeting = %meeting_id, "cannot link the meeting to its Matrix room: {e}");
+        let _ = self.state.media.set_transcription_opt_out(&joined.id, opt_out);
+        if let Some(meeting_id) = self.state.transcription.meeting_id(&joined.room) {
+            let name = self.state.rooms.name(&joined.room, &joined.id).unwrap_or_default();
+            meetings::record_opt_out(&self.state, &meeting_id, &joined.id, &name, opt_out).await;
         }
-    }
-
-    async fn record_participant(&self, meeting_id: &str, id: &str, name: &str) {
-        if let Err(e) = self.state.store.add_participant(meeting_id, id, name).await {
-            tracing::error!(meeting = %meeting_id, participant = %id, "cannot record participant: {e}");
-        }
+        tracing::info!(opt_out, "transcription consent changed");
+        let message = ServerMessage::TranscriptionConsent { participant_id: joined.id.clone(), opt_out };
+        self.state.rooms.broadcast(&joined.room, "", &message);
     }
 
     async fn on_segment(&self, segment: samtal_protocol::Segment) {
@@ -363,7 +358,8 @@ impl Session {
         self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::Caption { segment, name });
     }
 
-    async fn on_join(&mut self, room: String, name: String, token: Option<String>, hidden: bool, matrix_room: Option<String>) -> Option<End> {
+    async fn on_join(&mut self, room: String, name: String, token: Option<String>, request: JoinRequest) -> Option<End> {
+        let JoinRequest { hidden, matrix_room, opt_out } = request;
         if !valid_room(&room) {
             self.error(ErrorCode::BadRoom, "room names are 1-64 characters of A-Z a-z 0-9 _ . -", Some("join"));
             return Some(End::Fatal);
@@ -389,12 +385,16 @@ impl Session {
         span.record("room", room.as_str());
         span.record("participant", id.as_str());
         // Media first: its events queue up in this session until `joined` is out.
-        let options = SubscribeOptions { audio: true, video: !hidden };
+        let options = SubscribeOptions { audio: true, video: !hidden, withhold_opted_out: hidden };
         if let Err(e) = self.state.media.join(&room, &id, options, self.media_tx.clone()).await {
             self.error(ErrorCode::Internal, e.to_string(), Some("join"));
             return Some(End::Fatal);
         }
-        let info = ParticipantInfo { id: id.clone(), name, role, tracks: Vec::new() };
+        if opt_out {
+            // Before any publish offer: not one packet of ours reaches the transcription service.
+            let _ = self.state.media.set_transcription_opt_out(&id, true);
+        }
+        let info = ParticipantInfo { id: id.clone(), name, role, tracks: Vec::new(), transcription_opt_out: opt_out };
         let ice_servers = self.state.config.ice_servers.clone();
         let transcription = self.state.transcription_status(&room);
         let welcome = |participants| ServerMessage::Joined { participant_id: id.clone(), room: room.clone(), role, ice_servers, participants, transcription };
@@ -409,8 +409,11 @@ impl Session {
             self.state.rooms.link_matrix(&room, &matrix_room);
         }
         if !hidden && let Some(meeting_id) = self.state.transcription.meeting_id(&room) {
-            self.record_participant(&meeting_id, &id, &info.name).await;
-            self.record_matrix_link(&meeting_id, &room).await;
+            meetings::record_participant(&self.state, &meeting_id, &id, &info.name).await;
+            if opt_out {
+                meetings::record_opt_out(&self.state, &meeting_id, &id, &info.name, true).await;
+            }
+            meetings::record_matrix_link(&self.state, &meeting_id, &room).await;
         }
         if !hidden {
             self.state.rooms.broadcast(&room, &id, &ServerMessage::ParticipantJoined { participant: info });
@@ -477,7 +480,8 @@ impl Session {
         tracing::info!(?reason, "left");
         if visible {
             self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::ParticipantLeft { participant_id: joined.id.clone(), reason });
-            if self.state.rooms.visible(&joined.room).is_empty() && self.stop_transcription(&joined.room).await {
+            let stopping = self.state.stopping.load(std::sync::atomic::Ordering::SeqCst);
+            if !stopping && self.state.rooms.visible(&joined.room).is_empty() && meetings::stop(&self.state, &joined.room).await {
                 tracing::info!("last participant left: transcription stopped");
             }
         }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,11 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use common::{JFK_REFERENCE, assert_matches_reference, opus_20ms, read_wav_16k, test_data};
 use samtal_client::samtal_protocol::{ClientMessage, Role, Segment, ServerMessage};
+use samtal_client::microphone::Microphone;
 use samtal_client::{JoinOptions, Participant, ParticipantEvent, ParticipantOptions};
 use samtal_signaling::RunningServer;
 use samtal_transcriber::recognize::{Recognizer, ScriptedRecognizer};
 use samtal_transcriber::worker::{BackoffConfig, Worker, WorkerConfig, WorkerHandle};
-use tokio::sync::{mpsc, oneshot};
 
 const SCRIPTED_TEXT: &str = "ask not what your country can do for you";
 const SECRET: &str = "meeting-test-secret-0123456789abcdef";
@@ -122,9 +122,11 @@ struct Speaker {
     participant: Arc<Participant>,
     id: String,
     name: String,
-    say: mpsc::UnboundedSender<(Vec<Vec<u8>>, oneshot::Sender<i64>)>,
+    microphone: Microphone,
     captions: Arc<Mutex<Vec<(Segment, String)>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// `transcription_consent` messages seen: (participant id, opted out).
+    consents: Arc<Mutex<Vec<(String, bool)>>>,
+    listener: tokio::task::JoinHandle<()>,
 }
 
 impl Speaker {
@@ -139,32 +141,39 @@ impl Speaker {
         let id = participant.id().to_owned();
         let mut events = participant.take_events().unwrap();
         let captions = Arc::new(Mutex::new(Vec::new()));
-        let collected = captions.clone();
+        let consents = Arc::new(Mutex::new(Vec::new()));
+        let (collected, consented) = (captions.clone(), consents.clone());
         let listener = tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                if let ParticipantEvent::Server(ServerMessage::Caption { segment, name }) = event {
-                    collected.lock().unwrap().push((segment, name));
+                match event {
+                    ParticipantEvent::Server(ServerMessage::Caption { segment, name }) => {
+                        collected.lock().unwrap().push((segment, name))
+                    }
+                    ParticipantEvent::Server(ServerMessage::TranscriptionConsent { participant_id, opt_out }) => {
+                        consented.lock().unwrap().push((participant_id, opt_out))
+                    }
+                    _ => {}
                 }
             }
         });
         let participant = Arc::new(participant);
-        let (say, said) = mpsc::unbounded_channel();
-        let mic = tokio::spawn(microphone(participant.clone(), said));
+        let silence = Bytes::from(opus_20ms(&[0.0; 320]).remove(0));
+        let microphone = Microphone::start(participant.clone(), silence);
         Speaker {
             participant,
             id,
             name: name.to_owned(),
-            say,
+            microphone,
             captions,
-            tasks: vec![listener, mic],
+            consents,
+            listener,
         }
     }
 
     /// Queues `frames` after whatever is queued; returns the wall-clock time (Unix ms) of their first frame.
     async fn say(&self, frames: Vec<Vec<u8>>) -> i64 {
-        let (tx, rx) = oneshot::channel();
-        self.say.send((frames, tx)).unwrap();
-        rx.await.expect("the microphone reports when speech starts")
+        let frames = frames.into_iter().map(Bytes::from).collect();
+        self.microphone.say(frames).await.expect("the microphone reports when speech starts")
     }
 
     fn final_captions(&self) -> Vec<(Segment, String)> {
@@ -176,42 +185,12 @@ impl Speaker {
     }
 
     async fn leave(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        self.microphone.stop().await;
+        self.listener.abort();
+        let _ = self.listener.await;
         if let Ok(p) = Arc::try_unwrap(self.participant) {
             p.close().await;
         }
-    }
-}
-
-/// Sends frame k at start + k × 20 ms (no drift), speech when queued, else silence. Reports the wall-clock
-/// time of each queued batch's first frame on that schedule, which the RTP timestamps follow.
-async fn microphone(
-    participant: Arc<Participant>,
-    mut said: mpsc::UnboundedReceiver<(Vec<Vec<u8>>, oneshot::Sender<i64>)>,
-) {
-    let silence = opus_20ms(&[0.0; 320]).remove(0);
-    // Frame k goes out at start + 20k ms (late frames catch up), and its RTP timestamp says so too.
-    let (start, start_ms) = (tokio::time::Instant::now(), unix_ms());
-    let mut queue: VecDeque<(Vec<u8>, Option<oneshot::Sender<i64>>)> = VecDeque::new();
-    for k in 0u64.. {
-        tokio::time::sleep_until(start + Duration::from_millis(20 * k)).await;
-        while let Ok((frames, report)) = said.try_recv() {
-            let mut report = Some(report);
-            for frame in frames {
-                queue.push_back((frame, report.take()));
-            }
-        }
-        let (frame, report) = queue.pop_front().unwrap_or_else(|| (silence.clone(), None));
-        if let Some(report) = report {
-            let _ = report.send(start_ms + 20 * k as i64);
-        }
-        // Like a real microphone, keep going whatever happened to one packet.
-        let _ = participant.send_audio_payload(Bytes::from(frame), 960, None).await;
     }
 }
 
@@ -374,6 +353,62 @@ async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
     }
     assert_eq!(store.len(), 4, "interims are not stored");
     assert!(worker.stats().interims_sent >= interims.len() as u64);
+
+    alice.leave().await;
+    bob.leave().await;
+    worker.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Consent: Alice opts out of transcription; the SFU withholds her audio from the worker, so only Bob's
+/// utterances are captioned and stored, the transcript records her opt-out, and everyone is told. When
+/// she opts back in, what she says next is transcribed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_who_opts_out_is_not_transcribed() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server(None, "consent").await;
+    let ws = server.ws_url();
+    let worker = spawn_worker(worker_config(&ws, None));
+    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    let alice = Speaker::join(&ws, "consent", "Alice", None).await;
+    let bob = Speaker::join(&ws, "consent", "Bob", None).await;
+    bob.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    wait_receiving(&worker, "consent", 0, 50).await;
+    let meeting = meeting_id(&server, "consent");
+    alice.send(ClientMessage::TranscriptionConsent { opt_out: true });
+    wait_for("Bob to hear of Alice's opt-out", Duration::from_secs(10), || {
+        bob.consents.lock().unwrap().contains(&(alice.id.clone(), true))
+    })
+    .await;
+
+    // Both say jfk halves in turn, as in the attribution test: only Bob's two utterances come out.
+    let frames = jfk_frames();
+    let silence = opus_20ms(&[0.0; 320]).remove(0);
+    let mut bobs = vec![silence.clone(); 250];
+    bobs.extend(frames[250..].iter().cloned());
+    let _ = tokio::join!(alice.say(frames[..250].to_vec()), bob.say(bobs));
+    wait_for("Bob's two final captions", Duration::from_secs(40), || bob.final_captions().len() >= 2).await;
+    // Give anything of Alice's time to arrive too (her speech ended 6 s before Bob's).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let speakers: Vec<String> = bob.final_captions().iter().map(|(_, name)| name.clone()).collect();
+    assert_eq!(speakers, ["Bob", "Bob"], "nothing of Alice's is captioned");
+    let names: Vec<String> = stored(&server, &meeting).await.into_iter().map(|s| s.speaker_name).collect();
+    assert_eq!(names, ["Bob", "Bob"], "nothing of Alice's is stored");
+    let transcript = server.state.store.transcript(&meeting).await.unwrap().unwrap();
+    let alice_record = transcript.participants.iter().find(|p| p.participant_id == alice.id).expect("Alice is a participant");
+    assert!(alice_record.opted_out_at.is_some(), "the transcript says Alice opted out: {alice_record:?}");
+
+    // Back in: her next utterances are transcribed.
+    alice.send(ClientMessage::TranscriptionConsent { opt_out: false });
+    wait_for("Bob to hear Alice opted back in", Duration::from_secs(10), || {
+        bob.consents.lock().unwrap().contains(&(alice.id.clone(), false))
+    })
+    .await;
+    alice.say(frames[..250].to_vec()).await;
+    wait_for("Alice's captions after opting back in", Duration::from_secs(40), || {
+        bob.final_captions().iter().filter(|(_, n)| n == "Alice").count() >= 2
+    })
+    .await;
 
     alice.leave().await;
     bob.leave().await;

@@ -250,6 +250,7 @@ function wireControls() {
   $('share-button').onclick = toggleShareScreen;
   $('leave-button').onclick = hangup;
   $('transcribe-button').onclick = () => meeting && setTranscription(!meeting.transcription.enabled);
+  $('consent-button').onclick = () => meeting && meeting.setTranscriptionOptOut(!meeting.transcriptionOptOut);
   $('captions-button').onclick = () => setCaptionsVisible();
   $('transcript-button').onclick = () => setTranscriptOpen();
   $('transcript-close').onclick = () => setTranscriptOpen(false);

@@ -111,6 +111,8 @@ export class Meeting extends EventTarget {
     this.extra = extra;
     /** Transcription state of the room: {enabled, available, language, meeting_id}. */
     this.transcription = { enabled: false, available: false, language: null, meeting_id: null };
+    /** Whether we opted out of transcription (our audio is then never transcribed). */
+    this.transcriptionOptOut = !!(extra && extra.transcription_opt_out);
     /** utterance_id -> caption, in arrival order; the newest few, interim or final. */
     this.captions = new Map();
     /** Final captions of this session, in order: [{utterance_id, participant_id, name, text, start_ms, end_ms, language}]. */
@@ -270,6 +272,9 @@ export class Meeting extends EventTarget {
       case 'caption':
         this.onCaption(msg);
         break;
+      case 'transcription_consent':
+        this.onConsent(msg);
+        break;
       default:
         break; // pong and anything newer
     }
@@ -376,6 +381,22 @@ export class Meeting extends EventTarget {
     this.emit('caption', { caption });
   }
 
+  onConsent({ participant_id: id, opt_out: optOut }) {
+    if (id === this.participantId) {
+      this.transcriptionOptOut = !!optOut;
+      this.notice(optOut ? 'You opted out: what you say is not transcribed.' : 'What you say is transcribed again.', 'info');
+      this.emit('transcription', { status: { ...this.transcription } });
+    } else if (this.participants.has(id)) {
+      this.participants.get(id).transcriptionOptOut = !!optOut;
+      this.emit('roster');
+    }
+  }
+
+  /** Opts out of transcription (`true`: our audio is no longer transcribed) or back in. */
+  setTranscriptionOptOut(optOut) {
+    return !!(this.sig && this.sig.send({ type: 'transcription_consent', opt_out: !!optOut }));
+  }
+
   /** Turns transcription of the meeting on or off (moderators; anyone on an open server). */
   setTranscription(enabled, { language, prompt } = {}) {
     const msg = { type: 'transcription', enabled: !!enabled };
@@ -386,7 +407,7 @@ export class Meeting extends EventTarget {
 
   upsertParticipant(info) {
     const tracks = new Map((info.tracks || []).map((t) => [t.track_id, { ...t }]));
-    this.participants.set(info.id, { id: info.id, name: info.name, role: info.role, tracks });
+    this.participants.set(info.id, { id: info.id, name: info.name, role: info.role, tracks, transcriptionOptOut: !!info.transcription_opt_out });
   }
 
   // ---- peer connections ----

@@ -113,7 +113,8 @@ function desiredTiles(meeting) {
     const media = (t) => (t && meeting.remoteMedia.get(t.track_id)?.track) || null;
     const camInfo = bySource.camera;
     tiles.push({
-      key: `${p.id}:camera`, participantId: p.id, source: 'camera', local: false, name: p.name,
+      key: `${p.id}:camera`, participantId: p.id, source: 'camera', local: false,
+      name: p.transcriptionOptOut ? `${p.name} (not transcribed)` : p.name,
       video: camInfo && !camInfo.muted ? media(camInfo) : null, audio: media(bySource.microphone),
       micMuted: !bySource.microphone || bySource.microphone.muted, camMuted: !camInfo || camInfo.muted,
     });
@@ -226,6 +227,10 @@ export function updateTranscription(meeting, view) {
   $('transcription-banner-text').textContent = t.available
     ? `This meeting is being transcribed${language}`
     : 'Transcription is on, but no transcription service is connected: nothing is written down yet';
+  const consent = $('consent-button');
+  const optedOut = !!(meeting && meeting.transcriptionOptOut);
+  consent.textContent = optedOut ? 'You are not transcribed: include me' : "Don't transcribe me";
+  consent.setAttribute('aria-pressed', String(optedOut));
   const toggle = $('transcribe-button');
   toggle.hidden = !view.canToggle;
   toggle.disabled = !t.enabled && !t.available;

@@ -72,6 +72,8 @@ struct Participant {
     /// Client track id (from `a=msid`) → source, from the publish offers.
     declared: HashMap<String, TrackSource>,
     muted: HashSet<TrackSource>,
+    /// Opted out of transcription: withheld from subscribers with `withhold_opted_out`.
+    opted_out: bool,
     /// Client track id → index in `tracks`.
     published: HashMap<String, usize>,
     track_counter: u32,
@@ -549,10 +551,40 @@ impl MediaLoop {
         let p = self.participants.get_mut(participant).expect("checked above");
         p.down.insert(track_id, (track, sender));
         p.needs_offer = true;
-        if self.tracks.get_mut(track).is_some_and(|t| t.forward.add_subscriber((peer, sender), ssrc, now)) {
+        let withheld = self.withheld(participant, track);
+        let t = self.tracks.get_mut(track).expect("checked above");
+        let request = t.forward.add_subscriber((peer, sender), ssrc, now);
+        t.forward.set_withheld((peer, sender), withheld);
+        if request {
             self.send_keyframe_request(track, now);
         }
         self.offer_if_needed(participant, now);
+    }
+
+    /// Whether `track` is withheld from `subscriber`: its publisher opted out of transcription and the
+    /// subscriber is the transcription service.
+    fn withheld(&self, subscriber: usize, track: usize) -> bool {
+        let wants_consent = self.participants.get(subscriber).is_some_and(|s| s.options.withhold_opted_out);
+        let opted_out = self.tracks.get(track).and_then(|t| self.participants.get(t.publisher)).is_some_and(|p| p.opted_out);
+        wants_consent && opted_out
+    }
+
+    /// A participant opted out of transcription or back in: (re)applies withholding on its tracks.
+    fn set_opted_out(&mut self, participant: usize, opted_out: bool) {
+        let Some(p) = self.participants.get_mut(participant) else { return };
+        p.opted_out = opted_out;
+        p.span.in_scope(|| tracing::info!(opted_out, "transcription consent changed"));
+        let tracks: Vec<usize> = p.published.values().copied().collect();
+        for track in tracks {
+            let sinks: Vec<(usize, RTCRtpSenderId)> = self.tracks.get(track).map(|t| t.forward.subscribers().collect()).unwrap_or_default();
+            for sink in sinks {
+                let subscriber = self.peers.get(sink.0).map(|peer| peer.participant).unwrap_or(usize::MAX);
+                let withheld = self.withheld(subscriber, track);
+                if let Some(t) = self.tracks.get_mut(track) {
+                    t.forward.set_withheld(sink, withheld);
+                }
+            }
+        }
     }
 
     /// Removes a published track from the room and from every subscriber.
@@ -753,6 +785,11 @@ impl MediaLoop {
                     }
                 }
             }
+            Command::OptOut { participant, opted_out } => {
+                if let Ok(p) = self.participant_index(&participant) {
+                    self.set_opted_out(p, opted_out);
+                }
+            }
             Command::Leave { participant, reply } => {
                 if let Ok(p) = self.participant_index(&participant) {
                     self.on_leave(p, now);
@@ -787,6 +824,7 @@ impl MediaLoop {
             subscribe: None,
             declared: HashMap::new(),
             muted: HashSet::new(),
+            opted_out: false,
             published: HashMap::new(),
             track_counter: 0,
             down: HashMap::new(),

@@ -26,11 +26,13 @@ use tokio::sync::{mpsc, oneshot};
 pub struct SubscribeOptions {
     pub audio: bool,
     pub video: bool,
+    /// Receive nothing from participants who opted out of transcription (the transcription service).
+    pub withhold_opted_out: bool,
 }
 
 impl Default for SubscribeOptions {
     fn default() -> Self {
-        Self { audio: true, video: true }
+        Self { audio: true, video: true, withhold_opted_out: false }
     }
 }
 
@@ -71,6 +73,7 @@ pub(crate) enum Command {
     SubscribeAnswer { participant: String, sdp: String, reply: oneshot::Sender<Result<()>> },
     Candidate { participant: String, pc: PcKind, candidate: Candidate },
     Mute { participant: String, source: TrackSource, muted: bool },
+    OptOut { participant: String, opted_out: bool },
     Leave { participant: String, reply: Option<oneshot::Sender<()>> },
     Shutdown,
 }
@@ -153,6 +156,12 @@ impl MediaServer {
     /// Stops (or resumes) forwarding the participant's tracks of this source.
     pub fn set_muted(&self, participant: &str, source: TrackSource, muted: bool) -> Result<()> {
         self.send(Command::Mute { participant: participant.to_owned(), source, muted })
+    }
+
+    /// The participant opted out of transcription (or back in): its tracks are withheld from
+    /// subscribers that joined with [`SubscribeOptions::withhold_opted_out`].
+    pub fn set_transcription_opt_out(&self, participant: &str, opted_out: bool) -> Result<()> {
+        self.send(Command::OptOut { participant: participant.to_owned(), opted_out })
     }
 
     /// Removes the participant, closes its connections and unpublishes its tracks. Waits until done.

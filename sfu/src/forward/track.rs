@@ -19,6 +19,9 @@ pub struct DownTrack<S> {
     rewriter: StreamRewriter,
     payload_type: Option<u8>,
     waiting_keyframe: bool,
+    /// Withheld from this subscriber (a participant who opted out of transcription, toward the
+    /// transcription service): nothing is forwarded, the stream continues without a gap afterwards.
+    withheld: bool,
 }
 
 /// What to send for one subscriber.
@@ -69,6 +72,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             rewriter: StreamRewriter::new(out_ssrc, self.clock_rate),
             payload_type: None,
             waiting_keyframe: waits,
+            withheld: false,
         });
         waits && self.keyframes.request(now)
     }
@@ -82,6 +86,13 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
     pub fn set_payload_type(&mut self, sink: S, payload_type: Option<u8>) {
         if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
             d.payload_type = payload_type;
+        }
+    }
+
+    /// Withholds the track from one subscriber (or forwards it again).
+    pub fn set_withheld(&mut self, sink: S, withheld: bool) {
+        if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
+            d.withheld = withheld;
         }
     }
 
@@ -135,7 +146,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         let keyframe = self.video_codec.and_then(|c| c.starts_keyframe(payload));
         for d in &mut self.down {
             // No payload type: not negotiated or not connected yet; a keyframe now would be lost.
-            let Some(payload_type) = d.payload_type else {
+            let Some(payload_type) = d.payload_type.filter(|_| !d.withheld) else {
                 d.rewriter.skip();
                 continue;
             };
@@ -246,5 +257,26 @@ mod tests {
         t.remove_subscriber(2);
         assert!(routed(&mut t, 2, b"a", now).is_empty());
         assert_eq!(t.subscribers().count(), 1);
+    }
+
+    #[test]
+    fn a_withheld_subscriber_gets_nothing_and_then_continues_without_a_gap() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Audio, "audio/opus", 48_000);
+        t.add_subscriber(1, 1111, now);
+        t.add_subscriber(2, 2222, now);
+        t.set_payload_type(1, Some(111));
+        t.set_payload_type(2, Some(111));
+        let first = routed(&mut t, 10, b"opus", now);
+        t.set_withheld(2, true);
+        for seq in 11..20 {
+            let out = routed(&mut t, seq, b"opus", now);
+            assert_eq!(out.iter().map(|f| f.sink).collect::<Vec<_>>(), vec![1], "seq {seq}");
+        }
+        t.set_withheld(2, false);
+        let out = routed(&mut t, 20, b"opus", now);
+        let seq_of = |out: &[Forward<u32>], sink| out.iter().find(|f| f.sink == sink).unwrap().header.sequence_number;
+        assert_eq!(seq_of(&out, 2), seq_of(&first, 2).wrapping_add(1), "no sequence gap for the withheld subscriber");
+        assert_eq!(seq_of(&out, 1), seq_of(&first, 1).wrapping_add(10));
     }
 }

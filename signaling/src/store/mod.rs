@@ -39,6 +39,8 @@ pub struct Meeting {
     pub matrix_room: Option<String>,
     /// Digest of the finished transcript (set later, when the transcript is sealed).
     pub transcript_digest: Option<String>,
+    /// Vocabulary prompt the moderator gave for recognition, if any.
+    pub prompt: Option<String>,
 }
 
 /// Someone who took part in a meeting.
@@ -49,6 +51,9 @@ pub struct Participant {
     pub name: String,
     /// Milliseconds since the Unix epoch.
     pub first_seen: i64,
+    /// When the participant opted out of transcription (ms since the epoch): from then on their
+    /// audio was not transcribed. `None`: they did not.
+    pub opted_out_at: Option<i64>,
 }
 
 /// A stored final segment, with the speaker's display name.
@@ -167,7 +172,7 @@ fn on_meeting(meeting_id: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
     }
 }
 
-const MEETING_COLUMNS: &str = "id, room, started_at, ended_at, language, matrix_room, transcript_digest";
+const MEETING_COLUMNS: &str = "id, room, started_at, ended_at, language, matrix_room, transcript_digest, prompt";
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and applies pending migrations.
@@ -237,6 +242,7 @@ impl Store {
             language: language.map(str::to_owned),
             matrix_room: None,
             transcript_digest: None,
+            prompt: None,
         };
         with_pool!(self, pool, _DB => {
             sqlx::query("INSERT INTO meetings (id, room, started_at, language) VALUES ($1, $2, $3, $4)")
@@ -272,6 +278,43 @@ impl Store {
     /// Records the digest of the meeting's finished transcript. Returns false if there is no such meeting.
     pub async fn set_transcript_digest(&self, id: &str, digest: Option<&str>) -> Result<bool> {
         self.set_column(id, "transcript_digest", digest).await
+    }
+
+    /// Records the vocabulary prompt of the meeting's transcription. Returns false if there is no such meeting.
+    pub async fn set_prompt(&self, id: &str, prompt: Option<&str>) -> Result<bool> {
+        self.set_column(id, "prompt", prompt).await
+    }
+
+    /// Meetings that have not ended (oldest first): after a restart, the transcriptions to resume.
+    pub async fn open_meetings(&self) -> Result<Vec<Meeting>> {
+        let sql = format!("SELECT {MEETING_COLUMNS} FROM meetings WHERE ended_at IS NULL ORDER BY started_at, id");
+        let rows = with_pool!(self, pool, _DB => {
+            sqlx::query_as::<_, Meeting>(AssertSqlSafe(sql.clone())).fetch_all(pool).await?
+        });
+        Ok(rows)
+    }
+
+    /// Records that a participant opted out of transcription (`opted_out`: at `at`) or back in
+    /// (`at` ignored). A participant not yet recorded is added. Opting out again keeps the first time.
+    pub async fn set_opted_out(&self, meeting_id: &str, participant_id: &str, name: &str, opted_out: bool, at: i64) -> Result<()> {
+        let opted_out_at = opted_out.then_some(at);
+        with_pool!(self, pool, _DB => {
+            sqlx::query(
+                "INSERT INTO meeting_participants (meeting_id, participant_id, display_name, name_key, first_seen, opted_out_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (meeting_id, participant_id) DO UPDATE SET opted_out_at = \
+                 CASE WHEN excluded.opted_out_at IS NULL THEN NULL ELSE COALESCE(meeting_participants.opted_out_at, excluded.opted_out_at) END",
+            )
+            .bind(meeting_id)
+            .bind(participant_id)
+            .bind(name)
+            .bind(name_key(name))
+            .bind(at)
+            .bind(opted_out_at)
+            .execute(pool)
+            .await
+            .map_err(on_meeting(meeting_id))?;
+        });
+        Ok(())
     }
 
     async fn set_column(&self, id: &str, column: &'static str, value: Option<&str>) -> Result<bool> {
@@ -396,7 +439,7 @@ impl Store {
                 None => None,
                 Some(meeting) => {
                     let participants = sqlx::query_as::<_, Participant>(
-                        "SELECT participant_id, display_name AS name, first_seen FROM meeting_participants \
+                        "SELECT participant_id, display_name AS name, first_seen, opted_out_at FROM meeting_participants \
                          WHERE meeting_id = $1 ORDER BY first_seen, participant_id",
                     )
                     .bind(id)

@@ -88,6 +88,8 @@ on_both!(
     unicode_names_match_case_insensitively,
     matrix_room_and_digest_can_be_set,
     reconnecting_keeps_data_and_migrations_are_idempotent,
+    open_meetings_keep_their_prompt_for_resuming,
+    opting_out_is_recorded_with_its_first_time,
 );
 
 fn seg(utterance: &str, who: &str, start_ms: i64, text: &str) -> Segment {
@@ -318,6 +320,33 @@ mod scenarios {
             Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await.unwrap(),
         }
         assert_eq!(store.transcript(&m.id).await.unwrap().unwrap().segments[0].text, "kvar");
+    }
+
+    pub async fn open_meetings_keep_their_prompt_for_resuming(store: Store) {
+        let done = store.start_meeting_at("a", None, 1_000).await.unwrap();
+        store.end_meeting(&done.id, 2_000).await.unwrap();
+        let running = store.start_meeting_at("b", Some("sv"), 3_000).await.unwrap();
+        assert!(store.set_prompt(&running.id, Some("Försäkringskassan, LSS")).await.unwrap());
+        let open = store.open_meetings().await.unwrap();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!((open[0].id.as_str(), open[0].prompt.as_deref()), (running.id.as_str(), Some("Försäkringskassan, LSS")));
+        assert!(!store.set_prompt("no-such-meeting", None).await.unwrap());
+    }
+
+    pub async fn opting_out_is_recorded_with_its_first_time(store: Store) {
+        let m = store.start_meeting("consent", None).await.unwrap();
+        store.add_participant(&m.id, "p1", "Anna").await.unwrap();
+        store.set_opted_out(&m.id, "p1", "Anna", true, 5_000).await.unwrap();
+        store.set_opted_out(&m.id, "p1", "Anna", true, 9_000).await.unwrap();
+        // Someone who opts out before they were recorded is added.
+        store.set_opted_out(&m.id, "p2", "Bo", true, 6_000).await.unwrap();
+        let t = store.transcript(&m.id).await.unwrap().unwrap();
+        let by_id = |id: &str| t.participants.iter().find(|p| p.participant_id == id).unwrap().opted_out_at;
+        assert_eq!((by_id("p1"), by_id("p2")), (Some(5_000), Some(6_000)));
+        store.set_opted_out(&m.id, "p1", "Anna", false, 10_000).await.unwrap();
+        let t = store.transcript(&m.id).await.unwrap().unwrap();
+        assert_eq!(t.participants.iter().find(|p| p.participant_id == "p1").unwrap().opted_out_at, None);
+        assert!(matches!(store.set_opted_out("no-such", "p", "P", true, 1).await, Err(crate::Error::UnknownMeeting(_))));
     }
 }
 
