@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod meetings;
 pub mod metrics;
 pub mod rooms;
