@@ -36,6 +36,10 @@ pub enum Error {
     #[error("opus decoder: {0}")]
     Opus(String),
 
+    /// An audio file could not be read or encoded (fixtures).
+    #[error("audio: {0}")]
+    Audio(String),
+
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

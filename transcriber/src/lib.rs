@@ -11,6 +11,7 @@
 
 pub mod audio;
 pub mod error;
+pub mod fixtures;
 pub mod pool;
 pub mod recognize;
 pub mod vad;

@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::Parser;
 use samtal_transcriber::pool::PoolConfig;
 use samtal_transcriber::recognize::{Recognizer, WhisperConfig, WhisperModel};
-use samtal_transcriber::worker::{Worker, WorkerConfig};
+use samtal_transcriber::worker::{Worker, WorkerConfig, metrics};
 
 /// Samtal's transcription worker: joins meetings as a hidden participant and sends captions back.
 #[derive(Debug, Parser)]
@@ -63,6 +63,9 @@ struct Cli {
     /// Log lag and queue numbers every this many seconds (0: never).
     #[arg(long, default_value_t = 30)]
     stats_secs: u64,
+    /// Serve Prometheus metrics (lag, queues, counters) on http://ADDR/metrics, e.g. 127.0.0.1:9187.
+    #[arg(long, env = "SAMTAL_TRANSCRIBER_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
     /// Local address for the media sockets of the room connections.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
@@ -137,6 +140,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             other => anyhow::anyhow!("cannot start the worker: {other}"),
         })?;
+        let _metrics = match cli.metrics {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics {addr}: cannot listen"))?;
+                tracing::info!("metrics on http://{addr}/metrics");
+                Some(AbortOnDrop(tokio::spawn(metrics::serve(listener, worker.stats_reader()))))
+            }
+            None => None,
+        };
         tracing::info!(server = %cli.server, model = %cli.model.display(), "transcriber running");
         tokio::select! {
             _ = shutdown_signal() => {}
@@ -146,6 +157,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         worker.shutdown().await;
         Ok(())
     })
+}
+
+/// Stops a background task (the metrics endpoint) when the worker stops.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn shutdown_signal() {

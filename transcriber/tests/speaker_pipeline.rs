@@ -8,8 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{JFK_REFERENCE, assert_matches_reference, read_wav_16k, test_data, upsample_3x};
-use opus::{Application, Bitrate, Channels, Encoder};
+use common::{JFK_REFERENCE, assert_matches_reference, opus_20ms, read_wav_16k, test_data};
 use samtal_client::Received;
 use samtal_client::samtal_protocol::MediaKind;
 use samtal_transcriber::vad::{CutReason, SileroConfig, SileroVad};
@@ -24,18 +23,7 @@ fn vad() -> SileroVad {
 
 /// jfk.wav as Opus payloads, 20 ms each (550 of them).
 fn jfk_payloads() -> Vec<Bytes> {
-    let pcm48 = upsample_3x(&read_wav_16k("audio/jfk.wav"));
-    let mut enc = Encoder::new(48_000, Channels::Mono, Application::Voip).unwrap();
-    enc.set_bitrate(Bitrate::Bits(24_000)).unwrap();
-    enc.set_inband_fec(true).unwrap();
-    pcm48
-        .chunks(960)
-        .map(|frame| {
-            let mut frame = frame.to_vec();
-            frame.resize(960, 0.0);
-            Bytes::from(enc.encode_vec_float(&frame, 4000).unwrap())
-        })
-        .collect()
+    opus_20ms(&read_wav_16k("audio/jfk.wav")).into_iter().map(Bytes::from).collect()
 }
 
 /// One sender's RTP stream: who, SSRC, first sequence number and timestamp, and when frame 0 was captured.

@@ -20,7 +20,7 @@
 //! * [`room`]: one job; survives room connection drops (flush, requeue unacknowledged finals, rejoin).
 //! * [`speaker`] / [`pipeline`]: per-speaker decode + VAD with the wall-clock mapping, on a thread per room.
 //! * [`outbox`]: finals until the server acknowledges them.
-//! * [`stats`]: [`WorkerStats`], logged every [`WorkerConfig::stats_interval`].
+//! * [`stats`]: [`WorkerStats`], logged every [`WorkerConfig::stats_interval`]; [`metrics`] serves them to Prometheus.
 //!
 //! [`Worker::spawn`] runs all of it on the caller's tokio runtime, with whatever [`Recognizer`] the factory
 //! makes (Whisper in production, `ScriptedRecognizer` in tests). Nothing here runs recognition on the
@@ -28,6 +28,7 @@
 
 mod backoff;
 mod control;
+pub mod metrics;
 mod outbox;
 mod pipeline;
 mod room;
@@ -48,6 +49,7 @@ pub use backoff::{Backoff, BackoffConfig};
 pub use outbox::{ACK_NONCE_PREFIX, Outbox};
 pub use room::utterance_id;
 pub use speaker::{SpeakerConfig, SpeakerPipeline, SpeakerStats, TimedUtterance, WallClock};
+pub use metrics::StatsReader;
 pub use stats::{RoomStats, WorkerStats};
 
 use crate::error::Result;
@@ -226,6 +228,11 @@ impl WorkerHandle {
             Some(shared) => shared.counters.snapshot(shared.pool.stats()),
             None => WorkerStats::default(),
         }
+    }
+
+    /// A reader of [`Self::stats`] for another task (the metrics endpoint); it does not keep the worker alive.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.shared.as_ref().map(Arc::downgrade).unwrap_or_default())
     }
 
     /// Graceful stop: unregisters (the server moves our rooms elsewhere), flushes every job (their last
