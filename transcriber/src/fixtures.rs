@@ -11,9 +11,15 @@ pub fn read_wav_16k(path: &Path) -> Result<Vec<f32>> {
     let mut reader = hound::WavReader::open(path).map_err(|e| bad(&e))?;
     let spec = reader.spec();
     if (spec.sample_rate, spec.channels, spec.bits_per_sample) != (16_000, 1, 16) {
-        return Err(bad(&format!("need 16 kHz mono 16-bit PCM, found {} Hz, {} channel(s), {} bit", spec.sample_rate, spec.channels, spec.bits_per_sample)));
+        return Err(bad(&format!(
+            "need 16 kHz mono 16-bit PCM, found {} Hz, {} channel(s), {} bit",
+            spec.sample_rate, spec.channels, spec.bits_per_sample
+        )));
     }
-    reader.samples::<i16>().map(|s| s.map(|s| s as f32 / 32_768.0).map_err(|e| bad(&e))).collect()
+    reader
+        .samples::<i16>()
+        .map(|s| s.map(|s| s as f32 / 32_768.0).map_err(|e| bad(&e)))
+        .collect()
 }
 
 /// 16 kHz → 48 kHz: zero-stuffing and a 96-tap windowed-sinc low-pass at 7.6 kHz (gain 3).
@@ -23,8 +29,13 @@ pub fn upsample_3x(input: &[f32]) -> Vec<f32> {
     let taps: Vec<f32> = (0..TAPS)
         .map(|n| {
             let x = n as f64 - (TAPS as f64 - 1.0) / 2.0;
-            let sinc = if x == 0.0 { 2.0 * cutoff } else { (2.0 * std::f64::consts::PI * cutoff * x).sin() / (std::f64::consts::PI * x) };
-            let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (TAPS as f64 - 1.0)).cos();
+            let sinc = if x == 0.0 {
+                2.0 * cutoff
+            } else {
+                (2.0 * std::f64::consts::PI * cutoff * x).sin() / (std::f64::consts::PI * x)
+            };
+            let hann =
+                0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (TAPS as f64 - 1.0)).cos();
             (3.0 * sinc * hann) as f32
         })
         .collect();

@@ -25,7 +25,11 @@ use samtal_transcriber::worker::{Worker, WorkerConfig, metrics};
 #[command(name = "samtal-transcriber", version)]
 struct Cli {
     /// The server's websocket endpoint.
-    #[arg(long, env = "SAMTAL_TRANSCRIBER_SERVER", default_value = "ws://127.0.0.1:8080/ws")]
+    #[arg(
+        long,
+        env = "SAMTAL_TRANSCRIBER_SERVER",
+        default_value = "ws://127.0.0.1:8080/ws"
+    )]
     server: String,
     /// Service token (JWT with role `service`) for registering; not needed on a server that runs open.
     #[arg(long, env = "SAMTAL_TRANSCRIBER_TOKEN", hide_env_values = true)]
@@ -82,7 +86,8 @@ impl Cli {
             final_capacity: self.queue.max(1),
             ..PoolConfig::default()
         };
-        config.interim_interval = (self.interim_ms > 0).then(|| Duration::from_millis(self.interim_ms));
+        config.interim_interval =
+            (self.interim_ms > 0).then(|| Duration::from_millis(self.interim_ms));
         config.stats_interval = (self.stats_secs > 0).then(|| Duration::from_secs(self.stats_secs));
         config.bind_ip = self.bind_ip;
         config
@@ -117,7 +122,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.use_gpu && !cfg!(any(feature = "cuda", feature = "vulkan")) {
-        tracing::warn!("--use-gpu: this build has no GPU back-end (features cuda, vulkan); running on the CPU");
+        tracing::warn!(
+            "--use-gpu: this build has no GPU back-end (features cuda, vulkan); running on the CPU"
+        );
     }
     // The errors name the file and the fault already.
     let whisper = WhisperModel::load(&cli.whisper_config())
@@ -135,16 +142,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             move |_| Ok(Box::new(whisper.recognizer()?) as Box<dyn Recognizer>)
         };
         let mut worker = Worker::spawn(config, make).map_err(|e| match e {
-            samtal_transcriber::Error::Model(_) | samtal_transcriber::Error::WrongModelKind { .. } => {
+            samtal_transcriber::Error::Model(_)
+            | samtal_transcriber::Error::WrongModelKind { .. } => {
                 anyhow::anyhow!("VAD model unusable: {e}")
             }
             other => anyhow::anyhow!("cannot start the worker: {other}"),
         })?;
         let _metrics = match cli.metrics {
             Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics {addr}: cannot listen"))?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("--metrics {addr}: cannot listen"))?;
                 tracing::info!("metrics on http://{addr}/metrics");
-                Some(AbortOnDrop(tokio::spawn(metrics::serve(listener, worker.stats_reader()))))
+                Some(AbortOnDrop(tokio::spawn(metrics::serve(
+                    listener,
+                    worker.stats_reader(),
+                ))))
             }
             None => None,
         };
@@ -171,13 +184,14 @@ impl<T> Drop for AbortOnDrop<T> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

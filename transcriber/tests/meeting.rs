@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::{JFK_REFERENCE, assert_matches_reference, opus_20ms, read_wav_16k, test_data};
-use samtal_client::samtal_protocol::{ClientMessage, Role, Segment, ServerMessage};
 use samtal_client::microphone::Microphone;
+use samtal_client::samtal_protocol::{ClientMessage, Role, Segment, ServerMessage};
 use samtal_client::{JoinOptions, Participant, ParticipantEvent, ParticipantOptions};
 use samtal_signaling::RunningServer;
 use samtal_transcriber::recognize::{Recognizer, ScriptedRecognizer};
@@ -41,7 +41,10 @@ fn init_logging() {
 }
 
 fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -50,7 +53,10 @@ fn unix_ms() -> i64 {
 
 fn server_config(listen: SocketAddr, secret: Option<&str>, name: &str) -> samtal_signaling::Config {
     static N: AtomicU32 = AtomicU32::new(0);
-    let mut config = samtal_signaling::Config { listen, ..Default::default() };
+    let mut config = samtal_signaling::Config {
+        listen,
+        ..Default::default()
+    };
     config.media.udp_port = 0;
     config.media.ips = vec!["127.0.0.1".parse().unwrap()];
     let dir = std::env::temp_dir().join(format!(
@@ -99,17 +105,25 @@ fn spawn_worker(config: WorkerConfig) -> WorkerHandle {
 async fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !ok() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Waits until the worker is in `room` and has received at least `packets` more packets than `since`.
 async fn wait_receiving(worker: &WorkerHandle, room: &str, since: u64, packets: u64) {
-    wait_for(&format!("the worker to receive audio in {room}"), Duration::from_secs(30), || {
-        let s = worker.stats();
-        s.rooms.iter().any(|r| r.room == room && r.connected) && s.packets_received >= since + packets
-    })
+    wait_for(
+        &format!("the worker to receive audio in {room}"),
+        Duration::from_secs(30),
+        || {
+            let s = worker.stats();
+            s.rooms.iter().any(|r| r.room == room && r.connected)
+                && s.packets_received >= since + packets
+        },
+    )
     .await;
 }
 
@@ -135,9 +149,10 @@ impl Speaker {
         if let Some(t) = token {
             join = join.with_token(t);
         }
-        let mut participant = Participant::join(ws, ParticipantOptions::from_join(join).with_audio())
-            .await
-            .expect("speaker joins");
+        let mut participant =
+            Participant::join(ws, ParticipantOptions::from_join(join).with_audio())
+                .await
+                .expect("speaker joins");
         let id = participant.id().to_owned();
         let mut events = participant.take_events().unwrap();
         let captions = Arc::new(Mutex::new(Vec::new()));
@@ -149,9 +164,10 @@ impl Speaker {
                     ParticipantEvent::Server(ServerMessage::Caption { segment, name }) => {
                         collected.lock().unwrap().push((segment, name))
                     }
-                    ParticipantEvent::Server(ServerMessage::TranscriptionConsent { participant_id, opt_out }) => {
-                        consented.lock().unwrap().push((participant_id, opt_out))
-                    }
+                    ParticipantEvent::Server(ServerMessage::TranscriptionConsent {
+                        participant_id,
+                        opt_out,
+                    }) => consented.lock().unwrap().push((participant_id, opt_out)),
                     _ => {}
                 }
             }
@@ -173,11 +189,20 @@ impl Speaker {
     /// Queues `frames` after whatever is queued; returns the wall-clock time (Unix ms) of their first frame.
     async fn say(&self, frames: Vec<Vec<u8>>) -> i64 {
         let frames = frames.into_iter().map(Bytes::from).collect();
-        self.microphone.say(frames).await.expect("the microphone reports when speech starts")
+        self.microphone
+            .say(frames)
+            .await
+            .expect("the microphone reports when speech starts")
     }
 
     fn final_captions(&self) -> Vec<(Segment, String)> {
-        self.captions.lock().unwrap().iter().filter(|(s, _)| s.is_final).cloned().collect()
+        self.captions
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| s.is_final)
+            .cloned()
+            .collect()
     }
 
     fn send(&self, message: ClientMessage) {
@@ -204,11 +229,19 @@ fn jfk_frames() -> Vec<Vec<u8>> {
 fn relative(segments: &[Segment], t0_ms: i64) -> Vec<(f64, f64)> {
     segments
         .iter()
-        .map(|s| ((s.start_ms - t0_ms) as f64 / 1000.0, (s.end_ms - t0_ms) as f64 / 1000.0))
+        .map(|s| {
+            (
+                (s.start_ms - t0_ms) as f64 / 1000.0,
+                (s.end_ms - t0_ms) as f64 / 1000.0,
+            )
+        })
         .collect()
 }
 
-async fn stored(server: &RunningServer, meeting_id: &str) -> Vec<samtal_signaling::store::TranscriptSegment> {
+async fn stored(
+    server: &RunningServer,
+    meeting_id: &str,
+) -> Vec<samtal_signaling::store::TranscriptSegment> {
     server
         .state
         .store
@@ -220,7 +253,11 @@ async fn stored(server: &RunningServer, meeting_id: &str) -> Vec<samtal_signalin
 }
 
 fn meeting_id(server: &RunningServer, room: &str) -> String {
-    server.state.transcription.meeting_id(room).expect("transcription is on")
+    server
+        .state
+        .transcription
+        .meeting_id(room)
+        .expect("transcription is on")
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -235,51 +272,118 @@ async fn captions_carry_the_speaker_and_the_reference_times() {
     let _serial = SERIAL.lock().await;
     let server = start_server(Some(SECRET), "captions").await;
     let ws = server.ws_url();
-    let worker = spawn_worker(worker_config(&ws, Some(token("*", "Transcriber", Role::Service))));
-    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    let worker = spawn_worker(worker_config(
+        &ws,
+        Some(token("*", "Transcriber", Role::Service)),
+    ));
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        worker.stats().connected
+    })
+    .await;
 
-    let alice = Speaker::join(&ws, "weekly", "Alice", Some(token("weekly", "Alice", Role::Participant))).await;
-    let moderator = Speaker::join(&ws, "weekly", "Mona", Some(token("weekly", "Mona", Role::Moderator))).await;
-    moderator.send(ClientMessage::Transcription { enabled: true, language: Some("en".into()), prompt: None });
+    let alice = Speaker::join(
+        &ws,
+        "weekly",
+        "Alice",
+        Some(token("weekly", "Alice", Role::Participant)),
+    )
+    .await;
+    let moderator = Speaker::join(
+        &ws,
+        "weekly",
+        "Mona",
+        Some(token("weekly", "Mona", Role::Moderator)),
+    )
+    .await;
+    moderator.send(ClientMessage::Transcription {
+        enabled: true,
+        language: Some("en".into()),
+        prompt: None,
+    });
     wait_receiving(&worker, "weekly", 0, 25).await;
     let meeting = meeting_id(&server, "weekly");
 
     let t0 = alice.say(jfk_frames()).await;
-    wait_for("four final captions", Duration::from_secs(40), || alice.final_captions().len() >= 4).await;
+    wait_for("four final captions", Duration::from_secs(40), || {
+        alice.final_captions().len() >= 4
+    })
+    .await;
     let captions = alice.final_captions();
     let segments: Vec<Segment> = captions.iter().map(|(s, _)| s.clone()).collect();
     let got = relative(&segments, t0);
     eprintln!("captions relative to the first jfk frame: {got:.3?}");
     assert_matches_reference(&got, 0.25, "captions");
     for (s, name) in &captions {
-        assert_eq!((name.as_str(), s.participant_id.as_str()), ("Alice", alice.id.as_str()), "{s:?}");
-        assert_eq!(s.utterance_id, format!("{meeting}:{}:{}", alice.id, s.start_ms));
-        assert_eq!((s.text.as_str(), s.language.as_deref()), (SCRIPTED_TEXT, Some("en")));
+        assert_eq!(
+            (name.as_str(), s.participant_id.as_str()),
+            ("Alice", alice.id.as_str()),
+            "{s:?}"
+        );
+        assert_eq!(
+            s.utterance_id,
+            format!("{meeting}:{}:{}", alice.id, s.start_ms)
+        );
+        assert_eq!(
+            (s.text.as_str(), s.language.as_deref()),
+            (SCRIPTED_TEXT, Some("en"))
+        );
         assert_eq!(s.confidence, Some(1.0));
     }
     // The moderator sees the same captions.
-    wait_for("the moderator's captions", Duration::from_secs(5), || moderator.final_captions().len() >= 4).await;
+    wait_for("the moderator's captions", Duration::from_secs(5), || {
+        moderator.final_captions().len() >= 4
+    })
+    .await;
 
     // Stored, with the speaker's name, and acknowledged.
     let store = stored(&server, &meeting).await;
     assert_eq!(store.len(), 4, "{store:?}");
     for (row, s) in store.iter().zip(&segments) {
-        assert_eq!((row.utterance_id.as_str(), row.speaker_name.as_str()), (s.utterance_id.as_str(), "Alice"));
+        assert_eq!(
+            (row.utterance_id.as_str(), row.speaker_name.as_str()),
+            (s.utterance_id.as_str(), "Alice")
+        );
         assert_eq!((row.start_ms, row.end_ms), (s.start_ms, s.end_ms));
     }
-    wait_for("acknowledgements", Duration::from_secs(5), || worker.stats().finals_acked == 4).await;
+    wait_for("acknowledgements", Duration::from_secs(5), || {
+        worker.stats().finals_acked == 4
+    })
+    .await;
     let stats = worker.stats();
     eprintln!(
         "lag: last {:?}, mean {:?}, max {:?}; pool {:?}; packets {} backlog {}",
-        stats.last_lag, stats.mean_lag, stats.max_lag, stats.pool, stats.packets_received, stats.packet_backlog
+        stats.last_lag,
+        stats.mean_lag,
+        stats.max_lag,
+        stats.pool,
+        stats.packets_received,
+        stats.packet_backlog
     );
-    assert_eq!((stats.finals_sent, stats.unacked_segments, stats.finals_abandoned), (4, 0, 0));
+    assert_eq!(
+        (
+            stats.finals_sent,
+            stats.unacked_segments,
+            stats.finals_abandoned
+        ),
+        (4, 0, 0)
+    );
     assert_eq!(stats.utterances, 4);
-    assert!(stats.max_lag < Duration::from_secs(3), "end of speech to caption: {:?}", stats.max_lag);
+    assert!(
+        stats.max_lag < Duration::from_secs(3),
+        "end of speech to caption: {:?}",
+        stats.max_lag
+    );
 
     // Off: the worker gets `stop`, flushes (nothing left) and leaves the room.
-    moderator.send(ClientMessage::Transcription { enabled: false, language: None, prompt: None });
-    wait_for("the job to stop", Duration::from_secs(15), || worker.stats().rooms.is_empty()).await;
+    moderator.send(ClientMessage::Transcription {
+        enabled: false,
+        language: None,
+        prompt: None,
+    });
+    wait_for("the job to stop", Duration::from_secs(15), || {
+        worker.stats().rooms.is_empty()
+    })
+    .await;
     assert_eq!(stored(&server, &meeting).await.len(), 4);
 
     alice.leave().await;
@@ -298,11 +402,18 @@ async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
     let mut config = worker_config(&ws, None);
     config.interim_interval = Some(Duration::from_millis(400));
     let worker = spawn_worker(config);
-    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        worker.stats().connected
+    })
+    .await;
     let alice = Speaker::join(&ws, "standup", "Alice", None).await;
     let bob = Speaker::join(&ws, "standup", "Bob", None).await;
     // On an open server anyone may switch transcription on.
-    bob.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    bob.send(ClientMessage::Transcription {
+        enabled: true,
+        language: None,
+        prompt: None,
+    });
     wait_receiving(&worker, "standup", 0, 50).await;
     let meeting = meeting_id(&server, "standup");
 
@@ -312,43 +423,81 @@ async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
     let mut bobs = vec![silence; 250];
     bobs.extend(frames[250..].iter().cloned());
     let (ta, tb) = tokio::join!(alice.say(frames[..250].to_vec()), bob.say(bobs));
-    wait_for("four final captions", Duration::from_secs(40), || alice.final_captions().len() >= 4).await;
+    wait_for("four final captions", Duration::from_secs(40), || {
+        alice.final_captions().len() >= 4
+    })
+    .await;
 
     let captions = alice.final_captions();
     let of = |who: &Speaker| -> Vec<Segment> {
-        captions.iter().filter(|(s, _)| s.participant_id == who.id).map(|(s, _)| s.clone()).collect()
+        captions
+            .iter()
+            .filter(|(s, _)| s.participant_id == who.id)
+            .map(|(s, _)| s.clone())
+            .collect()
     };
     for (s, name) in &captions {
-        let expected = if s.participant_id == alice.id { &alice.name } else { &bob.name };
+        let expected = if s.participant_id == alice.id {
+            &alice.name
+        } else {
+            &bob.name
+        };
         assert_eq!(name, expected, "caption name matches its speaker id: {s:?}");
     }
     let (a, b) = (relative(&of(&alice), ta), relative(&of(&bob), tb));
     eprintln!("Alice: {a:.3?}\nBob:   {b:.3?}");
-    assert_eq!((a.len(), b.len()), (2, 2), "Alice said two utterances, Bob two: {a:.2?} {b:.2?}");
-    for (who, spans, reference) in [("Alice", &a, &JFK_REFERENCE[..2]), ("Bob", &b, &JFK_REFERENCE[2..])] {
+    assert_eq!(
+        (a.len(), b.len()),
+        (2, 2),
+        "Alice said two utterances, Bob two: {a:.2?} {b:.2?}"
+    );
+    for (who, spans, reference) in [
+        ("Alice", &a, &JFK_REFERENCE[..2]),
+        ("Bob", &b, &JFK_REFERENCE[2..]),
+    ] {
         for ((s, e), (rs, re)) in spans.iter().zip(reference) {
-            assert!((s - rs).abs() <= 0.25 && (e - re).abs() <= 0.25, "{who}: {s:.2}–{e:.2} vs {rs:.2}–{re:.2}");
+            assert!(
+                (s - rs).abs() <= 0.25 && (e - re).abs() <= 0.25,
+                "{who}: {s:.2}–{e:.2} vs {rs:.2}–{re:.2}"
+            );
         }
     }
     let store = stored(&server, &meeting).await;
     let speakers: Vec<&str> = store.iter().map(|r| r.speaker_name.as_str()).collect();
-    assert_eq!(speakers, ["Alice", "Alice", "Bob", "Bob"], "stored in time order with the right names");
+    assert_eq!(
+        speakers,
+        ["Alice", "Alice", "Bob", "Bob"],
+        "stored in time order with the right names"
+    );
 
     // Interims: replaced by their final, never after it, never stored.
     let all = alice.captions.lock().unwrap().clone();
     let interims: Vec<&Segment> = all.iter().map(|(s, _)| s).filter(|s| !s.is_final).collect();
-    eprintln!("{} interim captions, {} finals", interims.len(), captions.len());
-    assert!(interims.len() >= 4, "utterances of 1.1–2.5 s with interims every 0.4 s: {interims:?}");
+    eprintln!(
+        "{} interim captions, {} finals",
+        interims.len(),
+        captions.len()
+    );
+    assert!(
+        interims.len() >= 4,
+        "utterances of 1.1–2.5 s with interims every 0.4 s: {interims:?}"
+    );
     for interim in &interims {
         let at = |final_: bool| {
-            all.iter().position(|(s, _)| s.utterance_id == interim.utterance_id && s.is_final == final_)
+            all.iter()
+                .position(|(s, _)| s.utterance_id == interim.utterance_id && s.is_final == final_)
         };
-        let final_at = at(true).unwrap_or_else(|| panic!("interim {} has no final with its id", interim.utterance_id));
+        let final_at = at(true)
+            .unwrap_or_else(|| panic!("interim {} has no final with its id", interim.utterance_id));
         let last_interim = all
             .iter()
             .rposition(|(s, _)| s.utterance_id == interim.utterance_id && !s.is_final)
             .unwrap();
-        assert!(last_interim < final_at, "an interim came after the final of {}", interim.utterance_id);
+        assert!(
+            last_interim < final_at,
+            "an interim came after the final of {}",
+            interim.utterance_id
+        );
         assert_eq!(interim.start_ms, all[final_at].0.start_ms);
     }
     assert_eq!(store.len(), 4, "interims are not stored");
@@ -369,16 +518,30 @@ async fn a_participant_who_opts_out_is_not_transcribed() {
     let server = start_server(None, "consent").await;
     let ws = server.ws_url();
     let worker = spawn_worker(worker_config(&ws, None));
-    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        worker.stats().connected
+    })
+    .await;
     let alice = Speaker::join(&ws, "consent", "Alice", None).await;
     let bob = Speaker::join(&ws, "consent", "Bob", None).await;
-    bob.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    bob.send(ClientMessage::Transcription {
+        enabled: true,
+        language: None,
+        prompt: None,
+    });
     wait_receiving(&worker, "consent", 0, 50).await;
     let meeting = meeting_id(&server, "consent");
     alice.send(ClientMessage::TranscriptionConsent { opt_out: true });
-    wait_for("Bob to hear of Alice's opt-out", Duration::from_secs(10), || {
-        bob.consents.lock().unwrap().contains(&(alice.id.clone(), true))
-    })
+    wait_for(
+        "Bob to hear of Alice's opt-out",
+        Duration::from_secs(10),
+        || {
+            bob.consents
+                .lock()
+                .unwrap()
+                .contains(&(alice.id.clone(), true))
+        },
+    )
     .await;
 
     // Both say jfk halves in turn, as in the attribution test: only Bob's two utterances come out.
@@ -387,27 +550,66 @@ async fn a_participant_who_opts_out_is_not_transcribed() {
     let mut bobs = vec![silence.clone(); 250];
     bobs.extend(frames[250..].iter().cloned());
     let _ = tokio::join!(alice.say(frames[..250].to_vec()), bob.say(bobs));
-    wait_for("Bob's two final captions", Duration::from_secs(40), || bob.final_captions().len() >= 2).await;
+    wait_for("Bob's two final captions", Duration::from_secs(40), || {
+        bob.final_captions().len() >= 2
+    })
+    .await;
     // Give anything of Alice's time to arrive too (her speech ended 6 s before Bob's).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let speakers: Vec<String> = bob.final_captions().iter().map(|(_, name)| name.clone()).collect();
+    let speakers: Vec<String> = bob
+        .final_captions()
+        .iter()
+        .map(|(_, name)| name.clone())
+        .collect();
     assert_eq!(speakers, ["Bob", "Bob"], "nothing of Alice's is captioned");
-    let names: Vec<String> = stored(&server, &meeting).await.into_iter().map(|s| s.speaker_name).collect();
+    let names: Vec<String> = stored(&server, &meeting)
+        .await
+        .into_iter()
+        .map(|s| s.speaker_name)
+        .collect();
     assert_eq!(names, ["Bob", "Bob"], "nothing of Alice's is stored");
-    let transcript = server.state.store.transcript(&meeting).await.unwrap().unwrap();
-    let alice_record = transcript.participants.iter().find(|p| p.participant_id == alice.id).expect("Alice is a participant");
-    assert!(alice_record.opted_out_at.is_some(), "the transcript says Alice opted out: {alice_record:?}");
+    let transcript = server
+        .state
+        .store
+        .transcript(&meeting)
+        .await
+        .unwrap()
+        .unwrap();
+    let alice_record = transcript
+        .participants
+        .iter()
+        .find(|p| p.participant_id == alice.id)
+        .expect("Alice is a participant");
+    assert!(
+        alice_record.opted_out_at.is_some(),
+        "the transcript says Alice opted out: {alice_record:?}"
+    );
 
     // Back in: her next utterances are transcribed.
     alice.send(ClientMessage::TranscriptionConsent { opt_out: false });
-    wait_for("Bob to hear Alice opted back in", Duration::from_secs(10), || {
-        bob.consents.lock().unwrap().contains(&(alice.id.clone(), false))
-    })
+    wait_for(
+        "Bob to hear Alice opted back in",
+        Duration::from_secs(10),
+        || {
+            bob.consents
+                .lock()
+                .unwrap()
+                .contains(&(alice.id.clone(), false))
+        },
+    )
     .await;
     alice.say(frames[..250].to_vec()).await;
-    wait_for("Alice's captions after opting back in", Duration::from_secs(40), || {
-        bob.final_captions().iter().filter(|(_, n)| n == "Alice").count() >= 2
-    })
+    wait_for(
+        "Alice's captions after opting back in",
+        Duration::from_secs(40),
+        || {
+            bob.final_captions()
+                .iter()
+                .filter(|(_, n)| n == "Alice")
+                .count()
+                >= 2
+        },
+    )
     .await;
 
     alice.leave().await;
@@ -425,9 +627,16 @@ async fn killing_and_restarting_the_worker_loses_no_stored_segment() {
     let server = start_server(None, "kill").await;
     let ws = server.ws_url();
     let first = spawn_worker(worker_config(&ws, None));
-    wait_for("the worker to register", Duration::from_secs(10), || first.stats().connected).await;
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        first.stats().connected
+    })
+    .await;
     let alice = Speaker::join(&ws, "retro", "Alice", None).await;
-    alice.send(ClientMessage::Transcription { enabled: true, language: Some("sv".into()), prompt: None });
+    alice.send(ClientMessage::Transcription {
+        enabled: true,
+        language: Some("sv".into()),
+        prompt: None,
+    });
     wait_receiving(&first, "retro", 0, 25).await;
     let meeting = meeting_id(&server, "retro");
 
@@ -441,7 +650,10 @@ async fn killing_and_restarting_the_worker_loses_no_stored_segment() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(before.len() >= 2, "two segments stored before the kill: {before:?}");
+    assert!(
+        before.len() >= 2,
+        "two segments stored before the kill: {before:?}"
+    );
     first.kill();
     // A new worker process takes a moment to start.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -454,8 +666,19 @@ async fn killing_and_restarting_the_worker_loses_no_stored_segment() {
     let mut again = vec![opus_20ms(&[0.0; 320]).remove(0); 50];
     again.extend(frames);
     let t0 = alice.say(again).await + 1000;
-    let from_t0 = || alice.final_captions().iter().filter(|(s, _)| s.start_ms >= t0 - 500).count();
-    wait_for("the new worker's four captions of the second jfk", Duration::from_secs(40), || from_t0() >= 4).await;
+    let from_t0 = || {
+        alice
+            .final_captions()
+            .iter()
+            .filter(|(s, _)| s.start_ms >= t0 - 500)
+            .count()
+    };
+    wait_for(
+        "the new worker's four captions of the second jfk",
+        Duration::from_secs(40),
+        || from_t0() >= 4,
+    )
+    .await;
     // Let any late resend settle, then read the store.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = stored(&server, &meeting).await;
@@ -463,13 +686,24 @@ async fn killing_and_restarting_the_worker_loses_no_stored_segment() {
     let after_ids: HashSet<&str> = after.iter().map(|r| r.utterance_id.as_str()).collect();
     assert_eq!(after_ids.len(), after.len(), "no utterance stored twice");
     for row in &before {
-        assert!(after_ids.contains(row.utterance_id.as_str()), "{} was lost", row.utterance_id);
+        assert!(
+            after_ids.contains(row.utterance_id.as_str()),
+            "{} was lost",
+            row.utterance_id
+        );
     }
     for (s, _) in alice.final_captions() {
-        assert!(after_ids.contains(s.utterance_id.as_str()), "captioned but not stored: {}", s.utterance_id);
+        assert!(
+            after_ids.contains(s.utterance_id.as_str()),
+            "captioned but not stored: {}",
+            s.utterance_id
+        );
     }
     for pair in after.windows(2) {
-        assert!(pair[1].start_ms >= pair[0].end_ms, "one speaker's segments never overlap: {pair:?}");
+        assert!(
+            pair[1].start_ms >= pair[0].end_ms,
+            "one speaker's segments never overlap: {pair:?}"
+        );
     }
     let new: Vec<Segment> = alice
         .final_captions()
@@ -478,9 +712,16 @@ async fn killing_and_restarting_the_worker_loses_no_stored_segment() {
         .filter(|s| s.start_ms >= t0 - 500)
         .collect();
     let got = relative(&new, t0);
-    eprintln!("stored before the kill: {}, after: {}; second worker's captions: {got:.3?}", before.len(), after.len());
+    eprintln!(
+        "stored before the kill: {}, after: {}; second worker's captions: {got:.3?}",
+        before.len(),
+        after.len()
+    );
     assert_matches_reference(&got, 0.25, "after the restart");
-    assert!(new.iter().all(|s| s.language.as_deref() == Some("sv")), "the job's language reaches the new worker");
+    assert!(
+        new.iter().all(|s| s.language.as_deref() == Some("sv")),
+        "the job's language reaches the new worker"
+    );
     assert_eq!(second.stats().finals_abandoned, 0);
 
     alice.leave().await;
@@ -496,9 +737,16 @@ async fn graceful_shutdown_flushes_the_utterance_in_progress() {
     let server = start_server(None, "flush").await;
     let ws = server.ws_url();
     let worker = spawn_worker(worker_config(&ws, None));
-    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        worker.stats().connected
+    })
+    .await;
     let alice = Speaker::join(&ws, "review", "Alice", None).await;
-    alice.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    alice.send(ClientMessage::Transcription {
+        enabled: true,
+        language: None,
+        prompt: None,
+    });
     wait_receiving(&worker, "review", 0, 25).await;
     let meeting = meeting_id(&server, "review");
 
@@ -509,12 +757,24 @@ async fn graceful_shutdown_flushes_the_utterance_in_progress() {
     let store = stored(&server, &meeting).await;
     let got: Vec<(f64, f64)> = store
         .iter()
-        .map(|r| ((r.start_ms - t0) as f64 / 1000.0, (r.end_ms - t0) as f64 / 1000.0))
+        .map(|r| {
+            (
+                (r.start_ms - t0) as f64 / 1000.0,
+                (r.end_ms - t0) as f64 / 1000.0,
+            )
+        })
         .collect();
     eprintln!("stored after shutdown at 6.5 s: {got:.3?}");
-    assert_eq!(got.len(), 3, "two whole utterances and the cut one: {got:.2?}");
+    assert_eq!(
+        got.len(),
+        3,
+        "two whole utterances and the cut one: {got:.2?}"
+    );
     assert!((got[2].0 - JFK_REFERENCE[2].0).abs() <= 0.25, "{got:.2?}");
-    assert!(got[2].1 > 6.0 && got[2].1 < 7.0, "cut where the worker stopped: {got:.2?}");
+    assert!(
+        got[2].1 > 6.0 && got[2].1 < 7.0,
+        "cut where the worker stopped: {got:.2?}"
+    );
 
     alice.leave().await;
     server.shutdown().await;
@@ -548,7 +808,12 @@ impl Relay {
                 c.lock().unwrap().push(task.abort_handle());
             }
         });
-        Relay { addr, target, connections, accept }
+        Relay {
+            addr,
+            target,
+            connections,
+            accept,
+        }
     }
 
     fn ws_url(&self) -> String {
@@ -581,35 +846,59 @@ async fn the_worker_survives_a_server_restart() {
     let relay = Relay::start(old.addr).await;
     let ws = relay.ws_url();
     let worker = spawn_worker(worker_config(&ws, None));
-    wait_for("the worker to register", Duration::from_secs(10), || worker.stats().connected).await;
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        worker.stats().connected
+    })
+    .await;
     let alice = Speaker::join(&ws, "daily", "Alice", None).await;
-    alice.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    alice.send(ClientMessage::Transcription {
+        enabled: true,
+        language: None,
+        prompt: None,
+    });
     wait_receiving(&worker, "daily", 0, 25).await;
 
     let new = start_server(None, "restart-b").await;
     relay.restart_to(new.addr);
     alice.leave().await;
-    tokio::time::timeout(Duration::from_secs(10), old.shutdown()).await.expect("the old server stops");
+    tokio::time::timeout(Duration::from_secs(10), old.shutdown())
+        .await
+        .expect("the old server stops");
     wait_for("the worker to re-register", Duration::from_secs(15), || {
         let s = worker.stats();
         s.connected && s.registrations >= 2
     })
     .await;
     // The new server never heard of the old job: after the grace period the worker drops it.
-    wait_for("the stale job to go", Duration::from_secs(20), || worker.stats().rooms.is_empty()).await;
+    wait_for("the stale job to go", Duration::from_secs(20), || {
+        worker.stats().rooms.is_empty()
+    })
+    .await;
 
     let alice = Speaker::join(&ws, "daily", "Alice", None).await;
-    alice.send(ClientMessage::Transcription { enabled: true, language: None, prompt: None });
+    alice.send(ClientMessage::Transcription {
+        enabled: true,
+        language: None,
+        prompt: None,
+    });
     let since = worker.stats().packets_received;
     wait_receiving(&worker, "daily", since, 25).await;
     let t0 = alice.say(jfk_frames()).await;
-    wait_for("four captions from the new server", Duration::from_secs(40), || alice.final_captions().len() >= 4).await;
+    wait_for(
+        "four captions from the new server",
+        Duration::from_secs(40),
+        || alice.final_captions().len() >= 4,
+    )
+    .await;
     let segments: Vec<Segment> = alice.final_captions().into_iter().map(|(s, _)| s).collect();
     assert_matches_reference(&relative(&segments, t0), 0.25, "after the server restart");
     let stored = stored(&new, &meeting_id(&new, "daily")).await;
     assert_eq!(stored.len(), 4);
     let stats = worker.stats();
-    assert!(stats.control_failures >= 1 && stats.registrations >= 2, "{stats:?}");
+    assert!(
+        stats.control_failures >= 1 && stats.registrations >= 2,
+        "{stats:?}"
+    );
 
     alice.leave().await;
     worker.shutdown().await;

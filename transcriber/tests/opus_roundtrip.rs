@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_matches_reference, max_deviation, read_wav_16k, test_data};
-use samtal_transcriber::fixtures::upsample_3x;
 use opus::{Application, Bitrate, Channels, Encoder};
 use samtal_transcriber::audio::{DecoderConfig, SpeakerDecoder};
+use samtal_transcriber::fixtures::upsample_3x;
 use samtal_transcriber::vad::{Segmenter, SegmenterConfig, SileroConfig, SileroVad};
 
 struct Packet {

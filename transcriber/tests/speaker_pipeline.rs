@@ -12,18 +12,26 @@ use common::{JFK_REFERENCE, assert_matches_reference, opus_20ms, read_wav_16k, t
 use samtal_client::Received;
 use samtal_client::samtal_protocol::MediaKind;
 use samtal_transcriber::vad::{CutReason, SileroConfig, SileroVad};
-use samtal_transcriber::worker::{SpeakerConfig, SpeakerPipeline, TimedUtterance, WallClock, utterance_id};
+use samtal_transcriber::worker::{
+    SpeakerConfig, SpeakerPipeline, TimedUtterance, WallClock, utterance_id,
+};
 
 /// Unix ms the tests pin the first packet's capture time to.
 const T0_MS: f64 = 1_763_856_000_000.0;
 
 fn vad() -> SileroVad {
-    SileroVad::load(&SileroConfig::new(test_data("models/ggml-silero-v6.2.0-for-tests.bin"))).unwrap()
+    SileroVad::load(&SileroConfig::new(test_data(
+        "models/ggml-silero-v6.2.0-for-tests.bin",
+    )))
+    .unwrap()
 }
 
 /// jfk.wav as Opus payloads, 20 ms each (550 of them).
 fn jfk_payloads() -> Vec<Bytes> {
-    opus_20ms(&read_wav_16k("audio/jfk.wav")).into_iter().map(Bytes::from).collect()
+    opus_20ms(&read_wav_16k("audio/jfk.wav"))
+        .into_iter()
+        .map(Bytes::from)
+        .collect()
 }
 
 /// One sender's RTP stream: who, SSRC, first sequence number and timestamp, and when frame 0 was captured.
@@ -54,13 +62,24 @@ impl Stream<'_> {
 }
 
 fn stream(speaker: &str, ssrc: u32, seq0: u16, ts0: u32, capture_start: Instant) -> Stream<'_> {
-    Stream { speaker, ssrc, seq0, ts0, capture_start }
+    Stream {
+        speaker,
+        ssrc,
+        seq0,
+        ts0,
+        capture_start,
+    }
 }
 
 /// Utterance spans in seconds relative to T0.
 fn spans(done: &[TimedUtterance]) -> Vec<(f64, f64)> {
     done.iter()
-        .map(|u| ((u.start_ms as f64 - T0_MS) / 1000.0, (u.end_ms as f64 - T0_MS) / 1000.0))
+        .map(|u| {
+            (
+                (u.start_ms as f64 - T0_MS) / 1000.0,
+                (u.end_ms as f64 - T0_MS) / 1000.0,
+            )
+        })
         .collect()
 }
 
@@ -68,7 +87,8 @@ fn spans(done: &[TimedUtterance]) -> Vec<(f64, f64)> {
 fn jfk_packets_give_the_reference_utterances_on_the_wall_clock() {
     let t0 = Instant::now();
     let clock = WallClock::at(t0, T0_MS);
-    let mut pipeline = SpeakerPipeline::new("p-alice", vad(), clock, SpeakerConfig::default()).unwrap();
+    let mut pipeline =
+        SpeakerPipeline::new("p-alice", vad(), clock, SpeakerConfig::default()).unwrap();
     let payloads = jfk_payloads();
     assert_eq!(payloads.len(), 550);
     let mut done = Vec::new();
@@ -81,9 +101,24 @@ fn jfk_packets_give_the_reference_utterances_on_the_wall_clock() {
     }
     // The speaker stops sending: after a second without packets the pipeline closes what is open.
     let last = t0 + Duration::from_millis(20 * 550);
-    assert!(pipeline.flush_if_idle(last + Duration::from_millis(500), Duration::from_secs(1)).unwrap().is_empty());
-    done.extend(pipeline.flush_if_idle(last + Duration::from_secs(1), Duration::from_secs(1)).unwrap());
-    assert!(pipeline.flush_if_idle(last + Duration::from_secs(2), Duration::from_secs(1)).unwrap().is_empty(), "one flush per pause");
+    assert!(
+        pipeline
+            .flush_if_idle(last + Duration::from_millis(500), Duration::from_secs(1))
+            .unwrap()
+            .is_empty()
+    );
+    done.extend(
+        pipeline
+            .flush_if_idle(last + Duration::from_secs(1), Duration::from_secs(1))
+            .unwrap(),
+    );
+    assert!(
+        pipeline
+            .flush_if_idle(last + Duration::from_secs(2), Duration::from_secs(1))
+            .unwrap()
+            .is_empty(),
+        "one flush per pause"
+    );
 
     let got = spans(&done);
     eprintln!("wall-clock spans relative to the first packet: {got:.3?}");
@@ -92,32 +127,56 @@ fn jfk_packets_give_the_reference_utterances_on_the_wall_clock() {
     for (k, u) in done.iter().enumerate() {
         assert_eq!(u.utterance.index, k as u64);
         let from_samples = T0_MS + u.utterance.start_sample as f64 / 16.0;
-        assert!((u.start_ms as f64 - from_samples).abs() <= 1.0, "start_ms follows the timeline");
-        assert_eq!(u.utterance.samples.len() as u64, u.utterance.end_sample - u.utterance.start_sample);
+        assert!(
+            (u.start_ms as f64 - from_samples).abs() <= 1.0,
+            "start_ms follows the timeline"
+        );
+        assert_eq!(
+            u.utterance.samples.len() as u64,
+            u.utterance.end_sample - u.utterance.start_sample
+        );
         if k > 0 {
-            assert!(u.start_ms >= done[k - 1].end_ms, "utterances do not overlap");
+            assert!(
+                u.start_ms >= done[k - 1].end_ms,
+                "utterances do not overlap"
+            );
         }
     }
     // Ids are stable and distinct per utterance.
-    let ids: Vec<String> = done.iter().map(|u| utterance_id("m1", "p-alice", u.start_ms)).collect();
+    let ids: Vec<String> = done
+        .iter()
+        .map(|u| utterance_id("m1", "p-alice", u.start_ms))
+        .collect();
     assert_eq!(ids[0], format!("m1:p-alice:{}", done[0].start_ms));
     let mut unique = ids.clone();
     unique.dedup();
     assert_eq!(unique.len(), 4);
     let stats = pipeline.stats();
-    assert_eq!((stats.decoder.packets, stats.utterances, stats.resyncs), (550, 4, 0));
+    assert_eq!(
+        (stats.decoder.packets, stats.utterances, stats.resyncs),
+        (550, 4, 0)
+    );
 }
 
 #[test]
 fn network_jitter_does_not_move_the_utterances() {
     let t0 = Instant::now();
-    let mut pipeline =
-        SpeakerPipeline::new("p-bob", vad(), WallClock::at(t0, T0_MS), SpeakerConfig::default()).unwrap();
+    let mut pipeline = SpeakerPipeline::new(
+        "p-bob",
+        vad(),
+        WallClock::at(t0, T0_MS),
+        SpeakerConfig::default(),
+    )
+    .unwrap();
     let mut done = Vec::new();
     for (i, p) in jfk_payloads().iter().enumerate() {
         // 0–60 ms of extra delay, varying packet to packet; the first packet is on time.
         let jitter = Duration::from_millis(((i * 37) % 61) as u64 * u64::from(i > 0));
-        done.extend(pipeline.push(&stream("p-bob", 9, 1, 0, t0).packet(i, p, jitter)).unwrap());
+        done.extend(
+            pipeline
+                .push(&stream("p-bob", 9, 1, 0, t0).packet(i, p, jitter))
+                .unwrap(),
+        );
     }
     done.extend(pipeline.flush().unwrap());
     let got = spans(&done);
@@ -130,8 +189,13 @@ fn network_jitter_does_not_move_the_utterances() {
 fn a_new_ssrc_restarts_the_stream_without_losing_the_clock() {
     // The first 5 s with one SSRC, the rest with another and fresh RTP bases (the sender restarted).
     let t0 = Instant::now();
-    let mut pipeline =
-        SpeakerPipeline::new("p-carl", vad(), WallClock::at(t0, T0_MS), SpeakerConfig::default()).unwrap();
+    let mut pipeline = SpeakerPipeline::new(
+        "p-carl",
+        vad(),
+        WallClock::at(t0, T0_MS),
+        SpeakerConfig::default(),
+    )
+    .unwrap();
     let mut done = Vec::new();
     for (i, p) in jfk_payloads().iter().enumerate() {
         let pk = if i < 250 {
@@ -157,8 +221,13 @@ fn a_new_ssrc_restarts_the_stream_without_losing_the_clock() {
 fn a_timestamp_jump_without_a_pause_re_ties_the_clock() {
     // An SFU that rewrote timestamps: 60 s forward in RTP time at packet 300 (6.0 s), no real pause.
     let t0 = Instant::now();
-    let mut pipeline =
-        SpeakerPipeline::new("p-dana", vad(), WallClock::at(t0, T0_MS), SpeakerConfig::default()).unwrap();
+    let mut pipeline = SpeakerPipeline::new(
+        "p-dana",
+        vad(),
+        WallClock::at(t0, T0_MS),
+        SpeakerConfig::default(),
+    )
+    .unwrap();
     let mut done = Vec::new();
     for (i, p) in jfk_payloads().iter().enumerate() {
         let mut pk = stream("p-dana", 5, 0, 0, t0).packet(i, p, Duration::ZERO);
@@ -171,12 +240,22 @@ fn a_timestamp_jump_without_a_pause_re_ties_the_clock() {
     let got = spans(&done);
     eprintln!("timestamp jump at 6.0 s: {got:.3?}");
     assert_eq!(pipeline.stats().resyncs, 1);
-    assert_eq!(got.len(), 5, "the utterance across the jump is cut in two: {got:.2?}");
+    assert_eq!(
+        got.len(),
+        5,
+        "the utterance across the jump is cut in two: {got:.2?}"
+    );
     // Everything stays near real time: nothing is placed a minute late.
     for (s, e) in &got {
         assert!(*s > 0.0 && *e < 11.5, "{got:.2?}");
     }
     let (first, last) = (got[0], got[4]);
-    assert!((first.0 - JFK_REFERENCE[0].0).abs() <= 0.25 && (last.1 - JFK_REFERENCE[3].1).abs() <= 0.25, "{got:.2?}");
-    assert!(done.iter().any(|u| u.utterance.cut == CutReason::EndOfStream));
+    assert!(
+        (first.0 - JFK_REFERENCE[0].0).abs() <= 0.25 && (last.1 - JFK_REFERENCE[3].1).abs() <= 0.25,
+        "{got:.2?}"
+    );
+    assert!(
+        done.iter()
+            .any(|u| u.utterance.cut == CutReason::EndOfStream)
+    );
 }

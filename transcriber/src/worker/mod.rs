@@ -46,14 +46,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use backoff::{Backoff, BackoffConfig};
+pub use metrics::StatsReader;
 pub use outbox::{ACK_NONCE_PREFIX, Outbox};
 pub use room::utterance_id;
 pub use speaker::{SpeakerConfig, SpeakerPipeline, SpeakerStats, TimedUtterance, WallClock};
-pub use metrics::StatsReader;
 pub use stats::{RoomStats, WorkerStats};
 
 use crate::error::Result;
-use crate::pool::{PoolConfig, Recognized, RecognitionPool};
+use crate::pool::{PoolConfig, RecognitionPool, Recognized};
 use crate::recognize::Recognizer;
 use crate::vad::{SileroConfig, SileroVad};
 use control::{ControlConfig, ControlEvent};
@@ -247,12 +247,17 @@ impl WorkerHandle {
             let _ = manager.await;
         }
         self.stats().log();
-        for task in [self.router.take(), self.logger.take()].into_iter().flatten() {
+        for task in [self.router.take(), self.logger.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
             let _ = task.await;
         }
         // Rooms are gone; once their last helpers have let go, wait for the recognition threads.
-        let Some(mut shared) = self.shared.take() else { return };
+        let Some(mut shared) = self.shared.take() else {
+            return;
+        };
         for _ in 0..50 {
             match Arc::try_unwrap(shared) {
                 Ok(shared) => {

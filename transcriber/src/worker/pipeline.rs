@@ -109,10 +109,18 @@ pub(crate) fn run(
                 let speaker = match speakers.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        match SpeakerPipeline::new(&packet.participant_id, vad.clone(), clock, config.speaker) {
+                        match SpeakerPipeline::new(
+                            &packet.participant_id,
+                            vad.clone(),
+                            clock,
+                            config.speaker,
+                        ) {
                             Ok(pipeline) => {
                                 tracing::info!(speaker = %packet.participant_id, track = %packet.track_id, "new speaker");
-                                e.insert(Speaker { pipeline, last_interim: None })
+                                e.insert(Speaker {
+                                    pipeline,
+                                    last_interim: None,
+                                })
                             }
                             Err(err) => {
                                 tracing::error!(speaker = %packet.participant_id, "cannot start a speaker pipeline: {err}");
@@ -168,12 +176,16 @@ pub(crate) fn run(
         for ((participant_id, _), s) in speakers.iter_mut() {
             match s.pipeline.flush_if_idle(now, config.idle_flush) {
                 Ok(done) => emit(participant_id, done),
-                Err(err) => tracing::warn!(speaker = %participant_id, "flushing an idle speaker: {err}"),
+                Err(err) => {
+                    tracing::warn!(speaker = %participant_id, "flushing an idle speaker: {err}")
+                }
             }
             let Some(interval) = config.interim_interval else {
                 continue;
             };
-            if s.last_interim.is_some_and(|t| now.duration_since(t) < interval) {
+            if s.last_interim
+                .is_some_and(|t| now.duration_since(t) < interval)
+            {
                 continue;
             }
             if let Some((start_ms, pcm)) = s.pipeline.in_progress()

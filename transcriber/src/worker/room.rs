@@ -245,7 +245,10 @@ impl RoomTask {
                     }
                     Err(e) => {
                         let delay = self.backoff.next_delay();
-                        tracing::warn!(retry_in_ms = delay.as_millis() as u64, "joining the room failed: {e}");
+                        tracing::warn!(
+                            retry_in_ms = delay.as_millis() as u64,
+                            "joining the room failed: {e}"
+                        );
                         reconnect_at = Instant::now() + delay;
                     }
                 }
@@ -255,7 +258,10 @@ impl RoomTask {
                     .media_lost_since
                     .is_some_and(|t| t.elapsed() >= self.shared.config.media_timeout)
             {
-                tracing::warn!("media connection lost for {:?}: rejoining", self.shared.config.media_timeout);
+                tracing::warn!(
+                    "media connection lost for {:?}: rejoining",
+                    self.shared.config.media_timeout
+                );
                 self.disconnect(&mut conn);
                 reconnect_at = Instant::now();
             }
@@ -362,8 +368,12 @@ impl RoomTask {
         options.media_capacity = 16_384;
         options.bind_ip = self.shared.config.bind_ip;
         let mut participant = Participant::join(&self.shared.config.server, options).await?;
-        let events = participant.take_events().ok_or(samtal_client::Error::Closed)?;
-        let mut media = participant.take_media().ok_or(samtal_client::Error::Closed)?;
+        let events = participant
+            .take_events()
+            .ok_or(samtal_client::Error::Closed)?;
+        let mut media = participant
+            .take_media()
+            .ok_or(samtal_client::Error::Closed)?;
         let audio = self.audio.clone();
         let counters = self.shared.counters.clone();
         let forwarder = self.tasks.spawn(async move {
@@ -524,7 +534,11 @@ impl RoomTask {
             .is_some_and(|&last| r.start_ms <= last);
         match conn {
             Some(c) if !superseded && !segment.text.is_empty() => {
-                if c.participant.signal().send(ClientMessage::Segment(segment)).is_ok() {
+                if c.participant
+                    .signal()
+                    .send(ClientMessage::Segment(segment))
+                    .is_ok()
+                {
                     counters.interims_sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -647,7 +661,8 @@ async fn submit_loop(
                 start_ms,
                 pcm,
             } => {
-                let end_ms = start_ms + (pcm.len() as i64 * 1000 / crate::audio::SAMPLE_RATE as i64);
+                let end_ms =
+                    start_ms + (pcm.len() as i64 * 1000 / crate::audio::SAMPLE_RATE as i64);
                 let ticket = shared.register(Ticket {
                     reply: reply.clone(),
                     is_final: false,

@@ -81,7 +81,8 @@ impl Counters {
             rooms,
             pool,
             packets_received: get(&self.packets_received),
-            packet_backlog: get(&self.packets_received).saturating_sub(get(&self.packets_processed)),
+            packet_backlog: get(&self.packets_received)
+                .saturating_sub(get(&self.packets_processed)),
             utterances: get(&self.utterances),
             pipeline_errors: get(&self.pipeline_errors),
             recognitions_in_progress: get(&self.recognitions_in_progress),
@@ -96,7 +97,11 @@ impl Counters {
             interims_dropped: get(&self.interims_dropped),
             last_lag: Duration::from_millis(get(&self.last_lag_ms)),
             max_lag: Duration::from_millis(get(&self.max_lag_ms)),
-            mean_lag: Duration::from_millis(get(&self.lag_total_ms).checked_div(lag_samples).unwrap_or(0)),
+            mean_lag: Duration::from_millis(
+                get(&self.lag_total_ms)
+                    .checked_div(lag_samples)
+                    .unwrap_or(0),
+            ),
         }
     }
 }
