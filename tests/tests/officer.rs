@@ -1,0 +1,117 @@
+//! The transcript archive page (web/officer.html) in headless Chromium: tests/browser/officer.mjs signs
+//! in as a compliance officer and as an administrator against a real server whose store holds a
+//! sealed two-speaker meeting, searches, reads, filters, exports, verifies and reads the audit trail.
+//! Here the downloaded files are checked independently of the page: the WebVTT parses as WebVTT (cue
+//! count and voices), the JSON export's hash chain is recomputed (the documented algorithm, written
+//! again here) and matches the digest the page showed and the store sealed.
+
+use samtal_e2e::*;
+use samtal_protocol::{Role, Segment};
+use samtal_signaling::auth::mint;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+const SECRET: &str = "officer-page-test-secret";
+
+/// A finished meeting of two speakers, sealed; returns its id and segment count.
+async fn seed(server: &RunningServer) -> (String, usize) {
+    let store = &server.state.store;
+    let t0 = 1_767_000_000_000; // 2025-12-29
+    let meeting = store.start_meeting_at("styrelse", Some("sv"), t0).await.expect("meeting");
+    store.add_participant(&meeting.id, "p-anna", "Anna Lind").await.expect("participant");
+    store.add_participant(&meeting.id, "p-bo", "Bo Ek").await.expect("participant");
+    let lines = [
+        ("p-anna", "Anna Lind", "Välkomna till styrelsemötet."),
+        ("p-bo", "Bo Ek", "Budgeten för nästa år är klar."),
+        ("p-anna", "Anna Lind", "Vi beslutar att anta budgeten."),
+        ("p-bo", "Bo Ek", "Jag skickar protokollet på fredag."),
+        ("p-anna", "Anna Lind", "Tack, mötet är avslutat."),
+    ];
+    for (i, (who, name, text)) in lines.iter().enumerate() {
+        let start = t0 + 2_000 + i as i64 * 4_000;
+        let segment = Segment {
+            utterance_id: format!("{who}-{start}"),
+            participant_id: (*who).into(),
+            start_ms: start,
+            end_ms: start + 3_000,
+            text: (*text).into(),
+            language: Some("sv".into()),
+            confidence: Some(0.9),
+            is_final: true,
+        };
+        assert!(store.add_segment(&meeting.id, &segment, name).await.expect("segment"));
+    }
+    store.end_meeting(&meeting.id, t0 + 30_000).await.expect("end");
+    store.seal(&meeting.id).await.expect("seal");
+    (meeting.id, lines.len())
+}
+
+/// The transcript hash chain of a JSON export, as docs/http-api.md defines it.
+fn chain(transcript: &serde_json::Value) -> String {
+    let m = &transcript["meeting"];
+    let enc = |v: serde_json::Value| serde_json::to_vec(&v).expect("JSON");
+    let mut link = hex(&Sha256::digest(enc(serde_json::json!(["samtal-transcript-v1", m["id"], m["room"], m["started_at"]]))));
+    let mut segments: Vec<&serde_json::Value> = transcript["segments"].as_array().expect("segments").iter().collect();
+    segments.sort_by_key(|s| (s["start_ms"].as_i64(), s["end_ms"].as_i64(), s["utterance_id"].as_str().unwrap_or_default().to_owned()));
+    for s in segments {
+        let fields = serde_json::json!([s["utterance_id"], s["participant_id"], s["speaker_name"], s["start_ms"], s["end_ms"], s["text"], s["language"]]);
+        let mut input = link.into_bytes();
+        input.push(b'\n');
+        input.extend(enc(fields));
+        link = hex(&Sha256::digest(&input));
+    }
+    format!("sha256:{link}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officer_signs_in_searches_reads_exports_and_the_administrator_audits() {
+    let (dir, chromium) = browser_driver();
+    let mut config = test_config();
+    config.auth.secret = Some(SECRET.into());
+    let server = start_server(config).await;
+    let (meeting, segments) = seed(&server).await;
+    let ttl = Duration::from_secs(3600);
+    let officer = mint(SECRET, "*", Some("Olga Officer"), Role::Compliance, ttl).expect("token");
+    let admin = mint(SECRET, "*", Some("Ada Admin"), Role::Administrator, ttl).expect("token");
+    let downloads = std::env::temp_dir().join(format!("samtal-officer-{}", std::process::id()));
+
+    let mut c = tokio::process::Command::new("node");
+    c.current_dir(&dir)
+        .arg("officer.mjs")
+        .args(["--url", &server.http_url(), "--officer", &officer, "--admin", &admin, "--word", "budget*", "--meeting", &meeting])
+        .args(["--speaker", "Bo Ek", "--timeout", "30"])
+        .arg("--downloads")
+        .arg(&downloads)
+        .arg("--chromium")
+        .arg(&chromium);
+    let out = run_peer(c, Duration::from_secs(300)).await;
+    let summary = out.json();
+    assert_eq!(out.status, Some(0), "officer page test failed: {summary}\n{}", out.tail());
+    assert_eq!(summary["ok"], true, "{summary}");
+
+    // What the page showed is what the store sealed.
+    let sealed = server.state.store.meeting(&meeting).await.expect("store").expect("meeting").transcript_digest.expect("sealed");
+    assert_eq!(summary["digest"], sealed.as_str(), "{summary}");
+
+    // The downloads, read without the server's code.
+    let read = |format: &str| std::fs::read_to_string(summary["downloads"][format]["path"].as_str().expect("a download path")).expect("download saved");
+    let vtt = read("vtt");
+    assert!(vtt.starts_with("WEBVTT"), "{vtt}");
+    assert!(vtt.contains(&sealed), "the WebVTT export does not carry the digest {sealed}:\n{vtt}");
+    let cues: Vec<&str> = vtt.split("\n\n").filter(|block| block.lines().any(|l| l.contains(" --> "))).collect();
+    assert_eq!(cues.len(), segments, "{vtt}");
+    assert!(cues.iter().filter(|c| c.contains("<v Bo Ek>")).count() == 2, "{vtt}");
+    let srt = read("srt");
+    assert_eq!(srt.matches(" --> ").count(), segments, "{srt}");
+    assert!(read("txt").contains("Bo Ek: Budgeten för nästa år är klar."));
+    let json: serde_json::Value = serde_json::from_str(&read("json")).expect("the JSON export parses");
+    assert_eq!(json["meeting"]["transcript_digest"], sealed.as_str());
+    assert_eq!(chain(&json), sealed, "the JSON export's recomputed chain does not give the sealed digest");
+    assert!(summary["downloads"]["vtt"]["suggested"].as_str().unwrap_or_default().ends_with(".vtt"), "{summary}");
+    let _ = std::fs::remove_dir_all(downloads);
+    server.shutdown().await;
+}

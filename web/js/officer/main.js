@@ -1,0 +1,251 @@
+// The transcript archive page (officer.html): sign-in, search, transcript view with export, integrity
+// check, legal hold and deletion, and the audit trail for administrators. State is the URL hash
+// (#meeting=ID, #audit) so that the back button and reloads work.
+
+import * as api from './api.js';
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+};
+
+/** Milliseconds since the epoch as local date and time. */
+const when = (ms) => (ms === null || ms === undefined ? '—' : new Date(ms).toLocaleString('sv-SE'));
+/** Offset in a meeting as h:mm:ss. */
+const offset = (ms) => {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  return `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
+};
+
+let me = null; // {actor, role, room}
+let current = null; // the transcript on screen
+
+function showError(e) {
+  const box = $('error');
+  box.textContent = e ? (e.code ? `${e.message} (${e.code})` : String(e.message || e)) : '';
+  box.hidden = !e;
+  if (e && e.status === 401) signOut();
+}
+
+async function guarded(fn) {
+  showError(null);
+  try {
+    return await fn();
+  } catch (e) {
+    showError(e);
+    return undefined;
+  }
+}
+
+// --- sign-in ----------------------------------------------------------------------------------
+
+async function signIn(value) {
+  api.credential.set(value.trim());
+  try {
+    me = await api.whoami();
+  } catch (e) {
+    api.credential.clear();
+    throw e;
+  }
+  if (!['compliance', 'administrator', 'moderator'].includes(me.role)) {
+    api.credential.clear();
+    throw new Error(`signed in as ${me.actor} with role ${me.role}, which may not read transcripts`);
+  }
+  $('whoami').textContent = `${me.actor} (${me.role})`;
+  $('sign-out').hidden = false;
+  $('audit-tab').hidden = me.role !== 'administrator';
+  $('delete').hidden = me.role !== 'administrator';
+  $('hold').hidden = !['compliance', 'administrator'].includes(me.role);
+  $('verify').hidden = !['compliance', 'administrator'].includes(me.role);
+  $('signin-view').hidden = true;
+  $('archive-view').hidden = false;
+  await route();
+}
+
+function signOut() {
+  api.credential.clear();
+  me = null;
+  $('whoami').textContent = '';
+  $('sign-out').hidden = true;
+  $('archive-view').hidden = true;
+  $('signin-view').hidden = false;
+}
+
+// --- search -----------------------------------------------------------------------------------
+
+function filters() {
+  const day = (id, end) => {
+    const v = $(id).value;
+    if (!v) return undefined;
+    const d = new Date(`${v}T00:00:00`);
+    if (end) d.setDate(d.getDate() + 1); // "to" is inclusive on the page, exclusive in the API
+    return d.getTime();
+  };
+  return { room: $('f-room').value.trim(), participant: $('f-participant').value.trim(), from: day('f-from'), to: day('f-to', true) };
+}
+
+function meetingLink(meeting, ...extra) {
+  const link = el('a', { href: `#meeting=${encodeURIComponent(meeting.id)}`, className: 'meeting-link' }, `${meeting.room} — ${when(meeting.started_at)}`);
+  return el('li', { className: 'result' }, link, ...extra);
+}
+
+async function runSearch() {
+  const q = $('q').value.trim();
+  const list = $('results');
+  list.replaceChildren();
+  if (q) {
+    const result = await api.search(q, filters());
+    $('result-summary').textContent = `${result.hits.length}${result.truncated ? '+' : ''} passages found for “${q}”`;
+    for (const hit of result.hits) {
+      const quote = el('blockquote', { className: 'hit' });
+      quote.innerHTML = hit.highlight; // the server escapes the text and adds only <mark>
+      const who = el('span', { className: 'speaker' }, `${hit.segment.speaker_name}, ${offset(hit.segment.start_ms - hit.meeting.started_at)}`);
+      list.append(meetingLink(hit.meeting, who, quote));
+    }
+  } else {
+    const result = await api.meetings(filters());
+    $('result-summary').textContent = `${result.meetings.length} meetings`;
+    for (const m of result.meetings) {
+      list.append(meetingLink(m, el('span', { className: 'facts' }, m.ended_at ? `ended ${when(m.ended_at)}` : 'running', m.legal_hold ? ' · legal hold' : '')));
+    }
+  }
+}
+
+// --- one meeting ------------------------------------------------------------------------------
+
+function renderMeeting(t) {
+  current = t;
+  const m = t.meeting;
+  $('meeting-title').textContent = `${m.room} — ${when(m.started_at)}`;
+  const facts = [
+    ['Meeting id', m.id],
+    ['Started', when(m.started_at)],
+    ['Ended', m.ended_at ? when(m.ended_at) : 'still running'],
+    ['Language', m.language || 'detected'],
+    ['Participants', t.participants.map((p) => p.name + (p.opted_out_at ? ` (opted out of transcription at ${when(p.opted_out_at)})` : '')).join(', ') || '—'],
+    ['Transcript digest', m.transcript_digest || 'not sealed yet'],
+    ['Legal hold', m.legal_hold ? `since ${when(m.legal_hold.since)} by ${m.legal_hold.set_by}: ${m.legal_hold.reason}` : 'no'],
+  ];
+  $('meeting-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { fact: k } }, v)]));
+  $('hold').textContent = m.legal_hold ? 'Lift legal hold' : 'Put under legal hold';
+  const speakers = [...new Map(t.segments.map((s) => [s.participant_id, s.speaker_name])).entries()];
+  $('speaker-filter').replaceChildren(el('option', { value: '' }, 'Everyone'), ...speakers.map(([id, name]) => el('option', { value: id }, name)));
+  $('verify-result').hidden = true;
+  renderSegments();
+}
+
+function renderSegments() {
+  const who = $('speaker-filter').value;
+  const rows = current.segments
+    .filter((s) => !who || s.participant_id === who)
+    .map((s) =>
+      el('li', { className: 'segment', dataset: { participant: s.participant_id } },
+        el('span', { className: 'time' }, offset(s.start_ms - current.meeting.started_at)),
+        el('span', { className: 'speaker' }, s.speaker_name),
+        el('span', { className: 'text' }, s.text)));
+  $('segments').replaceChildren(...(rows.length ? rows : [el('li', { className: 'empty' }, 'No segments.')]));
+}
+
+async function openMeeting(id) {
+  renderMeeting(await api.transcript(id));
+  show('meeting');
+}
+
+async function verifyMeeting() {
+  const r = await api.verify(current.meeting.id);
+  const box = $('verify-result');
+  box.hidden = false;
+  box.dataset.ok = String(r.ok);
+  box.textContent = r.ok
+    ? `Intact: ${r.segments} segments, digest ${r.computed_digest}${r.sealed ? '' : ' (not sealed yet: the meeting is running)'}.`
+    : `ALTERED: ${r.breaks.map((b) => (b.index === null ? b.problem : `segment ${b.index + 1} (${b.utterance_id}): ${b.problem}`)).join('; ')}`;
+}
+
+async function toggleHold() {
+  const on = !current.meeting.legal_hold;
+  let reason = '';
+  if (on) {
+    reason = prompt('Reason for the legal hold (case number, decision):') || '';
+    if (!reason.trim()) return;
+  }
+  await api.hold(current.meeting.id, on, reason.trim());
+  renderMeeting(await api.transcript(current.meeting.id));
+}
+
+async function deleteMeeting() {
+  if (!confirm(`Delete meeting ${current.meeting.id} in ${current.meeting.room} with its transcript? This cannot be undone.`)) return;
+  await api.remove(current.meeting.id);
+  location.hash = '';
+}
+
+// --- audit trail ------------------------------------------------------------------------------
+
+async function loadAudit() {
+  const { entries } = await api.audit({ limit: 1000 });
+  const rows = entries.reverse().map((e) =>
+    el('tr', { dataset: { action: e.action, outcome: e.outcome } },
+      ...[e.seq, when(e.at), e.actor, e.role, e.action, e.target, e.client, e.outcome].map((v) => el('td', {}, String(v)))));
+  $('audit-table').tBodies[0].replaceChildren(...rows);
+}
+
+async function verifyAudit() {
+  const r = await api.auditVerify();
+  const box = $('audit-result');
+  box.hidden = false;
+  box.dataset.ok = String(r.ok);
+  box.textContent = r.ok ? `Intact: ${r.entries} entries, head #${r.head?.seq ?? 0}.` : `ALTERED: ${r.breaks.map((b) => `#${b.seq}: ${b.problem}`).join('; ')}`;
+}
+
+// --- views ------------------------------------------------------------------------------------
+
+function show(view) {
+  for (const v of ['search', 'meeting', 'audit']) $(`${v}-view`).hidden = v !== view;
+  for (const b of document.querySelectorAll('#tabs button')) b.setAttribute('aria-pressed', String(b.dataset.tab === (view === 'audit' ? 'audit' : 'search')));
+}
+
+async function route() {
+  if (!me) return;
+  const hash = new URLSearchParams(location.hash.slice(1));
+  await guarded(async () => {
+    if (hash.has('meeting')) await openMeeting(hash.get('meeting'));
+    else if (hash.has('audit') && me.role === 'administrator') {
+      show('audit');
+      await loadAudit();
+    } else {
+      show('search');
+      await runSearch();
+    }
+  });
+}
+
+$('signin-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  guarded(() => signIn($('credential').value));
+});
+$('sign-out').addEventListener('click', signOut);
+$('search-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (location.hash) location.hash = '';
+  else guarded(runSearch);
+});
+$('back').addEventListener('click', () => history.length > 1 ? history.back() : (location.hash = ''));
+$('speaker-filter').addEventListener('change', renderSegments);
+for (const b of document.querySelectorAll('[data-format]')) b.addEventListener('click', () => guarded(() => api.exportTranscript(current.meeting.id, b.dataset.format)));
+$('verify').addEventListener('click', () => guarded(verifyMeeting));
+$('hold').addEventListener('click', () => guarded(toggleHold));
+$('delete').addEventListener('click', () => guarded(deleteMeeting));
+for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => (location.hash = b.dataset.tab === 'audit' ? 'audit' : ''));
+$('audit-refresh').addEventListener('click', () => guarded(loadAudit));
+$('audit-verify').addEventListener('click', () => guarded(verifyAudit));
+for (const b of document.querySelectorAll('[data-audit-format]')) b.addEventListener('click', () => guarded(() => api.exportAudit(b.dataset.auditFormat)));
+window.addEventListener('hashchange', route);
+
+// A token in the fragment (#token=…, as an identity provider's implicit redirect or a link from an
+// administrator gives it) signs in at once and is removed from the address bar.
+const fragment = new URLSearchParams(location.hash.slice(1));
+const given = fragment.get('token') || fragment.get('access_token');
+if (given) history.replaceState(null, '', location.pathname);
+const saved = given || api.credential.get();
+if (saved) guarded(() => signIn(saved));
