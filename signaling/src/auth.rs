@@ -1,9 +1,12 @@
 //! Tokens: who may join which room with which role.
 //!
 //! A token is a JWT with claims `room` (a room name, or `*` for any room), `name` (display name,
-//! optional), `role` (`participant`, `moderator`, `service`) and `exp`. It is signed either with
-//! the configured HS256 secret, or by an identity provider whose keys are published as a JWKS
-//! (RS256/ES256; fetched at start and again when a token names an unknown key id).
+//! optional), a role and `exp`. It is signed either with the configured HS256 secret, or by an
+//! identity provider whose keys are published as a JWKS (RS256/ES256; fetched at start and again
+//! when a token names an unknown key id). The role is read from `auth.role_claim` (default `role`,
+//! Keycloak: `realm_access.roles`), a role name or an array of them; names are mapped through
+//! `auth.role_map`, else taken as they are with or without a `samtal-` prefix, and of several the
+//! most privileged wins. Service accounts use API keys (`samtal_…`), configured by their SHA-256.
 
 use crate::config::AuthConfig;
 use crate::error::{Error, Result};
@@ -28,8 +31,42 @@ pub struct Claims {
 
 impl Claims {
     pub fn allows_room(&self, room: &str) -> bool {
-        self.room == "*" || self.room == room
+        self.room == "*" || (!self.room.is_empty() && self.room == room)
     }
+}
+
+/// Who a caller of the HTTP API is: the claims and the name the audit trail records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub claims: Claims,
+    /// `preferred_username`, `name` or `sub` of a token (the first present), `apikey:<name>` for an API key.
+    pub actor: String,
+}
+
+/// Prefix of every API key.
+pub const API_KEY_PREFIX: &str = "samtal_";
+
+/// A new random API key and its SHA-256 (for `auth.api_keys`).
+pub fn new_api_key() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let key = format!("{API_KEY_PREFIX}{}", hex::encode(bytes));
+    let hash = crate::compliance::sha256_hex(key.as_bytes());
+    (key, hash)
+}
+
+/// Order of privilege, for tokens that carry several roles.
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Participant => 0,
+        Role::Service => 1,
+        Role::Moderator => 2,
+        Role::Compliance => 3,
+        Role::Administrator => 4,
+    }
+}
+
+fn role_named(name: &str) -> Option<Role> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
 /// Mints an HS256 token (for `samtal token` and tests).
@@ -52,8 +89,61 @@ impl Verifier {
         Self { config, jwks: Arc::new(RwLock::new(JwkSet { keys: Vec::new() })) }
     }
 
+    /// Whether join tokens are checked (a secret or a JWKS is configured).
     pub fn enabled(&self) -> bool {
         self.config.secret.is_some() || self.config.jwks_url.is_some()
+    }
+
+    /// Whether the HTTP API can authenticate anyone (tokens or API keys).
+    pub fn api_enabled(&self) -> bool {
+        self.enabled() || !self.config.api_keys.is_empty()
+    }
+
+    /// A Samtal role for an identity provider's role name, if it names one.
+    fn map_role(&self, name: &str) -> Option<Role> {
+        self.config.role_map.get(name).copied().or_else(|| role_named(name)).or_else(|| name.strip_prefix("samtal-").and_then(role_named))
+    }
+
+    /// The role in `claims` at `auth.role_claim`: absent is `participant`, a string must name a
+    /// role, of an array the most privileged role named wins (other entries are ignored).
+    fn role_of(&self, claims: &serde_json::Value) -> Result<Role> {
+        let path = self.config.role_claim.as_deref().unwrap_or("role");
+        let value = path.split('.').try_fold(claims, |v, key| v.get(key));
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(Role::Participant),
+            Some(serde_json::Value::String(name)) => self.map_role(name).ok_or_else(|| Error::Token(format!("unknown role {name:?} in claim {path}"))),
+            Some(serde_json::Value::Array(names)) => {
+                Ok(names.iter().filter_map(|n| n.as_str()).filter_map(|n| self.map_role(n)).max_by_key(|r| rank(*r)).unwrap_or_default())
+            }
+            Some(_) => Err(Error::Token(format!("claim {path} must be a role name or an array of role names"))),
+        }
+    }
+
+    /// The service account whose API key this is.
+    pub fn api_key(&self, key: &str) -> Result<Identity> {
+        let hash = crate::compliance::sha256_hex(key.trim().as_bytes());
+        let account = self
+            .config
+            .api_keys
+            .iter()
+            .find(|k| k.sha256.trim().eq_ignore_ascii_case(&hash))
+            .ok_or_else(|| Error::Token("unknown API key".into()))?;
+        let actor = format!("apikey:{}", account.name);
+        Ok(Identity {
+            claims: Claims { room: "*".into(), name: Some(account.name.clone()), role: account.role, exp: u64::MAX, sub: Some(actor.clone()) },
+            actor,
+        })
+    }
+
+    /// A bearer credential of the HTTP API: an API key (`samtal_…`) or a JWT.
+    pub async fn identify(&self, credential: &str) -> Result<Identity> {
+        if credential.starts_with(API_KEY_PREFIX) {
+            return self.api_key(credential);
+        }
+        let (claims, raw) = self.verify_raw(credential).await?;
+        let text = |key: &str| raw.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_owned);
+        let actor = text("preferred_username").or_else(|| text("name")).or_else(|| text("sub")).unwrap_or_else(|| "unknown".into());
+        Ok(Identity { claims, actor })
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -71,6 +161,11 @@ impl Verifier {
 
     /// Validates signature, expiry, issuer and audience; returns the claims.
     pub async fn verify(&self, token: &str) -> Result<Claims> {
+        Ok(self.verify_raw(token).await?.0)
+    }
+
+    /// [`Verifier::verify`], also returning every claim as it was in the token.
+    async fn verify_raw(&self, token: &str) -> Result<(Claims, serde_json::Value)> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| Error::Token(format!("malformed token: {e}")))?;
         let key = match header.alg {
             Algorithm::HS256 => {
@@ -79,9 +174,24 @@ impl Verifier {
             }
             alg => self.jwks_key(header.kid.as_deref(), alg).await?,
         };
-        jsonwebtoken::decode::<Claims>(token, &key, &self.validation(header.alg))
+        let raw = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation(header.alg))
             .map(|data| data.claims)
-            .map_err(|e| Error::Token(e.to_string()))
+            .map_err(|e| Error::Token(e.to_string()))?;
+        let text = |key: &str| -> Result<Option<String>> {
+            match raw.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(Error::Token(format!("claim {key} must be a string"))),
+            }
+        };
+        let claims = Claims {
+            room: text("room")?.unwrap_or_default(),
+            name: text("name")?,
+            role: self.role_of(&raw)?,
+            exp: raw.get("exp").and_then(|v| v.as_u64()).ok_or_else(|| Error::Token("claim exp must be a number".into()))?,
+            sub: text("sub")?,
+        };
+        Ok((claims, raw))
     }
 
     async fn jwks_key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey> {

@@ -6,9 +6,10 @@
 use crate::error::{Error, Result};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use samtal_protocol::IceServer;
+use samtal_protocol::{IceServer, Role};
 use samtal_sfu::MediaConfig;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,45 @@ pub struct Config {
     pub limits: Limits,
     pub embed: EmbedConfig,
     pub transcription: TranscriptionConfig,
+    pub retention: RetentionConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days a meeting is kept after it ended; 0: forever.
+    pub days: u32,
+    /// Per-room days, overriding `days` (0: that room's meetings are kept forever).
+    pub rooms: BTreeMap<String, u32>,
+    /// Seconds between purges.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { days: 0, rooms: BTreeMap::new(), purge_interval_secs: 3600 }
+    }
+}
+
+impl RetentionConfig {
+    /// Days `room`'s meetings are kept (0: forever).
+    pub fn days_for(&self, room: &str) -> u32 {
+        self.rooms.get(room).copied().unwrap_or(self.days)
+    }
+
+    /// Whether anything is ever purged.
+    pub fn enabled(&self) -> bool {
+        self.days > 0 || self.rooms.values().any(|d| *d > 0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Reverse proxies whose `X-Forwarded-For` is believed: for requests from these addresses the
+    /// audit trail records the first forwarded address as the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,6 +105,25 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// Required `aud` claim, if set.
     pub audience: Option<String>,
+    /// Where tokens carry the role: a claim name or a dotted path into nested objects (Keycloak:
+    /// `realm_access.roles`); its value is a role name or an array of them. Unset: `role`.
+    pub role_claim: Option<String>,
+    /// Role names of the identity provider mapped to Samtal roles, e.g. `{ "records-officer" = "compliance" }`.
+    /// Names not in the map are taken as they are, with or without a `samtal-` prefix.
+    pub role_map: BTreeMap<String, Role>,
+    /// API keys of service accounts; only their SHA-256 is configured.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// A service account's API key (made by `samtal api-key`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Names the account in the audit trail (`apikey:<name>`).
+    pub name: String,
+    pub role: Role,
+    /// Lowercase hex SHA-256 of the key.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -99,12 +158,14 @@ impl Default for Config {
             limits: Limits::default(),
             embed: EmbedConfig::default(),
             transcription: TranscriptionConfig::default(),
+            retention: RetentionConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
 
 /// Top-level keys, for picking configuration out of the environment.
-const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed", "transcription"];
+const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed", "transcription", "retention", "audit"];
 
 impl Config {
     /// Defaults, then the file (if given), then `SAMTAL_*` environment variables.
@@ -126,7 +187,7 @@ impl Config {
             .map_err(|e| Error::Config(e.to_string()))
     }
 
-    /// True when tokens are checked.
+    /// True when join tokens are checked.
     pub fn auth_enabled(&self) -> bool {
         self.auth.secret.is_some() || self.auth.jwks_url.is_some()
     }
@@ -164,6 +225,30 @@ mod tests {
         let config = Config::load(Some(example)).unwrap();
         assert_eq!(config.media.udp_port, 10000);
         assert!(config.auth_enabled());
+    }
+
+    #[test]
+    fn compliance_settings_load_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("samtal-config-compliance-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("samtal.toml");
+        std::fs::write(
+            &file,
+            "[auth]\njwks_url = \"http://127.0.0.1:1/certs\"\nrole_claim = \"realm_access.roles\"\n\
+             role_map = { records-officer = \"compliance\" }\n\
+             [[auth.api_keys]]\nname = \"archiver\"\nrole = \"compliance\"\nsha256 = \"00ff\"\n\
+             [retention]\ndays = 90\npurge_interval_secs = 60\nrooms = { board = 3650, scratch = 7 }\n\
+             [audit]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.auth.role_claim.as_deref(), Some("realm_access.roles"));
+        assert_eq!(config.auth.role_map.get("records-officer"), Some(&Role::Compliance));
+        assert_eq!(config.auth.api_keys[0].name, "archiver");
+        assert_eq!((config.retention.days_for("board"), config.retention.days_for("other")), (3650, 90));
+        assert!(config.retention.enabled());
+        assert!(!RetentionConfig::default().enabled());
+        assert_eq!(config.audit.trusted_proxies, ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
     }
 
     #[test]

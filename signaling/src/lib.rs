@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod compliance;
 pub mod config;
 pub mod error;
 pub mod export;

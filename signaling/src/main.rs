@@ -1,5 +1,7 @@
 //! The `samtal` command: `serve` runs signaling and the SFU in one process on embedded defaults,
-//! `token` mints a join token for the configured secret, `models` checks and fetches Whisper models.
+//! `token` mints a join token for the configured secret, `api-key` makes a service account's key,
+//! `verify` checks transcript hash chains, exported files and the audit trail, `models` checks and
+//! fetches Whisper models.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -42,6 +44,30 @@ enum Command {
         #[arg(long, default_value_t = 24 * 3600)]
         ttl: u64,
     },
+    /// Make an API key for a service account; prints the key and the configuration to add.
+    ApiKey {
+        /// Names the account in the audit trail.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_role, default_value = "compliance")]
+        role: Role,
+    },
+    /// Check stored transcripts, an exported file and the audit trail; exits with status 1 and
+    /// prints where, when something was altered. Without options: every meeting and the audit trail.
+    Verify {
+        /// The store to check, instead of the configured one (sqlite://PATH or postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Only this meeting (with --export: the meeting of an SRT file, which names none).
+        #[arg(long)]
+        meeting: Option<String>,
+        /// An exported transcript (.vtt, .srt, .txt, .json) to check against the store.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The digest of an SRT export (from its X-Transcript-Digest download header).
+        #[arg(long)]
+        digest: Option<String>,
+    },
     /// Whisper model files.
     Models {
         #[command(subcommand)]
@@ -64,7 +90,8 @@ enum ModelsCommand {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| format!("unknown role {s:?} (participant, moderator, service)"))
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("unknown role {s:?} (participant, moderator, service, compliance, administrator)"))
 }
 
 #[tokio::main]
@@ -97,9 +124,26 @@ async fn main() -> anyhow::Result<()> {
             };
             println!("{}", auth::mint(secret, &room, name.as_deref(), role, Duration::from_secs(ttl))?);
         }
+        Command::ApiKey { name, role } => {
+            let (key, hash) = auth::new_api_key();
+            println!("API key (give it to the service; it is not stored anywhere):\n\n  {key}\n");
+            println!("Add to the configuration:\n\n[[auth.api_keys]]\nname = {name:?}\nrole = {:?}\nsha256 = {hash:?}", role_name(role));
+        }
+        Command::Verify { database_url, meeting, export, digest } => {
+            let url = database_url.unwrap_or_else(|| config.database_url());
+            let mut out = std::io::stdout();
+            let ok = samtal_signaling::compliance::check::run(&url, meeting.as_deref(), export.as_deref(), digest.as_deref(), &mut out).await?;
+            if !ok {
+                std::process::exit(1);
+            }
+        }
         Command::Models { command } => models(command)?,
     }
     Ok(())
+}
+
+fn role_name(role: Role) -> String {
+    serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn models(command: ModelsCommand) -> anyhow::Result<()> {

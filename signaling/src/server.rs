@@ -49,12 +49,17 @@ pub struct RunningServer {
     pub state: Arc<AppState>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// The periodic retention purge, when retention is configured.
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Stops accepting, lets open requests finish, stops the media loop.
     pub async fn shutdown(mut self) {
         self.state.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(retention) = self.retention.take() {
+            retention.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -87,7 +92,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(embedding_api(&state.config.web_dir()))
         .fallback_service(web)
         .with_state(state.clone())
-        .merge(crate::api::router(state.store.clone(), state.verifier.clone()))
+        .merge(crate::api::router(state.store.clone(), state.verifier.clone(), state.config.audit.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, frame_ancestors))
 }
@@ -173,6 +178,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             tracing::error!("http server failed: {e}");
         }
     });
+    let retention = crate::compliance::retention::spawn(state.store.clone(), state.config.retention.clone());
     tracing::info!(%addr, "signaling listening: open http://{addr}/");
-    Ok(RunningServer { addr, state, stop: Some(stop), task })
+    Ok(RunningServer { addr, state, stop: Some(stop), task, retention })
 }

@@ -102,6 +102,8 @@ enum Pool {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Orders this process's writes to the hash chains (audit appends, seals).
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -130,9 +132,36 @@ macro_rules! with_pool {
     };
 }
 
+/// Appends the conditions of a [`MeetingFilter`] (on meetings aliased `m`) to a query builder.
+macro_rules! push_meeting_filter {
+    ($q:ident, $filter:expr) => {
+        if let Some(room) = &$filter.room {
+            $q.push(" AND m.room = ").push_bind(room.clone());
+        }
+        if let Some(who) = &$filter.participant {
+            $q.push(" AND EXISTS (SELECT 1 FROM meeting_participants p WHERE p.meeting_id = m.id AND (p.participant_id = ")
+                .push_bind(who.clone())
+                .push(" OR p.name_key = ")
+                .push_bind(name_key(who))
+                .push("))");
+        }
+        if let Some(from) = $filter.from {
+            $q.push(" AND m.started_at >= ").push_bind(from);
+        }
+        if let Some(to) = $filter.to {
+            $q.push(" AND m.started_at < ").push_bind(to);
+        }
+    };
+}
+
 // Modules that add to `Store` come after `with_pool!`, which they use.
+mod compliance;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compliance;
+
+pub use compliance::{AuditFilter, Deletion, LegalHold, SearchHit};
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
@@ -211,7 +240,7 @@ impl Store {
         } else {
             return Err(Error::Store("database URL must start with sqlite:// or postgres://".into()));
         };
-        Ok(Store { pool })
+        Ok(Store { pool, write_lock: Default::default() })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -256,8 +285,9 @@ impl Store {
         Ok(meeting)
     }
 
-    /// Ends a running meeting at `at` (ms since the epoch). Returns false if there is no such
-    /// meeting or it had already ended (the first end time stays).
+    /// Ends a running meeting at `at` (ms since the epoch) and seals its transcript (see
+    /// `crate::compliance::integrity`). Returns false if there is no such meeting or it had already
+    /// ended (the first end time stays).
     pub async fn end_meeting(&self, id: &str, at: i64) -> Result<bool> {
         let done = with_pool!(self, pool, _DB => {
             sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
@@ -267,6 +297,9 @@ impl Store {
                 .await?
                 .rows_affected()
         });
+        if done == 1 {
+            self.seal(id).await?;
+        }
         Ok(done == 1)
     }
 
@@ -388,6 +421,15 @@ impl Store {
             tx.commit().await?;
             n
         });
+        if inserted == 1 {
+            // A segment of an ended meeting (a worker flushing after the end) joins the sealed chain.
+            let ended: Option<Option<i64>> = with_pool!(self, pool, _DB => {
+                sqlx::query_scalar("SELECT ended_at FROM meetings WHERE id = $1").bind(meeting_id).fetch_optional(pool).await?
+            });
+            if matches!(ended, Some(Some(_))) {
+                self.seal(meeting_id).await?;
+            }
+        }
         Ok(inserted == 1)
     }
 
@@ -395,22 +437,7 @@ impl Store {
     pub async fn meetings(&self, filter: &MeetingFilter) -> Result<Vec<Meeting>> {
         let rows = with_pool!(self, pool, DB => {
             let mut q = QueryBuilder::<DB>::new(format!("SELECT {MEETING_COLUMNS} FROM meetings m WHERE 1 = 1"));
-            if let Some(room) = &filter.room {
-                q.push(" AND m.room = ").push_bind(room.clone());
-            }
-            if let Some(who) = &filter.participant {
-                q.push(" AND EXISTS (SELECT 1 FROM meeting_participants p WHERE p.meeting_id = m.id AND (p.participant_id = ")
-                    .push_bind(who.clone())
-                    .push(" OR p.name_key = ")
-                    .push_bind(name_key(who))
-                    .push("))");
-            }
-            if let Some(from) = filter.from {
-                q.push(" AND m.started_at >= ").push_bind(from);
-            }
-            if let Some(to) = filter.to {
-                q.push(" AND m.started_at < ").push_bind(to);
-            }
+            push_meeting_filter!(q, filter);
             q.push(" ORDER BY m.started_at DESC, m.id DESC");
             if let Some(limit) = filter.limit {
                 q.push(" LIMIT ").push_bind(i64::from(limit));

@@ -1,41 +1,73 @@
-//! The transcript HTTP API (see `docs/http-api.md`):
+//! The HTTP API under `/api/` (see `docs/http-api.md`, and `docs/openapi.json`, served at
+//! `/api/openapi.json`): meetings, transcripts, exports, full-text search, transcript verification,
+//! legal holds, deletion and the audit trail.
 //!
-//! - `GET /api/meetings?room=&participant=&from=&to=&limit=`: meetings, newest first;
-//! - `GET /api/meetings/{id}/transcript`: a meeting with its participants and segments.
-//!
-//! Every request needs `Authorization: Bearer <JWT>`. Moderators see the meetings of the room
-//! in their token (all rooms for a `*` token); compliance officers and administrators see all.
-//! Errors are JSON `{"error": code, "message": text}` with 400, 401, 403, 404 or 500.
+//! Every request but the OpenAPI document needs a credential ([`Caller`]): a JWT or an API key.
+//! Each endpoint names the roles it admits; moderators are further limited to their token's room.
+//! Everything that reads, searches, exports, verifies, holds or deletes, and every refusal (403),
+//! is written to the audit trail before the answer goes out; if that write fails the request fails.
+//! Errors are JSON `{"error": code, "message": text}` with 400, 401, 403, 404, 409 or 500.
+//! Handlers never touch SQL: the store does.
 
-use crate::auth::{Claims, Verifier};
-use crate::store::{MeetingFilter, Store};
+mod audit;
+mod openapi;
+mod records;
+mod search;
+#[cfg(test)]
+mod tests_compliance;
+
+use crate::auth::{Claims, Identity, Verifier};
+use crate::compliance::audit::Event;
+use crate::config::AuditConfig;
+use crate::store::{LegalHold, Meeting, MeetingFilter, Store};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use samtal_protocol::Role;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// Meetings returned when the request names no `limit`.
 pub const DEFAULT_LIMIT: u32 = 50;
 /// The largest `limit` honoured; larger values are lowered to it.
 pub const MAX_LIMIT: u32 = 500;
 
+/// Roles that may read transcripts (moderators only of their room).
+const READERS: &[Role] = &[Role::Moderator, Role::Compliance, Role::Administrator];
+/// Roles that may search, verify and hold.
+const OFFICERS: &[Role] = &[Role::Compliance, Role::Administrator];
+/// Roles that may delete and read the audit trail.
+const ADMINISTRATORS: &[Role] = &[Role::Administrator];
+
 #[derive(Clone)]
 struct ApiState {
     store: Store,
     verifier: Verifier,
+    trusted_proxies: Arc<Vec<IpAddr>>,
 }
 
 /// The API's routes, with their own state; merge into the server's router.
-pub fn router(store: Store, verifier: Verifier) -> Router {
+pub fn router(store: Store, verifier: Verifier, audit: AuditConfig) -> Router {
     Router::new()
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/whoami", get(whoami))
         .route("/api/meetings", get(list_meetings))
+        .route("/api/meetings/{id}", axum::routing::delete(records::delete_meeting))
         .route("/api/meetings/{id}/transcript", get(transcript))
-        .with_state(ApiState { store, verifier })
+        .route("/api/meetings/{id}/export", get(records::export))
+        .route("/api/meetings/{id}/verify", get(records::verify))
+        .route("/api/meetings/{id}/hold", put(records::hold))
+        .route("/api/search", get(search::search))
+        .route("/api/audit", get(audit::list))
+        .route("/api/audit/export", get(audit::export))
+        .route("/api/audit/verify", get(audit::verify))
+        .with_state(ApiState { store, verifier, trusted_proxies: Arc::new(audit.trusted_proxies) })
 }
 
 /// An error response: status plus `{"error": code, "message": message}`.
@@ -59,6 +91,12 @@ impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+    fn not_found(id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no meeting {id}"))
+    }
+    fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
     fn internal(e: crate::Error) -> Self {
         tracing::error!("transcript API: {e}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the transcript store failed; see the server log")
@@ -76,28 +114,111 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Checks the bearer token and that its role may read transcripts.
-async fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<Claims, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'"))?;
-    let value = value.to_str().map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
-    let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
-        _ => return Err(ApiError::unauthorized("Authorization header must be 'Bearer <token>'")),
-    };
-    if !state.verifier.enabled() {
-        return Err(ApiError::unauthorized(
-            "this server verifies no tokens (neither auth.secret nor auth.jwks_url is set), so the transcript API is closed",
-        ));
+/// An authenticated caller: who, with which role, from which address. Extracting it answers 401
+/// for a missing, malformed, expired or wrongly signed credential.
+struct Caller {
+    identity: Identity,
+    /// The client's IP address as the audit trail records it.
+    client: String,
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let client = client_address(parts, &state.trusted_proxies);
+        let api_key = parts.headers.get("x-api-key");
+        let credential = match (parts.headers.get(header::AUTHORIZATION), api_key) {
+            (Some(value), _) => {
+                let value = value.to_str().map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
+                match value.split_once(' ') {
+                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim().to_owned(),
+                    _ => return Err(ApiError::unauthorized("Authorization header must be 'Bearer <token>'")),
+                }
+            }
+            (None, Some(key)) => {
+                let key = key.to_str().map_err(|_| ApiError::unauthorized("X-Api-Key header is not valid text"))?.trim().to_owned();
+                if !key.starts_with(crate::auth::API_KEY_PREFIX) {
+                    return Err(ApiError::unauthorized("X-Api-Key must hold an API key (samtal_…)"));
+                }
+                key
+            }
+            (None, None) => {
+                return Err(ApiError::unauthorized("missing Authorization header; send 'Authorization: Bearer <token>' or 'X-Api-Key: <key>'"));
+            }
+        };
+        if !state.verifier.api_enabled() {
+            return Err(ApiError::unauthorized(
+                "this server verifies no credentials (none of auth.secret, auth.jwks_url, auth.api_keys is set), so the transcript API is closed",
+            ));
+        }
+        let identity = state.verifier.identify(&credential).await.map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        Ok(Caller { identity, client })
     }
-    let claims = state.verifier.verify(token).await.map_err(|e| ApiError::unauthorized(e.to_string()))?;
-    match claims.role {
-        Role::Moderator | Role::Compliance | Role::Administrator => Ok(claims),
-        role => Err(ApiError::forbidden(format!(
-            "role {} may not read transcripts; moderator, compliance or administrator needed",
-            role_name(role)
-        ))),
+}
+
+/// The TCP peer's address, or the first `X-Forwarded-For` address when the peer is a trusted proxy.
+fn client_address(parts: &Parts, trusted: &[IpAddr]) -> String {
+    let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else { return String::new() };
+    let peer = peer.ip();
+    if trusted.contains(&peer)
+        && let Some(forwarded) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(first) = forwarded.split(',').next().map(str::trim).and_then(|s| s.parse::<IpAddr>().ok())
+    {
+        return first.to_string();
+    }
+    peer.to_string()
+}
+
+impl Caller {
+    fn claims(&self) -> &Claims {
+        &self.identity.claims
+    }
+
+    fn role(&self) -> Role {
+        self.identity.claims.role
+    }
+
+    /// Appends an entry for this caller to the audit trail.
+    async fn audit(&self, state: &ApiState, action: &str, target: &str, outcome: &str, detail: Option<Value>) -> Result<(), ApiError> {
+        let event = Event {
+            at: crate::store::now_ms(),
+            actor: self.identity.actor.clone(),
+            role: role_name(self.role()),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            client: self.client.clone(),
+            outcome: outcome.to_owned(),
+            detail: detail.map(|d| crate::compliance::canonical_json(&d)).unwrap_or_default(),
+        };
+        state.store.append_audit(event).await.map(drop).map_err(ApiError::internal)
+    }
+
+    /// A 403 for `action`, written to the audit trail.
+    async fn deny(&self, state: &ApiState, action: &str, target: &str, message: String) -> ApiError {
+        tracing::info!(actor = %self.identity.actor, action, target, "refused: {message}");
+        match self.audit(state, action, target, "denied", None).await {
+            Ok(()) => ApiError::forbidden(message),
+            Err(e) => e,
+        }
+    }
+
+    /// Refuses (403, audited) unless the caller's role is one of `roles`.
+    async fn require(&self, state: &ApiState, action: &str, target: &str, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role()) {
+            return Ok(());
+        }
+        let needed: Vec<String> = roles.iter().map(|r| role_name(*r)).collect();
+        Err(self.deny(state, action, target, format!("role {} may not do {action}; {} needed", role_name(self.role()), needed.join(" or "))).await)
+    }
+
+    /// Refuses (403, audited) a moderator asking for another room's meeting.
+    async fn require_room(&self, state: &ApiState, action: &str, meeting: &Meeting) -> Result<(), ApiError> {
+        if may_see(self.claims(), &meeting.room) {
+            return Ok(());
+        }
+        let message = format!("your token is for room {}; this meeting was in another room", self.claims().room);
+        Err(self.deny(state, action, &meeting.id, message).await)
     }
 }
 
@@ -112,6 +233,13 @@ fn may_see(claims: &Claims, room: &str) -> bool {
         Role::Moderator => claims.allows_room(room),
         _ => false,
     }
+}
+
+/// A meeting as the API shows it: with its legal hold (or `null`).
+fn meeting_json(meeting: &Meeting, hold: Option<&LegalHold>) -> Value {
+    let mut value = serde_json::to_value(meeting).unwrap_or_default();
+    value["legal_hold"] = serde_json::to_value(hold).unwrap_or_default();
+    value
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,50 +270,76 @@ fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
 }
 
 fn parse_limit(value: Option<String>) -> Result<u32, ApiError> {
-    let Some(value) = value else { return Ok(DEFAULT_LIMIT) };
+    parse_limit_within(value, DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// `limit`: a positive integer, `default` when absent, lowered to `max`.
+fn parse_limit_within(value: Option<String>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let Some(value) = value else { return Ok(default) };
     match value.parse::<u64>() {
         Ok(0) | Err(_) => Err(ApiError::bad_request(format!("limit must be a positive integer, not {value:?}"))),
-        Ok(n) => Ok(n.min(u64::from(MAX_LIMIT)) as u32),
+        Ok(n) => Ok(n.min(u64::from(max)) as u32),
     }
 }
 
-async fn list_meetings(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let claims = authorize(&state, &headers).await?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+/// The meeting filter of `room`, `participant`, `from`, `to`, with a moderator held to its room.
+async fn meeting_filter(state: &ApiState, caller: &Caller, action: &str, query: ListQuery, limit: u32) -> Result<MeetingFilter, ApiError> {
     let mut room = non_empty(query.room);
+    let claims = caller.claims();
     if claims.role == Role::Moderator && claims.room != "*" {
         match &room {
             Some(r) if !claims.allows_room(r) => {
-                return Err(ApiError::forbidden(format!("your token is for room {}, not {r}", claims.room)));
+                let message = format!("your token is for room {}, not {r}", claims.room);
+                return Err(caller.deny(state, action, "", message).await);
             }
             _ => room = Some(claims.room.clone()),
         }
     }
-    let filter = MeetingFilter {
+    Ok(MeetingFilter {
         room,
         participant: non_empty(query.participant),
         from: non_empty(query.from).map(|v| parse_time("from", &v)).transpose()?,
         to: non_empty(query.to).map(|v| parse_time("to", &v)).transpose()?,
-        limit: Some(parse_limit(non_empty(query.limit))?),
-    };
+        limit: Some(limit),
+    })
+}
+
+/// The filters of a request as audit detail.
+fn filter_detail(filter: &MeetingFilter) -> Value {
+    json!({"room": filter.room, "participant": filter.participant, "from": filter.from, "to": filter.to})
+}
+
+async fn whoami(caller: Caller) -> Response {
+    axum::Json(json!({"actor": caller.identity.actor, "role": role_name(caller.role()), "room": caller.claims().room})).into_response()
+}
+
+async fn list_meetings(State(state): State<ApiState>, caller: Caller, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    const ACTION: &str = "meetings.list";
+    caller.require(&state, ACTION, "", READERS).await?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = parse_limit(non_empty(query.limit.clone()))?;
+    let filter = meeting_filter(&state, &caller, ACTION, query, limit).await?;
     let meetings = state.store.meetings(&filter).await.map_err(ApiError::internal)?;
+    let holds = state.store.legal_holds().await.map_err(ApiError::internal)?;
+    let mut detail = filter_detail(&filter);
+    detail["results"] = json!(meetings.len());
+    caller.audit(&state, ACTION, "", "ok", Some(detail)).await?;
+    let meetings: Vec<Value> = meetings.iter().map(|m| meeting_json(m, holds.get(&m.id))).collect();
     Ok(axum::Json(json!({ "meetings": meetings })).into_response())
 }
 
-async fn transcript(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let claims = authorize(&state, &headers).await?;
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no meeting {id}"));
+async fn transcript(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    const ACTION: &str = "transcript.read";
+    caller.require(&state, ACTION, &id, READERS).await?;
     // Look at the meeting first so a moderator of another room learns nothing from the transcript.
-    let meeting = state.store.meeting(&id).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    if !may_see(&claims, &meeting.room) {
-        return Err(ApiError::forbidden(format!("your token is for room {}; this meeting was in another room", claims.room)));
-    }
-    let transcript = state.store.transcript(&id).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    Ok(axum::Json(transcript).into_response())
+    let meeting = state.store.meeting(&id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(&id))?;
+    caller.require_room(&state, ACTION, &meeting).await?;
+    let transcript = state.store.transcript(&id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(&id))?;
+    let hold = state.store.legal_hold(&id).await.map_err(ApiError::internal)?;
+    caller.audit(&state, ACTION, &id, "ok", None).await?;
+    let mut body = serde_json::to_value(&transcript).unwrap_or_default();
+    body["meeting"] = meeting_json(&transcript.meeting, hold.as_ref());
+    Ok(axum::Json(body).into_response())
 }
 
 #[cfg(test)]
@@ -194,7 +348,7 @@ mod tests {
     use crate::auth::mint;
     use crate::config::AuthConfig;
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{HeaderMap, Request};
     use samtal_protocol::Segment;
     use serde_json::Value;
     use std::time::Duration;
@@ -247,7 +401,7 @@ mod tests {
         let beta = store.start_meeting_at("beta", Some("en"), day2 + 1_000).await.unwrap().id;
         store.add_participant(&beta, "p-cleo", "Cleo").await.unwrap();
         let verifier = Verifier::new(AuthConfig { secret: Some(SECRET.into()), ..Default::default() });
-        Fixture { _dir: dir, app: router(store, verifier), alpha_old, alpha_new, beta }
+        Fixture { _dir: dir, app: router(store, verifier, AuditConfig::default()), alpha_old, alpha_new, beta }
     }
 
     async fn get(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, HeaderMap, Value) {
@@ -308,7 +462,7 @@ mod tests {
     async fn a_server_without_token_verification_keeps_the_api_closed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("open.db").display())).await.unwrap();
-        let app = router(store, Verifier::new(AuthConfig::default()));
+        let app = router(store, Verifier::new(AuthConfig::default()), AuditConfig::default());
         let (status, _, body) = get(&app, "/api/meetings", Some(&token("*", Role::Administrator))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body["message"].as_str().unwrap().contains("auth.secret"), "{body}");
@@ -444,7 +598,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("closed.db").display())).await.unwrap();
         let verifier = Verifier::new(AuthConfig { secret: Some(SECRET.into()), ..Default::default() });
-        let app = router(store.clone(), verifier);
+        let app = router(store.clone(), verifier, AuditConfig::default());
         store.close().await;
         let t = token("*", Role::Administrator);
         for uri in ["/api/meetings", "/api/meetings/x/transcript"] {
