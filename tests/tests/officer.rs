@@ -7,6 +7,7 @@
 
 use samtal_e2e::*;
 use samtal_protocol::{Role, Segment};
+use samtal_signaling::RunningServer;
 use samtal_signaling::auth::mint;
 use sha2::{Digest, Sha256};
 use std::time::Duration;

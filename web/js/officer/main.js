@@ -5,8 +5,9 @@
 import * as api from './api.js';
 
 const $ = (id) => document.getElementById(id);
-const el = (tag, props = {}, ...children) => {
+const el = (tag, { dataset, ...props } = {}, ...children) => {
   const node = Object.assign(document.createElement(tag), props);
+  Object.assign(node.dataset, dataset); // dataset itself cannot be assigned
   node.append(...children);
   return node;
 };
