@@ -113,6 +113,34 @@ pub struct AuthConfig {
     pub role_map: BTreeMap<String, Role>,
     /// API keys of service accounts; only their SHA-256 is configured.
     pub api_keys: Vec<ApiKey>,
+    /// Sign-in on the officer pages through the identity provider (authorization code flow with PKCE,
+    /// as a public client); its tokens are then checked against `jwks_url` like any other.
+    pub oidc: Option<OidcLogin>,
+}
+
+/// The identity provider's endpoints for browser sign-in (Keycloak:
+/// `https://HOST/realms/REALM/protocol/openid-connect/auth` and `…/token`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLogin {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// A public client (no secret) whose valid redirect URIs include `https://THIS-SERVER/officer.html`.
+    pub client_id: String,
+    /// Scopes asked for; default `openid`.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// The button's label, e.g. "Sign in with Keycloak".
+    #[serde(default = "default_oidc_label")]
+    pub label: String,
+}
+
+fn default_scope() -> String {
+    "openid".into()
+}
+
+fn default_oidc_label() -> String {
+    "Sign in with your organisation's account".into()
 }
 
 /// A service account's API key (made by `samtal api-key`).

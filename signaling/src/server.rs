@@ -118,6 +118,7 @@ async fn client_config(State(state): State<Arc<AppState>>) -> impl IntoResponse 
     axum::Json(serde_json::json!({
         "allowed_origins": state.config.embed.allowed_origins,
         "auth": state.verifier.enabled(),
+        "oidc": state.config.auth.oidc,
         "transcription_available": state.transcription.status("").available,
     }))
 }

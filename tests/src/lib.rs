@@ -10,13 +10,19 @@ use std::process::Stdio;
 use std::time::Duration;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Logs to the test output when `SAMTAL_LOG` is set (e.g. `SAMTAL_LOG=debug`).
 pub fn init_logging() {
     if let Ok(filter) = std::env::var("SAMTAL_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }
 
@@ -35,12 +41,16 @@ pub fn test_config() -> Config {
 
 pub async fn start_server(config: Config) -> RunningServer {
     init_logging();
-    samtal_signaling::start(config).await.expect("server starts")
+    samtal_signaling::start(config)
+        .await
+        .expect("server starts")
 }
 
 /// `$SAMTAL_TEST_DATA/<relative>`, failing the test with a clear message when it is missing.
 pub fn test_data(relative: &str) -> PathBuf {
-    let base = std::env::var_os("SAMTAL_TEST_DATA").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared"));
+    let base = std::env::var_os("SAMTAL_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"));
     let path = base.join(relative);
     assert!(
         path.exists(),
@@ -52,20 +62,38 @@ pub fn test_data(relative: &str) -> PathBuf {
 
 /// The Python with aiortc installed by tests/setup.sh.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("SAMTAL_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        home.join(".cache/samtal/venv/bin/python")
-    });
-    assert!(path.exists(), "no test Python at {} (SAMTAL_PYTHON): run tests/setup.sh, or use tests/run", path.display());
+    let path = std::env::var_os("SAMTAL_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/samtal/venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "no test Python at {} (SAMTAL_PYTHON): run tests/setup.sh, or use tests/run",
+        path.display()
+    );
     path
 }
 
 /// Node with playwright-core installed in tests/browser by tests/setup.sh, and Chromium.
 pub fn browser_driver() -> (PathBuf, PathBuf) {
     let dir = repo_root().join("tests/browser");
-    assert!(dir.join("node_modules/playwright-core").exists(), "playwright-core is not installed in {}: run tests/setup.sh", dir.display());
-    let chromium = std::env::var_os("SAMTAL_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(chromium.exists(), "no Chromium at {} (SAMTAL_CHROMIUM): run tests/setup.sh", chromium.display());
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed in {}: run tests/setup.sh",
+        dir.display()
+    );
+    let chromium = std::env::var_os("SAMTAL_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        chromium.exists(),
+        "no Chromium at {} (SAMTAL_CHROMIUM): run tests/setup.sh",
+        chromium.display()
+    );
     (dir, chromium)
 }
 
@@ -84,7 +112,14 @@ impl PeerOutput {
             .lines()
             .rev()
             .find_map(|l| serde_json::from_str(l).ok())
-            .unwrap_or_else(|| panic!("peer printed no JSON summary; status {:?}\nstdout:\n{}\nstderr:\n{}", self.status, self.stdout, self.tail()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "peer printed no JSON summary; status {:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.status,
+                    self.stdout,
+                    self.tail()
+                )
+            })
     }
 
     pub fn tail(&self) -> String {
@@ -95,8 +130,13 @@ impl PeerOutput {
 
 /// Runs a program to completion, killing it after `limit`.
 pub async fn run_peer(mut command: tokio::process::Command, limit: Duration) -> PeerOutput {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
     match tokio::time::timeout(limit, child.wait_with_output()).await {
         Ok(Ok(out)) => PeerOutput {
             status: out.status.code(),

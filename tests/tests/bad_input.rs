@@ -13,7 +13,6 @@ use samtal_signaling::auth::mint;
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-
 const SECRET: &str = "e2e-test-secret";
 
 /// The tests of this file run one at a time: the leak test counts the process's threads, which

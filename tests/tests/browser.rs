@@ -13,11 +13,23 @@ async fn three_chromium_participants_meet_share_screen_and_leave() {
     let mut c = tokio::process::Command::new("node");
     c.current_dir(&dir)
         .arg("three_party.mjs")
-        .args(["--url", &server.http_url(), "--room", "browsers", "--timeout", "60"])
+        .args([
+            "--url",
+            &server.http_url(),
+            "--room",
+            "browsers",
+            "--timeout",
+            "60",
+        ])
         .arg("--chromium")
         .arg(&chromium);
     let out = run_peer(c, Duration::from_secs(300)).await;
     let summary = out.json();
-    assert_eq!(out.status, Some(0), "browser test failed: {summary}\n{}", out.tail());
+    assert_eq!(
+        out.status,
+        Some(0),
+        "browser test failed: {summary}\n{}",
+        out.tail()
+    );
     server.shutdown().await;
 }

@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 /// Serves the files of `dir` (flat, GET only) until the test ends.
 async fn serve_dir(listener: TcpListener, dir: PathBuf) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let dir = dir.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
@@ -31,14 +33,32 @@ async fn serve_dir(listener: TcpListener, dir: PathBuf) {
             }
             let head = String::from_utf8_lossy(&buf);
             let target = head.split_whitespace().nth(1).unwrap_or("/");
-            let name = target.split(['?', '#']).next().unwrap_or("").trim_start_matches('/');
-            let safe = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) && !name.starts_with('.');
+            let name = target
+                .split(['?', '#'])
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('/');
+            let safe = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && !name.starts_with('.');
             let (status, body, kind) = match safe.then(|| std::fs::read(dir.join(name))) {
-                Some(Ok(body)) => ("200 OK", body, if name.ends_with(".html") { "text/html; charset=utf-8" } else { "application/octet-stream" }),
+                Some(Ok(body)) => (
+                    "200 OK",
+                    body,
+                    if name.ends_with(".html") {
+                        "text/html; charset=utf-8"
+                    } else {
+                        "application/octet-stream"
+                    },
+                ),
                 _ => ("404 Not Found", b"not found".to_vec(), "text/plain"),
             };
-            let header =
-                format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n", body.len());
+            let header = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             let _ = stream.write_all(header.as_bytes()).await;
             let _ = stream.write_all(&body).await;
             let _ = stream.shutdown().await;
@@ -49,16 +69,28 @@ async fn serve_dir(listener: TcpListener, dir: PathBuf) {
 /// The status line and headers of `GET path`.
 async fn response_head(addr: std::net::SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.expect("send");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("send");
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
     let text = String::from_utf8_lossy(&raw).into_owned();
-    text.split_once("\r\n\r\n").map(|(head, _)| format!("{head}\r\n")).unwrap_or(text)
+    text.split_once("\r\n\r\n")
+        .map(|(head, _)| format!("{head}\r\n"))
+        .unwrap_or(text)
 }
 
 /// A host site on its own loopback port: its origin.
 async fn host_site(dir: &std::path::Path) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a host site");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a host site");
     let origin = format!("http://{}", listener.local_addr().expect("local address"));
     tokio::spawn(serve_dir(listener, dir.to_path_buf()));
     origin
@@ -77,22 +109,45 @@ async fn embedding_iframe_api_origins_and_matrix_widget() {
     // The server's side of the origin rules, seen directly: the CSP and what the page is told.
     let head = response_head(server.addr, "/").await;
     assert!(
-        head.to_ascii_lowercase().contains(&format!("content-security-policy: frame-ancestors 'self' {allowed}\r\n")),
+        head.to_ascii_lowercase().contains(&format!(
+            "content-security-policy: frame-ancestors 'self' {allowed}\r\n"
+        )),
         "the meeting page's CSP does not name exactly the allowed origin:\n{head}"
     );
     let (status, body) = ws::http_get(server.addr, "/client-config.json").await;
-    let client_config: serde_json::Value = serde_json::from_str(&body).expect("client-config.json is JSON");
-    assert_eq!((status, &client_config["allowed_origins"]), (200, &serde_json::json!([allowed])), "{body}");
+    let client_config: serde_json::Value =
+        serde_json::from_str(&body).expect("client-config.json is JSON");
+    assert_eq!(
+        (status, &client_config["allowed_origins"]),
+        (200, &serde_json::json!([allowed])),
+        "{body}"
+    );
 
     let mut c = tokio::process::Command::new("node");
     c.current_dir(&dir)
         .arg("embed.mjs")
-        .args(["--url", &server.http_url(), "--host", &allowed, "--other", &other, "--room", "embedded", "--timeout", "45"])
+        .args([
+            "--url",
+            &server.http_url(),
+            "--host",
+            &allowed,
+            "--other",
+            &other,
+            "--room",
+            "embedded",
+            "--timeout",
+            "45",
+        ])
         .arg("--chromium")
         .arg(&chromium);
     let out = run_peer(c, Duration::from_secs(400)).await;
     let summary = out.json();
-    assert_eq!(out.status, Some(0), "embedding browser test failed: {summary}\n{}", out.tail());
+    assert_eq!(
+        out.status,
+        Some(0),
+        "embedding browser test failed: {summary}\n{}",
+        out.tail()
+    );
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }

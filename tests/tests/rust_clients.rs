@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-
 /// Deadline for anything that should happen within a second or two on an idle machine.
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -3,6 +3,7 @@
 // (#meeting=ID, #audit) so that the back button and reloads work.
 
 import * as api from './api.js';
+import * as oidc from './oidc.js';
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, { dataset, ...props } = {}, ...children) => {
@@ -243,10 +244,27 @@ $('audit-verify').addEventListener('click', () => guarded(verifyAudit));
 for (const b of document.querySelectorAll('[data-audit-format]')) b.addEventListener('click', () => guarded(() => api.exportAudit(b.dataset.auditFormat)));
 window.addEventListener('hashchange', route);
 
-// A token in the fragment (#token=…, as an identity provider's implicit redirect or a link from an
-// administrator gives it) signs in at once and is removed from the address bar.
-const fragment = new URLSearchParams(location.hash.slice(1));
-const given = fragment.get('token') || fragment.get('access_token');
-if (given) history.replaceState(null, '', location.pathname);
-const saved = given || api.credential.get();
-if (saved) guarded(() => signIn(saved));
+async function start() {
+  const config = await fetch('/client-config.json').then((r) => r.json()).catch(() => ({}));
+  if (config.oidc) {
+    $('oidc-signin').textContent = config.oidc.label;
+    $('oidc-signin').addEventListener('click', () => guarded(() => oidc.redirect(config.oidc)));
+    $('oidc-box').hidden = false;
+  }
+  // Back from the identity provider (?code=…&state=…): trade the code for a token.
+  const query = new URLSearchParams(location.search);
+  if (config.oidc && (query.has('code') || query.has('error'))) {
+    history.replaceState(null, '', location.pathname);
+    const token = await guarded(() => oidc.complete(config.oidc, query));
+    if (token) return guarded(() => signIn(token));
+  }
+  // A token in the fragment (#token=…, a link from an administrator) signs in at once and is removed
+  // from the address bar.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const given = fragment.get('token') || fragment.get('access_token');
+  if (given) history.replaceState(null, '', location.pathname);
+  const saved = given || api.credential.get();
+  if (saved) await guarded(() => signIn(saved));
+}
+
+start();
