@@ -238,6 +238,6 @@ mod tests {
         assert_eq!("VTT".parse::<Format>(), Ok(Format::WebVtt));
         assert_eq!("text".parse::<Format>(), Ok(Format::Text));
         assert!("pdf".parse::<Format>().unwrap_err().contains("vtt, srt, txt or json"));
-        assert_eq!(file_name(&transcript(), Format::Srt), "vecko_m_te-m1.srt");
+        assert_eq!(file_name(&transcript(), Format::Srt), "veckom_te-m1.srt");
     }
 }
