@@ -147,4 +147,26 @@ pub async fn run_peer(mut command: tokio::process::Command, limit: Duration) -> 
         Err(_) => panic!("peer did not finish within {limit:?}"),
     }
 }
+/// Runs a driver of tests/browser (`node SCRIPT ARGS --chromium PATH`) against a deadline and returns
+/// the JSON summary it prints, failing the test with that summary and its output unless it exits 0.
+pub async fn run_browser_script(script: &str, args: &[&str], limit: Duration) -> serde_json::Value {
+    let (dir, chromium) = browser_driver();
+    let mut command = tokio::process::Command::new("node");
+    command
+        .current_dir(&dir)
+        .arg(script)
+        .args(args)
+        .arg("--chromium")
+        .arg(&chromium);
+    let out = run_peer(command, limit).await;
+    let summary = out.json();
+    assert_eq!(
+        out.status,
+        Some(0),
+        "{script} failed: {summary}\n{}",
+        out.tail()
+    );
+    summary
+}
+
 pub mod ws;

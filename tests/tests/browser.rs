@@ -8,28 +8,14 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_chromium_participants_meet_share_screen_and_leave() {
-    let (dir, chromium) = browser_driver();
     let server = start_server(test_config()).await;
-    let mut c = tokio::process::Command::new("node");
-    c.current_dir(&dir)
-        .arg("three_party.mjs")
-        .args([
-            "--url",
-            &server.http_url(),
-            "--room",
-            "browsers",
-            "--timeout",
-            "60",
-        ])
-        .arg("--chromium")
-        .arg(&chromium);
-    let out = run_peer(c, Duration::from_secs(300)).await;
-    let summary = out.json();
-    assert_eq!(
-        out.status,
-        Some(0),
-        "browser test failed: {summary}\n{}",
-        out.tail()
-    );
+    let url = server.http_url();
+    let summary = run_browser_script(
+        "three_party.mjs",
+        &["--url", &url, "--room", "browsers", "--timeout", "60"],
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }

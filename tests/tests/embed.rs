@@ -98,8 +98,7 @@ async fn host_site(dir: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedding_iframe_api_origins_and_matrix_widget() {
-    let (dir, chromium) = browser_driver();
-    let pages = dir.join("embed");
+    let pages = browser_driver().0.join("embed");
     let allowed = host_site(&pages).await;
     let other = host_site(&pages).await;
     let mut config = test_config();
@@ -123,31 +122,20 @@ async fn embedding_iframe_api_origins_and_matrix_widget() {
         "{body}"
     );
 
-    let mut c = tokio::process::Command::new("node");
-    c.current_dir(&dir)
-        .arg("embed.mjs")
-        .args([
-            "--url",
-            &server.http_url(),
-            "--host",
-            &allowed,
-            "--other",
-            &other,
-            "--room",
-            "embedded",
-            "--timeout",
-            "45",
-        ])
-        .arg("--chromium")
-        .arg(&chromium);
-    let out = run_peer(c, Duration::from_secs(400)).await;
-    let summary = out.json();
-    assert_eq!(
-        out.status,
-        Some(0),
-        "embedding browser test failed: {summary}\n{}",
-        out.tail()
-    );
+    let url = server.http_url();
+    let args = [
+        "--url",
+        &url,
+        "--host",
+        &allowed,
+        "--other",
+        &other,
+        "--room",
+        "embedded",
+        "--timeout",
+        "45",
+    ];
+    let summary = run_browser_script("embed.mjs", &args, Duration::from_secs(400)).await;
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }

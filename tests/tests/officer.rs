@@ -110,7 +110,6 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officer_signs_in_searches_reads_exports_and_the_administrator_audits() {
-    let (dir, chromium) = browser_driver();
     let mut config = test_config();
     config.auth.secret = Some(SECRET.into());
     let server = start_server(config).await;
@@ -120,34 +119,33 @@ async fn officer_signs_in_searches_reads_exports_and_the_administrator_audits() 
     let admin = mint(SECRET, "*", Some("Ada Admin"), Role::Administrator, ttl).expect("token");
     let downloads = std::env::temp_dir().join(format!("samtal-officer-{}", std::process::id()));
 
-    let mut c = tokio::process::Command::new("node");
-    c.current_dir(&dir)
-        .arg("officer.mjs")
-        .args([
-            "--url",
-            &server.http_url(),
-            "--officer",
-            &officer,
-            "--admin",
-            &admin,
-            "--word",
-            "budget*",
-            "--meeting",
-            &meeting,
-        ])
-        .args(["--speaker", "Bo Ek", "--timeout", "30"])
-        .arg("--downloads")
-        .arg(&downloads)
-        .arg("--chromium")
-        .arg(&chromium);
-    let out = run_peer(c, Duration::from_secs(300)).await;
-    let summary = out.json();
-    assert_eq!(
-        out.status,
-        Some(0),
-        "officer page test failed: {summary}\n{}",
-        out.tail()
-    );
+    let url = server.http_url();
+    let downloads_arg = downloads.to_string_lossy().into_owned();
+    let args = [
+        "--url",
+        &url,
+        "--officer",
+        &officer,
+        "--admin",
+        &admin,
+        "--word",
+        "budget*",
+        "--meeting",
+        &meeting,
+    ];
+    let args = [
+        &args[..],
+        &[
+            "--speaker",
+            "Bo Ek",
+            "--timeout",
+            "30",
+            "--downloads",
+            &downloads_arg,
+        ],
+    ]
+    .concat();
+    let summary = run_browser_script("officer.mjs", &args, Duration::from_secs(300)).await;
     assert_eq!(summary["ok"], true, "{summary}");
 
     // What the page showed is what the store sealed.
@@ -344,7 +342,6 @@ mod provider {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officer_signs_in_through_the_identity_provider() {
-    let (dir, chromium) = browser_driver();
     let issuer = provider::start().await;
     let mut config = test_config();
     config.auth.jwks_url = Some(format!("{issuer}/protocol/openid-connect/certs"));
@@ -363,20 +360,13 @@ async fn officer_signs_in_through_the_identity_provider() {
     });
     let server = start_server(config).await;
 
-    let mut c = tokio::process::Command::new("node");
-    c.current_dir(&dir)
-        .arg("oidc_signin.mjs")
-        .args(["--url", &server.http_url(), "--timeout", "30"])
-        .arg("--chromium")
-        .arg(&chromium);
-    let out = run_peer(c, Duration::from_secs(120)).await;
-    let summary = out.json();
-    assert_eq!(
-        out.status,
-        Some(0),
-        "OIDC sign-in failed: {summary}\n{}",
-        out.tail()
-    );
+    let url = server.http_url();
+    let summary = run_browser_script(
+        "oidc_signin.mjs",
+        &["--url", &url, "--timeout", "30"],
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(summary["button"], "Sign in with Test Realm", "{summary}");
     assert_eq!(
         summary["whoami"], "olga (compliance)",
