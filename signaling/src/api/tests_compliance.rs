@@ -82,7 +82,11 @@ async fn fixture() -> Fixture {
 
     let api_keys = ROLES
         .iter()
-        .map(|r| ApiKey { name: format!("svc-{}", role_name(*r)), role: *r, sha256: crate::compliance::sha256_hex(api_key_for(*r).as_bytes()) })
+        .map(|r| ApiKey {
+            name: format!("svc-{}", role_name(*r)),
+            role: *r,
+            sha256: crate::compliance::sha256_hex(api_key_for(*r).as_bytes()),
+        })
         .collect();
     let hs = Verifier::new(AuthConfig { secret: Some(SECRET.into()), api_keys, ..Default::default() });
     let app = router(store.clone(), hs, AuditConfig::default());
@@ -234,7 +238,8 @@ async fn access_matrix_every_role_by_every_credential_against_every_endpoint() {
     }
     assert_eq!(cells, 4 * 5 * 11);
     // Every refusal is in the audit trail, with who was refused.
-    let refused = f.store.audit_entries(&AuditFilter::default()).await.unwrap().into_iter().filter(|e| e.outcome == "denied").collect::<Vec<_>>();
+    let refused =
+        f.store.audit_entries(&AuditFilter::default()).await.unwrap().into_iter().filter(|e| e.outcome == "denied").collect::<Vec<_>>();
     assert_eq!(refused.len(), denied);
     assert!(refused.iter().any(|e| e.actor == "user-participant" && e.action == "transcript.read" && e.target == f.alpha));
     assert!(refused.iter().any(|e| e.actor == "apikey:svc-compliance" && e.action == "meeting.delete"));
@@ -242,7 +247,9 @@ async fn access_matrix_every_role_by_every_credential_against_every_endpoint() {
 
     // A moderator of another room is refused alpha's records but may list its own.
     let beta_mod = Auth::Bearer(mint(SECRET, "beta", None, Role::Moderator, Duration::from_secs(60)).unwrap());
-    for uri in [format!("/api/meetings/{}/transcript", f.alpha), format!("/api/meetings/{}/export", f.alpha), "/api/meetings?room=alpha".into()] {
+    for uri in
+        [format!("/api/meetings/{}/transcript", f.alpha), format!("/api/meetings/{}/export", f.alpha), "/api/meetings?room=alpha".into()]
+    {
         assert_eq!(get_json(&f.app, &uri, &beta_mod).await.0, StatusCode::FORBIDDEN, "{uri}");
     }
     let (status, body) = get_json(&f.app, "/api/meetings", &beta_mod).await;
@@ -356,7 +363,8 @@ async fn exports_carry_the_sealed_digest_that_verifies() {
         ("txt", "text/plain; charset=utf-8"),
         ("json", "application/json"),
     ] {
-        let (status, headers, bytes) = call(&f.app, Method::GET, &format!("/api/meetings/{}/export?format={format}", f.alpha), &admin, None).await;
+        let (status, headers, bytes) =
+            call(&f.app, Method::GET, &format!("/api/meetings/{}/export?format={format}", f.alpha), &admin, None).await;
         assert_eq!(status, StatusCode::OK, "{format}");
         assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), content_type);
         assert_eq!(headers.get("x-transcript-digest").unwrap().to_str().unwrap(), digest);
@@ -422,7 +430,8 @@ async fn search_hold_delete_verify_and_the_audit_trail_through_the_api() {
     let (status, body) = get_json(&f.app, "/api/search?q=budget*", &officer).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let hits = body["hits"].as_array().unwrap();
-    let found: Vec<_> = hits.iter().map(|h| (h["meeting"]["id"].as_str().unwrap(), h["segment"]["utterance_id"].as_str().unwrap())).collect();
+    let found: Vec<_> =
+        hits.iter().map(|h| (h["meeting"]["id"].as_str().unwrap(), h["segment"]["utterance_id"].as_str().unwrap())).collect();
     assert_eq!(found, [(f.beta.as_str(), "b1"), (f.alpha.as_str(), "u1")]);
     assert_eq!(hits[1]["highlight"], "Hej, <mark>budgeten</mark> är klar.");
     assert_eq!(hits[1]["segment"]["speaker_name"], "Anna");
@@ -437,7 +446,11 @@ async fn search_hold_delete_verify_and_the_audit_trail_through_the_api() {
     }
 
     let (status, body) = get_json(&f.app, &format!("/api/meetings/{}/verify", f.alpha), &officer).await;
-    assert_eq!((status, &body["ok"], &body["sealed"], &body["segments"]), (StatusCode::OK, &json!(true), &json!(true), &json!(2)), "{body}");
+    assert_eq!(
+        (status, &body["ok"], &body["sealed"], &body["segments"]),
+        (StatusCode::OK, &json!(true), &json!(true), &json!(2)),
+        "{body}"
+    );
     assert_eq!(get_json(&f.app, "/api/meetings/nope/verify", &officer).await.0, StatusCode::NOT_FOUND);
 
     // Hold, then deletion is refused; lifted, deletion works and the meeting is gone.
@@ -470,12 +483,16 @@ async fn search_hold_delete_verify_and_the_audit_trail_through_the_api() {
     // The audit trail has all of it, verifies, and exports.
     let (status, body) = get_json(&f.app, "/api/audit?limit=1000", &admin).await;
     assert_eq!(status, StatusCode::OK);
-    let actions: Vec<&str> = body["entries"].as_array().unwrap().iter().filter(|e| e["outcome"] == "ok").map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> =
+        body["entries"].as_array().unwrap().iter().filter(|e| e["outcome"] == "ok").map(|e| e["action"].as_str().unwrap()).collect();
     for expected in ["search", "transcript.verify", "hold.on", "meetings.list", "transcript.read", "hold.off", "meeting.delete"] {
         assert!(actions.contains(&expected), "{expected} not in {actions:?}");
     }
     let delete = body["entries"].as_array().unwrap().iter().find(|e| e["action"] == "meeting.delete").unwrap();
-    assert_eq!((delete["actor"].as_str(), delete["role"].as_str(), delete["target"].as_str()), (Some("apikey:svc-administrator"), Some("administrator"), Some(f.alpha.as_str())));
+    assert_eq!(
+        (delete["actor"].as_str(), delete["role"].as_str(), delete["target"].as_str()),
+        (Some("apikey:svc-administrator"), Some("administrator"), Some(f.alpha.as_str()))
+    );
     let search = body["entries"].as_array().unwrap().iter().find(|e| e["action"] == "search").unwrap();
     assert!(search["detail"].as_str().unwrap().contains("\"q\":\"budget*\""), "{search}");
     assert_eq!(body["head"]["seq"], body["entries"].as_array().unwrap().len() + 1, "the read itself is the head");
@@ -532,6 +549,7 @@ fn every_route_is_in_the_openapi_document() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in docs/openapi.json");
     }
     // And nothing is documented that is not routed.
-    let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().keys().filter(|k| *k != "parameters").count()).sum();
+    let documented: usize =
+        doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().keys().filter(|k| *k != "parameters").count()).sum();
     assert_eq!(documented, routes.len(), "docs/openapi.json documents routes the router does not have");
 }

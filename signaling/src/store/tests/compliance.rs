@@ -59,9 +59,7 @@ mod scenarios {
         let find = |q: &str, filter: MeetingFilter| {
             let store = store.clone();
             let q = Query::parse(q).unwrap();
-            async move {
-                store.search(&q, &filter).await.unwrap().into_iter().map(|h| h.segment.utterance_id).collect::<Vec<_>>()
-            }
+            async move { store.search(&q, &filter).await.unwrap().into_iter().map(|h| h.segment.utterance_id).collect::<Vec<_>>() }
         };
         let all = MeetingFilter::default;
         // Whole words, any case; newest meeting first, then transcript order.
@@ -89,7 +87,9 @@ mod scenarios {
         assert_eq!(q.highlight(&hits[0].segment.text), "<mark>Budgeten</mark> för 2025 är klar.");
 
         // A segment changed or deleted in the database is found by its new text only.
-        tamper(&store, &format!("UPDATE segments SET text = 'Inget här.' WHERE meeting_id = '{beta}' AND utterance_id = 'b1'")).await.unwrap();
+        tamper(&store, &format!("UPDATE segments SET text = 'Inget här.' WHERE meeting_id = '{beta}' AND utterance_id = 'b1'"))
+            .await
+            .unwrap();
         assert_eq!(find("budget", all()).await, ["b2", "a3"]);
         assert_eq!(find("inget", all()).await, ["b1"]);
         assert!(matches!(store.delete_meeting(&alpha).await.unwrap(), Deletion::Deleted(_)));
@@ -137,7 +137,9 @@ mod scenarios {
         let at: Vec<_> = v.breaks.iter().map(|b| (b.index, b.utterance_id.clone())).collect();
         assert_eq!(at, [(Some(1), Some("u2".to_owned()))], "{v:?}");
         // The speaker renamed, a time moved: found as well.
-        tamper(&store, &format!("UPDATE segments SET start_ms = start_ms + 1 WHERE meeting_id = '{changed}' AND utterance_id = 'u4'")).await.unwrap();
+        tamper(&store, &format!("UPDATE segments SET start_ms = start_ms + 1 WHERE meeting_id = '{changed}' AND utterance_id = 'u4'"))
+            .await
+            .unwrap();
         let v = store.verify_meeting(&changed).await.unwrap().unwrap();
         assert_eq!(v.breaks.iter().map(|b| b.index).collect::<Vec<_>>(), [Some(1), Some(3)]);
 
@@ -217,11 +219,7 @@ mod scenarios {
         let v = store.verify_audit().await.unwrap();
         assert!(!v.ok);
         let breaks: Vec<_> = v.breaks.iter().map(|b| (b.seq, b.problem.as_str())).collect();
-        assert_eq!(
-            breaks,
-            [(3, "edited: the entry's hash does not match its content"), (8, "entry 7 is missing (removed)")],
-            "{v:?}"
-        );
+        assert_eq!(breaks, [(3, "edited: the entry's hash does not match its content"), (8, "entry 7 is missing (removed)")], "{v:?}");
         // Appending goes on after the newest entry.
         assert_eq!(store.append_audit(event("anna", "audit.verify", "")).await.unwrap().seq, 13);
     }
