@@ -111,7 +111,9 @@ impl Verifier {
         let value = path.split('.').try_fold(claims, |v, key| v.get(key));
         match value {
             None | Some(serde_json::Value::Null) => Ok(Role::Participant),
-            Some(serde_json::Value::String(name)) => self.map_role(name).ok_or_else(|| Error::Token(format!("unknown role {name:?} in claim {path}"))),
+            Some(serde_json::Value::String(name)) => {
+                self.map_role(name).ok_or_else(|| Error::Token(format!("unknown role {name:?} in claim {path}")))
+            }
             Some(serde_json::Value::Array(names)) => {
                 Ok(names.iter().filter_map(|n| n.as_str()).filter_map(|n| self.map_role(n)).max_by_key(|r| rank(*r)).unwrap_or_default())
             }
@@ -130,7 +132,13 @@ impl Verifier {
             .ok_or_else(|| Error::Token("unknown API key".into()))?;
         let actor = format!("apikey:{}", account.name);
         Ok(Identity {
-            claims: Claims { room: "*".into(), name: Some(account.name.clone()), role: account.role, exp: u64::MAX, sub: Some(actor.clone()) },
+            claims: Claims {
+                room: "*".into(),
+                name: Some(account.name.clone()),
+                role: account.role,
+                exp: u64::MAX,
+                sub: Some(actor.clone()),
+            },
             actor,
         })
     }

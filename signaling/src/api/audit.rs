@@ -44,7 +44,11 @@ fn detail(f: &AuditFilter) -> serde_json::Value {
     json!({"from": f.from, "to": f.to, "actor": f.actor, "action": f.action, "target": f.target, "after": f.after})
 }
 
-pub(super) async fn list(State(state): State<ApiState>, caller: Caller, params: Result<Query<AuditParams>, QueryRejection>) -> Result<Response, ApiError> {
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
     const ACTION: &str = "audit.read";
     caller.require(&state, ACTION, "", ADMINISTRATORS).await?;
     let Query(mut params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -56,7 +60,11 @@ pub(super) async fn list(State(state): State<ApiState>, caller: Caller, params: 
     Ok(axum::Json(json!({"entries": entries, "head": head})).into_response())
 }
 
-pub(super) async fn export(State(state): State<ApiState>, caller: Caller, params: Result<Query<AuditParams>, QueryRejection>) -> Result<Response, ApiError> {
+pub(super) async fn export(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
     const ACTION: &str = "audit.export";
     caller.require(&state, ACTION, "", ADMINISTRATORS).await?;
     let Query(mut params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;

@@ -144,7 +144,9 @@ impl FromRequestParts<ApiState> for Caller {
                 key
             }
             (None, None) => {
-                return Err(ApiError::unauthorized("missing Authorization header; send 'Authorization: Bearer <token>' or 'X-Api-Key: <key>'"));
+                return Err(ApiError::unauthorized(
+                    "missing Authorization header; send 'Authorization: Bearer <token>' or 'X-Api-Key: <key>'",
+                ));
             }
         };
         if !state.verifier.api_enabled() {
@@ -209,7 +211,9 @@ impl Caller {
             return Ok(());
         }
         let needed: Vec<String> = roles.iter().map(|r| role_name(*r)).collect();
-        Err(self.deny(state, action, target, format!("role {} may not do {action}; {} needed", role_name(self.role()), needed.join(" or "))).await)
+        Err(self
+            .deny(state, action, target, format!("role {} may not do {action}; {} needed", role_name(self.role()), needed.join(" or ")))
+            .await)
     }
 
     /// Refuses (403, audited) a moderator asking for another room's meeting.
@@ -313,7 +317,11 @@ async fn whoami(caller: Caller) -> Response {
     axum::Json(json!({"actor": caller.identity.actor, "role": role_name(caller.role()), "room": caller.claims().room})).into_response()
 }
 
-async fn list_meetings(State(state): State<ApiState>, caller: Caller, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Response, ApiError> {
+async fn list_meetings(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     const ACTION: &str = "meetings.list";
     caller.require(&state, ACTION, "", READERS).await?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;

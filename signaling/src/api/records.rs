@@ -82,7 +82,8 @@ pub(super) async fn hold(
 ) -> Result<Response, ApiError> {
     const ACTION: &str = "hold";
     caller.require(&state, ACTION, &id, OFFICERS).await?;
-    let axum::Json(request) = body.map_err(|e| ApiError::bad_request(format!("body must be {{\"hold\": true|false, \"reason\": text}}: {}", e.body_text())))?;
+    let axum::Json(request) =
+        body.map_err(|e| ApiError::bad_request(format!("body must be {{\"hold\": true|false, \"reason\": text}}: {}", e.body_text())))?;
     let hold = if request.hold {
         let reason = request.reason.as_deref().map(str::trim).unwrap_or_default().to_owned();
         if reason.is_empty() {
@@ -112,7 +113,8 @@ pub(super) async fn delete_meeting(State(state): State<ApiState>, caller: Caller
     match state.store.delete_meeting(&id).await.map_err(ApiError::internal)? {
         Deletion::Deleted(m) => {
             tracing::info!(meeting = %id, actor = %caller.identity.actor, "meeting deleted");
-            let detail = json!({"room": m.room, "started_at": m.started_at, "ended_at": m.ended_at, "transcript_digest": m.transcript_digest});
+            let detail =
+                json!({"room": m.room, "started_at": m.started_at, "ended_at": m.ended_at, "transcript_digest": m.transcript_digest});
             caller.audit(&state, ACTION, &id, "ok", Some(detail)).await?;
             Ok(axum::Json(json!({ "deleted": id })).into_response())
         }

@@ -43,9 +43,7 @@ pub(super) async fn search(
     detail["q"] = json!(q);
     detail["hits"] = json!(hits.len());
     caller.audit(&state, ACTION, "", "ok", Some(detail)).await?;
-    let hits: Vec<_> = hits
-        .iter()
-        .map(|h| json!({"meeting": h.meeting, "segment": h.segment, "highlight": query.highlight(&h.segment.text)}))
-        .collect();
+    let hits: Vec<_> =
+        hits.iter().map(|h| json!({"meeting": h.meeting, "segment": h.segment, "highlight": query.highlight(&h.segment.text)})).collect();
     Ok(axum::Json(json!({"query": q, "hits": hits, "truncated": truncated})).into_response())
 }

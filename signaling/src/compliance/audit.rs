@@ -70,17 +70,7 @@ impl Entry {
 
     /// The hash this entry's content and `prev_hash` give.
     pub fn computed_hash(&self) -> String {
-        let fields = json!([
-            self.seq,
-            self.at,
-            self.actor,
-            self.role,
-            self.action,
-            self.target,
-            self.client,
-            self.outcome,
-            self.detail
-        ]);
+        let fields = json!([self.seq, self.at, self.actor, self.role, self.action, self.target, self.client, self.outcome, self.detail]);
         sha256_hex(format!("{}\n{}", self.prev_hash, canonical_json(&fields)).as_bytes())
     }
 }
@@ -233,6 +223,9 @@ mod tests {
         t[0].detail = "{\"q\":\"a, b\"}".into();
         let csv = csv(&t);
         assert!(csv.starts_with("seq,at,time,actor,"));
-        assert!(csv.contains(",1970-01-01T00:00:01Z,anna,compliance,transcript.read,m0,127.0.0.1,ok,\"{\"\"q\"\":\"\"a, b\"\"}\","), "{csv}");
+        assert!(
+            csv.contains(",1970-01-01T00:00:01Z,anna,compliance,transcript.read,m0,127.0.0.1,ok,\"{\"\"q\"\":\"\"a, b\"\"}\","),
+            "{csv}"
+        );
     }
 }

@@ -140,7 +140,11 @@ async fn check_export(store: &Store, path: &Path, meeting: Option<&str>, digest:
     let expected = export::render(&stored, format);
     if expected != text {
         ok = false;
-        let line = expected.lines().zip(text.lines()).position(|(a, b)| a != b).unwrap_or_else(|| expected.lines().count().min(text.lines().count()));
+        let line = expected
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| expected.lines().count().min(text.lines().count()));
         writeln!(out, "{name}: ALTERED: line {} differs from the store's export", line + 1)?;
     } else {
         writeln!(out, "{name}: content matches the store's export")?;

@@ -181,9 +181,7 @@ mod tests {
         let m = meeting();
         assert_eq!(genesis(&m), sha256_hex("[\"samtal-transcript-v1\",\"m1\",\"möte\",1000]".as_bytes()));
         let s = seg("u1", 1_100, "Hej \"alla\"");
-        let expected = sha256_hex(
-            format!("{}\n[\"u1\",\"p1\",\"Åsa\",1100,1600,\"Hej \\\"alla\\\"\",\"sv\"]", genesis(&m)).as_bytes(),
-        );
+        let expected = sha256_hex(format!("{}\n[\"u1\",\"p1\",\"Åsa\",1100,1600,\"Hej \\\"alla\\\"\",\"sv\"]", genesis(&m)).as_bytes());
         assert_eq!(link(&genesis(&m), &s), expected);
         assert_eq!(digest(&m, &[s]), format!("sha256:{expected}"));
         assert_eq!(digest(&m, &[]), format!("sha256:{}", genesis(&m)));

@@ -158,8 +158,6 @@ macro_rules! push_meeting_filter {
 mod compliance;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_compliance;
 
 pub use compliance::{AuditFilter, Deletion, LegalHold, SearchHit};
 
