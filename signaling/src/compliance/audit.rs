@@ -109,12 +109,11 @@ pub fn verify(entries: &[Entry]) -> Verification {
         };
         if e.seq != expected_seq {
             let problem = if e.seq > expected_seq {
-                let missing = if e.seq - expected_seq == 1 {
+                if e.seq - expected_seq == 1 {
                     format!("entry {expected_seq} is missing (removed)")
                 } else {
                     format!("entries {expected_seq} to {} are missing (removed)", e.seq - 1)
-                };
-                missing
+                }
             } else {
                 format!("entry numbered {} where {expected_seq} was expected", e.seq)
             };

@@ -306,7 +306,7 @@ mod scenarios {
         assert!(purge_expired(&store, &config, now).await.unwrap().is_empty());
         store.set_legal_hold(&held, None).await.unwrap();
         let purged: Vec<String> = purge_expired(&store, &config, now).await.unwrap().into_iter().map(|m| m.id).collect();
-        assert_eq!(purged, [held.clone()]);
+        assert_eq!(purged, std::slice::from_ref(&held));
         // Without a retention period nothing is ever purged.
         assert!(purge_expired(&store, &RetentionConfig::default(), now + 10_000 * DAY).await.unwrap().is_empty());
         assert!(store.meeting(&recent).await.unwrap().is_some());
