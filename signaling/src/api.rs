@@ -25,9 +25,9 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 #[derive(Clone)]
-struct ApiState {
-    store: Store,
-    verifier: Verifier,
+pub(crate) struct ApiState {
+    pub(crate) store: Store,
+    pub(crate) verifier: Verifier,
 }
 
 /// The API's routes, with their own state; merge into the server's router.
@@ -40,26 +40,26 @@ pub fn router(store: Store, verifier: Verifier) -> Router {
 
 /// An error response: status plus `{"error": code, "message": message}`.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
     fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
-    fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
-    fn internal(e: crate::Error) -> Self {
+    pub(crate) fn internal(e: crate::Error) -> Self {
         tracing::error!("transcript API: {e}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the transcript store failed; see the server log")
     }
@@ -77,7 +77,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Checks the bearer token and that its role may read transcripts.
-async fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+pub(crate) async fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'"))?;
@@ -106,7 +106,7 @@ fn role_name(role: Role) -> String {
 }
 
 /// Whether `claims` may see meetings of `room`.
-fn may_see(claims: &Claims, room: &str) -> bool {
+pub(crate) fn may_see(claims: &Claims, room: &str) -> bool {
     match claims.role {
         Role::Compliance | Role::Administrator => true,
         Role::Moderator => claims.allows_room(room),

@@ -30,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     pub embed: EmbedConfig,
     pub transcription: TranscriptionConfig,
+    /// Matrix bot and delivery of notices and summaries (`[matrix]`); off without a homeserver.
+    pub matrix: crate::delivery::MatrixConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -99,12 +101,13 @@ impl Default for Config {
             limits: Limits::default(),
             embed: EmbedConfig::default(),
             transcription: TranscriptionConfig::default(),
+            matrix: Default::default(),
         }
     }
 }
 
 /// Top-level keys, for picking configuration out of the environment.
-const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed", "transcription"];
+const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed", "transcription", "matrix"];
 
 impl Config {
     /// Defaults, then the file (if given), then `SAMTAL_*` environment variables.

@@ -107,4 +107,6 @@ pub async fn run_peer(mut command: tokio::process::Command, limit: Duration) -> 
         Err(_) => panic!("peer did not finish within {limit:?}"),
     }
 }
+pub mod matrix_reader;
+pub mod synapse;
 pub mod ws;

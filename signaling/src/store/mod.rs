@@ -131,8 +131,11 @@ macro_rules! with_pool {
 }
 
 // Modules that add to `Store` come after `with_pool!`, which they use.
+mod outbox;
 #[cfg(test)]
 mod tests;
+
+pub use outbox::{Delivery, DeliveryKind};
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {

@@ -387,3 +387,6 @@ async fn unsupported_and_unreachable_databases_are_errors() {
     assert!(err.contains("cannot connect to PostgreSQL") && !err.contains("timed out"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
 }
+
+// The Matrix outbox scenarios, on both backends.
+mod outbox;
