@@ -389,7 +389,10 @@ async fn a_summary_made_while_synapse_is_down_arrives_once_it_is_back() {
         .find(|d| d.kind == "summary")
         .unwrap();
     // The reason is logged and kept (its wording depends on where the request failed).
-    assert!(!summary.last_error.as_deref().unwrap_or("").is_empty(), "{summary:?}");
+    assert!(
+        !summary.last_error.as_deref().unwrap_or("").is_empty(),
+        "{summary:?}"
+    );
 
     // Samtal restarts too while the homeserver is away: the outbox is in the store.
     moderator.close().await;
