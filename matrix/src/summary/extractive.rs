@@ -48,6 +48,10 @@ const DECISION_PHRASES: &[&str] = &[
     "final answer is",
     // Swedish
     "vi bestämde",
+    "bestämde vi",
+    "har vi bestämt",
+    "beslutade vi",
+    "kom vi överens",
     "vi har bestämt",
     "vi bestämmer",
     "bestämt att",
@@ -175,7 +179,8 @@ pub fn summarize(meeting: &MeetingText) -> Summary {
     let scores = centrality(&sentences);
     let mut ranked: Vec<usize> = rest
         .into_iter()
-        .filter(|&i| sentences[i].words.len() >= MIN_CONTENT_WORDS)
+        // A sentence sharing nothing with the rest of the meeting (an aside) is never a key point.
+        .filter(|&i| sentences[i].words.len() >= MIN_CONTENT_WORDS && scores[i] > 0.0)
         .collect();
     ranked.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     let mut key: Vec<usize> = Vec::new();
