@@ -47,6 +47,21 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; th
     echo "$want" >"$stamp"
 fi
 
+# --- Synapse (Matrix homeserver) for the Matrix tests, in a venv of its own -------------------------
+synapse_requirements="$repo/tests/peers/synapse-requirements.txt"
+synapse_venv="$cache/synapse-venv"
+synapse_stamp="$synapse_venv/.samtal-requirements.sha256"
+want="$(sha256sum "$synapse_requirements" | cut -d' ' -f1)"
+if [[ ! -x "$synapse_venv/bin/python" || "$(cat "$synapse_stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "setup.sh: creating the Synapse venv in $synapse_venv" >&2
+    mkdir -p "$cache"
+    python="python3"
+    [[ -x /usr/bin/python3 ]] && python=/usr/bin/python3
+    "$python" -m venv "$synapse_venv"
+    "$synapse_venv/bin/pip" install --quiet -r "$synapse_requirements"
+    echo "$want" >"$synapse_stamp"
+fi
+
 # --- npm packages of the browser tests -----------------------------------------------------------
 browser="$repo/tests/browser"
 if [[ -f "$browser/package.json" && -f "$browser/package-lock.json" ]]; then

@@ -33,6 +33,8 @@ pub struct Config {
     pub transcription: TranscriptionConfig,
     pub retention: RetentionConfig,
     pub audit: AuditConfig,
+    /// Matrix bot and delivery of notices and summaries (`[matrix]`); off without a homeserver.
+    pub matrix: crate::delivery::MatrixConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -188,12 +190,13 @@ impl Default for Config {
             transcription: TranscriptionConfig::default(),
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
+            matrix: Default::default(),
         }
     }
 }
 
 /// Top-level keys, for picking configuration out of the environment.
-const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed", "transcription", "retention", "audit"];
+const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed", "transcription", "retention", "audit", "matrix"];
 
 impl Config {
     /// Defaults, then the file (if given), then `SAMTAL_*` environment variables.

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod compliance;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod export;
 pub mod meetings;

@@ -34,6 +34,7 @@ pub async fn start(state: &AppState, room: &str, language: Option<String>, promp
         }
     }
     record_matrix_link(state, &meeting.id, room).await;
+    crate::delivery::transcription_started(state, &meeting.id).await;
     let changed = state.transcription.enable(room, meeting.id, language, prompt);
     if changed {
         broadcast_status(state, room);
@@ -47,6 +48,7 @@ pub async fn stop(state: &AppState, room: &str) -> bool {
     if let Err(e) = state.store.end_meeting(&meeting_id, now_ms()).await {
         tracing::error!(meeting = %meeting_id, "cannot close the meeting record: {e}");
     }
+    crate::delivery::meeting_ended(state, &meeting_id).await;
     broadcast_status(state, room);
     true
 }
@@ -88,6 +90,7 @@ pub async fn resume(state: &Arc<AppState>) -> crate::Result<()> {
         if let Some(older) = newest.insert(meeting.room.clone(), meeting) {
             tracing::warn!(meeting = %older.id, room = %older.room, "closing a meeting left open by an earlier run");
             state.store.end_meeting(&older.id, now_ms()).await?;
+            crate::delivery::meeting_ended(state, &older.id).await;
         }
     }
     if newest.is_empty() {

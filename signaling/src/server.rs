@@ -34,6 +34,8 @@ pub struct AppState {
     /// Set when the server stops: connections closing now are not participants leaving, so running
     /// transcriptions stay open in the store and resume at the next start.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// The Matrix delivery task (`crate::delivery`).
+    pub outbox: crate::delivery::Outbox,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl RunningServer {
         if let Some(retention) = self.retention.take() {
             retention.abort();
         }
+        self.state.outbox.stop();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -93,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback_service(web)
         .with_state(state.clone())
         .merge(crate::api::router(state.store.clone(), state.verifier.clone(), state.config.audit.clone()))
+        .merge(crate::delivery::router(state.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, frame_ancestors))
 }
@@ -164,8 +168,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         media,
         config,
         stopping: Default::default(),
+        outbox: Default::default(),
     });
     crate::meetings::resume(&state).await?;
+    crate::delivery::start(&state);
     if !state.verifier.enabled() {
         tracing::warn!("NO AUTHENTICATION: auth.secret and auth.jwks_url are unset, anyone who reaches this server can join any room");
     }

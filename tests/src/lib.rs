@@ -169,4 +169,6 @@ pub async fn run_browser_script(script: &str, args: &[&str], limit: Duration) ->
     summary
 }
 
+pub mod matrix_reader;
+pub mod synapse;
 pub mod ws;

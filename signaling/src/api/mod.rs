@@ -39,17 +39,24 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 /// Roles that may read transcripts (moderators only of their room).
-const READERS: &[Role] = &[Role::Moderator, Role::Compliance, Role::Administrator];
+pub(crate) const READERS: &[Role] = &[Role::Moderator, Role::Compliance, Role::Administrator];
 /// Roles that may search, verify and hold.
 const OFFICERS: &[Role] = &[Role::Compliance, Role::Administrator];
 /// Roles that may delete and read the audit trail.
 const ADMINISTRATORS: &[Role] = &[Role::Administrator];
 
 #[derive(Clone)]
-struct ApiState {
-    store: Store,
+pub(crate) struct ApiState {
+    pub(crate) store: Store,
     verifier: Verifier,
     trusted_proxies: Arc<Vec<IpAddr>>,
+}
+
+impl ApiState {
+    /// The API's view of the server's state, for routes that live with the server's state (delivery).
+    pub(crate) fn of(app: &crate::server::AppState) -> Self {
+        Self { store: app.store.clone(), verifier: app.verifier.clone(), trusted_proxies: Arc::new(app.config.audit.trusted_proxies.clone()) }
+    }
 }
 
 /// The API's routes, with their own state; merge into the server's router.
@@ -72,32 +79,32 @@ pub fn router(store: Store, verifier: Verifier, audit: AuditConfig) -> Router {
 
 /// An error response: status plus `{"error": code, "message": message}`.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
     fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
-    fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
-    fn not_found(id: &str) -> Self {
+    pub(crate) fn not_found(id: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("no meeting {id}"))
     }
     fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
-    fn internal(e: crate::Error) -> Self {
+    pub(crate) fn internal(e: crate::Error) -> Self {
         tracing::error!("transcript API: {e}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the transcript store failed; see the server log")
     }
@@ -116,7 +123,7 @@ impl IntoResponse for ApiError {
 
 /// An authenticated caller: who, with which role, from which address. Extracting it answers 401
 /// for a missing, malformed, expired or wrongly signed credential.
-struct Caller {
+pub(crate) struct Caller {
     identity: Identity,
     /// The client's IP address as the audit trail records it.
     client: String,
@@ -159,6 +166,14 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+impl FromRequestParts<Arc<crate::server::AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<crate::server::AppState>) -> Result<Self, ApiError> {
+        Caller::from_request_parts(parts, &ApiState::of(state)).await
+    }
+}
+
 /// The TCP peer's address, or the first `X-Forwarded-For` address when the peer is a trusted proxy.
 fn client_address(parts: &Parts, trusted: &[IpAddr]) -> String {
     let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else { return String::new() };
@@ -182,7 +197,7 @@ impl Caller {
     }
 
     /// Appends an entry for this caller to the audit trail.
-    async fn audit(&self, state: &ApiState, action: &str, target: &str, outcome: &str, detail: Option<Value>) -> Result<(), ApiError> {
+    pub(crate) async fn audit(&self, state: &ApiState, action: &str, target: &str, outcome: &str, detail: Option<Value>) -> Result<(), ApiError> {
         let event = Event {
             at: crate::store::now_ms(),
             actor: self.identity.actor.clone(),
@@ -206,7 +221,7 @@ impl Caller {
     }
 
     /// Refuses (403, audited) unless the caller's role is one of `roles`.
-    async fn require(&self, state: &ApiState, action: &str, target: &str, roles: &[Role]) -> Result<(), ApiError> {
+    pub(crate) async fn require(&self, state: &ApiState, action: &str, target: &str, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.role()) {
             return Ok(());
         }
@@ -217,7 +232,7 @@ impl Caller {
     }
 
     /// Refuses (403, audited) a moderator asking for another room's meeting.
-    async fn require_room(&self, state: &ApiState, action: &str, meeting: &Meeting) -> Result<(), ApiError> {
+    pub(crate) async fn require_room(&self, state: &ApiState, action: &str, meeting: &Meeting) -> Result<(), ApiError> {
         if may_see(self.claims(), &meeting.room) {
             return Ok(());
         }
@@ -231,7 +246,7 @@ fn role_name(role: Role) -> String {
 }
 
 /// Whether `claims` may see meetings of `room`.
-fn may_see(claims: &Claims, room: &str) -> bool {
+pub(crate) fn may_see(claims: &Claims, room: &str) -> bool {
     match claims.role {
         Role::Compliance | Role::Administrator => true,
         Role::Moderator => claims.allows_room(room),

@@ -156,10 +156,12 @@ macro_rules! push_meeting_filter {
 
 // Modules that add to `Store` come after `with_pool!`, which they use.
 mod compliance;
+mod outbox;
 #[cfg(test)]
 mod tests;
 
 pub use compliance::{AuditFilter, Deletion, LegalHold, SearchHit};
+pub use outbox::{Delivery, DeliveryKind};
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {

@@ -390,3 +390,6 @@ async fn unsupported_and_unreachable_databases_are_errors() {
 
 // Compliance scenarios (search, chains, audit, retention), on both backends like those above.
 mod compliance;
+
+// The Matrix outbox scenarios, on both backends.
+mod outbox;
