@@ -31,36 +31,22 @@ fi
 
 command -v cargo >/dev/null 2>&1 || { echo "setup.sh: cargo not found; install a Rust toolchain (rustup)" >&2; exit 1; }
 
-# --- Python venv for the test peers -------------------------------------------------------------
-# Reinstalled only when requirements.txt changes (its hash is kept next to the venv).
-requirements="$repo/tests/peers/requirements.txt"
-venv="$cache/venv"
-stamp="$venv/.samtal-requirements.sha256"
-want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    echo "setup.sh: creating Python venv in $venv" >&2
-    mkdir -p "$cache"
-    python="python3"
-    [[ -x /usr/bin/python3 ]] && python=/usr/bin/python3
-    "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet -r "$requirements"
-    echo "$want" >"$stamp"
-fi
-
-# --- Synapse (Matrix homeserver) for the Matrix tests, in a venv of its own -------------------------
-synapse_requirements="$repo/tests/peers/synapse-requirements.txt"
-synapse_venv="$cache/synapse-venv"
-synapse_stamp="$synapse_venv/.samtal-requirements.sha256"
-want="$(sha256sum "$synapse_requirements" | cut -d' ' -f1)"
-if [[ ! -x "$synapse_venv/bin/python" || "$(cat "$synapse_stamp" 2>/dev/null)" != "$want" ]]; then
-    echo "setup.sh: creating the Synapse venv in $synapse_venv" >&2
-    mkdir -p "$cache"
-    python="python3"
-    [[ -x /usr/bin/python3 ]] && python=/usr/bin/python3
-    "$python" -m venv "$synapse_venv"
-    "$synapse_venv/bin/pip" install --quiet -r "$synapse_requirements"
-    echo "$want" >"$synapse_stamp"
-fi
+# --- Python venvs: the test peers (aiortc, export parsers) and Synapse for the Matrix tests ------------
+# Each is reinstalled only when its requirements file changes (the file's hash is kept in the venv).
+python_venv() { # python_venv REQUIREMENTS VENV
+    local requirements="$1" venv="$2" stamp="$2/.samtal-requirements.sha256" want python="python3"
+    want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+        echo "setup.sh: creating Python venv in $venv" >&2
+        mkdir -p "$cache"
+        [[ -x /usr/bin/python3 ]] && python=/usr/bin/python3
+        "$python" -m venv "$venv"
+        "$venv/bin/pip" install --quiet -r "$requirements"
+        echo "$want" >"$stamp"
+    fi
+}
+python_venv "$repo/tests/peers/requirements.txt" "$cache/venv"
+python_venv "$repo/tests/peers/synapse-requirements.txt" "$cache/synapse-venv"
 
 # --- npm packages of the browser tests -----------------------------------------------------------
 browser="$repo/tests/browser"
