@@ -51,6 +51,9 @@ pub struct BotConfig {
     pub store_passphrase: Option<String>,
     /// Seconds one homeserver request may take.
     pub request_timeout_secs: u64,
+    /// Who may invite the bot into a room (and so receive summaries and transcripts there): user ids
+    /// (`@clerk:agency.se`) and server names (`agency.se`). Empty: users of the bot's own server only.
+    pub invite_from: Vec<String>,
 }
 
 impl Default for BotConfig {
@@ -64,8 +67,20 @@ impl Default for BotConfig {
             store_dir: PathBuf::new(),
             store_passphrase: None,
             request_timeout_secs: 30,
+            invite_from: Vec::new(),
         }
     }
+}
+
+/// Whether the bot accepts an invitation from `inviter` (a user id): listed in `allowed` by user id
+/// or server name, or — with nothing listed — a user of the bot's own server.
+pub fn invite_allowed(inviter: &str, bot_user: &str, allowed: &[String]) -> bool {
+    let server = |user: &str| user.split_once(':').map(|(_, server)| server.to_ascii_lowercase());
+    let Some(inviter_server) = server(inviter) else { return false };
+    if allowed.is_empty() {
+        return server(bot_user).is_some_and(|own| own == inviter_server);
+    }
+    allowed.iter().map(|a| a.trim()).any(|a| if a.starts_with('@') { a == inviter } else { a.trim_start_matches(':').eq_ignore_ascii_case(&inviter_server) })
 }
 
 /// The logged-in bot, syncing in the background while it lives.
@@ -197,12 +212,23 @@ impl Bot {
         )?;
         tracing::info!(user = ?client.user_id(), device = ?client.device_id(), "Matrix bot logged in");
 
+        let invite_from = config.invite_from.clone();
         client.add_event_handler(
-            |event: StrippedRoomMemberEvent, room: Room, client: Client| async move {
-                if Some(event.state_key.as_ref()) != client.user_id() {
-                    return;
+            move |event: StrippedRoomMemberEvent, room: Room, client: Client| {
+                let invite_from = invite_from.clone();
+                async move {
+                    let Some(bot) = client.user_id() else { return };
+                    if event.state_key.as_str() != bot.as_str() {
+                        return;
+                    }
+                    if !invite_allowed(event.sender.as_str(), bot.as_str(), &invite_from) {
+                        // Whoever invites the bot chooses where transcripts may go: only configured inviters.
+                        tracing::warn!(room = %room.room_id(), inviter = %event.sender, "Matrix invitation refused: the inviter is not in matrix.invite_from");
+                        tokio::spawn(async move { decline_invite(room).await });
+                        return;
+                    }
+                    tokio::spawn(async move { accept_invite(room).await });
                 }
-                tokio::spawn(async move { accept_invite(room).await });
             },
         );
         client
@@ -411,6 +437,12 @@ fn send_error(e: matrix_sdk::Error) -> Error {
     }
 }
 
+async fn decline_invite(room: Room) {
+    if let Err(e) = room.leave().await {
+        tracing::warn!(room = %room.room_id(), "cannot decline the invitation: {e}");
+    }
+}
+
 async fn accept_invite(room: Room) {
     let mut wait = Duration::from_secs(1);
     for _ in 0..8 {
@@ -514,4 +546,22 @@ fn set_store_aside(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invite_allowed;
+
+    #[test]
+    fn only_configured_inviters_choose_where_transcripts_go() {
+        let bot = "@samtal:agency.se";
+        assert!(invite_allowed("@clerk:agency.se", bot, &[]), "own server by default");
+        assert!(!invite_allowed("@attacker:evil.example", bot, &[]));
+        assert!(!invite_allowed("not-a-user-id", bot, &[]));
+        let allowed = vec!["partner.se".to_owned(), "@chair:other.se".to_owned()];
+        assert!(invite_allowed("@anyone:partner.se", bot, &allowed) && invite_allowed("@chair:other.se", bot, &allowed));
+        assert!(!invite_allowed("@clerk:agency.se", bot, &allowed), "a list replaces the default");
+        assert!(!invite_allowed("@intern:other.se", bot, &allowed));
+        assert!(!invite_allowed("@x:evil.example", bot, &["evil.exampl".to_owned()]));
+    }
 }

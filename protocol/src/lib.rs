@@ -230,6 +230,28 @@ pub struct TranscriptionStatus {
 }
 
 impl ClientMessage {
+    /// Every `type` tag a client may send; a test holds it to serde's own list of variants, so it
+    /// cannot drift from the enum.
+    pub const TYPES: &'static [&'static str] = &[
+        "join",
+        "offer",
+        "answer",
+        "candidate",
+        "mute",
+        "moderate",
+        "leave",
+        "ping",
+        "transcription",
+        "transcription_consent",
+        "segment",
+        "worker",
+    ];
+
+    /// Whether `tag` names a client message type (its fields may still be wrong).
+    pub fn is_known_type(tag: &str) -> bool {
+        Self::TYPES.contains(&tag)
+    }
+
     /// The `type` tag, for errors and logs.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -266,12 +288,26 @@ pub enum ErrorCode {
     NegotiationFailed,
     UnknownParticipant,
     Internal,
+    /// The connection did not `join` (or register as a worker) in time.
+    JoinTimeout,
+    /// Too many connections are waiting to join; try again later.
+    ServerBusy,
+    /// This token already holds the most sessions one identity may hold in the room.
+    TooManySessions,
 }
 
 impl ErrorCode {
     /// Whether the server closes the connection after sending this error.
     pub fn is_fatal(self) -> bool {
-        matches!(self, ErrorCode::Unauthorized | ErrorCode::BadRoom | ErrorCode::RoomFull)
+        matches!(
+            self,
+            ErrorCode::Unauthorized
+                | ErrorCode::BadRoom
+                | ErrorCode::RoomFull
+                | ErrorCode::JoinTimeout
+                | ErrorCode::ServerBusy
+                | ErrorCode::TooManySessions
+        )
     }
 }
 
@@ -394,6 +430,24 @@ fn is_false(b: &bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// serde's own list of the enum's tags, read from its "unknown variant" error.
+    fn serde_variants() -> Vec<String> {
+        let err = serde_json::from_str::<ClientMessage>(r#"{"type":"no-such-type"}"#).unwrap_err().to_string();
+        let list = err.split("expected one of").nth(1).unwrap_or_else(|| panic!("unexpected serde error: {err}"));
+        list.split(',').map(|v| v.trim().trim_matches(|c: char| c == '`' || c.is_whitespace()).split('`').next().unwrap_or("").to_owned()).filter(|v| !v.is_empty()).collect()
+    }
+
+    #[test]
+    fn the_type_list_is_the_enum_s_own() {
+        let mut from_serde = serde_variants();
+        let mut ours: Vec<String> = ClientMessage::TYPES.iter().map(|t| t.to_string()).collect();
+        from_serde.sort();
+        ours.sort();
+        assert_eq!(ours, from_serde, "ClientMessage::TYPES must list exactly the enum's variants");
+        let leave: ClientMessage = serde_json::from_str(r#"{"type":"leave"}"#).unwrap();
+        assert!(ClientMessage::is_known_type(leave.type_name()) && !ClientMessage::is_known_type("dance"));
+    }
 
     #[test]
     fn join_parses_with_defaults() {

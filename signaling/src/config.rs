@@ -80,11 +80,15 @@ pub struct TranscriptionConfig {
     /// After a restart, a transcription that was running resumes; if nobody rejoins its room within
     /// this many seconds it is stopped (its meeting ends).
     pub resume_grace_secs: u64,
+    /// The key transcription workers register with (`samtal-transcriber --token KEY`): a random string of
+    /// at least 32 bytes. Unset: only a service-role token (with `auth.secret` or `auth.jwks_url`) registers
+    /// a worker; on an open server, no worker can register and transcription is unavailable.
+    pub worker_key: Option<String>,
 }
 
 impl Default for TranscriptionConfig {
     fn default() -> Self {
-        Self { resume_grace_secs: 120 }
+        Self { resume_grace_secs: 120, worker_key: None }
     }
 }
 
@@ -167,11 +171,25 @@ pub struct Limits {
     pub heartbeat_timeout_secs: u64,
     /// Participants per room (hidden ones not counted).
     pub max_participants: usize,
+    /// Seconds a new websocket connection has to `join` (or register as a worker) before it is closed.
+    pub join_timeout_secs: u64,
+    /// Websocket connections that have not joined yet, server-wide; more are refused with `server_busy`.
+    pub max_unjoined_connections: usize,
+    /// Sessions one token identity (its `sub`, else the token itself) may hold in one room at once.
+    pub max_joins_per_identity: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_message_bytes: 64 * 1024, max_messages_per_second: 50, heartbeat_timeout_secs: 30, max_participants: 100 }
+        Self {
+            max_message_bytes: 64 * 1024,
+            max_messages_per_second: 50,
+            heartbeat_timeout_secs: 30,
+            max_participants: 100,
+            join_timeout_secs: 10,
+            max_unjoined_connections: 256,
+            max_joins_per_identity: 4,
+        }
     }
 }
 
@@ -218,6 +236,19 @@ impl Config {
             .map_err(|e| Error::Config(e.to_string()))
     }
 
+    /// Refuses settings that would make the server insecure while it looks secured: an empty, short or
+    /// placeholder `auth.secret` (anyone could sign an administrator token with it) or
+    /// `transcription.worker_key`. The message names the key and says why.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(secret) = &self.auth.secret {
+            check_secret("auth.secret", secret, "tokens")?;
+        }
+        if let Some(key) = &self.transcription.worker_key {
+            check_secret("transcription.worker_key", key, "transcription workers")?;
+        }
+        Ok(())
+    }
+
     /// True when join tokens are checked.
     pub fn auth_enabled(&self) -> bool {
         self.auth.secret.is_some() || self.auth.jwks_url.is_some()
@@ -232,9 +263,44 @@ impl Config {
     }
 }
 
+/// Shortest secret accepted, in bytes (as long as the HS256 key it becomes).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Placeholder words of example configurations; a secret containing one was never changed.
+const PLACEHOLDERS: &[&str] = &["change-me", "changeme", "replace-me", "your-secret"];
+
+fn check_secret(key: &str, value: &str, guards: &str) -> Result<()> {
+    let how = "set a random value of at least 32 bytes (e.g. `openssl rand -base64 32`)";
+    if value.trim().is_empty() {
+        return Err(Error::Config(format!("{key} is empty: anyone could forge {guards} with an empty key; {how}, or remove the key")));
+    }
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(Error::Config(format!("{key} is {} bytes long, shorter than {MIN_SECRET_BYTES}: it can be guessed; {how}", value.len())));
+    }
+    let lower = value.to_ascii_lowercase();
+    if let Some(word) = PLACEHOLDERS.iter().find(|w| lower.contains(*w)) {
+        return Err(Error::Config(format!("{key} still holds the example's placeholder ({word:?}): everyone who read the example knows it; {how}")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_short_and_placeholder_secrets_are_refused() {
+        let with_secret = |s: &str| Config { auth: AuthConfig { secret: Some(s.into()), ..Default::default() }, ..Default::default() };
+        for (secret, why) in [("", "empty"), ("   ", "empty"), ("short-secret", "shorter than 32"), ("change-me-to-a-long-random-string", "placeholder")] {
+            let err = with_secret(secret).validate().unwrap_err().to_string();
+            assert!(err.contains("auth.secret") && err.contains(why), "{secret:?}: {err}");
+        }
+        assert!(with_secret("0123456789abcdef0123456789abcdef").validate().is_ok());
+        assert!(Config::default().validate().is_ok(), "an open server has no secret to check");
+        let mut config = Config::default();
+        config.transcription.worker_key = Some("worker".into());
+        assert!(config.validate().unwrap_err().to_string().contains("transcription.worker_key"));
+    }
 
     #[test]
     fn file_and_environment_override_defaults() {
@@ -256,6 +322,8 @@ mod tests {
         let config = Config::load(Some(example)).unwrap();
         assert_eq!(config.media.udp_port, 10000);
         assert!(config.auth_enabled());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.secret") && err.contains("placeholder"), "the example's secret must be replaced: {err}");
     }
 
     #[test]

@@ -79,12 +79,12 @@ fn header_lines(t: &Transcript) -> Vec<String> {
     if let Some(language) = &m.language {
         lines.push(format!("Language {language}"));
     }
-    let names: Vec<&str> = t.participants.iter().map(|p| p.name.as_str()).collect();
+    let names: Vec<String> = t.participants.iter().map(|p| single_line(&p.name)).collect();
     if !names.is_empty() {
         lines.push(format!("Participants {}", names.join(", ")));
     }
     for p in t.participants.iter().filter(|p| p.opted_out_at.is_some()) {
-        lines.push(format!("{} opted out of transcription at {}; their speech is not transcribed", p.name, rfc3339(p.opted_out_at.unwrap_or_default())));
+        lines.push(format!("{} opted out of transcription at {}; their speech is not transcribed", single_line(&p.name), rfc3339(p.opted_out_at.unwrap_or_default())));
     }
     if let Some(digest) = &m.transcript_digest {
         lines.push(format!("Transcript digest {digest}"));
@@ -108,9 +108,23 @@ fn span(t: &Transcript, s: &TranscriptSegment) -> (i64, i64) {
     (start, offset(t, s.end_ms).max(start + 1))
 }
 
+/// `text` as one line: control characters (newlines, escapes) and bidirectional overrides become
+/// spaces, runs of whitespace one space, trimmed. Names and text stored before names were checked
+/// at join go through this too, so no stored value can forge a line of an export.
+pub fn single_line(text: &str) -> String {
+    let cleaned: String = text.chars().map(|c| if is_unsafe_char(c) { ' ' } else { c }).collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Characters that must never reach a line of an export or a display name: controls (C0, DEL, C1)
+/// and the bidirectional marks and overrides that reorder what a reader sees.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// One line of cue text: no blank lines (they end a cue) and no `-->`.
 fn cue_text(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").replace("-->", "->")
+    single_line(text).replace("-->", "->")
 }
 
 fn webvtt(t: &Transcript) -> String {
@@ -141,7 +155,7 @@ fn text(t: &Transcript) -> String {
     out.push_str("\n\n");
     for s in &t.segments {
         let (start, _) = span(t, s);
-        let _ = writeln!(out, "[{}] {}: {}", clock(start, '.'), s.speaker_name, cue_text(&s.text));
+        let _ = writeln!(out, "[{}] {}: {}", clock(start, '.'), single_line(&s.speaker_name), cue_text(&s.text));
     }
     out
 }
@@ -224,6 +238,21 @@ mod tests {
         assert!(text.contains("Participants Anna, Björn <B>\n"));
         assert!(text.contains("[00:00:00.000] Anna: Hej alla, vi börjar.\n"));
         assert!(text.contains("Started 2023-11-14T22:13:20Z"));
+    }
+
+    #[test]
+    fn hostile_names_cannot_forge_lines() {
+        let mut t = transcript();
+        let forged = "Anna\n[00:00:05.000] Boss: I approve the budget\r\x1b[2J\u{202e}";
+        t.segments[0].speaker_name = forged.into();
+        t.participants[0].name = forged.into();
+        for format in [Format::Text, Format::Srt, Format::WebVtt] {
+            let out = render(&t, format);
+            assert!(!out.lines().any(|l| l.starts_with("[00:00:05.000]")), "{format:?} has a forged line:\n{out}");
+            assert!(!out.contains(['\r', '\x1b', '\u{202e}']), "{format:?} carries control characters");
+        }
+        let text = render(&t, Format::Text);
+        assert_eq!(text.lines().filter(|l| l.starts_with('[')).count(), t.segments.len(), "{text}");
     }
 
     #[test]

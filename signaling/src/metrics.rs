@@ -20,7 +20,11 @@ pub struct CodeLabel {
 pub struct Metrics {
     registry: Registry,
     pub connections: Gauge,
+    /// Websockets that have not joined a room or registered as a worker yet.
+    pub unjoined: Gauge,
     pub messages: Counter,
+    /// Server messages dropped because the client did not read them fast enough.
+    pub dropped: Counter,
     pub errors: Family<CodeLabel, Counter>,
 }
 
@@ -29,12 +33,16 @@ impl Metrics {
         let mut registry = Registry::with_prefix("samtal");
         let connections = Gauge::default();
         let messages = Counter::default();
+        let unjoined = Gauge::default();
+        let dropped = Counter::default();
         let errors = Family::<CodeLabel, Counter>::default();
         registry.register("websocket_connections", "Open signaling websockets", connections.clone());
+        registry.register("websocket_unjoined_connections", "Open signaling websockets that have not joined yet", unjoined.clone());
         registry.register("signaling_messages", "Signaling messages received", messages.clone());
+        registry.register("signaling_dropped_messages", "Messages to clients dropped because the client did not read", dropped.clone());
         registry.register("signaling_errors", "Protocol errors sent to clients, by code", errors.clone());
         registry.register_collector(Box::new(MediaCollector(stats)));
-        Self { registry, connections, messages, errors }
+        Self { registry, connections, unjoined, messages, dropped, errors }
     }
 
     pub fn error(&self, code: ErrorCode) {

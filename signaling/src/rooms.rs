@@ -3,9 +3,10 @@
 //! participant. Media forwarding state lives in the SFU; this registry only knows what the
 //! protocol tells participants.
 
-use samtal_protocol::{ParticipantInfo, Role, ServerMessage, TrackInfo, TrackSource};
+use samtal_protocol::{MediaKind, ParticipantInfo, Role, ServerMessage, TrackInfo, TrackSource};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 /// What a session's writer receives.
@@ -22,7 +23,37 @@ pub const OUTBOUND_QUEUE: usize = 256;
 struct Member {
     info: ParticipantInfo,
     hidden: bool,
+    /// Who holds the token this member joined with, if a token was checked.
+    identity: Option<String>,
+    /// Whether it ever published audio (which the media server then forwards to transcription).
+    published_audio: bool,
     tx: mpsc::Sender<Outbound>,
+    /// Broadcasts this member missed because its queue was full.
+    dropped: AtomicU64,
+}
+
+/// What the room registry checks on join.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinLimits {
+    /// Visible participants per room.
+    pub max_participants: usize,
+    /// Sessions of one token identity per room (hidden ones not counted).
+    pub max_per_identity: usize,
+}
+
+/// A participant as the transcript sees it: whether their words may be attributed to them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speaker {
+    pub name: String,
+    pub published_audio: bool,
+    pub opted_out: bool,
+}
+
+impl Speaker {
+    /// Whether the media server sends this participant's audio to the transcription service.
+    pub fn transcribable(&self) -> bool {
+        self.published_audio && !self.opted_out
+    }
 }
 
 #[derive(Default)]
@@ -35,31 +66,46 @@ pub struct Rooms {
 #[derive(Debug, PartialEq, Eq)]
 pub enum JoinRefused {
     Full,
+    /// The token's identity already holds `max_per_identity` sessions in the room.
+    TooManySessions,
 }
 
 impl Rooms {
     /// Adds a participant. `welcome` turns the visible participants already there into the first
     /// message the newcomer gets; it is queued under the lock, so no broadcast can overtake it.
+    #[allow(clippy::too_many_arguments)]
     pub fn join(
         &self,
         room: &str,
         info: ParticipantInfo,
         hidden: bool,
+        identity: Option<String>,
         tx: mpsc::Sender<Outbound>,
-        max_participants: usize,
+        limits: JoinLimits,
         welcome: impl FnOnce(Vec<ParticipantInfo>) -> ServerMessage,
     ) -> Result<(), JoinRefused> {
         let mut rooms = self.rooms.lock().expect("rooms lock");
         let members = rooms.entry(room.to_owned()).or_default();
-        if !hidden && members.values().filter(|m| !m.hidden).count() >= max_participants {
+        let visible = || members.values().filter(|m| !m.hidden);
+        let refused = if hidden {
+            None
+        } else if visible().count() >= limits.max_participants {
+            Some(JoinRefused::Full)
+        } else if identity.is_some() && visible().filter(|m| m.identity == identity).count() >= limits.max_per_identity {
+            Some(JoinRefused::TooManySessions)
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
             if members.is_empty() {
                 rooms.remove(room);
             }
-            return Err(JoinRefused::Full);
+            return Err(refused);
         }
-        let present = members.values().filter(|m| !m.hidden).map(|m| m.info.clone()).collect();
+        let present = visible().map(|m| m.info.clone()).collect();
         let _ = tx.try_send(Outbound::Message(welcome(present)));
-        members.insert(info.id.clone(), Member { info, hidden, tx });
+        let member = Member { info, hidden, identity, published_audio: false, tx, dropped: AtomicU64::new(0) };
+        members.insert(member.info.id.clone(), member);
         Ok(())
     }
 
@@ -80,7 +126,11 @@ impl Rooms {
         let rooms = self.rooms.lock().expect("rooms lock");
         for (id, member) in rooms.get(room).into_iter().flatten() {
             if id != except && member.tx.try_send(Outbound::Message(message.clone())).is_err() {
-                tracing::warn!(room, participant = %id, "outbound queue full; message dropped");
+                // The first drop and then every 1000th: a stalled client must not flood the log.
+                let dropped = member.dropped.fetch_add(1, Ordering::Relaxed);
+                if dropped % 1000 == 0 {
+                    tracing::warn!(room, participant = %id, dropped = dropped + 1, "outbound queue full; messages dropped");
+                }
             }
         }
     }
@@ -100,6 +150,7 @@ impl Rooms {
         match rooms.get_mut(room).and_then(|m| m.get_mut(id)) {
             Some(member) => {
                 edit(&mut member.info.tracks);
+                member.published_audio |= member.info.tracks.iter().any(|t| t.kind == MediaKind::Audio);
                 true
             }
             None => false,
@@ -126,6 +177,13 @@ impl Rooms {
 
     pub fn name(&self, room: &str, id: &str) -> Option<String> {
         self.rooms.lock().expect("rooms lock").get(room)?.get(id).map(|m| m.info.name.clone())
+    }
+
+    /// A visible participant of the room, as a speaker in its transcript.
+    pub fn speaker(&self, room: &str, id: &str) -> Option<Speaker> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        let member = rooms.get(room)?.get(id).filter(|m| !m.hidden)?;
+        Some(Speaker { name: member.info.name.clone(), published_audio: member.published_audio, opted_out: member.info.transcription_opt_out })
     }
 
     /// Visible participants of a room, with names (for meeting records).
@@ -170,10 +228,14 @@ mod tests {
 
     /// Joins and returns the ids listed in the welcome message.
     fn join(rooms: &Rooms, id: &str, hidden: bool, max: usize) -> Result<Vec<String>, JoinRefused> {
+        join_as(rooms, id, hidden, None, JoinLimits { max_participants: max, max_per_identity: 2 })
+    }
+
+    fn join_as(rooms: &Rooms, id: &str, hidden: bool, identity: Option<&str>, limits: JoinLimits) -> Result<Vec<String>, JoinRefused> {
         let (tx, _rx) = mpsc::channel(4);
         let mut listed = Vec::new();
         rooms
-            .join("r", info(id), hidden, tx, max, |present| {
+            .join("r", info(id), hidden, identity.map(str::to_owned), tx, limits, |present| {
                 listed = present.iter().map(|p| p.id.clone()).collect();
                 ServerMessage::Pong { nonce: None }
             })
@@ -199,8 +261,9 @@ mod tests {
         let (tx_a, mut rx_a) = mpsc::channel(1);
         let (tx_b, mut rx_b) = mpsc::channel(1);
         let welcome = |_| ServerMessage::Pong { nonce: Some("welcome".into()) };
-        rooms.join("r", info("a"), false, tx_a, 10, welcome).unwrap();
-        rooms.join("r", info("b"), false, tx_b, 10, welcome).unwrap();
+        let limits = JoinLimits { max_participants: 10, max_per_identity: 10 };
+        rooms.join("r", info("a"), false, None, tx_a, limits, welcome).unwrap();
+        rooms.join("r", info("b"), false, None, tx_b, limits, welcome).unwrap();
         rx_a.try_recv().unwrap();
         rx_b.try_recv().unwrap();
         let msg = ServerMessage::Pong { nonce: None };
@@ -209,5 +272,34 @@ mod tests {
         assert!(rx_a.try_recv().is_err());
         assert!(matches!(rx_b.try_recv(), Ok(Outbound::Message(ServerMessage::Pong { .. }))));
         assert!(rx_b.try_recv().is_err());
+    }
+
+    #[test]
+    fn one_identity_cannot_fill_a_room() {
+        let rooms = Rooms::default();
+        let limits = JoinLimits { max_participants: 100, max_per_identity: 2 };
+        assert!(join_as(&rooms, "a1", false, Some("sub:anna"), limits).is_ok());
+        assert!(join_as(&rooms, "a2", false, Some("sub:anna"), limits).is_ok());
+        assert_eq!(join_as(&rooms, "a3", false, Some("sub:anna"), limits), Err(JoinRefused::TooManySessions));
+        assert!(join_as(&rooms, "b1", false, Some("sub:bo"), limits).is_ok(), "others still get in");
+        assert!(join_as(&rooms, "open", false, None, limits).is_ok());
+        rooms.leave("r", "a1");
+        assert!(join_as(&rooms, "a4", false, Some("sub:anna"), limits).is_ok(), "a place frees up on leave");
+    }
+
+    #[test]
+    fn only_published_unopted_audio_is_transcribable() {
+        let rooms = Rooms::default();
+        join(&rooms, "a", false, 10).unwrap();
+        join(&rooms, "svc", true, 10).unwrap();
+        assert_eq!(rooms.speaker("r", "a").map(|s| s.transcribable()), Some(false), "no audio published yet");
+        assert_eq!(rooms.speaker("r", "svc"), None, "hidden participants are no speakers");
+        let mic = TrackInfo { track_id: "m".into(), kind: MediaKind::Audio, source: TrackSource::Microphone, muted: false, stream_id: "a".into() };
+        rooms.update_tracks("r", "a", |t| t.push(mic));
+        assert!(rooms.speaker("r", "a").unwrap().transcribable());
+        rooms.update_tracks("r", "a", |t| t.clear());
+        assert!(rooms.speaker("r", "a").unwrap().transcribable(), "audio sent earlier may still be recognised");
+        rooms.set_opt_out("r", "a", true);
+        assert!(!rooms.speaker("r", "a").unwrap().transcribable());
     }
 }

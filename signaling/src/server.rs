@@ -152,6 +152,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 /// Starts the media server and the HTTP server.
 pub async fn start(config: Config) -> Result<RunningServer> {
+    config.validate()?;
     let store = Store::connect(&config.database_url()).await?;
     tracing::info!(backend = store.backend(), "transcript store ready");
     let media = MediaServer::start(&config.media)?;

@@ -6,7 +6,7 @@
 //! fatal; nothing it sends can stall another participant (its own task, bounded queues).
 
 use crate::meetings;
-use crate::rooms::{JoinRefused, OUTBOUND_QUEUE, Outbound};
+use crate::rooms::{JoinLimits, JoinRefused, OUTBOUND_QUEUE, Outbound};
 use crate::server::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -15,7 +15,9 @@ use samtal_protocol::{
     TrackInfo, TrackSource,
 };
 use samtal_sfu::{MediaEvent, PeerState, SubscribeOptions};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -34,6 +36,15 @@ struct Joined {
     hidden: bool,
 }
 
+/// What a join's credential grants.
+struct Admission {
+    role: Role,
+    /// The display name the token gives, if any.
+    name: Option<String>,
+    /// Who holds the token (its `sub`, else the token's hash): joins per identity are limited.
+    identity: Option<String>,
+}
+
 /// Why the session ends.
 enum End {
     Leave(LeaveReason),
@@ -48,14 +59,41 @@ struct Session {
     /// Set when this connection is a transcription worker rather than a participant.
     worker: Option<String>,
     bucket: TokenBucket,
+    /// The client's address, for the audit trail.
+    peer: SocketAddr,
+    /// Counts this connection among the unjoined ones until it joins or registers.
+    unjoined: Option<UnjoinedSlot>,
+    /// Messages to this client dropped because it did not read them.
+    dropped: AtomicU64,
 }
 
-pub async fn run(state: Arc<AppState>, socket: WebSocket, peer: std::net::SocketAddr) {
+/// One of the server's limited places for connections that have not joined yet.
+struct UnjoinedSlot(Arc<AppState>);
+
+impl UnjoinedSlot {
+    /// Takes a place, or None when all `limits.max_unjoined_connections` are taken.
+    fn take(state: &Arc<AppState>) -> Option<Self> {
+        let before = state.metrics.unjoined.inc();
+        if before >= state.config.limits.max_unjoined_connections as i64 {
+            state.metrics.unjoined.dec();
+            return None;
+        }
+        Some(Self(state.clone()))
+    }
+}
+
+impl Drop for UnjoinedSlot {
+    fn drop(&mut self) {
+        self.0.metrics.unjoined.dec();
+    }
+}
+
+pub async fn run(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
     let span = tracing::info_span!("session", %peer, room = tracing::field::Empty, participant = tracing::field::Empty);
-    run_inner(state, socket).instrument(span).await
+    run_inner(state, socket, peer).instrument(span).await
 }
 
-async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
+async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
@@ -87,6 +125,7 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
     });
     let limits = &state.config.limits;
     let heartbeat = Duration::from_secs(limits.heartbeat_timeout_secs);
+    let unjoined = UnjoinedSlot::take(&state);
     let mut session = Session {
         bucket: TokenBucket::new(limits.max_messages_per_second),
         state: state.clone(),
@@ -94,16 +133,28 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
         media_tx,
         joined: None,
         worker: None,
+        peer,
+        unjoined,
+        dropped: AtomicU64::new(0),
     };
     let mut deadline = tokio::time::Instant::now() + heartbeat;
+    let join_deadline = tokio::time::Instant::now() + Duration::from_secs(limits.join_timeout_secs);
     let end = loop {
+        if session.unjoined.is_none() && session.joined.is_none() && session.worker.is_none() {
+            tracing::info!("too many connections waiting to join; refused");
+            session.error(ErrorCode::ServerBusy, "too many connections are waiting to join; try again later", None);
+            break End::Fatal;
+        }
         tokio::select! {
             frame = ws_rx.next() => {
                 let text = match frame {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::Leave(LeaveReason::Disconnected),
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(_))) => {
-                        session.error(ErrorCode::BadMessage, "binary frames are not part of the protocol", None);
+                    Some(Ok(Message::Binary(bytes))) => {
+                        // Counted and limited like text, so binary frames are no way around the limits.
+                        if session.admit(bytes.len()) {
+                            session.error(ErrorCode::BadMessage, "binary frames are not part of the protocol", None);
+                        }
                         continue;
                     }
                     Some(Ok(_)) => continue, // websocket ping/pong
@@ -112,6 +163,10 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
                 if let Some(end) = session.on_frame(text.as_str()).await {
                     break end;
                 }
+            }
+            _ = tokio::time::sleep_until(join_deadline), if session.unjoined.is_some() => {
+                session.error(ErrorCode::JoinTimeout, format!("no join within {} s", state.config.limits.join_timeout_secs), None);
+                break End::Fatal;
             }
             event = media_rx.recv() => {
                 if let Some(event) = event
@@ -133,8 +188,29 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket) {
 impl Session {
     fn send(&self, message: ServerMessage) {
         if self.out.try_send(Outbound::Message(message)).is_err() {
-            tracing::warn!("client is not reading; message dropped");
+            self.state.metrics.dropped.inc();
+            // One line per session, not one per dropped message: a flooding client must not flood the log.
+            if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!("client is not reading; messages to it are dropped (counted in samtal_signaling_dropped_messages)");
+            }
         }
+    }
+
+    /// Size and rate limits of every frame, text or binary: false (with at most one error a second) if it is dropped.
+    fn admit(&mut self, len: usize) -> bool {
+        self.state.metrics.messages.inc();
+        let max = self.state.config.limits.max_message_bytes;
+        if !self.bucket.take(Instant::now()) {
+            if self.bucket.should_warn() {
+                self.error(ErrorCode::RateLimited, "too many messages; excess messages are dropped", None);
+            }
+            return false;
+        }
+        if len > max {
+            self.error(ErrorCode::TooLarge, format!("message of {len} bytes exceeds the limit of {max}"), None);
+            return false;
+        }
+        true
     }
 
     fn error(&self, code: ErrorCode, message: impl Into<String>, ref_type: Option<&str>) {
@@ -145,15 +221,7 @@ impl Session {
     }
 
     async fn on_frame(&mut self, text: &str) -> Option<End> {
-        self.state.metrics.messages.inc();
-        if text.len() > self.state.config.limits.max_message_bytes {
-            self.error(ErrorCode::TooLarge, format!("message of {} bytes exceeds the limit of {}", text.len(), self.state.config.limits.max_message_bytes), None);
-            return None;
-        }
-        if !self.bucket.take(Instant::now()) {
-            if self.bucket.should_warn() {
-                self.error(ErrorCode::RateLimited, "too many messages; excess messages are dropped", None);
-            }
+        if !self.admit(text.len()) {
             return None;
         }
         let message = match serde_json::from_str::<ClientMessage>(text) {
@@ -261,30 +329,40 @@ impl Session {
         }
     }
 
+    /// Registers a transcription worker. Workers hear every meeting they are given and write the
+    /// transcript, so this always needs a credential participants cannot get: the configured
+    /// `transcription.worker_key`, or a service-role token. An open server opens meetings to
+    /// participants, never this.
     async fn on_worker(&mut self, token: Option<String>, capacity: Option<u32>) -> Option<End> {
-        if self.state.verifier.enabled() {
-            let claims = match token {
-                Some(token) => self.state.verifier.verify(&token).await.map_err(|e| e.to_string()),
-                None => Err("a worker needs a service token".to_owned()),
-            };
-            match claims {
-                Ok(c) if c.role == Role::Service => {}
-                Ok(_) => {
-                    self.error(ErrorCode::Unauthorized, "workers need a token with role service", Some("worker"));
-                    return Some(End::Fatal);
-                }
-                Err(message) => {
-                    self.error(ErrorCode::Unauthorized, message, Some("worker"));
-                    return Some(End::Fatal);
-                }
-            }
+        if let Err(message) = self.authorize_worker(token.as_deref()).await {
+            tracing::info!("worker registration refused: {message}");
+            self.error(ErrorCode::Unauthorized, message, Some("worker"));
+            return Some(End::Fatal);
         }
         let id = format!("w{:08x}", rand::random::<u32>());
         tracing::Span::current().record("participant", id.as_str());
-        self.state.transcription.add_worker(&id, self.out.clone(), capacity.unwrap_or(4) as usize);
+        self.state.transcription.add_worker(&id, self.out.clone(), capacity.unwrap_or(4).clamp(1, 64) as usize);
         self.worker = Some(id);
+        self.unjoined = None;
         self.broadcast_availability();
         None
+    }
+
+    async fn authorize_worker(&self, token: Option<&str>) -> Result<(), String> {
+        let token = token.filter(|t| !t.is_empty()).ok_or("a worker needs a credential: the server's transcription.worker_key or a service token")?;
+        if let Some(key) = &self.state.config.transcription.worker_key
+            && same_secret(token, key)
+        {
+            return Ok(());
+        }
+        if !self.state.verifier.enabled() {
+            return Err("the worker key is wrong (or this server has no transcription.worker_key configured)".into());
+        }
+        match self.state.verifier.verify(token).await {
+            Ok(claims) if claims.role == Role::Service => Ok(()),
+            Ok(_) => Err("workers need the worker key or a token with role service".into()),
+            Err(e) => Err(format!("neither the worker key nor a valid service token: {e}")),
+        }
     }
 
     /// Tells every transcribed room whether a worker serves it (after workers come and go).
@@ -342,10 +420,21 @@ impl Session {
             self.error(ErrorCode::Forbidden, "only the transcription service sends segments", Some("segment"));
             return;
         }
-        let Some(name) = self.state.rooms.name(&joined.room, &segment.participant_id) else {
-            // The speaker left before recognition finished: keep the text under the last known id.
-            tracing::debug!(speaker = %segment.participant_id, "segment for a participant no longer in the room");
-            return;
+        // Only text about audio the media server sent this service: a visible participant of this
+        // room who published audio and has not opted out. Anything else would put words in
+        // someone's mouth.
+        let name = match self.state.rooms.speaker(&joined.room, &segment.participant_id) {
+            Some(speaker) if speaker.transcribable() => speaker.name,
+            Some(_) => {
+                self.error(ErrorCode::Forbidden, format!("participant {}'s audio is not sent to the transcription service", segment.participant_id), Some("segment"));
+                return;
+            }
+            None => {
+                // The speaker left before recognition finished (or never was here): nothing to attribute it
+                // to. No error, which would make the worker send it again and again.
+                tracing::debug!(speaker = %segment.participant_id, "segment for a participant not in the room; dropped");
+                return;
+            }
         };
         if segment.is_final
             && let Some(meeting_id) = self.state.transcription.meeting_id(&joined.room)
@@ -364,18 +453,22 @@ impl Session {
             self.error(ErrorCode::BadRoom, "room names are 1-64 characters of A-Z a-z 0-9 _ . -", Some("join"));
             return Some(End::Fatal);
         }
-        let name = name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 64 {
-            self.error(ErrorCode::BadMessage, "display name must be 1-64 characters", Some("join"));
-            return None;
-        }
-        let (role, name) = match self.authorize(&room, token.as_deref()).await {
-            Ok((role, token_name)) => (role, token_name.unwrap_or(name)),
+        let name = match checked_display_name(&name) {
+            Ok(name) => name,
+            Err(message) => {
+                self.error(ErrorCode::BadMessage, message, Some("join"));
+                return None;
+            }
+        };
+        let Admission { role, name: token_name, identity } = match self.authorize(&room, token.as_deref()).await {
+            Ok(admission) => admission,
             Err(message) => {
                 self.error(ErrorCode::Unauthorized, message, Some("join"));
                 return Some(End::Fatal);
             }
         };
+        // A name from an identity provider is not refused, but made as harmless as a typed one.
+        let name = token_name.map(|n| display_name(&n)).filter(|n| !n.is_empty()).unwrap_or(name);
         if hidden && role != Role::Service {
             self.error(ErrorCode::Forbidden, "only service accounts may join hidden", Some("join"));
             return None;
@@ -398,15 +491,26 @@ impl Session {
         let ice_servers = self.state.config.ice_servers.clone();
         let transcription = self.state.transcription_status(&room);
         let welcome = |participants| ServerMessage::Joined { participant_id: id.clone(), room: room.clone(), role, ice_servers, participants, transcription };
-        let max = self.state.config.limits.max_participants;
-        if let Err(JoinRefused::Full) = self.state.rooms.join(&room, info.clone(), hidden, self.out.clone(), max, welcome) {
+        let limits = JoinLimits {
+            max_participants: self.state.config.limits.max_participants,
+            max_per_identity: self.state.config.limits.max_joins_per_identity,
+        };
+        if let Err(refused) = self.state.rooms.join(&room, info.clone(), hidden, identity, self.out.clone(), limits, welcome) {
             self.state.media.leave(&id).await;
-            self.error(ErrorCode::RoomFull, format!("room {room} is full"), Some("join"));
+            let (code, message) = match refused {
+                JoinRefused::Full => (ErrorCode::RoomFull, format!("room {room} is full")),
+                JoinRefused::TooManySessions => (
+                    ErrorCode::TooManySessions,
+                    format!("this token is already in room {room} {} times; leave elsewhere first", limits.max_per_identity),
+                ),
+            };
+            self.error(code, message, Some("join"));
             return Some(End::Fatal);
         }
+        self.unjoined = None;
         tracing::info!(?role, hidden, "joined");
-        if let Some(matrix_room) = matrix_room.filter(|m| m.starts_with('!') && m.len() <= 255) {
-            self.state.rooms.link_matrix(&room, &matrix_room);
+        if let Some(matrix_room) = matrix_room {
+            self.link_matrix_room(&room, &id, &info.name, role, &matrix_room).await;
         }
         if !hidden && let Some(meeting_id) = self.state.transcription.meeting_id(&room) {
             meetings::record_participant(&self.state, &meeting_id, &id, &info.name).await;
@@ -422,23 +526,58 @@ impl Session {
         None
     }
 
-    /// The role and (optional) display name a join gets. Errors are the message for the client.
-    async fn authorize(&self, room: &str, token: Option<&str>) -> Result<(Role, Option<String>), String> {
+    /// What a join's credential grants. Errors are the message for the client.
+    async fn authorize(&self, room: &str, token: Option<&str>) -> Result<Admission, String> {
         // A transcription job's own token (minted by this server) is accepted for its room.
         if let Some(token) = token
             && let Ok(claims) = self.state.job_verifier.verify(token).await
         {
-            return if claims.allows_room(room) { Ok((claims.role, claims.name)) } else { Err(format!("the token is for room {}, not {room}", claims.room)) };
+            return if claims.allows_room(room) {
+                Ok(Admission { role: claims.role, name: claims.name, identity: None })
+            } else {
+                Err(format!("the token is for room {}, not {room}", claims.room))
+            };
         }
         if !self.state.verifier.enabled() {
-            return Ok((Role::Participant, None));
+            return Ok(Admission { role: Role::Participant, name: None, identity: None });
         }
         let token = token.ok_or("this server requires a token")?;
         let claims = self.state.verifier.verify(token).await.map_err(|e| e.to_string())?;
         if !claims.allows_room(room) {
             return Err(format!("the token is for room {}, not {room}", claims.room));
         }
-        Ok((claims.role, claims.name))
+        let identity = claims.sub.clone().map(|sub| format!("sub:{sub}")).unwrap_or_else(|| format!("token:{}", crate::compliance::sha256_hex(token.as_bytes())));
+        Ok(Admission { role: claims.role, name: claims.name, identity: Some(identity) })
+    }
+
+    /// Links the meeting to a Matrix room, where its notices, summary and transcript files go. Only a
+    /// moderator may choose that; every attempt, granted or refused, is in the audit trail.
+    async fn link_matrix_room(&self, room: &str, id: &str, name: &str, role: Role, matrix_room: &str) {
+        let allowed = matches!(role, Role::Moderator | Role::Administrator);
+        let valid = crate::delivery::valid_room_id(matrix_room);
+        let linked = if allowed && valid { Some(self.state.rooms.link_matrix(room, matrix_room)) } else { None };
+        let detail = serde_json::json!({ "room": room, "matrix_room": matrix_room, "participant": id, "linked": linked });
+        let event = crate::compliance::audit::Event {
+            at: crate::store::now_ms(),
+            actor: name.to_owned(),
+            role: serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            action: "matrix.link".into(),
+            target: self.state.transcription.meeting_id(room).unwrap_or_default(),
+            client: self.peer.ip().to_string(),
+            outcome: if linked.is_some() { "ok" } else { "denied" }.into(),
+            detail: crate::compliance::canonical_json(&detail),
+        };
+        // Refusals go through the refusal limiter: joins with a link cannot flood the trail.
+        let written = if linked.is_some() { self.state.store.append_audit(event).await.map(drop) } else { self.state.store.append_refusal(event).await.map(drop) };
+        if let Err(e) = written {
+            tracing::error!("cannot audit a Matrix link: {e}");
+        }
+        if !allowed {
+            tracing::info!(matrix_room, "Matrix link refused: not a moderator");
+            self.error(ErrorCode::Forbidden, "only moderators may link the meeting to a Matrix room; joined without the link", Some("join"));
+        } else if !valid {
+            self.error(ErrorCode::BadMessage, "matrix_room must be a Matrix room id such as !abc:example.org; joined without the link", Some("join"));
+        }
     }
 
     fn on_media_event(&mut self, event: MediaEvent) -> Option<End> {
@@ -494,14 +633,37 @@ fn classify_parse_error(text: &str, error: &serde_json::Error) -> (ErrorCode, St
         Err(_) => (ErrorCode::BadMessage, format!("not valid JSON: {error}")),
         Ok(serde_json::Value::Object(map)) => match map.get("type").and_then(|t| t.as_str()) {
             None => (ErrorCode::BadMessage, "a message needs a string field \"type\"".into()),
-            Some(t) if !KNOWN_TYPES.contains(&t) => (ErrorCode::UnknownType, format!("unknown message type {t:?}")),
+            Some(t) if !ClientMessage::is_known_type(t) => (ErrorCode::UnknownType, format!("unknown message type {t:?}")),
             Some(t) => (ErrorCode::BadMessage, format!("bad {t} message: {error}")),
         },
         Ok(_) => (ErrorCode::BadMessage, "a message must be a JSON object".into()),
     }
 }
 
-const KNOWN_TYPES: &[&str] = &["join", "offer", "answer", "candidate", "mute", "moderate", "leave", "ping"];
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (crate::compliance::sha256_hex(given.as_bytes()), crate::compliance::sha256_hex(expected.as_bytes()));
+    a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A display name as it may be shown and stored: control and bidirectional-override characters
+/// (which could forge transcript lines or reorder text) become spaces, runs of spaces one, trimmed.
+fn display_name(name: &str) -> String {
+    crate::export::single_line(name)
+}
+
+/// A typed display name, or why it is refused: 1-64 characters, no control characters.
+fn checked_display_name(name: &str) -> Result<String, &'static str> {
+    let trimmed = name.trim();
+    if trimmed.chars().any(crate::export::is_unsafe_char) {
+        return Err("display name must not contain control characters (newlines, tabs, escapes, direction overrides)");
+    }
+    let name = display_name(trimmed);
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err("display name must be 1-64 characters");
+    }
+    Ok(name)
+}
 
 fn valid_room(room: &str) -> bool {
     (1..=64).contains(&room.len()) && room.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
@@ -568,6 +730,26 @@ mod tests {
         assert_eq!(err(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(err(r#"{"type":"join","room":5}"#), ErrorCode::BadMessage);
         assert_eq!(err(r#"{"room":"x"}"#), ErrorCode::BadMessage);
+        // Every message type of the protocol is known: a malformed one is a bad message, not an unknown type.
+        for t in ["segment", "worker", "transcription", "transcription_consent", "join", "offer"] {
+            assert_eq!(err(&format!(r#"{{"type":"{t}","nope":[]}}"#)), ErrorCode::BadMessage, "{t}");
+        }
+    }
+
+    #[test]
+    fn display_names_cannot_forge_lines() {
+        assert_eq!(checked_display_name("  Anna Berg "), Ok("Anna Berg".into()));
+        assert!(checked_display_name("Anna\n[00:01] Boss: I resign").is_err());
+        assert!(checked_display_name("Anna\u{202e}gnirts").is_err());
+        assert!(checked_display_name("   ").is_err());
+        assert!(checked_display_name(&"å".repeat(65)).is_err());
+        assert_eq!(display_name("Anna\r\nBoss:\tx"), "Anna Boss: x");
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("k3y-0123456789", "k3y-0123456789"));
+        assert!(!same_secret("k3y-0123456788", "k3y-0123456789") && !same_secret("", "x"));
     }
 
     #[test]

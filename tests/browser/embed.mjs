@@ -33,15 +33,15 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { CHROMIUM_FLAGS, parseArgs, waitFor, holds } from './lib.mjs';
 
-const USAGE = 'usage: embed.mjs --url URL --host ALLOWED_HOST_URL --other OTHER_HOST_URL [--room ROOM] [--chromium PATH] [--timeout S] [--screenshots DIR]';
+const USAGE = 'usage: embed.mjs --url URL --host ALLOWED_HOST_URL --other OTHER_HOST_URL [--room ROOM] [--chromium PATH] [--timeout S] [--screenshots DIR] --worker-key KEY';
 const MATRIX_ROOM = '!VqZkPWxbLcDrHnTa:example.org';
 const MATRIX_USER = '@alice:example.org';
 const MATRIX_NAME = 'Alice från Matrix';
 
 const args = parseArgs(process.argv.slice(2), {
   url: null, host: null, other: null, room: `embed${Date.now() % 100000}`,
-  chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium', timeout: 45, screenshots: null,
-}, ['url', 'host', 'other'], USAGE);
+  chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium', timeout: 45, screenshots: null, 'worker-key': null,
+}, ['url', 'host', 'other', 'worker-key'], USAGE);
 args.timeout = Number(args.timeout);
 for (const k of ['url', 'host', 'other']) args[k] = args[k].replace(/\/+$/, '');
 const T = args.timeout;
@@ -114,7 +114,7 @@ async function transcriptionUi(frame) {
 }
 
 /** Runs in a page on the server's origin: a stand-in transcription worker over raw websockets. */
-function installFakeWorker(wsUrl) {
+function installFakeWorker({ wsUrl, workerKey }) {
   const fake = { jobs: [], joined: null, errors: [], sent: [] };
   window.fake = fake;
   const open = (onMessage, first) => {
@@ -136,7 +136,7 @@ function installFakeWorker(wsUrl) {
         if (s.type === 'error') fake.errors.push(s);
       }, { type: 'join', room: m.room, name: 'Transcriber', token: m.token, hidden: true });
     }
-  }, { type: 'worker', capacity: 1 });
+  }, { type: 'worker', capacity: 1, token: workerKey });
   window.sendSegment = (seg) => {
     fake.sent.push(seg);
     fake.session.send(JSON.stringify({ type: 'segment', language: 'en', confidence: 0.9, ...seg }));
@@ -229,7 +229,7 @@ async function allowedOriginEmbeds(browser) {
   step('transcription unavailable without a worker');
 
   const workerPage = await open(context, 'worker', `${args.url}/healthz`);
-  await workerPage.evaluate(installFakeWorker, `${args.url.replace(/^http/, 'ws')}/ws`);
+  await workerPage.evaluate(installFakeWorker, { wsUrl: `${args.url.replace(/^http/, 'ws')}/ws`, workerKey: args['worker-key'] });
   await waitFor('transcription did not become available when a worker connected', T, async () => {
     const ev = await events(host, 'transcriptionStatusChanged');
     const w = await transcriptionUi(watcher);

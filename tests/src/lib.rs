@@ -26,9 +26,14 @@ pub fn init_logging() {
     }
 }
 
-/// A server config for tests: loopback only, ephemeral HTTP and UDP ports, open (no tokens).
+/// The transcription worker key of [`test_config`]'s servers.
+pub const WORKER_KEY: &str = "test-worker-key-0123456789abcdef-0123456789";
+
+/// A server config for tests: loopback only, ephemeral HTTP and UDP ports, open (no tokens) to
+/// participants, with [`WORKER_KEY`] for transcription workers.
 pub fn test_config() -> Config {
     let mut config = Config::default();
+    config.transcription.worker_key = Some(WORKER_KEY.to_owned());
     config.listen = "127.0.0.1:0".parse().expect("valid address");
     config.media.udp_port = 0;
     config.media.ips = vec!["127.0.0.1".parse().expect("valid address")];

@@ -220,12 +220,27 @@ impl WsClient {
 
 /// `GET path` on `addr` over plain HTTP/1.1: (status code, body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_get_with(addr, path, &[]).await
+}
+
+/// `GET path` with extra request headers (`("Authorization", "Bearer …")`); status and body.
+pub async fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
             .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
             )
             .await?;
         let mut raw = Vec::new();

@@ -13,7 +13,7 @@ use samtal_signaling::auth::mint;
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const SECRET: &str = "e2e-test-secret";
+const SECRET: &str = "e2e-test-secret-0123456789abcdef-0123";
 
 /// The tests of this file run one at a time: the leak test counts the process's threads, which
 /// other servers in the same process would change.

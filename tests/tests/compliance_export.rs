@@ -8,7 +8,7 @@ use samtal_signaling::auth::mint;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SECRET: &str = "export-test-secret";
+const SECRET: &str = "export-test-secret-0123456789abcdef";
 
 /// `GET path` with a bearer token: (status, headers, body).
 async fn get(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, String, String) {

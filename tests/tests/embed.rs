@@ -134,6 +134,8 @@ async fn embedding_iframe_api_origins_and_matrix_widget() {
         "embedded",
         "--timeout",
         "45",
+        "--worker-key",
+        WORKER_KEY,
     ];
     let summary = run_browser_script("embed.mjs", &args, Duration::from_secs(400)).await;
     assert_eq!(summary["ok"], true, "{summary}");

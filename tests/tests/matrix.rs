@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(120);
-const SECRET: &str = "matrix-test-secret";
+const SECRET: &str = "matrix-test-secret-0123456789abcdef";
 const BOT: &str = "@samtal-bot:localhost";
 
 fn config(synapse: &Synapse, password: &str) -> Config {

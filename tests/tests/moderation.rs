@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const SECRET: &str = "moderation-test-secret";
+const SECRET: &str = "moderation-test-secret-0123456789abcdef";
 const ROOM: &str = "moderated";
 const WAIT: Duration = Duration::from_secs(20);
 

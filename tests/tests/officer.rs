@@ -12,7 +12,7 @@ use samtal_signaling::auth::mint;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-const SECRET: &str = "officer-page-test-secret";
+const SECRET: &str = "officer-page-test-secret-0123456789abcdef";
 
 /// A finished meeting of two speakers, sealed; returns its id and segment count.
 async fn seed(server: &RunningServer) -> (String, usize) {

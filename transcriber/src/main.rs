@@ -31,7 +31,8 @@ struct Cli {
         default_value = "ws://127.0.0.1:8080/ws"
     )]
     server: String,
-    /// Service token (JWT with role `service`) for registering; not needed on a server that runs open.
+    /// The server's `transcription.worker_key`, or a service token (JWT with role `service`) where the
+    /// server checks tokens. Always needed: no server accepts a worker without one.
     #[arg(long, env = "SAMTAL_TRANSCRIBER_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Whisper model in whisper.cpp's ggml format (e.g. ggml-base.bin, or a KBLab kb-whisper file for Swedish).

@@ -27,6 +27,7 @@ use samtal_transcriber::worker::{BackoffConfig, Worker, WorkerConfig, WorkerHand
 
 const SCRIPTED_TEXT: &str = "ask not what your country can do for you";
 const SECRET: &str = "meeting-test-secret-0123456789abcdef";
+const WORKER_KEY: &str = "meeting-test-worker-key-0123456789abcdef";
 
 /// Media-timing tests share two cores: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -68,6 +69,7 @@ fn server_config(listen: SocketAddr, secret: Option<&str>, name: &str) -> samtal
     std::fs::create_dir_all(&dir).unwrap();
     config.data_dir = dir;
     config.auth.secret = secret.map(str::to_owned);
+    config.transcription.worker_key = Some(WORKER_KEY.to_owned());
     config
 }
 
@@ -84,7 +86,8 @@ fn token(room: &str, name: &str, role: Role) -> String {
 
 fn worker_config(ws: &str, token: Option<String>) -> WorkerConfig {
     let mut config = WorkerConfig::new(ws, test_data("models/ggml-silero-v6.2.0-for-tests.bin"));
-    config.token = token;
+    // Workers always need a credential: the server's worker key unless the test gives a service token.
+    config.token = token.or_else(|| Some(WORKER_KEY.to_owned()));
     config.stats_interval = None;
     config.reconnect = BackoffConfig {
         initial: Duration::from_millis(100),

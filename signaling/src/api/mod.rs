@@ -198,7 +198,12 @@ impl Caller {
 
     /// Appends an entry for this caller to the audit trail.
     pub(crate) async fn audit(&self, state: &ApiState, action: &str, target: &str, outcome: &str, detail: Option<Value>) -> Result<(), ApiError> {
-        let event = Event {
+        let event = self.event(action, target, outcome, detail);
+        state.store.append_audit(event).await.map(drop).map_err(ApiError::internal)
+    }
+
+    fn event(&self, action: &str, target: &str, outcome: &str, detail: Option<Value>) -> Event {
+        Event {
             at: crate::store::now_ms(),
             actor: self.identity.actor.clone(),
             role: role_name(self.role()),
@@ -207,16 +212,20 @@ impl Caller {
             client: self.client.clone(),
             outcome: outcome.to_owned(),
             detail: detail.map(|d| crate::compliance::canonical_json(&d)).unwrap_or_default(),
-        };
-        state.store.append_audit(event).await.map(drop).map_err(ApiError::internal)
+        }
     }
 
-    /// A 403 for `action`, written to the audit trail.
+    /// A 403 for `action`, written to the audit trail (a flood of them from one identity as a count).
     async fn deny(&self, state: &ApiState, action: &str, target: &str, message: String) -> ApiError {
-        tracing::info!(actor = %self.identity.actor, action, target, "refused: {message}");
-        match self.audit(state, action, target, "denied", None).await {
-            Ok(()) => ApiError::forbidden(message),
-            Err(e) => e,
+        let event = self.event(action, target, "denied", None);
+        match state.store.append_refusal(event).await {
+            Ok(written) => {
+                if written {
+                    tracing::info!(actor = %self.identity.actor, action, target, "refused: {message}");
+                }
+                ApiError::forbidden(message)
+            }
+            Err(e) => ApiError::internal(e),
         }
     }
 

@@ -136,9 +136,14 @@ pub fn verify(entries: &[Entry]) -> Verification {
 }
 
 /// The entries as CSV (RFC 4180), with a header line and an RFC 3339 `time` column.
+///
+/// A text field that a spreadsheet would run as a formula (it begins with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return: an actor name or a room chosen by a caller) gets a leading `'` (OWASP's
+/// advice against CSV injection); strip it to recompute an entry's hash from the CSV.
 pub fn csv(entries: &[Entry]) -> String {
     fn field(s: &str) -> String {
-        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
     }
     let mut out = String::from("seq,at,time,actor,role,action,target,client,outcome,detail,prev_hash,entry_hash\r\n");
     for e in entries {
@@ -162,9 +167,132 @@ pub fn csv(entries: &[Entry]) -> String {
     out
 }
 
+/// Refusals (403s) one identity may write to the trail one by one per window; the rest are counted.
+pub const REFUSALS_PER_WINDOW: u32 = 10;
+/// Length of a refusal window, in milliseconds.
+pub const REFUSAL_WINDOW_MS: i64 = 60_000;
+/// Identities whose refusals are tracked at once; beyond this, each refusal is written as it is.
+const MAX_TRACKED: usize = 10_000;
+
+/// Keeps one caller's refusals from flooding the append-only trail: per identity (actor and role),
+/// the first [`REFUSALS_PER_WINDOW`] of each window are written as they come, the rest only counted,
+/// and the count is written as one `refused.aggregate` entry when the window has closed — so the
+/// trail still says that, how often and what was refused. Pure: the caller passes the time.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    windows: std::collections::HashMap<(String, String), Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    start: i64,
+    written: u32,
+    /// The refusals counted but not written: how many, the last one (actor, client) and per action.
+    suppressed: u64,
+    last: Option<Event>,
+    actions: std::collections::BTreeMap<String, u64>,
+}
+
+impl Refusals {
+    /// Whether `event` (a refusal at `event.at`) is written now; if not, it is counted.
+    pub fn admit(&mut self, event: &Event) -> bool {
+        let key = (event.actor.clone(), event.role.clone());
+        if !self.windows.contains_key(&key) && self.windows.len() >= MAX_TRACKED {
+            return true;
+        }
+        let window = self.windows.entry(key).or_insert_with(|| Window::new(event.at));
+        if event.at - window.start >= REFUSAL_WINDOW_MS && window.suppressed == 0 {
+            *window = Window::new(event.at);
+        }
+        if window.written < REFUSALS_PER_WINDOW && window.suppressed == 0 {
+            window.written += 1;
+            return true;
+        }
+        window.suppressed += 1;
+        *window.actions.entry(event.action.clone()).or_default() += 1;
+        window.last = Some(event.clone());
+        false
+    }
+
+    /// Aggregate entries for windows that closed before `now` (all of them with `all`), to append.
+    pub fn due(&mut self, now: i64, all: bool) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.windows.retain(|_, w| {
+            let closed = now - w.start >= REFUSAL_WINDOW_MS;
+            if w.suppressed > 0 && (closed || all) {
+                out.push(w.aggregate(now));
+                *w = Window::new(now);
+                // Keep the window: the identity's next refusals start from a fresh budget.
+                return true;
+            }
+            !closed
+        });
+        out.sort_by(|a, b| (a.actor.as_str(), a.role.as_str()).cmp(&(b.actor.as_str(), b.role.as_str())));
+        out
+    }
+}
+
+impl Window {
+    fn new(start: i64) -> Self {
+        Self { start, written: 0, suppressed: 0, last: None, actions: Default::default() }
+    }
+
+    fn aggregate(&self, now: i64) -> Event {
+        let last = self.last.clone().unwrap_or_default();
+        let detail = json!({ "count": self.suppressed, "from": self.start, "to": last.at, "actions": self.actions });
+        Event {
+            at: now,
+            actor: last.actor,
+            role: last.role,
+            action: "refused.aggregate".into(),
+            target: String::new(),
+            client: last.client,
+            outcome: "denied".into(),
+            detail: canonical_json(&detail),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refusal(actor: &str, at: i64) -> Event {
+        Event { at, actor: actor.into(), role: "participant".into(), action: "audit.read".into(), outcome: "denied".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_flood_of_refusals_is_written_as_a_count() {
+        let mut r = Refusals::default();
+        let written = (0..1500).filter(|i| r.admit(&refusal("mallory", 1_000 + i))).count();
+        assert_eq!(written, REFUSALS_PER_WINDOW as usize, "the first refusals are written one by one");
+        assert!(r.admit(&refusal("anna", 1_500)), "another identity has its own budget");
+        assert!(r.due(30_000, false).is_empty(), "the window is still open");
+        let aggregates = r.due(1_000 + REFUSAL_WINDOW_MS, false);
+        assert_eq!(aggregates.len(), 1);
+        let detail: serde_json::Value = serde_json::from_str(&aggregates[0].detail).unwrap();
+        assert_eq!((aggregates[0].actor.as_str(), aggregates[0].action.as_str()), ("mallory", "refused.aggregate"));
+        assert_eq!(detail["count"], 1490, "no refusal is lost: {detail}");
+        assert_eq!(detail["actions"]["audit.read"], 1490);
+        assert!(r.admit(&refusal("mallory", 200_000)), "a new window, a new budget");
+        // A reader of the trail may ask for the open windows too.
+        for i in 0..20 {
+            r.admit(&refusal("mallory", 200_001 + i));
+        }
+        assert_eq!(r.due(200_100, true).len(), 1);
+        assert!(r.due(200_200, true).is_empty(), "written once");
+    }
+
+    #[test]
+    fn csv_neutralises_formulas() {
+        let mut t = trail(1);
+        t[0].actor = "=HYPERLINK(\"http://evil.example\",\"x\")".into();
+        t[0].target = "@SUM(1)".into();
+        let csv = csv(&t);
+        assert!(csv.contains(",\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\","), "{csv}");
+        assert!(csv.contains(",'@SUM(1),"), "{csv}");
+        assert!(!csv.lines().any(|l| l.split(',').any(|c| c.starts_with(['=', '+', '@']))), "{csv}");
+    }
 
     fn trail(n: i64) -> Vec<Entry> {
         let mut out: Vec<Entry> = Vec::new();

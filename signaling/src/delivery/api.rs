@@ -103,7 +103,7 @@ struct LinkBody {
 }
 
 /// A Matrix room id: `!` then at most 254 more printable characters.
-fn valid_room_id(id: &str) -> bool {
+pub(crate) fn valid_room_id(id: &str) -> bool {
     id.starts_with('!')
         && id.len() > 1
         && id.len() <= 255

@@ -34,6 +34,9 @@ pub struct MatrixConfig {
     pub retry_max_secs: u64,
     /// The LLM summarizer; with no `url`, summaries are extractive.
     pub llm: LlmConfig,
+    /// Who may invite the bot into rooms: user ids (`@clerk:agency.se`) and server names
+    /// (`agency.se`). Empty: users of the bot's own homeserver only.
+    pub invite_from: Vec<String>,
 }
 
 impl Default for MatrixConfig {
@@ -52,6 +55,7 @@ impl Default for MatrixConfig {
             retry_initial_secs: 5,
             retry_max_secs: 600,
             llm: LlmConfig::default(),
+            invite_from: Vec::new(),
         }
     }
 }
@@ -76,6 +80,7 @@ impl MatrixConfig {
                 .unwrap_or_else(|| data_dir.join("matrix")),
             store_passphrase: self.store_passphrase.clone(),
             request_timeout_secs: self.request_timeout_secs,
+            invite_from: self.invite_from.clone(),
         }
     }
 }

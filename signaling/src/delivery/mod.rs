@@ -23,6 +23,7 @@ mod api;
 mod config;
 
 pub use api::router;
+pub(crate) use api::valid_room_id;
 pub use config::MatrixConfig;
 
 use crate::export::{self, Format};

@@ -269,8 +269,38 @@ impl Store {
         Ok(entry)
     }
 
+    /// Appends a refusal (a 403) to the audit trail, unless its identity has had its share of
+    /// refusals this window: then it is counted and written later as part of one aggregate entry.
+    /// Returns whether it was written now.
+    pub async fn append_refusal(&self, event: audit::Event) -> Result<bool> {
+        let now = event.at;
+        let (admitted, due) = {
+            let mut refusals = self.refusals.lock().expect("refusals lock");
+            let due = refusals.due(now, false);
+            (refusals.admit(&event), due)
+        };
+        for aggregate in due {
+            self.append_audit(aggregate).await?;
+        }
+        if admitted {
+            self.append_audit(event).await?;
+        }
+        Ok(admitted)
+    }
+
+    /// Writes the counts of refusals not yet written (all of them with `all`, as before the trail is
+    /// read, so a reader sees every refusal accounted for).
+    pub async fn flush_refusals(&self, all: bool) -> Result<()> {
+        let due = self.refusals.lock().expect("refusals lock").due(super::now_ms(), all);
+        for aggregate in due {
+            self.append_audit(aggregate).await?;
+        }
+        Ok(())
+    }
+
     /// Audit entries matching `filter`, oldest first (by `seq`).
     pub async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<audit::Entry>> {
+        self.flush_refusals(true).await?;
         let rows = with_pool!(self, pool, DB => {
             let mut q = QueryBuilder::<DB>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
             if let Some(from) = filter.from {
@@ -310,6 +340,7 @@ impl Store {
 
     /// Checks the whole audit trail.
     pub async fn verify_audit(&self) -> Result<audit::Verification> {
+        self.flush_refusals(true).await?;
         Ok(audit::verify(&self.audit_entries(&AuditFilter::default()).await?))
     }
 

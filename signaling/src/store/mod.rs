@@ -104,6 +104,8 @@ pub struct Store {
     pool: Pool,
     /// Orders this process's writes to the hash chains (audit appends, seals).
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Refusals counted but not yet written to the audit trail (see [`crate::compliance::audit::Refusals`]).
+    refusals: std::sync::Arc<std::sync::Mutex<crate::compliance::audit::Refusals>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -240,7 +242,7 @@ impl Store {
         } else {
             return Err(Error::Store("database URL must start with sqlite:// or postgres://".into()));
         };
-        Ok(Store { pool, write_lock: Default::default() })
+        Ok(Store { pool, write_lock: Default::default(), refusals: Default::default() })
     }
 
     /// `"sqlite"` or `"postgres"`.
