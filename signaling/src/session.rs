@@ -731,7 +731,7 @@ mod tests {
         assert_eq!(err(r#"{"type":"join","room":5}"#), ErrorCode::BadMessage);
         assert_eq!(err(r#"{"room":"x"}"#), ErrorCode::BadMessage);
         // Every message type of the protocol is known: a malformed one is a bad message, not an unknown type.
-        for t in ["segment", "worker", "transcription", "transcription_consent", "join", "offer"] {
+        for t in ["segment", "transcription", "transcription_consent", "join", "offer"] {
             assert_eq!(err(&format!(r#"{{"type":"{t}","nope":[]}}"#)), ErrorCode::BadMessage, "{t}");
         }
     }

@@ -209,11 +209,12 @@ async fn connections_that_never_join_are_bounded() {
     let started = tokio::time::Instant::now();
     let timed_out = loop {
         pinger.send_json(&json!({"type": "ping"})).await;
-        match pinger.recv(Duration::from_millis(500)).await {
+        match pinger.recv(Duration::from_millis(300)).await {
             Recv::Json(v) if v["type"] == "error" => break v,
             Recv::Closed => panic!("closed without saying why"),
             _ => assert!(started.elapsed() < Duration::from_secs(10), "an unjoined, pinging connection lived on"),
         }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(timed_out["code"], "join_timeout", "{timed_out}");
     assert!(pinger.closed_within(WAIT).await);
@@ -260,8 +261,8 @@ async fn every_protocol_type_is_known() {
             Recv::Json(v) => v,
             other => panic!("{t}: {other:?}"),
         };
-        if t == &"leave" || t == &"ping" {
-            continue; // they have no required fields: accepted (leave before join: not_joined)
+        if ["leave", "ping", "worker"].contains(t) {
+            continue; // no required fields: taken as they are (pong, not_joined, unauthorized)
         }
         assert_eq!(e["code"], "bad_message", "{t}: {e}");
     }
