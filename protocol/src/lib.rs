@@ -204,8 +204,9 @@ pub struct Segment {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
-    /// 0..1, mean token probability.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// 0..1, mean token probability. Anything else (a number too large for `f32`, which would
+    /// become infinite) is refused when the message is read.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "unit_interval")]
     pub confidence: Option<f32>,
     /// false: an interim caption that a later segment with the same utterance id replaces.
     #[serde(default = "yes", rename = "final")]
@@ -214,6 +215,13 @@ pub struct Segment {
 
 fn yes() -> bool {
     true
+}
+
+fn unit_interval<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f32>, D::Error> {
+    match Option::<f32>::deserialize(deserializer)? {
+        Some(c) if !(0.0..=1.0).contains(&c) => Err(serde::de::Error::custom(format!("confidence must be from 0 to 1, not {c}"))),
+        c => Ok(c),
+    }
 }
 
 /// Transcription state of a meeting.
@@ -436,6 +444,22 @@ mod tests {
         let err = serde_json::from_str::<ClientMessage>(r#"{"type":"no-such-type"}"#).unwrap_err().to_string();
         let list = err.split("expected one of").nth(1).unwrap_or_else(|| panic!("unexpected serde error: {err}"));
         list.split(',').map(|v| v.trim().trim_matches(|c: char| c == '`' || c.is_whitespace()).split('`').next().unwrap_or("").to_owned()).filter(|v| !v.is_empty()).collect()
+    }
+
+    /// Found by fuzzing: `1e300` read as `f32` is infinite, and was stored and echoed as such.
+    #[test]
+    fn a_segment_s_confidence_is_a_finite_number_from_0_to_1() {
+        let segment = |c: &str| {
+            let text = format!(r#"{{"type":"segment","utterance_id":"u","participant_id":"p","start_ms":0,"end_ms":1,"text":"hej","confidence":{c}}}"#);
+            serde_json::from_str::<ClientMessage>(&text)
+        };
+        for bad in ["1e300", "-1e300", "1.5", "-0.1"] {
+            let err = segment(bad).unwrap_err().to_string();
+            assert!(err.contains("confidence"), "{bad}: {err}");
+        }
+        for good in ["0", "0.75", "1", "null"] {
+            assert!(segment(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

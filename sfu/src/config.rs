@@ -18,10 +18,14 @@ pub struct MediaConfig {
     /// A peer connection silent for 10 s is disconnected; after this many more seconds it has failed
     /// and the participant is dropped.
     pub disconnect_timeout_secs: u64,
+    /// Media sections (`m=` lines) one publish offer may have; more are refused before parsing.
+    pub max_media_sections: usize,
+    /// Publish offers per second one participant may make, on average (bursts of four times this).
+    pub offers_per_second: f64,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { udp_port: 10000, ips: Vec::new(), public_ips: Vec::new(), disconnect_timeout_secs: 15 }
+        Self { udp_port: 10000, ips: Vec::new(), public_ips: Vec::new(), disconnect_timeout_secs: 15, max_media_sections: 16, offers_per_second: 2.0 }
     }
 }

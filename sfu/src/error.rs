@@ -14,6 +14,10 @@ pub enum Error {
     AlreadyJoined(String),
     #[error("negotiation failed: {0}")]
     Negotiation(String),
+    #[error("the offer has {sections} media sections, more than the {limit} allowed")]
+    TooManySections { sections: usize, limit: usize },
+    #[error("too many offers: at most {per_second} per second")]
+    TooManyOffers { per_second: f64 },
     #[error("the media server has stopped")]
     Stopped,
     #[error("webrtc: {0}")]

@@ -8,6 +8,10 @@ pub struct Stats {
     pub participants: AtomicU64,
     pub peer_connections: AtomicU64,
     pub published_tracks: AtomicU64,
+    /// Track declarations (client track id → source) held for participants' publish connections.
+    pub declared_tracks: AtomicU64,
+    /// Publish offers refused for the participant's offer rate or the offer's size.
+    pub refused_offers: AtomicU64,
     pub received_packets: AtomicU64,
     pub received_bytes: AtomicU64,
     pub forwarded_packets: AtomicU64,

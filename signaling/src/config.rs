@@ -100,7 +100,7 @@ pub struct EmbedConfig {
     pub allowed_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// HS256 shared secret for tokens. Without a secret or a JWKS the server runs open.
@@ -122,6 +122,25 @@ pub struct AuthConfig {
     /// Sign-in on the officer pages through the identity provider (authorization code flow with PKCE,
     /// as a public client); its tokens are then checked against `jwks_url` like any other.
     pub oidc: Option<OidcLogin>,
+    /// A token naming a key id the JWKS does not have makes the server fetch the JWKS again, at most
+    /// once in this many seconds; other such tokens are refused without a fetch.
+    pub jwks_min_refetch_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            role_claim: None,
+            role_map: BTreeMap::new(),
+            api_keys: Vec::new(),
+            oidc: None,
+            jwks_min_refetch_secs: 30,
+        }
+    }
 }
 
 /// The identity provider's endpoints for browser sign-in (Keycloak:
@@ -177,6 +196,14 @@ pub struct Limits {
     pub max_unjoined_connections: usize,
     /// Sessions one token identity (its `sub`, else the token itself) may hold in one room at once.
     pub max_joins_per_identity: usize,
+    /// Open HTTP connections (websockets included), server-wide; more are answered `503` and closed.
+    /// Capped below the process's open-file limit.
+    pub max_http_connections: usize,
+    /// Seconds a client has to send a request's headers; also how long a kept-alive connection may
+    /// sit idle between requests.
+    pub http_header_timeout_secs: u64,
+    /// Seconds open requests get to finish when the server stops; then their connections are closed.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -189,6 +216,9 @@ impl Default for Limits {
             join_timeout_secs: 10,
             max_unjoined_connections: 256,
             max_joins_per_identity: 4,
+            max_http_connections: 4096,
+            http_header_timeout_secs: 10,
+            shutdown_grace_secs: 10,
         }
     }
 }

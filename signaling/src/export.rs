@@ -72,12 +72,12 @@ pub fn file_name(transcript: &Transcript, format: Format) -> String {
 /// Lines that describe the meeting, for the header of each text format.
 fn header_lines(t: &Transcript) -> Vec<String> {
     let m = &t.meeting;
-    let mut lines = vec![format!("Meeting {} in room {}", m.id, m.room), format!("Started {}", rfc3339(m.started_at))];
+    let mut lines = vec![format!("Meeting {} in room {}", single_line(&m.id), single_line(&m.room)), format!("Started {}", rfc3339(m.started_at))];
     if let Some(end) = m.ended_at {
         lines.push(format!("Ended {}", rfc3339(end)));
     }
     if let Some(language) = &m.language {
-        lines.push(format!("Language {language}"));
+        lines.push(format!("Language {}", single_line(language)));
     }
     let names: Vec<String> = t.participants.iter().map(|p| single_line(&p.name)).collect();
     if !names.is_empty() {
@@ -87,13 +87,13 @@ fn header_lines(t: &Transcript) -> Vec<String> {
         lines.push(format!("{} opted out of transcription at {}; their speech is not transcribed", single_line(&p.name), rfc3339(p.opted_out_at.unwrap_or_default())));
     }
     if let Some(digest) = &m.transcript_digest {
-        lines.push(format!("Transcript digest {digest}"));
+        lines.push(format!("Transcript digest {}", single_line(digest)));
     }
     lines
 }
 
 fn offset(t: &Transcript, at_ms: i64) -> i64 {
-    (at_ms - t.meeting.started_at).max(0)
+    at_ms.saturating_sub(t.meeting.started_at).max(0)
 }
 
 /// `hh:mm:ss<sep>mmm`.
@@ -105,7 +105,7 @@ fn clock(ms: i64, sep: char) -> String {
 /// Cue start and end, with the end after the start (a zero-length cue is a parse error for some players).
 fn span(t: &Transcript, s: &TranscriptSegment) -> (i64, i64) {
     let start = offset(t, s.start_ms);
-    (start, offset(t, s.end_ms).max(start + 1))
+    (start, offset(t, s.end_ms).max(start.saturating_add(1)))
 }
 
 /// `text` as one line: control characters (newlines, escapes) and bidirectional overrides become
@@ -122,9 +122,24 @@ pub fn is_unsafe_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// One line of cue text: no blank lines (they end a cue) and no `-->`.
+/// One line of cue text: no blank lines (they end a cue) and no `-->`, also none that a
+/// replacement makes (`--->` becomes `-->` after one pass).
 fn cue_text(text: &str) -> String {
-    single_line(text).replace("-->", "->")
+    let mut line = single_line(text);
+    while line.contains("-->") {
+        line = line.replace("-->", "->");
+    }
+    line
+}
+
+/// A WebVTT voice name: escaped cue text that cannot end in `-`, which the `>` closing the voice
+/// tag would make into `-->`.
+fn voice(name: &str, escape: impl Fn(&str) -> String) -> String {
+    let mut name = escape(&cue_text(name));
+    if name.ends_with('-') {
+        name.push(' ');
+    }
+    name
 }
 
 fn webvtt(t: &Transcript) -> String {
@@ -136,7 +151,7 @@ fn webvtt(t: &Transcript) -> String {
     }
     for (i, s) in t.segments.iter().enumerate() {
         let (start, end) = span(t, s);
-        let _ = write!(out, "\n{}\n{} --> {}\n<v {}>{}</v>\n", i + 1, clock(start, '.'), clock(end, '.'), escape(&cue_text(&s.speaker_name)), escape(&cue_text(&s.text)));
+        let _ = write!(out, "\n{}\n{} --> {}\n<v {}>{}</v>\n", i + 1, clock(start, '.'), clock(end, '.'), voice(&s.speaker_name, escape), escape(&cue_text(&s.text)));
     }
     out
 }
@@ -253,6 +268,25 @@ mod tests {
         }
         let text = render(&t, Format::Text);
         assert_eq!(text.lines().filter(|l| l.starts_with('[')).count(), t.segments.len(), "{text}");
+    }
+
+    /// Found by fuzzing: arrows that one replacement pass recreates, a voice name ending in `--`,
+    /// and times so far from the meeting's start that the offset overflowed.
+    #[test]
+    fn hostile_arrows_names_and_times_cannot_break_cues() {
+        let mut t = transcript();
+        t.segments[0].text = "a ---> b ----->> c".into();
+        t.segments[0].speaker_name = "Anna--".into();
+        t.segments[1].start_ms = i64::MAX;
+        t.segments[1].end_ms = i64::MIN;
+        t.meeting.started_at = i64::MIN + 1;
+        for format in [Format::WebVtt, Format::Srt, Format::Text] {
+            let out = render(&t, format);
+            let arrows = out.lines().filter(|l| l.contains("-->")).count();
+            let expected = if format == Format::Text { 0 } else { t.segments.len() };
+            assert_eq!(arrows, expected, "{format:?}: only timing lines have arrows:\n{out}");
+        }
+        assert!(render(&t, Format::WebVtt).contains("<v Anna-- >"));
     }
 
     #[test]

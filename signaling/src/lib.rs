@@ -12,6 +12,7 @@ pub mod export;
 pub mod meetings;
 pub mod metrics;
 pub mod rooms;
+pub mod serve;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -111,12 +111,9 @@ async fn main() -> anyhow::Result<()> {
             }
             let server = samtal_signaling::start(config).await?;
             println!("Samtal is running: open {}/ in your browser", server.http_url());
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {
-                    tracing::info!("shutting down");
-                    server.shutdown().await;
-                }
-            }
+            let signal = stop_signal().await;
+            tracing::info!("{signal}: shutting down");
+            server.shutdown().await;
         }
         Command::Token { room, name, role, ttl } => {
             let Some(secret) = config.auth.secret.as_deref() else {
@@ -165,4 +162,28 @@ fn models(command: ModelsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits for Ctrl-C, or SIGTERM (what systemd and Kubernetes send to stop a service).
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                "interrupted"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupted"
+    }
 }

@@ -68,6 +68,7 @@ impl Collector for MediaCollector {
             ("participants", "Participants in the media server", &s.participants),
             ("peer_connections", "WebRTC peer connections", &s.peer_connections),
             ("tracks", "Published tracks", &s.published_tracks),
+            ("declared_tracks", "Track declarations held from publish offers", &s.declared_tracks),
         ];
         for (name, help, value) in gauges {
             let metric = ConstGauge::new(Stats::get(value) as i64);
@@ -78,6 +79,7 @@ impl Collector for MediaCollector {
             ("received_bytes", "RTP payload bytes received from publishers", &s.received_bytes),
             ("forwarded_packets", "RTP packets forwarded to subscribers", &s.forwarded_packets),
             ("forwarded_bytes", "RTP payload bytes forwarded to subscribers", &s.forwarded_bytes),
+            ("refused_offers", "Publish offers refused for their rate or number of media sections", &s.refused_offers),
             ("keyframe_requests", "Keyframe requests (PLI) sent to publishers", &s.keyframe_requests),
             ("media_errors", "Media send and forwarding errors", &s.errors),
             ("forward_delay_nanoseconds", "Sum over forwarded packets of the time from socket read to forwarding", &s.forward_delay_nanos),

@@ -6,13 +6,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
+use crate::serve::{ConnectionSlot, HttpLimits};
 use crate::session;
 use crate::store::Store;
 use crate::transcription::Transcription;
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{HeaderValue, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use samtal_sfu::MediaServer;
 use std::net::SocketAddr;
@@ -86,7 +87,7 @@ impl RunningServer {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let web = ServeDir::new(state.config.web_dir()).append_index_html_on_directories(true);
-    let frame_ancestors = frame_ancestors(&state.config.embed.allowed_origins);
+    let csp = content_security_policy(&state.config);
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
@@ -98,8 +99,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::api::router(state.store.clone(), state.verifier.clone(), state.config.audit.clone()))
         .merge(crate::delivery::router(state.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, frame_ancestors))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, csp))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(PERMISSIONS_POLICY),
+        ))
 }
+
+/// Camera, microphone and screen capture for this origin's pages (and frames they delegate to);
+/// nothing else a page could ask the browser for.
+const PERMISSIONS_POLICY: &str = "camera=(self), microphone=(self), display-capture=(self), fullscreen=(self), \
+    autoplay=(self), geolocation=(), payment=(), usb=()";
 
 /// The iframe API scripts, loadable (also as ES modules, which need CORS) from any site.
 fn embedding_api(web_dir: &std::path::Path) -> Router<Arc<AppState>> {
@@ -110,11 +122,43 @@ fn embedding_api(web_dir: &std::path::Path) -> Router<Arc<AppState>> {
     .layer(cors)
 }
 
-/// Only this origin and the configured ones may put Samtal's pages in a frame.
-fn frame_ancestors(origins: &[String]) -> HeaderValue {
-    let allowed: Vec<&str> = origins.iter().map(String::as_str).filter(|o| o.starts_with("http") && !o.contains([';', ',', ' '])).collect();
-    let value = format!("frame-ancestors 'self' {}", allowed.join(" "));
-    HeaderValue::from_str(value.trim_end()).unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'self'"))
+/// The pages load scripts, styles and media only from this origin, connect only to it (and to the
+/// identity provider's token endpoint for officer sign-in), and only this origin and the configured
+/// ones may put them in a frame.
+fn content_security_policy(config: &Config) -> HeaderValue {
+    let sources = |values: &mut dyn Iterator<Item = String>| -> String {
+        values.filter(|o| o.starts_with("http") && !o.contains([';', ',', ' ', '\'', '"'])).map(|o| format!(" {o}")).collect()
+    };
+    let ancestors = sources(&mut config.embed.allowed_origins.iter().cloned());
+    let oidc = config.auth.oidc.as_ref();
+    let token = sources(&mut oidc.and_then(|o| origin_of(&o.token_endpoint)).into_iter());
+    let sign_in = sources(&mut oidc.and_then(|o| origin_of(&o.authorization_endpoint)).into_iter());
+    let value = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob: mediastream:; connect-src 'self'{token}; frame-src 'self'; \
+         frame-ancestors 'self'{ancestors}; form-action 'self'{sign_in}; object-src 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'self'"))
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
+/// On an open server (no tokens), a browser page on another site could drive a visitor's browser
+/// into meetings; so a websocket whose `Origin` is neither this server nor an embedding origin is
+/// refused. Non-browser clients send no `Origin`. With tokens, the token is what counts.
+fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
+    if config.auth_enabled() {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let own = origin.split_once("://").is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
+    own || config.embed.allowed_origins.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
 /// What the web client needs to know before joining: embedding origins and transcription availability.
@@ -130,12 +174,26 @@ async fn client_config(State(state): State<Arc<AppState>>) -> impl IntoResponse 
 async fn websocket(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    slot: Option<axum::Extension<ConnectionSlot>>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
-) -> impl IntoResponse {
+) -> Response {
+    if !origin_allowed(&state.config, &headers) {
+        tracing::info!(%peer, origin = ?headers.get(header::ORIGIN), "websocket refused: foreign origin on an open server");
+        return (StatusCode::FORBIDDEN, "this page's origin may not connect; add it to embed.allowed_origins\n").into_response();
+    }
     // The transport limit is well above the protocol limit so that an oversized message gets a
     // `too_large` error instead of a dropped connection.
     let hard_limit = (state.config.limits.max_message_bytes * 4).max(1 << 20);
-    upgrade.max_message_size(hard_limit).max_frame_size(hard_limit).on_upgrade(move |socket| session::run(state, socket, peer))
+    upgrade
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| async move {
+            // The upgraded connection keeps its place under limits.max_http_connections.
+            let _slot = slot;
+            session::run(state, socket, peer).await
+        })
+        .into_response()
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -176,16 +234,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     if !state.verifier.enabled() {
         tracing::warn!("NO AUTHENTICATION: auth.secret and auth.jwks_url are unset, anyone who reaches this server can join any room");
     }
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone());
+    let limits = HttpLimits::from_config(&state.config.limits).fit_open_files();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!("http server failed: {e}");
-        }
-    });
+    let task = tokio::spawn(crate::serve::serve(listener, app, limits, stopped));
     let retention = crate::compliance::retention::spawn(state.store.clone(), state.config.retention.clone());
     tracing::info!(%addr, "signaling listening: open http://{addr}/");
     Ok(RunningServer { addr, state, stop: Some(stop), task, retention })

@@ -224,10 +224,9 @@ impl Session {
         if !self.admit(text.len()) {
             return None;
         }
-        let message = match serde_json::from_str::<ClientMessage>(text) {
+        let message = match decode(text) {
             Ok(m) => m,
-            Err(e) => {
-                let (code, what) = classify_parse_error(text, &e);
+            Err((code, what)) => {
                 self.error(code, what, None);
                 return None;
             }
@@ -267,6 +266,7 @@ impl Session {
                 }
                 match self.state.media.publish(&joined.id, sdp, tracks).await {
                     Ok(sdp) => self.send(ServerMessage::Answer { pc: PcKind::Publish, sdp }),
+                    Err(e @ samtal_sfu::Error::TooManyOffers { .. }) => self.error(ErrorCode::RateLimited, e.to_string(), Some(kind)),
                     Err(e) => self.error(ErrorCode::NegotiationFailed, e.to_string(), Some(kind)),
                 }
             }
@@ -627,6 +627,11 @@ impl Session {
     }
 }
 
+/// A client's text frame as a message, or the error code and explanation it gets.
+pub fn decode(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
+    serde_json::from_str::<ClientMessage>(text).map_err(|e| classify_parse_error(text, &e))
+}
+
 /// Tells "not JSON / wrong shape" from "a type this server does not know".
 fn classify_parse_error(text: &str, error: &serde_json::Error) -> (ErrorCode, String) {
     match serde_json::from_str::<serde_json::Value>(text) {
@@ -653,7 +658,7 @@ fn display_name(name: &str) -> String {
 }
 
 /// A typed display name, or why it is refused: 1-64 characters, no control characters.
-fn checked_display_name(name: &str) -> Result<String, &'static str> {
+pub fn checked_display_name(name: &str) -> Result<String, &'static str> {
     let trimmed = name.trim();
     if trimmed.chars().any(crate::export::is_unsafe_char) {
         return Err("display name must not contain control characters (newlines, tabs, escapes, direction overrides)");
@@ -665,7 +670,8 @@ fn checked_display_name(name: &str) -> Result<String, &'static str> {
     Ok(name)
 }
 
-fn valid_room(room: &str) -> bool {
+/// Room names: 1-64 characters of `A-Z a-z 0-9 _ . -`.
+pub fn valid_room(room: &str) -> bool {
     (1..=64).contains(&room.len()) && room.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 

@@ -175,5 +175,6 @@ pub async fn run_browser_script(script: &str, args: &[&str], limit: Duration) ->
 }
 
 pub mod matrix_reader;
+pub mod sdp;
 pub mod synapse;
 pub mod ws;

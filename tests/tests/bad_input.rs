@@ -6,6 +6,7 @@
 use samtal_client::samtal_protocol::Role;
 use samtal_client::{Participant, ParticipantOptions};
 use samtal_e2e::ws::{Recv, WAIT, WsClient, eventually, http_get, metric};
+use samtal_e2e::sdp::opus_offer;
 use samtal_e2e::*;
 use samtal_sfu::Stats;
 use samtal_signaling::RunningServer;
@@ -569,42 +570,6 @@ async fn tokens_are_checked_and_give_the_role() {
 }
 
 // ---- cleanup --------------------------------------------------------------------------------
-
-/// A publish offer for one Opus track, as a browser would make it (no candidates: the client's are
-/// trickled or, here, never sent).
-fn opus_offer(track_id: &str, stream_id: &str) -> String {
-    let fingerprint = (0..32)
-        .map(|i| format!("{:02X}", (i * 37 + 11) % 256))
-        .collect::<Vec<_>>()
-        .join(":");
-    [
-        "v=0",
-        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
-        "s=-",
-        "t=0 0",
-        "a=group:BUNDLE 0",
-        "a=extmap-allow-mixed",
-        &format!("a=msid-semantic: WMS {stream_id}"),
-        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
-        "c=IN IP4 0.0.0.0",
-        "a=rtcp:9 IN IP4 0.0.0.0",
-        "a=ice-ufrag:vanishUfrag1",
-        "a=ice-pwd:vanishPasswordvanishPassword",
-        "a=ice-options:trickle",
-        &format!("a=fingerprint:sha-256 {fingerprint}"),
-        "a=setup:actpass",
-        "a=mid:0",
-        "a=sendonly",
-        &format!("a=msid:{stream_id} {track_id}"),
-        "a=rtcp-mux",
-        "a=rtpmap:111 opus/48000/2",
-        "a=fmtp:111 minptime=10;useinbandfec=1",
-        "a=ssrc:1234567 cname:vanishing",
-        &format!("a=ssrc:1234567 msid:{stream_id} {track_id}"),
-        "",
-    ]
-    .join("\r\n")
-}
 
 struct Counts {
     participants: u64,

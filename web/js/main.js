@@ -279,9 +279,6 @@ function applyToolbar(names) {
   for (const [name, id] of Object.entries(TOOLBAR_BUTTONS)) {
     if (!names.includes(name)) $(id).classList.add('excluded');
   }
-  const style = document.createElement('style');
-  style.textContent = '#toolbar .excluded { display: none !important; }';
-  document.head.appendChild(style);
 }
 
 const copyCaption = (c) => ({ ...c });

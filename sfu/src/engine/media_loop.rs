@@ -7,6 +7,8 @@
 //! per-packet path free of locks and of allocations of its own.
 
 use super::ice;
+use super::negotiate;
+use super::offer_rate::OfferRate;
 use super::peer;
 use super::sdp::sending_track_ids;
 use super::sockets::BoundSocket;
@@ -81,6 +83,8 @@ struct Participant {
     down: HashMap<String, (usize, RTCRtpSenderId)>,
     offer_in_flight: bool,
     needs_offer: bool,
+    /// Publish offers this participant may still make now.
+    offers: OfferRate,
 }
 
 struct Track {
@@ -100,6 +104,8 @@ pub(crate) struct MediaLoop {
     locals: Vec<SocketAddr>,
     candidates: Vec<SocketAddr>,
     failed_after: Duration,
+    offers_per_second: f64,
+    max_media_sections: usize,
     stats: Arc<Stats>,
     peers: Slab<Peer>,
     by_ufrag: HashMap<String, usize>,
@@ -175,6 +181,8 @@ impl MediaLoop {
             locals,
             candidates,
             failed_after: Duration::from_secs(config.disconnect_timeout_secs),
+            offers_per_second: config.offers_per_second,
+            max_media_sections: config.max_media_sections,
             stats,
             peers: Slab::new(),
             by_ufrag: HashMap::new(),
@@ -222,8 +230,8 @@ impl MediaLoop {
                 }
                 self.flush(&sockets);
                 let wake = self.timers.next().map_or(next_housekeeping, |t| t.min(next_housekeeping));
+                // Unbiased: a participant flooding commands cannot keep datagrams waiting, nor the reverse.
                 tokio::select! {
-                    biased;
                     command = commands.recv() => match command {
                         None | Some(Command::Shutdown) => break,
                         Some(command) => self.on_command(command, Instant::now()),
@@ -666,27 +674,39 @@ impl MediaLoop {
         self.mark_dirty(idx);
     }
 
+    /// Applies a publish offer and answers it. Over its offer rate a participant is refused before
+    /// anything is parsed; a failed offer is rolled back so the next good one applies; track
+    /// declarations count only from an applied offer, and only for tracks it sends.
     fn on_publish(&mut self, participant: usize, sdp: String, tracks: Vec<TrackDeclaration>, now: Instant) -> Result<String> {
         let p = self.participants.get_mut(participant).ok_or_else(|| Error::UnknownParticipant(String::new()))?;
-        p.declared.extend(tracks.into_iter().map(|t| (t.track_id, t.source)));
+        if !p.offers.allow(now) {
+            Stats::add(&self.stats.refused_offers, 1);
+            return Err(Error::TooManyOffers { per_second: p.offers.per_second() });
+        }
         let idx = self.ensure_peer(participant, PcKind::Publish, now).ok_or_else(|| Error::Negotiation("no peer connection".into()))?;
         let sending = sending_track_ids(&sdp);
         let pc = &mut self.peers.get_mut(idx).expect("just ensured").pc;
-        let offer = RTCSessionDescription::offer(sdp).map_err(|e| Error::Negotiation(format!("bad offer: {e}")))?;
-        pc.set_remote_description(now, offer).map_err(|e| Error::Negotiation(format!("offer rejected: {e}")))?;
-        let answer = pc.create_answer(None).map_err(|e| Error::Negotiation(format!("cannot answer: {e}")))?;
-        pc.set_local_description(now, answer).map_err(|e| Error::Negotiation(format!("cannot apply answer: {e}")))?;
-        let answer = pc.local_description().ok_or_else(|| Error::Negotiation("no local description".into()))?.sdp;
-        let stopped: Vec<usize> = self
-            .participants
-            .get(participant)
-            .map(|p| p.published.iter().filter(|(id, _)| !sending.contains(*id)).map(|(_, &t)| t).collect())
-            .unwrap_or_default();
+        let answer = negotiate::answer_offer(pc, sdp, now)?;
+        let max = self.max_media_sections;
+        let p = self.participants.get_mut(participant).expect("checked above");
+        p.declared.retain(|id, _| sending.contains(id));
+        for t in tracks {
+            if sending.contains(&t.track_id) && (p.declared.len() < max || p.declared.contains_key(&t.track_id)) {
+                p.declared.insert(t.track_id, t.source);
+            }
+        }
+        let stopped: Vec<usize> = p.published.iter().filter(|(id, _)| !sending.contains(*id)).map(|(_, &t)| t).collect();
+        self.count_declarations();
         for track in stopped {
             self.unpublish(track, now);
         }
         self.process(idx, now);
         Ok(answer)
+    }
+
+    fn count_declarations(&self) {
+        let held: usize = self.participants.iter().map(|(_, p)| p.declared.len()).sum();
+        Stats::set(&self.stats.declared_tracks, held as u64);
     }
 
     fn on_subscribe_answer(&mut self, participant: usize, sdp: String, now: Instant) -> Result<()> {
@@ -830,6 +850,7 @@ impl MediaLoop {
             down: HashMap::new(),
             offer_in_flight: false,
             needs_offer: false,
+            offers: OfferRate::new(self.offers_per_second, now),
         });
         self.participant_ids.insert(id, idx);
         let members = self.rooms.entry(room).or_default();
@@ -871,6 +892,7 @@ impl MediaLoop {
         }
         Stats::set(&self.stats.participants, self.participants.len as u64);
         Stats::set(&self.stats.rooms, self.rooms.len() as u64);
+        self.count_declarations();
     }
 
     fn close_peer(&mut self, idx: usize) {

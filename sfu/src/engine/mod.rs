@@ -8,6 +8,8 @@
 
 mod ice;
 mod media_loop;
+mod negotiate;
+mod offer_rate;
 mod peer;
 mod sdp;
 mod sockets;
@@ -84,6 +86,7 @@ pub struct MediaServer {
     commands: mpsc::UnboundedSender<Command>,
     stats: Arc<Stats>,
     local_addrs: Arc<Vec<SocketAddr>>,
+    max_media_sections: usize,
 }
 
 impl MediaServer {
@@ -99,7 +102,7 @@ impl MediaServer {
             .spawn(move || media_loop.run(rx))
             .map_err(|e| Error::Config(format!("cannot start the media thread: {e}")))?;
         tracing::info!(addrs = ?local_addrs, "media server listening (UDP)");
-        Ok(Self { commands: tx, stats, local_addrs: Arc::new(local_addrs) })
+        Ok(Self { commands: tx, stats, local_addrs: Arc::new(local_addrs), max_media_sections: config.max_media_sections })
     }
 
     /// The UDP addresses peers send media to.
@@ -139,8 +142,14 @@ impl MediaServer {
         .await
     }
 
-    /// Applies the participant's publish offer; returns the answer SDP.
+    /// Applies the participant's publish offer; returns the answer SDP. An offer with more media
+    /// sections than allowed is refused here, on the caller's task, and never reaches the media thread.
     pub async fn publish(&self, participant: &str, sdp: String, tracks: Vec<TrackDeclaration>) -> Result<String> {
+        let sections = sdp::media_sections(&sdp);
+        if sections > self.max_media_sections {
+            Stats::add(&self.stats.refused_offers, 1);
+            return Err(Error::TooManySections { sections, limit: self.max_media_sections });
+        }
         self.call(|reply| Command::Publish { participant: participant.to_owned(), sdp, tracks, reply }).await
     }
 
@@ -179,5 +188,30 @@ impl MediaServer {
 
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
+    }
+}
+
+/// Entry points for the fuzz targets (`tests/fuzz`): the publish path's SDP handling without
+/// sockets. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::{Duration, Instant};
+
+    /// A publish offer as the media loop handles it: the size bound, a fresh ICE-lite peer
+    /// connection, offer → answer (rolled back when it fails), and the scan for sending tracks.
+    /// Panics if a failed offer leaves the connection unable to take the next one.
+    pub fn publish_offer(sdp: &str) {
+        let _ = super::sdp::sending_track_ids(sdp);
+        if super::sdp::media_sections(sdp) > crate::MediaConfig::default().max_media_sections {
+            return;
+        }
+        let now = Instant::now();
+        let candidates = ["127.0.0.1:10000".parse().expect("valid address")];
+        let Ok(mut pc) = super::peer::build("fuzzufrag0000000", "fuzzpassword0123456789abcdefghij", &candidates, Duration::from_secs(5), now) else {
+            return;
+        };
+        if super::negotiate::answer_offer(&mut pc, sdp.to_owned(), now).is_err() {
+            assert!(pc.pending_remote_description().is_none(), "a failed offer was not rolled back");
+        }
     }
 }

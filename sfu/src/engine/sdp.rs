@@ -4,6 +4,12 @@
 
 use std::collections::HashSet;
 
+/// Media sections (`m=` lines) of an SDP, counted without parsing it: what bounds the cost of
+/// applying it, checked before it reaches the media thread.
+pub(crate) fn media_sections(sdp: &str) -> usize {
+    sdp.lines().filter(|l| l.starts_with("m=")).count()
+}
+
 /// Track ids (second token of `a=msid:`) of m-sections that send media.
 pub(crate) fn sending_track_ids(sdp: &str) -> HashSet<String> {
     let mut ids = HashSet::new();
@@ -38,5 +44,7 @@ mod tests {
             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n";
         let ids = sending_track_ids(sdp);
         assert_eq!(ids, ["mic", "cam"].into_iter().map(String::from).collect::<HashSet<_>>());
+        assert_eq!(media_sections(sdp), 5);
+        assert_eq!(media_sections("v=0\r\na=x:m=audio\r\n"), 0, "only lines that start with m= count");
     }
 }
