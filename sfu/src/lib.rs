@@ -3,8 +3,12 @@
 //! - [`forward`] holds every forwarding decision (which subscriber gets which packet, how SSRC,
 //!   sequence numbers and timestamps are rewritten, when to ask a publisher for a keyframe) as plain
 //!   synchronous code that unit tests drive without sockets.
-//! - [`engine`] is the thin I/O shell: one media loop that owns the UDP sockets and every
-//!   webrtc-rs (sans-IO `rtc`) peer connection, and talks to signaling through [`MediaServer`].
+//! - [`router`] holds the routing state, sans-IO: every webrtc-rs (`rtc`) peer connection, the
+//!   demultiplexing of datagrams, rooms, participants, tracks and negotiation. Datagrams, commands
+//!   and timeouts go in with the time; datagrams, events and the next deadline come out. Unit tests
+//!   drive it with in-memory peers and a fake clock.
+//! - [`engine`] is the thin I/O shell: one media loop that owns the UDP sockets and a router, and
+//!   talks to signaling through [`MediaServer`].
 //!
 //! The SFU knows rooms and participants only by the ids signaling gives it; it never speaks the
 //! websocket protocol and never decides who may join.
@@ -13,9 +17,11 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod forward;
+pub mod router;
 pub mod stats;
 
 pub use config::MediaConfig;
-pub use engine::{MediaEvent, MediaServer, PeerState, SubscribeOptions};
+pub use engine::MediaServer;
+pub use router::{MediaEvent, PeerState, Router, SubscribeOptions};
 pub use error::Error;
 pub use stats::Stats;

@@ -1,62 +1,22 @@
-//! The SFU's I/O shell: a media loop on its own thread owning the UDP sockets and every peer
-//! connection, and [`MediaServer`], the handle signaling uses to drive it.
+//! The SFU's I/O shell: a media loop on its own thread owning the UDP sockets and the
+//! [`Router`](crate::router::Router), and [`MediaServer`], the handle signaling uses to drive it.
 //!
 //! Signaling sends commands (join, publish offer, subscribe answer, candidates, mute, leave) and
 //! receives [`MediaEvent`]s for each participant (subscribe offers, tracks published, connection
 //! state). The loop never waits on signaling: commands arrive through an unbounded channel and
 //! replies go back through oneshot channels.
 
-mod ice;
 mod media_loop;
-mod negotiate;
-mod offer_rate;
-mod peer;
-mod sdp;
 mod sockets;
-mod timers;
 
 use crate::config::MediaConfig;
 use crate::error::{Error, Result};
+use crate::router::{MediaEvent, Router, SubscribeOptions};
 use crate::stats::Stats;
-use samtal_protocol::{Candidate, MediaKind, PcKind, TrackDeclaration, TrackSource};
+use samtal_protocol::{Candidate, PcKind, TrackDeclaration, TrackSource};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-
-/// What a participant wants to receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubscribeOptions {
-    pub audio: bool,
-    pub video: bool,
-    /// Receive nothing from participants who opted out of transcription (the transcription service).
-    pub withhold_opted_out: bool,
-}
-
-impl Default for SubscribeOptions {
-    fn default() -> Self {
-        Self { audio: true, video: true, withhold_opted_out: false }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerState {
-    Connected,
-    Failed,
-    Closed,
-}
-
-/// Something the media server tells signaling about one participant.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MediaEvent {
-    /// A new offer for the participant's subscribe connection; answer with [`MediaServer::subscribe_answer`].
-    SubscribeOffer { sdp: String },
-    /// One of the participant's own tracks started arriving and is now forwarded to the room.
-    TrackPublished { track_id: String, kind: MediaKind, source: TrackSource, muted: bool },
-    /// One of the participant's own tracks went away.
-    TrackUnpublished { track_id: String },
-    /// A peer connection changed state; `Failed` means the participant should be dropped.
-    PeerState { pc: PcKind, state: PeerState },
-}
 
 pub(crate) enum Command {
     Join {
@@ -96,7 +56,8 @@ impl MediaServer {
         let local_addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local).collect();
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::unbounded_channel();
-        let media_loop = media_loop::MediaLoop::new(config, sockets, stats.clone())?;
+        let router = Router::new(config, &local_addrs, stats.clone(), std::time::Instant::now())?;
+        let media_loop = media_loop::MediaLoop::new(sockets, router, stats.clone());
         std::thread::Builder::new()
             .name("samtal-media".into())
             .spawn(move || media_loop.run(rx))
@@ -145,11 +106,7 @@ impl MediaServer {
     /// Applies the participant's publish offer; returns the answer SDP. An offer with more media
     /// sections than allowed is refused here, on the caller's task, and never reaches the media thread.
     pub async fn publish(&self, participant: &str, sdp: String, tracks: Vec<TrackDeclaration>) -> Result<String> {
-        let sections = sdp::media_sections(&sdp);
-        if sections > self.max_media_sections {
-            Stats::add(&self.stats.refused_offers, 1);
-            return Err(Error::TooManySections { sections, limit: self.max_media_sections });
-        }
+        crate::router::check_offer_size(&sdp, self.max_media_sections, &self.stats)?;
         self.call(|reply| Command::Publish { participant: participant.to_owned(), sdp, tracks, reply }).await
     }
 
@@ -188,30 +145,5 @@ impl MediaServer {
 
     pub fn shutdown(&self) {
         let _ = self.send(Command::Shutdown);
-    }
-}
-
-/// Entry points for the fuzz targets (`tests/fuzz`): the publish path's SDP handling without
-/// sockets. Not part of the API.
-#[doc(hidden)]
-pub mod fuzzing {
-    use std::time::{Duration, Instant};
-
-    /// A publish offer as the media loop handles it: the size bound, a fresh ICE-lite peer
-    /// connection, offer → answer (rolled back when it fails), and the scan for sending tracks.
-    /// Panics if a failed offer leaves the connection unable to take the next one.
-    pub fn publish_offer(sdp: &str) {
-        let _ = super::sdp::sending_track_ids(sdp);
-        if super::sdp::media_sections(sdp) > crate::MediaConfig::default().max_media_sections {
-            return;
-        }
-        let now = Instant::now();
-        let candidates = ["127.0.0.1:10000".parse().expect("valid address")];
-        let Ok(mut pc) = super::peer::build("fuzzufrag0000000", "fuzzpassword0123456789abcdefghij", &candidates, Duration::from_secs(5), now) else {
-            return;
-        };
-        if super::negotiate::answer_offer(&mut pc, sdp.to_owned(), now).is_err() {
-            assert!(pc.pending_remote_description().is_none(), "a failed offer was not rolled back");
-        }
     }
 }

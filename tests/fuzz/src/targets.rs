@@ -143,7 +143,7 @@ pub fn session_rooms(data: &[u8]) {
 /// A publish offer through the media server's publish path (size bound, ICE-lite peer connection,
 /// answer, rollback of a refused offer).
 pub fn sdp_publish(data: &[u8]) {
-    samtal_sfu::engine::fuzzing::publish_offer(&String::from_utf8_lossy(data));
+    samtal_sfu::router::fuzzing::publish_offer(&String::from_utf8_lossy(data));
 }
 
 /// RTP and RTCP as a publisher's connection delivers them, through the forwarding core: packets

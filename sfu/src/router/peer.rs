@@ -75,7 +75,7 @@ pub(crate) fn asks_for_keyframe(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool 
 
 /// Marks inbound PLI/FIR for the application; everything else stays with the interceptor chain.
 #[derive(Default)]
-struct DeliverKeyframeRequests {
+pub(crate) struct DeliverKeyframeRequests {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }

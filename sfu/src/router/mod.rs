@@ -1,0 +1,919 @@
+//! The SFU's routing state, sans-IO: every peer connection (webrtc-rs `rtc`), the demultiplexing
+//! of datagrams to them (by ICE ufrag, then by address), rooms, participants, published tracks and
+//! their subscribers, negotiation, and consent withholding.
+//!
+//! A [`Router`] never touches a socket or a clock. Datagrams, commands and timeouts go in with the
+//! time `now`; datagrams to send ([`Router::poll_transmit`]), events for participants
+//! ([`Router::poll_event`]) and the next deadline ([`Router::poll_timeout`]) come out. The media loop
+//! (`crate::engine`) feeds it from sockets and a timer; the unit tests feed it from in-memory peers
+//! and a fake clock.
+//!
+//! Per packet it keeps to what it must: a hash lookup of the source address, the peer connection's
+//! own processing, the forwarding core's decision, and one write per subscriber.
+
+mod ice;
+mod negotiate;
+mod offer_rate;
+mod peer;
+mod sdp;
+mod slab;
+mod timers;
+#[cfg(test)]
+mod tests;
+
+use self::offer_rate::OfferRate;
+use self::sdp::sending_track_ids;
+use self::slab::Slab;
+use self::timers::Timers;
+use crate::config::MediaConfig;
+use crate::error::{Error, Result};
+use crate::forward::{Forward, PublishedTrack};
+use crate::stats::Stats;
+use bytes::BytesMut;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use samtal_protocol::{Candidate, MediaKind, PcKind, TrackDeclaration, TrackSource};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often keyframe retries and other slow bookkeeping run.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+
+/// What a participant wants to receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    pub audio: bool,
+    pub video: bool,
+    /// Receive nothing from participants who opted out of transcription (the transcription service).
+    pub withhold_opted_out: bool,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        Self { audio: true, video: true, withhold_opted_out: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Connected,
+    Failed,
+    Closed,
+}
+
+/// Something the media server tells signaling about one participant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A new offer for the participant's subscribe connection; answer with [`Router::subscribe_answer`].
+    SubscribeOffer { sdp: String },
+    /// One of the participant's own tracks started arriving and is now forwarded to the room.
+    TrackPublished { track_id: String, kind: MediaKind, source: TrackSource, muted: bool },
+    /// One of the participant's own tracks went away.
+    TrackUnpublished { track_id: String },
+    /// A peer connection changed state; `Failed` means the participant should be dropped.
+    PeerState { pc: PcKind, state: PeerState },
+}
+
+/// A datagram to send: from which local address, to whom.
+#[derive(Debug)]
+pub struct Transmit {
+    pub local: SocketAddr,
+    pub to: SocketAddr,
+    pub data: BytesMut,
+}
+
+/// A subscriber's sender: (subscribe peer index, sender id).
+type Sink = (usize, RTCRtpSenderId);
+
+struct Peer {
+    participant: usize,
+    kind: PcKind,
+    pc: RTCPeerConnection,
+    ufrag: String,
+    deadline: Option<Instant>,
+    /// (local address, remote address) pairs routed to this peer.
+    addrs: Vec<(SocketAddr, SocketAddr)>,
+    dirty: bool,
+    /// DTLS/SRTP is up: media can be written (before that, writes only produce warnings).
+    connected: bool,
+}
+
+struct Participant {
+    id: String,
+    room: String,
+    options: SubscribeOptions,
+    span: tracing::Span,
+    publish: Option<usize>,
+    subscribe: Option<usize>,
+    /// Client track id (from `a=msid`) → source, from applied publish offers.
+    declared: HashMap<String, TrackSource>,
+    muted: HashSet<TrackSource>,
+    /// Opted out of transcription: withheld from subscribers with `withhold_opted_out`.
+    opted_out: bool,
+    /// Client track id → index in `tracks`.
+    published: HashMap<String, usize>,
+    track_counter: u32,
+    /// Server track id → (track index, sender on the subscribe connection).
+    down: HashMap<String, (usize, RTCRtpSenderId)>,
+    offer_in_flight: bool,
+    needs_offer: bool,
+    /// Publish offers this participant may still make now.
+    offers: OfferRate,
+}
+
+struct Track {
+    id: String,
+    publisher: usize,
+    peer: usize,
+    receiver: RTCRtpReceiverId,
+    media_ssrc: u32,
+    kind: MediaKind,
+    source: TrackSource,
+    codec: RTCRtpCodec,
+    forward: PublishedTrack<Sink>,
+}
+
+pub struct Router {
+    candidates: Vec<SocketAddr>,
+    failed_after: Duration,
+    offers_per_second: f64,
+    max_media_sections: usize,
+    stats: Arc<Stats>,
+    peers: Slab<Peer>,
+    by_ufrag: HashMap<String, usize>,
+    by_addr: HashMap<(SocketAddr, SocketAddr), usize>,
+    participants: Slab<Participant>,
+    participant_ids: HashMap<String, usize>,
+    rooms: HashMap<String, Vec<usize>>,
+    tracks: Slab<Track>,
+    timers: Timers,
+    /// Peers with datagrams to send or a deadline to reschedule.
+    dirty: Vec<usize>,
+    forwards: Vec<Forward<Sink>>,
+    due: Vec<(Instant, usize)>,
+    events: VecDeque<(String, MediaEvent)>,
+    next_housekeeping: Instant,
+}
+
+/// Refuses an offer with more than `limit` media sections, counted without parsing it: the cost of
+/// applying an offer grows with its sections. The engine checks this before the offer reaches the
+/// media thread.
+pub fn check_offer_size(sdp: &str, limit: usize, stats: &Stats) -> Result<()> {
+    let sections = sdp::media_sections(sdp);
+    if sections > limit {
+        Stats::add(&stats.refused_offers, 1);
+        return Err(Error::TooManySections { sections, limit });
+    }
+    Ok(())
+}
+
+fn rtc_kind(kind: MediaKind) -> RtpCodecKind {
+    match kind {
+        MediaKind::Audio => RtpCodecKind::Audio,
+        MediaKind::Video => RtpCodecKind::Video,
+    }
+}
+
+impl Router {
+    /// A router whose peer connections announce `locals` (the bound media addresses) and the
+    /// configured public addresses as host candidates.
+    pub fn new(config: &MediaConfig, locals: &[SocketAddr], stats: Arc<Stats>, now: Instant) -> Result<Self> {
+        let port = locals.first().map(|a| a.port()).ok_or_else(|| Error::Config("no media socket".into()))?;
+        let mut candidates = locals.to_vec();
+        candidates.extend(config.public_ips.iter().map(|ip| SocketAddr::new(*ip, port)));
+        Ok(Self {
+            candidates,
+            failed_after: Duration::from_secs(config.disconnect_timeout_secs),
+            offers_per_second: config.offers_per_second,
+            max_media_sections: config.max_media_sections,
+            stats,
+            peers: Slab::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            participants: Slab::new(),
+            participant_ids: HashMap::new(),
+            rooms: HashMap::new(),
+            tracks: Slab::new(),
+            timers: Timers::default(),
+            dirty: Vec::new(),
+            forwards: Vec::new(),
+            due: Vec::new(),
+            events: VecDeque::new(),
+            next_housekeeping: now + HOUSEKEEPING,
+        })
+    }
+
+    // ---- outputs ---------------------------------------------------------------------------
+
+    /// The next datagram to send. Drain it (until `None`) after every input, before asking
+    /// [`poll_timeout`](Self::poll_timeout).
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        loop {
+            let &idx = self.dirty.last()?;
+            if let Some(peer) = self.peers.get_mut(idx) {
+                if let Some(out) = peer.pc.poll_write() {
+                    return Some(Transmit { local: out.transport.local_addr, to: out.transport.peer_addr, data: out.message });
+                }
+                peer.dirty = false;
+                if let Some(at) = peer.pc.poll_timeout()
+                    && peer.deadline != Some(at)
+                {
+                    peer.deadline = Some(at);
+                    self.timers.schedule(at, idx);
+                }
+            }
+            self.dirty.pop();
+        }
+    }
+
+    /// The next event for a participant (by id).
+    pub fn poll_event(&mut self) -> Option<(String, MediaEvent)> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must run next.
+    pub fn poll_timeout(&self) -> Instant {
+        self.timers.next().map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping))
+    }
+
+    /// Runs the peer connections' timers that are due, and the periodic bookkeeping.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.fire_timers(now);
+        if now >= self.next_housekeeping {
+            self.housekeeping(now);
+            self.next_housekeeping = now + HOUSEKEEPING;
+        }
+    }
+
+    fn emit(&mut self, participant: usize, event: MediaEvent) {
+        if let Some(p) = self.participants.get(participant) {
+            self.events.push_back((p.id.clone(), event));
+        }
+    }
+
+    fn mark_dirty(&mut self, peer: usize) {
+        if let Some(p) = self.peers.get_mut(peer)
+            && !p.dirty
+        {
+            p.dirty = true;
+            self.dirty.push(peer);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.pop_due(now, &mut due);
+        for (at, idx) in due.drain(..) {
+            let Some(peer) = self.peers.get_mut(idx) else { continue };
+            if peer.deadline != Some(at) {
+                continue; // stale entry
+            }
+            peer.deadline = None;
+            if let Err(e) = peer.pc.handle_timeout(now) {
+                tracing::debug!("peer timeout handling: {e}");
+            }
+            self.process(idx, now);
+        }
+        self.due = due;
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let due: Vec<usize> =
+            self.tracks.slots.iter_mut().enumerate().filter_map(|(i, t)| t.as_mut()?.forward.poll_keyframe(now).then_some(i)).collect();
+        for t in due {
+            self.send_keyframe_request(t, now);
+        }
+        if self.timers.len() > 4 * self.peers.len + 64 {
+            let peers = &self.peers;
+            self.timers.compact(|at, key| peers.get(key).is_some_and(|p| p.deadline == Some(at)));
+        }
+    }
+
+    // ---- datagrams -------------------------------------------------------------------------
+
+    /// A datagram that arrived on `local` from `from`: routed to its peer connection by address,
+    /// or for a new address by the ICE username of a STUN binding request; anything else is dropped.
+    pub fn handle_datagram(&mut self, local: SocketAddr, from: SocketAddr, data: &[u8], now: Instant) {
+        let idx = match self.by_addr.get(&(local, from)) {
+            Some(&idx) => idx,
+            None => {
+                let Some(ufrag) = ice::local_ufrag(data) else { return };
+                let Some(&idx) = self.by_ufrag.get(&ufrag) else { return };
+                self.by_addr.insert((local, from), idx);
+                self.peers.get_mut(idx).expect("routed peer exists").addrs.push((local, from));
+                idx
+            }
+        };
+        let local_addr = local;
+        let Some(peer) = self.peers.get_mut(idx) else { return };
+        let message = TaggedBytesMut {
+            now,
+            transport: TransportContext { local_addr, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = peer.pc.handle_read(message) {
+            tracing::trace!(peer = %from, "dropped datagram: {e}");
+        }
+        self.process(idx, now);
+    }
+
+    /// Drains a peer's events and received media until it has nothing more to say.
+    fn process(&mut self, idx: usize, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.peers.get_mut(idx).and_then(|p| p.pc.poll_event()) {
+                progressed = true;
+                self.on_peer_event(idx, event, now);
+            }
+            while let Some(msg) = self.peers.get_mut(idx).and_then(|p| p.pc.poll_read()) {
+                progressed = true;
+                match msg.message {
+                    RTCMessage::RtpPacket(track_id, packet) => self.on_rtp(idx, &track_id, packet, now),
+                    RTCMessage::RtcpPacket(track_id, packets) => self.on_rtcp(idx, &track_id, &packets, now),
+                    _ => {}
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.mark_dirty(idx);
+    }
+
+    fn on_peer_event(&mut self, idx: usize, event: RTCPeerConnectionEvent, now: Instant) {
+        let Some(peer) = self.peers.get(idx) else { return };
+        let (participant, pc_kind) = (peer.participant, peer.kind);
+        match event {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                if let Some(peer) = self.peers.get_mut(idx) {
+                    peer.connected = state == RTCPeerConnectionState::Connected;
+                }
+                if pc_kind == PcKind::Subscribe {
+                    self.refresh_payload_types(participant);
+                }
+                let state = match state {
+                    RTCPeerConnectionState::Connected => PeerState::Connected,
+                    RTCPeerConnectionState::Failed => PeerState::Failed,
+                    RTCPeerConnectionState::Closed => PeerState::Closed,
+                    _ => return,
+                };
+                if let Some(p) = self.participants.get(participant) {
+                    p.span.in_scope(|| tracing::info!(pc = ?pc_kind, ?state, "peer connection state"));
+                }
+                self.emit(participant, MediaEvent::PeerState { pc: pc_kind, state });
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) if pc_kind == PcKind::Publish => {
+                let track = self.participants.get(participant).and_then(|p| p.published.get(&track_id).copied());
+                if let Some(track) = track {
+                    self.unpublish(track, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rtp(&mut self, idx: usize, track_id: &str, packet: rtp::Packet, now: Instant) {
+        let participant = self.peers.get(idx).map(|p| p.participant).unwrap_or(usize::MAX);
+        let Some(p) = self.participants.get(participant) else { return };
+        let track = match p.published.get(track_id) {
+            Some(&t) => t,
+            None => match self.open_track(idx, track_id, packet.header.payload_type, now) {
+                Some(t) => t,
+                None => return,
+            },
+        };
+        Stats::add(&self.stats.received_packets, 1);
+        Stats::add(&self.stats.received_bytes, packet.payload.len() as u64);
+        let mut forwards = std::mem::take(&mut self.forwards);
+        forwards.clear();
+        let h = &packet.header;
+        self.tracks.get_mut(track).expect("published track exists").forward.route(
+            h.sequence_number,
+            h.timestamp,
+            &packet.payload,
+            now,
+            &mut forwards,
+        );
+        let mut sent = 0u64;
+        for f in &forwards {
+            let Some(sub) = self.peers.get_mut(f.sink.0) else { continue };
+            let out = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker: h.marker,
+                    payload_type: f.payload_type,
+                    sequence_number: f.header.sequence_number,
+                    timestamp: f.header.timestamp,
+                    ssrc: f.header.ssrc,
+                    ..Default::default()
+                },
+                payload: packet.payload.clone(),
+            };
+            match sub.pc.rtp_sender(f.sink.1).map(|mut s| s.write_rtp(now, out)) {
+                Some(Ok(())) => sent += 1,
+                Some(Err(e)) => {
+                    Stats::add(&self.stats.errors, 1);
+                    tracing::trace!("forward failed: {e}");
+                }
+                None => {}
+            }
+            self.mark_dirty(f.sink.0);
+        }
+        if sent > 0 {
+            Stats::add(&self.stats.forwarded_packets, sent);
+            Stats::add(&self.stats.forwarded_bytes, sent * packet.payload.len() as u64);
+        }
+        self.forwards = forwards;
+    }
+
+    fn on_rtcp(&mut self, idx: usize, track_id: &str, packets: &[Box<dyn rtc::rtcp::Packet>], now: Instant) {
+        let Some(peer) = self.peers.get(idx) else { return };
+        if peer.kind != PcKind::Subscribe || !peer::asks_for_keyframe(packets) {
+            return;
+        }
+        let track = self.participants.get(peer.participant).and_then(|p| p.down.get(track_id)).map(|(t, _)| *t);
+        if let Some(t) = track
+            && self.tracks.get_mut(t).is_some_and(|t| t.forward.keyframe_requested(now))
+        {
+            self.send_keyframe_request(t, now);
+        }
+    }
+
+    fn send_keyframe_request(&mut self, track: usize, now: Instant) {
+        let Some(t) = self.tracks.get(track) else { return };
+        let (peer, receiver, media_ssrc) = (t.peer, t.receiver, t.media_ssrc);
+        if let Some(mut r) = self.peers.get_mut(peer).and_then(|p| p.pc.rtp_receiver(receiver)) {
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+            if r.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+                Stats::add(&self.stats.keyframe_requests, 1);
+            }
+        }
+        self.mark_dirty(peer);
+    }
+
+    // ---- tracks ----------------------------------------------------------------------------
+
+    /// The first packet of a new incoming track: find its receiver and codec, publish it to the room.
+    fn open_track(&mut self, idx: usize, track_id: &str, payload_type: u8, now: Instant) -> Option<usize> {
+        let peer = self.peers.get_mut(idx)?;
+        let participant = peer.participant;
+        let receivers: Vec<RTCRtpReceiverId> = peer.pc.get_receivers().collect();
+        let (receiver, kind, ssrc, codec) = receivers.into_iter().find_map(|rid| {
+            let mut r = peer.pc.rtp_receiver(rid)?;
+            if r.track().track_id() != track_id {
+                return None;
+            }
+            let kind = match r.track().kind() {
+                RtpCodecKind::Audio => MediaKind::Audio,
+                RtpCodecKind::Video => MediaKind::Video,
+                _ => return None,
+            };
+            let ssrc = r.track().ssrcs().next().unwrap_or(0);
+            let codec = r.get_parameters().rtp_parameters.codecs.iter().find(|c| c.payload_type == payload_type)?.rtp_codec.clone();
+            Some((rid, kind, ssrc, codec))
+        })?;
+        let p = self.participants.get_mut(participant)?;
+        p.track_counter += 1;
+        let id = format!("{}-t{}", p.id, p.track_counter);
+        let source = p.declared.get(track_id).copied().unwrap_or(TrackSource::default_for(kind));
+        let mut forward = PublishedTrack::new(kind, &codec.mime_type, codec.clock_rate);
+        let muted = p.muted.contains(&source);
+        forward.set_muted(muted, now);
+        p.span.in_scope(|| tracing::info!(track = %id, ?kind, ?source, codec = %codec.mime_type, "track published"));
+        let room = p.room.clone();
+        self.emit(participant, MediaEvent::TrackPublished { track_id: id.clone(), kind, source, muted });
+        let track = self.tracks.insert(Track { id, publisher: participant, peer: idx, receiver, media_ssrc: ssrc, kind, source, codec, forward });
+        self.participants.get_mut(participant)?.published.insert(track_id.to_owned(), track);
+        Stats::set(&self.stats.published_tracks, self.tracks.len as u64);
+        let others: Vec<usize> = self.rooms.get(&room).into_iter().flatten().copied().filter(|&o| o != participant).collect();
+        for other in others {
+            self.subscribe(other, track, now);
+        }
+        Some(track)
+    }
+
+    /// Adds a published track to a participant's subscribe connection.
+    fn subscribe(&mut self, participant: usize, track: usize, now: Instant) {
+        let Some(t) = self.tracks.get(track) else { return };
+        let Some(p) = self.participants.get(participant) else { return };
+        let wanted = match t.kind {
+            MediaKind::Audio => p.options.audio,
+            MediaKind::Video => p.options.video,
+        };
+        if !wanted || p.down.contains_key(&t.id) {
+            return;
+        }
+        let stream_id = self.participants.get(t.publisher).map(|p| p.id.clone()).unwrap_or_default();
+        let (track_id, kind, codec) = (t.id.clone(), t.kind, t.codec.clone());
+        let Some(peer) = self.ensure_peer(participant, PcKind::Subscribe, now) else { return };
+        let ssrc: u32 = rand::random();
+        let local = MediaStreamTrack::new(
+            stream_id,
+            track_id.clone(),
+            track_id.clone(),
+            rtc_kind(kind),
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                active: true,
+                codec,
+                ..Default::default()
+            }],
+        );
+        let sender = match self.peers.get_mut(peer).map(|p| p.pc.add_track(local)) {
+            Some(Ok(sender)) => sender,
+            Some(Err(e)) => {
+                Stats::add(&self.stats.errors, 1);
+                tracing::warn!(track = %track_id, "cannot add track to subscriber: {e}");
+                return;
+            }
+            None => return,
+        };
+        let p = self.participants.get_mut(participant).expect("checked above");
+        p.down.insert(track_id, (track, sender));
+        p.needs_offer = true;
+        let withheld = self.withheld(participant, track);
+        let t = self.tracks.get_mut(track).expect("checked above");
+        let request = t.forward.add_subscriber((peer, sender), ssrc, now);
+        t.forward.set_withheld((peer, sender), withheld);
+        if request {
+            self.send_keyframe_request(track, now);
+        }
+        self.offer_if_needed(participant, now);
+    }
+
+    /// Whether `track` is withheld from `subscriber`: its publisher opted out of transcription and the
+    /// subscriber is the transcription service.
+    fn withheld(&self, subscriber: usize, track: usize) -> bool {
+        let wants_consent = self.participants.get(subscriber).is_some_and(|s| s.options.withhold_opted_out);
+        let opted_out = self.tracks.get(track).and_then(|t| self.participants.get(t.publisher)).is_some_and(|p| p.opted_out);
+        wants_consent && opted_out
+    }
+
+    /// A participant opted out of transcription or back in: (re)applies withholding on its tracks.
+    fn set_opted_out(&mut self, participant: usize, opted_out: bool) {
+        let Some(p) = self.participants.get_mut(participant) else { return };
+        p.opted_out = opted_out;
+        p.span.in_scope(|| tracing::info!(opted_out, "transcription consent changed"));
+        let tracks: Vec<usize> = p.published.values().copied().collect();
+        for track in tracks {
+            let sinks: Vec<(usize, RTCRtpSenderId)> = self.tracks.get(track).map(|t| t.forward.subscribers().collect()).unwrap_or_default();
+            for sink in sinks {
+                let subscriber = self.peers.get(sink.0).map(|peer| peer.participant).unwrap_or(usize::MAX);
+                let withheld = self.withheld(subscriber, track);
+                if let Some(t) = self.tracks.get_mut(track) {
+                    t.forward.set_withheld(sink, withheld);
+                }
+            }
+        }
+    }
+
+    /// Removes a published track from the room and from every subscriber.
+    fn unpublish(&mut self, track: usize, now: Instant) {
+        let Some(t) = self.tracks.remove(track) else { return };
+        Stats::set(&self.stats.published_tracks, self.tracks.len as u64);
+        if let Some(p) = self.participants.get_mut(t.publisher) {
+            p.published.retain(|_, &mut v| v != track);
+            p.span.in_scope(|| tracing::info!(track = %t.id, "track unpublished"));
+        }
+        self.emit(t.publisher, MediaEvent::TrackUnpublished { track_id: t.id.clone() });
+        for (peer, sender) in t.forward.subscribers().collect::<Vec<_>>() {
+            let Some(subscriber) = self.peers.get_mut(peer) else { continue };
+            if let Err(e) = subscriber.pc.remove_track(sender) {
+                tracing::debug!("remove_track: {e}");
+            }
+            let participant = subscriber.participant;
+            if let Some(p) = self.participants.get_mut(participant) {
+                p.down.remove(&t.id);
+                p.needs_offer = true;
+            }
+            self.offer_if_needed(participant, now);
+        }
+    }
+
+    // ---- negotiation -----------------------------------------------------------------------
+
+    /// The participant's publish or subscribe peer connection, created on first use.
+    fn ensure_peer(&mut self, participant: usize, kind: PcKind, now: Instant) -> Option<usize> {
+        let p = self.participants.get(participant)?;
+        let existing = match kind {
+            PcKind::Publish => p.publish,
+            PcKind::Subscribe => p.subscribe,
+        };
+        if existing.is_some() {
+            return existing;
+        }
+        let ufrag = ice::random_credential(16);
+        let pwd = ice::random_credential(32);
+        let pc = match peer::build(&ufrag, &pwd, &self.candidates, self.failed_after, now) {
+            Ok(pc) => pc,
+            Err(e) => {
+                tracing::error!("cannot create peer connection: {e}");
+                return None;
+            }
+        };
+        let idx = self.peers.insert(Peer { participant, kind, pc, ufrag: ufrag.clone(), deadline: None, addrs: Vec::new(), dirty: false, connected: false });
+        self.by_ufrag.insert(ufrag, idx);
+        let p = self.participants.get_mut(participant)?;
+        match kind {
+            PcKind::Publish => p.publish = Some(idx),
+            PcKind::Subscribe => p.subscribe = Some(idx),
+        }
+        Stats::set(&self.stats.peer_connections, self.peers.len as u64);
+        Some(idx)
+    }
+
+    /// Sends a subscribe offer if something changed and no offer is waiting for its answer.
+    fn offer_if_needed(&mut self, participant: usize, now: Instant) {
+        let Some(p) = self.participants.get(participant) else { return };
+        if p.offer_in_flight || !p.needs_offer {
+            return;
+        }
+        let Some(idx) = p.subscribe else { return };
+        let Some(peer) = self.peers.get_mut(idx) else { return };
+        let offer = peer.pc.create_offer(None).and_then(|offer| peer.pc.set_local_description(now, offer));
+        let sdp = match offer.map(|_| peer.pc.local_description()) {
+            Ok(Some(desc)) => desc.sdp,
+            Ok(None) | Err(_) => {
+                Stats::add(&self.stats.errors, 1);
+                p.span.in_scope(|| tracing::error!("cannot create subscribe offer"));
+                return;
+            }
+        };
+        let p = self.participants.get_mut(participant).expect("checked above");
+        p.offer_in_flight = true;
+        p.needs_offer = false;
+        self.emit(participant, MediaEvent::SubscribeOffer { sdp });
+        self.mark_dirty(idx);
+    }
+
+    /// Applies a publish offer and answers it. Over its offer rate a participant is refused before
+    /// anything is parsed; a failed offer is rolled back so the next good one applies; track
+    /// declarations count only from an applied offer, and only for tracks it sends.
+    fn on_publish(&mut self, participant: usize, sdp: String, tracks: Vec<TrackDeclaration>, now: Instant) -> Result<String> {
+        let p = self.participants.get_mut(participant).ok_or_else(|| Error::UnknownParticipant(String::new()))?;
+        if !p.offers.allow(now) {
+            Stats::add(&self.stats.refused_offers, 1);
+            return Err(Error::TooManyOffers { per_second: p.offers.per_second() });
+        }
+        let idx = self.ensure_peer(participant, PcKind::Publish, now).ok_or_else(|| Error::Negotiation("no peer connection".into()))?;
+        let sending = sending_track_ids(&sdp);
+        let pc = &mut self.peers.get_mut(idx).expect("just ensured").pc;
+        let answer = negotiate::answer_offer(pc, sdp, now)?;
+        let max = self.max_media_sections;
+        let p = self.participants.get_mut(participant).expect("checked above");
+        p.declared.retain(|id, _| sending.contains(id));
+        for t in tracks {
+            if sending.contains(&t.track_id) && (p.declared.len() < max || p.declared.contains_key(&t.track_id)) {
+                p.declared.insert(t.track_id, t.source);
+            }
+        }
+        let stopped: Vec<usize> = p.published.iter().filter(|(id, _)| !sending.contains(*id)).map(|(_, &t)| t).collect();
+        self.count_declarations();
+        for track in stopped {
+            self.unpublish(track, now);
+        }
+        self.process(idx, now);
+        Ok(answer)
+    }
+
+    fn count_declarations(&self) {
+        let held: usize = self.participants.iter().map(|(_, p)| p.declared.len()).sum();
+        Stats::set(&self.stats.declared_tracks, held as u64);
+    }
+
+    fn on_subscribe_answer(&mut self, participant: usize, sdp: String, now: Instant) -> Result<()> {
+        let p = self.participants.get_mut(participant).ok_or_else(|| Error::UnknownParticipant(String::new()))?;
+        let idx = p.subscribe.filter(|_| p.offer_in_flight).ok_or_else(|| Error::Negotiation("no subscribe offer is waiting for an answer".into()))?;
+        p.offer_in_flight = false;
+        let pc = &mut self.peers.get_mut(idx).expect("subscribe peer exists").pc;
+        let answer = RTCSessionDescription::answer(sdp).map_err(|e| Error::Negotiation(format!("bad answer: {e}")))?;
+        let applied = pc.set_remote_description(now, answer).map_err(|e| Error::Negotiation(format!("answer rejected: {e}")));
+        self.refresh_payload_types(participant);
+        self.process(idx, now);
+        self.offer_if_needed(participant, now);
+        applied
+    }
+
+    /// Gives each track forwarded to this participant the payload type its codec has on the
+    /// subscribe connection, or none while that connection is not connected (nothing is sent then).
+    fn refresh_payload_types(&mut self, participant: usize) {
+        let Some(p) = self.participants.get(participant) else { return };
+        let Some(idx) = p.subscribe else { return };
+        let down: Vec<(usize, RTCRtpSenderId)> = p.down.values().copied().collect();
+        let Some(peer) = self.peers.get_mut(idx) else { return };
+        for (track, sender) in down {
+            let Some(t) = self.tracks.get_mut(track) else { continue };
+            let pt = if !peer.connected {
+                None
+            } else {
+                peer.pc.rtp_sender(sender).and_then(|mut s| {
+                    let codecs = &s.get_parameters().rtp_parameters.codecs;
+                    let same_mime = |c: &&rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters| {
+                        c.rtp_codec.mime_type.eq_ignore_ascii_case(&t.codec.mime_type)
+                    };
+                    codecs
+                        .iter()
+                        .filter(same_mime)
+                        .find(|c| c.rtp_codec.sdp_fmtp_line == t.codec.sdp_fmtp_line)
+                        .or_else(|| codecs.iter().find(same_mime))
+                        .map(|c| c.payload_type)
+                })
+            };
+            t.forward.set_payload_type((idx, sender), pt);
+        }
+    }
+
+    // ---- commands --------------------------------------------------------------------------
+
+    fn participant_index(&self, id: &str) -> Result<usize> {
+        self.participant_ids.get(id).copied().ok_or_else(|| Error::UnknownParticipant(id.to_owned()))
+    }
+
+    /// Adds a participant to a room (created on first join); it subscribes to every track there.
+    pub fn join(&mut self, room: &str, participant: &str, options: SubscribeOptions, now: Instant) -> Result<()> {
+        self.on_join(room.to_owned(), participant.to_owned(), options, now)
+    }
+
+    /// Applies the participant's publish offer; returns the answer SDP.
+    pub fn publish(&mut self, participant: &str, sdp: String, tracks: Vec<TrackDeclaration>, now: Instant) -> Result<String> {
+        check_offer_size(&sdp, self.max_media_sections, &self.stats)?;
+        let p = self.participant_index(participant)?;
+        self.on_publish(p, sdp, tracks, now)
+    }
+
+    /// Applies the participant's answer to the last subscribe offer.
+    pub fn subscribe_answer(&mut self, participant: &str, sdp: String, now: Instant) -> Result<()> {
+        let p = self.participant_index(participant)?;
+        self.on_subscribe_answer(p, sdp, now)
+    }
+
+    /// A trickled ICE candidate of the participant's (an empty one ends the trickle and is ignored).
+    pub fn add_candidate(&mut self, participant: &str, pc: PcKind, candidate: Candidate, now: Instant) {
+        let Ok(p) = self.participant_index(participant) else { return };
+        let Some(idx) = self.ensure_peer(p, pc, now) else { return };
+        if candidate.candidate.is_empty() {
+            return;
+        }
+        let init = RTCIceCandidateInit {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.sdp_mid,
+            sdp_mline_index: candidate.sdp_mline_index,
+            ..Default::default()
+        };
+        if let Some(peer) = self.peers.get_mut(idx)
+            && let Err(e) = peer.pc.add_remote_candidate(init)
+        {
+            tracing::debug!("remote candidate ignored: {e}");
+        }
+        self.process(idx, now);
+    }
+
+    /// Stops (or resumes) forwarding the participant's tracks of this source.
+    pub fn set_muted(&mut self, participant: &str, source: TrackSource, muted: bool, now: Instant) {
+        let Ok(p) = self.participant_index(participant) else { return };
+        let part = self.participants.get_mut(p).expect("indexed participant exists");
+        if muted {
+            part.muted.insert(source);
+        } else {
+            part.muted.remove(&source);
+        }
+        let tracks: Vec<usize> = part.published.values().copied().collect();
+        for t in tracks {
+            let request = self.tracks.get_mut(t).is_some_and(|t| t.source == source && t.forward.set_muted(muted, now));
+            if request {
+                self.send_keyframe_request(t, now);
+            }
+        }
+    }
+
+    /// The participant opted out of transcription (or back in): its tracks are withheld from
+    /// subscribers that joined with [`SubscribeOptions::withhold_opted_out`].
+    pub fn set_transcription_opt_out(&mut self, participant: &str, opted_out: bool) {
+        if let Ok(p) = self.participant_index(participant) {
+            self.set_opted_out(p, opted_out);
+        }
+    }
+
+    /// Removes the participant, closes its connections and unpublishes its tracks.
+    pub fn leave(&mut self, participant: &str, now: Instant) {
+        if let Ok(p) = self.participant_index(participant) {
+            self.on_leave(p, now);
+        }
+    }
+
+    fn on_join(&mut self, room: String, id: String, options: SubscribeOptions, now: Instant) -> Result<()> {
+        if self.participant_ids.contains_key(&id) {
+            return Err(Error::AlreadyJoined(id));
+        }
+        let span = tracing::info_span!("participant", room = %room, participant = %id);
+        let idx = self.participants.insert(Participant {
+            id: id.clone(),
+            room: room.clone(),
+            options,
+            span,
+            publish: None,
+            subscribe: None,
+            declared: HashMap::new(),
+            muted: HashSet::new(),
+            opted_out: false,
+            published: HashMap::new(),
+            track_counter: 0,
+            down: HashMap::new(),
+            offer_in_flight: false,
+            needs_offer: false,
+            offers: OfferRate::new(self.offers_per_second, now),
+        });
+        self.participant_ids.insert(id, idx);
+        let members = self.rooms.entry(room).or_default();
+        members.push(idx);
+        let existing: Vec<usize> = self.tracks.iter().filter(|(_, t)| members.contains(&t.publisher)).map(|(i, _)| i).collect();
+        Stats::set(&self.stats.participants, self.participants.len as u64);
+        Stats::set(&self.stats.rooms, self.rooms.len() as u64);
+        for t in existing {
+            self.subscribe(idx, t, now);
+        }
+        Ok(())
+    }
+
+    fn on_leave(&mut self, participant: usize, now: Instant) {
+        let Some(p) = self.participants.get(participant) else { return };
+        p.span.in_scope(|| tracing::info!("left the media server"));
+        let published: Vec<usize> = p.published.values().copied().collect();
+        let down: Vec<(usize, RTCRtpSenderId)> = p.down.values().copied().collect();
+        let peers: Vec<usize> = p.publish.into_iter().chain(p.subscribe).collect();
+        for t in published {
+            self.unpublish(t, now);
+        }
+        for (track, sender) in down {
+            if let (Some(t), Some(peer)) = (self.tracks.get_mut(track), self.participants.get(participant).and_then(|p| p.subscribe)) {
+                t.forward.remove_subscriber((peer, sender));
+            }
+        }
+        for idx in peers {
+            self.close_peer(idx);
+        }
+        let Some(p) = self.participants.remove(participant) else { return };
+        self.participant_ids.remove(&p.id);
+        if let Some(members) = self.rooms.get_mut(&p.room) {
+            members.retain(|&m| m != participant);
+            if members.is_empty() {
+                self.rooms.remove(&p.room);
+                tracing::info!(room = %p.room, "room closed");
+            }
+        }
+        Stats::set(&self.stats.participants, self.participants.len as u64);
+        Stats::set(&self.stats.rooms, self.rooms.len() as u64);
+        self.count_declarations();
+    }
+
+    fn close_peer(&mut self, idx: usize) {
+        let Some(mut peer) = self.peers.remove(idx) else { return };
+        if let Err(e) = peer.pc.close() {
+            tracing::debug!("closing peer connection: {e}");
+        }
+        self.by_ufrag.remove(&peer.ufrag);
+        for key in &peer.addrs {
+            self.by_addr.remove(key);
+        }
+        self.dirty.retain(|&d| d != idx);
+        Stats::set(&self.stats.peer_connections, self.peers.len as u64);
+    }
+}
+
+/// Entry points for the fuzz targets (`tests/fuzz`): the publish path's SDP handling without
+/// sockets. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::{Duration, Instant};
+
+    /// A publish offer as the router handles it: the size bound, a fresh ICE-lite peer connection,
+    /// offer → answer (rolled back when it fails), and the scan for sending tracks. Panics if a
+    /// failed offer leaves the connection unable to take the next one.
+    pub fn publish_offer(sdp: &str) {
+        let _ = super::sdp::sending_track_ids(sdp);
+        if super::sdp::media_sections(sdp) > crate::MediaConfig::default().max_media_sections {
+            return;
+        }
+        let now = Instant::now();
+        let candidates = ["127.0.0.1:10000".parse().expect("valid address")];
+        let Ok(mut pc) = super::peer::build("fuzzufrag0000000", "fuzzpassword0123456789abcdefghij", &candidates, Duration::from_secs(5), now) else {
+            return;
+        };
+        if super::negotiate::answer_offer(&mut pc, sdp.to_owned(), now).is_err() {
+            assert!(pc.pending_remote_description().is_none(), "a failed offer was not rolled back");
+        }
+    }
+}
