@@ -27,9 +27,7 @@ use samtal_bench::procfs;
 use samtal_bench::scenario::Scenario;
 use samtal_bench::stats::{ReceiverTally, Summary, ratio};
 use samtal_client::synthetic::unix_micros_now;
-use samtal_client::{
-    Participant, ParticipantEvent, ParticipantOptions, ParticipantStats, Received,
-};
+use samtal_client::{Participant, ParticipantEvent, ParticipantOptions, ParticipantStats, Received};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -58,10 +56,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "error".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -136,10 +131,8 @@ impl Server {
     fn start(bin: &Path, tag: &str) -> anyhow::Result<Server> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?));
         let udp_port = free_udp_port()?;
-        let config =
-            std::env::temp_dir().join(format!("samtal-loadgen-{}-{tag}.toml", std::process::id()));
-        let data_dir =
-            std::env::temp_dir().join(format!("samtal-loadgen-{}-data", std::process::id()));
+        let config = std::env::temp_dir().join(format!("samtal-loadgen-{}-{tag}.toml", std::process::id()));
+        let data_dir = std::env::temp_dir().join(format!("samtal-loadgen-{}-data", std::process::id()));
         std::fs::write(
             &config,
             format!(
@@ -270,18 +263,11 @@ async fn receive(
             measuring.load(Ordering::Relaxed),
         );
     }
-    ReceiverResult {
-        tally,
-        first_packet,
-    }
+    ReceiverResult { tally, first_packet }
 }
 
 /// Drains a participant's events, counting the ones that mean trouble.
-fn watch_events(
-    participant: &mut Participant,
-    problems: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
-) {
+fn watch_events(participant: &mut Participant, problems: Arc<AtomicU64>, mut stop: watch::Receiver<bool>) {
     let Some(mut events) = participant.take_events() else {
         return;
     };
@@ -309,9 +295,11 @@ fn watch_events(
                 ParticipantEvent::SignalingClosed => {
                     problems.fetch_add(1, Ordering::Relaxed);
                 }
-                ParticipantEvent::Server(
-                    samtal_client::samtal_protocol::ServerMessage::Error { code, message, .. },
-                ) => {
+                ParticipantEvent::Server(samtal_client::samtal_protocol::ServerMessage::Error {
+                    code,
+                    message,
+                    ..
+                }) => {
                     eprintln!("   server error {code:?}: {message}");
                     problems.fetch_add(1, Ordering::Relaxed);
                 }
@@ -414,7 +402,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 impl Outcome {
     const HEADER: &'static str = "| scenario (PxS) | participants | sent pkt/s | expected fwd pkt/s | forwarded pkt/s (/metrics) | received pkt/s (clients) | loss | server CPU (% of 1 core) | server CPU s per M fwd | server RSS idle | RSS per participant | join→first packet p50 / p99 | end-to-end delay p50 / p99 | in-server forward delay (mean) | loadgen CPU (% of 1 core) | run-queue wait server / loadgen | machine busy (all cores) | UDP receive-buffer drops |";
-    const RULE: &'static str = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+    const RULE: &'static str =
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
     fn row(&self) -> String {
         format!(
@@ -450,12 +439,7 @@ impl Outcome {
         vec![
             format!(
                 "window {:.1} s; server received {:.0} pkt/s from publishers; by stamp counters: {} packets never arrived, {} arrived late (after a higher counter: reordering or NACK retransmission), {} twice; {} unstamped",
-                self.window,
-                self.server_received_per_s,
-                self.missing,
-                self.late,
-                self.duplicates,
-                self.unstamped
+                self.window, self.server_received_per_s, self.missing, self.late, self.duplicates, self.unstamped
             ),
             format!(
                 "server RSS idle {:.1} MiB, loaded {:.1} MiB (max in window {:.1} MiB)",
@@ -517,9 +501,7 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         let mut participant = Participant::join(&ws, options)
             .await
             .with_context(|| format!("participant {i} of {scenario} could not join"))?;
-        let media = participant
-            .take_media()
-            .context("media channel already taken")?;
+        let media = participant.take_media().context("media channel already taken")?;
         let receiver = tokio::spawn(receive(media, stop_rx.clone(), Arc::clone(&measuring)));
         watch_events(&mut participant, Arc::clone(&problems), stop_rx.clone());
         if publisher {
@@ -568,9 +550,7 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
             .context("a receiver did not stop")??;
         if !m.publisher {
             match got.first_packet {
-                Some(first) => {
-                    join_to_first.push(first.duration_since(m.join_started).as_secs_f64() * 1000.0)
-                }
+                Some(first) => join_to_first.push(first.duration_since(m.join_started).as_secs_f64() * 1000.0),
                 None => never_received += 1,
             }
         }
@@ -605,8 +585,7 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         .collect();
     let sent_per_s = (after.sent - before.sent) as f64 / window;
     let server_cpu = (after.server_cpu - before.server_cpu).as_secs_f64();
-    let rss_per_participant =
-        rss_loaded.saturating_sub(rss_idle) as f64 / scenario.participants() as f64;
+    let rss_per_participant = rss_loaded.saturating_sub(rss_idle) as f64 / scenario.participants() as f64;
     let (busy0, total0) = before.machine;
     let (busy1, total1) = after.machine;
     Ok(Outcome {
@@ -634,21 +613,11 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         delay: Summary::of(&mut delays),
         forward_delay_us: ratio(forward_delay_ns, forwarded) / 1000.0,
         own_cpu_share: (after.own_cpu - before.own_cpu).as_secs_f64() / window,
-        server_wait_share: after
-            .server_wait
-            .saturating_sub(before.server_wait)
-            .as_secs_f64()
-            / window,
+        server_wait_share: after.server_wait.saturating_sub(before.server_wait).as_secs_f64() / window,
         own_wait_share: after.own_wait.saturating_sub(before.own_wait).as_secs_f64() / window,
         machine_busy: ratio((busy1 - busy0) as f64, (total1 - total0) as f64),
-        udp_rcvbuf_drops: after
-            .udp
-            .rcvbuf_errors
-            .saturating_sub(before.udp.rcvbuf_errors),
-        udp_delivered: after
-            .udp
-            .in_datagrams
-            .saturating_sub(before.udp.in_datagrams),
+        udp_rcvbuf_drops: after.udp.rcvbuf_errors.saturating_sub(before.udp.rcvbuf_errors),
+        udp_delivered: after.udp.in_datagrams.saturating_sub(before.udp.in_datagrams),
         load_average,
         media_errors: delta("samtal_media_errors_total"),
         keyframe_requests: delta("samtal_keyframe_requests_total"),

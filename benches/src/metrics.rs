@@ -49,10 +49,10 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     if status.split_whitespace().nth(1) != Some("200") {
         bail!("GET {path}: {status}");
     }
-    if head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    }) {
+    if head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"))
+    {
         return Ok(dechunk(body));
     }
     Ok(body.to_owned())
@@ -62,8 +62,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-        else {
+        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
             break;
         };
         if size == 0 || rest.len() < size {
@@ -95,18 +94,12 @@ mod tests {
         let s = parse(text);
         assert_eq!(s["samtal_forwarded_packets_total"], 12345.0);
         assert_eq!(s["samtal_participants"], 22.0);
-        assert_eq!(
-            s["samtal_signaling_errors_total{code=\"rate limited\"}"],
-            3.0
-        );
+        assert_eq!(s["samtal_signaling_errors_total{code=\"rate limited\"}"], 3.0);
         assert_eq!(s.len(), 3);
     }
 
     #[test]
     fn dechunks() {
-        assert_eq!(
-            dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
-            "hello world"
-        );
+        assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
     }
 }

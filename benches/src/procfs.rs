@@ -54,11 +54,8 @@ pub fn process_cpu(pid: Option<u32>) -> io::Result<Duration> {
         None => "/proc/self/stat".to_owned(),
     };
     let text = std::fs::read_to_string(path)?;
-    let ticks =
-        parse_stat_cpu_ticks(&text).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
-    Ok(Duration::from_secs_f64(
-        ticks as f64 / clock_ticks_per_second() as f64,
-    ))
+    let ticks = parse_stat_cpu_ticks(&text).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64))
 }
 
 /// Resident memory of a process, bytes.
@@ -93,11 +90,7 @@ pub fn process_runqueue_wait(pid: Option<u32>) -> io::Result<Duration> {
     for task in std::fs::read_dir(dir)? {
         let path = task?.path().join("schedstat");
         // A thread may end between listing and reading.
-        if let Some((_, w)) = std::fs::read_to_string(path)
-            .ok()
-            .as_deref()
-            .and_then(parse_schedstat)
-        {
+        if let Some((_, w)) = std::fs::read_to_string(path).ok().as_deref().and_then(parse_schedstat) {
             wait += w;
         }
     }
@@ -118,12 +111,7 @@ pub fn parse_udp_snmp(text: &str) -> Option<UdpCounters> {
     let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
     let names: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
     let values: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
-    let get = |name: &str| -> Option<u64> {
-        values
-            .get(names.iter().position(|n| *n == name)?)?
-            .parse()
-            .ok()
-    };
+    let get = |name: &str| -> Option<u64> { values.get(names.iter().position(|n| *n == name)?)?.parse().ok() };
     Some(UdpCounters {
         in_datagrams: get("InDatagrams")?,
         rcvbuf_errors: get("RcvbufErrors")?,
@@ -138,9 +126,7 @@ pub fn udp_counters() -> io::Result<UdpCounters> {
 
 /// Number of CPUs this process may run on.
 pub fn cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// The CPU model, from the first `model name` of `/proc/cpuinfo`.

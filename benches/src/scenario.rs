@@ -39,10 +39,7 @@ impl FromStr for Scenario {
         let (p, sub) = s
             .split_once(['x', 'X'])
             .ok_or_else(|| format!("scenario {s:?} is not PxS (e.g. 2x20)"))?;
-        let publishers: usize = p
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad publisher count in {s:?}"))?;
+        let publishers: usize = p.trim().parse().map_err(|_| format!("bad publisher count in {s:?}"))?;
         let subscribers: usize = sub
             .trim()
             .parse()

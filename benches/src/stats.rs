@@ -133,10 +133,7 @@ impl ReceiverTally {
     /// Packets of the window that never arrived: counters between the first and the highest one
     /// seen per track, minus those received.
     pub fn missing(&self) -> u64 {
-        self.tracks
-            .values()
-            .map(|t| t.max - t.base + 1 - t.unique)
-            .sum()
+        self.tracks.values().map(|t| t.max - t.base + 1 - t.unique).sum()
     }
 
     /// Missing packets as a fraction of those that should have arrived.

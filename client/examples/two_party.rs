@@ -40,10 +40,7 @@ impl TrackTally {
             Some(last) => self.missing += stamp.counter - last - 1,
             None => {}
         }
-        self.last_counter = Some(
-            self.last_counter
-                .map_or(stamp.counter, |l| l.max(stamp.counter)),
-        );
+        self.last_counter = Some(self.last_counter.map_or(stamp.counter, |l| l.max(stamp.counter)));
         self.delays_us.push(stamp.age().as_micros() as u64);
     }
 
@@ -71,10 +68,7 @@ impl TrackTally {
 
 type Tally = BTreeMap<(String, String, &'static str), TrackTally>;
 
-async fn collect(
-    mut media: mpsc::Receiver<Received>,
-    duration: Duration,
-) -> (Tally, mpsc::Receiver<Received>) {
+async fn collect(mut media: mpsc::Receiver<Received>, duration: Duration) -> (Tally, mpsc::Receiver<Received>) {
     let mut tally = Tally::new();
     let deadline = tokio::time::Instant::now() + duration;
     while let Ok(Some(r)) = tokio::time::timeout_at(deadline, media.recv()).await {
@@ -132,10 +126,9 @@ async fn screen_share_round(
     alice.start_media();
     let alice_id = alice.id().to_owned();
     let Some(track_id) = wait_event(bob_events, |e| match e {
-        ParticipantEvent::Server(ServerMessage::TrackPublished {
-            participant_id,
-            track,
-        }) if *participant_id == alice_id && track.source == TrackSource::ScreenShare => {
+        ParticipantEvent::Server(ServerMessage::TrackPublished { participant_id, track })
+            if *participant_id == alice_id && track.source == TrackSource::ScreenShare =>
+        {
             Some(track.track_id.clone())
         }
         _ => None,
@@ -161,11 +154,7 @@ async fn screen_share_round(
     println!("Bob receives Alice's screen share {track_id}");
     alice.unpublish(TrackSource::ScreenShare).await?;
     let unpublished = wait_event(bob_events, |e| match e {
-        ParticipantEvent::Server(ServerMessage::TrackUnpublished { track_id: t, .. })
-            if *t == track_id =>
-        {
-            Some(())
-        }
+        ParticipantEvent::Server(ServerMessage::TrackUnpublished { track_id: t, .. }) if *t == track_id => Some(()),
         _ => None,
     })
     .await;
@@ -181,32 +170,17 @@ async fn screen_share_round(
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "samtal_client=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "samtal_client=info,warn".into()),
         )
         .init();
     let mut args = std::env::args().skip(1);
-    let url = args
-        .next()
-        .unwrap_or_else(|| "ws://127.0.0.1:8080/ws".to_owned());
+    let url = args.next().unwrap_or_else(|| "ws://127.0.0.1:8080/ws".to_owned());
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let room = format!("two-party-{}", std::process::id());
 
-    let mut alice = Participant::join(
-        &url,
-        ParticipantOptions::new(&room, "Alice")
-            .with_audio()
-            .with_video(),
-    )
-    .await?;
+    let mut alice = Participant::join(&url, ParticipantOptions::new(&room, "Alice").with_audio().with_video()).await?;
     println!("Alice joined as {}", alice.id());
-    let mut bob = Participant::join(
-        &url,
-        ParticipantOptions::new(&room, "Bob")
-            .with_audio()
-            .with_video(),
-    )
-    .await?;
+    let mut bob = Participant::join(&url, ParticipantOptions::new(&room, "Bob").with_audio().with_video()).await?;
     println!(
         "Bob joined as {} (saw {} already there)",
         bob.id(),
@@ -215,14 +189,8 @@ async fn main() -> anyhow::Result<()> {
 
     let _alice_events = log_events("Alice", alice.take_events().expect("events"));
     let mut bob_events = log_events("Bob", bob.take_events().expect("events"));
-    let alice_media = collect(
-        alice.take_media().expect("media"),
-        Duration::from_secs(seconds),
-    );
-    let bob_media = collect(
-        bob.take_media().expect("media"),
-        Duration::from_secs(seconds),
-    );
+    let alice_media = collect(alice.take_media().expect("media"), Duration::from_secs(seconds));
+    let bob_media = collect(bob.take_media().expect("media"), Duration::from_secs(seconds));
     alice.start_media();
     bob.start_media();
     let (alice_got, bob_got) = tokio::join!(tokio::spawn(alice_media), tokio::spawn(bob_media));
@@ -246,10 +214,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         for ((participant, track, kind), tally) in got.iter_mut() {
-            println!(
-                "  {name} <- {participant} {kind} {track}: {}",
-                tally.summary()
-            );
+            println!("  {name} <- {participant} {kind} {track}: {}", tally.summary());
             if participant == me.id() {
                 println!("FAIL: {name} received its own {kind}");
                 ok = false;

@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    register_default_interceptors,
 };
 
 use crate::error::{Error, Result};
@@ -99,9 +99,7 @@ async fn read_remote_track(
                 match sink.tx.try_send(received) {
                     Ok(()) => bump(&sink.counters.media_received, 1),
                     // The user reads too slowly: drop, count, keep draining the track.
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        bump(&sink.counters.media_dropped, 1)
-                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => bump(&sink.counters.media_dropped, 1),
                     // Nobody reads any more: keep draining the track so the driver is not held up.
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
@@ -145,10 +143,7 @@ impl Connection {
         }
         let mut registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         if kind == PcKind::Publish {
-            registry = registry.with(
-                Slot::from(KEYFRAME_REQUESTS_SLOT),
-                KeyframeRequests::default(),
-            );
+            registry = registry.with(Slot::from(KEYFRAME_REQUESTS_SLOT), KeyframeRequests::default());
         }
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(
@@ -190,8 +185,7 @@ impl Connection {
     pub(crate) async fn gathered_local_sdp(&mut self, timeout: Duration) -> Result<String> {
         tokio::time::timeout(
             timeout,
-            self.gathering
-                .wait_for(|s| *s == RTCIceGatheringState::Complete),
+            self.gathering.wait_for(|s| *s == RTCIceGatheringState::Complete),
         )
         .await
         .map_err(|_| Error::Timeout("ICE gathering"))?
@@ -200,9 +194,7 @@ impl Connection {
             .local_description()
             .await
             .map(|d| d.sdp)
-            .ok_or_else(|| {
-                Error::Protocol("no local description after set_local_description".into())
-            })
+            .ok_or_else(|| Error::Protocol("no local description after set_local_description".into()))
     }
 
     pub(crate) async fn wait_connected(&mut self, timeout: Duration) -> Result<()> {
@@ -211,9 +203,7 @@ impl Connection {
             self.state.wait_for(|s| {
                 matches!(
                     s,
-                    RTCPeerConnectionState::Connected
-                        | RTCPeerConnectionState::Failed
-                        | RTCPeerConnectionState::Closed
+                    RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
                 )
             }),
         )
@@ -240,11 +230,7 @@ impl std::fmt::Display for SocketIp {
 }
 
 /// Answers a subscribe offer; returns the answer SDP with our candidates.
-pub(crate) async fn answer_subscribe(
-    conn: &mut Connection,
-    sdp: String,
-    timeout: Duration,
-) -> Result<String> {
+pub(crate) async fn answer_subscribe(conn: &mut Connection, sdp: String, timeout: Duration) -> Result<String> {
     conn.pc
         .set_remote_description(RTCSessionDescription::offer(sdp)?)
         .await?;

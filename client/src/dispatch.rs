@@ -64,9 +64,7 @@ pub(crate) async fn signal_loop(
                         Ok(desc) => pc.set_remote_description(desc).await.map_err(Error::from),
                         Err(e) => Err(e.into()),
                     },
-                    None => Err(Error::Protocol(
-                        "publish answer without a publish offer".into(),
-                    )),
+                    None => Err(Error::Protocol("publish answer without a publish offer".into())),
                 };
                 if let Err(e) = &result {
                     warn!(error = %e, "could not apply the publish answer");
@@ -98,12 +96,10 @@ pub(crate) async fn signal_loop(
                 }
             }
             ServerMessage::Offer {
-                pc: PcKind::Publish,
-                ..
+                pc: PcKind::Publish, ..
             }
             | ServerMessage::Answer {
-                pc: PcKind::Subscribe,
-                ..
+                pc: PcKind::Subscribe, ..
             } => {
                 warn!("server sent an offer/answer for the wrong connection; ignored");
                 let _ = events.send(ParticipantEvent::NegotiationFailed {

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use samtal_protocol::{MediaKind, TrackDeclaration, TrackSource};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, warn};
@@ -24,9 +22,7 @@ use crate::error::{Error, Result};
 use crate::keyframe_requests::is_keyframe_request;
 use crate::participant::ParticipantEvent;
 use crate::stats::{Counters, bump};
-use crate::synthetic::{
-    AudioLevel, OPUS_CLOCK_RATE, OPUS_SAMPLES_PER_FRAME, OpusSynth, VIDEO_CLOCK_RATE, Vp8Synth,
-};
+use crate::synthetic::{AudioLevel, OPUS_CLOCK_RATE, OPUS_SAMPLES_PER_FRAME, OpusSynth, VIDEO_CLOCK_RATE, Vp8Synth};
 
 const MIME_OPUS: &str = "audio/opus";
 const MIME_VP8: &str = "video/VP8";
@@ -149,8 +145,7 @@ impl LocalTrack {
                     .iter()
                     .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
                 {
-                    self.payload_type
-                        .store(codec.payload_type, Ordering::Relaxed);
+                    self.payload_type.store(codec.payload_type, Ordering::Relaxed);
                     debug!(track_id = %self.track_id, pt = codec.payload_type, "negotiated payload type");
                 } else {
                     warn!(track_id = %self.track_id, "{mime} not among the negotiated codecs");
@@ -222,10 +217,7 @@ impl LocalAudio {
         level: Option<AudioLevel>,
     ) -> Result<()> {
         let mut state = self.state.lock().await;
-        let result = self
-            .track
-            .write(&mut state.rtp, payload, false, level)
-            .await;
+        let result = self.track.write(&mut state.rtp, payload, false, level).await;
         state.rtp.timestamp = state.rtp.timestamp.wrapping_add(samples);
         match &result {
             Ok(()) => bump(&counters.audio_packets_sent, 1),
@@ -266,11 +258,7 @@ impl LocalVideo {
         let last = frame.packets.len().saturating_sub(1);
         let mut result = Ok(());
         for (i, payload) in frame.packets.into_iter().enumerate() {
-            match self
-                .track
-                .write(&mut state.rtp, payload, i == last, None)
-                .await
-            {
+            match self.track.write(&mut state.rtp, payload, i == last, None).await {
                 Ok(()) => bump(&counters.video_packets_sent, 1),
                 Err(e) => {
                     bump(&counters.send_errors, 1);
@@ -299,10 +287,7 @@ pub(crate) async fn read_keyframe_requests(
         let TrackLocalEvent::OnRtcpPacket(packets) = event else {
             continue;
         };
-        let requests = packets
-            .iter()
-            .filter(|p| is_keyframe_request(p.as_ref()))
-            .count() as u64;
+        let requests = packets.iter().filter(|p| is_keyframe_request(p.as_ref())).count() as u64;
         if requests == 0 {
             continue;
         }

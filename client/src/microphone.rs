@@ -60,11 +60,7 @@ fn unix_ms() -> i64 {
 }
 
 /// Frame k goes out at start + 20k ms (a late frame catches up rather than shifting the schedule).
-async fn run(
-    participant: Arc<Participant>,
-    silence: Bytes,
-    mut said: mpsc::UnboundedReceiver<Speech>,
-) {
+async fn run(participant: Arc<Participant>, silence: Bytes, mut said: mpsc::UnboundedReceiver<Speech>) {
     let (start, start_ms) = (tokio::time::Instant::now(), unix_ms());
     let mut queue: VecDeque<(Bytes, Option<oneshot::Sender<i64>>)> = VecDeque::new();
     for k in 0u32.. {
@@ -80,8 +76,6 @@ async fn run(
             let _ = report.send(start_ms + 20 * i64::from(k));
         }
         // Like a real microphone, keep going whatever happened to one packet.
-        let _ = participant
-            .send_audio_payload(frame, FRAME_SAMPLES, None)
-            .await;
+        let _ = participant.send_audio_payload(frame, FRAME_SAMPLES, None).await;
     }
 }

@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use samtal_protocol::{
-    ClientMessage, MediaKind, PcKind, ServerMessage, TrackDeclaration, TrackSource,
-};
+use samtal_protocol::{ClientMessage, MediaKind, PcKind, ServerMessage, TrackDeclaration, TrackSource};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
@@ -39,8 +37,7 @@ use crate::connection::{Connection, MediaSink};
 use crate::dispatch::{PublishSlot, signal_loop};
 use crate::error::{Error, Result};
 use crate::local_track::{
-    AudioState, LocalAudio, LocalTrack, LocalVideo, RtpState, VideoState, audio_synth,
-    read_keyframe_requests,
+    AudioState, LocalAudio, LocalTrack, LocalVideo, RtpState, VideoState, audio_synth, read_keyframe_requests,
 };
 use crate::signal::{JoinOptions, Joined, SignalSender, SignalingClient};
 use crate::stats::{Counters, ParticipantStats};
@@ -285,10 +282,7 @@ impl Participant {
 
     fn local_tracks(&self) -> Vec<&LocalTrack> {
         let audio = self.audio.as_deref().map(|a| &a.track);
-        audio
-            .into_iter()
-            .chain(self.videos.iter().map(|v| &v.track))
-            .collect()
+        audio.into_iter().chain(self.videos.iter().map(|v| &v.track)).collect()
     }
 
     fn video(&self, source: Option<TrackSource>) -> Result<&Arc<LocalVideo>> {
@@ -323,13 +317,7 @@ impl Participant {
             }
             self.publish = Some(conn);
         }
-        let pc = Arc::clone(
-            &self
-                .publish
-                .as_ref()
-                .expect("publish connection just made")
-                .pc,
-        );
+        let pc = Arc::clone(&self.publish.as_ref().expect("publish connection just made").pc);
         let kind = match source {
             TrackSource::Microphone => MediaKind::Audio,
             TrackSource::Camera | TrackSource::ScreenShare => MediaKind::Video,
@@ -407,11 +395,7 @@ impl Participant {
     fn watch_keyframe_requests(&mut self) {
         let mut new = Vec::new();
         if let Some(audio) = &self.audio {
-            new.push((
-                Arc::clone(&audio.track.track),
-                audio.track.track_id.clone(),
-                None,
-            ));
+            new.push((Arc::clone(&audio.track.track), audio.track.track_id.clone(), None));
         }
         for video in &self.videos {
             new.push((
@@ -463,11 +447,7 @@ impl Participant {
         if let (Some(conn), Some(sender)) = (&self.publish, sender) {
             conn.pc.remove_track(&sender).await?;
         }
-        if self
-            .audio
-            .as_ref()
-            .is_some_and(|a| a.track.track_id == track_id)
-        {
+        if self.audio.as_ref().is_some_and(|a| a.track.track_id == track_id) {
             self.audio = None;
         }
         self.videos.retain(|v| v.track.track_id != track_id);
@@ -510,10 +490,7 @@ impl Participant {
 
     /// Our published tracks, as declared in the publish offer.
     pub fn published_tracks(&self) -> Vec<TrackDeclaration> {
-        self.local_tracks()
-            .into_iter()
-            .map(LocalTrack::declaration)
-            .collect()
+        self.local_tracks().into_iter().map(LocalTrack::declaration).collect()
     }
 
     /// Takes the channel of received RTP packets (once).
@@ -552,19 +529,12 @@ impl Participant {
 
     /// Sends an Opus payload of your own (e.g. encoded speech) covering `samples` 48 kHz samples,
     /// with its RFC 6464 audio level if you know it.
-    pub async fn send_audio_payload(
-        &self,
-        payload: Bytes,
-        samples: u32,
-        level: Option<AudioLevel>,
-    ) -> Result<()> {
+    pub async fn send_audio_payload(&self, payload: Bytes, samples: u32, level: Option<AudioLevel>) -> Result<()> {
         let audio = self
             .audio
             .as_ref()
             .ok_or_else(|| Error::Usage("not publishing audio".into()))?;
-        audio
-            .send_payload(&self.counters, payload, samples, level)
-            .await
+        audio.send_payload(&self.counters, payload, samples, level).await
     }
 
     /// Sends one synthetic frame on the camera track (or the only video track) now; returns
@@ -661,12 +631,7 @@ impl Participant {
 impl Drop for Participant {
     fn drop(&mut self) {
         let track_tasks = self.track_tasks.drain(..).map(|(_, task)| task);
-        for task in self
-            .pacers
-            .drain(..)
-            .chain(self.tasks.drain(..))
-            .chain(track_tasks)
-        {
+        for task in self.pacers.drain(..).chain(self.tasks.drain(..)).chain(track_tasks) {
             task.abort();
         }
     }

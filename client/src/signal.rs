@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use samtal_protocol::{
-    ClientMessage, IceServer, PROTOCOL_VERSION, ParticipantInfo, Role, ServerMessage,
-};
+use samtal_protocol::{ClientMessage, IceServer, PROTOCOL_VERSION, ParticipantInfo, Role, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -116,9 +114,7 @@ pub struct SignalSender {
 impl SignalSender {
     /// Queues a message; fails only when the websocket is already closed.
     pub fn send(&self, message: ClientMessage) -> Result<()> {
-        self.tx
-            .send(Outgoing::Message(message))
-            .map_err(|_| Error::Closed)
+        self.tx.send(Outgoing::Message(message)).map_err(|_| Error::Closed)
     }
 
     /// Sends `leave`, then closes the websocket and waits (briefly) until it is closed.
@@ -232,16 +228,14 @@ impl SignalingClient {
     }
 }
 
-type WsStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WsStream, Message>,
     mut out_rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     static NONCE: AtomicU64 = AtomicU64::new(1);
-    let mut ping =
-        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {

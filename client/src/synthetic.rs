@@ -59,10 +59,7 @@ impl Stamp {
 
     /// Reads the stamp from the last [`STAMP_LEN`] bytes of an RTP payload, if it has one.
     pub fn from_payload(payload: &[u8]) -> Option<Stamp> {
-        let tail = payload
-            .len()
-            .checked_sub(STAMP_LEN)
-            .map(|start| &payload[start..])?;
+        let tail = payload.len().checked_sub(STAMP_LEN).map(|start| &payload[start..])?;
         if tail[..4] != STAMP_MAGIC {
             return None;
         }
@@ -210,11 +207,7 @@ impl OpusSynth {
     /// A sine tone of `frequency` Hz at a moderate level, encoded by libopus (mono, 32 kbit/s).
     #[cfg(feature = "opus")]
     pub fn tone(frequency: f32) -> Result<Self, opus::Error> {
-        let mut encoder = opus::Encoder::new(
-            OPUS_CLOCK_RATE,
-            opus::Channels::Mono,
-            opus::Application::Audio,
-        )?;
+        let mut encoder = opus::Encoder::new(OPUS_CLOCK_RATE, opus::Channels::Mono, opus::Application::Audio)?;
         encoder.set_bitrate(opus::Bitrate::Bits(32_000))?;
         Ok(OpusSynth {
             counter: 0,
@@ -236,10 +229,7 @@ impl OpusSynth {
     pub fn audio_level(&self) -> AudioLevel {
         #[cfg(feature = "opus")]
         if self.tone.is_some() {
-            return AudioLevel {
-                voice: true,
-                level: 13,
-            };
+            return AudioLevel { voice: true, level: 13 };
         }
         AudioLevel::SILENCE
     }
@@ -334,10 +324,7 @@ impl Vp8Config {
             n => average * n as f64 / (n as f64 - 1.0 + factor),
         };
         let min = VP8_DESCRIPTOR_LEN + VP8_KEYFRAME_HEADER_LEN + STAMP_LEN;
-        (
-            (delta as usize).max(min),
-            ((delta * factor) as usize).max(min),
-        )
+        ((delta as usize).max(min), ((delta * factor) as usize).max(min))
     }
 }
 
@@ -403,8 +390,7 @@ impl Vp8Synth {
     /// The next frame.
     pub fn next_frame(&mut self) -> Vp8Frame {
         let interval = self.config.keyframe_interval as u64;
-        let keyframe =
-            self.keyframe_pending || (interval > 0 && self.frame_number.is_multiple_of(interval));
+        let keyframe = self.keyframe_pending || (interval > 0 && self.frame_number.is_multiple_of(interval));
         self.keyframe_pending = false;
         if keyframe {
             self.keyframes_made += 1;
@@ -511,9 +497,7 @@ pub fn parse_vp8_descriptor(payload: &[u8]) -> Option<Vp8Descriptor> {
 /// Whether a VP8 RTP payload is the first packet of a keyframe.
 pub fn vp8_is_keyframe_start(payload: &[u8]) -> bool {
     match parse_vp8_descriptor(payload) {
-        Some(d) if d.start && d.partition == 0 => {
-            payload.get(d.len).is_some_and(|tag| tag & 0x01 == 0)
-        }
+        Some(d) if d.start && d.partition == 0 => payload.get(d.len).is_some_and(|tag| tag & 0x01 == 0),
         _ => false,
     }
 }
@@ -577,10 +561,7 @@ mod tests {
         }
         // 30 frames = 1 s at 30 fps: about 1 Mbit.
         let bits = bytes as f64 * 8.0;
-        assert!(
-            (bits - 1_000_000.0).abs() < 50_000.0,
-            "{bits} bits in a second"
-        );
+        assert!((bits - 1_000_000.0).abs() < 50_000.0, "{bits} bits in a second");
         synth.request_keyframe();
         assert!(synth.next_frame().keyframe);
         assert!(!synth.next_frame().keyframe);
@@ -604,9 +585,7 @@ mod tests {
         let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
         let mut pcm = vec![0i16; 960];
         let mut silence = OpusSynth::silence();
-        let n = decoder
-            .decode(&silence.next_payload(), &mut pcm, false)
-            .unwrap();
+        let n = decoder.decode(&silence.next_payload(), &mut pcm, false).unwrap();
         assert_eq!(n, 960);
         assert!(pcm.iter().all(|s| s.unsigned_abs() < 10));
         let mut tone = OpusSynth::tone(440.0).unwrap();

@@ -11,16 +11,11 @@ use futures_util::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
-    RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
-use samtal_client::samtal_protocol::{
-    ClientMessage, ErrorCode, MediaKind, PcKind, Role, ServerMessage, TrackSource,
-};
+use samtal_client::samtal_protocol::{ClientMessage, ErrorCode, MediaKind, PcKind, Role, ServerMessage, TrackSource};
 use samtal_client::synthetic::vp8_is_keyframe_start;
-use samtal_client::{
-    Error, JoinOptions, Participant, ParticipantEvent, ParticipantOptions, SignalingClient,
-};
+use samtal_client::{Error, JoinOptions, Participant, ParticipantEvent, ParticipantOptions, SignalingClient};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,9 +24,8 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCSessionDescription, Registry, SettingEngineBuilder,
-    register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+    RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
 const ECHO_ID: &str = "p-echo";
@@ -57,11 +51,7 @@ impl PeerConnectionEventHandler for ServerHandler {
         };
         tokio::spawn(async move {
             let kind = track.kind().await;
-            let output = if kind == RtpCodecKind::Video {
-                video
-            } else {
-                audio
-            };
+            let output = if kind == RtpCodecKind::Video { video } else { audio };
             let out_ssrc = output.ssrcs().await[0];
             let out_pt = if kind == RtpCodecKind::Video { 96 } else { 111 };
             if kind == RtpCodecKind::Video {
@@ -86,11 +76,7 @@ impl PeerConnectionEventHandler for ServerHandler {
                     TrackRemoteEvent::OnRtpPacket(mut packet) => {
                         // Synthetic silence carries an RFC 6464 level of 127, no voice.
                         if kind == RtpCodecKind::Audio
-                            && packet
-                                .header
-                                .extensions
-                                .iter()
-                                .any(|e| e.payload.as_ref() == [0x7F])
+                            && packet.header.extensions.iter().any(|e| e.payload.as_ref() == [0x7F])
                         {
                             AUDIO_LEVEL_SEEN.store(true, Ordering::Relaxed);
                         }
@@ -110,10 +96,7 @@ impl PeerConnectionEventHandler for ServerHandler {
 
 async fn server_pc(
     outputs: Option<(Arc<TrackLocalStaticRTP>, Arc<TrackLocalStaticRTP>)>,
-) -> (
-    Arc<dyn PeerConnection>,
-    watch::Receiver<RTCIceGatheringState>,
-) {
+) -> (Arc<dyn PeerConnection>, watch::Receiver<RTCIceGatheringState>) {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs().unwrap();
     // The real server negotiates the audio level (it picks the active speaker with it).
@@ -144,10 +127,7 @@ async fn server_pc(
     (Arc::new(pc), gathering_rx)
 }
 
-async fn gathered(
-    pc: &Arc<dyn PeerConnection>,
-    rx: &mut watch::Receiver<RTCIceGatheringState>,
-) -> String {
+async fn gathered(pc: &Arc<dyn PeerConnection>, rx: &mut watch::Receiver<RTCIceGatheringState>) -> String {
     tokio::time::timeout(
         Duration::from_secs(10),
         rx.wait_for(|s| *s == RTCIceGatheringState::Complete),
@@ -257,7 +237,12 @@ async fn serve_echo(listener: TcpListener) -> Vec<usize> {
                         role: Role::Participant,
                         ice_servers: vec![],
                         participants: vec![],
-                        transcription: samtal_protocol::TranscriptionStatus { enabled: false, language: None, meeting_id: None, available: false },
+                        transcription: samtal_protocol::TranscriptionStatus {
+                            enabled: false,
+                            language: None,
+                            meeting_id: None,
+                            available: false,
+                        },
                     })
                     .unwrap();
             }
@@ -324,14 +309,9 @@ async fn publishes_and_receives_its_echo() {
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     let server = tokio::spawn(serve_echo(listener));
 
-    let mut p = Participant::join(
-        &url,
-        ParticipantOptions::new("echo", "Alice")
-            .with_audio()
-            .with_video(),
-    )
-    .await
-    .expect("join and publish");
+    let mut p = Participant::join(&url, ParticipantOptions::new("echo", "Alice").with_audio().with_video())
+        .await
+        .expect("join and publish");
     assert_eq!(p.id(), "p-1");
     let mut media = p.take_media().unwrap();
     let mut events = p.take_events().unwrap();
@@ -371,17 +351,12 @@ async fn publishes_and_receives_its_echo() {
         audio.windows(2).all(|w| w[1] > w[0]),
         "audio counters increase: {audio:?}"
     );
-    assert!(
-        video.windows(2).all(|w| w[1] > w[0]),
-        "video counters increase"
-    );
+    assert!(video.windows(2).all(|w| w[1] > w[0]), "video counters increase");
 
     // The echo server sends a PLI every 300 ms; each makes a keyframe.
     let mut started = 0;
     let mut requested = false;
-    while let Ok(Some(event)) =
-        tokio::time::timeout(Duration::from_millis(200), events.recv()).await
-    {
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
         match event {
             ParticipantEvent::TrackStarted { participant_id, .. } => {
                 assert_eq!(participant_id, ECHO_ID);
@@ -408,20 +383,14 @@ async fn publishes_and_receives_its_echo() {
         .expect("publish a screen share");
     assert_eq!(p.published_tracks().len(), 3);
     assert!(
-        p.send_video_frame_on(TrackSource::ScreenShare)
-            .await
-            .unwrap(),
+        p.send_video_frame_on(TrackSource::ScreenShare).await.unwrap(),
         "first frame is a keyframe"
     );
     p.unpublish(TrackSource::ScreenShare)
         .await
         .expect("unpublish the screen share");
     assert!(p.published_tracks().iter().all(|t| t.track_id != screen));
-    assert!(
-        p.send_video_frame_on(TrackSource::ScreenShare)
-            .await
-            .is_err()
-    );
+    assert!(p.send_video_frame_on(TrackSource::ScreenShare).await.is_err());
     p.send_video_frame().await.expect("the camera still sends");
     assert_eq!(p.stats().send_errors, 0);
 
@@ -430,11 +399,7 @@ async fn publishes_and_receives_its_echo() {
         .await
         .expect("server saw leave")
         .unwrap();
-    assert_eq!(
-        declared,
-        vec![2, 3, 2],
-        "tracks declared in each publish offer"
-    );
+    assert_eq!(declared, vec![2, 3, 2], "tracks declared in each publish offer");
 }
 
 #[tokio::test]
@@ -494,7 +459,12 @@ async fn signaling_passes_messages_both_ways() {
                         role: Role::Service,
                         ice_servers: vec![],
                         participants: vec![],
-                        transcription: samtal_protocol::TranscriptionStatus { enabled: false, language: None, meeting_id: None, available: false },
+                        transcription: samtal_protocol::TranscriptionStatus {
+                            enabled: false,
+                            language: None,
+                            meeting_id: None,
+                            available: false,
+                        },
                     }
                 }
                 ClientMessage::Ping { nonce } => ServerMessage::Pong { nonce },
@@ -507,12 +477,9 @@ async fn signaling_passes_messages_both_ways() {
         }
         seen
     });
-    let (mut client, joined) = SignalingClient::connect(
-        &url,
-        JoinOptions::new("r", "T").with_token("t").hidden(true),
-    )
-    .await
-    .unwrap();
+    let (mut client, joined) = SignalingClient::connect(&url, JoinOptions::new("r", "T").with_token("t").hidden(true))
+        .await
+        .unwrap();
     assert_eq!(joined.role, Role::Service);
     client
         .send(ClientMessage::Ping {

@@ -76,11 +76,19 @@ impl Default for BotConfig {
 /// or server name, or — with nothing listed — a user of the bot's own server.
 pub fn invite_allowed(inviter: &str, bot_user: &str, allowed: &[String]) -> bool {
     let server = |user: &str| user.split_once(':').map(|(_, server)| server.to_ascii_lowercase());
-    let Some(inviter_server) = server(inviter) else { return false };
+    let Some(inviter_server) = server(inviter) else {
+        return false;
+    };
     if allowed.is_empty() {
         return server(bot_user).is_some_and(|own| own == inviter_server);
     }
-    allowed.iter().map(|a| a.trim()).any(|a| if a.starts_with('@') { a == inviter } else { a.trim_start_matches(':').eq_ignore_ascii_case(&inviter_server) })
+    allowed.iter().map(|a| a.trim()).any(|a| {
+        if a.starts_with('@') {
+            a == inviter
+        } else {
+            a.trim_start_matches(':').eq_ignore_ascii_case(&inviter_server)
+        }
+    })
 }
 
 /// The logged-in bot, syncing in the background while it lives.
@@ -117,15 +125,12 @@ impl Bot {
             ));
         }
         let dir = &config.store_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
         let saved = read_session(dir).filter(|s| s.homeserver_url == config.homeserver_url);
 
         // Which session to use, decided before the store is opened (it belongs to one device).
         let session = match (&config.access_token, &saved) {
-            (Some(token), Some(s)) if &s.session.tokens.access_token == token => {
-                Some(s.session.clone())
-            }
+            (Some(token), Some(s)) if &s.session.tokens.access_token == token => Some(s.session.clone()),
             (Some(token), _) => Some(whoami(config, token).await?),
             (None, Some(s)) => Some(s.session.clone()),
             (None, None) => None,
@@ -147,15 +152,9 @@ impl Bot {
                     .map_err(|e| Error::Store(format!("cannot restore the bot's session: {e}")))?;
                 match client.whoami().await {
                     Ok(_) => true,
-                    Err(e)
-                        if kind_of_http(&e)
-                            .is_some_and(|k| matches!(k, ErrorKind::UnknownToken(_))) =>
-                    {
+                    Err(e) if kind_of_http(&e).is_some_and(|k| matches!(k, ErrorKind::UnknownToken(_))) => {
                         if config.access_token.is_some() {
-                            return Err(login_error(
-                                config,
-                                "the homeserver does not accept the access token",
-                            ));
+                            return Err(login_error(config, "the homeserver does not accept the access token"));
                         }
                         false
                     }
@@ -189,14 +188,11 @@ impl Bot {
             if let Some(device) = &store_device {
                 login = login.device_id(device);
             }
-            login
-                .send()
-                .await
-                .map_err(|e| match e.client_api_error_kind() {
-                    Some(ErrorKind::LimitExceeded(_)) => Error::Unavailable(e.to_string()),
-                    Some(_) => login_error(config, &e.to_string()),
-                    None => Error::Unavailable(e.to_string()),
-                })?;
+            login.send().await.map_err(|e| match e.client_api_error_kind() {
+                Some(ErrorKind::LimitExceeded(_)) => Error::Unavailable(e.to_string()),
+                Some(_) => login_error(config, &e.to_string()),
+                None => Error::Unavailable(e.to_string()),
+            })?;
             client
         };
         let session = client
@@ -241,18 +237,12 @@ impl Bot {
 
     /// The bot's user id.
     pub fn user_id(&self) -> String {
-        self.client
-            .user_id()
-            .map(ToString::to_string)
-            .unwrap_or_default()
+        self.client.user_id().map(ToString::to_string).unwrap_or_default()
     }
 
     /// The bot's device id.
     pub fn device_id(&self) -> String {
-        self.client
-            .device_id()
-            .map(ToString::to_string)
-            .unwrap_or_default()
+        self.client.device_id().map(ToString::to_string).unwrap_or_default()
     }
 
     /// The matrix-sdk client (for tests and tools).
@@ -261,15 +251,9 @@ impl Bot {
     }
 
     /// Posts an `m.notice` with plain and HTML bodies; returns the event id.
-    pub async fn send_notice(
-        &self,
-        room: &str,
-        message: &Formatted,
-        txn_id: &str,
-    ) -> Result<String> {
+    pub async fn send_notice(&self, room: &str, message: &Formatted, txn_id: &str) -> Result<String> {
         let room = self.joined_room(room).await?;
-        let content =
-            RoomMessageEventContent::notice_html(message.plain.clone(), message.html.clone());
+        let content = RoomMessageEventContent::notice_html(message.plain.clone(), message.html.clone());
         let sent = room
             .send(content)
             .with_transaction_id(OwnedTransactionId::from(txn_id))
@@ -280,20 +264,12 @@ impl Bot {
 
     /// Uploads `data` through the media API (encrypted in encrypted rooms) and posts it as
     /// `m.file`; returns the event id.
-    pub async fn send_file(
-        &self,
-        room: &str,
-        name: &str,
-        mime: &str,
-        data: Vec<u8>,
-        txn_id: &str,
-    ) -> Result<String> {
+    pub async fn send_file(&self, room: &str, name: &str, mime: &str, data: Vec<u8>, txn_id: &str) -> Result<String> {
         let room = self.joined_room(room).await?;
         let mime: mime::Mime = mime
             .parse()
             .map_err(|e| Error::Matrix(format!("bad content type {mime:?}: {e}")))?;
-        let config = matrix_sdk::attachment::AttachmentConfig::new()
-            .txn_id(OwnedTransactionId::from(txn_id));
+        let config = matrix_sdk::attachment::AttachmentConfig::new().txn_id(OwnedTransactionId::from(txn_id));
         let sent = room
             .send_attachment(name, &mime, data, config)
             .await
@@ -379,14 +355,10 @@ async fn whoami(config: &BotConfig, token: &str) -> Result<MatrixSession> {
         user_id: String,
         device_id: Option<String>,
     }
-    let who: WhoAmI =
-        serde_json::from_str(&body).map_err(|e| Error::Matrix(format!("whoami answer: {e}")))?;
-    let device_id = who.device_id.ok_or_else(|| {
-        login_error(
-            config,
-            "the access token has no device (an appservice token?)",
-        )
-    })?;
+    let who: WhoAmI = serde_json::from_str(&body).map_err(|e| Error::Matrix(format!("whoami answer: {e}")))?;
+    let device_id = who
+        .device_id
+        .ok_or_else(|| login_error(config, "the access token has no device (an appservice token?)"))?;
     let user_id = who
         .user_id
         .as_str()
@@ -482,10 +454,7 @@ fn read_session(dir: &Path) -> Option<SavedSession> {
     match serde_json::from_str(&text) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(
-                "ignoring unreadable {}: {e}",
-                dir.join(SESSION_FILE).display()
-            );
+            tracing::warn!("ignoring unreadable {}: {e}", dir.join(SESSION_FILE).display());
             None
         }
     }
@@ -495,10 +464,8 @@ fn write_session(dir: &Path, saved: &SavedSession) -> Result<()> {
     let path = dir.join(SESSION_FILE);
     let tmp = dir.join(format!("{SESSION_FILE}.tmp"));
     let text = serde_json::to_string_pretty(saved).map_err(|e| Error::Store(e.to_string()))?;
-    write_private(&tmp, text.as_bytes())
-        .map_err(|e| Error::Store(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, &path)
-        .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))
+    write_private(&tmp, text.as_bytes()).map_err(|e| Error::Store(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Writes a file only its owner may read (it holds an access token).
@@ -513,9 +480,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 fn store_has_files(dir: &Path) -> bool {
     std::fs::read_dir(dir)
-        .map(|mut d| {
-            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sqlite3")))
-        })
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sqlite3"))))
         .unwrap_or(false)
 }
 
@@ -541,8 +506,7 @@ fn set_store_aside(dir: &Path) -> Result<()> {
         let name = entry.file_name();
         let name_str = name.to_string_lossy();
         if name_str.contains(".sqlite3") || name_str == SESSION_FILE {
-            std::fs::rename(entry.path(), aside.join(&name))
-                .map_err(|e| Error::Store(e.to_string()))?;
+            std::fs::rename(entry.path(), aside.join(&name)).map_err(|e| Error::Store(e.to_string()))?;
         }
     }
     Ok(())
@@ -559,8 +523,13 @@ mod tests {
         assert!(!invite_allowed("@attacker:evil.example", bot, &[]));
         assert!(!invite_allowed("not-a-user-id", bot, &[]));
         let allowed = vec!["partner.se".to_owned(), "@chair:other.se".to_owned()];
-        assert!(invite_allowed("@anyone:partner.se", bot, &allowed) && invite_allowed("@chair:other.se", bot, &allowed));
-        assert!(!invite_allowed("@clerk:agency.se", bot, &allowed), "a list replaces the default");
+        assert!(
+            invite_allowed("@anyone:partner.se", bot, &allowed) && invite_allowed("@chair:other.se", bot, &allowed)
+        );
+        assert!(
+            !invite_allowed("@clerk:agency.se", bot, &allowed),
+            "a list replaces the default"
+        );
         assert!(!invite_allowed("@intern:other.se", bot, &allowed));
         assert!(!invite_allowed("@x:evil.example", bot, &["evil.exampl".to_owned()]));
     }

@@ -34,10 +34,8 @@ pub fn date(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
-            t.format(format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
+            t.format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+                .ok()
         })
         .unwrap_or_else(|| ms.to_string())
 }
@@ -95,11 +93,7 @@ const SWEDISH: Labels = Labels {
 };
 
 fn labels(language: Option<&str>) -> &'static Labels {
-    if is_swedish(language) {
-        &SWEDISH
-    } else {
-        &ENGLISH
-    }
+    if is_swedish(language) { &SWEDISH } else { &ENGLISH }
 }
 
 /// The notice that transcription started (`started`) or stopped in meeting `title`.
@@ -116,11 +110,7 @@ pub fn transcription_notice(title: &str, language: Option<&str>, started: bool) 
 pub fn summary(meeting: &MeetingText, summary: &Summary) -> Formatted {
     let l = labels(meeting.language.as_deref());
     let mut plain = format!("{}: {}\n", l.summary, meeting.title);
-    let mut html = format!(
-        "<h3>{}: {}</h3>\n<p>",
-        escape(l.summary),
-        escape(&meeting.title)
-    );
+    let mut html = format!("<h3>{}: {}</h3>\n<p>", escape(l.summary), escape(&meeting.title));
     let mut facts = vec![(l.date, date(meeting.started_at))];
     if let Some(end) = meeting.ended_at {
         facts.push((l.duration, duration(end - meeting.started_at)));
@@ -200,17 +190,12 @@ mod tests {
     fn summaries_are_formatted_and_escaped() {
         let f = summary(&meeting("en"), &summary_of());
         assert!(
-            f.plain.starts_with(
-                "Meeting summary: R&D <weekly>\nDate: 2026-03-01 09:00 UTC\nDuration: 1 h 5 min\n"
-            ),
+            f.plain
+                .starts_with("Meeting summary: R&D <weekly>\nDate: 2026-03-01 09:00 UTC\nDuration: 1 h 5 min\n"),
             "{}",
             f.plain
         );
-        assert!(
-            f.plain.contains("Participants: Anna, Björn <admin>"),
-            "{}",
-            f.plain
-        );
+        assert!(f.plain.contains("Participants: Anna, Björn <admin>"), "{}", f.plain);
         assert!(
             f.plain.contains("- Anna: Budget is <tight> & late")
                 && f.plain.contains("Action items:\n  (none recorded)"),
@@ -218,8 +203,7 @@ mod tests {
             f.plain
         );
         assert!(
-            f.html
-                .contains("<h3>Meeting summary: R&amp;D &lt;weekly&gt;</h3>"),
+            f.html.contains("<h3>Meeting summary: R&amp;D &lt;weekly&gt;</h3>"),
             "{}",
             f.html
         );
@@ -241,20 +225,21 @@ mod tests {
     #[test]
     fn swedish_meetings_get_swedish_headings() {
         let f = summary(&meeting("sv"), &summary_of());
-        assert!(f.plain.starts_with("Sammanfattning av mötet: R&D <weekly>\nDatum: 2026-03-01 09:00 UTC\nLängd: 1 h 5 min\nDeltagare:"), "{}", f.plain);
         assert!(
+            f.plain.starts_with(
+                "Sammanfattning av mötet: R&D <weekly>\nDatum: 2026-03-01 09:00 UTC\nLängd: 1 h 5 min\nDeltagare:"
+            ),
+            "{}",
             f.plain
-                .contains("Beslut:\n- Björn <admin>: Lease the switches")
-                && f.plain.contains("Att göra:"),
+        );
+        assert!(
+            f.plain.contains("Beslut:\n- Björn <admin>: Lease the switches") && f.plain.contains("Att göra:"),
             "{}",
             f.plain
         );
         let n = transcription_notice("möte <1>", Some("sv"), true);
         assert_eq!(n.plain, "Transkriberingen har startat i mötet möte <1>.");
-        assert_eq!(
-            n.html,
-            "Transkriberingen har startat i mötet <b>möte &lt;1&gt;</b>."
-        );
+        assert_eq!(n.html, "Transkriberingen har startat i mötet <b>möte &lt;1&gt;</b>.");
         assert_eq!(
             transcription_notice("x", None, false).plain,
             "Transcription stopped in meeting x."

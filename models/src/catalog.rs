@@ -279,11 +279,7 @@ pub fn find_by_digest(sha1: &str, sha256: &str) -> Option<&'static CatalogEntry>
 
 /// Catalog names joined with ", ", for error messages and help text.
 pub fn known_names() -> String {
-    CATALOG
-        .iter()
-        .map(|e| e.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    CATALOG.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -305,9 +301,7 @@ mod tests {
         for e in CATALOG {
             let official = match e.family {
                 Family::WhisperCpp => e.url.starts_with(HF_WHISPER_CPP),
-                Family::KbWhisper => e
-                    .url
-                    .starts_with("https://huggingface.co/KBLab/kb-whisper-"),
+                Family::KbWhisper => e.url.starts_with("https://huggingface.co/KBLab/kb-whisper-"),
                 Family::SileroVad => e
                     .url
                     .starts_with("https://huggingface.co/ggml-org/whisper-vad/resolve/main/"),
@@ -315,18 +309,14 @@ mod tests {
             assert!(official, "{} has an unofficial url {}", e.name, e.url);
             if let Some(s) = e.sha1 {
                 assert!(
-                    s.len() == 40
-                        && s.bytes()
-                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
                     "{}",
                     e.name
                 );
             }
             if let Some(s) = e.sha256 {
                 assert!(
-                    s.len() == 64
-                        && s.bytes()
-                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
                     "{}",
                     e.name
                 );
@@ -347,10 +337,7 @@ mod tests {
             find("kb-whisper-large-q5_0").map(|e| e.url),
             Some("https://huggingface.co/KBLab/kb-whisper-large/resolve/main/ggml-model-q5_0.bin")
         );
-        let vad = find_by_digest(
-            "",
-            "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987",
-        );
+        let vad = find_by_digest("", "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987");
         assert_eq!(vad.map(|e| e.name), Some("silero-v6.2.0"));
         assert!(find("tiny.english").is_none());
         assert!(known_names().contains("large-v3-turbo"));

@@ -27,9 +27,7 @@ pub enum Error {
     NotGgml { path: PathBuf, found: String },
 
     /// The file ends before the structure it declares: `at` is the file length, `needed` how far it had to go.
-    #[error(
-        "{path}: truncated at byte {at} while reading {what} (the file would need at least {needed} bytes)"
-    )]
+    #[error("{path}: truncated at byte {at} while reading {what} (the file would need at least {needed} bytes)")]
     Truncated {
         path: PathBuf,
         at: u64,
@@ -49,18 +47,11 @@ pub enum Error {
         lang = if hparams.is_multilingual() { "multilingual" } else { "English-only" },
         n_vocab = hparams.n_vocab
     )]
-    TestOnly {
-        path: PathBuf,
-        hparams: WhisperHparams,
-    },
+    TestOnly { path: PathBuf, hparams: WhisperHparams },
 
     /// Some tensors are present but not as many as whisper.cpp will ask for: it would refuse to load the file.
     #[error("{path}: incomplete model: {found} tensors, a model with these hparams has {expected}")]
-    MissingTensors {
-        path: PathBuf,
-        found: u64,
-        expected: u64,
-    },
+    MissingTensors { path: PathBuf, found: u64, expected: u64 },
 
     /// The file's digest differs from the pinned one.
     #[error("{path}: checksum mismatch ({algorithm}): expected {expected}, actual {actual}")]
@@ -73,11 +64,7 @@ pub enum Error {
 
     /// The file size differs from the pinned one.
     #[error("{path}: size mismatch: expected {expected} bytes, actual {actual}")]
-    SizeMismatch {
-        path: PathBuf,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { path: PathBuf, expected: u64, actual: u64 },
 
     /// `fetch` was asked for a name that is not in the catalog.
     #[error("unknown model {name:?}; known models: {known}")]

@@ -30,11 +30,7 @@ pub fn fetch(name: &str, dest_dir: &Path) -> Result<ModelInfo> {
 }
 
 /// [`fetch`] with a progress callback (bytes so far, total if announced), for a CLI progress bar.
-pub fn fetch_with_progress(
-    name: &str,
-    dest_dir: &Path,
-    progress: Progress<'_>,
-) -> Result<ModelInfo> {
+pub fn fetch_with_progress(name: &str, dest_dir: &Path, progress: Progress<'_>) -> Result<ModelInfo> {
     let entry = catalog::find(name).ok_or_else(|| Error::UnknownModel {
         name: name.to_owned(),
         known: catalog::known_names(),
@@ -43,12 +39,7 @@ pub fn fetch_with_progress(
 }
 
 /// Downloads `entry` from `url` (its official URL, a mirror, or a local test server) into `dest_dir`.
-pub fn fetch_from(
-    entry: &CatalogEntry,
-    url: &str,
-    dest_dir: &Path,
-    progress: Progress<'_>,
-) -> Result<ModelInfo> {
+pub fn fetch_from(entry: &CatalogEntry, url: &str, dest_dir: &Path, progress: Progress<'_>) -> Result<ModelInfo> {
     fs::create_dir_all(dest_dir).map_err(|source| Error::Write {
         path: dest_dir.to_owned(),
         action: "creating the model directory",
@@ -124,10 +115,7 @@ fn download(url: &str, path: &Path, progress: Progress<'_>) -> Result<crate::che
     if let Some(total) = total
         && total != sums.bytes
     {
-        return Err(failed(format!(
-            "body ended after {} of {total} bytes",
-            sums.bytes
-        )));
+        return Err(failed(format!("body ended after {} of {total} bytes", sums.bytes)));
     }
     Ok(sums)
 }

@@ -372,10 +372,7 @@ fn walk_tensors(r: &mut Reader) -> Result<TensorSummary> {
             )));
         }
         let data = elements / block * bytes_per_block;
-        r.skip(
-            data,
-            &format!("the data of tensor #{index} {name:?} ({data} bytes)"),
-        )?;
+        r.skip(data, &format!("the data of tensor #{index} {name:?} ({data} bytes)"))?;
         summary.count += 1;
         summary.data_bytes += data;
     }
@@ -439,9 +436,7 @@ impl Reader {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Error::Missing {
-                    path: path.to_owned(),
-                });
+                return Err(Error::Missing { path: path.to_owned() });
             }
             Err(e) => {
                 return Err(Error::Unreadable {
@@ -524,14 +519,11 @@ impl Reader {
 
     fn skip(&mut self, n: u64, what: &str) -> Result<()> {
         self.ensure(n, what)?;
-        let offset = i64::try_from(n)
-            .map_err(|_| self.malformed(format!("{what}: {n} bytes is too large")))?;
-        self.inner
-            .seek_relative(offset)
-            .map_err(|e| Error::Unreadable {
-                path: self.path.clone(),
-                source: e,
-            })?;
+        let offset = i64::try_from(n).map_err(|_| self.malformed(format!("{what}: {n} bytes is too large")))?;
+        self.inner.seek_relative(offset).map_err(|e| Error::Unreadable {
+            path: self.path.clone(),
+            source: e,
+        })?;
         self.pos += n;
         Ok(())
     }

@@ -21,7 +21,6 @@ pub use checksum::Checksums;
 pub use error::{Error, Result};
 pub use fetch::{Progress, fetch, fetch_from, fetch_with_progress};
 pub use ggml::{
-    Content, Inspection, SileroVadFile, SizeClass, TensorSummary, WeightType, WhisperFile,
-    WhisperHparams, inspect,
+    Content, Inspection, SileroVadFile, SizeClass, TensorSummary, WeightType, WhisperFile, WhisperHparams, inspect,
 };
 pub use verify::{ModelInfo, check_structure, verify, verify_as};

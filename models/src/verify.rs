@@ -44,11 +44,7 @@ impl ModelInfo {
             Content::Whisper(w) => format!(
                 "Whisper {}{} ({}, {} tensors)",
                 w.hparams.size_class().name(),
-                if w.hparams.is_multilingual() {
-                    ""
-                } else {
-                    ".en"
-                },
+                if w.hparams.is_multilingual() { "" } else { ".en" },
                 w.hparams.weight_type().name(),
                 w.tensors.count
             ),
@@ -140,10 +136,7 @@ pub fn compare_pinned(path: &Path, entry: &CatalogEntry, sums: &Checksums) -> Re
             actual: sums.bytes,
         });
     }
-    let pins = [
-        ("sha256", entry.sha256, &sums.sha256),
-        ("sha1", entry.sha1, &sums.sha1),
-    ];
+    let pins = [("sha256", entry.sha256, &sums.sha256), ("sha1", entry.sha1, &sums.sha1)];
     for (algorithm, pinned, actual) in pins {
         if let Some(expected) = pinned
             && !expected.eq_ignore_ascii_case(actual)

@@ -40,12 +40,25 @@ fn serve(reply: Reply) -> (String, Arc<AtomicUsize>) {
             }
             let _ = match &reply {
                 Reply::Ok(body) => stream
-                    .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes())
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
                     .and_then(|_| stream.write_all(body)),
                 Reply::CutShort(body, cut) => stream
-                    .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes())
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
                     .and_then(|_| stream.write_all(&body[..*cut])),
-                Reply::NotFound => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"),
+                Reply::NotFound => stream
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"),
             };
         }
     });
@@ -99,9 +112,7 @@ fn checksum_mismatch_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let err = fetch_from(entry, &format!("{base}/m.bin"), dir.path(), &mut |_, _| {}).unwrap_err();
     match &err {
-        Error::ChecksumMismatch {
-            expected, actual, ..
-        } => {
+        Error::ChecksumMismatch { expected, actual, .. } => {
             assert_eq!(
                 expected,
                 "2aa269b785eeb53a82983a20501ddf7c1d9c48e33ab63a41391ac6c9f7fb6987"
@@ -123,13 +134,7 @@ fn http_errors_and_short_bodies_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
 
     let (base, _) = serve(Reply::NotFound);
-    let err = fetch_from(
-        entry,
-        &format!("{base}/missing.bin"),
-        dir.path(),
-        &mut |_, _| {},
-    )
-    .unwrap_err();
+    let err = fetch_from(entry, &format!("{base}/missing.bin"), dir.path(), &mut |_, _| {}).unwrap_err();
     assert!(
         matches!(&err, Error::Download { detail, .. } if detail.contains("404")),
         "{err}"
@@ -137,13 +142,7 @@ fn http_errors_and_short_bodies_fail_cleanly() {
 
     let bytes = fs::read(test_data("models/ggml-silero-v6.2.0-for-tests.bin")).unwrap();
     let (base, _) = serve(Reply::CutShort(bytes, 100_000));
-    let err = fetch_from(
-        entry,
-        &format!("{base}/cut.bin"),
-        dir.path(),
-        &mut |_, _| {},
-    )
-    .unwrap_err();
+    let err = fetch_from(entry, &format!("{base}/cut.bin"), dir.path(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(err, Error::Download { .. }), "{err}");
 
     assert!(!dir.path().join(entry.file_name).exists());
@@ -155,17 +154,9 @@ fn unpinned_entry_still_gets_a_structure_check() {
     // kb-whisper files have no pinned digest: an HTML error page must still be refused.
     let entry = catalog::find("kb-whisper-tiny").unwrap();
     assert!(!entry.is_pinned());
-    let (base, _) = serve(Reply::Ok(
-        b"<!DOCTYPE html><title>rate limited</title>".to_vec(),
-    ));
+    let (base, _) = serve(Reply::Ok(b"<!DOCTYPE html><title>rate limited</title>".to_vec()));
     let dir = tempfile::tempdir().unwrap();
-    let err = fetch_from(
-        entry,
-        &format!("{base}/ggml-model.bin"),
-        dir.path(),
-        &mut |_, _| {},
-    )
-    .unwrap_err();
+    let err = fetch_from(entry, &format!("{base}/ggml-model.bin"), dir.path(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(err, Error::NotGgml { .. }), "{err}");
     assert!(!dir.path().join(entry.file_name).exists());
     assert!(leftovers(dir.path()).is_empty());
@@ -178,9 +169,7 @@ fn unknown_name_lists_the_catalog() {
     assert!(matches!(err, Error::UnknownModel { .. }));
     let msg = err.to_string();
     assert!(
-        msg.contains("tiny.english")
-            && msg.contains("tiny.en,")
-            && msg.contains("kb-whisper-large"),
+        msg.contains("tiny.english") && msg.contains("tiny.en,") && msg.contains("kb-whisper-large"),
         "{msg}"
     );
 }

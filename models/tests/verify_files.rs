@@ -122,10 +122,7 @@ fn truncated_copies_report_the_byte_where_they_end() {
         fs::write(&path, &bytes[..len]).unwrap();
         match verify(&path) {
             Err(Error::Truncated {
-                at,
-                what: w,
-                needed,
-                ..
+                at, what: w, needed, ..
             }) => {
                 assert_eq!(at, len as u64, "case {i}");
                 assert!(needed > at, "case {i}");
@@ -134,12 +131,9 @@ fn truncated_copies_report_the_byte_where_they_end() {
             other => panic!("case {i}: expected Truncated, got {other:?}"),
         }
     }
-    let msg = verify(&dir.path().join("cut-5.bin"))
-        .unwrap_err()
-        .to_string();
+    let msg = verify(&dir.path().join("cut-5.bin")).unwrap_err().to_string();
     assert!(
-        msg.contains("cut-5.bin")
-            && msg.contains(&format!("truncated at byte {}", vad.len() - 1000)),
+        msg.contains("cut-5.bin") && msg.contains(&format!("truncated at byte {}", vad.len() - 1000)),
         "{msg}"
     );
 }
@@ -153,10 +147,7 @@ fn garbage_and_html_are_not_ggml() {
     let Error::NotGgml { found, .. } = &err else {
         panic!("{err}")
     };
-    assert!(
-        found.contains("0x4f44213c") && found.contains("<!DO"),
-        "{found}"
-    );
+    assert!(found.contains("0x4f44213c") && found.contains("<!DO"), "{found}");
 
     let gguf = dir.path().join("model.gguf");
     fs::write(&gguf, b"GGUF\x03\0\0\0rest").unwrap();
@@ -184,9 +175,7 @@ fn extra_tensor_data_missing_is_caught() {
     let path = dir.path().join("short-tensor.bin");
     fs::write(&path, &bytes).unwrap();
     match verify(&path) {
-        Err(Error::Truncated {
-            needed, at, what, ..
-        }) => {
+        Err(Error::Truncated { needed, at, what, .. }) => {
             assert_eq!(at, bytes.len() as u64);
             assert_eq!(needed, (bytes.len() - 10 + 4000) as u64);
             assert!(what.contains("encoder.positional_embedding"), "{what}");

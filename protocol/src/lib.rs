@@ -219,7 +219,9 @@ fn yes() -> bool {
 
 fn unit_interval<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f32>, D::Error> {
     match Option::<f32>::deserialize(deserializer)? {
-        Some(c) if !(0.0..=1.0).contains(&c) => Err(serde::de::Error::custom(format!("confidence must be from 0 to 1, not {c}"))),
+        Some(c) if !(0.0..=1.0).contains(&c) => Err(serde::de::Error::custom(format!(
+            "confidence must be from 0 to 1, not {c}"
+        ))),
         c => Ok(c),
     }
 }
@@ -441,16 +443,33 @@ mod tests {
 
     /// serde's own list of the enum's tags, read from its "unknown variant" error.
     fn serde_variants() -> Vec<String> {
-        let err = serde_json::from_str::<ClientMessage>(r#"{"type":"no-such-type"}"#).unwrap_err().to_string();
-        let list = err.split("expected one of").nth(1).unwrap_or_else(|| panic!("unexpected serde error: {err}"));
-        list.split(',').map(|v| v.trim().trim_matches(|c: char| c == '`' || c.is_whitespace()).split('`').next().unwrap_or("").to_owned()).filter(|v| !v.is_empty()).collect()
+        let err = serde_json::from_str::<ClientMessage>(r#"{"type":"no-such-type"}"#)
+            .unwrap_err()
+            .to_string();
+        let list = err
+            .split("expected one of")
+            .nth(1)
+            .unwrap_or_else(|| panic!("unexpected serde error: {err}"));
+        list.split(',')
+            .map(|v| {
+                v.trim()
+                    .trim_matches(|c: char| c == '`' || c.is_whitespace())
+                    .split('`')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .filter(|v| !v.is_empty())
+            .collect()
     }
 
     /// Found by fuzzing: `1e300` read as `f32` is infinite, and was stored and echoed as such.
     #[test]
     fn a_segment_s_confidence_is_a_finite_number_from_0_to_1() {
         let segment = |c: &str| {
-            let text = format!(r#"{{"type":"segment","utterance_id":"u","participant_id":"p","start_ms":0,"end_ms":1,"text":"hej","confidence":{c}}}"#);
+            let text = format!(
+                r#"{{"type":"segment","utterance_id":"u","participant_id":"p","start_ms":0,"end_ms":1,"text":"hej","confidence":{c}}}"#
+            );
             serde_json::from_str::<ClientMessage>(&text)
         };
         for bad in ["1e300", "-1e300", "1.5", "-0.1"] {
@@ -468,15 +487,17 @@ mod tests {
         let mut ours: Vec<String> = ClientMessage::TYPES.iter().map(|t| t.to_string()).collect();
         from_serde.sort();
         ours.sort();
-        assert_eq!(ours, from_serde, "ClientMessage::TYPES must list exactly the enum's variants");
+        assert_eq!(
+            ours, from_serde,
+            "ClientMessage::TYPES must list exactly the enum's variants"
+        );
         let leave: ClientMessage = serde_json::from_str(r#"{"type":"leave"}"#).unwrap();
         assert!(ClientMessage::is_known_type(leave.type_name()) && !ClientMessage::is_known_type("dance"));
     }
 
     #[test]
     fn join_parses_with_defaults() {
-        let m: ClientMessage =
-            serde_json::from_str(r#"{"type":"join","room":"weekly","name":"Alice"}"#).unwrap();
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"join","room":"weekly","name":"Alice"}"#).unwrap();
         assert_eq!(
             m,
             ClientMessage::Join {
@@ -493,7 +514,8 @@ mod tests {
 
     #[test]
     fn offer_with_tracks_round_trips() {
-        let text = r#"{"type":"offer","pc":"publish","sdp":"v=0","tracks":[{"track_id":"t1","source":"screen_share"}]}"#;
+        let text =
+            r#"{"type":"offer","pc":"publish","sdp":"v=0","tracks":[{"track_id":"t1","source":"screen_share"}]}"#;
         let m: ClientMessage = serde_json::from_str(text).unwrap();
         assert_eq!(serde_json::to_string(&m).unwrap(), text);
     }
@@ -512,11 +534,19 @@ mod tests {
     fn segment_and_caption_shapes() {
         let text = r#"{"type":"segment","utterance_id":"p1-100","participant_id":"p1","start_ms":100,"end_ms":900,"text":"Hej","language":"sv","final":false}"#;
         let m: ClientMessage = serde_json::from_str(text).unwrap();
-        let ClientMessage::Segment(seg) = &m else { panic!("{m:?}") };
+        let ClientMessage::Segment(seg) = &m else {
+            panic!("{m:?}")
+        };
         assert!(!seg.is_final);
-        let caption = ServerMessage::Caption { segment: seg.clone(), name: "Anna".into() };
+        let caption = ServerMessage::Caption {
+            segment: seg.clone(),
+            name: "Anna".into(),
+        };
         let v = serde_json::to_value(&caption).unwrap();
-        assert_eq!((v["type"].as_str(), v["name"].as_str(), v["text"].as_str()), (Some("caption"), Some("Anna"), Some("Hej")));
+        assert_eq!(
+            (v["type"].as_str(), v["name"].as_str(), v["text"].as_str()),
+            (Some("caption"), Some("Anna"), Some("Hej"))
+        );
         let back: ServerMessage = serde_json::from_value(v).unwrap();
         assert_eq!(back, caption);
     }

@@ -26,6 +26,13 @@ pub struct MediaConfig {
 
 impl Default for MediaConfig {
     fn default() -> Self {
-        Self { udp_port: 10000, ips: Vec::new(), public_ips: Vec::new(), disconnect_timeout_secs: 15, max_media_sections: 16, offers_per_second: 2.0 }
+        Self {
+            udp_port: 10000,
+            ips: Vec::new(),
+            public_ips: Vec::new(),
+            disconnect_timeout_secs: 15,
+            max_media_sections: 16,
+            offers_per_second: 2.0,
+        }
     }
 }

@@ -22,6 +22,6 @@ pub mod stats;
 
 pub use config::MediaConfig;
 pub use engine::MediaServer;
-pub use router::{MediaEvent, PeerState, Router, SubscribeOptions};
 pub use error::Error;
+pub use router::{MediaEvent, PeerState, Router, SubscribeOptions};
 pub use stats::Stats;

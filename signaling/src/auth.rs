@@ -75,10 +75,23 @@ fn role_named(name: &str) -> Option<Role> {
 
 /// Mints an HS256 token (for `samtal token` and tests).
 pub fn mint(secret: &str, room: &str, name: Option<&str>, role: Role, ttl: Duration) -> Result<String> {
-    let exp = (SystemTime::now() + ttl).duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let claims = Claims { room: room.to_owned(), name: name.map(str::to_owned), role, exp, sub: None };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| Error::Token(e.to_string()))
+    let exp = (SystemTime::now() + ttl)
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = Claims {
+        room: room.to_owned(),
+        name: name.map(str::to_owned),
+        role,
+        exp,
+        sub: None,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| Error::Token(e.to_string()))
 }
 
 /// Checks tokens against the configured secret and/or JWKS.
@@ -92,7 +105,11 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(config: AuthConfig) -> Self {
-        Self { config, jwks: Arc::new(RwLock::new(JwkSet { keys: Vec::new() })), last_fetch: Default::default() }
+        Self {
+            config,
+            jwks: Arc::new(RwLock::new(JwkSet { keys: Vec::new() })),
+            last_fetch: Default::default(),
+        }
     }
 
     /// A verifier that already holds `set`, as if just fetched from `auth.jwks_url`, and fetches
@@ -117,7 +134,12 @@ impl Verifier {
 
     /// A Samtal role for an identity provider's role name, if it names one.
     fn map_role(&self, name: &str) -> Option<Role> {
-        self.config.role_map.get(name).copied().or_else(|| role_named(name)).or_else(|| name.strip_prefix("samtal-").and_then(role_named))
+        self.config
+            .role_map
+            .get(name)
+            .copied()
+            .or_else(|| role_named(name))
+            .or_else(|| name.strip_prefix("samtal-").and_then(role_named))
     }
 
     /// The role in `claims` at `auth.role_claim`: absent is `participant`, a string must name a
@@ -127,13 +149,18 @@ impl Verifier {
         let value = path.split('.').try_fold(claims, |v, key| v.get(key));
         match value {
             None | Some(serde_json::Value::Null) => Ok(Role::Participant),
-            Some(serde_json::Value::String(name)) => {
-                self.map_role(name).ok_or_else(|| Error::Token(format!("unknown role {name:?} in claim {path}")))
-            }
-            Some(serde_json::Value::Array(names)) => {
-                Ok(names.iter().filter_map(|n| n.as_str()).filter_map(|n| self.map_role(n)).max_by_key(|r| rank(*r)).unwrap_or_default())
-            }
-            Some(_) => Err(Error::Token(format!("claim {path} must be a role name or an array of role names"))),
+            Some(serde_json::Value::String(name)) => self
+                .map_role(name)
+                .ok_or_else(|| Error::Token(format!("unknown role {name:?} in claim {path}"))),
+            Some(serde_json::Value::Array(names)) => Ok(names
+                .iter()
+                .filter_map(|n| n.as_str())
+                .filter_map(|n| self.map_role(n))
+                .max_by_key(|r| rank(*r))
+                .unwrap_or_default()),
+            Some(_) => Err(Error::Token(format!(
+                "claim {path} must be a role name or an array of role names"
+            ))),
         }
     }
 
@@ -165,8 +192,16 @@ impl Verifier {
             return self.api_key(credential);
         }
         let (claims, raw) = self.verify_raw(credential).await?;
-        let text = |key: &str| raw.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_owned);
-        let actor = text("preferred_username").or_else(|| text("name")).or_else(|| text("sub")).unwrap_or_else(|| "unknown".into());
+        let text = |key: &str| {
+            raw.get(key)
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let actor = text("preferred_username")
+            .or_else(|| text("name"))
+            .or_else(|| text("sub"))
+            .unwrap_or_else(|| "unknown".into());
         Ok(Identity { claims, actor })
     }
 
@@ -194,11 +229,19 @@ impl Verifier {
         let header = jsonwebtoken::decode_header(token).map_err(|e| Error::Token(format!("malformed token: {e}")))?;
         let key = match header.alg {
             Algorithm::HS256 => {
-                let secret = self.config.secret.as_ref().ok_or_else(|| Error::Token("HS256 tokens are not accepted here".into()))?;
+                let secret = self
+                    .config
+                    .secret
+                    .as_ref()
+                    .ok_or_else(|| Error::Token("HS256 tokens are not accepted here".into()))?;
                 DecodingKey::from_secret(secret.as_bytes())
             }
             alg if jwks_algorithm(alg) => self.jwks_key(header.kid.as_deref(), alg).await?,
-            alg => return Err(Error::Token(format!("{alg:?} tokens are not accepted (HS256 with auth.secret, or RS*/PS*/ES* from the JWKS)"))),
+            alg => {
+                return Err(Error::Token(format!(
+                    "{alg:?} tokens are not accepted (HS256 with auth.secret, or RS*/PS*/ES* from the JWKS)"
+                )));
+            }
         };
         let raw = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation(header.alg))
             .map(|data| data.claims)
@@ -214,15 +257,24 @@ impl Verifier {
             room: text("room")?.unwrap_or_default(),
             name: text("name")?,
             role: self.role_of(&raw)?,
-            exp: raw.get("exp").and_then(|v| v.as_u64()).ok_or_else(|| Error::Token("claim exp must be a number".into()))?,
+            exp: raw
+                .get("exp")
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| Error::Token("claim exp must be a number".into()))?,
             sub: text("sub")?,
         };
         Ok((claims, raw))
     }
 
     async fn jwks_key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey> {
-        let url = self.config.jwks_url.clone().ok_or_else(|| Error::Token(format!("{alg:?} tokens need a JWKS (auth.jwks_url)")))?;
-        let kid = kid.ok_or_else(|| Error::Token("token has no key id (kid)".into()))?.to_owned();
+        let url = self
+            .config
+            .jwks_url
+            .clone()
+            .ok_or_else(|| Error::Token(format!("{alg:?} tokens need a JWKS (auth.jwks_url)")))?;
+        let kid = kid
+            .ok_or_else(|| Error::Token("token has no key id (kid)".into()))?
+            .to_owned();
         if let Some(key) = self.find(&kid)? {
             return Ok(key);
         }
@@ -235,7 +287,10 @@ impl Verifier {
         if let Some(at) = *last_fetch
             && at.elapsed() < min_interval
         {
-            return Err(Error::Token(format!("unknown key id {kid} (the JWKS was fetched {}s ago)", at.elapsed().as_secs())));
+            return Err(Error::Token(format!(
+                "unknown key id {kid} (the JWKS was fetched {}s ago)",
+                at.elapsed().as_secs()
+            )));
         }
         *last_fetch = Some(Instant::now());
         let set = tokio::task::spawn_blocking(move || fetch_jwks(&url))
@@ -243,12 +298,15 @@ impl Verifier {
             .map_err(|e| Error::Token(format!("JWKS fetch task failed: {e}")))??;
         *self.jwks.write().expect("jwks lock") = usable_keys(set);
         drop(last_fetch);
-        self.find(&kid)?.ok_or_else(|| Error::Token(format!("unknown key id {kid}")))
+        self.find(&kid)?
+            .ok_or_else(|| Error::Token(format!("unknown key id {kid}")))
     }
 
     fn find(&self, kid: &str) -> Result<Option<DecodingKey>> {
         let set = self.jwks.read().expect("jwks lock");
-        set.find(kid).map(|jwk| DecodingKey::from_jwk(jwk).map_err(|e| Error::Token(format!("bad JWK {kid}: {e}")))).transpose()
+        set.find(kid)
+            .map(|jwk| DecodingKey::from_jwk(jwk).map_err(|e| Error::Token(format!("bad JWK {kid}: {e}"))))
+            .transpose()
     }
 }
 
@@ -265,15 +323,29 @@ fn usable_keys(set: JwkSet) -> JwkSet {
     let keys = set
         .keys
         .into_iter()
-        .filter(|k| matches!(k.algorithm, AlgorithmParameters::RSA(_) | AlgorithmParameters::EllipticCurve(_)))
+        .filter(|k| {
+            matches!(
+                k.algorithm,
+                AlgorithmParameters::RSA(_) | AlgorithmParameters::EllipticCurve(_)
+            )
+        })
         .collect();
     JwkSet { keys }
 }
 
 fn fetch_jwks(url: &str) -> Result<JwkSet> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(JWKS_FETCH_TIMEOUT)).build().into();
-    let mut response = agent.get(url).call().map_err(|e| Error::Token(format!("cannot fetch JWKS from {url}: {e}")))?;
-    response.body_mut().read_json::<JwkSet>().map_err(|e| Error::Token(format!("JWKS at {url} is not valid: {e}")))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(JWKS_FETCH_TIMEOUT))
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| Error::Token(format!("cannot fetch JWKS from {url}: {e}")))?;
+    response
+        .body_mut()
+        .read_json::<JwkSet>()
+        .map_err(|e| Error::Token(format!("JWKS at {url} is not valid: {e}")))
 }
 
 #[cfg(test)]
@@ -281,12 +353,22 @@ mod tests {
     use super::*;
 
     fn verifier(secret: &str) -> Verifier {
-        Verifier::new(AuthConfig { secret: Some(secret.into()), ..Default::default() })
+        Verifier::new(AuthConfig {
+            secret: Some(secret.into()),
+            ..Default::default()
+        })
     }
 
     #[tokio::test]
     async fn minted_token_round_trips() {
-        let token = mint("s3cret", "weekly", Some("Alice"), Role::Moderator, Duration::from_secs(60)).unwrap();
+        let token = mint(
+            "s3cret",
+            "weekly",
+            Some("Alice"),
+            Role::Moderator,
+            Duration::from_secs(60),
+        )
+        .unwrap();
         let claims = verifier("s3cret").verify(&token).await.unwrap();
         assert_eq!(claims.room, "weekly");
         assert_eq!(claims.name.as_deref(), Some("Alice"));
@@ -299,7 +381,13 @@ mod tests {
         let token = mint("other", "weekly", None, Role::Participant, Duration::from_secs(60)).unwrap();
         assert!(verifier("s3cret").verify(&token).await.is_err());
         let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 3600;
-        let claims = Claims { room: "weekly".into(), name: None, role: Role::Participant, exp, sub: None };
+        let claims = Claims {
+            room: "weekly".into(),
+            name: None,
+            role: Role::Participant,
+            exp,
+            sub: None,
+        };
         let expired = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s3cret")).unwrap();
         let err = verifier("s3cret").verify(&expired).await.unwrap_err().to_string();
         assert!(err.contains("xpired"), "{err}");
@@ -315,7 +403,10 @@ mod tests {
         let claims = serde_json::json!({"room": "weekly", "exp": now() + 3600, "nbf": now() + 600});
         let early = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s3cret")).unwrap();
         let err = verifier("s3cret").verify(&early).await.unwrap_err().to_string();
-        assert!(err.contains("mmature") || err.contains("nbf") || err.contains("before"), "{err}");
+        assert!(
+            err.contains("mmature") || err.contains("nbf") || err.contains("before"),
+            "{err}"
+        );
         let claims = serde_json::json!({"room": "weekly", "exp": now() + 3600, "nbf": now() - 10});
         let ready = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s3cret")).unwrap();
         assert!(verifier("s3cret").verify(&ready).await.is_ok());
@@ -330,7 +421,8 @@ mod tests {
         let mut jwk = Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap();
         jwk.common.key_id = Some("k1".into());
         // k = base64url("published")
-        let oct: Jwk = serde_json::from_value(serde_json::json!({"kty": "oct", "k": "cHVibGlzaGVk", "kid": "sym"})).unwrap();
+        let oct: Jwk =
+            serde_json::from_value(serde_json::json!({"kty": "oct", "k": "cHVibGlzaGVk", "kid": "sym"})).unwrap();
         let set = JwkSet { keys: vec![jwk, oct] };
         let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = fetches.clone();
@@ -357,24 +449,49 @@ mod tests {
     #[tokio::test]
     async fn unknown_key_ids_do_not_refetch_the_jwks_every_time() {
         let (url, fetches, rsa) = counting_jwks().await;
-        let v = Verifier::new(AuthConfig { jwks_url: Some(url), ..Default::default() });
-        assert_eq!(v.verify(&signed(Algorithm::RS256, "k1", &rsa)).await.unwrap().room, "weekly");
+        let v = Verifier::new(AuthConfig {
+            jwks_url: Some(url),
+            ..Default::default()
+        });
+        assert_eq!(
+            v.verify(&signed(Algorithm::RS256, "k1", &rsa)).await.unwrap().room,
+            "weekly"
+        );
         assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
         for i in 0..20 {
-            let err = v.verify(&signed(Algorithm::RS256, &format!("nope-{i}"), &rsa)).await.unwrap_err().to_string();
+            let err = v
+                .verify(&signed(Algorithm::RS256, &format!("nope-{i}"), &rsa))
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("unknown key id"), "{err}");
         }
-        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1, "fetched again within jwks_min_refetch_secs");
-        let v = Verifier::new(AuthConfig { jwks_url: v.config.jwks_url.clone(), jwks_min_refetch_secs: 0, ..Default::default() });
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "fetched again within jwks_min_refetch_secs"
+        );
+        let v = Verifier::new(AuthConfig {
+            jwks_url: v.config.jwks_url.clone(),
+            jwks_min_refetch_secs: 0,
+            ..Default::default()
+        });
         let _ = v.verify(&signed(Algorithm::RS256, "nope", &rsa)).await;
         let _ = v.verify(&signed(Algorithm::RS256, "nope", &rsa)).await;
-        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 3, "with no minimum interval each unknown kid fetches");
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "with no minimum interval each unknown kid fetches"
+        );
     }
 
     #[tokio::test]
     async fn symmetric_and_eddsa_tokens_are_not_taken_from_the_jwks() {
         let (url, fetches, _) = counting_jwks().await;
-        let v = Verifier::new(AuthConfig { jwks_url: Some(url), ..Default::default() });
+        let v = Verifier::new(AuthConfig {
+            jwks_url: Some(url),
+            ..Default::default()
+        });
         let forged = signed(Algorithm::HS384, "sym", &EncodingKey::from_secret(b"published"));
         let err = v.verify(&forged).await.unwrap_err().to_string();
         assert!(err.contains("not accepted"), "{err}");
@@ -382,9 +499,21 @@ mod tests {
         let eddsa = "eyJhbGciOiJFZERTQSIsImtpZCI6InN5bSJ9.e30.AAAA";
         let err = v.verify(eddsa).await.unwrap_err().to_string();
         assert!(err.contains("not accepted"), "{err}");
-        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 0, "refused before any fetch");
+        assert_eq!(
+            fetches.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "refused before any fetch"
+        );
         // Even when an RS256 token names the symmetric key, the JWKS keeps only RSA and EC keys.
-        let err = v.verify(&signed(Algorithm::RS256, "sym", &EncodingKey::from_secret(b"published"))).await.unwrap_err().to_string();
+        let err = v
+            .verify(&signed(
+                Algorithm::RS256,
+                "sym",
+                &EncodingKey::from_secret(b"published"),
+            ))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown key id sym"), "{err}");
     }
 }

@@ -50,7 +50,11 @@ pub struct RetentionConfig {
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { days: 0, rooms: BTreeMap::new(), purge_interval_secs: 3600 }
+        Self {
+            days: 0,
+            rooms: BTreeMap::new(),
+            purge_interval_secs: 3600,
+        }
     }
 }
 
@@ -88,7 +92,10 @@ pub struct TranscriptionConfig {
 
 impl Default for TranscriptionConfig {
     fn default() -> Self {
-        Self { resume_grace_secs: 120, worker_key: None }
+        Self {
+            resume_grace_secs: 120,
+            worker_key: None,
+        }
     }
 }
 
@@ -244,7 +251,21 @@ impl Default for Config {
 }
 
 /// Top-level keys, for picking configuration out of the environment.
-const SECTIONS: &[&str] = &["listen", "data_dir", "web_dir", "database_url", "auth", "media", "ice_servers", "limits", "embed", "transcription", "retention", "audit", "matrix"];
+const SECTIONS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "web_dir",
+    "database_url",
+    "auth",
+    "media",
+    "ice_servers",
+    "limits",
+    "embed",
+    "transcription",
+    "retention",
+    "audit",
+    "matrix",
+];
 
 impl Config {
     /// Defaults, then the file (if given), then `SAMTAL_*` environment variables.
@@ -252,7 +273,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(Error::Config(format!("configuration file {} does not exist", file.display())));
+                return Err(Error::Config(format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -285,11 +309,15 @@ impl Config {
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("samtal.db").display()))
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("samtal.db").display()))
     }
 
     pub fn web_dir(&self) -> PathBuf {
-        self.web_dir.clone().unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web")))
+        self.web_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../web")))
     }
 }
 
@@ -302,14 +330,21 @@ const PLACEHOLDERS: &[&str] = &["change-me", "changeme", "replace-me", "your-sec
 fn check_secret(key: &str, value: &str, guards: &str) -> Result<()> {
     let how = "set a random value of at least 32 bytes (e.g. `openssl rand -base64 32`)";
     if value.trim().is_empty() {
-        return Err(Error::Config(format!("{key} is empty: anyone could forge {guards} with an empty key; {how}, or remove the key")));
+        return Err(Error::Config(format!(
+            "{key} is empty: anyone could forge {guards} with an empty key; {how}, or remove the key"
+        )));
     }
     if value.len() < MIN_SECRET_BYTES {
-        return Err(Error::Config(format!("{key} is {} bytes long, shorter than {MIN_SECRET_BYTES}: it can be guessed; {how}", value.len())));
+        return Err(Error::Config(format!(
+            "{key} is {} bytes long, shorter than {MIN_SECRET_BYTES}: it can be guessed; {how}",
+            value.len()
+        )));
     }
     let lower = value.to_ascii_lowercase();
     if let Some(word) = PLACEHOLDERS.iter().find(|w| lower.contains(*w)) {
-        return Err(Error::Config(format!("{key} still holds the example's placeholder ({word:?}): everyone who read the example knows it; {how}")));
+        return Err(Error::Config(format!(
+            "{key} still holds the example's placeholder ({word:?}): everyone who read the example knows it; {how}"
+        )));
     }
     Ok(())
 }
@@ -320,16 +355,36 @@ mod tests {
 
     #[test]
     fn empty_short_and_placeholder_secrets_are_refused() {
-        let with_secret = |s: &str| Config { auth: AuthConfig { secret: Some(s.into()), ..Default::default() }, ..Default::default() };
-        for (secret, why) in [("", "empty"), ("   ", "empty"), ("short-secret", "shorter than 32"), ("change-me-to-a-long-random-string", "placeholder")] {
+        let with_secret = |s: &str| Config {
+            auth: AuthConfig {
+                secret: Some(s.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for (secret, why) in [
+            ("", "empty"),
+            ("   ", "empty"),
+            ("short-secret", "shorter than 32"),
+            ("change-me-to-a-long-random-string", "placeholder"),
+        ] {
             let err = with_secret(secret).validate().unwrap_err().to_string();
             assert!(err.contains("auth.secret") && err.contains(why), "{secret:?}: {err}");
         }
         assert!(with_secret("0123456789abcdef0123456789abcdef").validate().is_ok());
-        assert!(Config::default().validate().is_ok(), "an open server has no secret to check");
+        assert!(
+            Config::default().validate().is_ok(),
+            "an open server has no secret to check"
+        );
         let mut config = Config::default();
         config.transcription.worker_key = Some("worker".into());
-        assert!(config.validate().unwrap_err().to_string().contains("transcription.worker_key"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("transcription.worker_key")
+        );
     }
 
     #[test]
@@ -337,12 +392,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("samtal-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("samtal.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[media]\nudp_port = 12000\n[limits]\nmax_participants = 7\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[media]\nudp_port = 12000\n[limits]\nmax_participants = 7\n",
+        )
+        .unwrap();
         let config = Config::load(Some(&file)).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.media.udp_port, 12000);
         assert_eq!(config.limits.max_participants, 7);
-        assert_eq!(config.limits.max_message_bytes, 64 * 1024, "untouched fields keep defaults");
+        assert_eq!(
+            config.limits.max_message_bytes,
+            64 * 1024,
+            "untouched fields keep defaults"
+        );
         assert!(!config.auth_enabled());
     }
 
@@ -353,7 +416,10 @@ mod tests {
         assert_eq!(config.media.udp_port, 10000);
         assert!(config.auth_enabled());
         let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("auth.secret") && err.contains("placeholder"), "the example's secret must be replaced: {err}");
+        assert!(
+            err.contains("auth.secret") && err.contains("placeholder"),
+            "the example's secret must be replaced: {err}"
+        );
     }
 
     #[test]
@@ -374,10 +440,16 @@ mod tests {
         assert_eq!(config.auth.role_claim.as_deref(), Some("realm_access.roles"));
         assert_eq!(config.auth.role_map.get("records-officer"), Some(&Role::Compliance));
         assert_eq!(config.auth.api_keys[0].name, "archiver");
-        assert_eq!((config.retention.days_for("board"), config.retention.days_for("other")), (3650, 90));
+        assert_eq!(
+            (config.retention.days_for("board"), config.retention.days_for("other")),
+            (3650, 90)
+        );
         assert!(config.retention.enabled());
         assert!(!RetentionConfig::default().enabled());
-        assert_eq!(config.audit.trusted_proxies, ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            config.audit.trusted_proxies,
+            ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 
     #[test]

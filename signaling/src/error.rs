@@ -9,7 +9,10 @@ pub enum Error {
     #[error("token rejected: {0}")]
     Token(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("media server: {0}")]
     Media(#[from] samtal_sfu::Error),
     #[error("io: {0}")]

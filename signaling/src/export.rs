@@ -65,14 +65,32 @@ pub fn render(transcript: &Transcript, format: Format) -> String {
 
 /// A suggested file name: `<room>-<meeting id>.<ext>`, with only safe characters.
 pub fn file_name(transcript: &Transcript, format: Format) -> String {
-    let safe = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>();
-    format!("{}-{}.{}", safe(&transcript.meeting.room), safe(&transcript.meeting.id), format.extension())
+    let safe = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    };
+    format!(
+        "{}-{}.{}",
+        safe(&transcript.meeting.room),
+        safe(&transcript.meeting.id),
+        format.extension()
+    )
 }
 
 /// Lines that describe the meeting, for the header of each text format.
 fn header_lines(t: &Transcript) -> Vec<String> {
     let m = &t.meeting;
-    let mut lines = vec![format!("Meeting {} in room {}", single_line(&m.id), single_line(&m.room)), format!("Started {}", rfc3339(m.started_at))];
+    let mut lines = vec![
+        format!("Meeting {} in room {}", single_line(&m.id), single_line(&m.room)),
+        format!("Started {}", rfc3339(m.started_at)),
+    ];
     if let Some(end) = m.ended_at {
         lines.push(format!("Ended {}", rfc3339(end)));
     }
@@ -84,7 +102,11 @@ fn header_lines(t: &Transcript) -> Vec<String> {
         lines.push(format!("Participants {}", names.join(", ")));
     }
     for p in t.participants.iter().filter(|p| p.opted_out_at.is_some()) {
-        lines.push(format!("{} opted out of transcription at {}; their speech is not transcribed", single_line(&p.name), rfc3339(p.opted_out_at.unwrap_or_default())));
+        lines.push(format!(
+            "{} opted out of transcription at {}; their speech is not transcribed",
+            single_line(&p.name),
+            rfc3339(p.opted_out_at.unwrap_or_default())
+        ));
     }
     if let Some(digest) = &m.transcript_digest {
         lines.push(format!("Transcript digest {}", single_line(digest)));
@@ -99,7 +121,12 @@ fn offset(t: &Transcript, at_ms: i64) -> i64 {
 /// `hh:mm:ss<sep>mmm`.
 fn clock(ms: i64, sep: char) -> String {
     let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
-    format!("{h:02}:{:02}:{:02}{sep}{:03}", rest / 60_000, (rest % 60_000) / 1000, rest % 1000)
+    format!(
+        "{h:02}:{:02}:{:02}{sep}{:03}",
+        rest / 60_000,
+        (rest % 60_000) / 1000,
+        rest % 1000
+    )
 }
 
 /// Cue start and end, with the end after the start (a zero-length cue is a parse error for some players).
@@ -151,7 +178,15 @@ fn webvtt(t: &Transcript) -> String {
     }
     for (i, s) in t.segments.iter().enumerate() {
         let (start, end) = span(t, s);
-        let _ = write!(out, "\n{}\n{} --> {}\n<v {}>{}</v>\n", i + 1, clock(start, '.'), clock(end, '.'), voice(&s.speaker_name, escape), escape(&cue_text(&s.text)));
+        let _ = write!(
+            out,
+            "\n{}\n{} --> {}\n<v {}>{}</v>\n",
+            i + 1,
+            clock(start, '.'),
+            clock(end, '.'),
+            voice(&s.speaker_name, escape),
+            escape(&cue_text(&s.text))
+        );
     }
     out
 }
@@ -160,7 +195,15 @@ fn srt(t: &Transcript) -> String {
     let mut out = String::new();
     for (i, s) in t.segments.iter().enumerate() {
         let (start, end) = span(t, s);
-        let _ = write!(out, "{}\n{} --> {}\n{}: {}\n\n", i + 1, clock(start, ','), clock(end, ','), cue_text(&s.speaker_name), cue_text(&s.text));
+        let _ = write!(
+            out,
+            "{}\n{} --> {}\n{}: {}\n\n",
+            i + 1,
+            clock(start, ','),
+            clock(end, ','),
+            cue_text(&s.speaker_name),
+            cue_text(&s.text)
+        );
     }
     out
 }
@@ -170,7 +213,13 @@ fn text(t: &Transcript) -> String {
     out.push_str("\n\n");
     for s in &t.segments {
         let (start, _) = span(t, s);
-        let _ = writeln!(out, "[{}] {}: {}", clock(start, '.'), single_line(&s.speaker_name), cue_text(&s.text));
+        let _ = writeln!(
+            out,
+            "[{}] {}: {}",
+            clock(start, '.'),
+            single_line(&s.speaker_name),
+            cue_text(&s.text)
+        );
     }
     out
 }
@@ -212,8 +261,18 @@ mod tests {
                 prompt: None,
             },
             participants: vec![
-                Participant { participant_id: "a".into(), name: "Anna".into(), first_seen: started, opted_out_at: None },
-                Participant { participant_id: "b".into(), name: "Björn <B>".into(), first_seen: started, opted_out_at: Some(started + 5_000) },
+                Participant {
+                    participant_id: "a".into(),
+                    name: "Anna".into(),
+                    first_seen: started,
+                    opted_out_at: None,
+                },
+                Participant {
+                    participant_id: "b".into(),
+                    name: "Björn <B>".into(),
+                    first_seen: started,
+                    opted_out_at: Some(started + 5_000),
+                },
             ],
             segments: vec![
                 seg("u1", "a", "Anna", -500, 1_200, "Hej  alla,\n\nvi börjar."),
@@ -231,12 +290,21 @@ mod tests {
     #[test]
     fn webvtt_has_header_note_voices_and_relative_times() {
         let vtt = render(&transcript(), Format::WebVtt);
-        assert!(vtt.starts_with("WEBVTT\n\nNOTE\nMeeting m1 in room veckomöte\n"), "{vtt}");
+        assert!(
+            vtt.starts_with("WEBVTT\n\nNOTE\nMeeting m1 in room veckomöte\n"),
+            "{vtt}"
+        );
         assert!(vtt.contains("Transcript digest abc123\n"));
         assert!(vtt.contains("Björn <B> opted out of transcription"));
-        assert!(vtt.contains("\n1\n00:00:00.000 --> 00:00:01.200\n<v Anna>Hej alla, vi börjar.</v>\n"), "{vtt}");
+        assert!(
+            vtt.contains("\n1\n00:00:00.000 --> 00:00:01.200\n<v Anna>Hej alla, vi börjar.</v>\n"),
+            "{vtt}"
+        );
         // Zero-length cue gets 1 ms; markup and arrows in text and names are neutralised.
-        assert!(vtt.contains("\n2\n01:01:01.001 --> 01:01:01.002\n<v Björn &lt;B&gt;>a -&gt; b &amp; &lt;c&gt;</v>\n"), "{vtt}");
+        assert!(
+            vtt.contains("\n2\n01:01:01.001 --> 01:01:01.002\n<v Björn &lt;B&gt;>a -&gt; b &amp; &lt;c&gt;</v>\n"),
+            "{vtt}"
+        );
         let cues = vtt.split("\n\n").filter(|b| b.contains("-->")).count();
         assert_eq!(cues, 2);
     }
@@ -244,7 +312,12 @@ mod tests {
     #[test]
     fn srt_numbers_cues_with_comma_times_and_speaker_prefix() {
         let srt = render(&transcript(), Format::Srt);
-        assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:01,200\nAnna: Hej alla, vi börjar.\n\n2\n01:01:01,001 --> 01:01:01,002\n"), "{srt}");
+        assert!(
+            srt.starts_with(
+                "1\n00:00:00,000 --> 00:00:01,200\nAnna: Hej alla, vi börjar.\n\n2\n01:01:01,001 --> 01:01:01,002\n"
+            ),
+            "{srt}"
+        );
     }
 
     #[test]
@@ -263,11 +336,21 @@ mod tests {
         t.participants[0].name = forged.into();
         for format in [Format::Text, Format::Srt, Format::WebVtt] {
             let out = render(&t, format);
-            assert!(!out.lines().any(|l| l.starts_with("[00:00:05.000]")), "{format:?} has a forged line:\n{out}");
-            assert!(!out.contains(['\r', '\x1b', '\u{202e}']), "{format:?} carries control characters");
+            assert!(
+                !out.lines().any(|l| l.starts_with("[00:00:05.000]")),
+                "{format:?} has a forged line:\n{out}"
+            );
+            assert!(
+                !out.contains(['\r', '\x1b', '\u{202e}']),
+                "{format:?} carries control characters"
+            );
         }
         let text = render(&t, Format::Text);
-        assert_eq!(text.lines().filter(|l| l.starts_with('[')).count(), t.segments.len(), "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with('[')).count(),
+            t.segments.len(),
+            "{text}"
+        );
     }
 
     /// Found by fuzzing: arrows that one replacement pass recreates, a voice name ending in `--`,

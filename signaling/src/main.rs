@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "samtal", version, about = "Self-hosted video meetings with local transcription")]
+#[command(
+    name = "samtal",
+    version,
+    about = "Self-hosted video meetings with local transcription"
+)]
 struct Cli {
     /// Configuration file (TOML); SAMTAL_* environment variables override it.
     #[arg(long, short, global = true, env = "SAMTAL_CONFIG")]
@@ -119,17 +123,35 @@ async fn main() -> anyhow::Result<()> {
             let Some(secret) = config.auth.secret.as_deref() else {
                 bail!("no auth.secret configured (set it in the config file or SAMTAL_AUTH__SECRET)");
             };
-            println!("{}", auth::mint(secret, &room, name.as_deref(), role, Duration::from_secs(ttl))?);
+            println!(
+                "{}",
+                auth::mint(secret, &room, name.as_deref(), role, Duration::from_secs(ttl))?
+            );
         }
         Command::ApiKey { name, role } => {
             let (key, hash) = auth::new_api_key();
             println!("API key (give it to the service; it is not stored anywhere):\n\n  {key}\n");
-            println!("Add to the configuration:\n\n[[auth.api_keys]]\nname = {name:?}\nrole = {:?}\nsha256 = {hash:?}", role_name(role));
+            println!(
+                "Add to the configuration:\n\n[[auth.api_keys]]\nname = {name:?}\nrole = {:?}\nsha256 = {hash:?}",
+                role_name(role)
+            );
         }
-        Command::Verify { database_url, meeting, export, digest } => {
+        Command::Verify {
+            database_url,
+            meeting,
+            export,
+            digest,
+        } => {
             let url = database_url.unwrap_or_else(|| config.database_url());
             let mut out = std::io::stdout();
-            let ok = samtal_signaling::compliance::check::run(&url, meeting.as_deref(), export.as_deref(), digest.as_deref(), &mut out).await?;
+            let ok = samtal_signaling::compliance::check::run(
+                &url,
+                meeting.as_deref(),
+                export.as_deref(),
+                digest.as_deref(),
+                &mut out,
+            )
+            .await?;
             if !ok {
                 std::process::exit(1);
             }
@@ -140,13 +162,17 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn role_name(role: Role) -> String {
-    serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn models(command: ModelsCommand) -> anyhow::Result<()> {
     match command {
         ModelsCommand::Verify { path } => {
-            let info = samtal_models::verify(&path).with_context(|| format!("{} is not a usable model", path.display()))?;
+            let info =
+                samtal_models::verify(&path).with_context(|| format!("{} is not a usable model", path.display()))?;
             println!("{}: {}", path.display(), info.summary());
         }
         ModelsCommand::Fetch { name, dir } => {
@@ -155,7 +181,10 @@ fn models(command: ModelsCommand) -> anyhow::Result<()> {
         }
         ModelsCommand::List => {
             for e in samtal_models::catalog() {
-                let size = e.approx_size_mib.map(|m| format!("{m} MiB")).unwrap_or_else(|| "? MiB".into());
+                let size = e
+                    .approx_size_mib
+                    .map(|m| format!("{m} MiB"))
+                    .unwrap_or_else(|| "? MiB".into());
                 let pinned = if e.is_pinned() { "checksum pinned" } else { "not pinned" };
                 println!("{:<28} {:<13} {:>9}  {pinned}", e.name, e.languages, size);
             }

@@ -17,11 +17,20 @@ use std::time::Duration;
 /// Turns transcription of `room` on: records the meeting (participants present, Matrix link), hands
 /// it to a worker and tells the room. `Ok(false)`: it already was on. `Err`: the store failed, for
 /// the moderator.
-pub async fn start(state: &AppState, room: &str, language: Option<String>, prompt: Option<String>) -> Result<bool, String> {
+pub async fn start(
+    state: &AppState,
+    room: &str,
+    language: Option<String>,
+    prompt: Option<String>,
+) -> Result<bool, String> {
     if state.transcription.meeting_id(room).is_some() {
         return Ok(false);
     }
-    let meeting = state.store.start_meeting(room, language.as_deref()).await.map_err(|e| format!("cannot record the meeting: {e}"))?;
+    let meeting = state
+        .store
+        .start_meeting(room, language.as_deref())
+        .await
+        .map_err(|e| format!("cannot record the meeting: {e}"))?;
     if prompt.is_some()
         && let Err(e) = state.store.set_prompt(&meeting.id, prompt.as_deref()).await
     {
@@ -44,7 +53,9 @@ pub async fn start(state: &AppState, room: &str, language: Option<String>, promp
 
 /// Turns transcription of `room` off and closes its meeting record; false if it was not on.
 pub async fn stop(state: &AppState, room: &str) -> bool {
-    let Some(meeting_id) = state.transcription.disable(room) else { return false };
+    let Some(meeting_id) = state.transcription.disable(room) else {
+        return false;
+    };
     if let Err(e) = state.store.end_meeting(&meeting_id, now_ms()).await {
         tracing::error!(meeting = %meeting_id, "cannot close the meeting record: {e}");
     }
@@ -55,7 +66,9 @@ pub async fn stop(state: &AppState, room: &str) -> bool {
 
 fn broadcast_status(state: &AppState, room: &str) {
     let status = state.transcription.status(room);
-    state.rooms.broadcast(room, "", &ServerMessage::TranscriptionStatus(status));
+    state
+        .rooms
+        .broadcast(room, "", &ServerMessage::TranscriptionStatus(status));
 }
 
 /// Records a participant of a running meeting (idempotent).
@@ -67,14 +80,20 @@ pub async fn record_participant(state: &AppState, meeting_id: &str, id: &str, na
 
 /// Records that a participant opted out of (or back into) transcription.
 pub async fn record_opt_out(state: &AppState, meeting_id: &str, id: &str, name: &str, opted_out: bool) {
-    if let Err(e) = state.store.set_opted_out(meeting_id, id, name, opted_out, now_ms()).await {
+    if let Err(e) = state
+        .store
+        .set_opted_out(meeting_id, id, name, opted_out, now_ms())
+        .await
+    {
         tracing::error!(meeting = %meeting_id, participant = %id, "cannot record the transcription opt-out: {e}");
     }
 }
 
 /// Stores the Matrix room a meeting is linked to, once known.
 pub async fn record_matrix_link(state: &AppState, meeting_id: &str, room: &str) {
-    let Some(matrix_room) = state.rooms.matrix_room(room) else { return };
+    let Some(matrix_room) = state.rooms.matrix_room(room) else {
+        return;
+    };
     if let Err(e) = state.store.set_matrix_room(meeting_id, Some(&matrix_room)).await {
         tracing::error!(meeting = %meeting_id, "cannot link the meeting to its Matrix room: {e}");
     }
@@ -101,7 +120,12 @@ pub async fn resume(state: &Arc<AppState>) -> crate::Result<()> {
             state.rooms.link_matrix(room, matrix_room);
         }
         tracing::info!(room = %room, meeting = %meeting.id, "resuming transcription after a restart");
-        state.transcription.enable(room, meeting.id.clone(), meeting.language.clone(), meeting.prompt.clone());
+        state.transcription.enable(
+            room,
+            meeting.id.clone(),
+            meeting.language.clone(),
+            meeting.prompt.clone(),
+        );
     }
     let grace = Duration::from_secs(state.config.transcription.resume_grace_secs);
     let state = state.clone();

@@ -36,17 +36,43 @@ impl Metrics {
         let unjoined = Gauge::default();
         let dropped = Counter::default();
         let errors = Family::<CodeLabel, Counter>::default();
-        registry.register("websocket_connections", "Open signaling websockets", connections.clone());
-        registry.register("websocket_unjoined_connections", "Open signaling websockets that have not joined yet", unjoined.clone());
+        registry.register(
+            "websocket_connections",
+            "Open signaling websockets",
+            connections.clone(),
+        );
+        registry.register(
+            "websocket_unjoined_connections",
+            "Open signaling websockets that have not joined yet",
+            unjoined.clone(),
+        );
         registry.register("signaling_messages", "Signaling messages received", messages.clone());
-        registry.register("signaling_dropped_messages", "Messages to clients dropped because the client did not read", dropped.clone());
-        registry.register("signaling_errors", "Protocol errors sent to clients, by code", errors.clone());
+        registry.register(
+            "signaling_dropped_messages",
+            "Messages to clients dropped because the client did not read",
+            dropped.clone(),
+        );
+        registry.register(
+            "signaling_errors",
+            "Protocol errors sent to clients, by code",
+            errors.clone(),
+        );
         registry.register_collector(Box::new(MediaCollector(stats)));
-        Self { registry, connections, unjoined, messages, dropped, errors }
+        Self {
+            registry,
+            connections,
+            unjoined,
+            messages,
+            dropped,
+            errors,
+        }
     }
 
     pub fn error(&self, code: ErrorCode) {
-        let code = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let code = serde_json::to_value(code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         self.errors.get_or_create(&CodeLabel { code }).inc();
     }
 
@@ -64,25 +90,61 @@ impl Collector for MediaCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
         let gauges = [
-            ("rooms", "Rooms with at least one participant in the media server", &s.rooms),
+            (
+                "rooms",
+                "Rooms with at least one participant in the media server",
+                &s.rooms,
+            ),
             ("participants", "Participants in the media server", &s.participants),
             ("peer_connections", "WebRTC peer connections", &s.peer_connections),
             ("tracks", "Published tracks", &s.published_tracks),
-            ("declared_tracks", "Track declarations held from publish offers", &s.declared_tracks),
+            (
+                "declared_tracks",
+                "Track declarations held from publish offers",
+                &s.declared_tracks,
+            ),
         ];
         for (name, help, value) in gauges {
             let metric = ConstGauge::new(Stats::get(value) as i64);
             metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
         }
         let counters = [
-            ("received_packets", "RTP packets received from publishers", &s.received_packets),
-            ("received_bytes", "RTP payload bytes received from publishers", &s.received_bytes),
-            ("forwarded_packets", "RTP packets forwarded to subscribers", &s.forwarded_packets),
-            ("forwarded_bytes", "RTP payload bytes forwarded to subscribers", &s.forwarded_bytes),
-            ("refused_offers", "Publish offers refused for their rate or number of media sections", &s.refused_offers),
-            ("keyframe_requests", "Keyframe requests (PLI) sent to publishers", &s.keyframe_requests),
+            (
+                "received_packets",
+                "RTP packets received from publishers",
+                &s.received_packets,
+            ),
+            (
+                "received_bytes",
+                "RTP payload bytes received from publishers",
+                &s.received_bytes,
+            ),
+            (
+                "forwarded_packets",
+                "RTP packets forwarded to subscribers",
+                &s.forwarded_packets,
+            ),
+            (
+                "forwarded_bytes",
+                "RTP payload bytes forwarded to subscribers",
+                &s.forwarded_bytes,
+            ),
+            (
+                "refused_offers",
+                "Publish offers refused for their rate or number of media sections",
+                &s.refused_offers,
+            ),
+            (
+                "keyframe_requests",
+                "Keyframe requests (PLI) sent to publishers",
+                &s.keyframe_requests,
+            ),
             ("media_errors", "Media send and forwarding errors", &s.errors),
-            ("forward_delay_nanoseconds", "Sum over forwarded packets of the time from socket read to forwarding", &s.forward_delay_nanos),
+            (
+                "forward_delay_nanoseconds",
+                "Sum over forwarded packets of the time from socket read to forwarding",
+                &s.forward_delay_nanos,
+            ),
         ];
         for (name, help, value) in counters {
             let metric = ConstCounter::new(Stats::get(value));

@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 pub enum Outbound {
     Message(ServerMessage),
     /// A moderator removed the participant: send `removed`, then close.
-    Removed { by: String },
+    Removed {
+        by: String,
+    },
 }
 
 /// Outbound queue depth per participant; a client that lets it fill up is too slow and is dropped.
@@ -91,7 +93,8 @@ impl Rooms {
             None
         } else if visible().count() >= limits.max_participants {
             Some(JoinRefused::Full)
-        } else if identity.is_some() && visible().filter(|m| m.identity == identity).count() >= limits.max_per_identity {
+        } else if identity.is_some() && visible().filter(|m| m.identity == identity).count() >= limits.max_per_identity
+        {
             Some(JoinRefused::TooManySessions)
         } else {
             None
@@ -104,7 +107,14 @@ impl Rooms {
         }
         let present = visible().map(|m| m.info.clone()).collect();
         let _ = tx.try_send(Outbound::Message(welcome(present)));
-        let member = Member { info, hidden, identity, published_audio: false, tx, dropped: AtomicU64::new(0) };
+        let member = Member {
+            info,
+            hidden,
+            identity,
+            published_audio: false,
+            tx,
+            dropped: AtomicU64::new(0),
+        };
         members.insert(member.info.id.clone(), member);
         Ok(())
     }
@@ -137,11 +147,18 @@ impl Rooms {
 
     pub fn send_to(&self, room: &str, id: &str, outbound: Outbound) -> bool {
         let rooms = self.rooms.lock().expect("rooms lock");
-        rooms.get(room).and_then(|m| m.get(id)).is_some_and(|m| m.tx.try_send(outbound).is_ok())
+        rooms
+            .get(room)
+            .and_then(|m| m.get(id))
+            .is_some_and(|m| m.tx.try_send(outbound).is_ok())
     }
 
     pub fn contains(&self, room: &str, id: &str) -> bool {
-        self.rooms.lock().expect("rooms lock").get(room).is_some_and(|m| m.contains_key(id))
+        self.rooms
+            .lock()
+            .expect("rooms lock")
+            .get(room)
+            .is_some_and(|m| m.contains_key(id))
     }
 
     /// Edits a participant's published tracks; returns false if it is not there.
@@ -159,7 +176,10 @@ impl Rooms {
 
     pub fn set_muted(&self, room: &str, id: &str, source: TrackSource, muted: bool) {
         self.update_tracks(room, id, |tracks| {
-            tracks.iter_mut().filter(|t| t.source == source).for_each(|t| t.muted = muted)
+            tracks
+                .iter_mut()
+                .filter(|t| t.source == source)
+                .for_each(|t| t.muted = muted)
         });
     }
 
@@ -176,29 +196,54 @@ impl Rooms {
     }
 
     pub fn name(&self, room: &str, id: &str) -> Option<String> {
-        self.rooms.lock().expect("rooms lock").get(room)?.get(id).map(|m| m.info.name.clone())
+        self.rooms
+            .lock()
+            .expect("rooms lock")
+            .get(room)?
+            .get(id)
+            .map(|m| m.info.name.clone())
     }
 
     /// A visible participant of the room, as a speaker in its transcript.
     pub fn speaker(&self, room: &str, id: &str) -> Option<Speaker> {
         let rooms = self.rooms.lock().expect("rooms lock");
         let member = rooms.get(room)?.get(id).filter(|m| !m.hidden)?;
-        Some(Speaker { name: member.info.name.clone(), published_audio: member.published_audio, opted_out: member.info.transcription_opt_out })
+        Some(Speaker {
+            name: member.info.name.clone(),
+            published_audio: member.published_audio,
+            opted_out: member.info.transcription_opt_out,
+        })
     }
 
     /// Visible participants of a room, with names (for meeting records).
     pub fn visible(&self, room: &str) -> Vec<ParticipantInfo> {
         let rooms = self.rooms.lock().expect("rooms lock");
-        rooms.get(room).into_iter().flat_map(|m| m.values()).filter(|m| !m.hidden).map(|m| m.info.clone()).collect()
+        rooms
+            .get(room)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|m| !m.hidden)
+            .map(|m| m.info.clone())
+            .collect()
     }
 
     pub fn role(&self, room: &str, id: &str) -> Option<Role> {
-        self.rooms.lock().expect("rooms lock").get(room)?.get(id).map(|m| m.info.role)
+        self.rooms
+            .lock()
+            .expect("rooms lock")
+            .get(room)?
+            .get(id)
+            .map(|m| m.info.role)
     }
 
     /// Links the room to a Matrix room unless it already is; returns the link in force.
     pub fn link_matrix(&self, room: &str, matrix_room: &str) -> String {
-        self.matrix.lock().expect("matrix lock").entry(room.to_owned()).or_insert_with(|| matrix_room.to_owned()).clone()
+        self.matrix
+            .lock()
+            .expect("matrix lock")
+            .entry(room.to_owned())
+            .or_insert_with(|| matrix_room.to_owned())
+            .clone()
     }
 
     pub fn matrix_room(&self, room: &str) -> Option<String> {
@@ -223,22 +268,51 @@ mod tests {
     use super::*;
 
     fn info(id: &str) -> ParticipantInfo {
-        ParticipantInfo { id: id.into(), name: id.to_uppercase(), role: Role::Participant, tracks: vec![], transcription_opt_out: false }
+        ParticipantInfo {
+            id: id.into(),
+            name: id.to_uppercase(),
+            role: Role::Participant,
+            tracks: vec![],
+            transcription_opt_out: false,
+        }
     }
 
     /// Joins and returns the ids listed in the welcome message.
     fn join(rooms: &Rooms, id: &str, hidden: bool, max: usize) -> Result<Vec<String>, JoinRefused> {
-        join_as(rooms, id, hidden, None, JoinLimits { max_participants: max, max_per_identity: 2 })
+        join_as(
+            rooms,
+            id,
+            hidden,
+            None,
+            JoinLimits {
+                max_participants: max,
+                max_per_identity: 2,
+            },
+        )
     }
 
-    fn join_as(rooms: &Rooms, id: &str, hidden: bool, identity: Option<&str>, limits: JoinLimits) -> Result<Vec<String>, JoinRefused> {
+    fn join_as(
+        rooms: &Rooms,
+        id: &str,
+        hidden: bool,
+        identity: Option<&str>,
+        limits: JoinLimits,
+    ) -> Result<Vec<String>, JoinRefused> {
         let (tx, _rx) = mpsc::channel(4);
         let mut listed = Vec::new();
         rooms
-            .join("r", info(id), hidden, identity.map(str::to_owned), tx, limits, |present| {
-                listed = present.iter().map(|p| p.id.clone()).collect();
-                ServerMessage::Pong { nonce: None }
-            })
+            .join(
+                "r",
+                info(id),
+                hidden,
+                identity.map(str::to_owned),
+                tx,
+                limits,
+                |present| {
+                    listed = present.iter().map(|p| p.id.clone()).collect();
+                    ServerMessage::Pong { nonce: None }
+                },
+            )
             .map(|()| listed)
     }
 
@@ -260,8 +334,13 @@ mod tests {
         let rooms = Rooms::default();
         let (tx_a, mut rx_a) = mpsc::channel(1);
         let (tx_b, mut rx_b) = mpsc::channel(1);
-        let welcome = |_| ServerMessage::Pong { nonce: Some("welcome".into()) };
-        let limits = JoinLimits { max_participants: 10, max_per_identity: 10 };
+        let welcome = |_| ServerMessage::Pong {
+            nonce: Some("welcome".into()),
+        };
+        let limits = JoinLimits {
+            max_participants: 10,
+            max_per_identity: 10,
+        };
         rooms.join("r", info("a"), false, None, tx_a, limits, welcome).unwrap();
         rooms.join("r", info("b"), false, None, tx_b, limits, welcome).unwrap();
         rx_a.try_recv().unwrap();
@@ -270,21 +349,36 @@ mod tests {
         rooms.broadcast("r", "a", &msg);
         rooms.broadcast("r", "a", &msg); // b's queue is full: dropped, no panic, no block
         assert!(rx_a.try_recv().is_err());
-        assert!(matches!(rx_b.try_recv(), Ok(Outbound::Message(ServerMessage::Pong { .. }))));
+        assert!(matches!(
+            rx_b.try_recv(),
+            Ok(Outbound::Message(ServerMessage::Pong { .. }))
+        ));
         assert!(rx_b.try_recv().is_err());
     }
 
     #[test]
     fn one_identity_cannot_fill_a_room() {
         let rooms = Rooms::default();
-        let limits = JoinLimits { max_participants: 100, max_per_identity: 2 };
+        let limits = JoinLimits {
+            max_participants: 100,
+            max_per_identity: 2,
+        };
         assert!(join_as(&rooms, "a1", false, Some("sub:anna"), limits).is_ok());
         assert!(join_as(&rooms, "a2", false, Some("sub:anna"), limits).is_ok());
-        assert_eq!(join_as(&rooms, "a3", false, Some("sub:anna"), limits), Err(JoinRefused::TooManySessions));
-        assert!(join_as(&rooms, "b1", false, Some("sub:bo"), limits).is_ok(), "others still get in");
+        assert_eq!(
+            join_as(&rooms, "a3", false, Some("sub:anna"), limits),
+            Err(JoinRefused::TooManySessions)
+        );
+        assert!(
+            join_as(&rooms, "b1", false, Some("sub:bo"), limits).is_ok(),
+            "others still get in"
+        );
         assert!(join_as(&rooms, "open", false, None, limits).is_ok());
         rooms.leave("r", "a1");
-        assert!(join_as(&rooms, "a4", false, Some("sub:anna"), limits).is_ok(), "a place frees up on leave");
+        assert!(
+            join_as(&rooms, "a4", false, Some("sub:anna"), limits).is_ok(),
+            "a place frees up on leave"
+        );
     }
 
     #[test]
@@ -292,13 +386,26 @@ mod tests {
         let rooms = Rooms::default();
         join(&rooms, "a", false, 10).unwrap();
         join(&rooms, "svc", true, 10).unwrap();
-        assert_eq!(rooms.speaker("r", "a").map(|s| s.transcribable()), Some(false), "no audio published yet");
+        assert_eq!(
+            rooms.speaker("r", "a").map(|s| s.transcribable()),
+            Some(false),
+            "no audio published yet"
+        );
         assert_eq!(rooms.speaker("r", "svc"), None, "hidden participants are no speakers");
-        let mic = TrackInfo { track_id: "m".into(), kind: MediaKind::Audio, source: TrackSource::Microphone, muted: false, stream_id: "a".into() };
+        let mic = TrackInfo {
+            track_id: "m".into(),
+            kind: MediaKind::Audio,
+            source: TrackSource::Microphone,
+            muted: false,
+            stream_id: "a".into(),
+        };
         rooms.update_tracks("r", "a", |t| t.push(mic));
         assert!(rooms.speaker("r", "a").unwrap().transcribable());
         rooms.update_tracks("r", "a", |t| t.clear());
-        assert!(rooms.speaker("r", "a").unwrap().transcribable(), "audio sent earlier may still be recognised");
+        assert!(
+            rooms.speaker("r", "a").unwrap().transcribable(),
+            "audio sent earlier may still be recognised"
+        );
         rooms.set_opt_out("r", "a", true);
         assert!(!rooms.speaker("r", "a").unwrap().transcribable());
     }

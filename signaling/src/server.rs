@@ -96,12 +96,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(embedding_api(&state.config.web_dir()))
         .fallback_service(web)
         .with_state(state.clone())
-        .merge(crate::api::router(state.store.clone(), state.verifier.clone(), state.config.audit.clone()))
+        .merge(crate::api::router(
+            state.store.clone(),
+            state.verifier.clone(),
+            state.config.audit.clone(),
+        ))
         .merge(crate::delivery::router(state.clone()))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, csp))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::HeaderName::from_static("permissions-policy"),
             HeaderValue::from_static(PERMISSIONS_POLICY),
@@ -116,10 +129,15 @@ const PERMISSIONS_POLICY: &str = "camera=(self), microphone=(self), display-capt
 /// The iframe API scripts, loadable (also as ES modules, which need CORS) from any site.
 fn embedding_api(web_dir: &std::path::Path) -> Router<Arc<AppState>> {
     let cors = SetResponseHeaderLayer::overriding(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    ["external_api.js", "external_api.mjs", "external_api.d.ts"].into_iter().fold(Router::new(), |router, file| {
-        router.route_service(&format!("/{file}"), tower_http::services::ServeFile::new(web_dir.join(file)))
-    })
-    .layer(cors)
+    ["external_api.js", "external_api.mjs", "external_api.d.ts"]
+        .into_iter()
+        .fold(Router::new(), |router, file| {
+            router.route_service(
+                &format!("/{file}"),
+                tower_http::services::ServeFile::new(web_dir.join(file)),
+            )
+        })
+        .layer(cors)
 }
 
 /// The pages load scripts, styles and media only from this origin, connect only to it (and to the
@@ -127,7 +145,10 @@ fn embedding_api(web_dir: &std::path::Path) -> Router<Arc<AppState>> {
 /// ones may put them in a frame.
 fn content_security_policy(config: &Config) -> HeaderValue {
     let sources = |values: &mut dyn Iterator<Item = String>| -> String {
-        values.filter(|o| o.starts_with("http") && !o.contains([';', ',', ' ', '\'', '"'])).map(|o| format!(" {o}")).collect()
+        values
+            .filter(|o| o.starts_with("http") && !o.contains([';', ',', ' ', '\'', '"']))
+            .map(|o| format!(" {o}"))
+            .collect()
     };
     let ancestors = sources(&mut config.embed.allowed_origins.iter().cloned());
     let oidc = config.auth.oidc.as_ref();
@@ -138,7 +159,8 @@ fn content_security_policy(config: &Config) -> HeaderValue {
          media-src 'self' blob: mediastream:; connect-src 'self'{token}; frame-src 'self'; \
          frame-ancestors 'self'{ancestors}; form-action 'self'{sign_in}; object-src 'none'; base-uri 'none'"
     );
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'self'"))
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'self'"))
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -155,10 +177,21 @@ fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
     if config.auth_enabled() {
         return true;
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let own = origin.split_once("://").is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
-    own || config.embed.allowed_origins.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let own = origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
+    own || config
+        .embed
+        .allowed_origins
+        .iter()
+        .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
 /// What the web client needs to know before joining: embedding origins and transcription availability.
@@ -180,7 +213,11 @@ async fn websocket(
 ) -> Response {
     if !origin_allowed(&state.config, &headers) {
         tracing::info!(%peer, origin = ?headers.get(header::ORIGIN), "websocket refused: foreign origin on an open server");
-        return (StatusCode::FORBIDDEN, "this page's origin may not connect; add it to embed.allowed_origins\n").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "this page's origin may not connect; add it to embed.allowed_origins\n",
+        )
+            .into_response();
     }
     // The transport limit is well above the protocol limit so that an oversized message gets a
     // `too_large` error instead of a dropped connection.
@@ -205,7 +242,10 @@ async fn healthz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
 }
 
 /// Starts the media server and the HTTP server.
@@ -214,14 +254,22 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let store = Store::connect(&config.database_url()).await?;
     tracing::info!(backend = store.backend(), "transcript store ready");
     let media = MediaServer::start(&config.media)?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| Error::Listen { addr: config.listen, source })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
     let addr = listener.local_addr()?;
     let transcription = Transcription::default();
     let state = Arc::new(AppState {
         rooms: Rooms::default(),
         verifier: Verifier::new(config.auth.clone()),
         metrics: Metrics::new(media.stats().clone()),
-        job_verifier: Verifier::new(crate::config::AuthConfig { secret: Some(transcription.job_secret().to_owned()), ..Default::default() }),
+        job_verifier: Verifier::new(crate::config::AuthConfig {
+            secret: Some(transcription.job_secret().to_owned()),
+            ..Default::default()
+        }),
         transcription,
         store,
         media,
@@ -232,7 +280,9 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     crate::meetings::resume(&state).await?;
     crate::delivery::start(&state);
     if !state.verifier.enabled() {
-        tracing::warn!("NO AUTHENTICATION: auth.secret and auth.jwks_url are unset, anyone who reaches this server can join any room");
+        tracing::warn!(
+            "NO AUTHENTICATION: auth.secret and auth.jwks_url are unset, anyone who reaches this server can join any room"
+        );
     }
     let app = router(state.clone());
     let limits = HttpLimits::from_config(&state.config.limits).fit_open_files();
@@ -240,5 +290,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let task = tokio::spawn(crate::serve::serve(listener, app, limits, stopped));
     let retention = crate::compliance::retention::spawn(state.store.clone(), state.config.retention.clone());
     tracing::info!(%addr, "signaling listening: open http://{addr}/");
-    Ok(RunningServer { addr, state, stop: Some(stop), task, retention })
+    Ok(RunningServer {
+        addr,
+        state,
+        stop: Some(stop),
+        task,
+        retention,
+    })
 }

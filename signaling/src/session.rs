@@ -11,8 +11,8 @@ use crate::server::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use samtal_protocol::{
-    ClientMessage, ErrorCode, LeaveReason, ModerateAction, PcKind, ParticipantInfo, Role, ServerMessage,
-    TrackInfo, TrackSource,
+    ClientMessage, ErrorCode, LeaveReason, ModerateAction, ParticipantInfo, PcKind, Role, ServerMessage, TrackInfo,
+    TrackSource,
 };
 use samtal_sfu::{MediaEvent, PeerState, SubscribeOptions};
 use std::net::SocketAddr;
@@ -142,7 +142,11 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
     let end = loop {
         if session.unjoined.is_none() && session.joined.is_none() && session.worker.is_none() {
             tracing::info!("too many connections waiting to join; refused");
-            session.error(ErrorCode::ServerBusy, "too many connections are waiting to join; try again later", None);
+            session.error(
+                ErrorCode::ServerBusy,
+                "too many connections are waiting to join; try again later",
+                None,
+            );
             break End::Fatal;
         }
         tokio::select! {
@@ -178,7 +182,11 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
             _ = session.out.closed() => break End::Leave(LeaveReason::Disconnected),
         }
     };
-    let end = if removed.load(std::sync::atomic::Ordering::Relaxed) { End::Leave(LeaveReason::Removed) } else { end };
+    let end = if removed.load(std::sync::atomic::Ordering::Relaxed) {
+        End::Leave(LeaveReason::Removed)
+    } else {
+        end
+    };
     session.finish(end).await;
     drop(session);
     let _ = writer.await;
@@ -191,7 +199,9 @@ impl Session {
             self.state.metrics.dropped.inc();
             // One line per session, not one per dropped message: a flooding client must not flood the log.
             if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!("client is not reading; messages to it are dropped (counted in samtal_signaling_dropped_messages)");
+                tracing::warn!(
+                    "client is not reading; messages to it are dropped (counted in samtal_signaling_dropped_messages)"
+                );
             }
         }
     }
@@ -202,12 +212,20 @@ impl Session {
         let max = self.state.config.limits.max_message_bytes;
         if !self.bucket.take(Instant::now()) {
             if self.bucket.should_warn() {
-                self.error(ErrorCode::RateLimited, "too many messages; excess messages are dropped", None);
+                self.error(
+                    ErrorCode::RateLimited,
+                    "too many messages; excess messages are dropped",
+                    None,
+                );
             }
             return false;
         }
         if len > max {
-            self.error(ErrorCode::TooLarge, format!("message of {len} bytes exceeds the limit of {max}"), None);
+            self.error(
+                ErrorCode::TooLarge,
+                format!("message of {len} bytes exceeds the limit of {max}"),
+                None,
+            );
             return false;
         }
         true
@@ -240,37 +258,82 @@ impl Session {
             ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong { nonce }),
             ClientMessage::Worker { token, capacity } => {
                 if self.joined.is_some() || self.worker.is_some() {
-                    self.error(ErrorCode::AlreadyJoined, "this connection already joined or registered", Some(kind));
+                    self.error(
+                        ErrorCode::AlreadyJoined,
+                        "this connection already joined or registered",
+                        Some(kind),
+                    );
                 } else {
                     return self.on_worker(token, capacity).await;
                 }
             }
-            _ if self.worker.is_some() => self.error(ErrorCode::Forbidden, format!("a worker connection does not send {kind}"), Some(kind)),
-            ClientMessage::Join { room, name, token, hidden, protocol, matrix_room, transcription_opt_out } => {
+            _ if self.worker.is_some() => self.error(
+                ErrorCode::Forbidden,
+                format!("a worker connection does not send {kind}"),
+                Some(kind),
+            ),
+            ClientMessage::Join {
+                room,
+                name,
+                token,
+                hidden,
+                protocol,
+                matrix_room,
+                transcription_opt_out,
+            } => {
                 if self.joined.is_some() {
-                    self.error(ErrorCode::AlreadyJoined, "this connection already joined a room", Some(kind));
+                    self.error(
+                        ErrorCode::AlreadyJoined,
+                        "this connection already joined a room",
+                        Some(kind),
+                    );
                 } else if protocol.is_some_and(|v| v != samtal_protocol::PROTOCOL_VERSION) {
-                    self.error(ErrorCode::BadMessage, format!("protocol version {} is not supported; this server speaks 1", protocol.unwrap_or(0)), Some(kind));
+                    self.error(
+                        ErrorCode::BadMessage,
+                        format!(
+                            "protocol version {} is not supported; this server speaks 1",
+                            protocol.unwrap_or(0)
+                        ),
+                        Some(kind),
+                    );
                 } else {
-                    let options = JoinRequest { hidden, matrix_room, opt_out: transcription_opt_out };
+                    let options = JoinRequest {
+                        hidden,
+                        matrix_room,
+                        opt_out: transcription_opt_out,
+                    };
                     return self.on_join(room, name, token, options).await;
                 }
             }
-            _ if self.joined.is_none() => self.error(ErrorCode::NotJoined, format!("send join before {kind}"), Some(kind)),
+            _ if self.joined.is_none() => {
+                self.error(ErrorCode::NotJoined, format!("send join before {kind}"), Some(kind))
+            }
             ClientMessage::Leave => return Some(End::Leave(LeaveReason::Left)),
-            ClientMessage::Offer { pc: PcKind::Publish, sdp, tracks } => {
+            ClientMessage::Offer {
+                pc: PcKind::Publish,
+                sdp,
+                tracks,
+            } => {
                 let joined = self.joined.as_ref().expect("checked");
                 if joined.hidden {
                     self.error(ErrorCode::Forbidden, "hidden participants do not publish", Some(kind));
                     return None;
                 }
                 match self.state.media.publish(&joined.id, sdp, tracks).await {
-                    Ok(sdp) => self.send(ServerMessage::Answer { pc: PcKind::Publish, sdp }),
-                    Err(e @ samtal_sfu::Error::TooManyOffers { .. }) => self.error(ErrorCode::RateLimited, e.to_string(), Some(kind)),
+                    Ok(sdp) => self.send(ServerMessage::Answer {
+                        pc: PcKind::Publish,
+                        sdp,
+                    }),
+                    Err(e @ samtal_sfu::Error::TooManyOffers { .. }) => {
+                        self.error(ErrorCode::RateLimited, e.to_string(), Some(kind))
+                    }
                     Err(e) => self.error(ErrorCode::NegotiationFailed, e.to_string(), Some(kind)),
                 }
             }
-            ClientMessage::Answer { pc: PcKind::Subscribe, sdp } => {
+            ClientMessage::Answer {
+                pc: PcKind::Subscribe,
+                sdp,
+            } => {
                 let id = &self.joined.as_ref().expect("checked").id;
                 if let Err(e) = self.state.media.subscribe_answer(id, sdp).await {
                     self.error(ErrorCode::NegotiationFailed, e.to_string(), Some(kind));
@@ -289,8 +352,16 @@ impl Session {
                 let joined = self.joined.as_ref().expect("checked");
                 self.apply_mute(&joined.room, &joined.id, source, muted);
             }
-            ClientMessage::Moderate { action, participant, source } => self.on_moderate(action, participant, source),
-            ClientMessage::Transcription { enabled, language, prompt } => self.on_transcription(enabled, language, prompt).await,
+            ClientMessage::Moderate {
+                action,
+                participant,
+                source,
+            } => self.on_moderate(action, participant, source),
+            ClientMessage::Transcription {
+                enabled,
+                language,
+                prompt,
+            } => self.on_transcription(enabled, language, prompt).await,
             ClientMessage::TranscriptionConsent { opt_out } => self.on_consent(opt_out).await,
             ClientMessage::Segment(segment) => self.on_segment(segment).await,
         }
@@ -300,7 +371,15 @@ impl Session {
     fn apply_mute(&self, room: &str, id: &str, source: TrackSource, muted: bool) {
         let _ = self.state.media.set_muted(id, source, muted);
         self.state.rooms.set_muted(room, id, source, muted);
-        self.state.rooms.broadcast(room, id, &ServerMessage::MuteChanged { participant_id: id.to_owned(), source, muted });
+        self.state.rooms.broadcast(
+            room,
+            id,
+            &ServerMessage::MuteChanged {
+                participant_id: id.to_owned(),
+                source,
+                muted,
+            },
+        );
     }
 
     fn on_moderate(&self, action: ModerateAction, target: String, source: Option<TrackSource>) {
@@ -310,7 +389,11 @@ impl Session {
             return;
         }
         if target == joined.id || !self.state.rooms.contains(&joined.room, &target) {
-            self.error(ErrorCode::UnknownParticipant, format!("no other participant {target} in this room"), Some("moderate"));
+            self.error(
+                ErrorCode::UnknownParticipant,
+                format!("no other participant {target} in this room"),
+                Some("moderate"),
+            );
             return;
         }
         tracing::info!(?action, %target, "moderation");
@@ -319,12 +402,27 @@ impl Session {
                 let source = source.unwrap_or(TrackSource::Microphone);
                 self.apply_mute(&joined.room, &target, source, true);
                 // The target's own session does not see broadcasts it is excluded from, so tell it directly.
-                let changed = ServerMessage::MuteChanged { participant_id: target.clone(), source, muted: true };
-                self.state.rooms.send_to(&joined.room, &target, Outbound::Message(changed));
-                self.state.rooms.send_to(&joined.room, &target, Outbound::Message(ServerMessage::MuteRequest { source, by: joined.id.clone() }));
+                let changed = ServerMessage::MuteChanged {
+                    participant_id: target.clone(),
+                    source,
+                    muted: true,
+                };
+                self.state
+                    .rooms
+                    .send_to(&joined.room, &target, Outbound::Message(changed));
+                self.state.rooms.send_to(
+                    &joined.room,
+                    &target,
+                    Outbound::Message(ServerMessage::MuteRequest {
+                        source,
+                        by: joined.id.clone(),
+                    }),
+                );
             }
             ModerateAction::Remove => {
-                self.state.rooms.send_to(&joined.room, &target, Outbound::Removed { by: joined.id.clone() });
+                self.state
+                    .rooms
+                    .send_to(&joined.room, &target, Outbound::Removed { by: joined.id.clone() });
             }
         }
     }
@@ -341,7 +439,9 @@ impl Session {
         }
         let id = format!("w{:08x}", rand::random::<u32>());
         tracing::Span::current().record("participant", id.as_str());
-        self.state.transcription.add_worker(&id, self.out.clone(), capacity.unwrap_or(4).clamp(1, 64) as usize);
+        self.state
+            .transcription
+            .add_worker(&id, self.out.clone(), capacity.unwrap_or(4).clamp(1, 64) as usize);
         self.worker = Some(id);
         self.unjoined = None;
         self.broadcast_availability();
@@ -349,7 +449,9 @@ impl Session {
     }
 
     async fn authorize_worker(&self, token: Option<&str>) -> Result<(), String> {
-        let token = token.filter(|t| !t.is_empty()).ok_or("a worker needs a credential: the server's transcription.worker_key or a service token")?;
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or("a worker needs a credential: the server's transcription.worker_key or a service token")?;
         if let Some(key) = &self.state.config.transcription.worker_key
             && same_secret(token, key)
         {
@@ -369,7 +471,9 @@ impl Session {
     fn broadcast_availability(&self) {
         for room in self.state.rooms.room_names() {
             let status = self.state.transcription.status(&room);
-            self.state.rooms.broadcast(&room, "", &ServerMessage::TranscriptionStatus(status));
+            self.state
+                .rooms
+                .broadcast(&room, "", &ServerMessage::TranscriptionStatus(status));
         }
     }
 
@@ -377,7 +481,11 @@ impl Session {
         let joined = self.joined.as_ref().expect("checked");
         // On an open server anyone may; with tokens, moderators.
         if self.state.verifier.enabled() && joined.role != Role::Moderator {
-            self.error(ErrorCode::Forbidden, "only moderators may turn transcription on or off", Some("transcription"));
+            self.error(
+                ErrorCode::Forbidden,
+                "only moderators may turn transcription on or off",
+                Some("transcription"),
+            );
             return;
         }
         let changed = if enabled {
@@ -410,14 +518,21 @@ impl Session {
             meetings::record_opt_out(&self.state, &meeting_id, &joined.id, &name, opt_out).await;
         }
         tracing::info!(opt_out, "transcription consent changed");
-        let message = ServerMessage::TranscriptionConsent { participant_id: joined.id.clone(), opt_out };
+        let message = ServerMessage::TranscriptionConsent {
+            participant_id: joined.id.clone(),
+            opt_out,
+        };
         self.state.rooms.broadcast(&joined.room, "", &message);
     }
 
     async fn on_segment(&self, segment: samtal_protocol::Segment) {
         let joined = self.joined.as_ref().expect("checked");
         if !(joined.hidden && joined.role == Role::Service) {
-            self.error(ErrorCode::Forbidden, "only the transcription service sends segments", Some("segment"));
+            self.error(
+                ErrorCode::Forbidden,
+                "only the transcription service sends segments",
+                Some("segment"),
+            );
             return;
         }
         // Only text about audio the media server sent this service: a visible participant of this
@@ -426,7 +541,14 @@ impl Session {
         let name = match self.state.rooms.speaker(&joined.room, &segment.participant_id) {
             Some(speaker) if speaker.transcribable() => speaker.name,
             Some(_) => {
-                self.error(ErrorCode::Forbidden, format!("participant {}'s audio is not sent to the transcription service", segment.participant_id), Some("segment"));
+                self.error(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "participant {}'s audio is not sent to the transcription service",
+                        segment.participant_id
+                    ),
+                    Some("segment"),
+                );
                 return;
             }
             None => {
@@ -441,16 +563,36 @@ impl Session {
             && let Err(e) = self.state.store.add_segment(&meeting_id, &segment, &name).await
         {
             // Not acknowledged: the worker keeps it and sends it again.
-            self.error(ErrorCode::Internal, format!("segment {} not stored: {e}", segment.utterance_id), Some("segment"));
+            self.error(
+                ErrorCode::Internal,
+                format!("segment {} not stored: {e}", segment.utterance_id),
+                Some("segment"),
+            );
             return;
         }
-        self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::Caption { segment, name });
+        self.state
+            .rooms
+            .broadcast(&joined.room, &joined.id, &ServerMessage::Caption { segment, name });
     }
 
-    async fn on_join(&mut self, room: String, name: String, token: Option<String>, request: JoinRequest) -> Option<End> {
-        let JoinRequest { hidden, matrix_room, opt_out } = request;
+    async fn on_join(
+        &mut self,
+        room: String,
+        name: String,
+        token: Option<String>,
+        request: JoinRequest,
+    ) -> Option<End> {
+        let JoinRequest {
+            hidden,
+            matrix_room,
+            opt_out,
+        } = request;
         if !valid_room(&room) {
-            self.error(ErrorCode::BadRoom, "room names are 1-64 characters of A-Z a-z 0-9 _ . -", Some("join"));
+            self.error(
+                ErrorCode::BadRoom,
+                "room names are 1-64 characters of A-Z a-z 0-9 _ . -",
+                Some("join"),
+            );
             return Some(End::Fatal);
         }
         let name = match checked_display_name(&name) {
@@ -460,7 +602,11 @@ impl Session {
                 return None;
             }
         };
-        let Admission { role, name: token_name, identity } = match self.authorize(&room, token.as_deref()).await {
+        let Admission {
+            role,
+            name: token_name,
+            identity,
+        } = match self.authorize(&room, token.as_deref()).await {
             Ok(admission) => admission,
             Err(message) => {
                 self.error(ErrorCode::Unauthorized, message, Some("join"));
@@ -468,9 +614,16 @@ impl Session {
             }
         };
         // A name from an identity provider is not refused, but made as harmless as a typed one.
-        let name = token_name.map(|n| display_name(&n)).filter(|n| !n.is_empty()).unwrap_or(name);
+        let name = token_name
+            .map(|n| display_name(&n))
+            .filter(|n| !n.is_empty())
+            .unwrap_or(name);
         if hidden && role != Role::Service {
-            self.error(ErrorCode::Forbidden, "only service accounts may join hidden", Some("join"));
+            self.error(
+                ErrorCode::Forbidden,
+                "only service accounts may join hidden",
+                Some("join"),
+            );
             return None;
         }
         let id = new_participant_id();
@@ -478,7 +631,11 @@ impl Session {
         span.record("room", room.as_str());
         span.record("participant", id.as_str());
         // Media first: its events queue up in this session until `joined` is out.
-        let options = SubscribeOptions { audio: true, video: !hidden, withhold_opted_out: hidden };
+        let options = SubscribeOptions {
+            audio: true,
+            video: !hidden,
+            withhold_opted_out: hidden,
+        };
         if let Err(e) = self.state.media.join(&room, &id, options, self.media_tx.clone()).await {
             self.error(ErrorCode::Internal, e.to_string(), Some("join"));
             return Some(End::Fatal);
@@ -487,21 +644,41 @@ impl Session {
             // Before any publish offer: not one packet of ours reaches the transcription service.
             let _ = self.state.media.set_transcription_opt_out(&id, true);
         }
-        let info = ParticipantInfo { id: id.clone(), name, role, tracks: Vec::new(), transcription_opt_out: opt_out };
+        let info = ParticipantInfo {
+            id: id.clone(),
+            name,
+            role,
+            tracks: Vec::new(),
+            transcription_opt_out: opt_out,
+        };
         let ice_servers = self.state.config.ice_servers.clone();
         let transcription = self.state.transcription_status(&room);
-        let welcome = |participants| ServerMessage::Joined { participant_id: id.clone(), room: room.clone(), role, ice_servers, participants, transcription };
+        let welcome = |participants| ServerMessage::Joined {
+            participant_id: id.clone(),
+            room: room.clone(),
+            role,
+            ice_servers,
+            participants,
+            transcription,
+        };
         let limits = JoinLimits {
             max_participants: self.state.config.limits.max_participants,
             max_per_identity: self.state.config.limits.max_joins_per_identity,
         };
-        if let Err(refused) = self.state.rooms.join(&room, info.clone(), hidden, identity, self.out.clone(), limits, welcome) {
+        if let Err(refused) =
+            self.state
+                .rooms
+                .join(&room, info.clone(), hidden, identity, self.out.clone(), limits, welcome)
+        {
             self.state.media.leave(&id).await;
             let (code, message) = match refused {
                 JoinRefused::Full => (ErrorCode::RoomFull, format!("room {room} is full")),
                 JoinRefused::TooManySessions => (
                     ErrorCode::TooManySessions,
-                    format!("this token is already in room {room} {} times; leave elsewhere first", limits.max_per_identity),
+                    format!(
+                        "this token is already in room {room} {} times; leave elsewhere first",
+                        limits.max_per_identity
+                    ),
                 ),
             };
             self.error(code, message, Some("join"));
@@ -520,7 +697,9 @@ impl Session {
             meetings::record_matrix_link(&self.state, &meeting_id, &room).await;
         }
         if !hidden {
-            self.state.rooms.broadcast(&room, &id, &ServerMessage::ParticipantJoined { participant: info });
+            self.state
+                .rooms
+                .broadcast(&room, &id, &ServerMessage::ParticipantJoined { participant: info });
         }
         self.joined = Some(Joined { room, id, role, hidden });
         None
@@ -533,21 +712,37 @@ impl Session {
             && let Ok(claims) = self.state.job_verifier.verify(token).await
         {
             return if claims.allows_room(room) {
-                Ok(Admission { role: claims.role, name: claims.name, identity: None })
+                Ok(Admission {
+                    role: claims.role,
+                    name: claims.name,
+                    identity: None,
+                })
             } else {
                 Err(format!("the token is for room {}, not {room}", claims.room))
             };
         }
         if !self.state.verifier.enabled() {
-            return Ok(Admission { role: Role::Participant, name: None, identity: None });
+            return Ok(Admission {
+                role: Role::Participant,
+                name: None,
+                identity: None,
+            });
         }
         let token = token.ok_or("this server requires a token")?;
         let claims = self.state.verifier.verify(token).await.map_err(|e| e.to_string())?;
         if !claims.allows_room(room) {
             return Err(format!("the token is for room {}, not {room}", claims.room));
         }
-        let identity = claims.sub.clone().map(|sub| format!("sub:{sub}")).unwrap_or_else(|| format!("token:{}", crate::compliance::sha256_hex(token.as_bytes())));
-        Ok(Admission { role: claims.role, name: claims.name, identity: Some(identity) })
+        let identity = claims
+            .sub
+            .clone()
+            .map(|sub| format!("sub:{sub}"))
+            .unwrap_or_else(|| format!("token:{}", crate::compliance::sha256_hex(token.as_bytes())));
+        Ok(Admission {
+            role: claims.role,
+            name: claims.name,
+            identity: Some(identity),
+        })
     }
 
     /// Links the meeting to a Matrix room, where its notices, summary and transcript files go. Only a
@@ -555,12 +750,20 @@ impl Session {
     async fn link_matrix_room(&self, room: &str, id: &str, name: &str, role: Role, matrix_room: &str) {
         let allowed = matches!(role, Role::Moderator | Role::Administrator);
         let valid = crate::delivery::valid_room_id(matrix_room);
-        let linked = if allowed && valid { Some(self.state.rooms.link_matrix(room, matrix_room)) } else { None };
-        let detail = serde_json::json!({ "room": room, "matrix_room": matrix_room, "participant": id, "linked": linked });
+        let linked = if allowed && valid {
+            Some(self.state.rooms.link_matrix(room, matrix_room))
+        } else {
+            None
+        };
+        let detail =
+            serde_json::json!({ "room": room, "matrix_room": matrix_room, "participant": id, "linked": linked });
         let event = crate::compliance::audit::Event {
             at: crate::store::now_ms(),
             actor: name.to_owned(),
-            role: serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            role: serde_json::to_value(role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
             action: "matrix.link".into(),
             target: self.state.transcription.meeting_id(room).unwrap_or_default(),
             client: self.peer.ip().to_string(),
@@ -568,34 +771,73 @@ impl Session {
             detail: crate::compliance::canonical_json(&detail),
         };
         // Refusals go through the refusal limiter: joins with a link cannot flood the trail.
-        let written = if linked.is_some() { self.state.store.append_audit(event).await.map(drop) } else { self.state.store.append_refusal(event).await.map(drop) };
+        let written = if linked.is_some() {
+            self.state.store.append_audit(event).await.map(drop)
+        } else {
+            self.state.store.append_refusal(event).await.map(drop)
+        };
         if let Err(e) = written {
             tracing::error!("cannot audit a Matrix link: {e}");
         }
         if !allowed {
             tracing::info!(matrix_room, "Matrix link refused: not a moderator");
-            self.error(ErrorCode::Forbidden, "only moderators may link the meeting to a Matrix room; joined without the link", Some("join"));
+            self.error(
+                ErrorCode::Forbidden,
+                "only moderators may link the meeting to a Matrix room; joined without the link",
+                Some("join"),
+            );
         } else if !valid {
-            self.error(ErrorCode::BadMessage, "matrix_room must be a Matrix room id such as !abc:example.org; joined without the link", Some("join"));
+            self.error(
+                ErrorCode::BadMessage,
+                "matrix_room must be a Matrix room id such as !abc:example.org; joined without the link",
+                Some("join"),
+            );
         }
     }
 
     fn on_media_event(&mut self, event: MediaEvent) -> Option<End> {
         let joined = self.joined.as_ref()?;
         match event {
-            MediaEvent::SubscribeOffer { sdp } => self.send(ServerMessage::Offer { pc: PcKind::Subscribe, sdp }),
-            MediaEvent::TrackPublished { track_id, kind, source, muted } => {
-                let track = TrackInfo { track_id, kind, source, muted, stream_id: joined.id.clone() };
-                self.state.rooms.update_tracks(&joined.room, &joined.id, |tracks| tracks.push(track.clone()));
-                let message = ServerMessage::TrackPublished { participant_id: joined.id.clone(), track };
+            MediaEvent::SubscribeOffer { sdp } => self.send(ServerMessage::Offer {
+                pc: PcKind::Subscribe,
+                sdp,
+            }),
+            MediaEvent::TrackPublished {
+                track_id,
+                kind,
+                source,
+                muted,
+            } => {
+                let track = TrackInfo {
+                    track_id,
+                    kind,
+                    source,
+                    muted,
+                    stream_id: joined.id.clone(),
+                };
+                self.state
+                    .rooms
+                    .update_tracks(&joined.room, &joined.id, |tracks| tracks.push(track.clone()));
+                let message = ServerMessage::TrackPublished {
+                    participant_id: joined.id.clone(),
+                    track,
+                };
                 self.state.rooms.broadcast(&joined.room, &joined.id, &message);
             }
             MediaEvent::TrackUnpublished { track_id } => {
-                self.state.rooms.update_tracks(&joined.room, &joined.id, |tracks| tracks.retain(|t| t.track_id != track_id));
-                let message = ServerMessage::TrackUnpublished { participant_id: joined.id.clone(), track_id };
+                self.state.rooms.update_tracks(&joined.room, &joined.id, |tracks| {
+                    tracks.retain(|t| t.track_id != track_id)
+                });
+                let message = ServerMessage::TrackUnpublished {
+                    participant_id: joined.id.clone(),
+                    track_id,
+                };
                 self.state.rooms.broadcast(&joined.room, &joined.id, &message);
             }
-            MediaEvent::PeerState { pc, state: PeerState::Failed } => {
+            MediaEvent::PeerState {
+                pc,
+                state: PeerState::Failed,
+            } => {
                 tracing::warn!(?pc, "peer connection failed; dropping participant");
                 return Some(End::Leave(LeaveReason::Disconnected));
             }
@@ -618,9 +860,19 @@ impl Session {
         };
         tracing::info!(?reason, "left");
         if visible {
-            self.state.rooms.broadcast(&joined.room, &joined.id, &ServerMessage::ParticipantLeft { participant_id: joined.id.clone(), reason });
+            self.state.rooms.broadcast(
+                &joined.room,
+                &joined.id,
+                &ServerMessage::ParticipantLeft {
+                    participant_id: joined.id.clone(),
+                    reason,
+                },
+            );
             let stopping = self.state.stopping.load(std::sync::atomic::Ordering::SeqCst);
-            if !stopping && self.state.rooms.visible(&joined.room).is_empty() && meetings::stop(&self.state, &joined.room).await {
+            if !stopping
+                && self.state.rooms.visible(&joined.room).is_empty()
+                && meetings::stop(&self.state, &joined.room).await
+            {
                 tracing::info!("last participant left: transcription stopped");
             }
         }
@@ -638,7 +890,9 @@ fn classify_parse_error(text: &str, error: &serde_json::Error) -> (ErrorCode, St
         Err(_) => (ErrorCode::BadMessage, format!("not valid JSON: {error}")),
         Ok(serde_json::Value::Object(map)) => match map.get("type").and_then(|t| t.as_str()) {
             None => (ErrorCode::BadMessage, "a message needs a string field \"type\"".into()),
-            Some(t) if !ClientMessage::is_known_type(t) => (ErrorCode::UnknownType, format!("unknown message type {t:?}")),
+            Some(t) if !ClientMessage::is_known_type(t) => {
+                (ErrorCode::UnknownType, format!("unknown message type {t:?}"))
+            }
             Some(t) => (ErrorCode::BadMessage, format!("bad {t} message: {error}")),
         },
         Ok(_) => (ErrorCode::BadMessage, "a message must be a JSON object".into()),
@@ -647,7 +901,10 @@ fn classify_parse_error(text: &str, error: &serde_json::Error) -> (ErrorCode, St
 
 /// Compares two secrets in time that does not depend on where they differ.
 fn same_secret(given: &str, expected: &str) -> bool {
-    let (a, b) = (crate::compliance::sha256_hex(given.as_bytes()), crate::compliance::sha256_hex(expected.as_bytes()));
+    let (a, b) = (
+        crate::compliance::sha256_hex(given.as_bytes()),
+        crate::compliance::sha256_hex(expected.as_bytes()),
+    );
     a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -690,7 +947,12 @@ struct TokenBucket {
 impl TokenBucket {
     fn new(per_second: u32) -> Self {
         let rate = per_second.max(1) as f64;
-        Self { rate, tokens: rate * 2.0, at: Instant::now(), last_warning: None }
+        Self {
+            rate,
+            tokens: rate * 2.0,
+            at: Instant::now(),
+            last_warning: None,
+        }
     }
 
     fn take(&mut self, now: Instant) -> bool {
@@ -707,7 +969,10 @@ impl TokenBucket {
     /// One rate-limit error per second at most.
     fn should_warn(&mut self) -> bool {
         let now = Instant::now();
-        if self.last_warning.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if self
+            .last_warning
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             return false;
         }
         self.last_warning = Some(now);
@@ -738,7 +1003,11 @@ mod tests {
         assert_eq!(err(r#"{"room":"x"}"#), ErrorCode::BadMessage);
         // Every message type of the protocol is known: a malformed one is a bad message, not an unknown type.
         for t in ["segment", "transcription", "transcription_consent", "join", "offer"] {
-            assert_eq!(err(&format!(r#"{{"type":"{t}","nope":[]}}"#)), ErrorCode::BadMessage, "{t}");
+            assert_eq!(
+                err(&format!(r#"{{"type":"{t}","nope":[]}}"#)),
+                ErrorCode::BadMessage,
+                "{t}"
+            );
         }
     }
 

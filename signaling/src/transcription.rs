@@ -45,7 +45,10 @@ struct State {
 impl Default for Transcription {
     fn default() -> Self {
         let job_secret = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
-        Self { job_secret, state: Mutex::new(State::default()) }
+        Self {
+            job_secret,
+            state: Mutex::new(State::default()),
+        }
     }
 }
 
@@ -58,14 +61,29 @@ impl Transcription {
         let state = self.state.lock().expect("transcription lock");
         let available = !state.workers.is_empty();
         match state.rooms.get(room) {
-            Some(t) => TranscriptionStatus { enabled: true, language: t.language.clone(), meeting_id: Some(t.meeting_id.clone()), available },
-            None => TranscriptionStatus { enabled: false, language: None, meeting_id: None, available },
+            Some(t) => TranscriptionStatus {
+                enabled: true,
+                language: t.language.clone(),
+                meeting_id: Some(t.meeting_id.clone()),
+                available,
+            },
+            None => TranscriptionStatus {
+                enabled: false,
+                language: None,
+                meeting_id: None,
+                available,
+            },
         }
     }
 
     /// Meeting id of a transcribed room.
     pub fn meeting_id(&self, room: &str) -> Option<String> {
-        self.state.lock().expect("transcription lock").rooms.get(room).map(|t| t.meeting_id.clone())
+        self.state
+            .lock()
+            .expect("transcription lock")
+            .rooms
+            .get(room)
+            .map(|t| t.meeting_id.clone())
     }
 
     /// Turns transcription on; returns false if it already was.
@@ -74,7 +92,15 @@ impl Transcription {
         if state.rooms.contains_key(room) {
             return false;
         }
-        state.rooms.insert(room.to_owned(), Transcribed { meeting_id, language, prompt, worker: None });
+        state.rooms.insert(
+            room.to_owned(),
+            Transcribed {
+                meeting_id,
+                language,
+                prompt,
+                worker: None,
+            },
+        );
         self.assign(&mut state, room);
         true
     }
@@ -92,27 +118,50 @@ impl Transcription {
     /// A worker connected: it gets every room that has nobody transcribing it, up to its capacity.
     pub fn add_worker(&self, id: &str, tx: mpsc::Sender<Outbound>, capacity: usize) {
         let mut state = self.state.lock().expect("transcription lock");
-        state.workers.insert(id.to_owned(), Worker { tx, capacity: capacity.max(1) });
-        let waiting: Vec<String> = state.rooms.iter().filter(|(_, t)| t.worker.is_none()).map(|(r, _)| r.clone()).collect();
+        state.workers.insert(
+            id.to_owned(),
+            Worker {
+                tx,
+                capacity: capacity.max(1),
+            },
+        );
+        let waiting: Vec<String> = state
+            .rooms
+            .iter()
+            .filter(|(_, t)| t.worker.is_none())
+            .map(|(r, _)| r.clone())
+            .collect();
         for room in waiting {
             self.assign(&mut state, &room);
         }
-        tracing::info!(worker = id, workers = state.workers.len(), "transcription worker connected");
+        tracing::info!(
+            worker = id,
+            workers = state.workers.len(),
+            "transcription worker connected"
+        );
     }
 
     /// A worker went away: its rooms move to the others (or wait for the next worker).
     pub fn remove_worker(&self, id: &str) {
         let mut state = self.state.lock().expect("transcription lock");
         state.workers.remove(id);
-        let orphaned: Vec<String> =
-            state.rooms.iter_mut().filter(|(_, t)| t.worker.as_deref() == Some(id)).map(|(r, t)| {
+        let orphaned: Vec<String> = state
+            .rooms
+            .iter_mut()
+            .filter(|(_, t)| t.worker.as_deref() == Some(id))
+            .map(|(r, t)| {
                 t.worker = None;
                 r.clone()
-            }).collect();
+            })
+            .collect();
         for room in orphaned {
             self.assign(&mut state, &room);
         }
-        tracing::info!(worker = id, workers = state.workers.len(), "transcription worker disconnected");
+        tracing::info!(
+            worker = id,
+            workers = state.workers.len(),
+            "transcription worker disconnected"
+        );
     }
 
     fn assign(&self, state: &mut State, room: &str) {
@@ -124,7 +173,10 @@ impl Transcription {
             .min_by_key(|(id, _)| load(id))
             .map(|(id, _)| id.clone());
         let Some(worker_id) = best else {
-            tracing::warn!(room, "no transcription worker has room for this meeting; it waits for one");
+            tracing::warn!(
+                room,
+                "no transcription worker has room for this meeting; it waits for one"
+            );
             return;
         };
         let t = state.rooms.get_mut(room).expect("assigning a known room");
@@ -134,7 +186,13 @@ impl Transcription {
     }
 
     fn send_job(&self, worker: &Worker, action: JobAction, room: &str, t: &Transcribed) {
-        let token = match auth::mint(&self.job_secret, room, Some("Transcriber"), Role::Service, JOB_TOKEN_TTL) {
+        let token = match auth::mint(
+            &self.job_secret,
+            room,
+            Some("Transcriber"),
+            Role::Service,
+            JOB_TOKEN_TTL,
+        ) {
             Ok(token) => token,
             Err(e) => {
                 tracing::error!("cannot mint a job token: {e}");
@@ -175,12 +233,19 @@ mod tests {
         let (tx1, mut rx1) = mpsc::channel(8);
         t.add_worker("w1", tx1, 4);
         let start = job(&mut rx1).expect("waiting room handed to the new worker");
-        assert_eq!((start.action, start.room.as_str(), start.meeting_id.as_str()), (JobAction::Start, "a", "m1"));
+        assert_eq!(
+            (start.action, start.room.as_str(), start.meeting_id.as_str()),
+            (JobAction::Start, "a", "m1")
+        );
         assert_eq!(start.language.as_deref(), Some("sv"));
         let (tx2, mut rx2) = mpsc::channel(8);
         t.add_worker("w2", tx2, 4);
         t.enable("b", "m3".into(), None, None);
-        assert_eq!(job(&mut rx2).map(|j| j.room), Some("b".into()), "least busy worker gets the next room");
+        assert_eq!(
+            job(&mut rx2).map(|j| j.room),
+            Some("b".into()),
+            "least busy worker gets the next room"
+        );
         t.remove_worker("w1");
         assert_eq!(job(&mut rx2).map(|j| j.room), Some("a".into()), "orphaned room moves");
         assert_eq!(t.disable("a"), Some("m1".into()));
@@ -195,7 +260,10 @@ mod tests {
         t.add_worker("w", tx, 1);
         t.enable("room1", "m".into(), None, None);
         let job = job(&mut rx).unwrap();
-        let verifier = auth::Verifier::new(crate::config::AuthConfig { secret: Some(t.job_secret().into()), ..Default::default() });
+        let verifier = auth::Verifier::new(crate::config::AuthConfig {
+            secret: Some(t.job_secret().into()),
+            ..Default::default()
+        });
         let claims = verifier.verify(&job.token).await.unwrap();
         assert_eq!((claims.role, claims.room.as_str()), (Role::Service, "room1"));
     }

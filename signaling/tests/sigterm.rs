@@ -35,7 +35,10 @@ fn sigterm_shuts_the_server_down_cleanly() {
         let _ = child.kill();
         panic!("the server did not start: {}", log.join().unwrap());
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {

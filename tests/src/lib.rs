@@ -46,9 +46,7 @@ pub fn test_config() -> Config {
 
 pub async fn start_server(config: Config) -> RunningServer {
     init_logging();
-    samtal_signaling::start(config)
-        .await
-        .expect("server starts")
+    samtal_signaling::start(config).await.expect("server starts")
 }
 
 /// `$SAMTAL_TEST_DATA/<relative>`, failing the test with a clear message when it is missing.
@@ -67,14 +65,10 @@ pub fn test_data(relative: &str) -> PathBuf {
 
 /// The Python with aiortc installed by tests/setup.sh.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("SAMTAL_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/samtal/venv/bin/python")
-        });
+    let path = std::env::var_os("SAMTAL_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        home.join(".cache/samtal/venv/bin/python")
+    });
     assert!(
         path.exists(),
         "no test Python at {} (SAMTAL_PYTHON): run tests/setup.sh, or use tests/run",
@@ -135,10 +129,7 @@ impl PeerOutput {
 
 /// Runs a program to completion, killing it after `limit`.
 pub async fn run_peer(mut command: tokio::process::Command, limit: Duration) -> PeerOutput {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let child = command
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
@@ -165,12 +156,7 @@ pub async fn run_browser_script(script: &str, args: &[&str], limit: Duration) ->
         .arg(&chromium);
     let out = run_peer(command, limit).await;
     let summary = out.json();
-    assert_eq!(
-        out.status,
-        Some(0),
-        "{script} failed: {summary}\n{}",
-        out.tail()
-    );
+    assert_eq!(out.status, Some(0), "{script} failed: {summary}\n{}", out.tail());
     summary
 }
 

@@ -42,9 +42,7 @@ impl Message {
         self.content["body"].as_str().unwrap_or("")
     }
     pub fn file_name(&self) -> &str {
-        self.content["filename"]
-            .as_str()
-            .unwrap_or_else(|| self.body())
+        self.content["filename"].as_str().unwrap_or_else(|| self.body())
     }
 }
 
@@ -101,10 +99,8 @@ impl Reader {
             .collect();
         if encrypted {
             request.initial_state = vec![
-                InitialStateEvent::with_empty_state_key(
-                    RoomEncryptionEventContent::with_recommended_defaults(),
-                )
-                .to_raw_any(),
+                InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults())
+                    .to_raw_any(),
             ];
         }
         let room = self.client.create_room(request).await.expect("create room");
@@ -151,8 +147,7 @@ impl Reader {
 
     /// Downloads (and decrypts) the file of an `m.file` message.
     pub async fn download(&self, message: &Message) -> Vec<u8> {
-        let content: FileMessageEventContent =
-            serde_json::from_value(message.content.clone()).expect("m.file content");
+        let content: FileMessageEventContent = serde_json::from_value(message.content.clone()).expect("m.file content");
         self.client
             .media()
             .get_file(&content, false)

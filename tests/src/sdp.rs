@@ -9,13 +9,18 @@ pub fn opus_offer(track_id: &str, stream_id: &str) -> String {
 /// A publish offer with `sections` audio m-sections (one Opus track each): what a hostile client
 /// sends to make the server parse and answer as much as it can.
 pub fn offer_with_sections(sections: usize, stream_id: &str) -> String {
-    let bodies: Vec<String> = (0..sections).map(|i| audio_section(&i.to_string(), &format!("t{i}"), stream_id)).collect();
+    let bodies: Vec<String> = (0..sections)
+        .map(|i| audio_section(&i.to_string(), &format!("t{i}"), stream_id))
+        .collect();
     offer(&bodies.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn offer(sections: &[&str]) -> String {
     let mids: Vec<String> = (0..sections.len()).map(|i| i.to_string()).collect();
-    let fingerprint = (0..32).map(|i| format!("{:02X}", (i * 37 + 11) % 256)).collect::<Vec<_>>().join(":");
+    let fingerprint = (0..32)
+        .map(|i| format!("{:02X}", (i * 37 + 11) % 256))
+        .collect::<Vec<_>>()
+        .join(":");
     let mut lines = vec![
         "v=0".to_owned(),
         "o=- 4611731400430051336 2 IN IP4 127.0.0.1".to_owned(),

@@ -13,14 +13,12 @@ pub fn synapse_python() -> PathBuf {
     let path = std::env::var_os("SAMTAL_SYNAPSE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            let cache = std::env::var_os("SAMTAL_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::env::var_os("HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_default()
-                        .join(".cache/samtal")
-                });
+            let cache = std::env::var_os("SAMTAL_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default()
+                    .join(".cache/samtal")
+            });
             cache.join("synapse-venv/bin/python")
         });
     assert!(
@@ -153,15 +151,8 @@ rc_media_create: {limit}
         let deadline = Instant::now() + Duration::from_secs(90);
         let versions = format!("127.0.0.1:{}", self.port);
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "Synapse exited with {status} while starting; log:\n{}",
-                    self.log_tail()
-                );
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("Synapse exited with {status} while starting; log:\n{}", self.log_tail());
             }
             if http_ok(&versions, "/_matrix/client/versions") {
                 return;
@@ -217,10 +208,8 @@ impl Drop for Synapse {
 /// A blocking `GET` answered with 200.
 fn http_ok(addr: &str, path: &str) -> bool {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(
-        &addr.parse().expect("address"),
-        Duration::from_secs(1),
-    ) else {
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr.parse().expect("address"), Duration::from_secs(1))
+    else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));

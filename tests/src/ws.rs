@@ -40,18 +40,12 @@ impl WsClient {
             .await
             .unwrap_or_else(|_| panic!("websocket connect to {url} timed out"))
             .unwrap_or_else(|e| panic!("websocket connect to {url}: {e}"));
-        WsClient {
-            ws,
-            seen: Vec::new(),
-        }
+        WsClient { ws, seen: Vec::new() }
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
         let text: String = text.into();
-        self.ws
-            .send(Message::text(text))
-            .await
-            .expect("websocket send");
+        self.ws.send(Message::text(text)).await.expect("websocket send");
     }
 
     pub async fn send_json(&mut self, value: &Value) {
@@ -59,19 +53,13 @@ impl WsClient {
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.ws
-            .send(Message::binary(bytes))
-            .await
-            .expect("websocket send");
+        self.ws.send(Message::binary(bytes)).await.expect("websocket send");
     }
 
     /// Queues many text frames and flushes once (a flood).
     pub async fn send_many(&mut self, texts: impl IntoIterator<Item = String>) {
         for text in texts {
-            self.ws
-                .feed(Message::text(text))
-                .await
-                .expect("websocket feed");
+            self.ws.feed(Message::text(text)).await.expect("websocket feed");
         }
         self.ws.flush().await.expect("websocket flush");
     }
@@ -86,9 +74,8 @@ impl WsClient {
                     return Recv::Closed;
                 }
                 Ok(Some(Ok(Message::Text(text)))) => {
-                    let value: Value = serde_json::from_str(text.as_str()).unwrap_or_else(|e| {
-                        panic!("server sent text that is not JSON ({e}): {}", text.as_str())
-                    });
+                    let value: Value = serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|e| panic!("server sent text that is not JSON ({e}): {}", text.as_str()));
                     self.seen.push(value.clone());
                     return Recv::Json(value);
                 }
@@ -101,27 +88,16 @@ impl WsClient {
     }
 
     /// Reads until a message `pick` accepts, skipping others; fails the test on close or deadline.
-    pub async fn expect<T>(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        mut pick: impl FnMut(&Value) -> Option<T>,
-    ) -> T {
+    pub async fn expect<T>(&mut self, what: &str, timeout: Duration, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            match self
-                .recv(deadline.saturating_duration_since(Instant::now()))
-                .await
-            {
+            match self.recv(deadline.saturating_duration_since(Instant::now())).await {
                 Recv::Json(v) => {
                     if let Some(found) = pick(&v) {
                         return found;
                     }
                 }
-                other => panic!(
-                    "waiting for {what}: got {other:?}; messages so far: {}",
-                    self.dump()
-                ),
+                other => panic!("waiting for {what}: got {other:?}; messages so far: {}", self.dump()),
             }
         }
     }
@@ -162,8 +138,7 @@ impl WsClient {
     /// Sends `ping` with `nonce` and waits for the `pong` echoing it (skipping other messages):
     /// the connection is alive and the session still answers.
     pub async fn ping_pong(&mut self, nonce: &str) {
-        self.send_json(&json!({"type": "ping", "nonce": nonce}))
-            .await;
+        self.send_json(&json!({"type": "ping", "nonce": nonce})).await;
         self.expect(&format!("pong {nonce}"), WAIT, |v| {
             (v["type"] == "pong" && v["nonce"] == nonce).then_some(())
         })
@@ -187,10 +162,7 @@ impl WsClient {
     pub async fn closed_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            match self
-                .recv(deadline.saturating_duration_since(Instant::now()))
-                .await
-            {
+            match self.recv(deadline.saturating_duration_since(Instant::now())).await {
                 Recv::Json(_) => {}
                 Recv::Closed => return true,
                 Recv::TimedOut => return false,
@@ -210,11 +182,7 @@ impl WsClient {
 
     /// The messages seen so far, for failure output.
     pub fn dump(&self) -> String {
-        self.seen
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.seen.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -224,11 +192,7 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// `GET path` with extra request headers (`("Authorization", "Bearer …")`); status and body.
-pub async fn http_get_with(
-    addr: std::net::SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
+pub async fn http_get_with(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
@@ -236,12 +200,7 @@ pub async fn http_get_with(
     let request = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
-            .write_all(
-                format!(
-                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
-                )
-                .as_bytes(),
-            )
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n").as_bytes())
             .await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
@@ -259,14 +218,9 @@ pub async fn http_get_with(
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad HTTP response: {head}"));
     let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
+        l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")
     });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
     (status, body)
 }
 

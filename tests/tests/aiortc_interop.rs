@@ -24,40 +24,16 @@ async fn two_aiortc_peers_hear_each_other_through_the_sfu() {
     let peer = |name: &str, wav: &std::path::Path| {
         let mut c = tokio::process::Command::new(&python);
         c.arg(repo_root().join("tests/peers/aiortc_peer.py"))
-            .args([
-                "--ws",
-                &server.ws_url(),
-                "--room",
-                "interop",
-                "--name",
-                name,
-            ])
+            .args(["--ws", &server.ws_url(), "--room", "interop", "--name", name])
             .arg("--wav")
             .arg(wav)
-            .args([
-                "--expect-peers",
-                "1",
-                "--min-audio",
-                "3",
-                "--duration",
-                "60",
-            ]);
+            .args(["--expect-peers", "1", "--min-audio", "3", "--duration", "60"]);
         run_peer(c, Duration::from_secs(90))
     };
     let (speaker, listener) = tokio::join!(peer("Speaker", &speech), peer("Silent", &silence));
     let (s, l) = (speaker.json(), listener.json());
-    assert_eq!(
-        speaker.status,
-        Some(0),
-        "speaker peer failed: {s}\n{}",
-        speaker.tail()
-    );
-    assert_eq!(
-        listener.status,
-        Some(0),
-        "silent peer failed: {l}\n{}",
-        listener.tail()
-    );
+    assert_eq!(speaker.status, Some(0), "speaker peer failed: {s}\n{}", speaker.tail());
+    assert_eq!(listener.status, Some(0), "silent peer failed: {l}\n{}", listener.tail());
 
     let heard_by_listener = &l["received"][s["participant_id"].as_str().unwrap()];
     let heard_by_speaker = &s["received"][l["participant_id"].as_str().unwrap()];

@@ -5,8 +5,8 @@
 
 use samtal_client::samtal_protocol::Role;
 use samtal_client::{Participant, ParticipantOptions};
-use samtal_e2e::ws::{Recv, WAIT, WsClient, eventually, http_get, metric};
 use samtal_e2e::sdp::opus_offer;
+use samtal_e2e::ws::{Recv, WAIT, WsClient, eventually, http_get, metric};
 use samtal_e2e::*;
 use samtal_sfu::Stats;
 use samtal_signaling::RunningServer;
@@ -24,10 +24,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 async fn bad(ws: &mut WsClient, text: &str, code: &str, nonce: &str) -> Value {
     ws.send_text(text).await;
     let error = ws.next_error(code).await;
-    assert!(
-        error.get("fatal").is_none(),
-        "{code} must not be fatal: {error}"
-    );
+    assert!(error.get("fatal").is_none(), "{code} must not be fatal: {error}");
     assert!(
         error["message"].as_str().is_some_and(|m| !m.is_empty()),
         "error without a message: {error}"
@@ -112,44 +109,23 @@ async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survi
         bad(&mut ws, text, code, &format!("post{i}")).await;
     }
     let after_join: &[(&str, &str)] = &[
-        (
-            r#"{"type":"join","room":"bad","name":"Eve"}"#,
-            "already_joined",
-        ),
-        (
-            r#"{"type":"join","room":"other","name":"Eve"}"#,
-            "already_joined",
-        ),
+        (r#"{"type":"join","room":"bad","name":"Eve"}"#, "already_joined"),
+        (r#"{"type":"join","room":"other","name":"Eve"}"#, "already_joined"),
         // Out of order: no subscribe offer was made, so there is nothing to answer.
         (
             r#"{"type":"answer","pc":"subscribe","sdp":"v=0\r\n"}"#,
             "negotiation_failed",
         ),
         // Wrong direction: clients answer on subscribe and offer on publish only.
-        (
-            r#"{"type":"answer","pc":"publish","sdp":"v=0\r\n"}"#,
-            "bad_message",
-        ),
-        (
-            r#"{"type":"offer","pc":"subscribe","sdp":"v=0\r\n"}"#,
-            "bad_message",
-        ),
+        (r#"{"type":"answer","pc":"publish","sdp":"v=0\r\n"}"#, "bad_message"),
+        (r#"{"type":"offer","pc":"subscribe","sdp":"v=0\r\n"}"#, "bad_message"),
         (
             r#"{"type":"offer","pc":"publish","sdp":"this is not SDP"}"#,
             "negotiation_failed",
         ),
-        (
-            r#"{"type":"offer","pc":"sideways","sdp":"v=0\r\n"}"#,
-            "bad_message",
-        ),
-        (
-            r#"{"type":"mute","source":"nose","muted":true}"#,
-            "bad_message",
-        ),
-        (
-            r#"{"type":"mute","source":"microphone","muted":"yes"}"#,
-            "bad_message",
-        ),
+        (r#"{"type":"offer","pc":"sideways","sdp":"v=0\r\n"}"#, "bad_message"),
+        (r#"{"type":"mute","source":"nose","muted":true}"#, "bad_message"),
+        (r#"{"type":"mute","source":"microphone","muted":"yes"}"#, "bad_message"),
         (
             r#"{"type":"moderate","action":"mute","participant":"nobody"}"#,
             "forbidden",
@@ -169,12 +145,7 @@ async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survi
         ws.closed_within(WAIT).await,
         "the server did not close the websocket after leave"
     );
-    assert!(
-        eventually(WAIT, || std::future::ready(
-            server.state.rooms.participant_count() == 0
-        ))
-        .await
-    );
+    assert!(eventually(WAIT, || std::future::ready(server.state.rooms.participant_count() == 0)).await);
 
     // A room name the server refuses is fatal.
     let mut ws = WsClient::connect(&server.ws_url()).await;
@@ -182,10 +153,7 @@ async fn malformed_and_out_of_order_messages_get_errors_and_the_connection_survi
         .await;
     let e = ws.next_error("bad_room").await;
     assert_eq!(e["fatal"], true, "{e}");
-    assert!(
-        ws.closed_within(WAIT).await,
-        "bad_room must close the connection"
-    );
+    assert!(ws.closed_within(WAIT).await, "bad_room must close the connection");
     server.shutdown().await;
 }
 
@@ -201,9 +169,7 @@ async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
 
     let flood = tokio::spawn(async move {
         flooder
-            .send_many(
-                (0..1000).map(|i| json!({"type": "ping", "nonce": format!("f{i}")}).to_string()),
-            )
+            .send_many((0..1000).map(|i| json!({"type": "ping", "nonce": format!("f{i}")}).to_string()))
             .await;
         flooder
     });
@@ -226,10 +192,7 @@ async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
             .await;
         loop {
             match flooder.recv(Duration::from_millis(200)).await {
-                Recv::Json(v)
-                    if v["type"] == "pong"
-                        && v["nonce"].as_str().is_some_and(|n| n.starts_with('f')) =>
-                {
+                Recv::Json(v) if v["type"] == "pong" && v["nonce"].as_str().is_some_and(|n| n.starts_with('f')) => {
                     pongs += 1
                 }
                 Recv::Json(v) if v["type"] == "pong" => {
@@ -249,10 +212,7 @@ async fn a_ping_flood_is_rate_limited_and_does_not_starve_the_room() {
     }
     println!("flooder: {pongs} pongs to 1000 pings, {limited} rate_limited errors");
     assert!(limited >= 1, "no rate_limited error after 1000 pings");
-    assert!(
-        pongs > 0 && pongs < 1000,
-        "{pongs} of 1000 flood pings answered"
-    );
+    assert!(pongs > 0 && pongs < 1000, "{pongs} of 1000 flood pings answered");
     assert!(answered_after, "the flooder's connection did not recover");
 
     // The room still works for both: a newcomer is announced to the other participant.
@@ -293,20 +253,17 @@ fn base64url(bytes: &[u8]) -> String {
 /// SHA-256 (FIPS 180-4), for signing test tokens the server's helper cannot make (expired ones).
 fn sha256(data: &[u8]) -> [u8; 32] {
     const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+        0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+        0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+        0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+        0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+        0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+        0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
         0xc67178f2,
     ];
     let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
     ];
     let mut msg = data.to_vec();
     msg.push(0x80);
@@ -322,10 +279,7 @@ fn sha256(data: &[u8]) -> [u8; 32] {
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
         }
         let mut v = h;
         for i in 0..64 {
@@ -368,16 +322,8 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     } else {
         block[..key.len()].copy_from_slice(key);
     }
-    let inner: Vec<u8> = block
-        .iter()
-        .map(|b| b ^ 0x36)
-        .chain(message.iter().copied())
-        .collect();
-    let outer: Vec<u8> = block
-        .iter()
-        .map(|b| b ^ 0x5c)
-        .chain(sha256(&inner))
-        .collect();
+    let inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).chain(message.iter().copied()).collect();
+    let outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).chain(sha256(&inner)).collect();
     sha256(&outer)
 }
 
@@ -393,10 +339,7 @@ fn sign(secret: &str, claims: &Value) -> String {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 #[test]
@@ -454,32 +397,13 @@ async fn tokens_are_checked_and_give_the_role() {
     refused(&server, room, Some(""), "empty token").await;
     refused(&server, room, Some("garbage"), "garbage token").await;
     refused(&server, room, Some("not.a.jwt"), "three garbage parts").await;
-    let wrong_secret = mint(
-        "some-other-secret",
-        room,
-        Some("Mallory"),
-        Role::Moderator,
-        hour,
-    )
-    .unwrap();
-    refused(
-        &server,
-        room,
-        Some(&wrong_secret),
-        "token signed with another secret",
-    )
-    .await;
+    let wrong_secret = mint("some-other-secret", room, Some("Mallory"), Role::Moderator, hour).unwrap();
+    refused(&server, room, Some(&wrong_secret), "token signed with another secret").await;
     // Same claims, signature of another token.
     let good = mint(SECRET, room, Some("Mallory"), Role::Participant, hour).unwrap();
     let (head, _) = good.rsplit_once('.').unwrap();
     let (_, other_sig) = wrong_secret.rsplit_once('.').unwrap();
-    refused(
-        &server,
-        room,
-        Some(&format!("{head}.{other_sig}")),
-        "swapped signature",
-    )
-    .await;
+    refused(&server, room, Some(&format!("{head}.{other_sig}")), "swapped signature").await;
     // Claims changed after signing (participant -> moderator).
     let forged_claims = base64url(
         json!({"room": room, "name": "Mallory", "role": "moderator", "exp": unix_now() + 3600})
@@ -488,26 +412,13 @@ async fn tokens_are_checked_and_give_the_role() {
     );
     let mut parts: Vec<&str> = good.split('.').collect();
     parts[1] = &forged_claims;
-    refused(
-        &server,
-        room,
-        Some(&parts.join(".")),
-        "claims edited after signing",
-    )
-    .await;
+    refused(&server, room, Some(&parts.join(".")), "claims edited after signing").await;
     let expired = sign(
         SECRET,
         &json!({"room": room, "name": "Mallory", "role": "participant", "exp": unix_now() - 3600}),
     );
     refused(&server, room, Some(&expired), "expired token").await;
-    let elsewhere = mint(
-        SECRET,
-        "another-room",
-        Some("Mallory"),
-        Role::Participant,
-        hour,
-    )
-    .unwrap();
+    let elsewhere = mint(SECRET, "another-room", Some("Mallory"), Role::Participant, hour).unwrap();
     refused(&server, room, Some(&elsewhere), "token for another room").await;
     let unsigned = format!(
         "{}.{}.",
@@ -538,9 +449,7 @@ async fn tokens_are_checked_and_give_the_role() {
     // A moderator token gives the moderator role and its name; others see both.
     let moderator = mint(SECRET, room, Some("Mona"), Role::Moderator, hour).unwrap();
     let mut mona = WsClient::connect(&server.ws_url()).await;
-    let joined = mona
-        .join(room, "display name from the client", Some(&moderator))
-        .await;
+    let joined = mona.join(room, "display name from the client", Some(&moderator)).await;
     assert_eq!(joined["role"], "moderator", "{joined}");
     let mona_id = joined["participant_id"].clone();
     let announced = ws.expect_type("participant_joined").await;
@@ -562,10 +471,7 @@ async fn tokens_are_checked_and_give_the_role() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert!(
-        names.contains(&"Mona") && names.contains(&"Fresh"),
-        "{joined}"
-    );
+    assert!(names.contains(&"Mona") && names.contains(&"Fresh"), "{joined}");
     server.shutdown().await;
 }
 
@@ -608,9 +514,7 @@ async fn a_client_vanishing_mid_negotiation_is_cleaned_up() {
     // A real publisher, so that everyone who joins also gets a subscribe connection.
     let mut publisher = Participant::join(
         &server.ws_url(),
-        ParticipantOptions::new(room, "Publisher")
-            .with_audio()
-            .with_video(),
+        ParticipantOptions::new(room, "Publisher").with_audio().with_video(),
     )
     .await
     .expect("publisher joins");
@@ -654,25 +558,20 @@ async fn a_client_vanishing_mid_negotiation_is_cleaned_up() {
         v.vanish();
         let reason = observer
             .expect("participant_left for the vanished client", WAIT, |m| {
-                (m["type"] == "participant_left" && m["participant_id"] == id.as_str())
-                    .then(|| m["reason"].clone())
+                (m["type"] == "participant_left" && m["participant_id"] == id.as_str()).then(|| m["reason"].clone())
             })
             .await;
         assert_eq!(reason, "disconnected");
         let ok = eventually(WAIT, || {
             let now = counts(&server);
             std::future::ready(
-                (
-                    now.participants,
-                    now.peer_connections,
-                    now.tracks,
-                    now.registry,
-                ) == (
-                    before.participants,
-                    before.peer_connections,
-                    before.tracks,
-                    before.registry,
-                ),
+                (now.participants, now.peer_connections, now.tracks, now.registry)
+                    == (
+                        before.participants,
+                        before.peer_connections,
+                        before.tracks,
+                        before.registry,
+                    ),
             )
         })
         .await;
@@ -731,10 +630,7 @@ async fn two_hundred_short_sessions_leave_nothing_behind() {
                 // Leave, then the server closes.
                 0 => {
                     ws.send_json(&json!({"type": "leave"})).await;
-                    assert!(
-                        ws.closed_within(WAIT).await,
-                        "guest{i}: no close after leave"
-                    );
+                    assert!(ws.closed_within(WAIT).await, "guest{i}: no close after leave");
                 }
                 // Close handshake without leave.
                 1 => ws.close().await,
@@ -747,12 +643,7 @@ async fn two_hundred_short_sessions_leave_nothing_behind() {
     for i in 0..6 {
         one_cycle(i).await;
     }
-    assert!(
-        eventually(WAIT, || std::future::ready(
-            server.state.rooms.participant_count() == 0
-        ))
-        .await
-    );
+    assert!(eventually(WAIT, || std::future::ready(server.state.rooms.participant_count() == 0)).await);
     let baseline = live_threads();
 
     // A publisher in the room: every guest gets a subscribe connection and an offer.
@@ -774,8 +665,7 @@ async fn two_hundred_short_sessions_leave_nothing_behind() {
     }
     let only_publisher = eventually(WAIT, || async {
         let m = metrics(&server).await;
-        metric(&m, "samtal_participants") == Some(1.0)
-            && metric(&m, "samtal_websocket_connections") == Some(1.0)
+        metric(&m, "samtal_participants") == Some(1.0) && metric(&m, "samtal_websocket_connections") == Some(1.0)
     })
     .await;
     assert!(
@@ -798,10 +688,7 @@ async fn two_hundred_short_sessions_leave_nothing_behind() {
     })
     .await;
     let m = metrics(&server).await;
-    let values: Vec<String> = names
-        .iter()
-        .map(|n| format!("{n} {:?}", metric(&m, n)))
-        .collect();
+    let values: Vec<String> = names.iter().map(|n| format!("{n} {:?}", metric(&m, n))).collect();
     assert!(empty, "gauges did not return to zero: {values:?}");
     assert_eq!(server.state.rooms.room_count(), 0);
     // Threads: a few may come and go (the blocking pool), but none may stay per session.
@@ -810,10 +697,7 @@ async fn two_hundred_short_sessions_leave_nothing_behind() {
         std::future::ready(live_threads() <= baseline + bound)
     })
     .await;
-    println!(
-        "threads: {baseline} before, {} after 200 sessions",
-        live_threads()
-    );
+    println!("threads: {baseline} before, {} after 200 sessions", live_threads());
     assert!(
         settled,
         "threads grew from {baseline} to {} over 200 sessions",

@@ -13,10 +13,14 @@ const SECRET: &str = "export-test-secret-0123456789abcdef";
 /// `GET path` with a bearer token: (status, headers, body).
 async fn get(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("HTTP timed out").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("HTTP timed out")
+        .unwrap();
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -47,13 +51,26 @@ async fn exports_parse_with_independent_parsers_and_their_digest_verifies() {
     let id = store.start_meeting_at("veckomöte", Some("sv"), t0).await.unwrap().id;
     let lines = [
         ("u1", "p-anna", "Anna", 1_000, 3_250, "God morgon allihop."),
-        ("u2", "p-bo", "Björn <B>", 3_500, 6_000, "Budgeten för 2025 & \"framåt\" --> klar."),
+        (
+            "u2",
+            "p-bo",
+            "Björn <B>",
+            3_500,
+            6_000,
+            "Budgeten för 2025 & \"framåt\" --> klar.",
+        ),
         ("u3", "p-anna", "Anna", 3_661_001, 3_662_500, "Tack, vi ses."),
     ];
     for (u, who, name, start, end, text) in lines {
-        store.add_segment(&id, &segment(u, who, t0 + start, t0 + end, text), name).await.unwrap();
+        store
+            .add_segment(&id, &segment(u, who, t0 + start, t0 + end, text), name)
+            .await
+            .unwrap();
     }
-    store.set_opted_out(&id, "p-cleo", "Cleo", true, t0 + 2_000).await.unwrap();
+    store
+        .set_opted_out(&id, "p-cleo", "Cleo", true, t0 + 2_000)
+        .await
+        .unwrap();
     store.end_meeting(&id, t0 + 3_700_000).await.unwrap();
     let digest = store.meeting(&id).await.unwrap().unwrap().transcript_digest.unwrap();
 
@@ -61,14 +78,22 @@ async fn exports_parse_with_independent_parsers_and_their_digest_verifies() {
     let dir = std::env::temp_dir().join(format!("samtal-export-{}-{}", std::process::id(), server.addr.port()));
     std::fs::create_dir_all(&dir).unwrap();
     for format in ["vtt", "srt", "txt", "json"] {
-        let (status, head, body) = get(server.addr, &format!("/api/meetings/{id}/export?format={format}"), &token).await;
+        let (status, head, body) = get(
+            server.addr,
+            &format!("/api/meetings/{id}/export?format={format}"),
+            &token,
+        )
+        .await;
         assert_eq!(status, 200, "{format}: {body}");
         assert!(head.contains(&format!("x-transcript-digest: {digest}")), "{head}");
         std::fs::write(dir.join(format!("export.{format}")), body).unwrap();
     }
 
     let mut command = tokio::process::Command::new(&python);
-    command.arg(repo_root().join("tests/peers/check_export.py")).arg(&dir).arg(&digest);
+    command
+        .arg(repo_root().join("tests/peers/check_export.py"))
+        .arg(&dir)
+        .arg(&digest);
     let out = run_peer(command, Duration::from_secs(60)).await;
     assert_eq!(out.status, Some(0), "check_export.py failed:\n{}", out.tail());
     let found = out.json();
@@ -76,7 +101,13 @@ async fn exports_parse_with_independent_parsers_and_their_digest_verifies() {
     let _ = std::fs::remove_dir_all(&dir);
 
     // Every format names the digest, and Python's own chain over the JSON gives the same.
-    for key in ["vtt_digest", "txt_digest", "json_digest", "recomputed_digest", "header_digest"] {
+    for key in [
+        "vtt_digest",
+        "txt_digest",
+        "json_digest",
+        "recomputed_digest",
+        "header_digest",
+    ] {
         assert_eq!(found[key], digest.as_str(), "{key}: {found}");
     }
     let vtt = found["vtt_cues"].as_array().unwrap();

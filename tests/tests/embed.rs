@@ -33,15 +33,9 @@ async fn serve_dir(listener: TcpListener, dir: PathBuf) {
             }
             let head = String::from_utf8_lossy(&buf);
             let target = head.split_whitespace().nth(1).unwrap_or("/");
-            let name = target
-                .split(['?', '#'])
-                .next()
-                .unwrap_or("")
-                .trim_start_matches('/');
+            let name = target.split(['?', '#']).next().unwrap_or("").trim_start_matches('/');
             let safe = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
                 && !name.starts_with('.');
             let (status, body, kind) = match safe.then(|| std::fs::read(dir.join(name))) {
                 Some(Ok(body)) => (
@@ -70,9 +64,7 @@ async fn serve_dir(listener: TcpListener, dir: PathBuf) {
 async fn response_head(addr: std::net::SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .expect("send");
     let mut raw = Vec::new();
@@ -88,9 +80,7 @@ async fn response_head(addr: std::net::SocketAddr, path: &str) -> String {
 
 /// A host site on its own loopback port: its origin.
 async fn host_site(dir: &std::path::Path) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a host site");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a host site");
     let origin = format!("http://{}", listener.local_addr().expect("local address"));
     tokio::spawn(serve_dir(listener, dir.to_path_buf()));
     origin
@@ -114,8 +104,7 @@ async fn embedding_iframe_api_origins_and_matrix_widget() {
         "the meeting page's CSP does not name exactly the allowed origin:\n{head}"
     );
     let (status, body) = ws::http_get(server.addr, "/client-config.json").await;
-    let client_config: serde_json::Value =
-        serde_json::from_str(&body).expect("client-config.json is JSON");
+    let client_config: serde_json::Value = serde_json::from_str(&body).expect("client-config.json is JSON");
     assert_eq!(
         (status, &client_config["allowed_origins"]),
         (200, &serde_json::json!([allowed])),

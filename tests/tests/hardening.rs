@@ -21,7 +21,10 @@ fn token(room: &str, name: &str, role: Role) -> String {
 async fn maybe(ws: &mut WsClient, ty: &str, timeout: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match ws.recv(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+        match ws
+            .recv(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
             Recv::Json(v) if v["type"] == ty => return Some(v),
             Recv::Json(_) => {}
             Recv::Closed | Recv::TimedOut => return None,
@@ -51,7 +54,11 @@ async fn empty_short_and_placeholder_secrets_stop_the_server_from_starting() {
     }
     let mut config = test_config();
     config.transcription.worker_key = Some(String::new());
-    let err = samtal_signaling::start(config).await.err().expect("an empty worker key is refused").to_string();
+    let err = samtal_signaling::start(config)
+        .await
+        .err()
+        .expect("an empty worker key is refused")
+        .to_string();
     assert!(err.contains("transcription.worker_key"), "{err}");
 }
 
@@ -67,28 +74,52 @@ async fn open_mode_never_opens_the_service_role() {
     let ws = server.ws_url();
 
     // No credential, a wrong key, a participant pretending: refused and disconnected.
-    for register in [json!({"type": "worker"}), json!({"type": "worker", "token": "guess-0123456789abcdef0123456789abcdef"})] {
+    for register in [
+        json!({"type": "worker"}),
+        json!({"type": "worker", "token": "guess-0123456789abcdef0123456789abcdef"}),
+    ] {
         let mut w = WsClient::connect(&ws).await;
         w.send_json(&register).await;
         let e = w.next_error("unauthorized").await;
-        assert_eq!((e["ref_type"].as_str(), e["fatal"].as_bool()), (Some("worker"), Some(true)), "{e}");
+        assert_eq!(
+            (e["ref_type"].as_str(), e["fatal"].as_bool()),
+            (Some("worker"), Some(true)),
+            "{e}"
+        );
         assert!(w.closed_within(WAIT).await, "a refused worker is disconnected");
     }
     let mut sneak = WsClient::connect(&ws).await;
-    sneak.send_json(&json!({"type": "join", "room": "board", "name": "Nobody", "hidden": true})).await;
+    sneak
+        .send_json(&json!({"type": "join", "room": "board", "name": "Nobody", "hidden": true}))
+        .await;
     sneak.next_error("forbidden").await;
 
     // The real worker, with the key, gets the job when Alice turns transcription on.
     let mut alice = WsClient::connect(&ws).await;
-    let alice_id = alice.join("board", "Alice", None).await["participant_id"].as_str().unwrap().to_owned();
+    let alice_id = alice.join("board", "Alice", None).await["participant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut worker = WsClient::connect(&ws).await;
-    worker.send_json(&json!({"type": "worker", "token": WORKER_KEY, "capacity": 1})).await;
-    alice.expect("transcription available", WAIT, |v| (v["type"] == "transcription_status" && v["available"] == true).then_some(())).await;
-    alice.send_json(&json!({"type": "transcription", "enabled": true})).await;
+    worker
+        .send_json(&json!({"type": "worker", "token": WORKER_KEY, "capacity": 1}))
+        .await;
+    alice
+        .expect("transcription available", WAIT, |v| {
+            (v["type"] == "transcription_status" && v["available"] == true).then_some(())
+        })
+        .await;
+    alice
+        .send_json(&json!({"type": "transcription", "enabled": true}))
+        .await;
     let job = worker.expect_type("job").await;
     let meeting_id = job["meeting_id"].as_str().unwrap().to_owned();
     let mut service = WsClient::connect(&ws).await;
-    service.send_json(&json!({"type": "join", "room": "board", "name": "Transcriber", "token": job["token"], "hidden": true})).await;
+    service
+        .send_json(
+            &json!({"type": "join", "room": "board", "name": "Transcriber", "token": job["token"], "hidden": true}),
+        )
+        .await;
     service.expect_type("joined").await;
 
     // Alice publishes no audio, so nothing was sent to transcribe: a segment in her name is refused.
@@ -98,9 +129,22 @@ async fn open_mode_never_opens_the_service_role() {
     service.send_json(&forged).await;
     let e = service.expect_error("forbidden").await;
     assert_eq!(e["ref_type"], "segment", "{e}");
-    assert!(maybe(&mut alice, "caption", Duration::from_secs(1)).await.is_none(), "no forged caption reaches the room");
-    let transcript = server.state.store.transcript(&meeting_id).await.unwrap().expect("meeting recorded");
-    assert!(transcript.segments.is_empty(), "nothing stored: {:?}", transcript.segments);
+    assert!(
+        maybe(&mut alice, "caption", Duration::from_secs(1)).await.is_none(),
+        "no forged caption reaches the room"
+    );
+    let transcript = server
+        .state
+        .store
+        .transcript(&meeting_id)
+        .await
+        .unwrap()
+        .expect("meeting recorded");
+    assert!(
+        transcript.segments.is_empty(),
+        "nothing stored: {:?}",
+        transcript.segments
+    );
     server.shutdown().await;
 }
 
@@ -121,7 +165,11 @@ async fn only_moderators_choose_where_the_transcript_goes() {
     let e = mallory.expect_error("forbidden").await;
     assert_eq!(e["ref_type"], "join", "{e}");
     mallory.ping_pong("still-in").await;
-    assert_eq!(server.state.rooms.matrix_room("council"), None, "a participant's link is not taken");
+    assert_eq!(
+        server.state.rooms.matrix_room("council"),
+        None,
+        "a participant's link is not taken"
+    );
 
     let mut chair = WsClient::connect(&ws).await;
     chair
@@ -130,12 +178,23 @@ async fn only_moderators_choose_where_the_transcript_goes() {
         .await;
     chair.expect_type("joined").await;
     chair.ping_pong("linked").await;
-    assert_eq!(server.state.rooms.matrix_room("council").as_deref(), Some("!council:agency.example"));
+    assert_eq!(
+        server.state.rooms.matrix_room("council").as_deref(),
+        Some("!council:agency.example")
+    );
 
     let entries = server.state.store.audit_entries(&AuditFilter::default()).await.unwrap();
-    let links: Vec<(&str, &str)> = entries.iter().filter(|e| e.action == "matrix.link").map(|e| (e.outcome.as_str(), e.role.as_str())).collect();
+    let links: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e.action == "matrix.link")
+        .map(|e| (e.outcome.as_str(), e.role.as_str()))
+        .collect();
     assert_eq!(links, [("denied", "participant"), ("ok", "moderator")], "{entries:?}");
-    assert!(entries.iter().any(|e| e.detail.contains("!attacker:evil.example") && e.actor.contains("Mallory")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.detail.contains("!attacker:evil.example") && e.actor.contains("Mallory"))
+    );
     server.shutdown().await;
 }
 
@@ -156,12 +215,20 @@ async fn one_token_cannot_fill_a_room() {
         sessions.push(c);
     }
     let mut fourth = WsClient::connect(&ws).await;
-    fourth.send_json(&json!({"type": "join", "room": "town-hall", "name": "Guest", "token": shared})).await;
+    fourth
+        .send_json(&json!({"type": "join", "room": "town-hall", "name": "Guest", "token": shared}))
+        .await;
     let e = fourth.next_error("too_many_sessions").await;
     assert_eq!(e["fatal"], true, "{e}");
     assert!(fourth.closed_within(WAIT).await);
     let mut moderator = WsClient::connect(&ws).await;
-    moderator.join("town-hall", "Chair", Some(&token("town-hall", "Chair", Role::Moderator))).await;
+    moderator
+        .join(
+            "town-hall",
+            "Chair",
+            Some(&token("town-hall", "Chair", Role::Moderator)),
+        )
+        .await;
     sessions.pop().unwrap().close().await;
     let mut again = WsClient::connect(&ws).await;
     assert!(
@@ -170,7 +237,8 @@ async fn one_token_cannot_fill_a_room() {
             let shared = shared.clone();
             async move {
                 let mut c = WsClient::connect(&ws).await;
-                c.send_json(&json!({"type": "join", "room": "town-hall", "name": "Guest", "token": shared})).await;
+                c.send_json(&json!({"type": "join", "room": "town-hall", "name": "Guest", "token": shared}))
+                    .await;
                 matches!(c.recv(WAIT).await, Recv::Json(v) if v["type"] == "joined")
             }
         })
@@ -212,7 +280,10 @@ async fn connections_that_never_join_are_bounded() {
         match pinger.recv(Duration::from_millis(300)).await {
             Recv::Json(v) if v["type"] == "error" => break v,
             Recv::Closed => panic!("closed without saying why"),
-            _ => assert!(started.elapsed() < Duration::from_secs(10), "an unjoined, pinging connection lived on"),
+            _ => assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "an unjoined, pinging connection lived on"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
@@ -243,7 +314,10 @@ async fn binary_floods_are_rate_limited() {
         }
     }
     let bad = errors.iter().filter(|c| *c == "bad_message").count();
-    assert!(bad <= 20, "{bad} bad_message replies to 300 binary frames (burst is 20)");
+    assert!(
+        bad <= 20,
+        "{bad} bad_message replies to 300 binary frames (burst is 20)"
+    );
     assert!(errors.iter().any(|c| c == "rate_limited"), "{errors:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     c.ping_pong("after").await;
@@ -284,15 +358,27 @@ async fn refusals_do_not_flood_the_audit_trail() {
     let (status, body) = http_get_bearer(server.addr, "/api/audit?limit=500", &admin).await;
     assert_eq!(status, 200, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
-    let entries = body["entries"].as_array().or_else(|| body.as_array()).expect("entries").clone();
+    let entries = body["entries"]
+        .as_array()
+        .or_else(|| body.as_array())
+        .expect("entries")
+        .clone();
     let denied: Vec<&Value> = entries.iter().filter(|e| e["actor"] == "Pest").collect();
     let single = denied.iter().filter(|e| e["action"] == "audit.read").count();
     let counted: u64 = denied
         .iter()
         .filter(|e| e["action"] == "refused.aggregate")
-        .map(|e| serde_json::from_str::<Value>(e["detail"].as_str().unwrap()).unwrap()["count"].as_u64().unwrap())
+        .map(|e| {
+            serde_json::from_str::<Value>(e["detail"].as_str().unwrap()).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
     assert!(single <= 10, "{single} refusals written one by one");
-    assert_eq!(single as u64 + counted, 200, "every refusal is accounted for: {denied:?}");
+    assert_eq!(
+        single as u64 + counted,
+        200,
+        "every refusal is accounted for: {denied:?}"
+    );
     server.shutdown().await;
 }

@@ -14,7 +14,10 @@ async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await.expect("response in time").unwrap();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut out))
+        .await
+        .expect("response in time")
+        .unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -38,7 +41,10 @@ async fn closed_after(stream: &mut TcpStream, limit: Duration) -> Option<Duratio
 /// A connection that sent half a request and stops there.
 async fn half_request(addr: std::net::SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: samtal\r\nX-Slow: ").await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: samtal\r\nX-Slow: ")
+        .await
+        .unwrap();
     stream
 }
 
@@ -49,15 +55,26 @@ async fn half_sent_requests_and_idle_connections_are_closed_after_the_header_tim
     let server = start_server(config).await;
     let mut slow = half_request(server.addr).await;
     let closed = closed_after(&mut slow, Duration::from_secs(5)).await;
-    assert!(closed.is_some(), "a half-sent request was still open after 5 s (header timeout 1 s)");
+    assert!(
+        closed.is_some(),
+        "a half-sent request was still open after 5 s (header timeout 1 s)"
+    );
 
     // A kept-alive connection that answered one request and then sits idle is closed too.
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: samtal\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: samtal\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 1024];
     let n = tokio::time::timeout(WAIT, idle.read(&mut buf)).await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "the first request is answered");
-    assert!(closed_after(&mut idle, Duration::from_secs(5)).await.is_some(), "an idle kept-alive connection stayed open");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "the first request is answered"
+    );
+    assert!(
+        closed_after(&mut idle, Duration::from_secs(5)).await.is_some(),
+        "an idle kept-alive connection stayed open"
+    );
     server.shutdown().await;
 }
 
@@ -73,12 +90,17 @@ async fn connections_over_the_cap_get_503_and_the_server_recovers() {
     }
     // Accepting is asynchronous: wait until the cap is reached.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let full = raw(server.addr, "GET /healthz HTTP/1.1\r\nHost: samtal\r\nConnection: close\r\n\r\n").await;
+    let full = raw(
+        server.addr,
+        "GET /healthz HTTP/1.1\r\nHost: samtal\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(full.starts_with("HTTP/1.1 503"), "over the cap: {full}");
     assert!(full.to_ascii_lowercase().contains("retry-after:"), "{full}");
     assert!(full.contains("too many open connections"), "{full}");
     drop(held);
-    let recovered = samtal_e2e::ws::eventually(WAIT, || async { http_get(server.addr, "/healthz").await.0 == 200 }).await;
+    let recovered =
+        samtal_e2e::ws::eventually(WAIT, || async { http_get(server.addr, "/healthz").await.0 == 200 }).await;
     assert!(recovered, "/healthz answers again once the held connections are gone");
     server.shutdown().await;
 }
@@ -92,23 +114,45 @@ async fn stopping_finishes_within_the_grace_period_while_a_request_hangs() {
     let mut slow = half_request(server.addr).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopped = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
-    assert!(stopped.is_ok(), "shutdown did not finish while a half-sent request was open");
-    assert!(closed_after(&mut slow, Duration::from_secs(5)).await.is_some(), "the hanging connection was closed");
+    assert!(
+        stopped.is_ok(),
+        "shutdown did not finish while a half-sent request was open"
+    );
+    assert!(
+        closed_after(&mut slow, Duration::from_secs(5)).await.is_some(),
+        "the hanging connection was closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_carry_security_headers() {
     let server = start_server(test_config()).await;
-    let response = raw(server.addr, "GET /index.html HTTP/1.1\r\nHost: samtal\r\nConnection: close\r\n\r\n").await;
+    let response = raw(
+        server.addr,
+        "GET /index.html HTTP/1.1\r\nHost: samtal\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let head = response.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
-    let header = |name: &str| head.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned));
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+    };
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
     assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"));
     let permissions = header("permissions-policy").expect("Permissions-Policy");
-    assert!(permissions.contains("camera=(self)") && permissions.contains("microphone=(self)"), "{permissions}");
+    assert!(
+        permissions.contains("camera=(self)") && permissions.contains("microphone=(self)"),
+        "{permissions}"
+    );
     let csp = header("content-security-policy").expect("Content-Security-Policy");
-    for directive in ["default-src 'self'", "script-src 'self'", "style-src 'self'", "object-src 'none'", "frame-ancestors 'self'"] {
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'self'",
+    ] {
         assert!(csp.contains(directive), "{directive} missing from {csp}");
     }
     assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
@@ -136,10 +180,22 @@ async fn an_open_server_refuses_websockets_from_foreign_origins() {
     let server = start_server(config).await;
     let url = server.ws_url();
     let own = format!("http://{}", server.addr);
-    assert_eq!(ws_status(&url, Some("https://evil.example")).await, 403, "a foreign page's websocket");
+    assert_eq!(
+        ws_status(&url, Some("https://evil.example")).await,
+        403,
+        "a foreign page's websocket"
+    );
     assert_eq!(ws_status(&url, Some(&own)).await, 101, "the server's own pages");
-    assert_eq!(ws_status(&url, Some("https://intranet.example.org")).await, 101, "a configured embedding origin");
-    assert_eq!(ws_status(&url, None).await, 101, "a client that is not a browser sends no Origin");
+    assert_eq!(
+        ws_status(&url, Some("https://intranet.example.org")).await,
+        101,
+        "a configured embedding origin"
+    );
+    assert_eq!(
+        ws_status(&url, None).await,
+        101,
+        "a client that is not a browser sends no Origin"
+    );
     server.shutdown().await;
 
     // With tokens, the token decides, whatever page the browser is on.

@@ -31,14 +31,7 @@ fn config(synapse: &Synapse, password: &str) -> Config {
 }
 
 fn token(room: &str, name: &str) -> String {
-    samtal_signaling::auth::mint(
-        SECRET,
-        room,
-        Some(name),
-        Role::Moderator,
-        Duration::from_secs(3600),
-    )
-    .unwrap()
+    samtal_signaling::auth::mint(SECRET, room, Some(name), Role::Moderator, Duration::from_secs(3600)).unwrap()
 }
 
 const LINES: &[(&str, &str)] = &[
@@ -58,23 +51,13 @@ const LINES: &[(&str, &str)] = &[
         "Björn",
         "Leasing the network switches would spread the budget over three years.",
     ),
-    (
-        "Anna",
-        "Then we decided to lease the office network switches.",
-    ),
-    (
-        "Björn",
-        "I will send the leasing contract to legal by Friday.",
-    ),
+    ("Anna", "Then we decided to lease the office network switches."),
+    ("Björn", "I will send the leasing contract to legal by Friday."),
 ];
 
 /// A moderator joins `room` linked to `matrix_room`, turns transcription on, the worker's
 /// segments are stored, and transcription is turned off (the meeting ends). Returns the meeting id.
-async fn start_meeting(
-    server: &RunningServer,
-    room: &str,
-    matrix_room: &str,
-) -> (WsClient, String) {
+async fn start_meeting(server: &RunningServer, room: &str, matrix_room: &str) -> (WsClient, String) {
     let mut moderator = WsClient::connect(&server.ws_url()).await;
     moderator.send_json(&json!({"type": "join", "room": room, "name": "Anna", "token": token(room, "Anna"), "matrix_room": matrix_room})).await;
     moderator.expect_type("joined").await;
@@ -82,22 +65,12 @@ async fn start_meeting(
         .send_json(&json!({"type": "transcription", "enabled": true, "language": "en"}))
         .await;
     let status = moderator.expect_type("transcription_status").await;
-    let meeting = status["meeting_id"]
-        .as_str()
-        .expect("meeting id")
-        .to_owned();
+    let meeting = status["meeting_id"].as_str().expect("meeting id").to_owned();
     (moderator, meeting)
 }
 
 async fn speak_and_end(server: &RunningServer, moderator: &mut WsClient, meeting: &str) {
-    let started = server
-        .state
-        .store
-        .meeting(meeting)
-        .await
-        .unwrap()
-        .unwrap()
-        .started_at;
+    let started = server.state.store.meeting(meeting).await.unwrap().unwrap().started_at;
     for (i, (who, text)) in LINES.iter().enumerate() {
         let segment = Segment {
             utterance_id: format!("u{i}"),
@@ -109,12 +82,7 @@ async fn speak_and_end(server: &RunningServer, moderator: &mut WsClient, meeting
             confidence: Some(0.9),
             is_final: true,
         };
-        server
-            .state
-            .store
-            .add_segment(meeting, &segment, who)
-            .await
-            .unwrap();
+        server.state.store.add_segment(meeting, &segment, who).await.unwrap();
     }
     moderator
         .send_json(&json!({"type": "transcription", "enabled": false}))
@@ -166,10 +134,7 @@ async fn read_back(reader: &Reader, room: &str) -> Vec<Message> {
         let messages = reader.messages(room).await;
         let bot = from_bot(&messages);
         let files = bot.iter().filter(|m| m.msgtype() == "m.file").count();
-        let summaries = bot
-            .iter()
-            .filter(|m| m.body().starts_with("Meeting summary"))
-            .count();
+        let summaries = bot.iter().filter(|m| m.body().starts_with("Meeting summary")).count();
         if files == 2 && summaries == 1 && bot.iter().all(|m| m.event_type == "m.room.message") {
             return messages;
         }
@@ -216,10 +181,7 @@ async fn check_room_contents(reader: &Reader, messages: &[Message]) {
         notices[1].starts_with("Transcription stopped in meeting"),
         "{notices:?}"
     );
-    let summary = bot
-        .iter()
-        .find(|m| m.body().starts_with("Meeting summary"))
-        .unwrap();
+    let summary = bot.iter().find(|m| m.body().starts_with("Meeting summary")).unwrap();
     let body = summary.body();
     assert!(body.contains("Participants: Anna, Björn"), "{body}");
     assert!(
@@ -274,8 +236,7 @@ async fn summaries_and_transcripts_reach_plain_and_encrypted_rooms() {
     // The bot accepts its invitations by itself.
     let (r, p, e) = (&reader, &plain, &encrypted);
     assert!(
-        within_deadline(|| async move { r.is_joined(p, BOT).await && r.is_joined(e, BOT).await })
-            .await,
+        within_deadline(|| async move { r.is_joined(p, BOT).await && r.is_joined(e, BOT).await }).await,
         "the bot did not join"
     );
 
@@ -317,10 +278,7 @@ async fn summaries_and_transcripts_reach_plain_and_encrypted_rooms() {
         );
         assert_eq!(status["deliveries"][2]["summary_source"], "extractive");
         assert_eq!(
-            status["deliveries"][2]["event_ids"]
-                .as_object()
-                .unwrap()
-                .len(),
+            status["deliveries"][2]["event_ids"].as_object().unwrap().len(),
             3,
             "{status}"
         );
@@ -356,10 +314,7 @@ async fn a_summary_made_while_synapse_is_down_arrives_once_it_is_back() {
     let config = config(&synapse, "bot-password");
     let server = start_server(config.clone()).await;
     let (r, m) = (&reader, &room);
-    assert!(
-        within_deadline(|| r.is_joined(m, BOT)).await,
-        "the bot did not join"
-    );
+    assert!(within_deadline(|| r.is_joined(m, BOT)).await, "the bot did not join");
 
     let (mut moderator, meeting) = start_meeting(&server, "weekly", &room).await;
     assert!(
@@ -374,9 +329,8 @@ async fn a_summary_made_while_synapse_is_down_arrives_once_it_is_back() {
     let (s, m) = (&server, &meeting);
     let retrying = || async move {
         let d = deliveries(s, m).await;
-        d.iter().any(|d| {
-            d.kind == "summary" && d.state == "pending" && d.attempts >= 1 && d.last_error.is_some()
-        })
+        d.iter()
+            .any(|d| d.kind == "summary" && d.state == "pending" && d.attempts >= 1 && d.last_error.is_some())
     };
     assert!(
         within_deadline(retrying).await,
@@ -389,10 +343,7 @@ async fn a_summary_made_while_synapse_is_down_arrives_once_it_is_back() {
         .find(|d| d.kind == "summary")
         .unwrap();
     // The reason is logged and kept (its wording depends on where the request failed).
-    assert!(
-        !summary.last_error.as_deref().unwrap_or("").is_empty(),
-        "{summary:?}"
-    );
+    assert!(!summary.last_error.as_deref().unwrap_or("").is_empty(), "{summary:?}");
 
     // Samtal restarts too while the homeserver is away: the outbox is in the store.
     moderator.close().await;
@@ -409,9 +360,7 @@ async fn a_summary_made_while_synapse_is_down_arrives_once_it_is_back() {
     check_room_contents(&reader, &messages).await;
     let bot = from_bot(&messages);
     assert_eq!(
-        bot.iter()
-            .filter(|m| m.body().starts_with("Meeting summary"))
-            .count(),
+        bot.iter().filter(|m| m.body().starts_with("Meeting summary")).count(),
         1,
         "{bot:#?}"
     );
@@ -445,13 +394,7 @@ async fn bad_credentials_unknown_and_uninvited_rooms_are_reported_and_the_meetin
     let (mut moderator, meeting) = start_meeting(&server, "weekly", &room).await;
     speak_and_end(&server, &mut moderator, &meeting).await;
     assert!(
-        within_deadline(|| failed_with(
-            &server,
-            meeting.clone(),
-            "summary",
-            "Matrix login as samtal-bot failed"
-        ))
-        .await,
+        within_deadline(|| failed_with(&server, meeting.clone(), "summary", "Matrix login as samtal-bot failed")).await,
         "{:#?}",
         deliveries(&server, &meeting).await
     );
@@ -464,13 +407,7 @@ async fn bad_credentials_unknown_and_uninvited_rooms_are_reported_and_the_meetin
             .contains("login"),
         "{status}"
     );
-    let transcript = server
-        .state
-        .store
-        .transcript(&meeting)
-        .await
-        .unwrap()
-        .unwrap();
+    let transcript = server.state.store.transcript(&meeting).await.unwrap().unwrap();
     assert!(transcript.meeting.ended_at.is_some() && transcript.segments.len() == LINES.len());
     moderator.close().await;
     server.shutdown().await;
@@ -484,32 +421,17 @@ async fn bad_credentials_unknown_and_uninvited_rooms_are_reported_and_the_meetin
         let (mut moderator, meeting) = start_meeting(&server, name, &matrix_room).await;
         speak_and_end(&server, &mut moderator, &meeting).await;
         assert!(
-            within_deadline(|| failed_with(
-                &server,
-                meeting.clone(),
-                "summary",
-                "the bot is not in Matrix room"
-            ))
-            .await,
+            within_deadline(|| failed_with(&server, meeting.clone(), "summary", "the bot is not in Matrix room")).await,
             "{name}: {:#?}",
             deliveries(&server, &meeting).await
         );
         let d = deliveries(&server, &meeting).await;
         assert!(
-            d.iter().all(|d| d.state == "pending"
-                && d.last_error
-                    .as_deref()
-                    .unwrap_or("")
-                    .contains(matrix_room.as_str())),
+            d.iter()
+                .all(|d| d.state == "pending" && d.last_error.as_deref().unwrap_or("").contains(matrix_room.as_str())),
             "{d:#?}"
         );
-        let transcript = server
-            .state
-            .store
-            .transcript(&meeting)
-            .await
-            .unwrap()
-            .unwrap();
+        let transcript = server.state.store.transcript(&meeting).await.unwrap().unwrap();
         assert!(transcript.meeting.ended_at.is_some() && transcript.segments.len() == LINES.len());
         moderator.close().await;
     }

@@ -2,8 +2,7 @@
 //! participant; others may not. Checked on protocol messages and on the media that arrives.
 
 use samtal_client::samtal_protocol::{
-    ClientMessage, ErrorCode, LeaveReason, MediaKind, ModerateAction, Role, ServerMessage,
-    TrackSource,
+    ClientMessage, ErrorCode, LeaveReason, MediaKind, ModerateAction, Role, ServerMessage, TrackSource,
 };
 use samtal_client::synthetic::Vp8Config;
 use samtal_client::{JoinOptions, Participant, ParticipantEvent, ParticipantOptions, Received};
@@ -34,10 +33,7 @@ impl MediaLog {
         tokio::spawn(async move {
             while let Some(r) = rx.recv().await {
                 let counter = r.stamp().map(|s| s.counter);
-                sink.0
-                    .lock()
-                    .unwrap()
-                    .push((r.participant_id, r.kind, counter));
+                sink.0.lock().unwrap().push((r.participant_id, r.kind, counter));
             }
         });
         log
@@ -92,18 +88,9 @@ impl EventLog {
     }
 
     /// Waits until `pick` accepted `n` events; returns the last.
-    async fn wait_n<T>(
-        &self,
-        what: &str,
-        n: usize,
-        pick: impl Fn(&ParticipantEvent) -> Option<T>,
-    ) -> T {
+    async fn wait_n<T>(&self, what: &str, n: usize, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> T {
         let ok = eventually(WAIT, || std::future::ready(self.find(&pick).len() >= n)).await;
-        assert!(
-            ok,
-            "waited for {n} x {what}; events: {:#?}",
-            self.0.lock().unwrap()
-        );
+        assert!(ok, "waited for {n} x {what}; events: {:#?}", self.0.lock().unwrap());
         self.find(&pick).into_iter().nth(n - 1).expect("found")
     }
 
@@ -204,8 +191,7 @@ async fn moderator_mutes_and_removes_others_may_not() {
     let tom = target.id();
     target.p.start_media();
     until("Wendy receives Tom's audio and video", || {
-        witness.media.count(&tom, MediaKind::Audio) >= 25
-            && witness.media.count(&tom, MediaKind::Video) >= 20
+        witness.media.count(&tom, MediaKind::Audio) >= 25 && witness.media.count(&tom, MediaKind::Video) >= 20
     })
     .await;
 
@@ -216,13 +202,9 @@ async fn moderator_mutes_and_removes_others_may_not() {
     witness.moderate_error(ErrorCode::Forbidden, 2).await;
     // The moderator may not moderate someone who is not there, nor itself.
     moderator.moderate(ModerateAction::Mute, "p-nobody", None);
-    moderator
-        .moderate_error(ErrorCode::UnknownParticipant, 1)
-        .await;
+    moderator.moderate_error(ErrorCode::UnknownParticipant, 1).await;
     moderator.moderate(ModerateAction::Remove, &moderator.id(), None);
-    moderator
-        .moderate_error(ErrorCode::UnknownParticipant, 2)
-        .await;
+    moderator.moderate_error(ErrorCode::UnknownParticipant, 2).await;
 
     // The moderator mutes Tom's microphone (the default source).
     moderator.moderate(ModerateAction::Mute, &tom, None);
@@ -252,19 +234,12 @@ async fn moderator_mutes_and_removes_others_may_not() {
     assert_eq!(
         target
             .events
-            .find(|e| matches!(
-                e,
-                ParticipantEvent::Server(ServerMessage::MuteRequest { .. })
-            )
-            .then_some(()))
+            .find(|e| matches!(e, ParticipantEvent::Server(ServerMessage::MuteRequest { .. })).then_some(()))
             .len(),
         1
     );
     assert_eq!(
-        witness
-            .events
-            .find(mute_changed(&tom, TrackSource::Microphone))
-            .len(),
+        witness.events.find(mute_changed(&tom, TrackSource::Microphone)).len(),
         1
     );
 
@@ -283,9 +258,7 @@ async fn moderator_mutes_and_removes_others_may_not() {
     })
     .await;
     assert_eq!(
-        witness
-            .media
-            .count_from_counter(&tom, MediaKind::Audio, muted_from),
+        witness.media.count_from_counter(&tom, MediaKind::Audio, muted_from),
         0,
         "Wendy received Tom's audio after a moderator muted it"
     );
@@ -312,10 +285,11 @@ async fn moderator_mutes_and_removes_others_may_not() {
         let reason = m
             .events
             .wait("participant_left for Tom", |e| match e {
-                ParticipantEvent::Server(ServerMessage::ParticipantLeft {
-                    participant_id,
-                    reason,
-                }) if *participant_id == tom => Some(*reason),
+                ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, reason })
+                    if *participant_id == tom =>
+                {
+                    Some(*reason)
+                }
                 _ => None,
             })
             .await;
@@ -329,9 +303,7 @@ async fn moderator_mutes_and_removes_others_may_not() {
     assert!(!server.state.rooms.contains(ROOM, &tom));
     // Removing someone who was removed already: unknown.
     moderator.moderate(ModerateAction::Remove, &tom, None);
-    moderator
-        .moderate_error(ErrorCode::UnknownParticipant, 3)
-        .await;
+    moderator.moderate_error(ErrorCode::UnknownParticipant, 3).await;
     assert_eq!(
         reasons,
         [LeaveReason::Removed; 2],

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 /// The reply to one publish offer: the answer's SDP, or the error's code.
 async fn offer(ws: &mut WsClient, sdp: &str, tracks: Value) -> Result<String, String> {
-    ws.send_json(&json!({"type": "offer", "pc": "publish", "sdp": sdp, "tracks": tracks})).await;
+    ws.send_json(&json!({"type": "offer", "pc": "publish", "sdp": sdp, "tracks": tracks}))
+        .await;
     ws.expect("the answer or an error", WAIT, |m| match m["type"].as_str() {
         Some("answer") if m["pc"] == "publish" => Some(Ok(m["sdp"].as_str().unwrap_or_default().to_owned())),
         Some("error") => Some(Err(m["code"].as_str().unwrap_or_default().to_owned())),
@@ -24,7 +25,11 @@ async fn offer(ws: &mut WsClient, sdp: &str, tracks: Value) -> Result<String, St
 }
 
 fn declarations(count: usize) -> Value {
-    Value::Array((0..count).map(|i| json!({"track_id": format!("decl-{i:05}"), "source": "screen"})).collect())
+    Value::Array(
+        (0..count)
+            .map(|i| json!({"track_id": format!("decl-{i:05}"), "source": "screen"}))
+            .collect(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,28 +46,55 @@ async fn a_failed_reoffer_is_rolled_back_and_only_applied_offers_declare_tracks(
 
     // An offer that does not parse, with thousands of declarations: nothing is kept.
     let junk = declarations(900);
-    assert_eq!(offer(&mut ws, "this is not SDP", junk.clone()).await, Err("negotiation_failed".into()));
-    assert_eq!(Stats::get(&stats.declared_tracks), 0, "declarations kept from an offer that was not applied");
+    assert_eq!(
+        offer(&mut ws, "this is not SDP", junk.clone()).await,
+        Err("negotiation_failed".into())
+    );
+    assert_eq!(
+        Stats::get(&stats.declared_tracks),
+        0,
+        "declarations kept from an offer that was not applied"
+    );
 
     // A good offer with extra declarations for tracks it does not send: only `mic` is kept.
     let mut tracks = junk.as_array().unwrap().clone();
     tracks.push(mic[0].clone());
-    assert!(offer(&mut ws, &good, Value::Array(tracks)).await.is_ok(), "the first good offer is answered");
-    assert_eq!(Stats::get(&stats.declared_tracks), 1, "only the declaration of a track the offer sends is kept");
+    assert!(
+        offer(&mut ws, &good, Value::Array(tracks)).await.is_ok(),
+        "the first good offer is answered"
+    );
+    assert_eq!(
+        Stats::get(&stats.declared_tracks),
+        1,
+        "only the declaration of a track the offer sends is kept"
+    );
 
     // Re-offers that the server refuses after they were partly applied: each is rolled back, so the
     // same good offer is answered again (before, every later good offer failed with "invalid
     // proposed signaling state transition").
     let bad_reoffers = [
-        ("a section's kind changed", good.replacen("m=audio", "m=video", 1).replace("opus/48000/2", "VP8/90000")),
-        ("no codec the server knows", good.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 nonsense/8000")),
-        ("a fingerprint without a hash", good.replace("a=fingerprint:sha-256 ", "a=fingerprint:sha-256")),
+        (
+            "a section's kind changed",
+            good.replacen("m=audio", "m=video", 1)
+                .replace("opus/48000/2", "VP8/90000"),
+        ),
+        (
+            "no codec the server knows",
+            good.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 nonsense/8000"),
+        ),
+        (
+            "a fingerprint without a hash",
+            good.replace("a=fingerprint:sha-256 ", "a=fingerprint:sha-256"),
+        ),
     ];
     for (what, bad) in bad_reoffers {
         let result = offer(&mut ws, &bad, mic.clone()).await;
         assert_eq!(result, Err("negotiation_failed".into()), "{what}: refused");
         let again = offer(&mut ws, &good, mic.clone()).await;
-        assert!(again.is_ok(), "after a refused re-offer ({what}) the good offer is answered again: {again:?}");
+        assert!(
+            again.is_ok(),
+            "after a refused re-offer ({what}) the good offer is answered again: {again:?}"
+        );
     }
     assert_eq!(Stats::get(&stats.declared_tracks), 1);
 
@@ -74,7 +106,10 @@ async fn a_failed_reoffer_is_rolled_back_and_only_applied_offers_declare_tracks(
             rate_limited += 1;
         }
     }
-    assert!(rate_limited >= 4, "12 offers at once within the rate of 2 per second: {rate_limited} refused");
+    assert!(
+        rate_limited >= 4,
+        "12 offers at once within the rate of 2 per second: {rate_limited} refused"
+    );
     assert_eq!(Stats::get(&stats.refused_offers) - refused_before, rate_limited);
     ws.close().await;
     assert!(
@@ -92,8 +127,15 @@ async fn one_participant_flooding_offers_does_not_stall_another_rooms_media() {
     let stats = server.state.media.stats().clone();
 
     // Room "steady": a publisher's audio (50 packets per second) reaches a subscriber.
-    let mut publisher = Participant::join(&server.ws_url(), ParticipantOptions::new("steady", "Speaker").with_audio()).await.unwrap();
-    let listener = Participant::join(&server.ws_url(), ParticipantOptions::new("steady", "Listener")).await.unwrap();
+    let mut publisher = Participant::join(
+        &server.ws_url(),
+        ParticipantOptions::new("steady", "Speaker").with_audio(),
+    )
+    .await
+    .unwrap();
+    let listener = Participant::join(&server.ws_url(), ParticipantOptions::new("steady", "Listener"))
+        .await
+        .unwrap();
     publisher.start_media();
     assert!(
         eventually(WAIT, || std::future::ready(listener.stats().media_received >= 25)).await,
@@ -106,7 +148,11 @@ async fn one_participant_flooding_offers_does_not_stall_another_rooms_media() {
     let joined = attacker.join("flood", "Mallory", None).await;
     let id = joined["participant_id"].as_str().unwrap().to_owned();
     let huge = offer_with_sections(300, &id);
-    assert!(huge.len() < 60_000, "the offer fits in one websocket message ({} bytes)", huge.len());
+    assert!(
+        huge.len() < 60_000,
+        "the offer fits in one websocket message ({} bytes)",
+        huge.len()
+    );
     let small = opus_offer("mic", &id);
     let (received_before, started) = (listener.stats().media_received, Instant::now());
     let (mut too_big, mut rate_limited, mut answered, mut sent) = (0, 0, 0, 0);
@@ -123,7 +169,11 @@ async fn one_participant_flooding_offers_does_not_stall_another_rooms_media() {
     let elapsed = started.elapsed().as_secs_f64();
     let received = listener.stats().media_received - received_before;
     assert_eq!(too_big, sent.div_ceil(2), "every 300-section offer is refused");
-    assert!(answered <= 8 + 2 * 4, "small offers beyond the rate were applied: {answered} of {}", sent / 2);
+    assert!(
+        answered <= 8 + 2 * 4,
+        "small offers beyond the rate were applied: {answered} of {}",
+        sent / 2
+    );
     assert!(rate_limited > 0, "no small offer was rate-limited ({sent} sent)");
     // The other room's audio kept flowing: at 50 packets per second, at least 80 % of it arrived
     // while the flood lasted.

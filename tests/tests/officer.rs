@@ -49,17 +49,9 @@ async fn seed(server: &RunningServer) -> (String, usize) {
             confidence: Some(0.9),
             is_final: true,
         };
-        assert!(
-            store
-                .add_segment(&meeting.id, &segment, name)
-                .await
-                .expect("segment")
-        );
+        assert!(store.add_segment(&meeting.id, &segment, name).await.expect("segment"));
     }
-    store
-        .end_meeting(&meeting.id, t0 + 30_000)
-        .await
-        .expect("end");
+    store.end_meeting(&meeting.id, t0 + 30_000).await.expect("end");
     store.seal(&meeting.id).await.expect("seal");
     (meeting.id, lines.len())
 }
@@ -74,11 +66,7 @@ fn chain(transcript: &serde_json::Value) -> String {
         m["room"],
         m["started_at"]
     ]))));
-    let mut segments: Vec<&serde_json::Value> = transcript["segments"]
-        .as_array()
-        .expect("segments")
-        .iter()
-        .collect();
+    let mut segments: Vec<&serde_json::Value> = transcript["segments"].as_array().expect("segments").iter().collect();
     segments.sort_by_key(|s| {
         (
             s["start_ms"].as_i64(),
@@ -135,14 +123,7 @@ async fn officer_signs_in_searches_reads_exports_and_the_administrator_audits() 
     ];
     let args = [
         &args[..],
-        &[
-            "--speaker",
-            "Bo Ek",
-            "--timeout",
-            "30",
-            "--downloads",
-            &downloads_arg,
-        ],
+        &["--speaker", "Bo Ek", "--timeout", "30", "--downloads", &downloads_arg],
     ]
     .concat();
     let summary = run_browser_script("officer.mjs", &args, Duration::from_secs(300)).await;
@@ -162,12 +143,8 @@ async fn officer_signs_in_searches_reads_exports_and_the_administrator_audits() 
 
     // The downloads, read without the server's code.
     let read = |format: &str| {
-        std::fs::read_to_string(
-            summary["downloads"][format]["path"]
-                .as_str()
-                .expect("a download path"),
-        )
-        .expect("download saved")
+        std::fs::read_to_string(summary["downloads"][format]["path"].as_str().expect("a download path"))
+            .expect("download saved")
     };
     let vtt = read("vtt");
     assert!(vtt.starts_with("WEBVTT"), "{vtt}");
@@ -180,15 +157,11 @@ async fn officer_signs_in_searches_reads_exports_and_the_administrator_audits() 
         .filter(|block| block.lines().any(|l| l.contains(" --> ")))
         .collect();
     assert_eq!(cues.len(), segments, "{vtt}");
-    assert!(
-        cues.iter().filter(|c| c.contains("<v Bo Ek>")).count() == 2,
-        "{vtt}"
-    );
+    assert!(cues.iter().filter(|c| c.contains("<v Bo Ek>")).count() == 2, "{vtt}");
     let srt = read("srt");
     assert_eq!(srt.matches(" --> ").count(), segments, "{srt}");
     assert!(read("txt").contains("Bo Ek: Budgeten för nästa år är klar."));
-    let json: serde_json::Value =
-        serde_json::from_str(&read("json")).expect("the JSON export parses");
+    let json: serde_json::Value = serde_json::from_str(&read("json")).expect("the JSON export parses");
     assert_eq!(json["meeting"]["transcript_digest"], sealed.as_str());
     assert_eq!(
         chain(&json),
@@ -239,13 +212,8 @@ mod provider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the provider");
-        let issuer = format!(
-            "http://{}/realms/samtal",
-            listener.local_addr().expect("address")
-        );
-        let key = EncodingKey::from_rsa_der(include_bytes!(
-            "../../signaling/src/api/testdata/oidc-key.der"
-        ));
+        let issuer = format!("http://{}/realms/samtal", listener.local_addr().expect("address"));
+        let key = EncodingKey::from_rsa_der(include_bytes!("../../signaling/src/api/testdata/oidc-key.der"));
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).expect("a JWK of the key");
         jwk.common.key_id = Some("k1".into());
         let state = Provider {
@@ -255,10 +223,7 @@ mod provider {
             codes: Arc::default(),
         };
         let app = axum::Router::new()
-            .route(
-                "/realms/samtal/protocol/openid-connect/auth",
-                get(authorize),
-            )
+            .route("/realms/samtal/protocol/openid-connect/auth", get(authorize))
             .route("/realms/samtal/protocol/openid-connect/token", post(token))
             .route("/realms/samtal/protocol/openid-connect/certs", get(certs))
             .with_state(state);
@@ -266,26 +231,19 @@ mod provider {
         issuer
     }
 
-    async fn authorize(
-        State(p): State<Provider>,
-        Query(q): Query<HashMap<String, String>>,
-    ) -> Response {
+    async fn authorize(State(p): State<Provider>, Query(q): Query<HashMap<String, String>>) -> Response {
         let field = |k: &str| q.get(k).cloned().unwrap_or_default();
         if field("client_id") != CLIENT_ID
             || field("response_type") != "code"
             || field("code_challenge_method") != "S256"
         {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("bad authorization request: {q:?}"),
-            )
-                .into_response();
+            return (StatusCode::BAD_REQUEST, format!("bad authorization request: {q:?}")).into_response();
         }
         let code = format!("code-{}", p.codes.lock().unwrap().len() + 1);
-        p.codes.lock().unwrap().insert(
-            code.clone(),
-            (field("code_challenge"), field("redirect_uri")),
-        );
+        p.codes
+            .lock()
+            .unwrap()
+            .insert(code.clone(), (field("code_challenge"), field("redirect_uri")));
         Redirect::to(&format!(
             "{}?code={code}&state={}",
             field("redirect_uri"),
@@ -322,16 +280,13 @@ mod provider {
             let mut header = Header::new(Algorithm::RS256);
             header.kid = Some("k1".into());
             let jwt = jsonwebtoken::encode(&header, &claims, &p.key).expect("sign");
-            axum::Json(
-                serde_json::json!({"access_token": jwt, "token_type": "Bearer", "expires_in": 300}),
-            )
-            .into_response()
+            axum::Json(serde_json::json!({"access_token": jwt, "token_type": "Bearer", "expires_in": 300}))
+                .into_response()
         };
         // The page on the server's origin calls this endpoint cross-origin, as a browser app calls Keycloak.
-        response.headers_mut().insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
+        response
+            .headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         response
     }
 
@@ -348,9 +303,7 @@ async fn officer_signs_in_through_the_identity_provider() {
     config.auth.issuer = Some(issuer.clone());
     config.auth.audience = Some(provider::AUDIENCE.into());
     config.auth.role_claim = Some("realm_access.roles".into());
-    config.auth.role_map = [("records-officer".to_owned(), Role::Compliance)]
-        .into_iter()
-        .collect();
+    config.auth.role_map = [("records-officer".to_owned(), Role::Compliance)].into_iter().collect();
     config.auth.oidc = Some(samtal_signaling::config::OidcLogin {
         authorization_endpoint: format!("{issuer}/protocol/openid-connect/auth"),
         token_endpoint: format!("{issuer}/protocol/openid-connect/token"),
@@ -373,10 +326,7 @@ async fn officer_signs_in_through_the_identity_provider() {
         "the provider's role did not map to compliance: {summary}"
     );
     assert!(
-        !summary["final_url"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("code="),
+        !summary["final_url"].as_str().unwrap_or_default().contains("code="),
         "the code stayed in the address bar: {summary}"
     );
     server.shutdown().await;

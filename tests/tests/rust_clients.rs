@@ -3,9 +3,7 @@
 //! numbers), the stamps in the payloads (magic, per-track counter), the rest of the payload bytes,
 //! protocol events, and the publishers' and media server's counters.
 
-use samtal_client::samtal_protocol::{
-    ClientMessage, LeaveReason, MediaKind, ServerMessage, TrackSource,
-};
+use samtal_client::samtal_protocol::{ClientMessage, LeaveReason, MediaKind, ServerMessage, TrackSource};
 use samtal_client::synthetic::{
     STAMP_LEN, Stamp, Vp8Config, opus_strip_padding, parse_vp8_descriptor, vp8_is_keyframe_start,
 };
@@ -72,10 +70,7 @@ fn payload_intact(kind: MediaKind, payload: &[u8]) -> bool {
             };
             // The filler counts up from the frame number's low byte (= the picture id's).
             let seed = picture_id as u8;
-            filler
-                .iter()
-                .enumerate()
-                .all(|(i, &b)| b == seed.wrapping_add(i as u8))
+            filler.iter().enumerate().all(|(i, &b)| b == seed.wrapping_add(i as u8))
         }
     }
 }
@@ -130,11 +125,7 @@ impl MediaLog {
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| {
-                r.participant_id == from
-                    && r.kind == kind
-                    && r.stamp.is_some_and(|s| s.counter >= counter)
-            })
+            .filter(|r| r.participant_id == from && r.kind == kind && r.stamp.is_some_and(|s| s.counter >= counter))
             .count()
     }
 
@@ -180,12 +171,7 @@ impl EventLog {
     }
 
     /// Waits until `pick` accepts at least `n` events; returns what it picked.
-    async fn wait_n<T>(
-        &self,
-        what: &str,
-        n: usize,
-        pick: impl Fn(&ParticipantEvent) -> Option<T>,
-    ) -> Vec<T> {
+    async fn wait_n<T>(&self, what: &str, n: usize, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> Vec<T> {
         let ok = eventually(WAIT, || {
             let found = self.find(&pick).len();
             async move { found >= n }
@@ -202,11 +188,7 @@ impl EventLog {
     }
 
     async fn wait<T>(&self, what: &str, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> T {
-        self.wait_n(what, 1, pick)
-            .await
-            .into_iter()
-            .next()
-            .expect("one found")
+        self.wait_n(what, 1, pick).await.into_iter().next().expect("one found")
     }
 }
 
@@ -259,10 +241,8 @@ async fn until_receiving(sub: &Member, from: &[&Member], audio: usize, video: us
         sub.id()
     );
     until(&what, || {
-        ids.iter().all(|id| {
-            sub.media.count(id, MediaKind::Audio) >= audio
-                && sub.media.count(id, MediaKind::Video) >= video
-        })
+        ids.iter()
+            .all(|id| sub.media.count(id, MediaKind::Audio) >= audio && sub.media.count(id, MediaKind::Video) >= video)
     })
     .await;
 }
@@ -377,10 +357,7 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
             members.iter().filter(|o| o.id() != sub.id()).all(|o| {
                 [MediaKind::Audio, MediaKind::Video]
                     .into_iter()
-                    .all(|kind| {
-                        sub.media.max_counter(&o.id(), kind).map(|c| c + 1)
-                            == Some(packets_made(o, kind))
-                    })
+                    .all(|kind| sub.media.max_counter(&o.id(), kind).map(|c| c + 1) == Some(packets_made(o, kind)))
             })
         });
         async move { done }
@@ -418,10 +395,7 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
                 tracks.keys().collect::<Vec<_>>()
             ));
         }
-        let all_ssrcs: Vec<u32> = tracks
-            .values()
-            .flat_map(|t| t.ssrcs.iter().copied())
-            .collect();
+        let all_ssrcs: Vec<u32> = tracks.values().flat_map(|t| t.ssrcs.iter().copied()).collect();
         if all_ssrcs.iter().collect::<BTreeSet<_>>().len() != all_ssrcs.len() {
             failures.push(format!("{me}: tracks share SSRCs {all_ssrcs:?}"));
         }
@@ -429,10 +403,9 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
         let announced: BTreeSet<(String, String)> = sub
             .events
             .find(|e| match e {
-                ParticipantEvent::Server(ServerMessage::TrackPublished {
-                    participant_id,
-                    track,
-                }) => Some((participant_id.clone(), track.track_id.clone())),
+                ParticipantEvent::Server(ServerMessage::TrackPublished { participant_id, track }) => {
+                    Some((participant_id.clone(), track.track_id.clone()))
+                }
                 _ => None,
             })
             .into_iter()
@@ -462,13 +435,9 @@ async fn three_participants_receive_every_track_intact_and_in_order() {
                     t.counter_missing > 0 || t.counter_disorder > 0,
                     "stamp counters skip or go backwards",
                 ),
+                (t.step_mismatch > 0, "sequence steps differ from counter steps"),
                 (
-                    t.step_mismatch > 0,
-                    "sequence steps differ from counter steps",
-                ),
-                (
-                    t.last_counter.map(|c| c + 1) != Some(made)
-                        || t.packets != made - t.first_counter.unwrap_or(made),
+                    t.last_counter.map(|c| c + 1) != Some(made) || t.packets != made - t.first_counter.unwrap_or(made),
                     "incomplete tail",
                 ),
                 (
@@ -554,14 +523,12 @@ async fn late_joiner_gets_existing_tracks_and_publishers_get_a_keyframe_request(
     );
     let tracks = check_tracks(&c.media.all());
     let received: BTreeMap<String, BTreeSet<(String, &str)>> =
-        tracks
-            .iter()
-            .fold(BTreeMap::new(), |mut acc, ((from, track), t)| {
-                acc.entry(from.clone())
-                    .or_default()
-                    .insert((track.clone(), kind_name(t.kind.unwrap())));
-                acc
-            });
+        tracks.iter().fold(BTreeMap::new(), |mut acc, ((from, track), t)| {
+            acc.entry(from.clone())
+                .or_default()
+                .insert((track.clone(), kind_name(t.kind.unwrap())));
+            acc
+        });
     assert_eq!(
         received, listed,
         "the late joiner received other tracks than joined listed"
@@ -596,10 +563,11 @@ async fn late_joiner_gets_existing_tracks_and_publishers_get_a_keyframe_request(
 async fn left_reason(m: &Member, who: &str) -> LeaveReason {
     m.events
         .wait("participant_left", |e| match e {
-            ParticipantEvent::Server(ServerMessage::ParticipantLeft {
-                participant_id,
-                reason,
-            }) if participant_id == who => Some(*reason),
+            ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, reason })
+                if participant_id == who =>
+            {
+                Some(*reason)
+            }
             _ => None,
         })
         .await
@@ -641,10 +609,7 @@ async fn leaving_participants_tracks_end_at_the_others() {
     until_receiving(&a, &[&b, &c], 20, 20).await;
     until_receiving(&b, &[&a, &c], 20, 20).await;
     let stats = server.state.media.stats().clone();
-    until("six tracks are published", || {
-        Stats::get(&stats.published_tracks) == 6
-    })
-    .await;
+    until("six tracks are published", || Stats::get(&stats.published_tracks) == 6).await;
 
     // Carol sends `leave` but her client keeps sending media on its (now orphaned) connection.
     let carol = c.id();
@@ -652,24 +617,17 @@ async fn leaving_participants_tracks_end_at_the_others() {
     for m in [&a, &b] {
         assert_eq!(left_reason(m, &carol).await, LeaveReason::Left);
     }
-    until(
-        "four tracks and two participants remain in the media server",
-        || Stats::get(&stats.published_tracks) == 4 && Stats::get(&stats.participants) == 2,
-    )
+    until("four tracks and two participants remain in the media server", || {
+        Stats::get(&stats.published_tracks) == 4 && Stats::get(&stats.participants) == 2
+    })
     .await;
     // Nothing Carol makes from now on reaches the others, while they keep receiving each other.
-    let (carol_audio, carol_video) = (
-        packets_made(&c, MediaKind::Audio),
-        packets_made(&c, MediaKind::Video),
-    );
+    let (carol_audio, carol_video) = (packets_made(&c, MediaKind::Audio), packets_made(&c, MediaKind::Video));
     until("Carol keeps sending", || {
         packets_made(&c, MediaKind::Audio) >= carol_audio + 50
     })
     .await;
-    let (a_fence, b_fence) = (
-        packets_made(&a, MediaKind::Audio),
-        packets_made(&b, MediaKind::Audio),
-    );
+    let (a_fence, b_fence) = (packets_made(&a, MediaKind::Audio), packets_made(&b, MediaKind::Audio));
     until("Alice and Bob keep receiving each other", || {
         a.media
             .max_counter(&b.id(), MediaKind::Audio)
@@ -681,15 +639,13 @@ async fn leaving_participants_tracks_end_at_the_others() {
     .await;
     for m in [&a, &b] {
         assert_eq!(
-            m.media
-                .count_from_counter(&carol, MediaKind::Audio, carol_audio),
+            m.media.count_from_counter(&carol, MediaKind::Audio, carol_audio),
             0,
             "{} got Carol's audio after she left",
             m.id()
         );
         assert_eq!(
-            m.media
-                .count_from_counter(&carol, MediaKind::Video, carol_video),
+            m.media.count_from_counter(&carol, MediaKind::Video, carol_video),
             0,
             "{} got Carol's video after she left",
             m.id()
@@ -719,10 +675,7 @@ async fn leaving_participants_tracks_end_at_the_others() {
     let offered = sdp_track_ids(&offer);
     let (alice, bob) = (a.id(), b.id());
     assert!(
-        !offered.is_empty()
-            && offered
-                .iter()
-                .all(|t| t.starts_with(&alice) || t.starts_with(&bob)),
+        !offered.is_empty() && offered.iter().all(|t| t.starts_with(&alice) || t.starts_with(&bob)),
         "the newcomer was offered {offered:?}; Carol was {carol}"
     );
     newcomer.close().await;
@@ -774,14 +727,9 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
     publisher
         .p
         .signal()
-        .send(ClientMessage::Mute {
-            source,
-            muted: true,
-        })
+        .send(ClientMessage::Mute { source, muted: true })
         .unwrap();
-    sub.events
-        .wait("mute_changed (muted)", mute_changed(true))
-        .await;
+    sub.events.wait("mute_changed (muted)", mute_changed(true)).await;
     // Anything the publisher makes from a few packets after the mute notice on must not arrive.
     let muted_from = packets_made(publisher, kind) + 5;
     until("the publisher keeps sending the muted track", || {
@@ -792,9 +740,7 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
     // anything of the muted track sent before it had time to arrive too.
     let fence = packets_made(publisher, other);
     until("the unmuted track keeps arriving", || {
-        sub.media
-            .max_counter(&from, other)
-            .is_some_and(|c| c >= fence + 10)
+        sub.media.max_counter(&from, other).is_some_and(|c| c >= fence + 10)
     })
     .await;
     assert_eq!(
@@ -802,18 +748,12 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
         0,
         "{kind:?} packets of a muted track were forwarded (made from counter {muted_from} on)"
     );
-    let before = sub
-        .media
-        .last(&from, kind)
-        .expect("packets before the mute");
+    let before = sub.media.last(&from, kind).expect("packets before the mute");
 
     publisher
         .p
         .signal()
-        .send(ClientMessage::Mute {
-            source,
-            muted: false,
-        })
+        .send(ClientMessage::Mute { source, muted: false })
         .unwrap();
     sub.events
         .wait_n("mute_changed (unmuted)", 1, mute_changed(false))
@@ -833,10 +773,7 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
         .iter()
         .find(|r| r.stamp.is_some_and(|s| s.counter >= muted_from))
         .expect("packets after unmute");
-    assert_eq!(
-        first_after.ssrc, before.ssrc,
-        "the SSRC changed across mute"
-    );
+    assert_eq!(first_after.ssrc, before.ssrc, "the SSRC changed across mute");
     assert_eq!(
         first_after.seq,
         before.seq.wrapping_add(1),
@@ -845,10 +782,7 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
         first_after.seq
     );
     if kind == MediaKind::Video {
-        assert!(
-            first_after.keyframe_start,
-            "unmuted video must resume at a keyframe"
-        );
+        assert!(first_after.keyframe_start, "unmuted video must resume at a keyframe");
     }
     let t = &check_tracks(&recs)[&(from.clone(), before.track_id.clone())];
     assert_eq!(
@@ -856,10 +790,7 @@ async fn mute_round(publisher: &Member, sub: &Member, source: TrackSource) {
         (1, 0, 0, 0),
         "{kind:?} track across mute: {t:?}"
     );
-    assert!(
-        t.counter_missing >= 60,
-        "the muted stretch was not skipped: {t:?}"
-    );
+    assert!(t.counter_missing >= 60, "the muted stretch was not skipped: {t:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

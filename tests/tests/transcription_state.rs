@@ -12,13 +12,12 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn transcribe(ws_url: &str, room: &str) -> (WsClient, String) {
     let mut moderator = WsClient::connect(ws_url).await;
     moderator.join(room, "Moa", None).await;
-    moderator.send_json(&json!({"type": "transcription", "enabled": true, "language": "sv", "prompt": "Skatteverket"})).await;
+    moderator
+        .send_json(&json!({"type": "transcription", "enabled": true, "language": "sv", "prompt": "Skatteverket"}))
+        .await;
     let status = moderator.expect_type("transcription_status").await;
     assert_eq!(status["enabled"], true, "{status}");
-    let meeting = status["meeting_id"]
-        .as_str()
-        .expect("meeting id")
-        .to_owned();
+    let meeting = status["meeting_id"].as_str().expect("meeting id").to_owned();
     (moderator, meeting)
 }
 
@@ -40,11 +39,7 @@ async fn a_running_transcription_resumes_with_its_meeting_after_a_restart() {
     let joined = back.join("board", "Moa", None).await;
     let t = transcription(&joined);
     assert_eq!(
-        (
-            t["enabled"].as_bool(),
-            t["meeting_id"].as_str(),
-            t["language"].as_str()
-        ),
+        (t["enabled"].as_bool(), t["meeting_id"].as_str(), t["language"].as_str()),
         (Some(true), Some(meeting.as_str()), Some("sv")),
         "{joined}"
     );
@@ -62,10 +57,7 @@ async fn a_running_transcription_resumes_with_its_meeting_after_a_restart() {
     // And it ends as usual: turned off, the record closes.
     back.send_json(&json!({"type": "transcription", "enabled": false}))
         .await;
-    assert_eq!(
-        back.expect_type("transcription_status").await["enabled"],
-        false
-    );
+    assert_eq!(back.expect_type("transcription_status").await["enabled"], false);
     assert!(
         server
             .state
@@ -109,10 +101,7 @@ async fn a_resumed_transcription_nobody_returns_to_ends_after_the_grace_period()
         }
     })
     .await;
-    assert!(
-        ended,
-        "both meetings end once the grace period passes with nobody back"
-    );
+    assert!(ended, "both meetings end once the grace period passes with nobody back");
     assert_eq!(server.state.transcription.meeting_id("empty"), None);
     server.shutdown().await;
 }

@@ -89,8 +89,7 @@ pub struct SpeakerDecoder {
 
 impl SpeakerDecoder {
     pub fn new(config: DecoderConfig) -> Result<Self> {
-        let decoder =
-            Decoder::new(SAMPLE_RATE, Channels::Mono).map_err(|e| Error::Opus(e.to_string()))?;
+        let decoder = Decoder::new(SAMPLE_RATE, Channels::Mono).map_err(|e| Error::Opus(e.to_string()))?;
         Ok(Self {
             decoder,
             config,
@@ -142,10 +141,7 @@ impl SpeakerDecoder {
                 }
             }
         };
-        self.last = Some((
-            seq,
-            rtp_timestamp.wrapping_add(decoded as u32 * RTP_TICKS_PER_SAMPLE),
-        ));
+        self.last = Some((seq, rtp_timestamp.wrapping_add(decoded as u32 * RTP_TICKS_PER_SAMPLE)));
         self.stats.samples_out += out.samples.len() as u64;
         out
     }
@@ -176,8 +172,7 @@ impl SpeakerDecoder {
         let before_fec = gap - fec_len;
         let plc_len = before_fec.min(plc_budget) / PLC_QUANTUM * PLC_QUANTUM;
         self.conceal(plc_len, &mut out.samples);
-        out.samples
-            .resize(out.samples.len() + (before_fec - plc_len), 0.0);
+        out.samples.resize(out.samples.len() + (before_fec - plc_len), 0.0);
         self.stats.silence_samples += (before_fec - plc_len) as u64;
         if fec_len > 0 {
             match self
@@ -203,10 +198,7 @@ impl SpeakerDecoder {
             } else {
                 chunk
             };
-            match self
-                .decoder
-                .decode_float(&[], &mut self.scratch[..chunk], false)
-            {
+            match self.decoder.decode_float(&[], &mut self.scratch[..chunk], false) {
                 Ok(got) if got == chunk => out.extend_from_slice(&self.scratch[..chunk]),
                 _ => out.resize(out.len() + chunk, 0.0),
             }
@@ -234,10 +226,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let frame: Vec<f32> = (0..960)
-                    .map(|k| {
-                        0.3 * ((i * 960 + k) as f32 * 440.0 * std::f32::consts::TAU / 48_000.0)
-                            .sin()
-                    })
+                    .map(|k| 0.3 * ((i * 960 + k) as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin())
                     .collect();
                 enc.encode_vec_float(&frame, 1500).unwrap()
             })
@@ -270,24 +259,13 @@ mod tests {
             }
             // Sequence numbers wrap around u16 on the way.
             let ts = (u32::MAX - 20_000).wrapping_add(960 * i as u32);
-            total += d
-                .push(65_530u16.wrapping_add(i as u16), ts, p)
-                .samples
-                .len();
+            total += d.push(65_530u16.wrapping_add(i as u16), ts, p).samples.len();
         }
-        assert_eq!(
-            total,
-            60 * 320,
-            "timeline must keep its length through losses"
-        );
+        assert_eq!(total, 60 * 320, "timeline must keep its length through losses");
         let s = d.stats();
         assert_eq!(s.lost_packets, 4);
         assert_eq!(s.fec_frames, 2, "one FEC frame per loss burst");
-        assert_eq!(
-            s.concealed_samples,
-            2 * 320,
-            "the other two lost frames by PLC"
-        );
+        assert_eq!(s.concealed_samples, 2 * 320, "the other two lost frames by PLC");
     }
 
     #[test]
@@ -319,9 +297,6 @@ mod tests {
         // A corrupt packet (reserved TOC config with garbage) is concealed as 20 ms.
         assert_eq!(d.push(13, 2880, &[0xff, 0xff, 0xff]).samples.len(), 320);
         let s = d.stats();
-        assert_eq!(
-            (s.late_or_duplicate, s.empty_payloads, s.corrupt_packets),
-            (2, 1, 1)
-        );
+        assert_eq!((s.late_or_duplicate, s.empty_payloads, s.corrupt_packets), (2, 1, 1));
     }
 }

@@ -34,8 +34,7 @@ pub fn upsample_3x(input: &[f32]) -> Vec<f32> {
             } else {
                 (2.0 * std::f64::consts::PI * cutoff * x).sin() / (std::f64::consts::PI * x)
             };
-            let hann =
-                0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (TAPS as f64 - 1.0)).cos();
+            let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (TAPS as f64 - 1.0)).cos();
             (3.0 * sinc * hann) as f32
         })
         .collect();

@@ -25,11 +25,7 @@ use samtal_transcriber::worker::{Worker, WorkerConfig, metrics};
 #[command(name = "samtal-transcriber", version)]
 struct Cli {
     /// The server's websocket endpoint.
-    #[arg(
-        long,
-        env = "SAMTAL_TRANSCRIBER_SERVER",
-        default_value = "ws://127.0.0.1:8080/ws"
-    )]
+    #[arg(long, env = "SAMTAL_TRANSCRIBER_SERVER", default_value = "ws://127.0.0.1:8080/ws")]
     server: String,
     /// The server's `transcription.worker_key`, or a service token (JWT with role `service`) where the
     /// server checks tokens. Always needed: no server accepts a worker without one.
@@ -87,8 +83,7 @@ impl Cli {
             final_capacity: self.queue.max(1),
             ..PoolConfig::default()
         };
-        config.interim_interval =
-            (self.interim_ms > 0).then(|| Duration::from_millis(self.interim_ms));
+        config.interim_interval = (self.interim_ms > 0).then(|| Duration::from_millis(self.interim_ms));
         config.stats_interval = (self.stats_secs > 0).then(|| Duration::from_secs(self.stats_secs));
         config.bind_ip = self.bind_ip;
         config
@@ -106,8 +101,7 @@ impl Cli {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,whisper_rs=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,whisper_rs=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -123,13 +117,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.use_gpu && !cfg!(any(feature = "cuda", feature = "vulkan")) {
-        tracing::warn!(
-            "--use-gpu: this build has no GPU back-end (features cuda, vulkan); running on the CPU"
-        );
+        tracing::warn!("--use-gpu: this build has no GPU back-end (features cuda, vulkan); running on the CPU");
     }
     // The errors name the file and the fault already.
-    let whisper = WhisperModel::load(&cli.whisper_config())
-        .map_err(|e| anyhow::anyhow!("Whisper model unusable: {e}"))?;
+    let whisper =
+        WhisperModel::load(&cli.whisper_config()).map_err(|e| anyhow::anyhow!("Whisper model unusable: {e}"))?;
     let whisper = Arc::new(whisper);
     let config = cli.worker_config();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -143,8 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             move |_| Ok(Box::new(whisper.recognizer()?) as Box<dyn Recognizer>)
         };
         let mut worker = Worker::spawn(config, make).map_err(|e| match e {
-            samtal_transcriber::Error::Model(_)
-            | samtal_transcriber::Error::WrongModelKind { .. } => {
+            samtal_transcriber::Error::Model(_) | samtal_transcriber::Error::WrongModelKind { .. } => {
                 anyhow::anyhow!("VAD model unusable: {e}")
             }
             other => anyhow::anyhow!("cannot start the worker: {other}"),
@@ -185,14 +176,13 @@ impl<T> Drop for AbortOnDrop<T> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -210,8 +210,7 @@ impl RecognitionPool {
             return Ok(false);
         }
         let before = q.interims.len();
-        q.interims
-            .retain(|queued| queued.job.speaker != job.speaker);
+        q.interims.retain(|queued| queued.job.speaker != job.speaker);
         let mut dropped = before - q.interims.len();
         while q.interims.len() >= self.interim_capacity {
             q.interims.pop_front();
@@ -235,11 +234,7 @@ impl RecognitionPool {
         let q = self.shared.lock();
         let now = Instant::now();
         let all = q.finals.iter().chain(q.interims.iter());
-        let oldest_wait = all
-            .clone()
-            .map(|j| now - j.enqueued)
-            .max()
-            .unwrap_or_default();
+        let oldest_wait = all.clone().map(|j| now - j.enqueued).max().unwrap_or_default();
         let queued_samples: usize = all.map(|j| j.job.pcm.len()).sum();
         PoolStats {
             workers: self.workers.len(),
@@ -273,9 +268,7 @@ impl RecognitionPool {
         let dropped = q.interims.len() as u64;
         q.interims.clear();
         drop(q);
-        self.shared
-            .dropped_interims
-            .fetch_add(dropped, Ordering::Relaxed);
+        self.shared.dropped_interims.fetch_add(dropped, Ordering::Relaxed);
         self.final_slots.close();
         self.shared.wake.notify_all();
     }
@@ -288,11 +281,7 @@ impl Drop for RecognitionPool {
     }
 }
 
-fn worker(
-    shared: Arc<Shared>,
-    mut recognizer: Box<dyn Recognizer>,
-    results: mpsc::Sender<Recognized>,
-) {
+fn worker(shared: Arc<Shared>, mut recognizer: Box<dyn Recognizer>, results: mpsc::Sender<Recognized>) {
     loop {
         let queued = {
             let mut q = shared.lock();
@@ -321,10 +310,7 @@ fn worker(
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let Queued {
-            job,
-            priority,
-            _slot,
-            ..
+            job, priority, _slot, ..
         } = queued;
         let audio = Duration::from_secs_f64(job.pcm.len() as f64 / SAMPLE_RATE as f64);
         let message = Recognized {

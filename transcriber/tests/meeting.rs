@@ -42,10 +42,7 @@ fn init_logging() {
 }
 
 fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -123,8 +120,7 @@ async fn wait_receiving(worker: &WorkerHandle, room: &str, since: u64, packets: 
         Duration::from_secs(30),
         || {
             let s = worker.stats();
-            s.rooms.iter().any(|r| r.room == room && r.connected)
-                && s.packets_received >= since + packets
+            s.rooms.iter().any(|r| r.room == room && r.connected) && s.packets_received >= since + packets
         },
     )
     .await;
@@ -152,10 +148,9 @@ impl Speaker {
         if let Some(t) = token {
             join = join.with_token(t);
         }
-        let mut participant =
-            Participant::join(ws, ParticipantOptions::from_join(join).with_audio())
-                .await
-                .expect("speaker joins");
+        let mut participant = Participant::join(ws, ParticipantOptions::from_join(join).with_audio())
+            .await
+            .expect("speaker joins");
         let id = participant.id().to_owned();
         let mut events = participant.take_events().unwrap();
         let captions = Arc::new(Mutex::new(Vec::new()));
@@ -232,19 +227,11 @@ fn jfk_frames() -> Vec<Vec<u8>> {
 fn relative(segments: &[Segment], t0_ms: i64) -> Vec<(f64, f64)> {
     segments
         .iter()
-        .map(|s| {
-            (
-                (s.start_ms - t0_ms) as f64 / 1000.0,
-                (s.end_ms - t0_ms) as f64 / 1000.0,
-            )
-        })
+        .map(|s| ((s.start_ms - t0_ms) as f64 / 1000.0, (s.end_ms - t0_ms) as f64 / 1000.0))
         .collect()
 }
 
-async fn stored(
-    server: &RunningServer,
-    meeting_id: &str,
-) -> Vec<samtal_signaling::store::TranscriptSegment> {
+async fn stored(server: &RunningServer, meeting_id: &str) -> Vec<samtal_signaling::store::TranscriptSegment> {
     server
         .state
         .store
@@ -275,10 +262,7 @@ async fn captions_carry_the_speaker_and_the_reference_times() {
     let _serial = SERIAL.lock().await;
     let server = start_server(Some(SECRET), "captions").await;
     let ws = server.ws_url();
-    let worker = spawn_worker(worker_config(
-        &ws,
-        Some(token("*", "Transcriber", Role::Service)),
-    ));
+    let worker = spawn_worker(worker_config(&ws, Some(token("*", "Transcriber", Role::Service))));
     wait_for("the worker to register", Duration::from_secs(10), || {
         worker.stats().connected
     })
@@ -291,13 +275,7 @@ async fn captions_carry_the_speaker_and_the_reference_times() {
         Some(token("weekly", "Alice", Role::Participant)),
     )
     .await;
-    let moderator = Speaker::join(
-        &ws,
-        "weekly",
-        "Mona",
-        Some(token("weekly", "Mona", Role::Moderator)),
-    )
-    .await;
+    let moderator = Speaker::join(&ws, "weekly", "Mona", Some(token("weekly", "Mona", Role::Moderator))).await;
     moderator.send(ClientMessage::Transcription {
         enabled: true,
         language: Some("en".into()),
@@ -322,14 +300,8 @@ async fn captions_carry_the_speaker_and_the_reference_times() {
             ("Alice", alice.id.as_str()),
             "{s:?}"
         );
-        assert_eq!(
-            s.utterance_id,
-            format!("{meeting}:{}:{}", alice.id, s.start_ms)
-        );
-        assert_eq!(
-            (s.text.as_str(), s.language.as_deref()),
-            (SCRIPTED_TEXT, Some("en"))
-        );
+        assert_eq!(s.utterance_id, format!("{meeting}:{}:{}", alice.id, s.start_ms));
+        assert_eq!((s.text.as_str(), s.language.as_deref()), (SCRIPTED_TEXT, Some("en")));
         assert_eq!(s.confidence, Some(1.0));
     }
     // The moderator sees the same captions.
@@ -355,19 +327,10 @@ async fn captions_carry_the_speaker_and_the_reference_times() {
     let stats = worker.stats();
     eprintln!(
         "lag: last {:?}, mean {:?}, max {:?}; pool {:?}; packets {} backlog {}",
-        stats.last_lag,
-        stats.mean_lag,
-        stats.max_lag,
-        stats.pool,
-        stats.packets_received,
-        stats.packet_backlog
+        stats.last_lag, stats.mean_lag, stats.max_lag, stats.pool, stats.packets_received, stats.packet_backlog
     );
     assert_eq!(
-        (
-            stats.finals_sent,
-            stats.unacked_segments,
-            stats.finals_abandoned
-        ),
+        (stats.finals_sent, stats.unacked_segments, stats.finals_abandoned),
         (4, 0, 0)
     );
     assert_eq!(stats.utterances, 4);
@@ -454,10 +417,7 @@ async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
         (2, 2),
         "Alice said two utterances, Bob two: {a:.2?} {b:.2?}"
     );
-    for (who, spans, reference) in [
-        ("Alice", &a, &JFK_REFERENCE[..2]),
-        ("Bob", &b, &JFK_REFERENCE[2..]),
-    ] {
+    for (who, spans, reference) in [("Alice", &a, &JFK_REFERENCE[..2]), ("Bob", &b, &JFK_REFERENCE[2..])] {
         for ((s, e), (rs, re)) in spans.iter().zip(reference) {
             assert!(
                 (s - rs).abs() <= 0.25 && (e - re).abs() <= 0.25,
@@ -476,11 +436,7 @@ async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
     // Interims: replaced by their final, never after it, never stored.
     let all = alice.captions.lock().unwrap().clone();
     let interims: Vec<&Segment> = all.iter().map(|(s, _)| s).filter(|s| !s.is_final).collect();
-    eprintln!(
-        "{} interim captions, {} finals",
-        interims.len(),
-        captions.len()
-    );
+    eprintln!("{} interim captions, {} finals", interims.len(), captions.len());
     assert!(
         interims.len() >= 4,
         "utterances of 1.1–2.5 s with interims every 0.4 s: {interims:?}"
@@ -490,8 +446,7 @@ async fn two_speakers_in_turn_are_attributed_to_the_right_speaker() {
             all.iter()
                 .position(|(s, _)| s.utterance_id == interim.utterance_id && s.is_final == final_)
         };
-        let final_at = at(true)
-            .unwrap_or_else(|| panic!("interim {} has no final with its id", interim.utterance_id));
+        let final_at = at(true).unwrap_or_else(|| panic!("interim {} has no final with its id", interim.utterance_id));
         let last_interim = all
             .iter()
             .rposition(|(s, _)| s.utterance_id == interim.utterance_id && !s.is_final)
@@ -535,16 +490,9 @@ async fn a_participant_who_opts_out_is_not_transcribed() {
     wait_receiving(&worker, "consent", 0, 50).await;
     let meeting = meeting_id(&server, "consent");
     alice.send(ClientMessage::TranscriptionConsent { opt_out: true });
-    wait_for(
-        "Bob to hear of Alice's opt-out",
-        Duration::from_secs(10),
-        || {
-            bob.consents
-                .lock()
-                .unwrap()
-                .contains(&(alice.id.clone(), true))
-        },
-    )
+    wait_for("Bob to hear of Alice's opt-out", Duration::from_secs(10), || {
+        bob.consents.lock().unwrap().contains(&(alice.id.clone(), true))
+    })
     .await;
 
     // Both say jfk halves in turn, as in the attribution test: only Bob's two utterances come out.
@@ -559,11 +507,7 @@ async fn a_participant_who_opts_out_is_not_transcribed() {
     .await;
     // Give anything of Alice's time to arrive too (her speech ended 6 s before Bob's).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let speakers: Vec<String> = bob
-        .final_captions()
-        .iter()
-        .map(|(_, name)| name.clone())
-        .collect();
+    let speakers: Vec<String> = bob.final_captions().iter().map(|(_, name)| name.clone()).collect();
     assert_eq!(speakers, ["Bob", "Bob"], "nothing of Alice's is captioned");
     let names: Vec<String> = stored(&server, &meeting)
         .await
@@ -571,13 +515,7 @@ async fn a_participant_who_opts_out_is_not_transcribed() {
         .map(|s| s.speaker_name)
         .collect();
     assert_eq!(names, ["Bob", "Bob"], "nothing of Alice's is stored");
-    let transcript = server
-        .state
-        .store
-        .transcript(&meeting)
-        .await
-        .unwrap()
-        .unwrap();
+    let transcript = server.state.store.transcript(&meeting).await.unwrap().unwrap();
     let alice_record = transcript
         .participants
         .iter()
@@ -590,29 +528,14 @@ async fn a_participant_who_opts_out_is_not_transcribed() {
 
     // Back in: her next utterances are transcribed.
     alice.send(ClientMessage::TranscriptionConsent { opt_out: false });
-    wait_for(
-        "Bob to hear Alice opted back in",
-        Duration::from_secs(10),
-        || {
-            bob.consents
-                .lock()
-                .unwrap()
-                .contains(&(alice.id.clone(), false))
-        },
-    )
+    wait_for("Bob to hear Alice opted back in", Duration::from_secs(10), || {
+        bob.consents.lock().unwrap().contains(&(alice.id.clone(), false))
+    })
     .await;
     alice.say(frames[..250].to_vec()).await;
-    wait_for(
-        "Alice's captions after opting back in",
-        Duration::from_secs(40),
-        || {
-            bob.final_captions()
-                .iter()
-                .filter(|(_, n)| n == "Alice")
-                .count()
-                >= 2
-        },
-    )
+    wait_for("Alice's captions after opting back in", Duration::from_secs(40), || {
+        bob.final_captions().iter().filter(|(_, n)| n == "Alice").count() >= 2
+    })
     .await;
 
     alice.leave().await;
@@ -653,10 +576,7 @@ async fn killing_and_restarting_the_worker_loses_no_stored_segment() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        before.len() >= 2,
-        "two segments stored before the kill: {before:?}"
-    );
+    assert!(before.len() >= 2, "two segments stored before the kill: {before:?}");
     first.kill();
     // A new worker process takes a moment to start.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -760,19 +680,10 @@ async fn graceful_shutdown_flushes_the_utterance_in_progress() {
     let store = stored(&server, &meeting).await;
     let got: Vec<(f64, f64)> = store
         .iter()
-        .map(|r| {
-            (
-                (r.start_ms - t0) as f64 / 1000.0,
-                (r.end_ms - t0) as f64 / 1000.0,
-            )
-        })
+        .map(|r| ((r.start_ms - t0) as f64 / 1000.0, (r.end_ms - t0) as f64 / 1000.0))
         .collect();
     eprintln!("stored after shutdown at 6.5 s: {got:.3?}");
-    assert_eq!(
-        got.len(),
-        3,
-        "two whole utterances and the cut one: {got:.2?}"
-    );
+    assert_eq!(got.len(), 3, "two whole utterances and the cut one: {got:.2?}");
     assert!((got[2].0 - JFK_REFERENCE[2].0).abs() <= 0.25, "{got:.2?}");
     assert!(
         got[2].1 > 6.0 && got[2].1 < 7.0,
@@ -887,21 +798,16 @@ async fn the_worker_survives_a_server_restart() {
     let since = worker.stats().packets_received;
     wait_receiving(&worker, "daily", since, 25).await;
     let t0 = alice.say(jfk_frames()).await;
-    wait_for(
-        "four captions from the new server",
-        Duration::from_secs(40),
-        || alice.final_captions().len() >= 4,
-    )
+    wait_for("four captions from the new server", Duration::from_secs(40), || {
+        alice.final_captions().len() >= 4
+    })
     .await;
     let segments: Vec<Segment> = alice.final_captions().into_iter().map(|(s, _)| s).collect();
     assert_matches_reference(&relative(&segments, t0), 0.25, "after the server restart");
     let stored = stored(&new, &meeting_id(&new, "daily")).await;
     assert_eq!(stored.len(), 4);
     let stats = worker.stats();
-    assert!(
-        stats.control_failures >= 1 && stats.registrations >= 2,
-        "{stats:?}"
-    );
+    assert!(stats.control_failures >= 1 && stats.registrations >= 2, "{stats:?}");
 
     alice.leave().await;
     worker.shutdown().await;

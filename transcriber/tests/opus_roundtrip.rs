@@ -57,15 +57,8 @@ fn decode_and_segment(
     packets: &[Packet],
     dropped: &[usize],
     expected_samples: usize,
-) -> (
-    Vec<(f64, f64)>,
-    samtal_transcriber::audio::DecoderStats,
-    usize,
-) {
-    let vad = SileroVad::load(&SileroConfig::new(test_data(
-        "models/ggml-silero-v6.2.0-for-tests.bin",
-    )))
-    .unwrap();
+) -> (Vec<(f64, f64)>, samtal_transcriber::audio::DecoderStats, usize) {
+    let vad = SileroVad::load(&SileroConfig::new(test_data("models/ggml-silero-v6.2.0-for-tests.bin"))).unwrap();
     let cfg = SegmenterConfig {
         min_silence: Duration::from_millis(300),
         ..SegmenterConfig::default()
@@ -96,12 +89,7 @@ fn decode_and_segment(
             .iter()
             .map(|u| (u.start_secs(), u.end_secs())),
     );
-    spans.extend(
-        seg.finish()
-            .unwrap()
-            .iter()
-            .map(|u| (u.start_secs(), u.end_secs())),
-    );
+    spans.extend(seg.finish().unwrap().iter().map(|u| (u.start_secs(), u.end_secs())));
     (spans, decoder.stats(), decoded)
 }
 
@@ -151,8 +139,7 @@ fn opus_with_lost_packets_keeps_the_utterances() {
 #[test]
 fn other_bitrates_keep_the_utterances() {
     for bitrate in [16_000, 32_000] {
-        let (spans, _, decoded) =
-            decode_and_segment(&encode_jfk_with(bitrate, false), &[], 176_000);
+        let (spans, _, decoded) = decode_and_segment(&encode_jfk_with(bitrate, false), &[], 176_000);
         eprintln!(
             "opus {} kbit/s: max deviation {:.3} s",
             bitrate / 1000,
@@ -175,13 +162,7 @@ fn dtx_pauses_keep_the_timeline_and_the_utterances() {
         max_deviation(&spans)
     );
     assert_eq!(stats.lost_packets, 0, "DTX is not loss");
-    assert_eq!(
-        decoded, last_end,
-        "every DTX pause is on the timeline as silence"
-    );
-    assert_eq!(
-        stats.silence_samples as usize,
-        last_end - 320 * packets.len()
-    );
+    assert_eq!(decoded, last_end, "every DTX pause is on the timeline as silence");
+    assert_eq!(stats.silence_samples as usize, last_end - 320 * packets.len());
     assert_matches_reference(&spans, 0.25, "after Opus with DTX");
 }

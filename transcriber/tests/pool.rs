@@ -18,11 +18,7 @@ fn job(speaker: &str, utterance: u64, seconds: f64) -> Job {
     }
 }
 
-fn pool(
-    config: PoolConfig,
-    delay: Duration,
-    results: usize,
-) -> (RecognitionPool, mpsc::Receiver<Recognized>) {
+fn pool(config: PoolConfig, delay: Duration, results: usize) -> (RecognitionPool, mpsc::Receiver<Recognized>) {
     let (tx, rx) = mpsc::channel(results);
     let pool = RecognitionPool::start(config, tx, move |_| {
         Ok(Box::new(ScriptedRecognizer::always("text").with_delay(delay)) as Box<dyn Recognizer>)
@@ -139,11 +135,7 @@ async fn slow_recognition_does_not_block_the_runtime() {
         ticks += 1;
     }
     assert!(ticks >= 20, "runtime starved: {ticks} ticks in 300 ms");
-    assert_eq!(
-        pool.stats().busy_workers,
-        2,
-        "two workers recognise in parallel"
-    );
+    assert_eq!(pool.stats().busy_workers, 2, "two workers recognise in parallel");
     let a = rx.recv().await.unwrap();
     let b = rx.recv().await.unwrap();
     assert!(a.took >= Duration::from_millis(400) && b.took >= Duration::from_millis(400));

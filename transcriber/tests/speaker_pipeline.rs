@@ -12,18 +12,13 @@ use common::{JFK_REFERENCE, assert_matches_reference, opus_20ms, read_wav_16k, t
 use samtal_client::Received;
 use samtal_client::samtal_protocol::MediaKind;
 use samtal_transcriber::vad::{CutReason, SileroConfig, SileroVad};
-use samtal_transcriber::worker::{
-    SpeakerConfig, SpeakerPipeline, TimedUtterance, WallClock, utterance_id,
-};
+use samtal_transcriber::worker::{SpeakerConfig, SpeakerPipeline, TimedUtterance, WallClock, utterance_id};
 
 /// Unix ms the tests pin the first packet's capture time to.
 const T0_MS: f64 = 1_763_856_000_000.0;
 
 fn vad() -> SileroVad {
-    SileroVad::load(&SileroConfig::new(test_data(
-        "models/ggml-silero-v6.2.0-for-tests.bin",
-    )))
-    .unwrap()
+    SileroVad::load(&SileroConfig::new(test_data("models/ggml-silero-v6.2.0-for-tests.bin"))).unwrap()
 }
 
 /// jfk.wav as Opus payloads, 20 ms each (550 of them).
@@ -74,12 +69,7 @@ fn stream(speaker: &str, ssrc: u32, seq0: u16, ts0: u32, capture_start: Instant)
 /// Utterance spans in seconds relative to T0.
 fn spans(done: &[TimedUtterance]) -> Vec<(f64, f64)> {
     done.iter()
-        .map(|u| {
-            (
-                (u.start_ms as f64 - T0_MS) / 1000.0,
-                (u.end_ms as f64 - T0_MS) / 1000.0,
-            )
-        })
+        .map(|u| ((u.start_ms as f64 - T0_MS) / 1000.0, (u.end_ms as f64 - T0_MS) / 1000.0))
         .collect()
 }
 
@@ -87,8 +77,7 @@ fn spans(done: &[TimedUtterance]) -> Vec<(f64, f64)> {
 fn jfk_packets_give_the_reference_utterances_on_the_wall_clock() {
     let t0 = Instant::now();
     let clock = WallClock::at(t0, T0_MS);
-    let mut pipeline =
-        SpeakerPipeline::new("p-alice", vad(), clock, SpeakerConfig::default()).unwrap();
+    let mut pipeline = SpeakerPipeline::new("p-alice", vad(), clock, SpeakerConfig::default()).unwrap();
     let payloads = jfk_payloads();
     assert_eq!(payloads.len(), 550);
     let mut done = Vec::new();
@@ -136,38 +125,24 @@ fn jfk_packets_give_the_reference_utterances_on_the_wall_clock() {
             u.utterance.end_sample - u.utterance.start_sample
         );
         if k > 0 {
-            assert!(
-                u.start_ms >= done[k - 1].end_ms,
-                "utterances do not overlap"
-            );
+            assert!(u.start_ms >= done[k - 1].end_ms, "utterances do not overlap");
         }
     }
     // Ids are stable and distinct per utterance.
-    let ids: Vec<String> = done
-        .iter()
-        .map(|u| utterance_id("m1", "p-alice", u.start_ms))
-        .collect();
+    let ids: Vec<String> = done.iter().map(|u| utterance_id("m1", "p-alice", u.start_ms)).collect();
     assert_eq!(ids[0], format!("m1:p-alice:{}", done[0].start_ms));
     let mut unique = ids.clone();
     unique.dedup();
     assert_eq!(unique.len(), 4);
     let stats = pipeline.stats();
-    assert_eq!(
-        (stats.decoder.packets, stats.utterances, stats.resyncs),
-        (550, 4, 0)
-    );
+    assert_eq!((stats.decoder.packets, stats.utterances, stats.resyncs), (550, 4, 0));
 }
 
 #[test]
 fn network_jitter_does_not_move_the_utterances() {
     let t0 = Instant::now();
-    let mut pipeline = SpeakerPipeline::new(
-        "p-bob",
-        vad(),
-        WallClock::at(t0, T0_MS),
-        SpeakerConfig::default(),
-    )
-    .unwrap();
+    let mut pipeline =
+        SpeakerPipeline::new("p-bob", vad(), WallClock::at(t0, T0_MS), SpeakerConfig::default()).unwrap();
     let mut done = Vec::new();
     for (i, p) in jfk_payloads().iter().enumerate() {
         // 0–60 ms of extra delay, varying packet to packet; the first packet is on time.
@@ -189,13 +164,8 @@ fn network_jitter_does_not_move_the_utterances() {
 fn a_new_ssrc_restarts_the_stream_without_losing_the_clock() {
     // The first 5 s with one SSRC, the rest with another and fresh RTP bases (the sender restarted).
     let t0 = Instant::now();
-    let mut pipeline = SpeakerPipeline::new(
-        "p-carl",
-        vad(),
-        WallClock::at(t0, T0_MS),
-        SpeakerConfig::default(),
-    )
-    .unwrap();
+    let mut pipeline =
+        SpeakerPipeline::new("p-carl", vad(), WallClock::at(t0, T0_MS), SpeakerConfig::default()).unwrap();
     let mut done = Vec::new();
     for (i, p) in jfk_payloads().iter().enumerate() {
         let pk = if i < 250 {
@@ -221,13 +191,8 @@ fn a_new_ssrc_restarts_the_stream_without_losing_the_clock() {
 fn a_timestamp_jump_without_a_pause_re_ties_the_clock() {
     // An SFU that rewrote timestamps: 60 s forward in RTP time at packet 300 (6.0 s), no real pause.
     let t0 = Instant::now();
-    let mut pipeline = SpeakerPipeline::new(
-        "p-dana",
-        vad(),
-        WallClock::at(t0, T0_MS),
-        SpeakerConfig::default(),
-    )
-    .unwrap();
+    let mut pipeline =
+        SpeakerPipeline::new("p-dana", vad(), WallClock::at(t0, T0_MS), SpeakerConfig::default()).unwrap();
     let mut done = Vec::new();
     for (i, p) in jfk_payloads().iter().enumerate() {
         let mut pk = stream("p-dana", 5, 0, 0, t0).packet(i, p, Duration::ZERO);
@@ -240,11 +205,7 @@ fn a_timestamp_jump_without_a_pause_re_ties_the_clock() {
     let got = spans(&done);
     eprintln!("timestamp jump at 6.0 s: {got:.3?}");
     assert_eq!(pipeline.stats().resyncs, 1);
-    assert_eq!(
-        got.len(),
-        5,
-        "the utterance across the jump is cut in two: {got:.2?}"
-    );
+    assert_eq!(got.len(), 5, "the utterance across the jump is cut in two: {got:.2?}");
     // Everything stays near real time: nothing is placed a minute late.
     for (s, e) in &got {
         assert!(*s > 0.0 && *e < 11.5, "{got:.2?}");
@@ -254,8 +215,5 @@ fn a_timestamp_jump_without_a_pause_re_ties_the_clock() {
         (first.0 - JFK_REFERENCE[0].0).abs() <= 0.25 && (last.1 - JFK_REFERENCE[3].1).abs() <= 0.25,
         "{got:.2?}"
     );
-    assert!(
-        done.iter()
-            .any(|u| u.utterance.cut == CutReason::EndOfStream)
-    );
+    assert!(done.iter().any(|u| u.utterance.cut == CutReason::EndOfStream));
 }

@@ -6,15 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{JFK_REFERENCE, assert_matches_reference, max_deviation, read_wav_16k, test_data};
-use samtal_transcriber::vad::{
-    CutReason, Segmenter, SegmenterConfig, SileroConfig, SileroVad, SpeechDetector,
-};
+use samtal_transcriber::vad::{CutReason, Segmenter, SegmenterConfig, SileroConfig, SileroVad, SpeechDetector};
 
 fn silero() -> SileroVad {
-    SileroVad::load(&SileroConfig::new(test_data(
-        "models/ggml-silero-v6.2.0-for-tests.bin",
-    )))
-    .expect("VAD loads")
+    SileroVad::load(&SileroConfig::new(test_data("models/ggml-silero-v6.2.0-for-tests.bin"))).expect("VAD loads")
 }
 
 /// min_silence 300 ms: the shortest pause between jfk's phrases is ~0.5 s (7.68 → 8.16 s with padding).
@@ -38,10 +33,7 @@ fn streaming_segmenter_matches_whisper_cpp_on_jfk() {
     utterances.extend(seg.finish().unwrap());
     let elapsed = began.elapsed();
 
-    let spans: Vec<(f64, f64)> = utterances
-        .iter()
-        .map(|u| (u.start_secs(), u.end_secs()))
-        .collect();
+    let spans: Vec<(f64, f64)> = utterances.iter().map(|u| (u.start_secs(), u.end_secs())).collect();
     eprintln!(
         "streaming VAD on jfk.wav: {spans:.3?}, max deviation {:.3} s, {:.0} ms for 11 s, detector saw {:.2}x the audio",
         max_deviation(&spans),
@@ -74,19 +66,9 @@ fn with_whisper_cpp_padding_the_sliding_window_is_within_a_few_windows() {
     let mut seg = Segmenter::new(silero(), cfg).unwrap();
     let mut spans = Vec::new();
     for chunk in pcm.chunks(320) {
-        spans.extend(
-            seg.push(chunk)
-                .unwrap()
-                .iter()
-                .map(|u| (u.start_secs(), u.end_secs())),
-        );
+        spans.extend(seg.push(chunk).unwrap().iter().map(|u| (u.start_secs(), u.end_secs())));
     }
-    spans.extend(
-        seg.finish()
-            .unwrap()
-            .iter()
-            .map(|u| (u.start_secs(), u.end_secs())),
-    );
+    spans.extend(seg.finish().unwrap().iter().map(|u| (u.start_secs(), u.end_secs())));
     eprintln!(
         "30 ms padding: {spans:.3?}, max deviation {:.3} s",
         max_deviation(&spans)
@@ -102,9 +84,7 @@ fn whole_file_detection_reproduces_the_reference_on_this_build() {
     let probs = vad.detect(&pcm).unwrap();
     assert_eq!(probs.len(), 344, "176000 samples / 512 rounded up");
     let mut ctx = whisper_rs::WhisperVadContext::new(
-        test_data("models/ggml-silero-v6.2.0-for-tests.bin")
-            .to_str()
-            .unwrap(),
+        test_data("models/ggml-silero-v6.2.0-for-tests.bin").to_str().unwrap(),
         {
             let mut p = whisper_rs::WhisperVadContextParams::default();
             p.set_n_threads(1);

@@ -10,12 +10,8 @@ use samtal_transcriber::recognize::{Language, Options, Recognizer, WhisperConfig
 
 #[test]
 fn samtal_models_rejects_the_dummy_as_test_only() {
-    let err =
-        samtal_models::verify(&test_data("models/for-tests/for-tests-ggml-tiny.bin")).unwrap_err();
-    assert!(
-        matches!(err, samtal_models::Error::TestOnly { .. }),
-        "{err}"
-    );
+    let err = samtal_models::verify(&test_data("models/for-tests/for-tests-ggml-tiny.bin")).unwrap_err();
+    assert!(matches!(err, samtal_models::Error::TestOnly { .. }), "{err}");
 }
 
 #[test]
@@ -45,22 +41,15 @@ fn escape_hatch_runs_context_state_and_inference_to_an_empty_result() {
     let model = WhisperModel::load(&cfg).expect("loads through the escape hatch");
     assert!(model.is_test_only());
     assert!(model.is_multilingual());
-    let mut recognizer = model
-        .recognizer()
-        .expect("create_state succeeds even without weights");
+    let mut recognizer = model.recognizer().expect("create_state succeeds even without weights");
 
     let pcm = read_wav_16k("audio/jfk.wav");
     let english = Options {
         language: Language::Code("en".into()),
         initial_prompt: Some("Kennedy".into()),
     };
-    let segments = recognizer
-        .transcribe(&pcm, &english)
-        .expect("inference runs");
-    assert!(
-        segments.is_empty(),
-        "a weightless model produced text: {segments:?}"
-    );
+    let segments = recognizer.transcribe(&pcm, &english).expect("inference runs");
+    assert!(segments.is_empty(), "a weightless model produced text: {segments:?}");
 
     // Auto-detection, a short clip (padded internally) and empty input take the same path.
     assert!(
@@ -69,21 +58,13 @@ fn escape_hatch_runs_context_state_and_inference_to_an_empty_result() {
             .unwrap()
             .is_empty()
     );
-    assert!(
-        recognizer
-            .transcribe(&[], &Options::default())
-            .unwrap()
-            .is_empty()
-    );
+    assert!(recognizer.transcribe(&[], &Options::default()).unwrap().is_empty());
     // A language Whisper does not know is a configuration error, not a crash.
     let bad = Options {
         language: Language::Code("xx-nope".into()),
         ..Options::default()
     };
-    assert!(matches!(
-        recognizer.transcribe(&pcm, &bad),
-        Err(Error::Config(_))
-    ));
+    assert!(matches!(recognizer.transcribe(&pcm, &bad), Err(Error::Config(_))));
 }
 
 #[test]

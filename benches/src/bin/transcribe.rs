@@ -38,7 +38,11 @@ fn data(relative: &str) -> PathBuf {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "samtal-transcribe-bench", version, about = "Measures the transcription pipeline")]
+#[command(
+    name = "samtal-transcribe-bench",
+    version,
+    about = "Measures the transcription pipeline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -92,17 +96,29 @@ enum Command {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("SAMTAL_LOG")).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("SAMTAL_LOG"))
+        .init();
     let cli = Cli::parse();
     let audio = cli.audio.clone().unwrap_or_else(|| data("audio/jfk.wav"));
-    let vad_model = cli.vad_model.clone().unwrap_or_else(|| data("models/ggml-silero-v6.2.0-for-tests.bin"));
+    let vad_model = cli
+        .vad_model
+        .clone()
+        .unwrap_or_else(|| data("models/ggml-silero-v6.2.0-for-tests.bin"));
     let pcm = read_wav_16k(&audio).with_context(|| format!("reading {}", audio.display()))?;
     let seconds = pcm.len() as f64 / 16_000.0;
     println!("audio: {} ({seconds:.2} s)", audio.display());
     match cli.command {
         Command::Pipeline { speakers, repeat } => pipeline(&pcm, &vad_model, speakers, repeat),
         Command::Latency { rounds, min_silence_ms } => latency(&pcm, &vad_model, rounds, min_silence_ms).await,
-        Command::Whisper { model, threads, runs, language, allow_test_model, use_gpu } => {
+        Command::Whisper {
+            model,
+            threads,
+            runs,
+            language,
+            allow_test_model,
+            use_gpu,
+        } => {
             let mut config = WhisperConfig::new(model);
             config.n_threads = threads;
             config.allow_test_model = allow_test_model;
@@ -121,7 +137,10 @@ fn thread_cpu() -> Duration {
 }
 
 fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn pipeline(pcm: &[f32], vad_model: &std::path::Path, speakers: usize, repeat: usize) -> anyhow::Result<()> {
@@ -129,7 +148,14 @@ fn pipeline(pcm: &[f32], vad_model: &std::path::Path, speakers: usize, repeat: u
     let vad = SileroVad::load(&SileroConfig::new(vad_model))?;
     let t0 = Instant::now();
     let mut pipelines = (0..speakers)
-        .map(|i| SpeakerPipeline::new(format!("p{i}"), vad.clone(), WallClock::at(t0, 0.0), SpeakerConfig::default()))
+        .map(|i| {
+            SpeakerPipeline::new(
+                format!("p{i}"),
+                vad.clone(),
+                WallClock::at(t0, 0.0),
+                SpeakerConfig::default(),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let (cpu0, wall0) = (thread_cpu(), Instant::now());
     let mut utterances = 0usize;
@@ -158,7 +184,12 @@ fn pipeline(pcm: &[f32], vad_model: &std::path::Path, speakers: usize, repeat: u
     let audio_per_speaker = frames.len() as f64 * 0.02 * repeat as f64;
     let per_speaker = cpu.as_secs_f64() / speakers as f64;
     println!("speakers: {speakers}, audio per speaker: {audio_per_speaker:.1} s, utterances cut: {utterances}");
-    println!("CPU: {:.3} s (wall {:.3} s) for {:.1} s of speech", cpu.as_secs_f64(), wall.as_secs_f64(), audio_per_speaker * speakers as f64);
+    println!(
+        "CPU: {:.3} s (wall {:.3} s) for {:.1} s of speech",
+        cpu.as_secs_f64(),
+        wall.as_secs_f64(),
+        audio_per_speaker * speakers as f64
+    );
     println!(
         "per speaker: {:.1} ms CPU per second of speech = {:.2} % of one core per concurrently talking speaker",
         1000.0 * per_speaker / audio_per_speaker,
@@ -175,7 +206,11 @@ async fn latency(pcm: &[f32], vad_model: &std::path::Path, rounds: usize, min_si
     println!("utterance ends in the audio (s): {ends:.2?}");
 
     let dir = std::env::temp_dir().join(format!("samtal-latency-bench-{}", std::process::id()));
-    let mut config = samtal_signaling::Config { listen: "127.0.0.1:0".parse()?, data_dir: dir.clone(), ..Default::default() };
+    let mut config = samtal_signaling::Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.clone(),
+        ..Default::default()
+    };
     config.media.udp_port = 0;
     config.media.ips = vec!["127.0.0.1".parse()?];
     let server = samtal_signaling::start(config).await?;
@@ -183,10 +218,22 @@ async fn latency(pcm: &[f32], vad_model: &std::path::Path, rounds: usize, min_si
     let mut worker_config = WorkerConfig::new(&ws, vad_model);
     worker_config.stats_interval = None;
     worker_config.speaker.segmenter.min_silence = Duration::from_millis(min_silence_ms);
-    let worker = Worker::spawn(worker_config, |_| Ok(Box::new(ScriptedRecognizer::always("…")) as Box<dyn Recognizer>))?;
+    let worker = Worker::spawn(worker_config, |_| {
+        Ok(Box::new(ScriptedRecognizer::always("…")) as Box<dyn Recognizer>)
+    })?;
 
-    let speaker = Arc::new(Participant::join(&ws, ParticipantOptions::from_join(JoinOptions::new("bench", "Speaker")).with_audio()).await?);
-    let mut listener = Participant::join(&ws, ParticipantOptions::from_join(JoinOptions::new("bench", "Listener"))).await?;
+    let speaker = Arc::new(
+        Participant::join(
+            &ws,
+            ParticipantOptions::from_join(JoinOptions::new("bench", "Speaker")).with_audio(),
+        )
+        .await?,
+    );
+    let mut listener = Participant::join(
+        &ws,
+        ParticipantOptions::from_join(JoinOptions::new("bench", "Listener")),
+    )
+    .await?;
     let captions: Arc<Mutex<Vec<(i64, i64)>>> = Arc::default();
     let mut events = listener.take_events().context("listener events")?;
     let seen = captions.clone();
@@ -200,7 +247,11 @@ async fn latency(pcm: &[f32], vad_model: &std::path::Path, rounds: usize, min_si
         }
     });
     let microphone = Microphone::start(speaker.clone(), silence);
-    speaker.signal().send(ClientMessage::Transcription { enabled: true, language: None, prompt: None })?;
+    speaker.signal().send(ClientMessage::Transcription {
+        enabled: true,
+        language: None,
+        prompt: None,
+    })?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while worker.stats().packets_received < 50 {
         if Instant::now() > deadline {
@@ -234,7 +285,10 @@ async fn latency(pcm: &[f32], vad_model: &std::path::Path, rounds: usize, min_si
         s.max * 1000.0
     );
     let stats = worker.stats();
-    println!("worker: lag (end of speech → text ready) mean {:?}, max {:?}", stats.mean_lag, stats.max_lag);
+    println!(
+        "worker: lag (end of speech → text ready) mean {:?}, max {:?}",
+        stats.mean_lag, stats.max_lag
+    );
     microphone.stop().await;
     worker.shutdown().await;
     server.shutdown().await;
@@ -277,11 +331,26 @@ fn whisper(pcm: &[f32], config: &WhisperConfig, runs: usize, language: &str) -> 
     let model = WhisperModel::load(config)?;
     let load = loading.elapsed();
     let mut recognizer = model.recognizer()?;
-    let language = if language == "auto" { Language::Auto } else { Language::Code(language.to_owned()) };
-    let options = Options { language, initial_prompt: None };
-    println!("model: {} (load {:.2} s, {} threads, gpu {})", config.model_path.display(), load.as_secs_f64(), config.n_threads, config.use_gpu);
+    let language = if language == "auto" {
+        Language::Auto
+    } else {
+        Language::Code(language.to_owned())
+    };
+    let options = Options {
+        language,
+        initial_prompt: None,
+    };
+    println!(
+        "model: {} (load {:.2} s, {} threads, gpu {})",
+        config.model_path.display(),
+        load.as_secs_f64(),
+        config.n_threads,
+        config.use_gpu
+    );
     if model.is_test_only() {
-        println!("NOTE: a weightless test model: it runs the whole path but its figures say nothing about a real model");
+        println!(
+            "NOTE: a weightless test model: it runs the whole path but its figures say nothing about a real model"
+        );
     }
     let mut rtf = Vec::new();
     for run in 0..runs.max(1) {
@@ -290,9 +359,16 @@ fn whisper(pcm: &[f32], config: &WhisperConfig, runs: usize, language: &str) -> 
         let took = started.elapsed().as_secs_f64();
         rtf.push(took / seconds);
         let text: String = segments.iter().map(|s| s.text.as_str()).collect();
-        println!("run {run}: {took:.3} s for {seconds:.2} s of audio (RTF {:.3}): {:?}", took / seconds, text.trim());
+        println!(
+            "run {run}: {took:.3} s for {seconds:.2} s of audio (RTF {:.3}): {:?}",
+            took / seconds,
+            text.trim()
+        );
     }
     let s = Summary::of(&mut rtf);
-    println!("real-time factor over {} runs: median {:.3}, max {:.3} (below 1: faster than real time)", s.count, s.p50, s.max);
+    println!(
+        "real-time factor over {} runs: median {:.3}, max {:.3} (below 1: faster than real time)",
+        s.count, s.p50, s.max
+    );
     Ok(())
 }

@@ -126,21 +126,19 @@ const ACTION_PHRASES: &[&str] = &[
 
 const STOP_WORDS: &[&str] = &[
     // English
-    "a", "about", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at",
-    "be", "been", "but", "by", "can", "could", "did", "do", "does", "doing", "for", "from", "get",
-    "go", "going", "got", "had", "has", "have", "he", "her", "here", "him", "his", "how", "i",
-    "i'll", "i'm", "if", "in", "into", "is", "it", "it's", "its", "just", "know", "let's", "like",
-    "maybe", "me", "more", "my", "no", "not", "now", "of", "oh", "ok", "okay", "on", "one", "or",
-    "our", "out", "so", "some", "that", "that's", "the", "their", "them", "then", "there", "these",
-    "they", "think", "this", "those", "to", "too", "um", "uh", "up", "us", "very", "was", "we",
-    "we'll", "we're", "well", "were", "what", "when", "which", "who", "will", "with", "would",
-    "yeah", "yes", "you", "your", // Swedish
-    "alla", "att", "av", "bara", "blir", "de", "dem", "den", "denna", "det", "detta", "där", "då",
-    "efter", "ej", "eller", "en", "er", "ett", "från", "för", "ha", "hade", "han", "hans", "har",
-    "hon", "här", "i", "inte", "jag", "ja", "jo", "kan", "kanske", "man", "med", "men", "mig",
-    "min", "mitt", "mot", "mycket", "ni", "nej", "nu", "när", "och", "också", "om", "oss", "på",
-    "sa", "så", "sedan", "sig", "sin", "sitt", "ska", "skulle", "som", "tycker", "till", "under",
-    "upp", "ut", "vad", "var", "vara", "vi", "vid", "vill", "väl", "år", "än", "är", "åt", "över",
+    "a", "about", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but",
+    "by", "can", "could", "did", "do", "does", "doing", "for", "from", "get", "go", "going", "got", "had", "has",
+    "have", "he", "her", "here", "him", "his", "how", "i", "i'll", "i'm", "if", "in", "into", "is", "it", "it's",
+    "its", "just", "know", "let's", "like", "maybe", "me", "more", "my", "no", "not", "now", "of", "oh", "ok", "okay",
+    "on", "one", "or", "our", "out", "so", "some", "that", "that's", "the", "their", "them", "then", "there", "these",
+    "they", "think", "this", "those", "to", "too", "um", "uh", "up", "us", "very", "was", "we", "we'll", "we're",
+    "well", "were", "what", "when", "which", "who", "will", "with", "would", "yeah", "yes", "you",
+    "your", // Swedish
+    "alla", "att", "av", "bara", "blir", "de", "dem", "den", "denna", "det", "detta", "där", "då", "efter", "ej",
+    "eller", "en", "er", "ett", "från", "för", "ha", "hade", "han", "hans", "har", "hon", "här", "i", "inte", "jag",
+    "ja", "jo", "kan", "kanske", "man", "med", "men", "mig", "min", "mitt", "mot", "mycket", "ni", "nej", "nu", "när",
+    "och", "också", "om", "oss", "på", "sa", "så", "sedan", "sig", "sin", "sitt", "ska", "skulle", "som", "tycker",
+    "till", "under", "upp", "ut", "vad", "var", "vara", "vi", "vid", "vill", "väl", "år", "än", "är", "åt", "över",
 ];
 
 /// The built-in summarizer.
@@ -195,22 +193,14 @@ pub fn summarize(meeting: &MeetingText) -> Summary {
         }
     }
     key.sort_unstable();
-    let point = |i: &usize| {
-        Point::new(
-            Some(sentences[*i].speaker),
-            clip(&sentences[*i].text, MAX_POINT_CHARS),
-        )
-    };
+    let point = |i: &usize| Point::new(Some(sentences[*i].speaker), clip(&sentences[*i].text, MAX_POINT_CHARS));
     Summary {
         key_points: group_by_speaker(key.iter().map(point).collect()),
         decisions: dedup(decisions.iter().map(point))
             .into_iter()
             .take(MAX_DECISIONS)
             .collect(),
-        action_items: dedup(actions.iter().map(point))
-            .into_iter()
-            .take(MAX_ACTIONS)
-            .collect(),
+        action_items: dedup(actions.iter().map(point)).into_iter().take(MAX_ACTIONS).collect(),
         source: "extractive".into(),
     }
 }
@@ -232,9 +222,7 @@ fn group_by_speaker(points: Vec<Point>) -> Vec<Point> {
 
 fn dedup(points: impl Iterator<Item = Point>) -> Vec<Point> {
     let mut seen = HashSet::new();
-    points
-        .filter(|p| seen.insert(p.text.to_lowercase()))
-        .collect()
+    points.filter(|p| seen.insert(p.text.to_lowercase())).collect()
 }
 
 fn has_phrase(lower: &str, phrases: &[&str]) -> bool {
@@ -293,9 +281,7 @@ fn content_words(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
         .map(|w| w.trim_matches('\'').to_lowercase())
         .filter(|w| {
-            w.chars().count() > 1
-                && !STOP_WORDS.contains(&w.as_str())
-                && !w.chars().all(|c| c.is_ascii_digit())
+            w.chars().count() > 1 && !STOP_WORDS.contains(&w.as_str()) && !w.chars().all(|c| c.is_ascii_digit())
         })
         .collect()
 }
@@ -392,10 +378,7 @@ mod tests {
                     "Anna",
                     "After this discussion we decided to lease the office network switches.",
                 ),
-                (
-                    "Björn",
-                    "I will send the leasing contract to legal by Friday.",
-                ),
+                ("Björn", "I will send the leasing contract to legal by Friday."),
                 (
                     "Cecilia",
                     "Action item for me: update the budget spreadsheet with the leasing cost.",
@@ -434,10 +417,7 @@ mod tests {
                     "Anna",
                     "Efter diskussionen bestämde vi att leasa switcharna till kontorsnätverket. Vi bestämde också att Björn leder projektet.",
                 ),
-                (
-                    "Björn",
-                    "Jag skickar leasingavtalet till juristerna senast på fredag.",
-                ),
+                ("Björn", "Jag skickar leasingavtalet till juristerna senast på fredag."),
                 (
                     "Cecilia",
                     "Jag tar hand om att uppdatera budgetkalkylen med leasingkostnaden.",
@@ -480,14 +460,9 @@ mod tests {
             key.iter().all(|t| !t.contains("kittens")),
             "an aside is not a key point: {key:?}"
         );
+        assert!(key.iter().all(|t| *t != "Yes." && *t != "Right."), "{key:?}");
         assert!(
-            key.iter().all(|t| *t != "Yes." && *t != "Right."),
-            "{key:?}"
-        );
-        assert!(
-            key.contains(
-                &"The switches for the office network are the largest part of the budget."
-            ),
+            key.contains(&"The switches for the office network are the largest part of the budget."),
             "{key:?}"
         );
         assert_eq!(s.source, "extractive");
@@ -516,8 +491,7 @@ mod tests {
         assert!(!key.is_empty() && key.len() <= MAX_KEY_POINTS, "{key:?}");
         assert!(key.iter().all(|t| !t.contains("kattungar")), "{key:?}");
         assert!(
-            key.iter()
-                .any(|t| t.contains("Switcharna till kontorsnätverket")),
+            key.iter().any(|t| t.contains("Switcharna till kontorsnätverket")),
             "{key:?}"
         );
     }
@@ -525,11 +499,7 @@ mod tests {
     #[test]
     fn key_points_are_grouped_by_speaker_and_the_result_is_deterministic() {
         let s = summarize(&english());
-        let speakers: Vec<_> = s
-            .key_points
-            .iter()
-            .map(|p| p.speaker.clone().unwrap())
-            .collect();
+        let speakers: Vec<_> = s.key_points.iter().map(|p| p.speaker.clone().unwrap()).collect();
         let mut grouped = speakers.clone();
         grouped.dedup();
         let mut unique = grouped.clone();
@@ -562,12 +532,7 @@ mod tests {
         let s = summarize(&m);
         assert!(s.key_points.len() <= MAX_KEY_POINTS);
         assert!(s.decisions.len() <= MAX_DECISIONS && s.action_items.len() <= MAX_ACTIONS);
-        for p in s
-            .key_points
-            .iter()
-            .chain(&s.decisions)
-            .chain(&s.action_items)
-        {
+        for p in s.key_points.iter().chain(&s.decisions).chain(&s.action_items) {
             assert!(p.text.chars().count() <= MAX_POINT_CHARS, "{}", p.text);
         }
     }

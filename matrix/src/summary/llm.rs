@@ -66,9 +66,7 @@ pub struct Llm {
 impl Llm {
     pub fn new(config: LlmConfig) -> Result<Self> {
         if config.url.trim().is_empty() || config.model.trim().is_empty() {
-            return Err(Error::Config(
-                "the LLM summarizer needs both url and model".into(),
-            ));
+            return Err(Error::Config("the LLM summarizer needs both url and model".into()));
         }
         let base = config.url.trim().trim_end_matches('/');
         let endpoint = if base.ends_with("/chat/completions") {
@@ -76,17 +74,12 @@ impl Llm {
         } else {
             format!("{base}/chat/completions")
         };
-        matrix_sdk::reqwest::Url::parse(&endpoint)
-            .map_err(|e| Error::Config(format!("LLM url {endpoint:?}: {e}")))?;
+        matrix_sdk::reqwest::Url::parse(&endpoint).map_err(|e| Error::Config(format!("LLM url {endpoint:?}: {e}")))?;
         let http = matrix_sdk::reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs.max(1)))
             .build()
             .map_err(|e| Error::Config(format!("LLM HTTP client: {e}")))?;
-        Ok(Self {
-            config,
-            endpoint,
-            http,
-        })
+        Ok(Self { config, endpoint, http })
     }
 
     /// The prompt for `meeting`.
@@ -103,9 +96,7 @@ impl Llm {
         }
         let language = match meeting.language.as_deref() {
             _ if is_swedish(meeting.language.as_deref()) => "Swedish".to_owned(),
-            Some(l)
-                if l.eq_ignore_ascii_case("en") || l.to_ascii_lowercase().starts_with("en-") =>
-            {
+            Some(l) if l.eq_ignore_ascii_case("en") || l.to_ascii_lowercase().starts_with("en-") => {
                 "English".to_owned()
             }
             Some(l) => format!("the language with code {l}"),
@@ -152,14 +143,12 @@ impl Llm {
                 clip(&text, 300)
             ))
         })?;
-        let content = answer["choices"][0]["message"]["content"]
-            .as_str()
-            .ok_or_else(|| {
-                Error::Summary(format!(
-                    "LLM answer has no choices[0].message.content: {}",
-                    clip(&text, 300)
-                ))
-            })?;
+        let content = answer["choices"][0]["message"]["content"].as_str().ok_or_else(|| {
+            Error::Summary(format!(
+                "LLM answer has no choices[0].message.content: {}",
+                clip(&text, 300)
+            ))
+        })?;
         let mut summary = parse_summary(content)?;
         summary.source = format!("llm:{}", self.config.model);
         Ok(summary)
@@ -172,10 +161,7 @@ impl Llm {
                 self.endpoint, self.config.timeout_secs
             ))
         } else if e.is_connect() {
-            Error::Summary(format!(
-                "cannot connect to LLM endpoint {}: {e}",
-                self.endpoint
-            ))
+            Error::Summary(format!("cannot connect to LLM endpoint {}: {e}", self.endpoint))
         } else {
             Error::Summary(format!("LLM endpoint {}: {e}", self.endpoint))
         }
@@ -201,8 +187,7 @@ pub fn parse_summary(content: &str) -> Result<Summary> {
         .rfind('}')
         .filter(|&e| e > start)
         .ok_or_else(|| bad("no JSON object"))?;
-    let value: Value =
-        serde_json::from_str(&content[start..=end]).map_err(|e| bad(&e.to_string()))?;
+    let value: Value = serde_json::from_str(&content[start..=end]).map_err(|e| bad(&e.to_string()))?;
     if !value.is_object() {
         return Err(bad("not an object"));
     }
@@ -216,24 +201,15 @@ pub fn parse_summary(content: &str) -> Result<Summary> {
         items
             .iter()
             .filter_map(|item| match item {
-                Value::String(s) => Some(Point::new(
-                    None,
-                    clip(s, super::extractive::MAX_POINT_CHARS),
-                )),
+                Value::String(s) => Some(Point::new(None, clip(s, super::extractive::MAX_POINT_CHARS))),
                 Value::Object(o) => {
-                    let text = o
-                        .get("text")
-                        .or_else(|| o.get("item"))
-                        .and_then(Value::as_str)?;
+                    let text = o.get("text").or_else(|| o.get("item")).and_then(Value::as_str)?;
                     let speaker = o
                         .get("speaker")
                         .or_else(|| o.get("owner"))
                         .or_else(|| o.get("who"))
                         .and_then(Value::as_str);
-                    Some(Point::new(
-                        speaker,
-                        clip(text, super::extractive::MAX_POINT_CHARS),
-                    ))
+                    Some(Point::new(speaker, clip(text, super::extractive::MAX_POINT_CHARS)))
                 }
                 _ => None,
             })
@@ -247,10 +223,7 @@ pub fn parse_summary(content: &str) -> Result<Summary> {
         action_items: list(&["action_items", "actionItems", "actions"]),
         source: String::new(),
     };
-    if summary.key_points.is_empty()
-        && summary.decisions.is_empty()
-        && summary.action_items.is_empty()
-    {
+    if summary.key_points.is_empty() && summary.decisions.is_empty() && summary.action_items.is_empty() {
         return Err(bad("no key_points, decisions or action_items"));
     }
     Ok(summary)
@@ -302,10 +275,7 @@ mod tests {
                                 .unwrap_or(0);
                             if data.len() >= head_end + 4 + length {
                                 assert!(head.starts_with("post /v1/chat/completions "), "{head}");
-                                break String::from_utf8_lossy(
-                                    &data[head_end + 4..head_end + 4 + length],
-                                )
-                                .to_string();
+                                break String::from_utf8_lossy(&data[head_end + 4..head_end + 4 + length]).to_string();
                             }
                         }
                     };
@@ -365,14 +335,8 @@ mod tests {
         let answer = chat_answer(content);
         let (url, seen) = server(Duration::ZERO, move |_| (200, answer.clone())).await;
         let summary = llm(&url, 10).summarize(&meeting()).await.unwrap();
-        assert_eq!(
-            summary.key_points,
-            [Point::new(None, "Anna: switcharna leasas")]
-        );
-        assert_eq!(
-            summary.decisions,
-            [Point::new(Some("Anna"), "Switcharna leasas")]
-        );
+        assert_eq!(summary.key_points, [Point::new(None, "Anna: switcharna leasas")]);
+        assert_eq!(summary.decisions, [Point::new(Some("Anna"), "Switcharna leasas")]);
         assert_eq!(
             summary.action_items,
             [Point::new(None, "Björn skickar avtalet senast fredag")]
@@ -383,67 +347,40 @@ mod tests {
         let prompt = request["messages"][0]["content"].as_str().unwrap();
         assert!(prompt.contains("Write in Swedish"), "{prompt}");
         assert!(
-            prompt.contains("Anna: Vi bestämde att leasa switcharna.")
-                && prompt.contains("Participants: Anna, Björn"),
+            prompt.contains("Anna: Vi bestämde att leasa switcharna.") && prompt.contains("Participants: Anna, Björn"),
             "{prompt}"
         );
     }
 
     #[tokio::test]
     async fn http_errors_bad_answers_and_timeouts_are_clear_errors() {
-        let (url, _) = server(Duration::ZERO, |_| {
-            (500, "{\"error\": \"model not loaded\"}".into())
-        })
-        .await;
-        let err = llm(&url, 10)
-            .summarize(&meeting())
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("500") && err.contains("model not loaded"),
-            "{err}"
-        );
+        let (url, _) = server(Duration::ZERO, |_| (500, "{\"error\": \"model not loaded\"}".into())).await;
+        let err = llm(&url, 10).summarize(&meeting()).await.unwrap_err().to_string();
+        assert!(err.contains("500") && err.contains("model not loaded"), "{err}");
 
         let (url, _) = server(Duration::ZERO, |_| {
             (200, chat_answer("Sorry, I cannot help with that."))
         })
         .await;
-        let err = llm(&url, 10)
-            .summarize(&meeting())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = llm(&url, 10).summarize(&meeting()).await.unwrap_err().to_string();
         assert!(err.contains("not the requested JSON summary"), "{err}");
 
         let (url, _) = server(Duration::ZERO, |_| (200, "<html>proxy error</html>".into())).await;
-        let err = llm(&url, 10)
-            .summarize(&meeting())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = llm(&url, 10).summarize(&meeting()).await.unwrap_err().to_string();
         assert!(err.contains("no chat-completions JSON"), "{err}");
 
         let (url, _) = server(Duration::from_secs(5), |_| {
             (200, chat_answer("{\"key_points\": [\"late\"]}"))
         })
         .await;
-        let err = llm(&url, 1)
-            .summarize(&meeting())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = llm(&url, 1).summarize(&meeting()).await.unwrap_err().to_string();
         assert!(err.contains("did not answer within 1 s"), "{err}");
 
         // Nothing listens on this port.
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1", closed.local_addr().unwrap());
         drop(closed);
-        let err = llm(&url, 5)
-            .summarize(&meeting())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = llm(&url, 5).summarize(&meeting()).await.unwrap_err().to_string();
         assert!(err.contains("cannot connect"), "{err}");
     }
 

@@ -31,7 +31,13 @@ pub(crate) struct MediaLoop {
 impl MediaLoop {
     pub fn new(bound: Vec<BoundSocket>, router: Router, stats: Arc<Stats>) -> Self {
         let locals = bound.iter().map(|b| b.local).collect();
-        Self { bound, locals, router, stats, events: HashMap::new() }
+        Self {
+            bound,
+            locals,
+            router,
+            stats,
+            events: HashMap::new(),
+        }
     }
 
     /// Runs until shutdown or until every `MediaServer` handle is gone.
@@ -109,21 +115,44 @@ impl MediaLoop {
     fn on_command(&mut self, command: Command, now: Instant) {
         let router = &mut self.router;
         match command {
-            Command::Join { room, participant, options, events, reply } => {
+            Command::Join {
+                room,
+                participant,
+                options,
+                events,
+                reply,
+            } => {
                 let result = router.join(&room, &participant, options, now);
                 if result.is_ok() {
                     self.events.insert(participant, events);
                 }
                 let _ = reply.send(result);
             }
-            Command::Publish { participant, sdp, tracks, reply } => {
+            Command::Publish {
+                participant,
+                sdp,
+                tracks,
+                reply,
+            } => {
                 let _ = reply.send(router.publish(&participant, sdp, tracks, now));
             }
-            Command::SubscribeAnswer { participant, sdp, reply } => {
+            Command::SubscribeAnswer {
+                participant,
+                sdp,
+                reply,
+            } => {
                 let _ = reply.send(router.subscribe_answer(&participant, sdp, now));
             }
-            Command::Candidate { participant, pc, candidate } => router.add_candidate(&participant, pc, candidate, now),
-            Command::Mute { participant, source, muted } => router.set_muted(&participant, source, muted, now),
+            Command::Candidate {
+                participant,
+                pc,
+                candidate,
+            } => router.add_candidate(&participant, pc, candidate, now),
+            Command::Mute {
+                participant,
+                source,
+                muted,
+            } => router.set_muted(&participant, source, muted, now),
             Command::OptOut { participant, opted_out } => router.set_transcription_opt_out(&participant, opted_out),
             Command::Leave { participant, reply } => {
                 router.leave(&participant, now);
@@ -156,5 +185,8 @@ async fn recv_any(sockets: &[UdpSocket], buf: &mut [u8]) -> std::io::Result<(usi
 
 /// A datagram that is already waiting, without blocking.
 fn try_recv_any(sockets: &[UdpSocket], buf: &mut [u8]) -> Option<(usize, usize, SocketAddr)> {
-    sockets.iter().enumerate().find_map(|(i, s)| s.try_recv_from(buf).ok().map(|(n, from)| (i, n, from)))
+    sockets
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| s.try_recv_from(buf).ok().map(|(n, from)| (i, n, from)))
 }

@@ -32,11 +32,29 @@ pub(crate) enum Command {
         tracks: Vec<TrackDeclaration>,
         reply: oneshot::Sender<Result<String>>,
     },
-    SubscribeAnswer { participant: String, sdp: String, reply: oneshot::Sender<Result<()>> },
-    Candidate { participant: String, pc: PcKind, candidate: Candidate },
-    Mute { participant: String, source: TrackSource, muted: bool },
-    OptOut { participant: String, opted_out: bool },
-    Leave { participant: String, reply: Option<oneshot::Sender<()>> },
+    SubscribeAnswer {
+        participant: String,
+        sdp: String,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Candidate {
+        participant: String,
+        pc: PcKind,
+        candidate: Candidate,
+    },
+    Mute {
+        participant: String,
+        source: TrackSource,
+        muted: bool,
+    },
+    OptOut {
+        participant: String,
+        opted_out: bool,
+    },
+    Leave {
+        participant: String,
+        reply: Option<oneshot::Sender<()>>,
+    },
     Shutdown,
 }
 
@@ -63,7 +81,12 @@ impl MediaServer {
             .spawn(move || media_loop.run(rx))
             .map_err(|e| Error::Config(format!("cannot start the media thread: {e}")))?;
         tracing::info!(addrs = ?local_addrs, "media server listening (UDP)");
-        Ok(Self { commands: tx, stats, local_addrs: Arc::new(local_addrs), max_media_sections: config.max_media_sections })
+        Ok(Self {
+            commands: tx,
+            stats,
+            local_addrs: Arc::new(local_addrs),
+            max_media_sections: config.max_media_sections,
+        })
     }
 
     /// The UDP addresses peers send media to.
@@ -107,40 +130,71 @@ impl MediaServer {
     /// sections than allowed is refused here, on the caller's task, and never reaches the media thread.
     pub async fn publish(&self, participant: &str, sdp: String, tracks: Vec<TrackDeclaration>) -> Result<String> {
         crate::router::check_offer_size(&sdp, self.max_media_sections, &self.stats)?;
-        self.call(|reply| Command::Publish { participant: participant.to_owned(), sdp, tracks, reply }).await
+        self.call(|reply| Command::Publish {
+            participant: participant.to_owned(),
+            sdp,
+            tracks,
+            reply,
+        })
+        .await
     }
 
     /// Applies the participant's answer to the last subscribe offer.
     pub async fn subscribe_answer(&self, participant: &str, sdp: String) -> Result<()> {
-        self.call(|reply| Command::SubscribeAnswer { participant: participant.to_owned(), sdp, reply }).await
+        self.call(|reply| Command::SubscribeAnswer {
+            participant: participant.to_owned(),
+            sdp,
+            reply,
+        })
+        .await
     }
 
     pub fn add_candidate(&self, participant: &str, pc: PcKind, candidate: Candidate) -> Result<()> {
-        self.send(Command::Candidate { participant: participant.to_owned(), pc, candidate })
+        self.send(Command::Candidate {
+            participant: participant.to_owned(),
+            pc,
+            candidate,
+        })
     }
 
     /// Stops (or resumes) forwarding the participant's tracks of this source.
     pub fn set_muted(&self, participant: &str, source: TrackSource, muted: bool) -> Result<()> {
-        self.send(Command::Mute { participant: participant.to_owned(), source, muted })
+        self.send(Command::Mute {
+            participant: participant.to_owned(),
+            source,
+            muted,
+        })
     }
 
     /// The participant opted out of transcription (or back in): its tracks are withheld from
     /// subscribers that joined with [`SubscribeOptions::withhold_opted_out`].
     pub fn set_transcription_opt_out(&self, participant: &str, opted_out: bool) -> Result<()> {
-        self.send(Command::OptOut { participant: participant.to_owned(), opted_out })
+        self.send(Command::OptOut {
+            participant: participant.to_owned(),
+            opted_out,
+        })
     }
 
     /// Removes the participant, closes its connections and unpublishes its tracks. Waits until done.
     pub async fn leave(&self, participant: &str) {
         let (tx, rx) = oneshot::channel();
-        if self.send(Command::Leave { participant: participant.to_owned(), reply: Some(tx) }).is_ok() {
+        if self
+            .send(Command::Leave {
+                participant: participant.to_owned(),
+                reply: Some(tx),
+            })
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
 
     /// Like [`leave`](Self::leave) without waiting (for use in `Drop`).
     pub fn leave_now(&self, participant: &str) {
-        let _ = self.send(Command::Leave { participant: participant.to_owned(), reply: None });
+        let _ = self.send(Command::Leave {
+            participant: participant.to_owned(),
+            reply: None,
+        });
     }
 
     pub fn shutdown(&self) {

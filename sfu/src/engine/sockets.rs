@@ -28,7 +28,9 @@ fn addresses(config: &MediaConfig) -> Result<Vec<IpAddr>> {
     ips.sort();
     ips.dedup();
     if ips.is_empty() {
-        return Err(Error::Config("no usable IPv4 interface address found; set media.ips".into()));
+        return Err(Error::Config(
+            "no usable IPv4 interface address found; set media.ips".into(),
+        ));
     }
     Ok(ips)
 }
@@ -39,7 +41,9 @@ pub(crate) fn bind(config: &MediaConfig) -> Result<Vec<BoundSocket>> {
         .map(|ip| {
             let addr = SocketAddr::new(ip, config.udp_port);
             let socket = UdpSocket::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-            socket.set_nonblocking(true).map_err(|source| Error::Bind { addr, source })?;
+            socket
+                .set_nonblocking(true)
+                .map_err(|source| Error::Bind { addr, source })?;
             let local = socket.local_addr().map_err(|source| Error::Bind { addr, source })?;
             Ok(BoundSocket { local, socket })
         })

@@ -92,7 +92,9 @@ fn h264_has_keyframe(p: &[u8]) -> bool {
             }
             false
         }
-        28 => p.get(1).is_some_and(|fu| fu & 0x80 != 0 && matches!(fu & 0x1f, IDR | SPS)),
+        28 => p
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && matches!(fu & 0x1f, IDR | SPS)),
         _ => false,
     }
 }
@@ -115,8 +117,14 @@ mod tests {
         // Not the start of a partition.
         assert_eq!(VideoCodec::Vp8.starts_keyframe(&[0x00, 0x00]), Some(false));
         // Extended: X=1, I=1 with a 15-bit picture id, then the frame tag.
-        assert_eq!(VideoCodec::Vp8.starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x00]), Some(true));
-        assert_eq!(VideoCodec::Vp8.starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x01]), Some(false));
+        assert_eq!(
+            VideoCodec::Vp8.starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x00]),
+            Some(true)
+        );
+        assert_eq!(
+            VideoCodec::Vp8.starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x01]),
+            Some(false)
+        );
         assert_eq!(VideoCodec::Vp8.starts_keyframe(&[]), Some(false));
     }
 
@@ -125,7 +133,10 @@ mod tests {
         assert_eq!(VideoCodec::H264.starts_keyframe(&[0x65, 0x88]), Some(true)); // IDR
         assert_eq!(VideoCodec::H264.starts_keyframe(&[0x41, 0x9a]), Some(false)); // non-IDR
         // STAP-A holding SPS.
-        assert_eq!(VideoCodec::H264.starts_keyframe(&[0x78, 0x00, 0x02, 0x67, 0x42]), Some(true));
+        assert_eq!(
+            VideoCodec::H264.starts_keyframe(&[0x78, 0x00, 0x02, 0x67, 0x42]),
+            Some(true)
+        );
         // FU-A, start bit, IDR.
         assert_eq!(VideoCodec::H264.starts_keyframe(&[0x7c, 0x85, 0x00]), Some(true));
         // FU-A, middle fragment.

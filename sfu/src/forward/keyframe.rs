@@ -15,7 +15,11 @@ pub struct KeyframeThrottle {
 
 impl KeyframeThrottle {
     pub fn new(min_interval: Duration) -> Self {
-        Self { min_interval, last_sent: None, pending: false }
+        Self {
+            min_interval,
+            last_sent: None,
+            pending: false,
+        }
     }
 
     /// Someone needs a keyframe. Returns true when a request should go out now.

@@ -157,7 +157,11 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                 d.waiting_keyframe = false;
             }
             if let Some(header) = d.rewriter.rewrite(seq, ts, now) {
-                out.push(Forward { sink: d.sink, header, payload_type });
+                out.push(Forward {
+                    sink: d.sink,
+                    header,
+                    payload_type,
+                });
             }
         }
     }
@@ -195,14 +199,20 @@ mod tests {
     fn video_subscriber_starts_at_a_keyframe_and_asks_for_one() {
         let now = Instant::now();
         let mut t = PublishedTrack::new(MediaKind::Video, "video/VP8", 90_000);
-        assert!(t.add_subscriber(1, 10, now), "a new video subscriber triggers a keyframe request");
+        assert!(
+            t.add_subscriber(1, 10, now),
+            "a new video subscriber triggers a keyframe request"
+        );
         t.set_payload_type(1, Some(96));
         assert!(routed(&mut t, 1, DELTA, now).is_empty());
         assert!(routed(&mut t, 2, MIDDLE, now).is_empty());
         let first = routed(&mut t, 3, KEY, now);
         assert_eq!(first.len(), 1);
         let next = routed(&mut t, 4, MIDDLE, now);
-        assert_eq!(next[0].header.sequence_number, first[0].header.sequence_number.wrapping_add(1));
+        assert_eq!(
+            next[0].header.sequence_number,
+            first[0].header.sequence_number.wrapping_add(1)
+        );
         assert_eq!(routed(&mut t, 5, DELTA, now).len(), 1);
     }
 
@@ -242,7 +252,10 @@ mod tests {
         assert!(routed(&mut t, 3, b"a", now).is_empty());
         t.set_muted(false, now + Duration::from_millis(60));
         let after = routed(&mut t, 4, b"a", now + Duration::from_millis(60))[0];
-        assert_eq!(after.header.sequence_number, before.header.sequence_number.wrapping_add(1));
+        assert_eq!(
+            after.header.sequence_number,
+            before.header.sequence_number.wrapping_add(1)
+        );
     }
 
     #[test]
@@ -253,7 +266,11 @@ mod tests {
         t.add_subscriber(2, 20, now);
         t.set_payload_type(2, Some(111));
         let out = routed(&mut t, 1, b"a", now);
-        assert_eq!(out.iter().map(|f| f.sink).collect::<Vec<_>>(), vec![2], "1 has no payload type yet");
+        assert_eq!(
+            out.iter().map(|f| f.sink).collect::<Vec<_>>(),
+            vec![2],
+            "1 has no payload type yet"
+        );
         t.remove_subscriber(2);
         assert!(routed(&mut t, 2, b"a", now).is_empty());
         assert_eq!(t.subscribers().count(), 1);
@@ -276,7 +293,11 @@ mod tests {
         t.set_withheld(2, false);
         let out = routed(&mut t, 20, b"opus", now);
         let seq_of = |out: &[Forward<u32>], sink| out.iter().find(|f| f.sink == sink).unwrap().header.sequence_number;
-        assert_eq!(seq_of(&out, 2), seq_of(&first, 2).wrapping_add(1), "no sequence gap for the withheld subscriber");
+        assert_eq!(
+            seq_of(&out, 2),
+            seq_of(&first, 2).wrapping_add(1),
+            "no sequence gap for the withheld subscriber"
+        );
         assert_eq!(seq_of(&out, 1), seq_of(&first, 1).wrapping_add(10));
     }
 }

@@ -17,9 +17,9 @@ mod offer_rate;
 mod peer;
 mod sdp;
 mod slab;
-mod timers;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 use self::offer_rate::OfferRate;
 use self::sdp::sending_track_ids;
@@ -63,7 +63,11 @@ pub struct SubscribeOptions {
 
 impl Default for SubscribeOptions {
     fn default() -> Self {
-        Self { audio: true, video: true, withhold_opted_out: false }
+        Self {
+            audio: true,
+            video: true,
+            withhold_opted_out: false,
+        }
     }
 }
 
@@ -80,7 +84,12 @@ pub enum MediaEvent {
     /// A new offer for the participant's subscribe connection; answer with [`Router::subscribe_answer`].
     SubscribeOffer { sdp: String },
     /// One of the participant's own tracks started arriving and is now forwarded to the room.
-    TrackPublished { track_id: String, kind: MediaKind, source: TrackSource, muted: bool },
+    TrackPublished {
+        track_id: String,
+        kind: MediaKind,
+        source: TrackSource,
+        muted: bool,
+    },
     /// One of the participant's own tracks went away.
     TrackUnpublished { track_id: String },
     /// A peer connection changed state; `Failed` means the participant should be dropped.
@@ -191,7 +200,10 @@ impl Router {
     /// A router whose peer connections announce `locals` (the bound media addresses) and the
     /// configured public addresses as host candidates.
     pub fn new(config: &MediaConfig, locals: &[SocketAddr], stats: Arc<Stats>, now: Instant) -> Result<Self> {
-        let port = locals.first().map(|a| a.port()).ok_or_else(|| Error::Config("no media socket".into()))?;
+        let port = locals
+            .first()
+            .map(|a| a.port())
+            .ok_or_else(|| Error::Config("no media socket".into()))?;
         let mut candidates = locals.to_vec();
         candidates.extend(config.public_ips.iter().map(|ip| SocketAddr::new(*ip, port)));
         Ok(Self {
@@ -225,7 +237,11 @@ impl Router {
             let &idx = self.dirty.last()?;
             if let Some(peer) = self.peers.get_mut(idx) {
                 if let Some(out) = peer.pc.poll_write() {
-                    return Some(Transmit { local: out.transport.local_addr, to: out.transport.peer_addr, data: out.message });
+                    return Some(Transmit {
+                        local: out.transport.local_addr,
+                        to: out.transport.peer_addr,
+                        data: out.message,
+                    });
                 }
                 peer.dirty = false;
                 if let Some(at) = peer.pc.poll_timeout()
@@ -246,7 +262,9 @@ impl Router {
 
     /// When [`handle_timeout`](Self::handle_timeout) must run next.
     pub fn poll_timeout(&self) -> Instant {
-        self.timers.next().map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping))
+        self.timers
+            .next()
+            .map_or(self.next_housekeeping, |t| t.min(self.next_housekeeping))
     }
 
     /// Runs the peer connections' timers that are due, and the periodic bookkeeping.
@@ -291,14 +309,20 @@ impl Router {
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        let due: Vec<usize> =
-            self.tracks.slots.iter_mut().enumerate().filter_map(|(i, t)| t.as_mut()?.forward.poll_keyframe(now).then_some(i)).collect();
+        let due: Vec<usize> = self
+            .tracks
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_mut()?.forward.poll_keyframe(now).then_some(i))
+            .collect();
         for t in due {
             self.send_keyframe_request(t, now);
         }
         if self.timers.len() > 4 * self.peers.len + 64 {
             let peers = &self.peers;
-            self.timers.compact(|at, key| peers.get(key).is_some_and(|p| p.deadline == Some(at)));
+            self.timers
+                .compact(|at, key| peers.get(key).is_some_and(|p| p.deadline == Some(at)));
         }
     }
 
@@ -313,7 +337,11 @@ impl Router {
                 let Some(ufrag) = ice::local_ufrag(data) else { return };
                 let Some(&idx) = self.by_ufrag.get(&ufrag) else { return };
                 self.by_addr.insert((local, from), idx);
-                self.peers.get_mut(idx).expect("routed peer exists").addrs.push((local, from));
+                self.peers
+                    .get_mut(idx)
+                    .expect("routed peer exists")
+                    .addrs
+                    .push((local, from));
                 idx
             }
         };
@@ -321,7 +349,12 @@ impl Router {
         let Some(peer) = self.peers.get_mut(idx) else { return };
         let message = TaggedBytesMut {
             now,
-            transport: TransportContext { local_addr, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
+            transport: TransportContext {
+                local_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
             message: BytesMut::from(data),
         };
         if let Err(e) = peer.pc.handle_read(message) {
@@ -371,12 +404,16 @@ impl Router {
                     _ => return,
                 };
                 if let Some(p) = self.participants.get(participant) {
-                    p.span.in_scope(|| tracing::info!(pc = ?pc_kind, ?state, "peer connection state"));
+                    p.span
+                        .in_scope(|| tracing::info!(pc = ?pc_kind, ?state, "peer connection state"));
                 }
                 self.emit(participant, MediaEvent::PeerState { pc: pc_kind, state });
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) if pc_kind == PcKind::Publish => {
-                let track = self.participants.get(participant).and_then(|p| p.published.get(&track_id).copied());
+                let track = self
+                    .participants
+                    .get(participant)
+                    .and_then(|p| p.published.get(&track_id).copied());
                 if let Some(track) = track {
                     self.unpublish(track, now);
                 }
@@ -387,7 +424,9 @@ impl Router {
 
     fn on_rtp(&mut self, idx: usize, track_id: &str, packet: rtp::Packet, now: Instant) {
         let participant = self.peers.get(idx).map(|p| p.participant).unwrap_or(usize::MAX);
-        let Some(p) = self.participants.get(participant) else { return };
+        let Some(p) = self.participants.get(participant) else {
+            return;
+        };
         let track = match p.published.get(track_id) {
             Some(&t) => t,
             None => match self.open_track(idx, track_id, packet.header.payload_type, now) {
@@ -400,16 +439,16 @@ impl Router {
         let mut forwards = std::mem::take(&mut self.forwards);
         forwards.clear();
         let h = &packet.header;
-        self.tracks.get_mut(track).expect("published track exists").forward.route(
-            h.sequence_number,
-            h.timestamp,
-            &packet.payload,
-            now,
-            &mut forwards,
-        );
+        self.tracks
+            .get_mut(track)
+            .expect("published track exists")
+            .forward
+            .route(h.sequence_number, h.timestamp, &packet.payload, now, &mut forwards);
         let mut sent = 0u64;
         for f in &forwards {
-            let Some(sub) = self.peers.get_mut(f.sink.0) else { continue };
+            let Some(sub) = self.peers.get_mut(f.sink.0) else {
+                continue;
+            };
             let out = rtp::Packet {
                 header: rtp::header::Header {
                     version: 2,
@@ -444,9 +483,16 @@ impl Router {
         if peer.kind != PcKind::Subscribe || !peer::asks_for_keyframe(packets) {
             return;
         }
-        let track = self.participants.get(peer.participant).and_then(|p| p.down.get(track_id)).map(|(t, _)| *t);
+        let track = self
+            .participants
+            .get(peer.participant)
+            .and_then(|p| p.down.get(track_id))
+            .map(|(t, _)| *t);
         if let Some(t) = track
-            && self.tracks.get_mut(t).is_some_and(|t| t.forward.keyframe_requested(now))
+            && self
+                .tracks
+                .get_mut(t)
+                .is_some_and(|t| t.forward.keyframe_requested(now))
         {
             self.send_keyframe_request(t, now);
         }
@@ -456,7 +502,10 @@ impl Router {
         let Some(t) = self.tracks.get(track) else { return };
         let (peer, receiver, media_ssrc) = (t.peer, t.receiver, t.media_ssrc);
         if let Some(mut r) = self.peers.get_mut(peer).and_then(|p| p.pc.rtp_receiver(receiver)) {
-            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            };
             if r.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
                 Stats::add(&self.stats.keyframe_requests, 1);
             }
@@ -482,23 +531,63 @@ impl Router {
                 _ => return None,
             };
             let ssrc = r.track().ssrcs().next().unwrap_or(0);
-            let codec = r.get_parameters().rtp_parameters.codecs.iter().find(|c| c.payload_type == payload_type)?.rtp_codec.clone();
+            let codec = r
+                .get_parameters()
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| c.payload_type == payload_type)?
+                .rtp_codec
+                .clone();
             Some((rid, kind, ssrc, codec))
         })?;
         let p = self.participants.get_mut(participant)?;
         p.track_counter += 1;
         let id = format!("{}-t{}", p.id, p.track_counter);
-        let source = p.declared.get(track_id).copied().unwrap_or(TrackSource::default_for(kind));
+        let source = p
+            .declared
+            .get(track_id)
+            .copied()
+            .unwrap_or(TrackSource::default_for(kind));
         let mut forward = PublishedTrack::new(kind, &codec.mime_type, codec.clock_rate);
         let muted = p.muted.contains(&source);
         forward.set_muted(muted, now);
-        p.span.in_scope(|| tracing::info!(track = %id, ?kind, ?source, codec = %codec.mime_type, "track published"));
+        p.span
+            .in_scope(|| tracing::info!(track = %id, ?kind, ?source, codec = %codec.mime_type, "track published"));
         let room = p.room.clone();
-        self.emit(participant, MediaEvent::TrackPublished { track_id: id.clone(), kind, source, muted });
-        let track = self.tracks.insert(Track { id, publisher: participant, peer: idx, receiver, media_ssrc: ssrc, kind, source, codec, forward });
-        self.participants.get_mut(participant)?.published.insert(track_id.to_owned(), track);
+        self.emit(
+            participant,
+            MediaEvent::TrackPublished {
+                track_id: id.clone(),
+                kind,
+                source,
+                muted,
+            },
+        );
+        let track = self.tracks.insert(Track {
+            id,
+            publisher: participant,
+            peer: idx,
+            receiver,
+            media_ssrc: ssrc,
+            kind,
+            source,
+            codec,
+            forward,
+        });
+        self.participants
+            .get_mut(participant)?
+            .published
+            .insert(track_id.to_owned(), track);
         Stats::set(&self.stats.published_tracks, self.tracks.len as u64);
-        let others: Vec<usize> = self.rooms.get(&room).into_iter().flatten().copied().filter(|&o| o != participant).collect();
+        let others: Vec<usize> = self
+            .rooms
+            .get(&room)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&o| o != participant)
+            .collect();
         for other in others {
             self.subscribe(other, track, now);
         }
@@ -508,7 +597,9 @@ impl Router {
     /// Adds a published track to a participant's subscribe connection.
     fn subscribe(&mut self, participant: usize, track: usize, now: Instant) {
         let Some(t) = self.tracks.get(track) else { return };
-        let Some(p) = self.participants.get(participant) else { return };
+        let Some(p) = self.participants.get(participant) else {
+            return;
+        };
         let wanted = match t.kind {
             MediaKind::Audio => p.options.audio,
             MediaKind::Video => p.options.video,
@@ -516,9 +607,15 @@ impl Router {
         if !wanted || p.down.contains_key(&t.id) {
             return;
         }
-        let stream_id = self.participants.get(t.publisher).map(|p| p.id.clone()).unwrap_or_default();
+        let stream_id = self
+            .participants
+            .get(t.publisher)
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
         let (track_id, kind, codec) = (t.id.clone(), t.kind, t.codec.clone());
-        let Some(peer) = self.ensure_peer(participant, PcKind::Subscribe, now) else { return };
+        let Some(peer) = self.ensure_peer(participant, PcKind::Subscribe, now) else {
+            return;
+        };
         let ssrc: u32 = rand::random();
         let local = MediaStreamTrack::new(
             stream_id,
@@ -526,7 +623,10 @@ impl Router {
             track_id.clone(),
             rtc_kind(kind),
             vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
                 active: true,
                 codec,
                 ..Default::default()
@@ -557,21 +657,39 @@ impl Router {
     /// Whether `track` is withheld from `subscriber`: its publisher opted out of transcription and the
     /// subscriber is the transcription service.
     fn withheld(&self, subscriber: usize, track: usize) -> bool {
-        let wants_consent = self.participants.get(subscriber).is_some_and(|s| s.options.withhold_opted_out);
-        let opted_out = self.tracks.get(track).and_then(|t| self.participants.get(t.publisher)).is_some_and(|p| p.opted_out);
+        let wants_consent = self
+            .participants
+            .get(subscriber)
+            .is_some_and(|s| s.options.withhold_opted_out);
+        let opted_out = self
+            .tracks
+            .get(track)
+            .and_then(|t| self.participants.get(t.publisher))
+            .is_some_and(|p| p.opted_out);
         wants_consent && opted_out
     }
 
     /// A participant opted out of transcription or back in: (re)applies withholding on its tracks.
     fn set_opted_out(&mut self, participant: usize, opted_out: bool) {
-        let Some(p) = self.participants.get_mut(participant) else { return };
+        let Some(p) = self.participants.get_mut(participant) else {
+            return;
+        };
         p.opted_out = opted_out;
-        p.span.in_scope(|| tracing::info!(opted_out, "transcription consent changed"));
+        p.span
+            .in_scope(|| tracing::info!(opted_out, "transcription consent changed"));
         let tracks: Vec<usize> = p.published.values().copied().collect();
         for track in tracks {
-            let sinks: Vec<(usize, RTCRtpSenderId)> = self.tracks.get(track).map(|t| t.forward.subscribers().collect()).unwrap_or_default();
+            let sinks: Vec<(usize, RTCRtpSenderId)> = self
+                .tracks
+                .get(track)
+                .map(|t| t.forward.subscribers().collect())
+                .unwrap_or_default();
             for sink in sinks {
-                let subscriber = self.peers.get(sink.0).map(|peer| peer.participant).unwrap_or(usize::MAX);
+                let subscriber = self
+                    .peers
+                    .get(sink.0)
+                    .map(|peer| peer.participant)
+                    .unwrap_or(usize::MAX);
                 let withheld = self.withheld(subscriber, track);
                 if let Some(t) = self.tracks.get_mut(track) {
                     t.forward.set_withheld(sink, withheld);
@@ -590,7 +708,9 @@ impl Router {
         }
         self.emit(t.publisher, MediaEvent::TrackUnpublished { track_id: t.id.clone() });
         for (peer, sender) in t.forward.subscribers().collect::<Vec<_>>() {
-            let Some(subscriber) = self.peers.get_mut(peer) else { continue };
+            let Some(subscriber) = self.peers.get_mut(peer) else {
+                continue;
+            };
             if let Err(e) = subscriber.pc.remove_track(sender) {
                 tracing::debug!("remove_track: {e}");
             }
@@ -624,7 +744,16 @@ impl Router {
                 return None;
             }
         };
-        let idx = self.peers.insert(Peer { participant, kind, pc, ufrag: ufrag.clone(), deadline: None, addrs: Vec::new(), dirty: false, connected: false });
+        let idx = self.peers.insert(Peer {
+            participant,
+            kind,
+            pc,
+            ufrag: ufrag.clone(),
+            deadline: None,
+            addrs: Vec::new(),
+            dirty: false,
+            connected: false,
+        });
         self.by_ufrag.insert(ufrag, idx);
         let p = self.participants.get_mut(participant)?;
         match kind {
@@ -637,13 +766,18 @@ impl Router {
 
     /// Sends a subscribe offer if something changed and no offer is waiting for its answer.
     fn offer_if_needed(&mut self, participant: usize, now: Instant) {
-        let Some(p) = self.participants.get(participant) else { return };
+        let Some(p) = self.participants.get(participant) else {
+            return;
+        };
         if p.offer_in_flight || !p.needs_offer {
             return;
         }
         let Some(idx) = p.subscribe else { return };
         let Some(peer) = self.peers.get_mut(idx) else { return };
-        let offer = peer.pc.create_offer(None).and_then(|offer| peer.pc.set_local_description(now, offer));
+        let offer = peer
+            .pc
+            .create_offer(None)
+            .and_then(|offer| peer.pc.set_local_description(now, offer));
         let sdp = match offer.map(|_| peer.pc.local_description()) {
             Ok(Some(desc)) => desc.sdp,
             Ok(None) | Err(_) => {
@@ -662,13 +796,26 @@ impl Router {
     /// Applies a publish offer and answers it. Over its offer rate a participant is refused before
     /// anything is parsed; a failed offer is rolled back so the next good one applies; track
     /// declarations count only from an applied offer, and only for tracks it sends.
-    fn on_publish(&mut self, participant: usize, sdp: String, tracks: Vec<TrackDeclaration>, now: Instant) -> Result<String> {
-        let p = self.participants.get_mut(participant).ok_or_else(|| Error::UnknownParticipant(String::new()))?;
+    fn on_publish(
+        &mut self,
+        participant: usize,
+        sdp: String,
+        tracks: Vec<TrackDeclaration>,
+        now: Instant,
+    ) -> Result<String> {
+        let p = self
+            .participants
+            .get_mut(participant)
+            .ok_or_else(|| Error::UnknownParticipant(String::new()))?;
         if !p.offers.allow(now) {
             Stats::add(&self.stats.refused_offers, 1);
-            return Err(Error::TooManyOffers { per_second: p.offers.per_second() });
+            return Err(Error::TooManyOffers {
+                per_second: p.offers.per_second(),
+            });
         }
-        let idx = self.ensure_peer(participant, PcKind::Publish, now).ok_or_else(|| Error::Negotiation("no peer connection".into()))?;
+        let idx = self
+            .ensure_peer(participant, PcKind::Publish, now)
+            .ok_or_else(|| Error::Negotiation("no peer connection".into()))?;
         let sending = sending_track_ids(&sdp);
         let pc = &mut self.peers.get_mut(idx).expect("just ensured").pc;
         let answer = negotiate::answer_offer(pc, sdp, now)?;
@@ -680,7 +827,12 @@ impl Router {
                 p.declared.insert(t.track_id, t.source);
             }
         }
-        let stopped: Vec<usize> = p.published.iter().filter(|(id, _)| !sending.contains(*id)).map(|(_, &t)| t).collect();
+        let stopped: Vec<usize> = p
+            .published
+            .iter()
+            .filter(|(id, _)| !sending.contains(*id))
+            .map(|(_, &t)| t)
+            .collect();
         self.count_declarations();
         for track in stopped {
             self.unpublish(track, now);
@@ -695,12 +847,20 @@ impl Router {
     }
 
     fn on_subscribe_answer(&mut self, participant: usize, sdp: String, now: Instant) -> Result<()> {
-        let p = self.participants.get_mut(participant).ok_or_else(|| Error::UnknownParticipant(String::new()))?;
-        let idx = p.subscribe.filter(|_| p.offer_in_flight).ok_or_else(|| Error::Negotiation("no subscribe offer is waiting for an answer".into()))?;
+        let p = self
+            .participants
+            .get_mut(participant)
+            .ok_or_else(|| Error::UnknownParticipant(String::new()))?;
+        let idx = p
+            .subscribe
+            .filter(|_| p.offer_in_flight)
+            .ok_or_else(|| Error::Negotiation("no subscribe offer is waiting for an answer".into()))?;
         p.offer_in_flight = false;
         let pc = &mut self.peers.get_mut(idx).expect("subscribe peer exists").pc;
         let answer = RTCSessionDescription::answer(sdp).map_err(|e| Error::Negotiation(format!("bad answer: {e}")))?;
-        let applied = pc.set_remote_description(now, answer).map_err(|e| Error::Negotiation(format!("answer rejected: {e}")));
+        let applied = pc
+            .set_remote_description(now, answer)
+            .map_err(|e| Error::Negotiation(format!("answer rejected: {e}")));
         self.refresh_payload_types(participant);
         self.process(idx, now);
         self.offer_if_needed(participant, now);
@@ -710,7 +870,9 @@ impl Router {
     /// Gives each track forwarded to this participant the payload type its codec has on the
     /// subscribe connection, or none while that connection is not connected (nothing is sent then).
     fn refresh_payload_types(&mut self, participant: usize) {
-        let Some(p) = self.participants.get(participant) else { return };
+        let Some(p) = self.participants.get(participant) else {
+            return;
+        };
         let Some(idx) = p.subscribe else { return };
         let down: Vec<(usize, RTCRtpSenderId)> = p.down.values().copied().collect();
         let Some(peer) = self.peers.get_mut(idx) else { return };
@@ -739,7 +901,10 @@ impl Router {
     // ---- commands --------------------------------------------------------------------------
 
     fn participant_index(&self, id: &str) -> Result<usize> {
-        self.participant_ids.get(id).copied().ok_or_else(|| Error::UnknownParticipant(id.to_owned()))
+        self.participant_ids
+            .get(id)
+            .copied()
+            .ok_or_else(|| Error::UnknownParticipant(id.to_owned()))
     }
 
     /// Adds a participant to a room (created on first join); it subscribes to every track there.
@@ -748,7 +913,13 @@ impl Router {
     }
 
     /// Applies the participant's publish offer; returns the answer SDP.
-    pub fn publish(&mut self, participant: &str, sdp: String, tracks: Vec<TrackDeclaration>, now: Instant) -> Result<String> {
+    pub fn publish(
+        &mut self,
+        participant: &str,
+        sdp: String,
+        tracks: Vec<TrackDeclaration>,
+        now: Instant,
+    ) -> Result<String> {
         check_offer_size(&sdp, self.max_media_sections, &self.stats)?;
         let p = self.participant_index(participant)?;
         self.on_publish(p, sdp, tracks, now)
@@ -762,8 +933,12 @@ impl Router {
 
     /// A trickled ICE candidate of the participant's (an empty one ends the trickle and is ignored).
     pub fn add_candidate(&mut self, participant: &str, pc: PcKind, candidate: Candidate, now: Instant) {
-        let Ok(p) = self.participant_index(participant) else { return };
-        let Some(idx) = self.ensure_peer(p, pc, now) else { return };
+        let Ok(p) = self.participant_index(participant) else {
+            return;
+        };
+        let Some(idx) = self.ensure_peer(p, pc, now) else {
+            return;
+        };
         if candidate.candidate.is_empty() {
             return;
         }
@@ -783,7 +958,9 @@ impl Router {
 
     /// Stops (or resumes) forwarding the participant's tracks of this source.
     pub fn set_muted(&mut self, participant: &str, source: TrackSource, muted: bool, now: Instant) {
-        let Ok(p) = self.participant_index(participant) else { return };
+        let Ok(p) = self.participant_index(participant) else {
+            return;
+        };
         let part = self.participants.get_mut(p).expect("indexed participant exists");
         if muted {
             part.muted.insert(source);
@@ -792,7 +969,10 @@ impl Router {
         }
         let tracks: Vec<usize> = part.published.values().copied().collect();
         for t in tracks {
-            let request = self.tracks.get_mut(t).is_some_and(|t| t.source == source && t.forward.set_muted(muted, now));
+            let request = self
+                .tracks
+                .get_mut(t)
+                .is_some_and(|t| t.source == source && t.forward.set_muted(muted, now));
             if request {
                 self.send_keyframe_request(t, now);
             }
@@ -839,7 +1019,12 @@ impl Router {
         self.participant_ids.insert(id, idx);
         let members = self.rooms.entry(room).or_default();
         members.push(idx);
-        let existing: Vec<usize> = self.tracks.iter().filter(|(_, t)| members.contains(&t.publisher)).map(|(i, _)| i).collect();
+        let existing: Vec<usize> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| members.contains(&t.publisher))
+            .map(|(i, _)| i)
+            .collect();
         Stats::set(&self.stats.participants, self.participants.len as u64);
         Stats::set(&self.stats.rooms, self.rooms.len() as u64);
         for t in existing {
@@ -849,7 +1034,9 @@ impl Router {
     }
 
     fn on_leave(&mut self, participant: usize, now: Instant) {
-        let Some(p) = self.participants.get(participant) else { return };
+        let Some(p) = self.participants.get(participant) else {
+            return;
+        };
         p.span.in_scope(|| tracing::info!("left the media server"));
         let published: Vec<usize> = p.published.values().copied().collect();
         let down: Vec<(usize, RTCRtpSenderId)> = p.down.values().copied().collect();
@@ -858,14 +1045,19 @@ impl Router {
             self.unpublish(t, now);
         }
         for (track, sender) in down {
-            if let (Some(t), Some(peer)) = (self.tracks.get_mut(track), self.participants.get(participant).and_then(|p| p.subscribe)) {
+            if let (Some(t), Some(peer)) = (
+                self.tracks.get_mut(track),
+                self.participants.get(participant).and_then(|p| p.subscribe),
+            ) {
                 t.forward.remove_subscriber((peer, sender));
             }
         }
         for idx in peers {
             self.close_peer(idx);
         }
-        let Some(p) = self.participants.remove(participant) else { return };
+        let Some(p) = self.participants.remove(participant) else {
+            return;
+        };
         self.participant_ids.remove(&p.id);
         if let Some(members) = self.rooms.get_mut(&p.room) {
             members.retain(|&m| m != participant);
@@ -909,11 +1101,20 @@ pub mod fuzzing {
         }
         let now = Instant::now();
         let candidates = ["127.0.0.1:10000".parse().expect("valid address")];
-        let Ok(mut pc) = super::peer::build("fuzzufrag0000000", "fuzzpassword0123456789abcdefghij", &candidates, Duration::from_secs(5), now) else {
+        let Ok(mut pc) = super::peer::build(
+            "fuzzufrag0000000",
+            "fuzzpassword0123456789abcdefghij",
+            &candidates,
+            Duration::from_secs(5),
+            now,
+        ) else {
             return;
         };
         if super::negotiate::answer_offer(&mut pc, sdp.to_owned(), now).is_err() {
-            assert!(pc.pending_remote_description().is_none(), "a failed offer was not rolled back");
+            assert!(
+                pc.pending_remote_description().is_none(),
+                "a failed offer was not rolled back"
+            );
         }
     }
 }

@@ -21,8 +21,15 @@ pub(crate) fn answer_offer(pc: &mut RTCPeerConnection, sdp: String, now: Instant
 
 fn answer(pc: &mut RTCPeerConnection, sdp: String, now: Instant) -> Result<String> {
     let offer = RTCSessionDescription::offer(sdp).map_err(|e| Error::Negotiation(format!("bad offer: {e}")))?;
-    pc.set_remote_description(now, offer).map_err(|e| Error::Negotiation(format!("offer rejected: {e}")))?;
-    let answer = pc.create_answer(None).map_err(|e| Error::Negotiation(format!("cannot answer: {e}")))?;
-    pc.set_local_description(now, answer).map_err(|e| Error::Negotiation(format!("cannot apply answer: {e}")))?;
-    Ok(pc.local_description().ok_or_else(|| Error::Negotiation("no local description".into()))?.sdp)
+    pc.set_remote_description(now, offer)
+        .map_err(|e| Error::Negotiation(format!("offer rejected: {e}")))?;
+    let answer = pc
+        .create_answer(None)
+        .map_err(|e| Error::Negotiation(format!("cannot answer: {e}")))?;
+    pc.set_local_description(now, answer)
+        .map_err(|e| Error::Negotiation(format!("cannot apply answer: {e}")))?;
+    Ok(pc
+        .local_description()
+        .ok_or_else(|| Error::Negotiation("no local description".into()))?
+        .sdp)
 }

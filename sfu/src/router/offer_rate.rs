@@ -16,7 +16,11 @@ pub(crate) struct OfferRate {
 impl OfferRate {
     pub fn new(per_second: f64, now: Instant) -> Self {
         let per_second = per_second.max(0.01);
-        Self { per_second, tokens: Self::burst(per_second), at: now }
+        Self {
+            per_second,
+            tokens: Self::burst(per_second),
+            at: now,
+        }
     }
 
     fn burst(per_second: f64) -> f64 {
@@ -53,9 +57,16 @@ mod tests {
         let burst = (0..20).filter(|_| rate.allow(t0)).count();
         assert_eq!(burst, 8, "four seconds' worth at once");
         assert!(!rate.allow(t0 + Duration::from_millis(100)));
-        assert!(rate.allow(t0 + Duration::from_millis(600)), "one more after half a second");
+        assert!(
+            rate.allow(t0 + Duration::from_millis(600)),
+            "one more after half a second"
+        );
         assert!(!rate.allow(t0 + Duration::from_millis(700)));
         let later = t0 + Duration::from_secs(60);
-        assert_eq!((0..20).filter(|_| rate.allow(later)).count(), 8, "idle time refills only up to the burst");
+        assert_eq!(
+            (0..20).filter(|_| rate.allow(later)).count(),
+            8,
+            "idle time refills only up to the burst"
+        );
     }
 }

@@ -27,11 +27,19 @@ const ICE_DISCONNECTED: Duration = Duration::from_secs(10);
 
 /// A new peer connection with ICE credentials `ufrag`/`pwd` and a host candidate for each address;
 /// it fails after `failed_after` without any ICE traffic.
-pub(crate) fn build(ufrag: &str, pwd: &str, candidates: &[SocketAddr], failed_after: Duration, now: Instant) -> Result<RTCPeerConnection> {
+pub(crate) fn build(
+    ufrag: &str,
+    pwd: &str,
+    candidates: &[SocketAddr],
+    failed_after: Duration,
+    now: Instant,
+) -> Result<RTCPeerConnection> {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs()?;
     media_engine.register_header_extension(
-        RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
         RtpCodecKind::Audio,
         None,
     )?;

@@ -43,8 +43,15 @@ mod tests {
             m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=msid:s old\r\n\
             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n";
         let ids = sending_track_ids(sdp);
-        assert_eq!(ids, ["mic", "cam"].into_iter().map(String::from).collect::<HashSet<_>>());
+        assert_eq!(
+            ids,
+            ["mic", "cam"].into_iter().map(String::from).collect::<HashSet<_>>()
+        );
         assert_eq!(media_sections(sdp), 5);
-        assert_eq!(media_sections("v=0\r\na=x:m=audio\r\n"), 0, "only lines that start with m= count");
+        assert_eq!(
+            media_sections("v=0\r\na=x:m=audio\r\n"),
+            0,
+            "only lines that start with m= count"
+        );
     }
 }

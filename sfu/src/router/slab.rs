@@ -9,7 +9,11 @@ pub(crate) struct Slab<T> {
 
 impl<T> Slab<T> {
     pub(crate) fn new() -> Self {
-        Self { slots: Vec::new(), free: Vec::new(), len: 0 }
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
     pub(crate) fn insert(&mut self, value: T) -> usize {
         self.len += 1;
@@ -39,7 +43,10 @@ impl<T> Slab<T> {
         self.slots.get_mut(i)?.as_mut()
     }
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|v| (i, v)))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|v| (i, v)))
     }
 }
 

@@ -27,7 +27,10 @@ pub(super) struct AuditParams {
 
 fn filter(params: AuditParams, limit: Option<u32>) -> Result<AuditFilter, ApiError> {
     let after = non_empty(params.after)
-        .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("after must be an entry number, not {v:?}"))))
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("after must be an entry number, not {v:?}")))
+        })
         .transpose()?;
     Ok(AuditFilter {
         from: non_empty(params.from).map(|v| parse_time("from", &v)).transpose()?,
@@ -71,10 +74,16 @@ pub(super) async fn export(
     let csv = match non_empty(params.format.take()).as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("format must be json or csv, not {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format must be json or csv, not {other:?}"
+            )));
+        }
     };
     if params.limit.is_some() {
-        return Err(ApiError::bad_request("limit: an export has no limit; use from, to or after"));
+        return Err(ApiError::bad_request(
+            "limit: an export has no limit; use from, to or after",
+        ));
     }
     let filter = filter(params, None)?;
     let entries = state.store.audit_entries(&filter).await.map_err(ApiError::internal)?;
@@ -85,7 +94,11 @@ pub(super) async fn export(
     let (body, content_type, ext) = if csv {
         (audit::csv(&entries), "text/csv; charset=utf-8", "csv")
     } else {
-        (serde_json::to_string_pretty(&entries).unwrap_or_default(), "application/json", "json")
+        (
+            serde_json::to_string_pretty(&entries).unwrap_or_default(),
+            "application/json",
+            "json",
+        )
     };
     let mut response = body.into_response();
     let headers = response.headers_mut();
@@ -103,6 +116,14 @@ pub(super) async fn verify(State(state): State<ApiState>, caller: Caller) -> Res
     if !verification.ok {
         tracing::warn!(breaks = verification.breaks.len(), "the audit trail's chain is broken");
     }
-    caller.audit(&state, ACTION, "", "ok", Some(json!({"ok": verification.ok, "breaks": verification.breaks.len()}))).await?;
+    caller
+        .audit(
+            &state,
+            ACTION,
+            "",
+            "ok",
+            Some(json!({"ok": verification.ok, "breaks": verification.breaks.len()})),
+        )
+        .await?;
     Ok(axum::Json(verification).into_response())
 }

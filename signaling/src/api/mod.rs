@@ -55,7 +55,11 @@ pub(crate) struct ApiState {
 impl ApiState {
     /// The API's view of the server's state, for routes that live with the server's state (delivery).
     pub(crate) fn of(app: &crate::server::AppState) -> Self {
-        Self { store: app.store.clone(), verifier: app.verifier.clone(), trusted_proxies: Arc::new(app.config.audit.trusted_proxies.clone()) }
+        Self {
+            store: app.store.clone(),
+            verifier: app.verifier.clone(),
+            trusted_proxies: Arc::new(app.config.audit.trusted_proxies.clone()),
+        }
     }
 }
 
@@ -74,7 +78,11 @@ pub fn router(store: Store, verifier: Verifier, audit: AuditConfig) -> Router {
         .route("/api/audit", get(audit::list))
         .route("/api/audit/export", get(audit::export))
         .route("/api/audit/verify", get(audit::verify))
-        .with_state(ApiState { store, verifier, trusted_proxies: Arc::new(audit.trusted_proxies) })
+        .with_state(ApiState {
+            store,
+            verifier,
+            trusted_proxies: Arc::new(audit.trusted_proxies),
+        })
 }
 
 /// An error response: status plus `{"error": code, "message": message}`.
@@ -87,7 +95,11 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -106,16 +118,26 @@ impl ApiError {
     }
     pub(crate) fn internal(e: crate::Error) -> Self {
         tracing::error!("transcript API: {e}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the transcript store failed; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the transcript store failed; see the server log",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(json!({ "error": self.code, "message": self.message }))).into_response();
+        let mut response = (
+            self.status,
+            axum::Json(json!({ "error": self.code, "message": self.message })),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: tell the client which scheme is expected.
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -137,14 +159,22 @@ impl FromRequestParts<ApiState> for Caller {
         let api_key = parts.headers.get("x-api-key");
         let credential = match (parts.headers.get(header::AUTHORIZATION), api_key) {
             (Some(value), _) => {
-                let value = value.to_str().map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
+                let value = value
+                    .to_str()
+                    .map_err(|_| ApiError::unauthorized("Authorization header is not valid text"))?;
                 match value.split_once(' ') {
-                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim().to_owned(),
+                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                        token.trim().to_owned()
+                    }
                     _ => return Err(ApiError::unauthorized("Authorization header must be 'Bearer <token>'")),
                 }
             }
             (None, Some(key)) => {
-                let key = key.to_str().map_err(|_| ApiError::unauthorized("X-Api-Key header is not valid text"))?.trim().to_owned();
+                let key = key
+                    .to_str()
+                    .map_err(|_| ApiError::unauthorized("X-Api-Key header is not valid text"))?
+                    .trim()
+                    .to_owned();
                 if !key.starts_with(crate::auth::API_KEY_PREFIX) {
                     return Err(ApiError::unauthorized("X-Api-Key must hold an API key (samtal_…)"));
                 }
@@ -161,7 +191,11 @@ impl FromRequestParts<ApiState> for Caller {
                 "this server verifies no credentials (none of auth.secret, auth.jwks_url, auth.api_keys is set), so the transcript API is closed",
             ));
         }
-        let identity = state.verifier.identify(&credential).await.map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let identity = state
+            .verifier
+            .identify(&credential)
+            .await
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         Ok(Caller { identity, client })
     }
 }
@@ -176,11 +210,17 @@ impl FromRequestParts<Arc<crate::server::AppState>> for Caller {
 
 /// The TCP peer's address, or the first `X-Forwarded-For` address when the peer is a trusted proxy.
 fn client_address(parts: &Parts, trusted: &[IpAddr]) -> String {
-    let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else { return String::new() };
+    let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+        return String::new();
+    };
     let peer = peer.ip();
     if trusted.contains(&peer)
         && let Some(forwarded) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
-        && let Some(first) = forwarded.split(',').next().map(str::trim).and_then(|s| s.parse::<IpAddr>().ok())
+        && let Some(first) = forwarded
+            .split(',')
+            .next()
+            .map(str::trim)
+            .and_then(|s| s.parse::<IpAddr>().ok())
     {
         return first.to_string();
     }
@@ -197,9 +237,21 @@ impl Caller {
     }
 
     /// Appends an entry for this caller to the audit trail.
-    pub(crate) async fn audit(&self, state: &ApiState, action: &str, target: &str, outcome: &str, detail: Option<Value>) -> Result<(), ApiError> {
+    pub(crate) async fn audit(
+        &self,
+        state: &ApiState,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: Option<Value>,
+    ) -> Result<(), ApiError> {
         let event = self.event(action, target, outcome, detail);
-        state.store.append_audit(event).await.map(drop).map_err(ApiError::internal)
+        state
+            .store
+            .append_audit(event)
+            .await
+            .map(drop)
+            .map_err(ApiError::internal)
     }
 
     fn event(&self, action: &str, target: &str, outcome: &str, detail: Option<Value>) -> Event {
@@ -211,7 +263,9 @@ impl Caller {
             target: target.to_owned(),
             client: self.client.clone(),
             outcome: outcome.to_owned(),
-            detail: detail.map(|d| crate::compliance::canonical_json(&d)).unwrap_or_default(),
+            detail: detail
+                .map(|d| crate::compliance::canonical_json(&d))
+                .unwrap_or_default(),
         }
     }
 
@@ -230,13 +284,28 @@ impl Caller {
     }
 
     /// Refuses (403, audited) unless the caller's role is one of `roles`.
-    pub(crate) async fn require(&self, state: &ApiState, action: &str, target: &str, roles: &[Role]) -> Result<(), ApiError> {
+    pub(crate) async fn require(
+        &self,
+        state: &ApiState,
+        action: &str,
+        target: &str,
+        roles: &[Role],
+    ) -> Result<(), ApiError> {
         if roles.contains(&self.role()) {
             return Ok(());
         }
         let needed: Vec<String> = roles.iter().map(|r| role_name(*r)).collect();
         Err(self
-            .deny(state, action, target, format!("role {} may not do {action}; {} needed", role_name(self.role()), needed.join(" or ")))
+            .deny(
+                state,
+                action,
+                target,
+                format!(
+                    "role {} may not do {action}; {} needed",
+                    role_name(self.role()),
+                    needed.join(" or ")
+                ),
+            )
             .await)
     }
 
@@ -245,13 +314,19 @@ impl Caller {
         if may_see(self.claims(), &meeting.room) {
             return Ok(());
         }
-        let message = format!("your token is for room {}; this meeting was in another room", self.claims().room);
+        let message = format!(
+            "your token is for room {}; this meeting was in another room",
+            self.claims().room
+        );
         Err(self.deny(state, action, &meeting.id, message).await)
     }
 }
 
 fn role_name(role: Role) -> String {
-    serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| format!("{role:?}"))
+    serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{role:?}"))
 }
 
 /// Whether `claims` may see meetings of `room`.
@@ -305,13 +380,21 @@ fn parse_limit(value: Option<String>) -> Result<u32, ApiError> {
 fn parse_limit_within(value: Option<String>, default: u32, max: u32) -> Result<u32, ApiError> {
     let Some(value) = value else { return Ok(default) };
     match value.parse::<u64>() {
-        Ok(0) | Err(_) => Err(ApiError::bad_request(format!("limit must be a positive integer, not {value:?}"))),
+        Ok(0) | Err(_) => Err(ApiError::bad_request(format!(
+            "limit must be a positive integer, not {value:?}"
+        ))),
         Ok(n) => Ok(n.min(u64::from(max)) as u32),
     }
 }
 
 /// The meeting filter of `room`, `participant`, `from`, `to`, with a moderator held to its room.
-async fn meeting_filter(state: &ApiState, caller: &Caller, action: &str, query: ListQuery, limit: u32) -> Result<MeetingFilter, ApiError> {
+async fn meeting_filter(
+    state: &ApiState,
+    caller: &Caller,
+    action: &str,
+    query: ListQuery,
+    limit: u32,
+) -> Result<MeetingFilter, ApiError> {
     let mut room = non_empty(query.room);
     let claims = caller.claims();
     if claims.role == Role::Moderator && claims.room != "*" {
@@ -338,7 +421,8 @@ fn filter_detail(filter: &MeetingFilter) -> Value {
 }
 
 async fn whoami(caller: Caller) -> Response {
-    axum::Json(json!({"actor": caller.identity.actor, "role": role_name(caller.role()), "room": caller.claims().room})).into_response()
+    axum::Json(json!({"actor": caller.identity.actor, "role": role_name(caller.role()), "room": caller.claims().room}))
+        .into_response()
 }
 
 async fn list_meetings(
@@ -360,13 +444,27 @@ async fn list_meetings(
     Ok(axum::Json(json!({ "meetings": meetings })).into_response())
 }
 
-async fn transcript(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn transcript(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     const ACTION: &str = "transcript.read";
     caller.require(&state, ACTION, &id, READERS).await?;
     // Look at the meeting first so a moderator of another room learns nothing from the transcript.
-    let meeting = state.store.meeting(&id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(&id))?;
+    let meeting = state
+        .store
+        .meeting(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&id))?;
     caller.require_room(&state, ACTION, &meeting).await?;
-    let transcript = state.store.transcript(&id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(&id))?;
+    let transcript = state
+        .store
+        .transcript(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&id))?;
     let hold = state.store.legal_hold(&id).await.map_err(ApiError::internal)?;
     caller.audit(&state, ACTION, &id, "ok", None).await?;
     let mut body = serde_json::to_value(&transcript).unwrap_or_default();
@@ -425,15 +523,34 @@ mod tests {
         store.add_participant(&alpha_old, "p-anna", "Anna").await.unwrap();
         store.add_participant(&alpha_old, "p-bo", "Bo").await.unwrap();
         // Stored out of order; the transcript is ordered by start.
-        store.add_segment(&alpha_old, &seg("u2", "p-bo", day1 + 5_000, "Hej Anna."), "Bo").await.unwrap();
-        store.add_segment(&alpha_old, &seg("u1", "p-anna", day1 + 1_000, "Hej Bo."), "Anna").await.unwrap();
+        store
+            .add_segment(&alpha_old, &seg("u2", "p-bo", day1 + 5_000, "Hej Anna."), "Bo")
+            .await
+            .unwrap();
+        store
+            .add_segment(&alpha_old, &seg("u1", "p-anna", day1 + 1_000, "Hej Bo."), "Anna")
+            .await
+            .unwrap();
         store.end_meeting(&alpha_old, day1 + 60_000).await.unwrap();
         let alpha_new = store.start_meeting_at("alpha", None, day2).await.unwrap().id;
         store.add_participant(&alpha_new, "p-bo", "Bo").await.unwrap();
-        let beta = store.start_meeting_at("beta", Some("en"), day2 + 1_000).await.unwrap().id;
+        let beta = store
+            .start_meeting_at("beta", Some("en"), day2 + 1_000)
+            .await
+            .unwrap()
+            .id;
         store.add_participant(&beta, "p-cleo", "Cleo").await.unwrap();
-        let verifier = Verifier::new(AuthConfig { secret: Some(SECRET.into()), ..Default::default() });
-        Fixture { _dir: dir, app: router(store, verifier, AuditConfig::default()), alpha_old, alpha_new, beta }
+        let verifier = Verifier::new(AuthConfig {
+            secret: Some(SECRET.into()),
+            ..Default::default()
+        });
+        Fixture {
+            _dir: dir,
+            app: router(store, verifier, AuditConfig::default()),
+            alpha_old,
+            alpha_new,
+            beta,
+        }
     }
 
     async fn get(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, HeaderMap, Value) {
@@ -448,13 +565,22 @@ mod tests {
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        assert_eq!(headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap()), Some("application/json"), "{status}");
+        assert_eq!(
+            headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap()),
+            Some("application/json"),
+            "{status}"
+        );
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, headers, serde_json::from_slice(&bytes).unwrap())
     }
 
     fn ids(body: &Value) -> Vec<String> {
-        body["meetings"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+        body["meetings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     #[tokio::test]
@@ -464,9 +590,15 @@ mod tests {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(headers.get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
         assert_eq!(body["error"], "unauthorized");
-        assert!(body["message"].as_str().unwrap().contains("missing Authorization"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("missing Authorization"),
+            "{body}"
+        );
 
-        let basic = Request::get("/api/meetings").header(header::AUTHORIZATION, "Basic dXNlcjpwYXNz").body(Body::empty()).unwrap();
+        let basic = Request::get("/api/meetings")
+            .header(header::AUTHORIZATION, "Basic dXNlcjpwYXNz")
+            .body(Body::empty())
+            .unwrap();
         let (status, _, body) = raw(&f.app, basic).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body["message"].as_str().unwrap().contains("Bearer <token>"), "{body}");
@@ -475,16 +607,32 @@ mod tests {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body["message"].as_str().unwrap().contains("malformed"), "{body}");
 
-        let foreign = mint("another-secret", "*", None, Role::Administrator, Duration::from_secs(60)).unwrap();
+        let foreign = mint(
+            "another-secret",
+            "*",
+            None,
+            Role::Administrator,
+            Duration::from_secs(60),
+        )
+        .unwrap();
         let (status, _, body) = get(&f.app, &format!("/api/meetings/{}/transcript", f.beta), Some(&foreign)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body["message"].as_str().unwrap().contains("InvalidSignature"), "{body}");
 
         let exp = (crate::store::now_ms() / 1000 - 3600) as u64;
-        let claims = Claims { room: "*".into(), name: None, role: Role::Administrator, exp, sub: None };
-        let expired =
-            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()))
-                .unwrap();
+        let claims = Claims {
+            room: "*".into(),
+            name: None,
+            role: Role::Administrator,
+            exp,
+            sub: None,
+        };
+        let expired = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
         let (status, _, body) = get(&f.app, "/api/meetings", Some(&expired)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body["message"].as_str().unwrap().contains("xpired"), "{body}");
@@ -493,7 +641,9 @@ mod tests {
     #[tokio::test]
     async fn a_server_without_token_verification_keeps_the_api_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("open.db").display())).await.unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("open.db").display()))
+            .await
+            .unwrap();
         let app = router(store, Verifier::new(AuthConfig::default()), AuditConfig::default());
         let (status, _, body) = get(&app, "/api/meetings", Some(&token("*", Role::Administrator))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -546,21 +696,49 @@ mod tests {
             let t = token("elsewhere", role);
             let (status, _, body) = get(&f.app, "/api/meetings", Some(&t)).await;
             assert_eq!(status, StatusCode::OK);
-            assert_eq!(ids(&body), vec![f.beta.clone(), f.alpha_new.clone(), f.alpha_old.clone()], "{role:?}");
+            assert_eq!(
+                ids(&body),
+                vec![f.beta.clone(), f.alpha_new.clone(), f.alpha_old.clone()],
+                "{role:?}"
+            );
             let (status, _, _) = get(&f.app, &format!("/api/meetings/{}/transcript", f.beta), Some(&t)).await;
             assert_eq!(status, StatusCode::OK);
         }
         let t = token("*", Role::Compliance);
         let q = |query: &str| format!("/api/meetings?{query}");
-        assert_eq!(ids(&get(&f.app, &q("room=beta"), Some(&t)).await.2), vec![f.beta.clone()]);
-        assert_eq!(ids(&get(&f.app, &q("participant=bo"), Some(&t)).await.2), vec![f.alpha_new.clone(), f.alpha_old.clone()]);
-        assert_eq!(ids(&get(&f.app, &q("participant=p-cleo"), Some(&t)).await.2), vec![f.beta.clone()]);
-        assert_eq!(ids(&get(&f.app, &q("participant=nobody"), Some(&t)).await.2), Vec::<String>::new());
-        // `to` is exclusive, `from` inclusive; milliseconds or RFC 3339.
-        assert_eq!(ids(&get(&f.app, &q("to=2025-03-02T09:00:00Z"), Some(&t)).await.2), vec![f.alpha_old.clone()]);
-        assert_eq!(ids(&get(&f.app, &q("from=1740906000000"), Some(&t)).await.2), vec![f.beta.clone(), f.alpha_new.clone()]);
         assert_eq!(
-            ids(&get(&f.app, &q("from=2025-03-02T10:00:00%2B01:00&to=1740906000001&room="), Some(&t)).await.2),
+            ids(&get(&f.app, &q("room=beta"), Some(&t)).await.2),
+            vec![f.beta.clone()]
+        );
+        assert_eq!(
+            ids(&get(&f.app, &q("participant=bo"), Some(&t)).await.2),
+            vec![f.alpha_new.clone(), f.alpha_old.clone()]
+        );
+        assert_eq!(
+            ids(&get(&f.app, &q("participant=p-cleo"), Some(&t)).await.2),
+            vec![f.beta.clone()]
+        );
+        assert_eq!(
+            ids(&get(&f.app, &q("participant=nobody"), Some(&t)).await.2),
+            Vec::<String>::new()
+        );
+        // `to` is exclusive, `from` inclusive; milliseconds or RFC 3339.
+        assert_eq!(
+            ids(&get(&f.app, &q("to=2025-03-02T09:00:00Z"), Some(&t)).await.2),
+            vec![f.alpha_old.clone()]
+        );
+        assert_eq!(
+            ids(&get(&f.app, &q("from=1740906000000"), Some(&t)).await.2),
+            vec![f.beta.clone(), f.alpha_new.clone()]
+        );
+        assert_eq!(
+            ids(&get(
+                &f.app,
+                &q("from=2025-03-02T10:00:00%2B01:00&to=1740906000001&room="),
+                Some(&t)
+            )
+            .await
+            .2),
             vec![f.alpha_new.clone()]
         );
         assert_eq!(ids(&get(&f.app, &q("limit=1"), Some(&t)).await.2), vec![f.beta.clone()]);
@@ -590,10 +768,21 @@ mod tests {
         let (status, _, body) = get(&f.app, &format!("/api/meetings/{}/transcript", f.alpha_old), Some(&t)).await;
         assert_eq!(status, StatusCode::OK);
         let m = &body["meeting"];
-        assert_eq!((m["id"].as_str(), m["room"].as_str()), (Some(f.alpha_old.as_str()), Some("alpha")));
-        assert_eq!((m["started_at"].as_i64(), m["ended_at"].as_i64()), (Some(1_740_819_600_000), Some(1_740_819_660_000)));
+        assert_eq!(
+            (m["id"].as_str(), m["room"].as_str()),
+            (Some(f.alpha_old.as_str()), Some("alpha"))
+        );
+        assert_eq!(
+            (m["started_at"].as_i64(), m["ended_at"].as_i64()),
+            (Some(1_740_819_600_000), Some(1_740_819_660_000))
+        );
         assert_eq!(m["language"], "sv");
-        let names: Vec<_> = body["participants"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        let names: Vec<_> = body["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["Anna", "Bo"]);
         let segments = body["segments"].as_array().unwrap();
         assert_eq!(segments.len(), 2);
@@ -602,7 +791,10 @@ mod tests {
         assert_eq!(first["participant_id"], "p-anna");
         assert_eq!(first["speaker_name"], "Anna");
         assert_eq!(first["text"], "Hej Bo.");
-        assert_eq!((first["start_ms"].as_i64(), first["end_ms"].as_i64()), (Some(1_740_819_601_000), Some(1_740_819_601_900)));
+        assert_eq!(
+            (first["start_ms"].as_i64(), first["end_ms"].as_i64()),
+            (Some(1_740_819_601_000), Some(1_740_819_601_900))
+        );
         assert_eq!(first["language"], "sv");
         assert_eq!(first["confidence"].as_f64(), Some(0.75));
         assert_eq!(segments[1]["speaker_name"], "Bo");
@@ -628,15 +820,23 @@ mod tests {
     #[tokio::test]
     async fn store_failures_are_500_without_details() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("closed.db").display())).await.unwrap();
-        let verifier = Verifier::new(AuthConfig { secret: Some(SECRET.into()), ..Default::default() });
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("closed.db").display()))
+            .await
+            .unwrap();
+        let verifier = Verifier::new(AuthConfig {
+            secret: Some(SECRET.into()),
+            ..Default::default()
+        });
         let app = router(store.clone(), verifier, AuditConfig::default());
         store.close().await;
         let t = token("*", Role::Administrator);
         for uri in ["/api/meetings", "/api/meetings/x/transcript"] {
             let (status, _, body) = get(&app, uri, Some(&t)).await;
             assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
-            assert_eq!(body, json!({"error": "internal", "message": "the transcript store failed; see the server log"}));
+            assert_eq!(
+                body,
+                json!({"error": "internal", "message": "the transcript store failed; see the server log"})
+            );
         }
     }
 
@@ -644,7 +844,9 @@ mod tests {
     async fn works_merged_into_a_server_on_a_real_socket() {
         let f = fixture().await;
         // The way the server mounts it: merged next to other routes.
-        let app = Router::new().route("/healthz", axum::routing::get(|| async { "ok" })).merge(f.app.clone());
+        let app = Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .merge(f.app.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -653,9 +855,13 @@ mod tests {
             token("*", Role::Compliance)
         );
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .unwrap();
         let mut response = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.unwrap();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
+            .await
+            .unwrap();
         server.abort();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();

@@ -8,6 +8,8 @@ pub(super) const DOCUMENT: &str = include_str!("../../../docs/openapi.json");
 
 pub(super) async fn document() -> Response {
     let mut response = DOCUMENT.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

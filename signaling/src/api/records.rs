@@ -30,17 +30,37 @@ pub(super) async fn export(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let format: Format = match query.format.as_deref().filter(|f| !f.is_empty()) {
         None => Format::WebVtt,
-        Some(f) => f.parse().map_err(|e: String| ApiError::bad_request(format!("format: {e}")))?,
+        Some(f) => f
+            .parse()
+            .map_err(|e: String| ApiError::bad_request(format!("format: {e}")))?,
     };
-    let meeting = state.store.meeting(&id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(&id))?;
+    let meeting = state
+        .store
+        .meeting(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&id))?;
     caller.require_room(&state, ACTION, &meeting).await?;
-    let mut transcript = state.store.transcript(&id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(&id))?;
+    let mut transcript = state
+        .store
+        .transcript(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&id))?;
     if transcript.meeting.transcript_digest.is_none() {
         // Still running: the digest of what is stored so far.
         transcript.meeting.transcript_digest = Some(integrity::digest(&transcript.meeting, &transcript.segments));
     }
     let digest = transcript.meeting.transcript_digest.clone().unwrap_or_default();
-    caller.audit(&state, ACTION, &id, "ok", Some(json!({"format": format.extension(), "digest": digest}))).await?;
+    caller
+        .audit(
+            &state,
+            ACTION,
+            &id,
+            "ok",
+            Some(json!({"format": format.extension(), "digest": digest})),
+        )
+        .await?;
     let body = export::render(&transcript, format);
     let disposition = format!("attachment; filename=\"{}\"", export::file_name(&transcript, format));
     let mut response = body.into_response();
@@ -55,14 +75,31 @@ pub(super) async fn export(
     Ok(response)
 }
 
-pub(super) async fn verify(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn verify(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     const ACTION: &str = "transcript.verify";
     caller.require(&state, ACTION, &id, OFFICERS).await?;
-    let verification = state.store.verify_meeting(&id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(&id))?;
+    let verification = state
+        .store
+        .verify_meeting(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&id))?;
     if !verification.ok {
         tracing::warn!(meeting = %id, breaks = verification.breaks.len(), "transcript chain is broken");
     }
-    caller.audit(&state, ACTION, &id, "ok", Some(json!({"ok": verification.ok, "breaks": verification.breaks.len()}))).await?;
+    caller
+        .audit(
+            &state,
+            ACTION,
+            &id,
+            "ok",
+            Some(json!({"ok": verification.ok, "breaks": verification.breaks.len()})),
+        )
+        .await?;
     Ok(axum::Json(verification).into_response())
 }
 
@@ -82,44 +119,81 @@ pub(super) async fn hold(
 ) -> Result<Response, ApiError> {
     const ACTION: &str = "hold";
     caller.require(&state, ACTION, &id, OFFICERS).await?;
-    let axum::Json(request) =
-        body.map_err(|e| ApiError::bad_request(format!("body must be {{\"hold\": true|false, \"reason\": text}}: {}", e.body_text())))?;
+    let axum::Json(request) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "body must be {{\"hold\": true|false, \"reason\": text}}: {}",
+            e.body_text()
+        ))
+    })?;
     let hold = if request.hold {
         let reason = request.reason.as_deref().map(str::trim).unwrap_or_default().to_owned();
         if reason.is_empty() {
-            return Err(ApiError::bad_request("reason is required to put a meeting under legal hold"));
+            return Err(ApiError::bad_request(
+                "reason is required to put a meeting under legal hold",
+            ));
         }
         if reason.chars().count() > MAX_REASON_CHARS {
-            return Err(ApiError::bad_request(format!("reason is longer than {MAX_REASON_CHARS} characters")));
+            return Err(ApiError::bad_request(format!(
+                "reason is longer than {MAX_REASON_CHARS} characters"
+            )));
         }
-        Some(LegalHold { since: crate::store::now_ms(), reason, set_by: caller.identity.actor.clone() })
+        Some(LegalHold {
+            since: crate::store::now_ms(),
+            reason,
+            set_by: caller.identity.actor.clone(),
+        })
     } else {
         None
     };
-    if !state.store.set_legal_hold(&id, hold.as_ref()).await.map_err(ApiError::internal)? {
+    if !state
+        .store
+        .set_legal_hold(&id, hold.as_ref())
+        .await
+        .map_err(ApiError::internal)?
+    {
         return Err(ApiError::not_found(&id));
     }
     let action = if request.hold { "hold.on" } else { "hold.off" };
     tracing::info!(meeting = %id, actor = %caller.identity.actor, "{action}");
-    caller.audit(&state, action, &id, "ok", hold.as_ref().map(|h| json!({"reason": h.reason}))).await?;
-    let meeting = state.store.meeting(&id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(&id))?;
+    caller
+        .audit(
+            &state,
+            action,
+            &id,
+            "ok",
+            hold.as_ref().map(|h| json!({"reason": h.reason})),
+        )
+        .await?;
+    let meeting = state
+        .store
+        .meeting(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&id))?;
     let current = state.store.legal_hold(&id).await.map_err(ApiError::internal)?;
     Ok(axum::Json(meeting_json(&meeting, current.as_ref())).into_response())
 }
 
-pub(super) async fn delete_meeting(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn delete_meeting(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     const ACTION: &str = "meeting.delete";
     caller.require(&state, ACTION, &id, ADMINISTRATORS).await?;
     match state.store.delete_meeting(&id).await.map_err(ApiError::internal)? {
         Deletion::Deleted(m) => {
             tracing::info!(meeting = %id, actor = %caller.identity.actor, "meeting deleted");
-            let detail =
-                json!({"room": m.room, "started_at": m.started_at, "ended_at": m.ended_at, "transcript_digest": m.transcript_digest});
+            let detail = json!({"room": m.room, "started_at": m.started_at, "ended_at": m.ended_at, "transcript_digest": m.transcript_digest});
             caller.audit(&state, ACTION, &id, "ok", Some(detail)).await?;
             Ok(axum::Json(json!({ "deleted": id })).into_response())
         }
         Deletion::NotFound => Err(ApiError::not_found(&id)),
-        Deletion::Held => Err(ApiError::conflict(format!("meeting {id} is under legal hold; take the hold off first"))),
-        Deletion::Running => Err(ApiError::conflict(format!("meeting {id} is still running; stop its transcription first"))),
+        Deletion::Held => Err(ApiError::conflict(format!(
+            "meeting {id} is under legal hold; take the hold off first"
+        ))),
+        Deletion::Running => Err(ApiError::conflict(format!(
+            "meeting {id} is still running; stop its transcription first"
+        ))),
     }
 }

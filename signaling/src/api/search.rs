@@ -1,6 +1,8 @@
 //! `GET /api/search`: full-text search across transcripts, hits with `<mark>` highlights.
 
-use super::{ApiError, ApiState, Caller, ListQuery, OFFICERS, filter_detail, meeting_filter, non_empty, parse_limit_within};
+use super::{
+    ApiError, ApiState, Caller, ListQuery, OFFICERS, filter_detail, meeting_filter, non_empty, parse_limit_within,
+};
 use crate::compliance::search::Query as SearchQuery;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -32,7 +34,13 @@ pub(super) async fn search(
     let q = non_empty(params.q).ok_or_else(|| ApiError::bad_request("q is required: the words to search for"))?;
     let query = SearchQuery::parse(&q).map_err(ApiError::bad_request)?;
     let limit = parse_limit_within(non_empty(params.limit), DEFAULT_HITS, MAX_HITS)?;
-    let list = ListQuery { room: params.room, participant: params.participant, from: params.from, to: params.to, limit: None };
+    let list = ListQuery {
+        room: params.room,
+        participant: params.participant,
+        from: params.from,
+        to: params.to,
+        limit: None,
+    };
     let mut filter = meeting_filter(&state, &caller, ACTION, list, limit).await?;
     // One more than asked, to know whether there were more.
     filter.limit = Some(limit + 1);
@@ -43,7 +51,9 @@ pub(super) async fn search(
     detail["q"] = json!(q);
     detail["hits"] = json!(hits.len());
     caller.audit(&state, ACTION, "", "ok", Some(detail)).await?;
-    let hits: Vec<_> =
-        hits.iter().map(|h| json!({"meeting": h.meeting, "segment": h.segment, "highlight": query.highlight(&h.segment.text)})).collect();
+    let hits: Vec<_> = hits
+        .iter()
+        .map(|h| json!({"meeting": h.meeting, "segment": h.segment, "highlight": query.highlight(&h.segment.text)}))
+        .collect();
     Ok(axum::Json(json!({"query": q, "hits": hits, "truncated": truncated})).into_response())
 }

@@ -18,7 +18,13 @@ use tower::ServiceExt;
 const SECRET: &str = "compliance-test-secret";
 const ISSUER_PATH: &str = "/realms/samtal";
 const AUDIENCE: &str = "samtal";
-const ROLES: [Role; 5] = [Role::Participant, Role::Service, Role::Moderator, Role::Compliance, Role::Administrator];
+const ROLES: [Role; 5] = [
+    Role::Participant,
+    Role::Service,
+    Role::Moderator,
+    Role::Compliance,
+    Role::Administrator,
+];
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -69,16 +75,42 @@ fn signing_key() -> EncodingKey {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("compliance.db").display())).await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("compliance.db").display()))
+        .await
+        .unwrap();
     let t0 = 1_740_819_600_000;
     let alpha = store.start_meeting_at("alpha", Some("sv"), t0).await.unwrap().id;
     store.add_participant(&alpha, "p-anna", "Anna").await.unwrap();
-    store.add_segment(&alpha, &seg("u1", "p-anna", t0 + 1_000, "Hej, budgeten är klar."), "Anna").await.unwrap();
-    store.add_segment(&alpha, &seg("u2", "p-bo", t0 + 4_000, "Bra, då <skickar> jag den & mer."), "Bo").await.unwrap();
-    store.set_opted_out(&alpha, "p-cleo", "Cleo", true, t0 + 2_000).await.unwrap();
+    store
+        .add_segment(
+            &alpha,
+            &seg("u1", "p-anna", t0 + 1_000, "Hej, budgeten är klar."),
+            "Anna",
+        )
+        .await
+        .unwrap();
+    store
+        .add_segment(
+            &alpha,
+            &seg("u2", "p-bo", t0 + 4_000, "Bra, då <skickar> jag den & mer."),
+            "Bo",
+        )
+        .await
+        .unwrap();
+    store
+        .set_opted_out(&alpha, "p-cleo", "Cleo", true, t0 + 2_000)
+        .await
+        .unwrap();
     store.end_meeting(&alpha, t0 + 60_000).await.unwrap();
-    let beta = store.start_meeting_at("beta", Some("en"), t0 + 86_400_000).await.unwrap().id;
-    store.add_segment(&beta, &seg("b1", "p-dan", t0 + 86_401_000, "The budget, again."), "Dan").await.unwrap();
+    let beta = store
+        .start_meeting_at("beta", Some("en"), t0 + 86_400_000)
+        .await
+        .unwrap()
+        .id;
+    store
+        .add_segment(&beta, &seg("b1", "p-dan", t0 + 86_401_000, "The budget, again."), "Dan")
+        .await
+        .unwrap();
 
     let api_keys = ROLES
         .iter()
@@ -88,7 +120,11 @@ async fn fixture() -> Fixture {
             sha256: crate::compliance::sha256_hex(api_key_for(*r).as_bytes()),
         })
         .collect();
-    let hs = Verifier::new(AuthConfig { secret: Some(SECRET.into()), api_keys, ..Default::default() });
+    let hs = Verifier::new(AuthConfig {
+        secret: Some(SECRET.into()),
+        api_keys,
+        ..Default::default()
+    });
     let app = router(store.clone(), hs, AuditConfig::default());
 
     // The identity provider's JWKS, served on loopback as Keycloak serves its certs.
@@ -114,7 +150,16 @@ async fn fixture() -> Fixture {
         ..Default::default()
     };
     let oidc = router(store.clone(), Verifier::new(oidc_config), AuditConfig::default());
-    Fixture { _dir: dir, store, app, oidc, issuer, jwks_server, alpha, beta }
+    Fixture {
+        _dir: dir,
+        store,
+        app,
+        oidc,
+        issuer,
+        jwks_server,
+        alpha,
+        beta,
+    }
 }
 
 /// A Keycloak-like access token.
@@ -137,9 +182,17 @@ fn rs256(claims: &Value, key: &EncodingKey, kid: &str) -> String {
 }
 
 fn oidc_token(f: &Fixture, role: Role) -> String {
-    let roles = ["offline_access".to_owned(), "default-roles-samtal".to_owned(), format!("samtal-{}", role_name(role))];
+    let roles = [
+        "offline_access".to_owned(),
+        "default-roles-samtal".to_owned(),
+        format!("samtal-{}", role_name(role)),
+    ];
     let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-    rs256(&keycloak_claims(f, &roles, &format!("user-{}", role_name(role))), &signing_key(), "k1")
+    rs256(
+        &keycloak_claims(f, &roles, &format!("user-{}", role_name(role))),
+        &signing_key(),
+        "k1",
+    )
 }
 
 fn hs_token(role: Role) -> String {
@@ -153,7 +206,13 @@ enum Auth {
     ApiKey(String),
 }
 
-async fn call(app: &Router, method: Method, uri: &str, auth: &Auth, body: Option<Value>) -> (StatusCode, HeaderMap, Vec<u8>) {
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    auth: &Auth,
+    body: Option<Value>,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
     let mut request = Request::builder().method(method).uri(uri);
     match auth {
         Auth::None => {}
@@ -188,10 +247,25 @@ fn endpoints(f: &Fixture, victim: &str) -> Vec<(Method, String, Option<Value>, V
     vec![
         (Method::GET, "/api/whoami".into(), None, ROLES.to_vec()),
         (Method::GET, "/api/meetings".into(), None, readers.clone()),
-        (Method::GET, format!("/api/meetings/{a}/transcript"), None, readers.clone()),
-        (Method::GET, format!("/api/meetings/{a}/export?format=srt"), None, readers.clone()),
+        (
+            Method::GET,
+            format!("/api/meetings/{a}/transcript"),
+            None,
+            readers.clone(),
+        ),
+        (
+            Method::GET,
+            format!("/api/meetings/{a}/export?format=srt"),
+            None,
+            readers.clone(),
+        ),
         (Method::GET, format!("/api/meetings/{a}/verify"), None, officers.clone()),
-        (Method::PUT, format!("/api/meetings/{a}/hold"), Some(json!({"hold": false})), officers.clone()),
+        (
+            Method::PUT,
+            format!("/api/meetings/{a}/hold"),
+            Some(json!({"hold": false})),
+            officers.clone(),
+        ),
         (Method::GET, "/api/search?q=budget".into(), None, officers.clone()),
         (Method::GET, "/api/audit".into(), None, admin.clone()),
         (Method::GET, "/api/audit/export?format=csv".into(), None, admin.clone()),
@@ -223,7 +297,11 @@ async fn access_matrix_every_role_by_every_credential_against_every_endpoint() {
             let victim = ended_meeting(&f.store, "alpha").await;
             for (method, uri, body, allowed) in endpoints(&f, &victim) {
                 let (status, headers, bytes) = call(app, method.clone(), &uri, &auth, body).await;
-                let expected = if allowed.contains(&role) { StatusCode::OK } else { StatusCode::FORBIDDEN };
+                let expected = if allowed.contains(&role) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::FORBIDDEN
+                };
                 let text = String::from_utf8_lossy(&bytes);
                 assert_eq!(status, expected, "{kind} {role:?} {method} {uri}: {text}");
                 if status == StatusCode::FORBIDDEN {
@@ -238,24 +316,52 @@ async fn access_matrix_every_role_by_every_credential_against_every_endpoint() {
     }
     assert_eq!(cells, 4 * 5 * 11);
     // Every refusal is in the audit trail, with who was refused.
-    let refused =
-        f.store.audit_entries(&AuditFilter::default()).await.unwrap().into_iter().filter(|e| e.outcome == "denied").collect::<Vec<_>>();
+    let refused = f
+        .store
+        .audit_entries(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.outcome == "denied")
+        .collect::<Vec<_>>();
     // One by one, or (past ten per identity and minute) counted in a `refused.aggregate` entry.
     let accounted: u64 = refused
         .iter()
-        .map(|e| if e.action == "refused.aggregate" { serde_json::from_str::<Value>(&e.detail).unwrap()["count"].as_u64().unwrap() } else { 1 })
+        .map(|e| {
+            if e.action == "refused.aggregate" {
+                serde_json::from_str::<Value>(&e.detail).unwrap()["count"]
+                    .as_u64()
+                    .unwrap()
+            } else {
+                1
+            }
+        })
         .sum();
     assert_eq!(accounted, denied as u64);
-    assert!(refused.iter().any(|e| e.actor == "user-participant" && e.action == "transcript.read" && e.target == f.alpha));
-    assert!(refused.iter().any(|e| e.actor == "apikey:svc-compliance" && e.action == "meeting.delete"));
+    assert!(
+        refused
+            .iter()
+            .any(|e| e.actor == "user-participant" && e.action == "transcript.read" && e.target == f.alpha)
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|e| e.actor == "apikey:svc-compliance" && e.action == "meeting.delete")
+    );
     assert!(f.store.verify_audit().await.unwrap().ok);
 
     // A moderator of another room is refused alpha's records but may list its own.
     let beta_mod = Auth::Bearer(mint(SECRET, "beta", None, Role::Moderator, Duration::from_secs(60)).unwrap());
-    for uri in
-        [format!("/api/meetings/{}/transcript", f.alpha), format!("/api/meetings/{}/export", f.alpha), "/api/meetings?room=alpha".into()]
-    {
-        assert_eq!(get_json(&f.app, &uri, &beta_mod).await.0, StatusCode::FORBIDDEN, "{uri}");
+    for uri in [
+        format!("/api/meetings/{}/transcript", f.alpha),
+        format!("/api/meetings/{}/export", f.alpha),
+        "/api/meetings?room=alpha".into(),
+    ] {
+        assert_eq!(
+            get_json(&f.app, &uri, &beta_mod).await.0,
+            StatusCode::FORBIDDEN,
+            "{uri}"
+        );
     }
     let (status, body) = get_json(&f.app, "/api/meetings", &beta_mod).await;
     assert_eq!(status, StatusCode::OK);
@@ -273,7 +379,14 @@ async fn bad_credentials_are_401_on_every_endpoint_and_the_openapi_document_is_p
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap();
-    let wrong_secret = mint("not-the-secret", "*", None, Role::Administrator, Duration::from_secs(60)).unwrap();
+    let wrong_secret = mint(
+        "not-the-secret",
+        "*",
+        None,
+        Role::Administrator,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let unknown_role = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &json!({"room": "*", "role": "superuser", "exp": now + 60}),
@@ -305,8 +418,14 @@ async fn bad_credentials_are_401_on_every_endpoint_and_the_openapi_document_is_p
     let mut expired_oidc = keycloak_claims(&f, &admin_roles, "x");
     expired_oidc["exp"] = json!(now - 3600);
     let oidc_cases = [
-        (Auth::Bearer(rs256(&keycloak_claims(&f, &admin_roles, "x"), &other, "k1")), "InvalidSignature"),
-        (Auth::Bearer(rs256(&keycloak_claims(&f, &admin_roles, "x"), &signing_key(), "k9")), "unknown key id"),
+        (
+            Auth::Bearer(rs256(&keycloak_claims(&f, &admin_roles, "x"), &other, "k1")),
+            "InvalidSignature",
+        ),
+        (
+            Auth::Bearer(rs256(&keycloak_claims(&f, &admin_roles, "x"), &signing_key(), "k9")),
+            "unknown key id",
+        ),
         (Auth::Bearer(rs256(&wrong_iss, &signing_key(), "k1")), "InvalidIssuer"),
         (Auth::Bearer(rs256(&wrong_aud, &signing_key(), "k1")), "InvalidAudience"),
         (Auth::Bearer(rs256(&expired_oidc, &signing_key(), "k1")), "xpired"),
@@ -330,11 +449,21 @@ async fn bad_credentials_are_401_on_every_endpoint_and_the_openapi_document_is_p
     assert!(f.store.audit_entries(&AuditFilter::default()).await.unwrap().is_empty());
 
     // The provider's role names map through role_map, and the highest role of several wins.
-    let officer = rs256(&keycloak_claims(&f, &["records-officer", "samtal-moderator"], "karin"), &signing_key(), "k1");
+    let officer = rs256(
+        &keycloak_claims(&f, &["records-officer", "samtal-moderator"], "karin"),
+        &signing_key(),
+        "k1",
+    );
     let (status, body) = get_json(&f.oidc, "/api/whoami", &Auth::Bearer(officer)).await;
-    assert_eq!((status, body["role"].as_str(), body["actor"].as_str()), (StatusCode::OK, Some("compliance"), Some("karin")));
+    assert_eq!(
+        (status, body["role"].as_str(), body["actor"].as_str()),
+        (StatusCode::OK, Some("compliance"), Some("karin"))
+    );
     let nobody = rs256(&keycloak_claims(&f, &["offline_access"], "olle"), &signing_key(), "k1");
-    assert_eq!(get_json(&f.oidc, "/api/meetings", &Auth::Bearer(nobody)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get_json(&f.oidc, "/api/meetings", &Auth::Bearer(nobody)).await.0,
+        StatusCode::FORBIDDEN
+    );
 
     let (status, headers, bytes) = call(&f.app, Method::GET, "/api/openapi.json", &Auth::None, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -347,7 +476,10 @@ fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
@@ -368,22 +500,37 @@ async fn exports_carry_the_sealed_digest_that_verifies() {
         ("txt", "text/plain; charset=utf-8"),
         ("json", "application/json"),
     ] {
-        let (status, headers, bytes) =
-            call(&f.app, Method::GET, &format!("/api/meetings/{}/export?format={format}", f.alpha), &admin, None).await;
+        let (status, headers, bytes) = call(
+            &f.app,
+            Method::GET,
+            &format!("/api/meetings/{}/export?format={format}", f.alpha),
+            &admin,
+            None,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{format}");
         assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), content_type);
         assert_eq!(headers.get("x-transcript-digest").unwrap().to_str().unwrap(), digest);
         let disposition = headers.get(header::CONTENT_DISPOSITION).unwrap().to_str().unwrap();
-        assert_eq!(disposition, format!("attachment; filename=\"alpha-{}.{format}\"", f.alpha));
+        assert_eq!(
+            disposition,
+            format!("attachment; filename=\"alpha-{}.{format}\"", f.alpha)
+        );
         let text = String::from_utf8(bytes).unwrap();
         match format {
             "vtt" => {
                 assert!(text.starts_with("WEBVTT\n"));
                 assert!(text.contains(&format!("Transcript digest {digest}\n")), "{text}");
                 assert!(text.contains("Cleo opted out of transcription"), "{text}");
-                assert!(text.contains("<v Bo>Bra, då &lt;skickar&gt; jag den &amp; mer.</v>"), "{text}");
+                assert!(
+                    text.contains("<v Bo>Bra, då &lt;skickar&gt; jag den &amp; mer.</v>"),
+                    "{text}"
+                );
             }
-            "srt" => assert!(text.starts_with("1\n00:00:01,000 --> 00:00:02,500\nAnna: Hej, budgeten är klar.\n"), "{text}"),
+            "srt" => assert!(
+                text.starts_with("1\n00:00:01,000 --> 00:00:02,500\nAnna: Hej, budgeten är klar.\n"),
+                "{text}"
+            ),
             "txt" => assert!(text.contains(&format!("Transcript digest {digest}\n")), "{text}"),
             _ => {
                 // The JSON export checks itself: its segments give its digest.
@@ -392,38 +539,77 @@ async fn exports_carry_the_sealed_digest_that_verifies() {
                 assert_eq!(crate::compliance::integrity::digest(&t.meeting, &t.segments), digest);
                 let mut altered = t.clone();
                 altered.segments[0].text = "Hej, budgeten är inte klar.".into();
-                assert_ne!(crate::compliance::integrity::digest(&altered.meeting, &altered.segments), digest);
+                assert_ne!(
+                    crate::compliance::integrity::digest(&altered.meeting, &altered.segments),
+                    digest
+                );
             }
         }
         // samtal verify agrees: the file is what the store exports, and the store's chain is intact.
         let path = f._dir.path().join(format!("export.{format}"));
         std::fs::write(&path, &text).unwrap();
         let url = format!("sqlite://{}", f._dir.path().join("compliance.db").display());
-        let (srt_meeting, srt_digest) = if format == "srt" { (Some(f.alpha.as_str()), Some(digest.as_str())) } else { (None, None) };
+        let (srt_meeting, srt_digest) = if format == "srt" {
+            (Some(f.alpha.as_str()), Some(digest.as_str()))
+        } else {
+            (None, None)
+        };
         let mut report = Vec::new();
-        let ok = crate::compliance::check::run(&url, srt_meeting, Some(&path), srt_digest, &mut report).await.unwrap();
+        let ok = crate::compliance::check::run(&url, srt_meeting, Some(&path), srt_digest, &mut report)
+            .await
+            .unwrap();
         assert!(ok, "{format}: {}", String::from_utf8_lossy(&report));
         // An edited file is caught, with the line.
         std::fs::write(&path, text.replacen("budgeten", "budgetem", 1)).unwrap();
         let mut report = Vec::new();
-        let ok = crate::compliance::check::run(&url, srt_meeting, Some(&path), srt_digest, &mut report).await.unwrap();
+        let ok = crate::compliance::check::run(&url, srt_meeting, Some(&path), srt_digest, &mut report)
+            .await
+            .unwrap();
         let report = String::from_utf8_lossy(&report);
         assert!(!ok && report.contains("ALTERED"), "{format}: {report}");
     }
     // A running meeting's export carries the digest of what is stored so far.
-    let (status, headers, _) = call(&f.app, Method::GET, &format!("/api/meetings/{}/export?format=txt", f.beta), &admin, None).await;
+    let (status, headers, _) = call(
+        &f.app,
+        Method::GET,
+        &format!("/api/meetings/{}/export?format=txt", f.beta),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers.get("x-transcript-digest").unwrap().to_str().unwrap().starts_with("sha256:"));
+    assert!(
+        headers
+            .get("x-transcript-digest")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     for (uri, status) in [
-        (format!("/api/meetings/{}/export?format=pdf", f.alpha), StatusCode::BAD_REQUEST),
+        (
+            format!("/api/meetings/{}/export?format=pdf", f.alpha),
+            StatusCode::BAD_REQUEST,
+        ),
         ("/api/meetings/nope/export?format=vtt".to_owned(), StatusCode::NOT_FOUND),
     ] {
         let (got, body) = get_json(&f.app, &uri, &admin).await;
         assert_eq!(got, status, "{uri}: {body}");
     }
-    let exports = f.store.audit_entries(&AuditFilter { action: Some("transcript.export".into()), ..Default::default() }).await.unwrap();
+    let exports = f
+        .store
+        .audit_entries(&AuditFilter {
+            action: Some("transcript.export".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(exports.len(), 5);
-    assert!(exports[0].detail.contains("\"format\":\"vtt\"") && exports[0].detail.contains(&digest), "{:?}", exports[0]);
+    assert!(
+        exports[0].detail.contains("\"format\":\"vtt\"") && exports[0].detail.contains(&digest),
+        "{:?}",
+        exports[0]
+    );
 }
 
 #[tokio::test]
@@ -435,19 +621,42 @@ async fn search_hold_delete_verify_and_the_audit_trail_through_the_api() {
     let (status, body) = get_json(&f.app, "/api/search?q=budget*", &officer).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let hits = body["hits"].as_array().unwrap();
-    let found: Vec<_> =
-        hits.iter().map(|h| (h["meeting"]["id"].as_str().unwrap(), h["segment"]["utterance_id"].as_str().unwrap())).collect();
+    let found: Vec<_> = hits
+        .iter()
+        .map(|h| {
+            (
+                h["meeting"]["id"].as_str().unwrap(),
+                h["segment"]["utterance_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(found, [(f.beta.as_str(), "b1"), (f.alpha.as_str(), "u1")]);
     assert_eq!(hits[1]["highlight"], "Hej, <mark>budgeten</mark> är klar.");
     assert_eq!(hits[1]["segment"]["speaker_name"], "Anna");
     assert_eq!(body["truncated"], false);
     let (_, body) = get_json(&f.app, "/api/search?q=budget*&limit=1", &officer).await;
-    assert_eq!((body["hits"].as_array().unwrap().len(), &body["truncated"]), (1, &json!(true)));
+    assert_eq!(
+        (body["hits"].as_array().unwrap().len(), &body["truncated"]),
+        (1, &json!(true))
+    );
     let (_, body) = get_json(&f.app, "/api/search?q=skickar", &officer).await;
-    assert_eq!(body["hits"][0]["highlight"], "Bra, då &lt;<mark>skickar</mark>&gt; jag den &amp; mer.");
-    for uri in ["/api/search", "/api/search?q=", "/api/search?q=--", "/api/search?q=a&limit=0", "/api/search?q=a&from=yesterday"] {
+    assert_eq!(
+        body["hits"][0]["highlight"],
+        "Bra, då &lt;<mark>skickar</mark>&gt; jag den &amp; mer."
+    );
+    for uri in [
+        "/api/search",
+        "/api/search?q=",
+        "/api/search?q=--",
+        "/api/search?q=a&limit=0",
+        "/api/search?q=a&from=yesterday",
+    ] {
         let (status, body) = get_json(&f.app, uri, &officer).await;
-        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{uri}: {body}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request")),
+            "{uri}: {body}"
+        );
     }
 
     let (status, body) = get_json(&f.app, &format!("/api/meetings/{}/verify", f.alpha), &officer).await;
@@ -456,18 +665,41 @@ async fn search_hold_delete_verify_and_the_audit_trail_through_the_api() {
         (StatusCode::OK, &json!(true), &json!(true), &json!(2)),
         "{body}"
     );
-    assert_eq!(get_json(&f.app, "/api/meetings/nope/verify", &officer).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get_json(&f.app, "/api/meetings/nope/verify", &officer).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // Hold, then deletion is refused; lifted, deletion works and the meeting is gone.
     let hold_uri = format!("/api/meetings/{}/hold", f.alpha);
-    for bad in [json!({"hold": true}), json!({"hold": true, "reason": "  "}), json!({"hold": "yes"}), json!({"reason": "x"})] {
+    for bad in [
+        json!({"hold": true}),
+        json!({"hold": true, "reason": "  "}),
+        json!({"hold": "yes"}),
+        json!({"reason": "x"}),
+    ] {
         let (status, _, bytes) = call(&f.app, Method::PUT, &hold_uri, &officer, Some(bad.clone())).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
-    let (status, _, bytes) = call(&f.app, Method::PUT, &hold_uri, &officer, Some(json!({"hold": true, "reason": "ärende 2025/114"}))).await;
+    let (status, _, bytes) = call(
+        &f.app,
+        Method::PUT,
+        &hold_uri,
+        &officer,
+        Some(json!({"hold": true, "reason": "ärende 2025/114"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let m: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!((m["legal_hold"]["reason"].as_str(), m["legal_hold"]["set_by"].as_str()), (Some("ärende 2025/114"), Some("Tester")));
+    assert_eq!(
+        (m["legal_hold"]["reason"].as_str(), m["legal_hold"]["set_by"].as_str()),
+        (Some("ärende 2025/114"), Some("Tester"))
+    );
     let (_, body) = get_json(&f.app, "/api/meetings?room=alpha", &officer).await;
     assert_eq!(body["meetings"][0]["legal_hold"]["reason"], "ärende 2025/114");
     let (_, body) = get_json(&f.app, &format!("/api/meetings/{}/transcript", f.alpha), &officer).await;
@@ -475,32 +707,93 @@ async fn search_hold_delete_verify_and_the_audit_trail_through_the_api() {
     let delete_uri = format!("/api/meetings/{}", f.alpha);
     let (status, _, bytes) = call(&f.app, Method::DELETE, &delete_uri, &admin, None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{}", String::from_utf8_lossy(&bytes));
-    let (status, _, bytes) = call(&f.app, Method::DELETE, &format!("/api/meetings/{}", f.beta), &admin, None).await;
-    assert_eq!(status, StatusCode::CONFLICT, "running: {}", String::from_utf8_lossy(&bytes));
+    let (status, _, bytes) = call(
+        &f.app,
+        Method::DELETE,
+        &format!("/api/meetings/{}", f.beta),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "running: {}",
+        String::from_utf8_lossy(&bytes)
+    );
     let (status, _, _) = call(&f.app, Method::PUT, &hold_uri, &officer, Some(json!({"hold": false}))).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, bytes) = call(&f.app, Method::DELETE, &delete_uri, &admin, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), json!({"deleted": f.alpha}));
-    assert_eq!(get_json(&f.app, &format!("/api/meetings/{}/transcript", f.alpha), &officer).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(call(&f.app, Method::DELETE, &delete_uri, &admin, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bytes).unwrap(),
+        json!({"deleted": f.alpha})
+    );
+    assert_eq!(
+        get_json(&f.app, &format!("/api/meetings/{}/transcript", f.alpha), &officer)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&f.app, Method::DELETE, &delete_uri, &admin, None).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // The audit trail has all of it, verifies, and exports.
     let (status, body) = get_json(&f.app, "/api/audit?limit=1000", &admin).await;
     assert_eq!(status, StatusCode::OK);
-    let actions: Vec<&str> =
-        body["entries"].as_array().unwrap().iter().filter(|e| e["outcome"] == "ok").map(|e| e["action"].as_str().unwrap()).collect();
-    for expected in ["search", "transcript.verify", "hold.on", "meetings.list", "transcript.read", "hold.off", "meeting.delete"] {
+    let actions: Vec<&str> = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "ok")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "search",
+        "transcript.verify",
+        "hold.on",
+        "meetings.list",
+        "transcript.read",
+        "hold.off",
+        "meeting.delete",
+    ] {
         assert!(actions.contains(&expected), "{expected} not in {actions:?}");
     }
-    let delete = body["entries"].as_array().unwrap().iter().find(|e| e["action"] == "meeting.delete").unwrap();
+    let delete = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "meeting.delete")
+        .unwrap();
     assert_eq!(
-        (delete["actor"].as_str(), delete["role"].as_str(), delete["target"].as_str()),
-        (Some("apikey:svc-administrator"), Some("administrator"), Some(f.alpha.as_str()))
+        (
+            delete["actor"].as_str(),
+            delete["role"].as_str(),
+            delete["target"].as_str()
+        ),
+        (
+            Some("apikey:svc-administrator"),
+            Some("administrator"),
+            Some(f.alpha.as_str())
+        )
     );
-    let search = body["entries"].as_array().unwrap().iter().find(|e| e["action"] == "search").unwrap();
-    assert!(search["detail"].as_str().unwrap().contains("\"q\":\"budget*\""), "{search}");
-    assert_eq!(body["head"]["seq"], body["entries"].as_array().unwrap().len() + 1, "the read itself is the head");
+    let search = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "search")
+        .unwrap();
+    assert!(
+        search["detail"].as_str().unwrap().contains("\"q\":\"budget*\""),
+        "{search}"
+    );
+    assert_eq!(
+        body["head"]["seq"],
+        body["entries"].as_array().unwrap().len() + 1,
+        "the read itself is the head"
+    );
     let (_, body) = get_json(&f.app, "/api/audit?action=hold.on", &admin).await;
     assert_eq!(body["entries"].as_array().unwrap().len(), 1);
     let (_, body) = get_json(&f.app, "/api/audit/verify", &admin).await;
@@ -509,30 +802,59 @@ async fn search_hold_delete_verify_and_the_audit_trail_through_the_api() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), "text/csv; charset=utf-8");
     let csv = String::from_utf8(bytes).unwrap();
-    assert!(csv.starts_with("seq,at,time,actor,role,action,target,client,outcome,detail,prev_hash,entry_hash\r\n1,"), "{csv}");
+    assert!(
+        csv.starts_with("seq,at,time,actor,role,action,target,client,outcome,detail,prev_hash,entry_hash\r\n1,"),
+        "{csv}"
+    );
     let (status, _, bytes) = call(&f.app, Method::GET, "/api/audit/export", &admin, None).await;
     assert_eq!(status, StatusCode::OK);
     let entries: Vec<crate::compliance::audit::Entry> = serde_json::from_slice(&bytes).unwrap();
     assert!(crate::compliance::audit::verify(&entries).ok);
-    assert_eq!(get_json(&f.app, "/api/audit/export?format=xml", &admin).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(get_json(&f.app, "/api/audit?after=x", &admin).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        get_json(&f.app, "/api/audit/export?format=xml", &admin).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get_json(&f.app, "/api/audit?after=x", &admin).await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
 async fn the_client_address_is_the_peer_or_a_trusted_proxys_forwarded_address() {
     let f = fixture().await;
-    let verifier = Verifier::new(AuthConfig { secret: Some(SECRET.into()), ..Default::default() });
-    let app = router(f.store.clone(), verifier, AuditConfig { trusted_proxies: vec!["10.0.0.1".parse().unwrap()] });
+    let verifier = Verifier::new(AuthConfig {
+        secret: Some(SECRET.into()),
+        ..Default::default()
+    });
+    let app = router(
+        f.store.clone(),
+        verifier,
+        AuditConfig {
+            trusted_proxies: vec!["10.0.0.1".parse().unwrap()],
+        },
+    );
     for (peer, expected) in [("10.0.0.1:4000", "192.0.2.7"), ("10.0.0.2:4000", "10.0.0.2")] {
         let mut request = Request::get("/api/meetings")
             .header(header::AUTHORIZATION, format!("Bearer {}", hs_token(Role::Compliance)))
             .header("x-forwarded-for", "192.0.2.7, 10.0.0.9")
             .body(Body::empty())
             .unwrap();
-        request.extensions_mut().insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
         assert_eq!(app.clone().oneshot(request).await.unwrap().status(), StatusCode::OK);
-        let last = f.store.audit_entries(&AuditFilter::default()).await.unwrap().pop().unwrap();
-        assert_eq!((last.client.as_str(), last.action.as_str()), (expected, "meetings.list"));
+        let last = f
+            .store
+            .audit_entries(&AuditFilter::default())
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(
+            (last.client.as_str(), last.action.as_str()),
+            (expected, "meetings.list")
+        );
     }
 }
 
@@ -545,17 +867,31 @@ fn every_route_is_in_the_openapi_document() {
     for line in source.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
         let path = line.split('"').nth(1).unwrap();
         for method in ["get", "put", "post", "delete", "patch"] {
-            if line.contains(&format!(" {method}(")) || line.contains(&format!("::{method}(")) || line.contains(&format!("({method}(")) {
+            if line.contains(&format!(" {method}("))
+                || line.contains(&format!("::{method}("))
+                || line.contains(&format!("({method}("))
+            {
                 routes.push((method, path.to_owned()));
             }
         }
     }
     assert!(routes.len() >= 15, "{routes:?}");
     for (method, path) in &routes {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in docs/openapi.json");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not in docs/openapi.json"
+        );
     }
     // And nothing is documented that is not routed.
-    let documented: usize =
-        doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().keys().filter(|k| *k != "parameters").count()).sum();
-    assert_eq!(documented, routes.len(), "docs/openapi.json documents routes the router does not have");
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().keys().filter(|k| *k != "parameters").count())
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "docs/openapi.json documents routes the router does not have"
+    );
 }

@@ -70,7 +70,17 @@ impl Entry {
 
     /// The hash this entry's content and `prev_hash` give.
     pub fn computed_hash(&self) -> String {
-        let fields = json!([self.seq, self.at, self.actor, self.role, self.action, self.target, self.client, self.outcome, self.detail]);
+        let fields = json!([
+            self.seq,
+            self.at,
+            self.actor,
+            self.role,
+            self.action,
+            self.target,
+            self.client,
+            self.outcome,
+            self.detail
+        ]);
         sha256_hex(format!("{}\n{}", self.prev_hash, canonical_json(&fields)).as_bytes())
     }
 }
@@ -119,10 +129,16 @@ pub fn verify(entries: &[Entry]) -> Verification {
             };
             breaks.push(Break { seq: e.seq, problem });
         } else if e.prev_hash != expected_prev {
-            breaks.push(Break { seq: e.seq, problem: "chain broken: prev_hash does not match the entry before".into() });
+            breaks.push(Break {
+                seq: e.seq,
+                problem: "chain broken: prev_hash does not match the entry before".into(),
+            });
         }
         if e.computed_hash() != e.entry_hash {
-            breaks.push(Break { seq: e.seq, problem: "edited: the entry's hash does not match its content".into() });
+            breaks.push(Break {
+                seq: e.seq,
+                problem: "edited: the entry's hash does not match its content".into(),
+            });
         }
         prev = Some(e);
     }
@@ -130,7 +146,10 @@ pub fn verify(entries: &[Entry]) -> Verification {
     Verification {
         ok: breaks.is_empty(),
         entries: entries.len(),
-        head: entries.last().map(|e| Head { seq: e.seq, entry_hash: e.entry_hash.clone() }),
+        head: entries.last().map(|e| Head {
+            seq: e.seq,
+            entry_hash: e.entry_hash.clone(),
+        }),
         breaks,
     }
 }
@@ -142,8 +161,16 @@ pub fn verify(entries: &[Entry]) -> Verification {
 /// advice against CSV injection); strip it to recompute an entry's hash from the CSV.
 pub fn csv(entries: &[Entry]) -> String {
     fn field(s: &str) -> String {
-        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
-        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{s}")
+        } else {
+            s.to_owned()
+        };
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
     }
     let mut out = String::from("seq,at,time,actor,role,action,target,client,outcome,detail,prev_hash,entry_hash\r\n");
     for e in entries {
@@ -234,7 +261,13 @@ impl Refusals {
 
 impl Window {
     fn new(start: i64) -> Self {
-        Self { start, written: 0, suppressed: 0, last: None, actions: Default::default() }
+        Self {
+            start,
+            written: 0,
+            suppressed: 0,
+            last: None,
+            actions: Default::default(),
+        }
     }
 
     fn aggregate(&self, now: i64) -> Event {
@@ -258,20 +291,33 @@ mod tests {
     use super::*;
 
     fn refusal(actor: &str, at: i64) -> Event {
-        Event { at, actor: actor.into(), role: "participant".into(), action: "audit.read".into(), outcome: "denied".into(), ..Default::default() }
+        Event {
+            at,
+            actor: actor.into(),
+            role: "participant".into(),
+            action: "audit.read".into(),
+            outcome: "denied".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn a_flood_of_refusals_is_written_as_a_count() {
         let mut r = Refusals::default();
         let written = (0..1500).filter(|i| r.admit(&refusal("mallory", 1_000 + i))).count();
-        assert_eq!(written, REFUSALS_PER_WINDOW as usize, "the first refusals are written one by one");
+        assert_eq!(
+            written, REFUSALS_PER_WINDOW as usize,
+            "the first refusals are written one by one"
+        );
         assert!(r.admit(&refusal("anna", 1_500)), "another identity has its own budget");
         assert!(r.due(30_000, false).is_empty(), "the window is still open");
         let aggregates = r.due(1_000 + REFUSAL_WINDOW_MS, false);
         assert_eq!(aggregates.len(), 1);
         let detail: serde_json::Value = serde_json::from_str(&aggregates[0].detail).unwrap();
-        assert_eq!((aggregates[0].actor.as_str(), aggregates[0].action.as_str()), ("mallory", "refused.aggregate"));
+        assert_eq!(
+            (aggregates[0].actor.as_str(), aggregates[0].action.as_str()),
+            ("mallory", "refused.aggregate")
+        );
         assert_eq!(detail["count"], 1490, "no refusal is lost: {detail}");
         assert_eq!(detail["actions"]["audit.read"], 1490);
         assert!(r.admit(&refusal("mallory", 200_000)), "a new window, a new budget");
@@ -289,9 +335,16 @@ mod tests {
         t[0].actor = "=HYPERLINK(\"http://evil.example\",\"x\")".into();
         t[0].target = "@SUM(1)".into();
         let csv = csv(&t);
-        assert!(csv.contains(",\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\","), "{csv}");
+        assert!(
+            csv.contains(",\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\","),
+            "{csv}"
+        );
         assert!(csv.contains(",'@SUM(1),"), "{csv}");
-        assert!(!csv.lines().any(|l| l.split(',').any(|c| c.starts_with(['=', '+', '@']))), "{csv}");
+        assert!(
+            !csv.lines()
+                .any(|l| l.split(',').any(|c| c.starts_with(['=', '+', '@']))),
+            "{csv}"
+        );
     }
 
     fn trail(n: i64) -> Vec<Entry> {
@@ -307,7 +360,10 @@ mod tests {
                 outcome: "ok".into(),
                 detail: String::new(),
             };
-            let (seq, hash) = out.last().map(|e| (e.seq, e.entry_hash.clone())).unwrap_or((0, ZERO_HASH.into()));
+            let (seq, hash) = out
+                .last()
+                .map(|e| (e.seq, e.entry_hash.clone()))
+                .unwrap_or((0, ZERO_HASH.into()));
             out.push(Entry::chain(event, seq, &hash));
         }
         out
@@ -317,7 +373,10 @@ mod tests {
     fn hash_form_is_fixed() {
         let e = &trail(1)[0];
         let expected = sha256_hex(
-            format!("{ZERO_HASH}\n[1,1000,\"anna\",\"compliance\",\"transcript.read\",\"m0\",\"127.0.0.1\",\"ok\",\"\"]").as_bytes(),
+            format!(
+                "{ZERO_HASH}\n[1,1000,\"anna\",\"compliance\",\"transcript.read\",\"m0\",\"127.0.0.1\",\"ok\",\"\"]"
+            )
+            .as_bytes(),
         );
         assert_eq!(e.entry_hash, expected);
     }
@@ -331,13 +390,22 @@ mod tests {
         let mut edited = t.clone();
         edited[2].actor = "mallory".into();
         let v = verify(&edited);
-        assert_eq!(v.breaks, [Break { seq: 3, problem: "edited: the entry's hash does not match its content".into() }]);
+        assert_eq!(
+            v.breaks,
+            [Break {
+                seq: 3,
+                problem: "edited: the entry's hash does not match its content".into()
+            }]
+        );
 
         let mut removed = t.clone();
         removed.remove(1);
         let v = verify(&removed);
         assert_eq!(v.breaks.len(), 1, "{v:?}");
-        assert_eq!((v.breaks[0].seq, v.breaks[0].problem.as_str()), (3, "entry 2 is missing (removed)"));
+        assert_eq!(
+            (v.breaks[0].seq, v.breaks[0].problem.as_str()),
+            (3, "entry 2 is missing (removed)")
+        );
 
         let mut first_removed = t.clone();
         first_removed.remove(0);
@@ -351,7 +419,9 @@ mod tests {
         let csv = csv(&t);
         assert!(csv.starts_with("seq,at,time,actor,"));
         assert!(
-            csv.contains(",1970-01-01T00:00:01Z,anna,compliance,transcript.read,m0,127.0.0.1,ok,\"{\"\"q\"\":\"\"a, b\"\"}\","),
+            csv.contains(
+                ",1970-01-01T00:00:01Z,anna,compliance,transcript.read,m0,127.0.0.1,ok,\"{\"\"q\"\":\"\"a, b\"\"}\","
+            ),
             "{csv}"
         );
     }

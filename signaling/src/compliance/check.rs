@@ -12,7 +12,13 @@ use std::path::Path;
 /// Runs the checks and writes a report to `out`; `Ok(false)` when anything was altered.
 /// With `export`: that file against the store (`meeting`/`digest` name an SRT file's meeting).
 /// Otherwise `meeting`, or every meeting and the audit trail.
-pub async fn run(url: &str, meeting: Option<&str>, export: Option<&Path>, digest: Option<&str>, out: &mut dyn Write) -> Result<bool> {
+pub async fn run(
+    url: &str,
+    meeting: Option<&str>,
+    export: Option<&Path>,
+    digest: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<bool> {
     let store = Store::connect(url).await?;
     let ok = match export {
         Some(path) => check_export(&store, path, meeting, digest, out).await?,
@@ -25,7 +31,12 @@ pub async fn run(url: &str, meeting: Option<&str>, export: Option<&Path>, digest
 async fn check_store(store: &Store, meeting: Option<&str>, out: &mut dyn Write) -> Result<bool> {
     let ids: Vec<String> = match meeting {
         Some(id) => vec![id.to_owned()],
-        None => store.meetings(&MeetingFilter::default()).await?.into_iter().map(|m| m.id).collect(),
+        None => store
+            .meetings(&MeetingFilter::default())
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect(),
     };
     let mut ok = true;
     for id in &ids {
@@ -35,7 +46,11 @@ async fn check_store(store: &Store, meeting: Option<&str>, out: &mut dyn Write) 
             continue;
         };
         if !v.sealed {
-            writeln!(out, "meeting {id}: running, not sealed yet ({} segments, digest so far {})", v.segments, v.computed_digest)?;
+            writeln!(
+                out,
+                "meeting {id}: running, not sealed yet ({} segments, digest so far {})",
+                v.segments, v.computed_digest
+            )?;
         } else if v.ok {
             writeln!(out, "meeting {id}: ok ({} segments, {})", v.segments, v.computed_digest)?;
         } else {
@@ -43,9 +58,13 @@ async fn check_store(store: &Store, meeting: Option<&str>, out: &mut dyn Write) 
             writeln!(out, "meeting {id}: ALTERED")?;
             for b in &v.breaks {
                 match (b.index, &b.utterance_id, b.start_ms) {
-                    (Some(i), Some(u), Some(start)) => {
-                        writeln!(out, "  segment {} (utterance {u}, {}): {}", i + 1, export::rfc3339(start), b.problem)?
-                    }
+                    (Some(i), Some(u), Some(start)) => writeln!(
+                        out,
+                        "  segment {} (utterance {u}, {}): {}",
+                        i + 1,
+                        export::rfc3339(start),
+                        b.problem
+                    )?,
                     _ => writeln!(out, "  transcript: {}", b.problem)?,
                 }
             }
@@ -53,7 +72,11 @@ async fn check_store(store: &Store, meeting: Option<&str>, out: &mut dyn Write) 
     }
     if meeting.is_none() {
         let audit = store.verify_audit().await?;
-        let head = audit.head.as_ref().map(|h| format!(", head {} {}", h.seq, h.entry_hash)).unwrap_or_default();
+        let head = audit
+            .head
+            .as_ref()
+            .map(|h| format!(", head {} {}", h.seq, h.entry_hash))
+            .unwrap_or_default();
         if audit.ok {
             writeln!(out, "audit trail: ok ({} entries{head})", audit.entries)?;
         } else {
@@ -75,22 +98,47 @@ fn named_in(text: &str, format: Format) -> Option<(String, Option<String>)> {
             Some((t.meeting.id, t.meeting.transcript_digest))
         }
         Format::WebVtt | Format::Text => {
-            let id = text.lines().find_map(|l| l.strip_prefix("Meeting ")?.split_once(" in room ").map(|(id, _)| id.to_owned()))?;
-            let digest = text.lines().find_map(|l| l.strip_prefix("Transcript digest ").map(str::to_owned));
+            let id = text.lines().find_map(|l| {
+                l.strip_prefix("Meeting ")?
+                    .split_once(" in room ")
+                    .map(|(id, _)| id.to_owned())
+            })?;
+            let digest = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Transcript digest ").map(str::to_owned));
             Some((id, digest))
         }
         Format::Srt => None,
     }
 }
 
-async fn check_export(store: &Store, path: &Path, meeting: Option<&str>, digest: Option<&str>, out: &mut dyn Write) -> Result<bool> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+async fn check_export(
+    store: &Store,
+    path: &Path,
+    meeting: Option<&str>,
+    digest: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<bool> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
     let format = match path.extension().and_then(|e| e.to_str()) {
-        Some(ext) => ext.parse::<Format>().map_err(|e| Error::Config(format!("{}: {e}", path.display())))?,
-        None => return Err(Error::Config(format!("{}: no file extension (.vtt, .srt, .txt, .json)", path.display()))),
+        Some(ext) => ext
+            .parse::<Format>()
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?,
+        None => {
+            return Err(Error::Config(format!(
+                "{}: no file extension (.vtt, .srt, .txt, .json)",
+                path.display()
+            )));
+        }
     };
     let (id, file_digest) = match (named_in(&text, format), meeting) {
-        (_, Some(id)) => (id.to_owned(), digest.map(str::to_owned).or_else(|| named_in(&text, format).and_then(|(_, d)| d))),
+        (_, Some(id)) => (
+            id.to_owned(),
+            digest
+                .map(str::to_owned)
+                .or_else(|| named_in(&text, format).and_then(|(_, d)| d)),
+        ),
         (Some(named), None) => named,
         (None, None) => {
             return Err(Error::Config(format!(
@@ -118,17 +166,30 @@ async fn check_export(store: &Store, path: &Path, meeting: Option<&str>, digest:
         writeln!(out, "{name}: meeting {id} is not in the store (deleted or purged?)")?;
         return Ok(false);
     };
-    let v = store.verify_meeting(&id).await?.ok_or_else(|| Error::UnknownMeeting(id.clone()))?;
+    let v = store
+        .verify_meeting(&id)
+        .await?
+        .ok_or_else(|| Error::UnknownMeeting(id.clone()))?;
     if !v.ok {
         ok = false;
-        writeln!(out, "{name}: the stored transcript of meeting {id} is ALTERED; run samtal verify --meeting {id}")?;
+        writeln!(
+            out,
+            "{name}: the stored transcript of meeting {id} is ALTERED; run samtal verify --meeting {id}"
+        )?;
     }
-    let stored_digest = stored.meeting.transcript_digest.clone().unwrap_or_else(|| integrity::digest(&stored.meeting, &stored.segments));
+    let stored_digest = stored
+        .meeting
+        .transcript_digest
+        .clone()
+        .unwrap_or_else(|| integrity::digest(&stored.meeting, &stored.segments));
     match &file_digest {
         Some(d) if *d == stored_digest => writeln!(out, "{name}: digest {d} matches meeting {id} in the store")?,
         Some(d) => {
             ok = false;
-            writeln!(out, "{name}: ALTERED or of another version: digest {d}, the store has {stored_digest}")?;
+            writeln!(
+                out,
+                "{name}: ALTERED or of another version: digest {d}, the store has {stored_digest}"
+            )?;
         }
         None => {
             ok = false;
@@ -145,7 +206,11 @@ async fn check_export(store: &Store, path: &Path, meeting: Option<&str>, digest:
             .zip(text.lines())
             .position(|(a, b)| a != b)
             .unwrap_or_else(|| expected.lines().count().min(text.lines().count()));
-        writeln!(out, "{name}: ALTERED: line {} differs from the store's export", line + 1)?;
+        writeln!(
+            out,
+            "{name}: ALTERED: line {} differs from the store's export",
+            line + 1
+        )?;
     } else {
         writeln!(out, "{name}: content matches the store's export")?;
     }

@@ -28,7 +28,15 @@ pub fn genesis(meeting: &Meeting) -> String {
 
 /// The link of `segment` after `prev`.
 pub fn link(prev: &str, s: &TranscriptSegment) -> String {
-    let fields = json!([s.utterance_id, s.participant_id, s.speaker_name, s.start_ms, s.end_ms, s.text, s.language]);
+    let fields = json!([
+        s.utterance_id,
+        s.participant_id,
+        s.speaker_name,
+        s.start_ms,
+        s.end_ms,
+        s.text,
+        s.language
+    ]);
     let mut bytes = Vec::with_capacity(prev.len() + 1 + s.text.len() + 128);
     bytes.extend_from_slice(prev.as_bytes());
     bytes.push(b'\n');
@@ -50,7 +58,12 @@ pub fn links(meeting: &Meeting, segments: &[TranscriptSegment]) -> Vec<String> {
 
 /// `sha256:<hex>` of the last link (of the genesis link when there are no segments).
 pub fn digest(meeting: &Meeting, segments: &[TranscriptSegment]) -> String {
-    format_digest(links(meeting, segments).last().cloned().unwrap_or_else(|| genesis(meeting)))
+    format_digest(
+        links(meeting, segments)
+            .last()
+            .cloned()
+            .unwrap_or_else(|| genesis(meeting)),
+    )
 }
 
 fn format_digest(hex: String) -> String {
@@ -95,9 +108,9 @@ pub fn verify(meeting: &Meeting, segments: &[(TranscriptSegment, Option<String>)
             let expected = link(&prev, segment);
             let problem = match stored {
                 None => Some("segment is not in the sealed chain: it was added after the transcript was sealed"),
-                Some(stored) if *stored != expected => {
-                    Some("segment does not match its sealed link: it was changed, or a segment just before it was removed")
-                }
+                Some(stored) if *stored != expected => Some(
+                    "segment does not match its sealed link: it was changed, or a segment just before it was removed",
+                ),
                 Some(_) => None,
             };
             if let Some(problem) = problem {
@@ -171,7 +184,10 @@ mod tests {
     fn sealed(segments: &[TranscriptSegment]) -> (Meeting, Vec<(TranscriptSegment, Option<String>)>) {
         let mut m = meeting();
         let links = links(&m, segments);
-        m.transcript_digest = Some(format!("sha256:{}", links.last().cloned().unwrap_or_else(|| genesis(&m))));
+        m.transcript_digest = Some(format!(
+            "sha256:{}",
+            links.last().cloned().unwrap_or_else(|| genesis(&m))
+        ));
         (m, segments.iter().cloned().zip(links.into_iter().map(Some)).collect())
     }
 
@@ -179,9 +195,18 @@ mod tests {
     fn canonical_form_is_fixed() {
         // Pinned: a change here breaks every stored chain and the documented Python check.
         let m = meeting();
-        assert_eq!(genesis(&m), sha256_hex("[\"samtal-transcript-v1\",\"m1\",\"möte\",1000]".as_bytes()));
+        assert_eq!(
+            genesis(&m),
+            sha256_hex("[\"samtal-transcript-v1\",\"m1\",\"möte\",1000]".as_bytes())
+        );
         let s = seg("u1", 1_100, "Hej \"alla\"");
-        let expected = sha256_hex(format!("{}\n[\"u1\",\"p1\",\"Åsa\",1100,1600,\"Hej \\\"alla\\\"\",\"sv\"]", genesis(&m)).as_bytes());
+        let expected = sha256_hex(
+            format!(
+                "{}\n[\"u1\",\"p1\",\"Åsa\",1100,1600,\"Hej \\\"alla\\\"\",\"sv\"]",
+                genesis(&m)
+            )
+            .as_bytes(),
+        );
         assert_eq!(link(&genesis(&m), &s), expected);
         assert_eq!(digest(&m, &[s]), format!("sha256:{expected}"));
         assert_eq!(digest(&m, &[]), format!("sha256:{}", genesis(&m)));
@@ -200,7 +225,11 @@ mod tests {
 
     #[test]
     fn a_changed_segment_breaks_at_itself_and_a_removed_one_at_the_next() {
-        let segs = [seg("u1", 1_100, "ett"), seg("u2", 2_000, "två"), seg("u3", 3_000, "tre")];
+        let segs = [
+            seg("u1", 1_100, "ett"),
+            seg("u2", 2_000, "två"),
+            seg("u3", 3_000, "tre"),
+        ];
         let (m, stored) = sealed(&segs);
         let mut changed = stored.clone();
         changed[1].0.text = "TVÅ".into();
@@ -212,7 +241,10 @@ mod tests {
         let mut removed = stored.clone();
         removed.remove(1);
         let v = verify(&m, &removed);
-        assert_eq!(v.breaks.iter().map(|b| b.utterance_id.as_deref()).collect::<Vec<_>>(), [Some("u3")]);
+        assert_eq!(
+            v.breaks.iter().map(|b| b.utterance_id.as_deref()).collect::<Vec<_>>(),
+            [Some("u3")]
+        );
 
         let mut last_removed = stored.clone();
         last_removed.pop();

@@ -16,7 +16,11 @@ const DAY_MS: i64 = 86_400_000;
 /// legal hold; returns them, oldest first. Each deletion is audited.
 pub async fn purge_expired(store: &Store, config: &RetentionConfig, now: i64) -> Result<Vec<Meeting>> {
     // The shortest retention bounds the candidates; each is then checked against its room's.
-    let Some(shortest) = std::iter::once(config.days).chain(config.rooms.values().copied()).filter(|d| *d > 0).min() else {
+    let Some(shortest) = std::iter::once(config.days)
+        .chain(config.rooms.values().copied())
+        .filter(|d| *d > 0)
+        .min()
+    else {
         return Ok(Vec::new());
     };
     let mut purged = Vec::new();
@@ -30,7 +34,8 @@ pub async fn purge_expired(store: &Store, config: &RetentionConfig, now: i64) ->
         let _enter = span.enter();
         match store.delete_meeting(&meeting.id).await? {
             Deletion::Deleted(m) => {
-                let detail = json!({"room": m.room, "started_at": m.started_at, "ended_at": m.ended_at, "retention_days": days});
+                let detail =
+                    json!({"room": m.room, "started_at": m.started_at, "ended_at": m.ended_at, "retention_days": days});
                 store
                     .append_audit(Event {
                         at: crate::store::now_ms(),

@@ -28,11 +28,18 @@ impl Query {
         let mut terms: Vec<Term> = Vec::new();
         for raw in q.split_whitespace() {
             let prefix = raw.ends_with('*');
-            let words: Vec<String> = raw.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+            let words: Vec<String> = raw
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect();
             let count = words.len();
             for (i, word) in words.into_iter().enumerate() {
                 // Only the last word of `e-bud*` is a prefix.
-                let term = Term { word, prefix: prefix && i + 1 == count };
+                let term = Term {
+                    word,
+                    prefix: prefix && i + 1 == count,
+                };
                 if !terms.contains(&term) {
                     terms.push(term);
                 }
@@ -49,17 +56,31 @@ impl Query {
 
     /// An FTS5 MATCH expression: quoted words (a word holds no quote), `*` for prefixes, implicit AND.
     pub fn fts5(&self) -> String {
-        self.terms.iter().map(|t| format!("\"{}\"{}", t.word, if t.prefix { "*" } else { "" })).collect::<Vec<_>>().join(" ")
+        self.terms
+            .iter()
+            .map(|t| format!("\"{}\"{}", t.word, if t.prefix { "*" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// A PostgreSQL `to_tsquery('simple', …)` text: quoted lexemes, `:*` for prefixes, `&` between.
     pub fn tsquery(&self) -> String {
-        self.terms.iter().map(|t| format!("'{}'{}", t.word, if t.prefix { ":*" } else { "" })).collect::<Vec<_>>().join(" & ")
+        self.terms
+            .iter()
+            .map(|t| format!("'{}'{}", t.word, if t.prefix { ":*" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(" & ")
     }
 
     fn matches(&self, word: &str) -> bool {
         let word = word.to_lowercase();
-        self.terms.iter().any(|t| if t.prefix { word.starts_with(&t.word) } else { word == t.word })
+        self.terms.iter().any(|t| {
+            if t.prefix {
+                word.starts_with(&t.word)
+            } else {
+                word == t.word
+            }
+        })
     }
 
     /// `text`, HTML-escaped, with each word that matches a term wrapped in `<mark>…</mark>`.
@@ -129,7 +150,10 @@ mod tests {
     #[test]
     fn highlights_whole_words_and_prefixes_escaped() {
         let q = Query::parse("budget* möte").unwrap();
-        assert_eq!(q.highlight("Budgeten & <möte>, mötet."), "<mark>Budgeten</mark> &amp; &lt;<mark>möte</mark>&gt;, mötet.");
+        assert_eq!(
+            q.highlight("Budgeten & <möte>, mötet."),
+            "<mark>Budgeten</mark> &amp; &lt;<mark>möte</mark>&gt;, mötet."
+        );
         assert_eq!(q.highlight("inget"), "inget");
     }
 }

@@ -32,7 +32,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn visible_meeting(state: &AppState, caller: &Caller, id: &str, action: &str) -> Result<Meeting, ApiError> {
     let api = ApiState::of(state);
     caller.require(&api, action, id, READERS).await?;
-    let meeting = state.store.meeting(id).await.map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(id))?;
+    let meeting = state
+        .store
+        .meeting(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(id))?;
     caller.require_room(&api, action, &meeting).await?;
     caller.audit(&api, action, id, "ok", None).await?;
     Ok(meeting)
@@ -58,11 +63,7 @@ fn delivery_json(d: &Delivery) -> Value {
 }
 
 async fn status_body(state: &AppState, meeting: &Meeting) -> Result<Response, ApiError> {
-    let deliveries = state
-        .store
-        .deliveries(&meeting.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let deliveries = state.store.deliveries(&meeting.id).await.map_err(ApiError::internal)?;
     Ok(axum::Json(json!({
         "meeting_id": meeting.id,
         "matrix_room": meeting.matrix_room,
@@ -104,10 +105,7 @@ struct LinkBody {
 
 /// A Matrix room id: `!` then at most 254 more printable characters.
 pub(crate) fn valid_room_id(id: &str) -> bool {
-    id.starts_with('!')
-        && id.len() > 1
-        && id.len() <= 255
-        && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+    id.starts_with('!') && id.len() > 1 && id.len() <= 255 && !id.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 async fn link(
@@ -156,9 +154,7 @@ mod tests {
     #[test]
     fn room_ids_are_checked() {
         assert!(valid_room_id("!abc:example.org") && valid_room_id("!opaqueRoomIdWithoutServer"));
-        assert!(
-            !valid_room_id("#alias:example.org") && !valid_room_id("!") && !valid_room_id("!a b")
-        );
+        assert!(!valid_room_id("#alias:example.org") && !valid_room_id("!") && !valid_room_id("!a b"));
         assert!(!valid_room_id(&format!("!{}", "x".repeat(255))));
     }
 }

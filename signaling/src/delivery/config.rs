@@ -74,10 +74,7 @@ impl MatrixConfig {
             password: self.password.clone(),
             access_token: self.access_token.clone(),
             device_name: self.device_name.clone(),
-            store_dir: self
-                .store_dir
-                .clone()
-                .unwrap_or_else(|| data_dir.join("matrix")),
+            store_dir: self.store_dir.clone().unwrap_or_else(|| data_dir.join("matrix")),
             store_passphrase: self.store_passphrase.clone(),
             request_timeout_secs: self.request_timeout_secs,
             invite_from: self.invite_from.clone(),

@@ -76,36 +76,17 @@ pub fn start(state: &Arc<AppState>) {
 /// Transcription started: the start notice, if the meeting has a Matrix room.
 pub async fn transcription_started(state: &AppState, meeting_id: &str) {
     if state.config.matrix.notices {
-        enqueue(
-            state,
-            meeting_id,
-            DeliveryKind::TranscriptionStarted,
-            now_ms(),
-        )
-        .await;
+        enqueue(state, meeting_id, DeliveryKind::TranscriptionStarted, now_ms()).await;
     }
 }
 
 /// The meeting ended: the stop notice and, a little later, the summary.
 pub async fn meeting_ended(state: &AppState, meeting_id: &str) {
     if state.config.matrix.notices {
-        enqueue(
-            state,
-            meeting_id,
-            DeliveryKind::TranscriptionStopped,
-            now_ms(),
-        )
-        .await;
+        enqueue(state, meeting_id, DeliveryKind::TranscriptionStopped, now_ms()).await;
     }
-    let delay = i64::try_from(state.config.matrix.summary_delay_secs.saturating_mul(1000))
-        .unwrap_or(i64::MAX);
-    enqueue(
-        state,
-        meeting_id,
-        DeliveryKind::Summary,
-        now_ms().saturating_add(delay),
-    )
-    .await;
+    let delay = i64::try_from(state.config.matrix.summary_delay_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    enqueue(state, meeting_id, DeliveryKind::Summary, now_ms().saturating_add(delay)).await;
 }
 
 async fn enqueue(state: &AppState, meeting_id: &str, kind: DeliveryKind, due_at: i64) {
@@ -121,11 +102,7 @@ async fn enqueue(state: &AppState, meeting_id: &str, kind: DeliveryKind, due_at:
         }
     };
     let Some(room) = room else { return };
-    match state
-        .store
-        .enqueue_delivery(meeting_id, kind, &room, due_at)
-        .await
-    {
+    match state.store.enqueue_delivery(meeting_id, kind, &room, due_at).await {
         Ok(_) => state.outbox.wake(),
         Err(e) => {
             tracing::error!(meeting = %meeting_id, kind = kind.as_str(), "cannot queue the Matrix delivery: {e}")
@@ -137,11 +114,7 @@ async fn enqueue(state: &AppState, meeting_id: &str, kind: DeliveryKind, due_at:
 fn backoff(config: &MatrixConfig, attempts: i64) -> Duration {
     let initial = config.retry_initial_secs.max(1);
     let factor = 1u64 << attempts.clamp(0, 20);
-    Duration::from_secs(
-        initial
-            .saturating_mul(factor)
-            .min(config.retry_max_secs.max(initial)),
-    )
+    Duration::from_secs(initial.saturating_mul(factor).min(config.retry_max_secs.max(initial)))
 }
 
 async fn run(state: Arc<AppState>) {
@@ -174,10 +147,7 @@ async fn run(state: Arc<AppState>) {
                     connect_error = e.to_string();
                     let wait = backoff(config, connect_failures);
                     connect_failures += 1;
-                    tracing::error!(
-                        "Matrix bot cannot connect (next try in {} s): {e}",
-                        wait.as_secs()
-                    );
+                    tracing::error!("Matrix bot cannot connect (next try in {} s): {e}", wait.as_secs());
                     next_connect = tokio::time::Instant::now() + wait;
                 }
             }
@@ -193,11 +163,7 @@ async fn run(state: Arc<AppState>) {
         let mut blocked: HashMap<String, (String, Option<i64>)> = HashMap::new();
         for row in due {
             if let Some((message, retry_at)) = blocked.get(&row.matrix_room) {
-                if let Err(e) = state
-                    .store
-                    .delivery_failed(&row.id, message, *retry_at)
-                    .await
-                {
+                if let Err(e) = state.store.delivery_failed(&row.id, message, *retry_at).await {
                     tracing::error!(meeting = %row.meeting_id, "cannot record the Matrix delivery's outcome: {e}");
                 }
                 continue;
@@ -232,17 +198,13 @@ async fn run(state: Arc<AppState>) {
                             connect_error = message.clone();
                         }
                         let retry_at = now + wait.as_millis() as i64;
-                        if let Err(e) = state.store.postpone_room(&row.matrix_room, retry_at).await
-                        {
+                        if let Err(e) = state.store.postpone_room(&row.matrix_room, retry_at).await {
                             tracing::error!("cannot postpone the Matrix room's deliveries: {e}");
                         }
                         Some(retry_at)
                     };
                     blocked.insert(row.matrix_room.clone(), (message.clone(), retry_at));
-                    state
-                        .store
-                        .delivery_failed(&row.id, &message, retry_at)
-                        .await
+                    state.store.delivery_failed(&row.id, &message, retry_at).await
                 }
             };
             if let Err(e) = recorded {
@@ -266,22 +228,14 @@ async fn run(state: Arc<AppState>) {
 }
 
 /// Sends what `row` still owes its room.
-async fn deliver(
-    state: &AppState,
-    bot: &Bot,
-    llm: Option<&Llm>,
-    row: &Delivery,
-) -> samtal_matrix::Result<()> {
-    let store_error =
-        |e: crate::Error| samtal_matrix::Error::Store(format!("transcript store: {e}"));
+async fn deliver(state: &AppState, bot: &Bot, llm: Option<&Llm>, row: &Delivery) -> samtal_matrix::Result<()> {
+    let store_error = |e: crate::Error| samtal_matrix::Error::Store(format!("transcript store: {e}"));
     let transcript = state
         .store
         .transcript(&row.meeting_id)
         .await
         .map_err(store_error)?
-        .ok_or_else(|| {
-            samtal_matrix::Error::Store(format!("meeting {} is gone", row.meeting_id))
-        })?;
+        .ok_or_else(|| samtal_matrix::Error::Store(format!("meeting {} is gone", row.meeting_id)))?;
     let sent = row.events();
     let txn = |part: &str| format!("samtal.{}.{part}", row.id);
     let meeting = &transcript.meeting;
@@ -293,9 +247,7 @@ async fn deliver(
                     meeting.language.as_deref(),
                     kind == DeliveryKind::TranscriptionStarted,
                 );
-                let event = bot
-                    .send_notice(&row.matrix_room, &notice, &txn("notice"))
-                    .await?;
+                let event = bot.send_notice(&row.matrix_room, &notice, &txn("notice")).await?;
                 state
                     .store
                     .record_delivery_part(&row.id, "notice", &event, None)
@@ -317,9 +269,7 @@ async fn deliver(
                     None => Extractive.summarize(&text).await?,
                 };
                 let formatted = message::summary(&text, &summary);
-                let event = bot
-                    .send_notice(&row.matrix_room, &formatted, &txn("summary"))
-                    .await?;
+                let event = bot.send_notice(&row.matrix_room, &formatted, &txn("summary")).await?;
                 state
                     .store
                     .record_delivery_part(&row.id, "summary", &event, Some(&summary.source))
@@ -333,13 +283,7 @@ async fn deliver(
                 let body = export::render(&transcript, format).into_bytes();
                 let name = export::file_name(&transcript, format);
                 let event = bot
-                    .send_file(
-                        &row.matrix_room,
-                        &name,
-                        format.content_type(),
-                        body,
-                        &txn(part),
-                    )
+                    .send_file(&row.matrix_room, &name, format.content_type(), body, &txn(part))
                     .await?;
                 state
                     .store

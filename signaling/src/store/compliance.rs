@@ -108,8 +108,15 @@ impl Store {
     /// digest, or `None` if there is no such meeting.
     pub async fn seal(&self, meeting_id: &str) -> Result<Option<String>> {
         let _guard = self.write_lock.lock().await;
-        let Some(meeting) = self.meeting(meeting_id).await? else { return Ok(None) };
-        let segments: Vec<TranscriptSegment> = self.segments_with_links(meeting_id).await?.into_iter().map(|(s, _)| s).collect();
+        let Some(meeting) = self.meeting(meeting_id).await? else {
+            return Ok(None);
+        };
+        let segments: Vec<TranscriptSegment> = self
+            .segments_with_links(meeting_id)
+            .await?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         let links = integrity::links(&meeting, &segments);
         let digest = integrity::digest(&meeting, &segments);
         with_pool!(self, pool, _DB => {
@@ -131,7 +138,9 @@ impl Store {
 
     /// Recomputes the meeting's chain and compares it with what was sealed; `None`: no such meeting.
     pub async fn verify_meeting(&self, meeting_id: &str) -> Result<Option<integrity::Verification>> {
-        let Some(meeting) = self.meeting(meeting_id).await? else { return Ok(None) };
+        let Some(meeting) = self.meeting(meeting_id).await? else {
+            return Ok(None);
+        };
         let segments = self.segments_with_links(meeting_id).await?;
         Ok(Some(integrity::verify(&meeting, &segments)))
     }
@@ -186,7 +195,9 @@ impl Store {
 
     /// Deletes an ended meeting that is not under legal hold, with its participants and segments.
     pub async fn delete_meeting(&self, meeting_id: &str) -> Result<Deletion> {
-        let Some(meeting) = self.meeting(meeting_id).await? else { return Ok(Deletion::NotFound) };
+        let Some(meeting) = self.meeting(meeting_id).await? else {
+            return Ok(Deletion::NotFound);
+        };
         // One statement, so a hold put on meanwhile still wins.
         let deleted = with_pool!(self, pool, _DB => {
             sqlx::query(
@@ -225,7 +236,8 @@ impl Store {
     pub async fn append_audit(&self, event: audit::Event) -> Result<audit::Entry> {
         let _guard = self.write_lock.lock().await;
         let last_sql = "SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1";
-        let insert_sql = format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        let insert_sql =
+            format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         macro_rules! insert {
             ($entry:expr, $executor:expr) => {
                 sqlx::query(AssertSqlSafe(insert_sql.clone()))
@@ -257,7 +269,10 @@ impl Store {
             // Several nodes may share PostgreSQL: a transaction-scoped advisory lock orders them.
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK_KEY).execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
                 let last: Option<(i64, String)> = sqlx::query_as(last_sql).fetch_optional(&mut *tx).await?;
                 let (seq, hash) = last.unwrap_or((0, audit::ZERO_HASH.to_owned()));
                 let entry = audit::Entry::chain(event, seq, &hash);

@@ -141,11 +141,13 @@ macro_rules! push_meeting_filter {
             $q.push(" AND m.room = ").push_bind(room.clone());
         }
         if let Some(who) = &$filter.participant {
-            $q.push(" AND EXISTS (SELECT 1 FROM meeting_participants p WHERE p.meeting_id = m.id AND (p.participant_id = ")
-                .push_bind(who.clone())
-                .push(" OR p.name_key = ")
-                .push_bind(name_key(who))
-                .push("))");
+            $q.push(
+                " AND EXISTS (SELECT 1 FROM meeting_participants p WHERE p.meeting_id = m.id AND (p.participant_id = ",
+            )
+            .push_bind(who.clone())
+            .push(" OR p.name_key = ")
+            .push_bind(name_key(who))
+            .push("))");
         }
         if let Some(from) = $filter.from {
             $q.push(" AND m.started_at >= ").push_bind(from);
@@ -179,7 +181,10 @@ impl From<sqlx::migrate::MigrateError> for Error {
 
 /// Now, in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A random UUID (version 4), as meeting id.
@@ -188,7 +193,14 @@ fn new_id() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn name_key(name: &str) -> String {
@@ -216,22 +228,36 @@ impl Store {
                 .foreign_keys(true);
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             if !in_memory && let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
             }
             let pool_options = if in_memory {
                 // Every connection to `:memory:` is its own database: keep exactly one, forever.
-                SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
             } else {
                 SqlitePoolOptions::new().max_connections(8)
             };
-            let pool = pool_options.connect_with(options).await.map_err(|e| Error::Store(format!("cannot open SQLite database: {e}")))?;
+            let pool = pool_options
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::Store(format!("cannot open SQLite database: {e}")))?;
             SQLITE_MIGRATIONS.run(&pool).await?;
             Pool::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url).map_err(|e| Error::Store(format!("bad PostgreSQL URL: {e}")))?;
+            let options =
+                PgConnectOptions::from_str(url).map_err(|e| Error::Store(format!("bad PostgreSQL URL: {e}")))?;
             // One plain connection first: a pool retries until its timeout and then only reports
             // that it timed out, while this fails at once with the cause (refused, auth, no database).
-            options.connect().await.map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?.close().await?;
+            options
+                .connect()
+                .await
+                .map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?
+                .close()
+                .await?;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .connect_with(options)
@@ -240,9 +266,15 @@ impl Store {
             POSTGRES_MIGRATIONS.run(&pool).await?;
             Pool::Postgres(pool)
         } else {
-            return Err(Error::Store("database URL must start with sqlite:// or postgres://".into()));
+            return Err(Error::Store(
+                "database URL must start with sqlite:// or postgres://".into(),
+            ));
         };
-        Ok(Store { pool, write_lock: Default::default(), refusals: Default::default() })
+        Ok(Store {
+            pool,
+            write_lock: Default::default(),
+            refusals: Default::default(),
+        })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -331,7 +363,14 @@ impl Store {
 
     /// Records that a participant opted out of transcription (`opted_out`: at `at`) or back in
     /// (`at` ignored). A participant not yet recorded is added. Opting out again keeps the first time.
-    pub async fn set_opted_out(&self, meeting_id: &str, participant_id: &str, name: &str, opted_out: bool, at: i64) -> Result<()> {
+    pub async fn set_opted_out(
+        &self,
+        meeting_id: &str,
+        participant_id: &str,
+        name: &str,
+        opted_out: bool,
+        at: i64,
+    ) -> Result<()> {
         let opted_out_at = opted_out.then_some(at);
         with_pool!(self, pool, _DB => {
             sqlx::query(

@@ -68,8 +68,7 @@ impl Delivery {
 const DELIVERY_COLUMNS: &str = "id, meeting_id, kind, matrix_room, state, attempts, last_error, created_at, next_attempt_at, sent_at, event_ids, summary_source";
 
 /// Order of rows created at the same time: notices around the summary, as they happened.
-const KIND_ORDER: &str =
-    "CASE kind WHEN 'transcription_started' THEN 0 WHEN 'transcription_stopped' THEN 1 ELSE 2 END";
+const KIND_ORDER: &str = "CASE kind WHEN 'transcription_started' THEN 0 WHEN 'transcription_stopped' THEN 1 ELSE 2 END";
 
 impl Store {
     /// Adds a delivery of `kind` for the meeting to `matrix_room`, due at `due_at` (ms since the
@@ -175,12 +174,7 @@ impl Store {
     }
 
     /// Records a failed attempt of delivery `id`: retried at `retry_at`, or given up (`failed`) when `None`.
-    pub async fn delivery_failed(
-        &self,
-        id: &str,
-        error: &str,
-        retry_at: Option<i64>,
-    ) -> Result<()> {
+    pub async fn delivery_failed(&self, id: &str, error: &str, retry_at: Option<i64>) -> Result<()> {
         let (state, next) = match retry_at {
             Some(at) => ("pending", at),
             None => ("failed", now_ms()),

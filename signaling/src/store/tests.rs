@@ -35,14 +35,29 @@ where
 {
     let url = postgres_url();
     let unreachable = |e: sqlx::Error| -> ! {
-        panic!("PostgreSQL for the store tests is not reachable at {url} (set SAMTAL_TEST_POSTGRES to another server): {e}")
+        panic!(
+            "PostgreSQL for the store tests is not reachable at {url} (set SAMTAL_TEST_POSTGRES to another server): {e}"
+        )
     };
     // A plain connection first reports the cause (a pool would only report its timeout).
     let options = PgConnectOptions::from_str(&url).unwrap_or_else(|e| unreachable(e));
-    options.connect().await.unwrap_or_else(|e| unreachable(e)).close().await.unwrap();
-    let admin = PgPoolOptions::new().max_connections(1).connect_with(options).await.unwrap_or_else(|e| unreachable(e));
+    options
+        .connect()
+        .await
+        .unwrap_or_else(|e| unreachable(e))
+        .close()
+        .await
+        .unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap_or_else(|e| unreachable(e));
     let schema = format!("samtal_test_{}", new_id().replace('-', ""));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
     let outcome = AssertUnwindSafe(async {
@@ -53,7 +68,9 @@ where
     })
     .catch_unwind()
     .await;
-    let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&admin).await;
+    let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&admin)
+        .await;
     admin.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -112,7 +129,10 @@ mod scenarios {
         let before = now_ms();
         let m = store.start_meeting("weekly", Some("sv")).await.unwrap();
         assert!(m.started_at >= before && m.started_at <= now_ms());
-        assert_eq!((m.room.as_str(), m.language.as_deref(), m.ended_at), ("weekly", Some("sv"), None));
+        assert_eq!(
+            (m.room.as_str(), m.language.as_deref(), m.ended_at),
+            ("weekly", Some("sv"), None)
+        );
         assert_eq!(m.id.len(), 36, "{}", m.id);
         assert_eq!(store.meeting(&m.id).await.unwrap(), Some(m.clone()));
 
@@ -142,7 +162,11 @@ mod scenarios {
         // Again, even under another name: the first record stays.
         assert!(!store.add_participant(&m.id, "p1", "Anna B").await.unwrap());
         let t = store.transcript(&m.id).await.unwrap().unwrap();
-        let people: Vec<_> = t.participants.iter().map(|p| (p.participant_id.as_str(), p.name.as_str())).collect();
+        let people: Vec<_> = t
+            .participants
+            .iter()
+            .map(|p| (p.participant_id.as_str(), p.name.as_str()))
+            .collect();
         assert_eq!(people, [("p1", "Anna"), ("p2", "Bo")]);
         assert!(t.participants[0].first_seen <= t.participants[1].first_seen);
         assert!(t.participants[0].first_seen >= m.started_at);
@@ -160,8 +184,18 @@ mod scenarios {
         let m = store.start_meeting("weekly", Some("sv")).await.unwrap();
         store.add_participant(&m.id, "p1", "Anna").await.unwrap();
         let t0 = m.started_at;
-        assert!(store.add_segment(&m.id, &seg("p1-3000", "p1", t0 + 3000, "tre"), "Anna").await.unwrap());
-        assert!(store.add_segment(&m.id, &seg("p1-1000", "p1", t0 + 1000, "ett"), "Anna").await.unwrap());
+        assert!(
+            store
+                .add_segment(&m.id, &seg("p1-3000", "p1", t0 + 3000, "tre"), "Anna")
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .add_segment(&m.id, &seg("p1-1000", "p1", t0 + 1000, "ett"), "Anna")
+                .await
+                .unwrap()
+        );
         let mut english = seg("p2-2000", "p2", t0 + 2000, "two");
         english.language = Some("en".into());
         english.confidence = None;
@@ -173,7 +207,12 @@ mod scenarios {
         assert!(!store.add_segment(&m.id, &again, "Anna").await.unwrap());
         // The same utterance id in another meeting is another segment.
         let m2 = store.start_meeting("weekly", None).await.unwrap();
-        assert!(store.add_segment(&m2.id, &seg("p1-1000", "p1", t0 + 1000, "ett"), "Anna").await.unwrap());
+        assert!(
+            store
+                .add_segment(&m2.id, &seg("p1-1000", "p1", t0 + 1000, "ett"), "Anna")
+                .await
+                .unwrap()
+        );
 
         let t = store.transcript(&m.id).await.unwrap().unwrap();
         let texts: Vec<_> = t.segments.iter().map(|s| s.text.as_str()).collect();
@@ -192,9 +231,16 @@ mod scenarios {
                 confidence: Some(0.5),
             }
         );
-        assert_eq!((t.segments[1].speaker_name.as_str(), t.segments[1].language.as_deref()), ("Bo", Some("en")));
+        assert_eq!(
+            (t.segments[1].speaker_name.as_str(), t.segments[1].language.as_deref()),
+            ("Bo", Some("en"))
+        );
         assert_eq!(t.segments[1].confidence, None);
-        let people: Vec<_> = t.participants.iter().map(|p| (p.participant_id.as_str(), p.name.as_str())).collect();
+        let people: Vec<_> = t
+            .participants
+            .iter()
+            .map(|p| (p.participant_id.as_str(), p.name.as_str()))
+            .collect();
         assert_eq!(people.len(), 2);
         assert!(people.contains(&("p1", "Anna")) && people.contains(&("p2", "Bo")));
         let bo = t.participants.iter().find(|p| p.participant_id == "p2").unwrap();
@@ -208,7 +254,15 @@ mod scenarios {
             s.end_ms = end;
             store.add_segment(&m3.id, &s, "Anna").await.unwrap();
         }
-        let order: Vec<_> = store.transcript(&m3.id).await.unwrap().unwrap().segments.into_iter().map(|s| s.utterance_id).collect();
+        let order: Vec<_> = store
+            .transcript(&m3.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .segments
+            .into_iter()
+            .map(|s| s.utterance_id)
+            .collect();
         assert_eq!(order, ["B", "b", "a"]);
     }
 
@@ -218,7 +272,12 @@ mod scenarios {
         interim.is_final = false;
         assert!(!store.add_segment(&m.id, &interim, "Anna").await.unwrap());
         // The final version of the same utterance is stored afterwards.
-        assert!(store.add_segment(&m.id, &seg("p1-0", "p1", 0, "hallå"), "Anna").await.unwrap());
+        assert!(
+            store
+                .add_segment(&m.id, &seg("p1-0", "p1", 0, "hallå"), "Anna")
+                .await
+                .unwrap()
+        );
         let t = store.transcript(&m.id).await.unwrap().unwrap();
         assert_eq!(t.segments.len(), 1);
         assert_eq!(t.segments[0].text, "hallå");
@@ -230,7 +289,11 @@ mod scenarios {
             let store = store.clone();
             let id = m.id.clone();
             // Eight utterances, each sent twice at once.
-            tokio::spawn(async move { store.add_segment(&id, &seg(&format!("u{}", i % 8), "p1", i % 8, "x"), "Anna").await })
+            tokio::spawn(async move {
+                store
+                    .add_segment(&id, &seg(&format!("u{}", i % 8), "p1", i % 8, "x"), "Anna")
+                    .await
+            })
         });
         let mut inserted = 0;
         for attempt in attempts {
@@ -245,8 +308,14 @@ mod scenarios {
     }
 
     pub async fn segments_for_unknown_meetings_are_refused(store: Store) {
-        let err = store.add_segment("no-such-meeting", &seg("u", "p1", 0, "x"), "Anna").await.unwrap_err();
-        assert!(matches!(&err, Error::UnknownMeeting(id) if id == "no-such-meeting"), "{err}");
+        let err = store
+            .add_segment("no-such-meeting", &seg("u", "p1", 0, "x"), "Anna")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::UnknownMeeting(id) if id == "no-such-meeting"),
+            "{err}"
+        );
         assert_eq!(err.to_string(), "no meeting no-such-meeting");
     }
 
@@ -257,27 +326,111 @@ mod scenarios {
         let b1 = store.start_meeting_at("beta", None, t0 + 2000).await.unwrap();
         store.add_participant(a1.id.as_str(), "p-anna", "Anna").await.unwrap();
         store.add_participant(b1.id.as_str(), "p-anna2", "anna").await.unwrap();
-        store.add_segment(a2.id.as_str(), &seg("u", "p-bo", t0 + 1100, "hej"), "Bo").await.unwrap();
+        store
+            .add_segment(a2.id.as_str(), &seg("u", "p-bo", t0 + 1100, "hej"), "Bo")
+            .await
+            .unwrap();
         let ids = |ms: Vec<Meeting>| ms.into_iter().map(|m| m.id).collect::<Vec<_>>();
         let find = |f: MeetingFilter| {
             let store = store.clone();
             async move { ids(store.meetings(&f).await.unwrap()) }
         };
 
-        assert_eq!(find(MeetingFilter::default()).await, [b1.id.as_str(), a2.id.as_str(), a1.id.as_str()]);
-        assert_eq!(find(MeetingFilter { room: Some("alpha".into()), ..Default::default() }).await, [a2.id.as_str(), a1.id.as_str()]);
-        assert!(find(MeetingFilter { room: Some("ALPHA".into()), ..Default::default() }).await.is_empty());
+        assert_eq!(
+            find(MeetingFilter::default()).await,
+            [b1.id.as_str(), a2.id.as_str(), a1.id.as_str()]
+        );
+        assert_eq!(
+            find(MeetingFilter {
+                room: Some("alpha".into()),
+                ..Default::default()
+            })
+            .await,
+            [a2.id.as_str(), a1.id.as_str()]
+        );
+        assert!(
+            find(MeetingFilter {
+                room: Some("ALPHA".into()),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
         // By display name (any case) or by participant id; speakers recorded by segments count.
-        assert_eq!(find(MeetingFilter { participant: Some("ANNA".into()), ..Default::default() }).await, [b1.id.as_str(), a1.id.as_str()]);
-        assert_eq!(find(MeetingFilter { participant: Some("p-anna".into()), ..Default::default() }).await, [a1.id.as_str()]);
-        assert_eq!(find(MeetingFilter { participant: Some("bo".into()), ..Default::default() }).await, [a2.id.as_str()]);
-        assert!(find(MeetingFilter { participant: Some("Ann".into()), ..Default::default() }).await.is_empty());
+        assert_eq!(
+            find(MeetingFilter {
+                participant: Some("ANNA".into()),
+                ..Default::default()
+            })
+            .await,
+            [b1.id.as_str(), a1.id.as_str()]
+        );
+        assert_eq!(
+            find(MeetingFilter {
+                participant: Some("p-anna".into()),
+                ..Default::default()
+            })
+            .await,
+            [a1.id.as_str()]
+        );
+        assert_eq!(
+            find(MeetingFilter {
+                participant: Some("bo".into()),
+                ..Default::default()
+            })
+            .await,
+            [a2.id.as_str()]
+        );
+        assert!(
+            find(MeetingFilter {
+                participant: Some("Ann".into()),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
         // from inclusive, to exclusive, on the start time.
-        assert_eq!(find(MeetingFilter { from: Some(t0 + 1000), ..Default::default() }).await, [b1.id.as_str(), a2.id.as_str()]);
-        assert_eq!(find(MeetingFilter { to: Some(t0 + 1000), ..Default::default() }).await, [a1.id.as_str()]);
-        assert_eq!(find(MeetingFilter { from: Some(t0 + 1000), to: Some(t0 + 2000), ..Default::default() }).await, [a2.id.as_str()]);
-        assert_eq!(find(MeetingFilter { limit: Some(2), ..Default::default() }).await, [b1.id.as_str(), a2.id.as_str()]);
-        assert!(find(MeetingFilter { limit: Some(0), ..Default::default() }).await.is_empty());
+        assert_eq!(
+            find(MeetingFilter {
+                from: Some(t0 + 1000),
+                ..Default::default()
+            })
+            .await,
+            [b1.id.as_str(), a2.id.as_str()]
+        );
+        assert_eq!(
+            find(MeetingFilter {
+                to: Some(t0 + 1000),
+                ..Default::default()
+            })
+            .await,
+            [a1.id.as_str()]
+        );
+        assert_eq!(
+            find(MeetingFilter {
+                from: Some(t0 + 1000),
+                to: Some(t0 + 2000),
+                ..Default::default()
+            })
+            .await,
+            [a2.id.as_str()]
+        );
+        assert_eq!(
+            find(MeetingFilter {
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await,
+            [b1.id.as_str(), a2.id.as_str()]
+        );
+        assert!(
+            find(MeetingFilter {
+                limit: Some(0),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
         let all = MeetingFilter {
             room: Some("alpha".into()),
             participant: Some("anna".into()),
@@ -286,7 +439,13 @@ mod scenarios {
             limit: Some(10),
         };
         assert_eq!(find(all).await, [a1.id.as_str()]);
-        let full = store.meetings(&MeetingFilter { room: Some("beta".into()), ..Default::default() }).await.unwrap();
+        let full = store
+            .meetings(&MeetingFilter {
+                room: Some("beta".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(full, vec![b1]);
     }
 
@@ -294,7 +453,13 @@ mod scenarios {
         let m = store.start_meeting("möte", None).await.unwrap();
         store.add_participant(&m.id, "p1", "Åsa Öberg").await.unwrap();
         for query in ["åsa öberg", "ÅSA ÖBERG", " Åsa Öberg "] {
-            let found = store.meetings(&MeetingFilter { participant: Some(query.into()), ..Default::default() }).await.unwrap();
+            let found = store
+                .meetings(&MeetingFilter {
+                    participant: Some(query.into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             assert_eq!(found.len(), 1, "{query:?}");
             assert_eq!(found[0].room, "möte");
         }
@@ -305,7 +470,10 @@ mod scenarios {
         assert!(store.set_matrix_room(&m.id, Some("!abc:example.org")).await.unwrap());
         assert!(store.set_transcript_digest(&m.id, Some("sha256:00ff")).await.unwrap());
         let m2 = store.meeting(&m.id).await.unwrap().unwrap();
-        assert_eq!((m2.matrix_room.as_deref(), m2.transcript_digest.as_deref()), (Some("!abc:example.org"), Some("sha256:00ff")));
+        assert_eq!(
+            (m2.matrix_room.as_deref(), m2.transcript_digest.as_deref()),
+            (Some("!abc:example.org"), Some("sha256:00ff"))
+        );
         assert!(store.set_matrix_room(&m.id, None).await.unwrap());
         assert_eq!(store.meeting(&m.id).await.unwrap().unwrap().matrix_room, None);
         assert!(!store.set_transcript_digest("no-such-meeting", Some("x")).await.unwrap());
@@ -313,7 +481,10 @@ mod scenarios {
 
     pub async fn reconnecting_keeps_data_and_migrations_are_idempotent(store: Store) {
         let m = store.start_meeting("weekly", None).await.unwrap();
-        store.add_segment(&m.id, &seg("u1", "p1", 1, "kvar"), "Anna").await.unwrap();
+        store
+            .add_segment(&m.id, &seg("u1", "p1", 1, "kvar"), "Anna")
+            .await
+            .unwrap();
         // Run the migrations again through the store's own pool, as a second connect would.
         match &store.pool {
             Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await.unwrap(),
@@ -326,10 +497,18 @@ mod scenarios {
         let done = store.start_meeting_at("a", None, 1_000).await.unwrap();
         store.end_meeting(&done.id, 2_000).await.unwrap();
         let running = store.start_meeting_at("b", Some("sv"), 3_000).await.unwrap();
-        assert!(store.set_prompt(&running.id, Some("Försäkringskassan, LSS")).await.unwrap());
+        assert!(
+            store
+                .set_prompt(&running.id, Some("Försäkringskassan, LSS"))
+                .await
+                .unwrap()
+        );
         let open = store.open_meetings().await.unwrap();
         assert_eq!(open.len(), 1, "{open:?}");
-        assert_eq!((open[0].id.as_str(), open[0].prompt.as_deref()), (running.id.as_str(), Some("Försäkringskassan, LSS")));
+        assert_eq!(
+            (open[0].id.as_str(), open[0].prompt.as_deref()),
+            (running.id.as_str(), Some("Försäkringskassan, LSS"))
+        );
         assert!(!store.set_prompt("no-such-meeting", None).await.unwrap());
     }
 
@@ -341,12 +520,28 @@ mod scenarios {
         // Someone who opts out before they were recorded is added.
         store.set_opted_out(&m.id, "p2", "Bo", true, 6_000).await.unwrap();
         let t = store.transcript(&m.id).await.unwrap().unwrap();
-        let by_id = |id: &str| t.participants.iter().find(|p| p.participant_id == id).unwrap().opted_out_at;
+        let by_id = |id: &str| {
+            t.participants
+                .iter()
+                .find(|p| p.participant_id == id)
+                .unwrap()
+                .opted_out_at
+        };
         assert_eq!((by_id("p1"), by_id("p2")), (Some(5_000), Some(6_000)));
         store.set_opted_out(&m.id, "p1", "Anna", false, 10_000).await.unwrap();
         let t = store.transcript(&m.id).await.unwrap().unwrap();
-        assert_eq!(t.participants.iter().find(|p| p.participant_id == "p1").unwrap().opted_out_at, None);
-        assert!(matches!(store.set_opted_out("no-such", "p", "P", true, 1).await, Err(crate::Error::UnknownMeeting(_))));
+        assert_eq!(
+            t.participants
+                .iter()
+                .find(|p| p.participant_id == "p1")
+                .unwrap()
+                .opted_out_at,
+            None
+        );
+        assert!(matches!(
+            store.set_opted_out("no-such", "p", "P", true, 1).await,
+            Err(crate::Error::UnknownMeeting(_))
+        ));
     }
 }
 
@@ -358,8 +553,13 @@ async fn sqlite_file_is_created_in_wal_mode_and_survives_reopening() {
     let store = Store::connect(&url).await.unwrap();
     assert!(path.exists());
     let m = store.start_meeting("weekly", None).await.unwrap();
-    store.add_segment(&m.id, &seg("u1", "p1", 1, "bevarad"), "Anna").await.unwrap();
-    let Pool::Sqlite(pool) = &store.pool else { unreachable!() };
+    store
+        .add_segment(&m.id, &seg("u1", "p1", 1, "bevarad"), "Anna")
+        .await
+        .unwrap();
+    let Pool::Sqlite(pool) = &store.pool else {
+        unreachable!()
+    };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
     assert_eq!(mode, "wal");
     store.close().await;
@@ -383,9 +583,19 @@ async fn unsupported_and_unreachable_databases_are_errors() {
     assert!(err.contains("sqlite://") && err.contains("postgres://"), "{err}");
     // Port 1 on loopback: nothing listens there.
     let started = std::time::Instant::now();
-    let err = Store::connect("postgres://postgres@127.0.0.1:1/x").await.unwrap_err().to_string();
-    assert!(err.contains("cannot connect to PostgreSQL") && !err.contains("timed out"), "{err}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    let err = Store::connect("postgres://postgres@127.0.0.1:1/x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot connect to PostgreSQL") && !err.contains("timed out"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 // Compliance scenarios (search, chains, audit, retention), on both backends like those above.

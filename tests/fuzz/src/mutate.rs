@@ -7,10 +7,42 @@ use rand::{Rng, SeedableRng};
 
 /// Byte strings that take parsers down their rarer paths.
 const TOKENS: &[&[u8]] = &[
-    b"\"", b"\\u0000", b"\\ud800", b"{", b"}", b"[", b"]", b":", b",", b"null", b"1e999", b"-0", b"NaN",
-    b"\r\n", b"\n", b"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", b"a=mid:", b"a=msid:", b"a=ssrc:", b"a=rtpmap:",
-    b"a=fingerprint:sha-256 ", b"a=setup:", b"a=group:BUNDLE ", b"-->", b"--", b"<v ", b"\x1b", b"\u{202e}",
-    b"\xff\xff\xff\xff", b"\x80\x00", b"\x00", b".", b"eyJ", b"\"alg\":\"", b"\"kty\":\"", b"\"kid\":\"",
+    b"\"",
+    b"\\u0000",
+    b"\\ud800",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"null",
+    b"1e999",
+    b"-0",
+    b"NaN",
+    b"\r\n",
+    b"\n",
+    b"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+    b"a=mid:",
+    b"a=msid:",
+    b"a=ssrc:",
+    b"a=rtpmap:",
+    b"a=fingerprint:sha-256 ",
+    b"a=setup:",
+    b"a=group:BUNDLE ",
+    b"-->",
+    b"--",
+    b"<v ",
+    b"\x1b",
+    "\u{202e}".as_bytes(),
+    b"\xff\xff\xff\xff",
+    b"\x80\x00",
+    b"\x00",
+    b".",
+    b"eyJ",
+    b"\"alg\":\"",
+    b"\"kty\":\"",
+    b"\"kid\":\"",
 ];
 
 pub struct Mutator {
@@ -19,12 +51,18 @@ pub struct Mutator {
 
 impl Mutator {
     pub fn new(seed: u64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed) }
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// A new input made from `seeds` (at most `max_len` bytes).
     pub fn next(&mut self, seeds: &[Vec<u8>], max_len: usize) -> Vec<u8> {
-        let mut input = if seeds.is_empty() { Vec::new() } else { seeds[self.rng.random_range(0..seeds.len())].clone() };
+        let mut input = if seeds.is_empty() {
+            Vec::new()
+        } else {
+            seeds[self.rng.random_range(0..seeds.len())].clone()
+        };
         for _ in 0..self.rng.random_range(1..=8) {
             self.mutate(&mut input, seeds);
         }

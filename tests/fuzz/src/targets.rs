@@ -1,7 +1,9 @@
 //! The targets. Each reads its input with [`Bytes`], calls the server's own code the way the
 //! server calls it, and checks what must hold whatever the input was.
 
-use samtal_protocol::{ClientMessage, ErrorCode, MediaKind, ParticipantInfo, Role, ServerMessage, TrackInfo, TrackSource};
+use samtal_protocol::{
+    ClientMessage, ErrorCode, MediaKind, ParticipantInfo, Role, ServerMessage, TrackInfo, TrackSource,
+};
 use samtal_sfu::forward::{PublishedTrack, codec};
 use samtal_signaling::auth::Verifier;
 use samtal_signaling::config::AuthConfig;
@@ -54,7 +56,12 @@ impl<'a> Bytes<'a> {
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime"))
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    })
 }
 
 /// A websocket text frame through the signaling decoder: it is a message or a classified error,
@@ -69,12 +76,19 @@ pub fn signaling_message(data: &[u8]) {
             if let ClientMessage::Join { room, name, .. } = &message {
                 let _ = session::valid_room(room);
                 if let Ok(name) = session::checked_display_name(name) {
-                    assert!(!name.is_empty() && name.chars().count() <= 64 && !name.chars().any(samtal_signaling::export::is_unsafe_char));
+                    assert!(
+                        !name.is_empty()
+                            && name.chars().count() <= 64
+                            && !name.chars().any(samtal_signaling::export::is_unsafe_char)
+                    );
                 }
             }
         }
         Err((code, explanation)) => {
-            assert!(matches!(code, ErrorCode::BadMessage | ErrorCode::UnknownType), "{code:?}");
+            assert!(
+                matches!(code, ErrorCode::BadMessage | ErrorCode::UnknownType),
+                "{code:?}"
+            );
             assert!(!explanation.is_empty());
         }
     }
@@ -85,7 +99,10 @@ pub fn signaling_message(data: &[u8]) {
 pub fn session_rooms(data: &[u8]) {
     let mut input = Bytes::new(data);
     let rooms = Rooms::default();
-    let limits = JoinLimits { max_participants: 3, max_per_identity: 2 };
+    let limits = JoinLimits {
+        max_participants: 3,
+        max_per_identity: 2,
+    };
     let mut present: Vec<(String, String)> = Vec::new();
     let mut receivers = Vec::new();
     let room_name = |b: u8| format!("r{}", b % 3);
@@ -100,10 +117,21 @@ pub fn session_rooms(data: &[u8]) {
                 let id = format!("p{step}");
                 let hidden = op & 0x10 != 0;
                 let identity = (op & 0x20 != 0).then(|| format!("sub:{}", input.u8() % 2));
-                let info = ParticipantInfo { id: id.clone(), name: input.string(16), role: Role::Participant, tracks: Vec::new(), transcription_opt_out: false };
+                let info = ParticipantInfo {
+                    id: id.clone(),
+                    name: input.string(16),
+                    role: Role::Participant,
+                    tracks: Vec::new(),
+                    transcription_opt_out: false,
+                };
                 let (tx, rx) = mpsc::channel(4);
                 receivers.push(rx);
-                if rooms.join(&room, info, hidden, identity, tx, limits, |_| ServerMessage::Pong { nonce: None }).is_ok() {
+                if rooms
+                    .join(&room, info, hidden, identity, tx, limits, |_| ServerMessage::Pong {
+                        nonce: None,
+                    })
+                    .is_ok()
+                {
                     present.push((room.clone(), id));
                 }
             }
@@ -113,7 +141,13 @@ pub fn session_rooms(data: &[u8]) {
             }
             3 if !present.is_empty() => {
                 let (room, id) = present[input.u8() as usize % present.len()].clone();
-                let track = TrackInfo { track_id: input.string(8), kind: MediaKind::Audio, source: TrackSource::Microphone, muted: false, stream_id: id.clone() };
+                let track = TrackInfo {
+                    track_id: input.string(8),
+                    kind: MediaKind::Audio,
+                    source: TrackSource::Microphone,
+                    muted: false,
+                    stream_id: id.clone(),
+                };
                 assert!(rooms.update_tracks(&room, &id, |tracks| tracks.push(track)));
                 rooms.set_muted(&room, &id, TrackSource::Microphone, op & 0x40 != 0);
             }
@@ -130,14 +164,21 @@ pub fn session_rooms(data: &[u8]) {
             }
         }
         for r in 0..3u8 {
-            assert!(rooms.visible(&room_name(r)).len() <= limits.max_participants, "room r{r} over its limit");
+            assert!(
+                rooms.visible(&room_name(r)).len() <= limits.max_participants,
+                "room r{r} over its limit"
+            );
         }
     }
     assert_eq!(rooms.participant_count(), present.len());
     for (room, id) in present.drain(..) {
         assert!(rooms.leave(&room, &id).is_some());
     }
-    assert_eq!((rooms.room_count(), rooms.participant_count()), (0, 0), "rooms left behind");
+    assert_eq!(
+        (rooms.room_count(), rooms.participant_count()),
+        (0, 0),
+        "rooms left behind"
+    );
 }
 
 /// A publish offer through the media server's publish path (size bound, ICE-lite peer connection,
@@ -202,7 +243,10 @@ pub fn rtp_forward(data: &[u8]) {
                 out.clear();
                 track.route(seq, ts, payload, now, &mut out);
                 for f in &out {
-                    assert!(subscribers.contains(&f.sink), "forward to a sink that is not subscribed");
+                    assert!(
+                        subscribers.contains(&f.sink),
+                        "forward to a sink that is not subscribed"
+                    );
                     assert_eq!(f.payload_type, 96 + f.sink);
                 }
             }
@@ -216,7 +260,12 @@ const JWT_SECRET: &str = "fuzz-secret-0123456789abcdef-0123456789";
 /// and a token that passes carries a room and an expiry.
 pub fn jwt(data: &[u8]) {
     static VERIFIER: OnceLock<Verifier> = OnceLock::new();
-    let verifier = VERIFIER.get_or_init(|| Verifier::new(AuthConfig { secret: Some(JWT_SECRET.into()), ..Default::default() }));
+    let verifier = VERIFIER.get_or_init(|| {
+        Verifier::new(AuthConfig {
+            secret: Some(JWT_SECRET.into()),
+            ..Default::default()
+        })
+    });
     let token = String::from_utf8_lossy(data);
     if let Ok(claims) = runtime().block_on(verifier.verify(&token)) {
         // Only a token made with the secret verifies; the fuzzer cannot sign, so this is a forgery.
@@ -230,8 +279,14 @@ pub fn jwks(data: &[u8]) {
     let mut input = Bytes::new(data);
     let token = input.string(255);
     let document = input.rest();
-    let Ok(set) = serde_json::from_slice::<jsonwebtoken::jwk::JwkSet>(document) else { return };
-    let config = AuthConfig { jwks_url: Some("http://127.0.0.1:9/certs".into()), jwks_min_refetch_secs: 3600, ..Default::default() };
+    let Ok(set) = serde_json::from_slice::<jsonwebtoken::jwk::JwkSet>(document) else {
+        return;
+    };
+    let config = AuthConfig {
+        jwks_url: Some("http://127.0.0.1:9/certs".into()),
+        jwks_min_refetch_secs: 3600,
+        ..Default::default()
+    };
     let verifier = Verifier::with_jwks(config, set);
     if let Ok(claims) = runtime().block_on(verifier.verify(&token)) {
         panic!("a token the fuzzer made verified against its own JWKS: {claims:?}");
@@ -273,7 +328,11 @@ pub fn export(data: &[u8]) {
             confidence: (input.u8() & 1 == 1).then(|| f32::from(input.u8()) / 255.0),
         })
         .collect();
-    let transcript = Transcript { meeting, participants, segments };
+    let transcript = Transcript {
+        meeting,
+        participants,
+        segments,
+    };
     let cues = transcript.segments.len();
     for format in [Format::WebVtt, Format::Srt, Format::Text] {
         let out = render(&transcript, format);
@@ -281,7 +340,11 @@ pub fn export(data: &[u8]) {
         let expected = if format == Format::Text { 0 } else { cues };
         assert_eq!(arrows, expected, "{format:?}: lines with -->:\n{out}");
         if format == Format::Text {
-            let lines = out.lines().skip_while(|l| !l.is_empty()).filter(|l| l.starts_with('[')).count();
+            let lines = out
+                .lines()
+                .skip_while(|l| !l.is_empty())
+                .filter(|l| l.starts_with('['))
+                .count();
             assert_eq!(lines, cues, "text export: one line per segment:\n{out}");
         }
     }

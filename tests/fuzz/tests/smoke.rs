@@ -10,24 +10,37 @@ use std::time::{Duration, Instant};
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files.iter().map(|f| std::fs::read(f).unwrap()).collect()
 }
 
 fn run(name: &str) {
-    let target = TARGETS.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no target {name}")).1;
+    let target = TARGETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no target {name}"))
+        .1;
     let seeds = seeds(name);
     assert!(!seeds.is_empty(), "{name} has no seeds");
     let run_one = |input: &[u8]| {
         if std::panic::catch_unwind(|| target(input)).is_err() {
-            panic!("{name} failed on input (hex) {}", input.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            panic!(
+                "{name} failed on input (hex) {}",
+                input.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
         }
     };
     for seed in &seeds {
         run_one(seed);
     }
-    let seconds: u64 = std::env::var("SAMTAL_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let seconds: u64 = std::env::var("SAMTAL_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut mutator = Mutator::new(0x5a17a1 ^ name.len() as u64);
     let mut runs = 0u64;

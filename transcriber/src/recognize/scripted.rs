@@ -67,9 +67,7 @@ impl Recognizer for ScriptedRecognizer {
         let text = if self.repeat_last && self.replies.len() == 1 {
             self.replies[0].clone()
         } else {
-            self.replies
-                .pop_front()
-                .ok_or(Error::ScriptExhausted { call })?
+            self.replies.pop_front().ok_or(Error::ScriptExhausted { call })?
         };
         if text.is_empty() {
             return Ok(Vec::new());

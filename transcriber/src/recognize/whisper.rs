@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use samtal_models::{Content, ModelInfo};
-use whisper_rs::{
-    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
-};
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
 
 use super::{Language, Options, Recognizer, Segment, install_whisper_log_hooks};
 use crate::audio::SAMPLE_RATE;
@@ -73,8 +71,7 @@ impl WhisperModel {
                 Content::SileroVad(_) => {
                     return Err(Error::WrongModelKind {
                         path: path.clone(),
-                        detail: "is a Silero VAD model, not a Whisper speech-recognition model"
-                            .into(),
+                        detail: "is a Silero VAD model, not a Whisper speech-recognition model".into(),
                     });
                 }
             },
@@ -90,12 +87,11 @@ impl WhisperModel {
             .use_gpu(config.use_gpu)
             .gpu_device(config.gpu_device)
             .flash_attn(config.flash_attn);
-        let ctx =
-            WhisperContext::new_with_params(path, params).map_err(|e| Error::WhisperInit {
-                path: path.clone(),
-                action: "load the model",
-                detail: format!("{e:?}"),
-            })?;
+        let ctx = WhisperContext::new_with_params(path, params).map_err(|e| Error::WhisperInit {
+            path: path.clone(),
+            action: "load the model",
+            detail: format!("{e:?}"),
+        })?;
         Ok(Self {
             ctx: Arc::new(ctx),
             config: config.clone(),
@@ -192,8 +188,7 @@ impl Recognizer for WhisperRecognizer {
             .full(params, input)
             .map_err(|e| Error::Inference(format!("{e:?}")))?;
 
-        let detected =
-            whisper_rs::get_lang_str(self.state.full_lang_id_from_state()).map(str::to_owned);
+        let detected = whisper_rs::get_lang_str(self.state.full_lang_id_from_state()).map(str::to_owned);
         let mut segments = Vec::new();
         for segment in self.state.as_iter() {
             let text = segment

@@ -69,9 +69,7 @@ impl SegmenterConfig {
             return fail("max_utterance must be at least 1 s");
         }
         if self.min_speech + 2 * self.padding >= self.max_utterance {
-            return fail(
-                "min_speech plus padding on both sides must be shorter than max_utterance",
-            );
+            return fail("min_speech plus padding on both sides must be shorter than max_utterance");
         }
         if self.hop.is_zero() || self.hop > Duration::from_secs(5) {
             return fail("VAD hop must be between one window and 5 s");
@@ -173,8 +171,7 @@ impl<D: SpeechDetector> Segmenter<D> {
             min_silence: samples(config.min_silence),
             min_speech: samples(config.min_speech),
             // Room for the padding on both sides.
-            max_utterance: samples(config.max_utterance)
-                .saturating_sub(2 * samples(config.padding)),
+            max_utterance: samples(config.max_utterance).saturating_sub(2 * samples(config.padding)),
             padding: samples(config.padding),
             cut_pause: samples(CUT_PAUSE),
             hop,
@@ -357,19 +354,14 @@ impl<D: SpeechDetector> Segmenter<D> {
     /// ends at that pause instead: the burst alone would have been dropped as too short.
     fn trim_trailing_blip(&self, end: u64, pause_cut: Option<(u64, u64)>) -> u64 {
         match pause_cut {
-            Some((pause_start, resume)) if end.saturating_sub(resume) < self.min_speech => {
-                pause_start
-            }
+            Some((pause_start, resume)) if end.saturating_sub(resume) < self.min_speech => pause_start,
             _ => end,
         }
     }
 
     fn emit(&mut self, start: u64, end: u64, cut: CutReason, pad_start: bool, pad_end: bool) {
         let from = if pad_start {
-            start
-                .saturating_sub(self.padding)
-                .max(self.last_end)
-                .min(start)
+            start.saturating_sub(self.padding).max(self.last_end).min(start)
         } else {
             start
         };
@@ -379,9 +371,7 @@ impl<D: SpeechDetector> Segmenter<D> {
         } else {
             end.min(self.total)
         };
-        let samples = self.audio
-            [(from - self.audio_start) as usize..(to - self.audio_start) as usize]
-            .to_vec();
+        let samples = self.audio[(from - self.audio_start) as usize..(to - self.audio_start) as usize].to_vec();
         self.last_end = to;
         self.ready.push_back(Utterance {
             index: self.next_index,
@@ -437,9 +427,7 @@ mod tests {
     /// Speech (amplitude 0.5) and silence runs, in seconds.
     fn signal(runs: &[(bool, f64)]) -> Vec<f32> {
         runs.iter()
-            .flat_map(|&(loud, secs)| {
-                std::iter::repeat_n(if loud { 0.5 } else { 0.0 }, (secs * 16_000.0) as usize)
-            })
+            .flat_map(|&(loud, secs)| std::iter::repeat_n(if loud { 0.5 } else { 0.0 }, (secs * 16_000.0) as usize))
             .collect()
     }
 
@@ -484,10 +472,7 @@ mod tests {
             "{spans:?}"
         );
         assert_eq!(u[0].cut, CutReason::Pause);
-        assert_eq!(
-            u[0].samples.len() as u64,
-            u[0].end_sample - u[0].start_sample
-        );
+        assert_eq!(u[0].samples.len() as u64, u[0].end_sample - u[0].start_sample);
         assert_eq!((u[0].index, u[1].index), (0, 1));
     }
 
@@ -498,10 +483,7 @@ mod tests {
             ..cfg()
         };
         // 4 s, 0.2 s pause (shorter than min_silence), 4 s: cut at the pause.
-        let u = run(
-            max,
-            &signal(&[(true, 4.0), (false, 0.2), (true, 4.0), (false, 1.0)]),
-        );
+        let u = run(max, &signal(&[(true, 4.0), (false, 0.2), (true, 4.0), (false, 1.0)]));
         assert_eq!(u.len(), 2);
         assert_eq!(u[0].cut, CutReason::MaxLength);
         assert!((u[0].end_secs() - 4.0).abs() < 0.033 && (u[1].start_secs() - 4.2).abs() < 0.033);
@@ -511,10 +493,7 @@ mod tests {
             u.iter().map(|u| u.cut).collect::<Vec<_>>(),
             [CutReason::MaxLength, CutReason::MaxLength, CutReason::Pause]
         );
-        assert!(
-            u.iter()
-                .all(|u| u.end_secs() - u.start_secs() <= 5.0 + 1e-9)
-        );
+        assert!(u.iter().all(|u| u.end_secs() - u.start_secs() <= 5.0 + 1e-9));
         assert_eq!(u[0].end_sample, u[1].start_sample);
         assert_eq!(u[1].end_sample, u[2].start_sample);
         assert!((u[2].end_secs() - 12.0).abs() < 0.033);
@@ -538,11 +517,7 @@ mod tests {
             ]),
         );
         assert_eq!(u.len(), 2, "the 0.1 s blip is not speech");
-        assert!(
-            (u[0].start_secs() - 1.9).abs() < 0.04,
-            "{}",
-            u[0].start_secs()
-        );
+        assert!((u[0].start_secs() - 1.9).abs() < 0.04, "{}", u[0].start_secs());
         assert!(u[1].start_sample >= u[0].end_sample);
         assert_eq!(u[1].cut, CutReason::EndOfStream);
         assert!(
@@ -583,11 +558,7 @@ mod tests {
         assert_eq!(out[0].cut, CutReason::EndOfStream);
         let out = seg.push(&signal(&[(true, 1.0), (false, 1.5)])).unwrap();
         assert_eq!(out.len(), 1);
-        assert!(
-            (out[0].start_secs() - 601.0).abs() < 0.033,
-            "{}",
-            out[0].start_secs()
-        );
+        assert!((out[0].start_secs() - 601.0).abs() < 0.033, "{}", out[0].start_secs());
         assert_eq!(seg.samples_received(), 16_000 * 6035 / 10);
         assert!(seg.buffered_samples() < 4 * 16_000);
     }
@@ -602,10 +573,7 @@ mod tests {
         let u = run(cfg(), &audio[..(2.3 * 16_000.0) as usize]);
         assert!((u[0].end_secs() - 2.0).abs() < 0.033, "{}", u[0].end_secs());
         // A real phrase after the pause is kept.
-        let u = run(
-            cfg(),
-            &signal(&[(true, 2.0), (false, 0.2), (true, 0.5), (false, 1.0)]),
-        );
+        let u = run(cfg(), &signal(&[(true, 2.0), (false, 0.2), (true, 0.5), (false, 1.0)]));
         assert!((u[0].end_secs() - 2.7).abs() < 0.033, "{}", u[0].end_secs());
     }
 
@@ -624,9 +592,6 @@ mod tests {
             threshold: 1.5,
             ..SegmenterConfig::default()
         };
-        assert!(matches!(
-            Segmenter::new(Loudness, bad),
-            Err(Error::Config(_))
-        ));
+        assert!(matches!(Segmenter::new(Loudness, bad), Err(Error::Config(_))));
     }
 }

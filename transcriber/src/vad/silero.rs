@@ -76,12 +76,11 @@ impl SileroVad {
         let mut params = WhisperVadContextParams::default();
         params.set_n_threads(config.n_threads as i32);
         params.set_use_gpu(config.use_gpu);
-        let ctx =
-            WhisperVadContext::new(&path_str(path)?, params).map_err(|e| Error::WhisperInit {
-                path: path.clone(),
-                action: "load the VAD model",
-                detail: format!("{e:?}"),
-            })?;
+        let ctx = WhisperVadContext::new(&path_str(path)?, params).map_err(|e| Error::WhisperInit {
+            path: path.clone(),
+            action: "load the VAD model",
+            detail: format!("{e:?}"),
+        })?;
         Ok(Self {
             ctx: Arc::new(Mutex::new(ctx)),
             window,
@@ -98,12 +97,8 @@ impl SpeechDetector for SileroVad {
         if samples.is_empty() {
             return Ok(Vec::new());
         }
-        let mut ctx = self
-            .ctx
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        ctx.detect_speech(samples)
-            .map_err(|e| Error::Vad(format!("{e:?}")))?;
+        let mut ctx = self.ctx.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        ctx.detect_speech(samples).map_err(|e| Error::Vad(format!("{e:?}")))?;
         Ok(ctx.probabilities().to_vec())
     }
 }

@@ -34,11 +34,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let factor = 1u32 << self.attempt.min(16);
         self.attempt = self.attempt.saturating_add(1);
-        let base = self
-            .config
-            .initial
-            .saturating_mul(factor)
-            .min(self.config.max);
+        let base = self.config.initial.saturating_mul(factor).min(self.config.max);
         // Jitter from the clock's sub-second digits: enough to keep many workers from reconnecting in step.
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -65,13 +61,9 @@ mod tests {
             max: Duration::from_millis(700),
         });
         let d: Vec<Duration> = (0..5).map(|_| b.next_delay()).collect();
-        let within = |d: Duration, base: u64| {
-            d >= Duration::from_millis(base) && d <= Duration::from_millis(base * 5 / 4)
-        };
-        assert!(
-            within(d[0], 100) && within(d[1], 200) && within(d[2], 400),
-            "{d:?}"
-        );
+        let within =
+            |d: Duration, base: u64| d >= Duration::from_millis(base) && d <= Duration::from_millis(base * 5 / 4);
+        assert!(within(d[0], 100) && within(d[1], 200) && within(d[2], 400), "{d:?}");
         assert!(within(d[3], 700) && within(d[4], 700), "{d:?}");
         b.reset();
         assert!(within(b.next_delay(), 100));

@@ -109,10 +109,7 @@ async fn serve(
     counters.connected.store(true, Ordering::Relaxed);
     tracing::info!(server = %config.server, capacity = config.capacity, "registered as a transcription worker");
     let _ = events.send(ControlEvent::Registered);
-    let mut ping = tokio::time::interval_at(
-        tokio::time::Instant::now() + config.ping_interval,
-        config.ping_interval,
-    );
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + config.ping_interval, config.ping_interval);
     let mut nonce = 0u64;
     loop {
         tokio::select! {
@@ -164,7 +161,5 @@ where
     S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
     let text = serde_json::to_string(message).map_err(|e| e.to_string())?;
-    sink.send(Message::text(text))
-        .await
-        .map_err(|e| e.to_string())
+    sink.send(Message::text(text)).await.map_err(|e| e.to_string())
 }

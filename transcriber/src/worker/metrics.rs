@@ -44,18 +44,13 @@ pub fn render(stats: &WorkerStats) -> String {
 
 /// Serves `GET /metrics` on `listener` until the task is dropped or aborted.
 pub async fn serve(listener: TcpListener, stats: StatsReader) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(scrape))
-        .with_state(stats);
+    let app = Router::new().route("/metrics", get(scrape)).with_state(stats);
     axum::serve(listener, app).await
 }
 
 async fn scrape(State(stats): State<StatsReader>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         render(&stats.get()),
     )
 }
@@ -159,26 +154,14 @@ impl Collector for Snapshot {
                 "Audio packets that could not be decoded or processed",
                 s.pipeline_errors,
             ),
-            (
-                "finals_recognized",
-                "Final utterances recognised",
-                s.finals_recognized,
-            ),
+            ("finals_recognized", "Final utterances recognised", s.finals_recognized),
             (
                 "empty_finals",
                 "Final utterances with no text (not sent)",
                 s.empty_finals,
             ),
-            (
-                "recognition_errors",
-                "Recognitions that failed",
-                s.recognition_errors,
-            ),
-            (
-                "finals_sent",
-                "Final segments sent, resends included",
-                s.finals_sent,
-            ),
+            ("recognition_errors", "Recognitions that failed", s.recognition_errors),
+            ("finals_sent", "Final segments sent, resends included", s.finals_sent),
             (
                 "finals_acked",
                 "Final segments acknowledged (stored) by the server",
@@ -214,20 +197,15 @@ mod tests {
         stats.pool.queued_finals = 3;
         let text = render(&stats);
         assert!(
-            text.contains(
-                "# TYPE samtal_transcriber_lag_seconds gauge\nsamtal_transcriber_lag_seconds 1.25\n"
-            ),
+            text.contains("# TYPE samtal_transcriber_lag_seconds gauge\nsamtal_transcriber_lag_seconds 1.25\n"),
             "{text}"
         );
+        assert!(text.contains("samtal_transcriber_queued_finals 3.0\n"), "{text}");
+        assert!(text.contains("samtal_transcriber_connected 1.0\n"), "{text}");
         assert!(
-            text.contains("samtal_transcriber_queued_finals 3.0\n"),
+            text.contains("# TYPE samtal_transcriber_finals_acked counter\nsamtal_transcriber_finals_acked_total 7\n"),
             "{text}"
         );
-        assert!(
-            text.contains("samtal_transcriber_connected 1.0\n"),
-            "{text}"
-        );
-        assert!(text.contains("# TYPE samtal_transcriber_finals_acked counter\nsamtal_transcriber_finals_acked_total 7\n"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 
@@ -250,10 +228,7 @@ mod tests {
             response.contains("content-type: text/plain; version=0.0.4"),
             "{response}"
         );
-        assert!(
-            response.contains("samtal_transcriber_lag_seconds 0.0\n"),
-            "{response}"
-        );
+        assert!(response.contains("samtal_transcriber_lag_seconds 0.0\n"), "{response}");
     }
 
     #[test]

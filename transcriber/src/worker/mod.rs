@@ -247,10 +247,7 @@ impl WorkerHandle {
             let _ = manager.await;
         }
         self.stats().log();
-        for task in [self.router.take(), self.logger.take()]
-            .into_iter()
-            .flatten()
-        {
+        for task in [self.router.take(), self.logger.take()].into_iter().flatten() {
             task.abort();
             let _ = task.await;
         }
@@ -379,9 +376,7 @@ async fn route_results(shared: Arc<Shared>, mut results: mpsc::Receiver<Recogniz
             continue; // a superseded interim, or its room is gone
         };
         if ticket.is_final {
-            counters
-                .recognitions_in_progress
-                .fetch_sub(1, Ordering::Relaxed);
+            counters.recognitions_in_progress.fetch_sub(1, Ordering::Relaxed);
         }
         let (text, language, confidence) = match r.result {
             Ok(segments) => {

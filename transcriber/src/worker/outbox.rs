@@ -41,10 +41,7 @@ impl Outbox {
 
     /// Queues a final segment for sending.
     pub fn push(&mut self, segment: Segment, now: Instant) {
-        self.unsent.push_back(Pending {
-            segment,
-            queued: now,
-        });
+        self.unsent.push_back(Pending { segment, queued: now });
     }
 
     /// Whether something waits to be sent.
@@ -67,10 +64,7 @@ impl Outbox {
 
     /// A `pong` arrived; returns how many segments it acknowledged (0 for foreign nonces).
     pub fn ack(&mut self, nonce: &str) -> usize {
-        let Some(n) = nonce
-            .strip_prefix(ACK_NONCE_PREFIX)
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(n) = nonce.strip_prefix(ACK_NONCE_PREFIX).and_then(|n| n.parse::<u64>().ok()) else {
             return 0;
         };
         let later = self.in_flight.split_off(&(n + 1));

@@ -109,12 +109,7 @@ pub(crate) fn run(
                 let speaker = match speakers.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        match SpeakerPipeline::new(
-                            &packet.participant_id,
-                            vad.clone(),
-                            clock,
-                            config.speaker,
-                        ) {
+                        match SpeakerPipeline::new(&packet.participant_id, vad.clone(), clock, config.speaker) {
                             Ok(pipeline) => {
                                 tracing::info!(speaker = %packet.participant_id, track = %packet.track_id, "new speaker");
                                 e.insert(Speaker {
@@ -146,11 +141,7 @@ pub(crate) fn run(
                 }
             }
             Ok(PipelineInput::EndParticipant(participant_id)) => {
-                let keys: Vec<_> = speakers
-                    .keys()
-                    .filter(|(p, _)| *p == participant_id)
-                    .cloned()
-                    .collect();
+                let keys: Vec<_> = speakers.keys().filter(|(p, _)| *p == participant_id).cloned().collect();
                 for key in keys {
                     if let Some(mut s) = speakers.remove(&key) {
                         emit(&participant_id, flush(&mut s.pipeline, &counters));
@@ -183,9 +174,7 @@ pub(crate) fn run(
             let Some(interval) = config.interim_interval else {
                 continue;
             };
-            if s.last_interim
-                .is_some_and(|t| now.duration_since(t) < interval)
-            {
+            if s.last_interim.is_some_and(|t| now.duration_since(t) < interval) {
                 continue;
             }
             if let Some((start_ms, pcm)) = s.pipeline.in_progress()

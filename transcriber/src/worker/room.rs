@@ -16,12 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use samtal_client::samtal_protocol::{
-    ClientMessage, ErrorCode, Job, PcKind, Segment, ServerMessage,
-};
-use samtal_client::{
-    JoinOptions, Participant, ParticipantEvent, ParticipantOptions, RTCPeerConnectionState,
-};
+use samtal_client::samtal_protocol::{ClientMessage, ErrorCode, Job, PcKind, Segment, ServerMessage};
+use samtal_client::{JoinOptions, Participant, ParticipantEvent, ParticipantOptions, RTCPeerConnectionState};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -171,10 +167,7 @@ impl RoomTask {
             .spawn(move || pipeline::run(room, audio_rx, out_tx, vad, clock, config, counters))
             .map_err(|e| tracing::error!("cannot start the audio thread: {e}"))
             .ok();
-        let options = Arc::new(Mutex::new(options_for(
-            job,
-            shared.config.language.as_deref(),
-        )));
+        let options = Arc::new(Mutex::new(options_for(job, shared.config.language.as_deref())));
         let outstanding = Arc::new(AtomicU64::new(0));
         let mut tasks = JoinSet::new();
         tasks.spawn(submit_loop(
@@ -220,9 +213,7 @@ impl RoomTask {
         let mut removed = false;
         loop {
             if let Some(deadline) = stop_deadline {
-                let done = flushed
-                    && self.outstanding.load(Ordering::Relaxed) == 0
-                    && self.outbox.is_empty();
+                let done = flushed && self.outstanding.load(Ordering::Relaxed) == 0 && self.outbox.is_empty();
                 if done || removed {
                     break;
                 }
@@ -245,10 +236,7 @@ impl RoomTask {
                     }
                     Err(e) => {
                         let delay = self.backoff.next_delay();
-                        tracing::warn!(
-                            retry_in_ms = delay.as_millis() as u64,
-                            "joining the room failed: {e}"
-                        );
+                        tracing::warn!(retry_in_ms = delay.as_millis() as u64, "joining the room failed: {e}");
                         reconnect_at = Instant::now() + delay;
                     }
                 }
@@ -368,12 +356,8 @@ impl RoomTask {
         options.media_capacity = 16_384;
         options.bind_ip = self.shared.config.bind_ip;
         let mut participant = Participant::join(&self.shared.config.server, options).await?;
-        let events = participant
-            .take_events()
-            .ok_or(samtal_client::Error::Closed)?;
-        let mut media = participant
-            .take_media()
-            .ok_or(samtal_client::Error::Closed)?;
+        let events = participant.take_events().ok_or(samtal_client::Error::Closed)?;
+        let mut media = participant.take_media().ok_or(samtal_client::Error::Closed)?;
         let audio = self.audio.clone();
         let counters = self.shared.counters.clone();
         let forwarder = self.tasks.spawn(async move {
@@ -459,9 +443,7 @@ impl RoomTask {
                 }
             }
             ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, .. }) => {
-                let _ = self
-                    .audio
-                    .send(PipelineInput::EndParticipant(participant_id));
+                let _ = self.audio.send(PipelineInput::EndParticipant(participant_id));
             }
             ParticipantEvent::TrackEnded {
                 participant_id,
@@ -534,11 +516,7 @@ impl RoomTask {
             .is_some_and(|&last| r.start_ms <= last);
         match conn {
             Some(c) if !superseded && !segment.text.is_empty() => {
-                if c.participant
-                    .signal()
-                    .send(ClientMessage::Segment(segment))
-                    .is_ok()
-                {
+                if c.participant.signal().send(ClientMessage::Segment(segment)).is_ok() {
                     counters.interims_sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -565,10 +543,7 @@ impl RoomTask {
             }
         }
         let _ = signal.send(ClientMessage::Ping { nonce: Some(nonce) });
-        self.shared
-            .counters
-            .finals_sent
-            .fetch_add(n, Ordering::Relaxed);
+        self.shared.counters.finals_sent.fetch_add(n, Ordering::Relaxed);
     }
 
     fn publish_stats(&mut self, conn: &Option<Conn>, stopping: bool) {
@@ -636,9 +611,7 @@ async fn submit_loop(
                     language,
                 });
                 outstanding.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .recognitions_in_progress
-                    .fetch_add(1, Ordering::Relaxed);
+                counters.recognitions_in_progress.fetch_add(1, Ordering::Relaxed);
                 let job = pool::Job {
                     speaker: format!("{room}/{participant_id}"),
                     utterance: ticket,
@@ -650,9 +623,7 @@ async fn submit_loop(
                     tracing::error!("recognition pool refused a final: {e}");
                     shared.unregister(ticket);
                     outstanding.fetch_sub(1, Ordering::Relaxed);
-                    counters
-                        .recognitions_in_progress
-                        .fetch_sub(1, Ordering::Relaxed);
+                    counters.recognitions_in_progress.fetch_sub(1, Ordering::Relaxed);
                     counters.recognition_errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -661,8 +632,7 @@ async fn submit_loop(
                 start_ms,
                 pcm,
             } => {
-                let end_ms =
-                    start_ms + (pcm.len() as i64 * 1000 / crate::audio::SAMPLE_RATE as i64);
+                let end_ms = start_ms + (pcm.len() as i64 * 1000 / crate::audio::SAMPLE_RATE as i64);
                 let ticket = shared.register(Ticket {
                     reply: reply.clone(),
                     is_final: false,

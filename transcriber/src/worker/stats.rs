@@ -73,16 +73,11 @@ impl Counters {
             registrations: get(&self.registrations),
             control_failures: get(&self.control_failures),
             unacked_segments: rooms.iter().map(|r| r.unacked).sum(),
-            oldest_unacked: rooms
-                .iter()
-                .map(|r| r.oldest_unacked)
-                .max()
-                .unwrap_or_default(),
+            oldest_unacked: rooms.iter().map(|r| r.oldest_unacked).max().unwrap_or_default(),
             rooms,
             pool,
             packets_received: get(&self.packets_received),
-            packet_backlog: get(&self.packets_received)
-                .saturating_sub(get(&self.packets_processed)),
+            packet_backlog: get(&self.packets_received).saturating_sub(get(&self.packets_processed)),
             utterances: get(&self.utterances),
             pipeline_errors: get(&self.pipeline_errors),
             recognitions_in_progress: get(&self.recognitions_in_progress),
@@ -97,11 +92,7 @@ impl Counters {
             interims_dropped: get(&self.interims_dropped),
             last_lag: Duration::from_millis(get(&self.last_lag_ms)),
             max_lag: Duration::from_millis(get(&self.max_lag_ms)),
-            mean_lag: Duration::from_millis(
-                get(&self.lag_total_ms)
-                    .checked_div(lag_samples)
-                    .unwrap_or(0),
-            ),
+            mean_lag: Duration::from_millis(get(&self.lag_total_ms).checked_div(lag_samples).unwrap_or(0)),
         }
     }
 }

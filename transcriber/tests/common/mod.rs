@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 
 /// whisper.cpp's Silero VAD v6.2.0 segments of jfk.wav (its test-vad; default parameters), in seconds.
-pub const JFK_REFERENCE: [(f64, f64); 4] =
-    [(0.32, 2.27), (3.27, 4.41), (5.38, 7.68), (8.16, 10.62)];
+pub const JFK_REFERENCE: [(f64, f64); 4] = [(0.32, 2.27), (3.27, 4.41), (5.38, 7.68), (8.16, 10.62)];
 
 /// `$SAMTAL_TEST_DATA/<relative>`, default `<repo>/../shared/<relative>`; fails with instructions if absent.
 pub fn test_data(relative: &str) -> PathBuf {

@@ -4,10 +4,10 @@
 //! ICE, DTLS and SRTP run for real; nothing touches a socket.
 
 use crate::config::MediaConfig;
+use crate::router::peer::DeliverKeyframeRequests;
 use crate::router::{MediaEvent, PeerState, Router, SubscribeOptions};
 use crate::stats::Stats;
 use bytes::Bytes;
-use crate::router::peer::DeliverKeyframeRequests;
 use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -79,7 +79,8 @@ fn host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) {
     }
     .new_candidate_host()
     .expect("a host candidate");
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().expect("candidate json")).expect("local candidate");
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().expect("candidate json"))
+        .expect("local candidate");
 }
 
 /// A browser-like peer connection (full ICE, default codecs and interceptors) at `addr`.
@@ -102,8 +103,20 @@ fn client_pc(addr: SocketAddr, now: Instant) -> RTCPeerConnection {
 
 fn codec(kind: MediaKind) -> RTCRtpCodec {
     match kind {
-        MediaKind::Audio => RTCRtpCodec { mime_type: MIME_TYPE_OPUS.to_owned(), clock_rate: 48_000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(), rtcp_feedback: vec![] },
-        MediaKind::Video => RTCRtpCodec { mime_type: MIME_TYPE_VP8.to_owned(), clock_rate: 90_000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] },
+        MediaKind::Audio => RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        MediaKind::Video => RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![],
+        },
     }
 }
 
@@ -117,7 +130,13 @@ impl Net {
         let server: SocketAddr = SERVER.parse().expect("address");
         let stats = Arc::new(Stats::default());
         let router = Router::new(&config, &[server], stats.clone(), now).expect("a router");
-        Self { now, router, stats, clients: Vec::new(), server }
+        Self {
+            now,
+            router,
+            stats,
+            clients: Vec::new(),
+            server,
+        }
     }
 
     /// A participant joins `room`; returns its index in `clients`.
@@ -148,17 +167,28 @@ impl Net {
         let now = self.now;
         let c = &mut self.clients[client];
         let pc = c.publish.get_or_insert_with(|| client_pc(c.publish_addr, now));
-        let kind = if source == TrackSource::Microphone { MediaKind::Audio } else { MediaKind::Video };
+        let kind = if source == TrackSource::Microphone {
+            MediaKind::Audio
+        } else {
+            MediaKind::Video
+        };
         let track_id = format!("{}-{source:?}", c.id).to_lowercase();
         let ssrc = 10_000 + c.senders.len() as u32 + 100 * client as u32;
-        let rtc_kind = if kind == MediaKind::Audio { RtpCodecKind::Audio } else { RtpCodecKind::Video };
+        let rtc_kind = if kind == MediaKind::Audio {
+            RtpCodecKind::Audio
+        } else {
+            RtpCodecKind::Video
+        };
         let track = MediaStreamTrack::new(
             c.id.clone(),
             track_id.clone(),
             track_id.clone(),
             rtc_kind,
             vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
                 active: true,
                 codec: codec(kind),
                 ..Default::default()
@@ -179,7 +209,8 @@ impl Net {
         pc.set_local_description(now, offer.clone()).expect("local offer");
         let answer = self.router.publish(&c.id, offer.sdp, tracks, now)?;
         let pc = self.clients[client].publish.as_mut().expect("a publish connection");
-        pc.set_remote_description(now, RTCSessionDescription::answer(answer).expect("answer")).expect("remote answer");
+        pc.set_remote_description(now, RTCSessionDescription::answer(answer).expect("answer"))
+            .expect("remote answer");
         Ok(())
     }
 
@@ -187,7 +218,9 @@ impl Net {
     pub fn send(&mut self, client: usize, source: TrackSource, payload: &[u8]) {
         let now = self.now;
         let c = &mut self.clients[client];
-        let Some(&(_, sender, ssrc)) = c.senders.iter().find(|(s, _, _)| *s == source) else { panic!("{} publishes no {source:?}", c.id) };
+        let Some(&(_, sender, ssrc)) = c.senders.iter().find(|(s, _, _)| *s == source) else {
+            panic!("{} publishes no {source:?}", c.id)
+        };
         c.sequence = c.sequence.wrapping_add(1);
         let packet = rtp::Packet {
             header: rtp::header::Header {
@@ -202,7 +235,10 @@ impl Net {
             payload: Bytes::copy_from_slice(payload),
         };
         let pc = c.publish.as_mut().expect("a publish connection");
-        pc.rtp_sender(sender).expect("sender").write_rtp(now, packet).expect("write rtp");
+        pc.rtp_sender(sender)
+            .expect("sender")
+            .write_rtp(now, packet)
+            .expect("write rtp");
     }
 
     /// The client asks for a keyframe of every track it receives (as a decoder that lost one).
@@ -214,7 +250,13 @@ impl Net {
             for r in receivers {
                 if let Some(mut receiver) = pc.rtp_receiver(r) {
                     let media_ssrc = receiver.track().ssrcs().next().unwrap_or(0);
-                    let _ = receiver.write_rtcp(now, vec![Box::new(PictureLossIndication { sender_ssrc: 1, media_ssrc })]);
+                    let _ = receiver.write_rtcp(
+                        now,
+                        vec![Box::new(PictureLossIndication {
+                            sender_ssrc: 1,
+                            media_ssrc,
+                        })],
+                    );
                 }
             }
         }
@@ -255,15 +297,30 @@ impl Net {
             while let Some(t) = self.router.poll_transmit() {
                 moved = true;
                 let now = self.now;
-                let Some(c) = self.clients.iter_mut().find(|c| c.publish_addr == t.to || c.subscribe_addr == t.to) else { continue };
+                let Some(c) = self
+                    .clients
+                    .iter_mut()
+                    .find(|c| c.publish_addr == t.to || c.subscribe_addr == t.to)
+                else {
+                    continue;
+                };
                 if c.silent {
                     continue;
                 }
-                let pc = if c.publish_addr == t.to { c.publish.as_mut() } else { c.subscribe.as_mut() };
+                let pc = if c.publish_addr == t.to {
+                    c.publish.as_mut()
+                } else {
+                    c.subscribe.as_mut()
+                };
                 if let Some(pc) = pc {
                     let message = TaggedBytesMut {
                         now,
-                        transport: TransportContext { local_addr: t.to, peer_addr: t.local, ecn: None, transport_protocol: TransportProtocol::UDP },
+                        transport: TransportContext {
+                            local_addr: t.to,
+                            peer_addr: t.local,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
                         message: t.data,
                     };
                     let _ = pc.handle_read(message);
@@ -284,15 +341,20 @@ impl Net {
 
     fn on_event(&mut self, id: &str, event: MediaEvent) {
         let now = self.now;
-        let Some(i) = self.clients.iter().position(|c| c.id == id) else { return };
+        let Some(i) = self.clients.iter().position(|c| c.id == id) else {
+            return;
+        };
         if let MediaEvent::SubscribeOffer { sdp } = &event {
             let c = &mut self.clients[i];
             let pc = c.subscribe.get_or_insert_with(|| client_pc(c.subscribe_addr, now));
-            pc.set_remote_description(now, RTCSessionDescription::offer(sdp.clone()).expect("offer")).expect("remote offer");
+            pc.set_remote_description(now, RTCSessionDescription::offer(sdp.clone()).expect("offer"))
+                .expect("remote offer");
             let answer = pc.create_answer(None).expect("answer");
             pc.set_local_description(now, answer.clone()).expect("local answer");
             let id = c.id.clone();
-            self.router.subscribe_answer(&id, answer.sdp, now).expect("the router takes the answer");
+            self.router
+                .subscribe_answer(&id, answer.sdp, now)
+                .expect("the router takes the answer");
         }
         self.clients[i].events.push(event);
     }
@@ -312,7 +374,8 @@ impl Net {
             while let Some(out) = pc.poll_write() {
                 moved = true;
                 if !silent && out.transport.peer_addr == server {
-                    self.router.handle_datagram(server, out.transport.local_addr, &out.message, now);
+                    self.router
+                        .handle_datagram(server, out.transport.local_addr, &out.message, now);
                 }
             }
             while let Some(event) = pc.poll_event() {
@@ -328,9 +391,14 @@ impl Net {
             while let Some(message) = pc.poll_read() {
                 moved = true;
                 match message.message {
-                    RTCMessage::RtpPacket(track, packet) if kind == PcKind::Subscribe => c.received.push((track, packet)),
+                    RTCMessage::RtpPacket(track, packet) if kind == PcKind::Subscribe => {
+                        c.received.push((track, packet))
+                    }
                     RTCMessage::RtcpPacket(_, packets) if kind == PcKind::Publish => {
-                        c.keyframe_requests += packets.iter().filter(|p| p.as_any().downcast_ref::<PictureLossIndication>().is_some()).count();
+                        c.keyframe_requests += packets
+                            .iter()
+                            .filter(|p| p.as_any().downcast_ref::<PictureLossIndication>().is_some())
+                            .count();
                     }
                     _ => {}
                 }
@@ -350,6 +418,14 @@ impl Net {
 
     /// Whether the router reported a failed connection for the client.
     pub fn failed(&self, client: usize) -> bool {
-        self.clients[client].events.iter().any(|e| matches!(e, MediaEvent::PeerState { state: PeerState::Failed, .. }))
+        self.clients[client].events.iter().any(|e| {
+            matches!(
+                e,
+                MediaEvent::PeerState {
+                    state: PeerState::Failed,
+                    ..
+                }
+            )
+        })
     }
 }

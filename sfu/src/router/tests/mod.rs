@@ -28,7 +28,11 @@ fn two_in_a_room() -> Net {
     let alice = net.join("r", SubscribeOptions::default());
     let bob = net.join("r", SubscribeOptions::default());
     net.publish(alice, TrackSource::Microphone).expect("publish answered");
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(n, &[alice, bob]) && n.client(bob).subscribe.is_some()), "connections up");
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| connected(n, &[alice, bob])
+            && n.client(bob).subscribe.is_some()),
+        "connections up"
+    );
     net
 }
 
@@ -47,21 +51,32 @@ fn audio_is_forwarded_to_the_other_participant_with_its_server_track_id() {
     let mut net = two_in_a_room();
     let (alice, bob) = (0, 1);
     let published = net.client(alice).events.iter().find_map(|e| match e {
-        MediaEvent::TrackPublished { track_id, kind, source, .. } => Some((track_id.clone(), *kind, *source)),
+        MediaEvent::TrackPublished {
+            track_id, kind, source, ..
+        } => Some((track_id.clone(), *kind, *source)),
         _ => None,
     });
     talk(&mut net, alice, 50);
-    let (track_id, kind, source) = published.or_else(|| {
-        net.client(alice).events.iter().find_map(|e| match e {
-            MediaEvent::TrackPublished { track_id, kind, source, .. } => Some((track_id.clone(), *kind, *source)),
-            _ => None,
+    let (track_id, kind, source) = published
+        .or_else(|| {
+            net.client(alice).events.iter().find_map(|e| match e {
+                MediaEvent::TrackPublished {
+                    track_id, kind, source, ..
+                } => Some((track_id.clone(), *kind, *source)),
+                _ => None,
+            })
         })
-    }).expect("Alice learns her track was published");
+        .expect("Alice learns her track was published");
     assert_eq!((kind, source), (MediaKind::Audio, TrackSource::Microphone));
     assert_eq!(track_id, "p1-t1");
     let got = net.received(bob);
     assert!(got >= 45, "Bob received {got} of 50 packets");
-    assert!(net.client(bob).received.iter().all(|(track, p)| track == &track_id && &p.payload[..] == AUDIO));
+    assert!(
+        net.client(bob)
+            .received
+            .iter()
+            .all(|(track, p)| track == &track_id && &p.payload[..] == AUDIO)
+    );
     assert_eq!(net.received(alice), 0, "nobody receives their own media");
     assert!(Stats::get(&net.stats.forwarded_packets) >= got as u64);
 }
@@ -76,22 +91,52 @@ fn a_late_joiner_gets_the_tracks_already_published() {
     assert!(net.received(carol) >= 15, "Carol received {}", net.received(carol));
     let other_room = net.join("elsewhere", SubscribeOptions::default());
     talk(&mut net, 0, 10);
-    assert!(net.client(other_room).subscribe.is_none() && net.received(other_room) == 0, "rooms are separate");
+    assert!(
+        net.client(other_room).subscribe.is_none() && net.received(other_room) == 0,
+        "rooms are separate"
+    );
 }
 
 #[test]
 fn leaving_unpublishes_and_renegotiates_the_others() {
     let mut net = two_in_a_room();
     talk(&mut net, 0, 5);
-    let offers_before = net.client(1).events.iter().filter(|e| matches!(e, MediaEvent::SubscribeOffer { .. })).count();
+    let offers_before = net
+        .client(1)
+        .events
+        .iter()
+        .filter(|e| matches!(e, MediaEvent::SubscribeOffer { .. }))
+        .count();
     net.router.leave("p1", net.now);
     net.run_until(Duration::from_secs(1), |_| false);
-    let offers_after = net.client(1).events.iter().filter(|e| matches!(e, MediaEvent::SubscribeOffer { .. })).count();
-    assert_eq!(offers_after, offers_before + 1, "Bob's subscribe connection is renegotiated without Alice's track");
-    assert_eq!((Stats::get(&net.stats.participants), Stats::get(&net.stats.published_tracks)), (1, 0));
-    assert_eq!(Stats::get(&net.stats.peer_connections), 1, "Alice's connections are closed");
+    let offers_after = net
+        .client(1)
+        .events
+        .iter()
+        .filter(|e| matches!(e, MediaEvent::SubscribeOffer { .. }))
+        .count();
+    assert_eq!(
+        offers_after,
+        offers_before + 1,
+        "Bob's subscribe connection is renegotiated without Alice's track"
+    );
+    assert_eq!(
+        (
+            Stats::get(&net.stats.participants),
+            Stats::get(&net.stats.published_tracks)
+        ),
+        (1, 0)
+    );
+    assert_eq!(
+        Stats::get(&net.stats.peer_connections),
+        1,
+        "Alice's connections are closed"
+    );
     net.router.leave("p2", net.now);
-    assert_eq!((Stats::get(&net.stats.rooms), Stats::get(&net.stats.peer_connections)), (0, 0));
+    assert_eq!(
+        (Stats::get(&net.stats.rooms), Stats::get(&net.stats.peer_connections)),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -99,19 +144,39 @@ fn an_opted_out_participant_is_withheld_from_the_transcription_service_only() {
     let mut net = Net::new();
     let alice = net.join("r", SubscribeOptions::default());
     let bob = net.join("r", SubscribeOptions::default());
-    let service = net.join("r", SubscribeOptions { video: false, withhold_opted_out: true, ..Default::default() });
+    let service = net.join(
+        "r",
+        SubscribeOptions {
+            video: false,
+            withhold_opted_out: true,
+            ..Default::default()
+        },
+    );
     net.publish(alice, TrackSource::Microphone).unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(n, &[alice, bob, service]) && n.client(service).subscribe.is_some()));
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| connected(n, &[alice, bob, service])
+            && n.client(service).subscribe.is_some())
+    );
     talk(&mut net, alice, 10);
     let (bob_before, service_before) = (net.received(bob), net.received(service));
-    assert!(service_before >= 8, "the service hears Alice before she opts out ({service_before})");
+    assert!(
+        service_before >= 8,
+        "the service hears Alice before she opts out ({service_before})"
+    );
     net.router.set_transcription_opt_out("p1", true);
     talk(&mut net, alice, 20);
     assert!(net.received(bob) - bob_before >= 18, "Bob still hears Alice");
-    assert_eq!(net.received(service), service_before, "the service hears nothing of Alice once she opted out");
+    assert_eq!(
+        net.received(service),
+        service_before,
+        "the service hears nothing of Alice once she opted out"
+    );
     net.router.set_transcription_opt_out("p1", false);
     talk(&mut net, alice, 10);
-    assert!(net.received(service) - service_before >= 8, "the service hears Alice again after she opts back in");
+    assert!(
+        net.received(service) - service_before >= 8,
+        "the service hears Alice again after she opts back in"
+    );
 }
 
 #[test]
@@ -120,12 +185,16 @@ fn a_subscribers_keyframe_request_reaches_the_publisher_once_per_interval() {
     let alice = net.join("r", SubscribeOptions::default());
     let bob = net.join("r", SubscribeOptions::default());
     net.publish(alice, TrackSource::Camera).unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| connected(n, &[alice, bob]) && n.client(bob).subscribe.is_some()));
+    assert!(net.run_until(Duration::from_secs(5), |n| connected(n, &[alice, bob])
+        && n.client(bob).subscribe.is_some()));
     for _ in 0..10 {
         net.send(alice, TrackSource::Camera, VP8_KEYFRAME);
         net.step();
     }
-    assert!(net.run_until(Duration::from_secs(1), |n| n.received(bob) > 0), "Bob receives Alice's video");
+    assert!(
+        net.run_until(Duration::from_secs(1), |n| n.received(bob) > 0),
+        "Bob receives Alice's video"
+    );
     net.run_until(Duration::from_secs(1), |_| false);
     let before = net.client(alice).keyframe_requests;
     // Three requests within 15 ms: the publisher is asked at once, and once more when the
@@ -143,23 +212,43 @@ fn a_subscribers_keyframe_request_reaches_the_publisher_once_per_interval() {
 
 #[test]
 fn a_refused_reoffer_is_rolled_back_and_offers_are_rate_limited_by_the_clock() {
-    let mut net = Net::with_config(MediaConfig { offers_per_second: 2.0, ..Default::default() });
+    let mut net = Net::with_config(MediaConfig {
+        offers_per_second: 2.0,
+        ..Default::default()
+    });
     let alice = net.join("r", SubscribeOptions::default());
     net.publish(alice, TrackSource::Microphone).expect("first offer");
     let pc = net.clients[alice].publish.as_mut().unwrap();
     let good = pc.local_description().unwrap().sdp;
     let bad = good.replace("opus/48000/2", "nonsense/8000");
     let now = net.now;
-    assert!(net.router.publish("p1", bad, vec![], now).is_err(), "an offer without a usable codec is refused");
-    assert!(net.router.publish("p1", good.clone(), vec![], now).is_ok(), "the connection was rolled back: the good offer applies again");
+    assert!(
+        net.router.publish("p1", bad, vec![], now).is_err(),
+        "an offer without a usable codec is refused"
+    );
+    assert!(
+        net.router.publish("p1", good.clone(), vec![], now).is_ok(),
+        "the connection was rolled back: the good offer applies again"
+    );
     // Burst of 8 (4 s at 2 per second): the first offer and the two above used 3.
-    let allowed = (0..10).filter(|_| net.router.publish("p1", good.clone(), vec![], now).is_ok()).count();
+    let allowed = (0..10)
+        .filter(|_| net.router.publish("p1", good.clone(), vec![], now).is_ok())
+        .count();
     assert_eq!(allowed, 5);
-    assert!(matches!(net.router.publish("p1", good.clone(), vec![], now), Err(crate::Error::TooManyOffers { .. })));
+    assert!(matches!(
+        net.router.publish("p1", good.clone(), vec![], now),
+        Err(crate::Error::TooManyOffers { .. })
+    ));
     net.now += Duration::from_millis(500);
-    assert!(net.router.publish("p1", good.clone(), vec![], net.now).is_ok(), "half a second later one more is allowed");
+    assert!(
+        net.router.publish("p1", good.clone(), vec![], net.now).is_ok(),
+        "half a second later one more is allowed"
+    );
     let huge = good.clone() + &"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(20);
-    assert!(matches!(net.router.publish("p1", huge, vec![], net.now), Err(crate::Error::TooManySections { .. })));
+    assert!(matches!(
+        net.router.publish("p1", huge, vec![], net.now),
+        Err(crate::Error::TooManySections { .. })
+    ));
 }
 
 #[test]

@@ -48,18 +48,65 @@ mod scenarios {
     pub async fn search_finds_words_prefixes_and_filters(store: Store) {
         let t0 = 1_740_819_600_000;
         let alpha = store.start_meeting_at("alpha", Some("sv"), t0).await.unwrap().id;
-        store.add_segment(&alpha, &said("a1", "p-anna", t0 + 1_000, "Budgeten för 2025 är klar."), "Anna").await.unwrap();
-        store.add_segment(&alpha, &said("a2", "p-bo", t0 + 2_000, "Vi ses på mötet i morgon."), "Bo").await.unwrap();
-        store.add_segment(&alpha, &said("a3", "p-anna", t0 + 3_000, "Hej Anna, budget igen?"), "Anna").await.unwrap();
-        let beta = store.start_meeting_at("beta", Some("en"), t0 + 86_400_000).await.unwrap().id;
-        store.add_segment(&beta, &said("b1", "p-cleo", t0 + 86_401_000, "The budget meeting is today."), "Cleo").await.unwrap();
-        store.add_segment(&beta, &said("b2", "p-cleo", t0 + 86_402_000, "Möte om e-post och BUDGET."), "Cleo").await.unwrap();
+        store
+            .add_segment(
+                &alpha,
+                &said("a1", "p-anna", t0 + 1_000, "Budgeten för 2025 är klar."),
+                "Anna",
+            )
+            .await
+            .unwrap();
+        store
+            .add_segment(
+                &alpha,
+                &said("a2", "p-bo", t0 + 2_000, "Vi ses på mötet i morgon."),
+                "Bo",
+            )
+            .await
+            .unwrap();
+        store
+            .add_segment(
+                &alpha,
+                &said("a3", "p-anna", t0 + 3_000, "Hej Anna, budget igen?"),
+                "Anna",
+            )
+            .await
+            .unwrap();
+        let beta = store
+            .start_meeting_at("beta", Some("en"), t0 + 86_400_000)
+            .await
+            .unwrap()
+            .id;
+        store
+            .add_segment(
+                &beta,
+                &said("b1", "p-cleo", t0 + 86_401_000, "The budget meeting is today."),
+                "Cleo",
+            )
+            .await
+            .unwrap();
+        store
+            .add_segment(
+                &beta,
+                &said("b2", "p-cleo", t0 + 86_402_000, "Möte om e-post och BUDGET."),
+                "Cleo",
+            )
+            .await
+            .unwrap();
         store.end_meeting(&alpha, t0 + 60_000).await.unwrap();
 
         let find = |q: &str, filter: MeetingFilter| {
             let store = store.clone();
             let q = Query::parse(q).unwrap();
-            async move { store.search(&q, &filter).await.unwrap().into_iter().map(|h| h.segment.utterance_id).collect::<Vec<_>>() }
+            async move {
+                store
+                    .search(&q, &filter)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| h.segment.utterance_id)
+                    .collect::<Vec<_>>()
+            }
         };
         let all = MeetingFilter::default;
         // Whole words, any case; newest meeting first, then transcript order.
@@ -74,25 +121,86 @@ mod scenarios {
         assert_eq!(find("2025", all()).await, ["a1"]);
         assert!(find("budgetar", all()).await.is_empty());
         // The meeting filters apply.
-        assert_eq!(find("budget*", MeetingFilter { room: Some("alpha".into()), ..Default::default() }).await, ["a1", "a3"]);
-        assert_eq!(find("budget", MeetingFilter { participant: Some("cleo".into()), ..Default::default() }).await, ["b1", "b2"]);
-        assert_eq!(find("budget", MeetingFilter { to: Some(t0 + 86_400_000), ..Default::default() }).await, ["a3"]);
-        assert_eq!(find("budget*", MeetingFilter { limit: Some(3), ..Default::default() }).await, ["b1", "b2", "a1"]);
+        assert_eq!(
+            find(
+                "budget*",
+                MeetingFilter {
+                    room: Some("alpha".into()),
+                    ..Default::default()
+                }
+            )
+            .await,
+            ["a1", "a3"]
+        );
+        assert_eq!(
+            find(
+                "budget",
+                MeetingFilter {
+                    participant: Some("cleo".into()),
+                    ..Default::default()
+                }
+            )
+            .await,
+            ["b1", "b2"]
+        );
+        assert_eq!(
+            find(
+                "budget",
+                MeetingFilter {
+                    to: Some(t0 + 86_400_000),
+                    ..Default::default()
+                }
+            )
+            .await,
+            ["a3"]
+        );
+        assert_eq!(
+            find(
+                "budget*",
+                MeetingFilter {
+                    limit: Some(3),
+                    ..Default::default()
+                }
+            )
+            .await,
+            ["b1", "b2", "a1"]
+        );
 
         let q = Query::parse("budget*").unwrap();
-        let hits = store.search(&q, &MeetingFilter { room: Some("alpha".into()), ..Default::default() }).await.unwrap();
-        assert_eq!(hits[0].meeting.id, alpha);
-        assert!(hits[0].meeting.transcript_digest.is_some(), "sealed when it ended");
-        assert_eq!((hits[0].segment.speaker_name.as_str(), hits[0].segment.start_ms), ("Anna", t0 + 1_000));
-        assert_eq!(q.highlight(&hits[0].segment.text), "<mark>Budgeten</mark> för 2025 är klar.");
-
-        // A segment changed or deleted in the database is found by its new text only.
-        tamper(&store, &format!("UPDATE segments SET text = 'Inget här.' WHERE meeting_id = '{beta}' AND utterance_id = 'b1'"))
+        let hits = store
+            .search(
+                &q,
+                &MeetingFilter {
+                    room: Some("alpha".into()),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
+        assert_eq!(hits[0].meeting.id, alpha);
+        assert!(hits[0].meeting.transcript_digest.is_some(), "sealed when it ended");
+        assert_eq!(
+            (hits[0].segment.speaker_name.as_str(), hits[0].segment.start_ms),
+            ("Anna", t0 + 1_000)
+        );
+        assert_eq!(
+            q.highlight(&hits[0].segment.text),
+            "<mark>Budgeten</mark> för 2025 är klar."
+        );
+
+        // A segment changed or deleted in the database is found by its new text only.
+        tamper(
+            &store,
+            &format!("UPDATE segments SET text = 'Inget här.' WHERE meeting_id = '{beta}' AND utterance_id = 'b1'"),
+        )
+        .await
+        .unwrap();
         assert_eq!(find("budget", all()).await, ["b2", "a3"]);
         assert_eq!(find("inget", all()).await, ["b1"]);
-        assert!(matches!(store.delete_meeting(&alpha).await.unwrap(), Deletion::Deleted(_)));
+        assert!(matches!(
+            store.delete_meeting(&alpha).await.unwrap(),
+            Deletion::Deleted(_)
+        ));
         assert_eq!(find("budget*", all()).await, ["b2"]);
     }
 
@@ -104,7 +212,10 @@ mod scenarios {
                 let id = store.start_meeting_at(room, Some("sv"), t0).await.unwrap().id;
                 for (i, text) in ["ett", "två", "tre", "fyra"].iter().enumerate() {
                     let start = t0 + 1_000 * (i as i64 + 1);
-                    store.add_segment(&id, &said(&format!("u{}", i + 1), "p1", start, text), "Åsa").await.unwrap();
+                    store
+                        .add_segment(&id, &said(&format!("u{}", i + 1), "p1", start, text), "Åsa")
+                        .await
+                        .unwrap();
                 }
                 id
             }
@@ -117,13 +228,19 @@ mod scenarios {
         assert!(store.end_meeting(&intact, t0 + 60_000).await.unwrap());
         let sealed = store.meeting(&intact).await.unwrap().unwrap();
         let t = store.transcript(&intact).await.unwrap().unwrap();
-        assert_eq!(sealed.transcript_digest, Some(crate::compliance::integrity::digest(&sealed, &t.segments)));
+        assert_eq!(
+            sealed.transcript_digest,
+            Some(crate::compliance::integrity::digest(&sealed, &t.segments))
+        );
         let v = store.verify_meeting(&intact).await.unwrap().unwrap();
         assert!(v.ok && v.sealed && v.segments == 4, "{v:?}");
         assert_eq!(Some(v.computed_digest.clone()), v.stored_digest);
 
         // A late segment (a worker flushing after the end) is sealed into the chain.
-        store.add_segment(&intact, &said("u5", "p1", t0 + 5_500, "fem"), "Åsa").await.unwrap();
+        store
+            .add_segment(&intact, &said("u5", "p1", t0 + 5_500, "fem"), "Åsa")
+            .await
+            .unwrap();
         let v = store.verify_meeting(&intact).await.unwrap().unwrap();
         assert!(v.ok && v.segments == 5, "{v:?}");
         assert_ne!(v.stored_digest, sealed.transcript_digest);
@@ -131,27 +248,55 @@ mod scenarios {
         // Changed in the database: the break is at that segment.
         let changed = fill("changed").await;
         store.end_meeting(&changed, t0 + 60_000).await.unwrap();
-        tamper(&store, &format!("UPDATE segments SET text = 'TVÅ' WHERE meeting_id = '{changed}' AND utterance_id = 'u2'")).await.unwrap();
+        tamper(
+            &store,
+            &format!("UPDATE segments SET text = 'TVÅ' WHERE meeting_id = '{changed}' AND utterance_id = 'u2'"),
+        )
+        .await
+        .unwrap();
         let v = store.verify_meeting(&changed).await.unwrap().unwrap();
         assert!(!v.ok);
         let at: Vec<_> = v.breaks.iter().map(|b| (b.index, b.utterance_id.clone())).collect();
         assert_eq!(at, [(Some(1), Some("u2".to_owned()))], "{v:?}");
         // The speaker renamed, a time moved: found as well.
-        tamper(&store, &format!("UPDATE segments SET start_ms = start_ms + 1 WHERE meeting_id = '{changed}' AND utterance_id = 'u4'"))
-            .await
-            .unwrap();
+        tamper(
+            &store,
+            &format!(
+                "UPDATE segments SET start_ms = start_ms + 1 WHERE meeting_id = '{changed}' AND utterance_id = 'u4'"
+            ),
+        )
+        .await
+        .unwrap();
         let v = store.verify_meeting(&changed).await.unwrap().unwrap();
         assert_eq!(v.breaks.iter().map(|b| b.index).collect::<Vec<_>>(), [Some(1), Some(3)]);
 
         // Removed: the break is at the segment after it; the last one removed: the digest.
         let removed = fill("removed").await;
         store.end_meeting(&removed, t0 + 60_000).await.unwrap();
-        tamper(&store, &format!("DELETE FROM segments WHERE meeting_id = '{removed}' AND utterance_id = 'u2'")).await.unwrap();
+        tamper(
+            &store,
+            &format!("DELETE FROM segments WHERE meeting_id = '{removed}' AND utterance_id = 'u2'"),
+        )
+        .await
+        .unwrap();
         let v = store.verify_meeting(&removed).await.unwrap().unwrap();
-        assert_eq!(v.breaks.iter().map(|b| b.utterance_id.as_deref()).collect::<Vec<_>>(), [Some("u3")], "{v:?}");
-        tamper(&store, &format!("DELETE FROM segments WHERE meeting_id = '{removed}' AND utterance_id = 'u4'")).await.unwrap();
+        assert_eq!(
+            v.breaks.iter().map(|b| b.utterance_id.as_deref()).collect::<Vec<_>>(),
+            [Some("u3")],
+            "{v:?}"
+        );
+        tamper(
+            &store,
+            &format!("DELETE FROM segments WHERE meeting_id = '{removed}' AND utterance_id = 'u4'"),
+        )
+        .await
+        .unwrap();
         let v = store.verify_meeting(&removed).await.unwrap().unwrap();
-        assert_eq!(v.breaks.iter().map(|b| b.index).collect::<Vec<_>>(), [Some(1), None], "{v:?}");
+        assert_eq!(
+            v.breaks.iter().map(|b| b.index).collect::<Vec<_>>(),
+            [Some(1), None],
+            "{v:?}"
+        );
         // A segment slipped in directly has no link.
         tamper(
             &store,
@@ -165,7 +310,11 @@ mod scenarios {
         .await
         .unwrap();
         let v = store.verify_meeting(&intact).await.unwrap().unwrap();
-        assert_eq!(v.breaks.first().map(|b| (b.index, b.problem.contains("added after"))), Some((Some(1), true)), "{v:?}");
+        assert_eq!(
+            v.breaks.first().map(|b| (b.index, b.problem.contains("added after"))),
+            Some((Some(1), true)),
+            "{v:?}"
+        );
         assert!(store.verify_meeting("no-such-meeting").await.unwrap().is_none());
     }
 
@@ -176,14 +325,21 @@ mod scenarios {
         let appends: Vec<_> = (0..12)
             .map(|i| {
                 let store = store.clone();
-                tokio::spawn(async move { store.append_audit(event(&format!("user{}", i % 3), "transcript.read", &format!("m{i}"))).await })
+                tokio::spawn(async move {
+                    store
+                        .append_audit(event(&format!("user{}", i % 3), "transcript.read", &format!("m{i}")))
+                        .await
+                })
             })
             .collect();
         for a in appends {
             a.await.unwrap().unwrap();
         }
         let entries = store.audit_entries(&AuditFilter::default()).await.unwrap();
-        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=12).collect::<Vec<i64>>());
+        assert_eq!(
+            entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=12).collect::<Vec<i64>>()
+        );
         assert_eq!(entries[0].prev_hash, crate::compliance::audit::ZERO_HASH);
         let v = store.verify_audit().await.unwrap();
         assert!(v.ok && v.entries == 12, "{v:?}");
@@ -191,17 +347,61 @@ mod scenarios {
         // Filters.
         let f = |filter: AuditFilter| {
             let store = store.clone();
-            async move { store.audit_entries(&filter).await.unwrap().into_iter().map(|e| e.seq).collect::<Vec<_>>() }
+            async move {
+                store
+                    .audit_entries(&filter)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.seq)
+                    .collect::<Vec<_>>()
+            }
         };
-        assert_eq!(f(AuditFilter { actor: Some("user0".into()), ..Default::default() }).await.len(), 4);
-        assert_eq!(f(AuditFilter { after: Some(10), ..Default::default() }).await, [11, 12]);
-        assert_eq!(f(AuditFilter { after: Some(2), limit: Some(2), ..Default::default() }).await, [3, 4]);
-        assert!(f(AuditFilter { action: Some("meeting.delete".into()), ..Default::default() }).await.is_empty());
+        assert_eq!(
+            f(AuditFilter {
+                actor: Some("user0".into()),
+                ..Default::default()
+            })
+            .await
+            .len(),
+            4
+        );
+        assert_eq!(
+            f(AuditFilter {
+                after: Some(10),
+                ..Default::default()
+            })
+            .await,
+            [11, 12]
+        );
+        assert_eq!(
+            f(AuditFilter {
+                after: Some(2),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await,
+            [3, 4]
+        );
+        assert!(
+            f(AuditFilter {
+                action: Some("meeting.delete".into()),
+                ..Default::default()
+            })
+            .await
+            .is_empty()
+        );
 
         // The database refuses updates and deletes.
-        let err = tamper(&store, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3").await.unwrap_err().to_string();
+        let err = tamper(&store, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("append-only"), "{err}");
-        let err = tamper(&store, "DELETE FROM audit_log WHERE seq = 3").await.unwrap_err().to_string();
+        let err = tamper(&store, "DELETE FROM audit_log WHERE seq = 3")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("append-only"), "{err}");
 
         // Someone who can drop the triggers edits one entry and removes another: both are found.
@@ -211,28 +411,56 @@ mod scenarios {
                 tamper(&store, "DROP TRIGGER audit_log_no_delete").await.unwrap();
             }
             _ => {
-                tamper(&store, "DROP TRIGGER audit_log_append_only ON audit_log").await.unwrap();
+                tamper(&store, "DROP TRIGGER audit_log_append_only ON audit_log")
+                    .await
+                    .unwrap();
             }
         }
-        assert_eq!(tamper(&store, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3").await.unwrap(), 1);
+        assert_eq!(
+            tamper(&store, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(tamper(&store, "DELETE FROM audit_log WHERE seq = 7").await.unwrap(), 1);
         let v = store.verify_audit().await.unwrap();
         assert!(!v.ok);
         let breaks: Vec<_> = v.breaks.iter().map(|b| (b.seq, b.problem.as_str())).collect();
-        assert_eq!(breaks, [(3, "edited: the entry's hash does not match its content"), (8, "entry 7 is missing (removed)")], "{v:?}");
+        assert_eq!(
+            breaks,
+            [
+                (3, "edited: the entry's hash does not match its content"),
+                (8, "entry 7 is missing (removed)")
+            ],
+            "{v:?}"
+        );
         // Appending goes on after the newest entry.
-        assert_eq!(store.append_audit(event("anna", "audit.verify", "")).await.unwrap().seq, 13);
+        assert_eq!(
+            store.append_audit(event("anna", "audit.verify", "")).await.unwrap().seq,
+            13
+        );
     }
 
     pub async fn delete_respects_holds_and_running_meetings(store: Store) {
         let m = store.start_meeting("alpha", None).await.unwrap().id;
-        store.add_segment(&m, &said("u1", "p1", 1, "hej"), "Anna").await.unwrap();
+        store
+            .add_segment(&m, &said("u1", "p1", 1, "hej"), "Anna")
+            .await
+            .unwrap();
         assert_eq!(store.delete_meeting(&m).await.unwrap(), Deletion::Running);
         store.end_meeting(&m, now_ms()).await.unwrap();
-        let hold = LegalHold { since: 5, reason: "ärende 2025/114".into(), set_by: "anna".into() };
+        let hold = LegalHold {
+            since: 5,
+            reason: "ärende 2025/114".into(),
+            set_by: "anna".into(),
+        };
         assert!(store.set_legal_hold(&m, Some(&hold)).await.unwrap());
         // Again: the first hold stays.
-        let again = LegalHold { since: 9, reason: "other".into(), set_by: "bo".into() };
+        let again = LegalHold {
+            since: 9,
+            reason: "other".into(),
+            set_by: "bo".into(),
+        };
         assert!(store.set_legal_hold(&m, Some(&again)).await.unwrap());
         assert_eq!(store.legal_hold(&m).await.unwrap(), Some(hold.clone()));
         assert_eq!(store.legal_holds().await.unwrap().get(&m), Some(&hold));
@@ -262,8 +490,19 @@ mod scenarios {
         let meeting = |room: &'static str, started_days_ago: i64, ended_days_ago: Option<i64>| {
             let store = store.clone();
             async move {
-                let id = store.start_meeting_at(room, None, now - started_days_ago * DAY).await.unwrap().id;
-                store.add_segment(&id, &said("u1", "p1", now - started_days_ago * DAY + 1_000, "arkivord"), "Anna").await.unwrap();
+                let id = store
+                    .start_meeting_at(room, None, now - started_days_ago * DAY)
+                    .await
+                    .unwrap()
+                    .id;
+                store
+                    .add_segment(
+                        &id,
+                        &said("u1", "p1", now - started_days_ago * DAY + 1_000, "arkivord"),
+                        "Anna",
+                    )
+                    .await
+                    .unwrap();
                 if let Some(ended) = ended_days_ago {
                     store.end_meeting(&id, now - ended * DAY).await.unwrap();
                 }
@@ -276,15 +515,26 @@ mod scenarios {
         let board = meeting("board", 41, Some(40)).await;
         let scratch = meeting("scratch", 3, Some(2)).await;
         let running = meeting("alpha", 50, None).await;
-        let hold = LegalHold { since: now, reason: "tvist".into(), set_by: "anna".into() };
+        let hold = LegalHold {
+            since: now,
+            reason: "tvist".into(),
+            set_by: "anna".into(),
+        };
         store.set_legal_hold(&held, Some(&hold)).await.unwrap();
 
         let config = RetentionConfig {
             days: 30,
-            rooms: [("board".to_owned(), 3650), ("scratch".to_owned(), 1)].into_iter().collect(),
+            rooms: [("board".to_owned(), 3650), ("scratch".to_owned(), 1)]
+                .into_iter()
+                .collect(),
             purge_interval_secs: 60,
         };
-        let purged: Vec<String> = purge_expired(&store, &config, now).await.unwrap().into_iter().map(|m| m.id).collect();
+        let purged: Vec<String> = purge_expired(&store, &config, now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
         assert_eq!(purged, [old.clone(), scratch.clone()]);
         for gone in [&old, &scratch] {
             assert!(store.meeting(gone).await.unwrap().is_none());
@@ -293,22 +543,47 @@ mod scenarios {
         for kept in [&held, &recent, &board, &running] {
             assert!(store.transcript(kept).await.unwrap().is_some(), "{kept}");
         }
-        let found = store.search(&Query::parse("arkivord").unwrap(), &MeetingFilter::default()).await.unwrap();
+        let found = store
+            .search(&Query::parse("arkivord").unwrap(), &MeetingFilter::default())
+            .await
+            .unwrap();
         assert_eq!(found.len(), 4);
-        let audited = store.audit_entries(&AuditFilter { action: Some("retention.purge".into()), ..Default::default() }).await.unwrap();
-        assert_eq!(audited.iter().map(|e| e.target.clone()).collect::<Vec<_>>(), [old.clone(), scratch.clone()]);
+        let audited = store
+            .audit_entries(&AuditFilter {
+                action: Some("retention.purge".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            audited.iter().map(|e| e.target.clone()).collect::<Vec<_>>(),
+            [old.clone(), scratch.clone()]
+        );
         assert!(audited.iter().all(|e| e.actor == "system" && e.outcome == "ok"));
         let detail: serde_json::Value = serde_json::from_str(&audited[1].detail).unwrap();
-        assert_eq!((detail["room"].as_str(), detail["retention_days"].as_i64()), (Some("scratch"), Some(1)));
+        assert_eq!(
+            (detail["room"].as_str(), detail["retention_days"].as_i64()),
+            (Some("scratch"), Some(1))
+        );
         assert!(store.verify_audit().await.unwrap().ok);
 
         // Nothing more to do now; the hold lifted, the held meeting goes at the next purge.
         assert!(purge_expired(&store, &config, now).await.unwrap().is_empty());
         store.set_legal_hold(&held, None).await.unwrap();
-        let purged: Vec<String> = purge_expired(&store, &config, now).await.unwrap().into_iter().map(|m| m.id).collect();
+        let purged: Vec<String> = purge_expired(&store, &config, now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
         assert_eq!(purged, std::slice::from_ref(&held));
         // Without a retention period nothing is ever purged.
-        assert!(purge_expired(&store, &RetentionConfig::default(), now + 10_000 * DAY).await.unwrap().is_empty());
+        assert!(
+            purge_expired(&store, &RetentionConfig::default(), now + 10_000 * DAY)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(store.meeting(&recent).await.unwrap().is_some());
     }
 }

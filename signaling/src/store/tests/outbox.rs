@@ -65,10 +65,7 @@ async fn deliveries_are_enqueued_once_and_handed_out_in_order(store: Store) {
     assert!(matches!(err, Error::UnknownMeeting(_)), "{err}");
 
     let due = store.due_deliveries(now + 1000, 10).await.unwrap();
-    let kinds: Vec<_> = due
-        .iter()
-        .map(|d| (d.kind.as_str(), d.matrix_room.as_str()))
-        .collect();
+    let kinds: Vec<_> = due.iter().map(|d| (d.kind.as_str(), d.matrix_room.as_str())).collect();
     // Created within the same millisecond or not, each kind keeps its place when times tie;
     // the later-due summary to !other is not handed out yet.
     assert_eq!(kinds.len(), 3, "{kinds:?}");
@@ -105,11 +102,7 @@ async fn parts_attempts_and_failures_are_recorded(store: Store) {
         store.due_deliveries(now, 10).await.unwrap().is_empty(),
         "not due before its retry time"
     );
-    let retried = store
-        .due_deliveries(now + 5000, 10)
-        .await
-        .unwrap()
-        .remove(0);
+    let retried = store.due_deliveries(now + 5000, 10).await.unwrap().remove(0);
     assert_eq!(
         (retried.attempts, retried.last_error.as_deref()),
         (1, Some("homeserver down"))
@@ -121,10 +114,7 @@ async fn parts_attempts_and_failures_are_recorded(store: Store) {
     );
     assert_eq!(retried.summary_source.as_deref(), Some("extractive"));
 
-    store
-        .record_delivery_part(&d.id, "vtt", "$two", None)
-        .await
-        .unwrap();
+    store.record_delivery_part(&d.id, "vtt", "$two", None).await.unwrap();
     store.delivery_sent(&d.id, now + 6000).await.unwrap();
     let sent = store.deliveries(&m.id).await.unwrap().remove(0);
     assert_eq!(
@@ -149,16 +139,9 @@ async fn parts_attempts_and_failures_are_recorded(store: Store) {
         .await
         .unwrap();
     let bad = store.due_deliveries(now, 10).await.unwrap().remove(0);
-    store
-        .delivery_failed(&bad.id, "not a room id", None)
-        .await
-        .unwrap();
+    store.delivery_failed(&bad.id, "not a room id", None).await.unwrap();
     assert!(
-        store
-            .due_deliveries(now + 3_600_000, 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        store.due_deliveries(now + 3_600_000, 10).await.unwrap().is_empty(),
         "failed rows are not retried"
     );
     assert_eq!(store.retry_deliveries(&m.id).await.unwrap(), 1);
@@ -171,13 +154,7 @@ async fn parts_attempts_and_failures_are_recorded(store: Store) {
         2,
         "both pending rows of the room wait"
     );
-    assert!(
-        store
-            .due_deliveries(now + 8000, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.due_deliveries(now + 8000, 10).await.unwrap().is_empty());
     assert_eq!(
         store.postpone_room("!bad", now + 1000).await.unwrap(),
         0,
@@ -185,11 +162,7 @@ async fn parts_attempts_and_failures_are_recorded(store: Store) {
     );
     assert_eq!(store.due_deliveries(now + 9000, 10).await.unwrap().len(), 2);
     store
-        .delivery_failed(
-            &store.due_deliveries(now + 9000, 10).await.unwrap()[1].id,
-            "x",
-            None,
-        )
+        .delivery_failed(&store.due_deliveries(now + 9000, 10).await.unwrap()[1].id, "x", None)
         .await
         .unwrap();
     assert_eq!(store.retry_deliveries(&m.id).await.unwrap(), 1);
