@@ -17,6 +17,11 @@ pub enum Outbound {
     Removed {
         by: String,
     },
+    /// The session is over: send a close frame with this code and reason, then stop.
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
 }
 
 /// Outbound queue depth per participant; a client that lets it fill up is too slow and is dropped.

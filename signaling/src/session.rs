@@ -8,7 +8,7 @@
 use crate::meetings;
 use crate::rooms::{JoinLimits, JoinRefused, OUTBOUND_QUEUE, Outbound};
 use crate::server::AppState;
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use samtal_protocol::{
     ClientMessage, ErrorCode, LeaveReason, ModerateAction, ParticipantInfo, PcKind, Role, ServerMessage, TrackInfo,
@@ -46,9 +46,38 @@ struct Admission {
 }
 
 /// Why the session ends.
+#[derive(Debug, Clone, Copy)]
 enum End {
     Leave(LeaveReason),
+    /// A peer connection failed: the others see the participant as disconnected.
+    MediaFailed,
+    /// A fatal error was sent; the writer closes with its code.
     Fatal,
+}
+
+/// Close codes the server ends a websocket with (documented in docs/protocol.md).
+pub mod close {
+    pub const LEFT: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    /// After a fatal `error`; the reason is the error's code.
+    pub const FATAL_ERROR: u16 = 1008;
+    pub const MEDIA_FAILED: u16 = 1011;
+    pub const REMOVED: u16 = 4001;
+    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+}
+
+impl End {
+    /// The close frame this end gets, when the session (not the writer) sends it.
+    fn close(self, stopping: bool) -> Option<(u16, &'static str)> {
+        match self {
+            // The writer already closed after `removed` or the fatal error.
+            End::Leave(LeaveReason::Removed) | End::Fatal => None,
+            _ if stopping => Some((close::GOING_AWAY, "server stopping")),
+            End::Leave(LeaveReason::Left | LeaveReason::Disconnected) => Some((close::LEFT, "left")),
+            End::Leave(LeaveReason::Timeout) => Some((close::HEARTBEAT_TIMEOUT, "heartbeat timeout")),
+            End::MediaFailed => Some((close::MEDIA_FAILED, "peer connection failed")),
+        }
+    }
 }
 
 struct Session {
@@ -105,20 +134,29 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
         while let Some(outbound) = out_rx.recv().await {
             let (message, close) = match outbound {
                 Outbound::Message(m) => {
-                    let close = matches!(m, ServerMessage::Error { fatal: true, .. });
+                    let close = match &m {
+                        ServerMessage::Error { fatal: true, code, .. } => Some((close::FATAL_ERROR, code_name(*code))),
+                        _ => None,
+                    };
                     (m, close)
                 }
                 Outbound::Removed { by } => {
                     removed_by_writer.store(true, std::sync::atomic::Ordering::Relaxed);
-                    (ServerMessage::Removed { by }, true)
+                    (ServerMessage::Removed { by }, Some((close::REMOVED, "removed".to_owned())))
+                }
+                Outbound::Close { code, reason } => {
+                    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+                    let _ = ws_tx.send(Message::Close(Some(frame))).await;
+                    break;
                 }
             };
             let text = serde_json::to_string(&message).expect("server messages serialise");
             if ws_tx.send(Message::Text(text.into())).await.is_err() {
                 break;
             }
-            if close {
-                let _ = ws_tx.send(Message::Close(None)).await;
+            if let Some((code, reason)) = close {
+                let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+                let _ = ws_tx.send(Message::Close(Some(frame))).await;
                 break;
             }
         }
@@ -187,7 +225,11 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
     } else {
         end
     };
+    let stopping = state.stopping.load(std::sync::atomic::Ordering::SeqCst);
     session.finish(end).await;
+    if let Some((code, reason)) = end.close(stopping) {
+        let _ = session.out.try_send(Outbound::Close { code, reason });
+    }
     drop(session);
     let _ = writer.await;
     state.metrics.connections.dec();
@@ -637,7 +679,13 @@ impl Session {
             withhold_opted_out: hidden,
         };
         if let Err(e) = self.state.media.join(&room, &id, options, self.media_tx.clone()).await {
-            self.error(ErrorCode::Internal, e.to_string(), Some("join"));
+            // Fatal: the connection closes after it.
+            self.send(ServerMessage::Error {
+                code: ErrorCode::Internal,
+                message: e.to_string(),
+                ref_type: Some("join".into()),
+                fatal: true,
+            });
             return Some(End::Fatal);
         }
         if opt_out {
@@ -839,7 +887,7 @@ impl Session {
                 state: PeerState::Failed,
             } => {
                 tracing::warn!(?pc, "peer connection failed; dropping participant");
-                return Some(End::Leave(LeaveReason::Disconnected));
+                return Some(End::MediaFailed);
             }
             MediaEvent::PeerState { .. } => {}
         }
@@ -856,7 +904,7 @@ impl Session {
         let visible = self.state.rooms.leave(&joined.room, &joined.id).unwrap_or(false);
         let reason = match end {
             End::Leave(reason) => reason,
-            End::Fatal => LeaveReason::Disconnected,
+            End::MediaFailed | End::Fatal => LeaveReason::Disconnected,
         };
         tracing::info!(?reason, "left");
         if visible {
@@ -877,6 +925,11 @@ impl Session {
             }
         }
     }
+}
+
+/// The protocol's name of an error code (`room_full`), also the reason of the close frame after it.
+fn code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// A client's text frame as a message, or the error code and explanation it gets.

@@ -32,6 +32,8 @@ pub struct WsClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// Every message read so far, for failure messages.
     pub seen: Vec<Value>,
+    /// The server's close frame (code, reason), once one arrived.
+    pub close: Option<(u16, String)>,
 }
 
 impl WsClient {
@@ -40,7 +42,7 @@ impl WsClient {
             .await
             .unwrap_or_else(|_| panic!("websocket connect to {url} timed out"))
             .unwrap_or_else(|e| panic!("websocket connect to {url}: {e}"));
-        WsClient { ws, seen: Vec::new() }
+        WsClient { ws, seen: Vec::new(), close: None }
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
@@ -70,9 +72,11 @@ impl WsClient {
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return Recv::TimedOut,
-                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    self.close = frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned()));
                     return Recv::Closed;
                 }
+                Ok(None) | Ok(Some(Err(_))) => return Recv::Closed,
                 Ok(Some(Ok(Message::Text(text)))) => {
                     let value: Value = serde_json::from_str(text.as_str())
                         .unwrap_or_else(|e| panic!("server sent text that is not JSON ({e}): {}", text.as_str()));
@@ -178,6 +182,17 @@ impl WsClient {
     /// Drops the TCP connection without a close frame (a client that vanishes).
     pub fn vanish(self) {
         drop(self);
+    }
+
+    /// Reads until the server closes; its close frame's code and reason (`None` without one).
+    pub async fn close_frame(&mut self) -> Option<(u16, String)> {
+        loop {
+            match self.recv(WAIT).await {
+                Recv::Json(_) => continue,
+                Recv::Closed => return self.close.clone(),
+                Recv::TimedOut => panic!("the server did not close; messages so far: {}", self.dump()),
+            }
+        }
     }
 
     /// The messages seen so far, for failure output.
