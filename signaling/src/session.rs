@@ -567,6 +567,12 @@ impl Session {
         self.state.rooms.broadcast(&joined.room, "", &message);
     }
 
+    fn refuse_segment(&self, utterance_id: String, code: ErrorCode, message: String, retry: bool) {
+        tracing::debug!(%utterance_id, ?code, %message, "segment refused");
+        self.state.metrics.error(code);
+        self.send(ServerMessage::SegmentRefused { utterance_id, code, message, retry });
+    }
+
     async fn on_segment(&self, segment: samtal_protocol::Segment) {
         let joined = self.joined.as_ref().expect("checked");
         if !(joined.hidden && joined.role == Role::Service) {
@@ -580,37 +586,34 @@ impl Session {
         // Only text about audio the media server sent this service: a visible participant of this
         // room who published audio and has not opted out. Anything else would put words in
         // someone's mouth.
+        let utterance = segment.utterance_id.clone();
         let name = match self.state.rooms.speaker(&joined.room, &segment.participant_id) {
             Some(speaker) if speaker.transcribable() => speaker.name,
             Some(_) => {
-                self.error(
-                    ErrorCode::Forbidden,
-                    format!(
-                        "participant {}'s audio is not sent to the transcription service",
-                        segment.participant_id
-                    ),
-                    Some("segment"),
-                );
+                let why = format!("participant {}'s audio is not sent to the transcription service", segment.participant_id);
+                self.refuse_segment(utterance, ErrorCode::Forbidden, why, false);
                 return;
             }
             None => {
-                // The speaker left before recognition finished (or never was here): nothing to attribute it
-                // to. No error, which would make the worker send it again and again.
-                tracing::debug!(speaker = %segment.participant_id, "segment for a participant not in the room; dropped");
+                // The speaker left before recognition finished (or never was here): nothing to
+                // attribute it to, now or later.
+                let why = format!("participant {} is not in the room", segment.participant_id);
+                self.refuse_segment(utterance, ErrorCode::UnknownParticipant, why, false);
                 return;
             }
         };
-        if segment.is_final
-            && let Some(meeting_id) = self.state.transcription.meeting_id(&joined.room)
-            && let Err(e) = self.state.store.add_segment(&meeting_id, &segment, &name).await
-        {
-            // Not acknowledged: the worker keeps it and sends it again.
-            self.error(
-                ErrorCode::Internal,
-                format!("segment {} not stored: {e}", segment.utterance_id),
-                Some("segment"),
-            );
-            return;
+        if segment.is_final {
+            let Some(meeting_id) = self.state.transcription.meeting_id(&joined.room) else {
+                let why = "transcription is not running in this room".to_owned();
+                self.refuse_segment(utterance, ErrorCode::Forbidden, why, false);
+                return;
+            };
+            if let Err(e) = self.state.store.add_segment(&meeting_id, &segment, &name).await {
+                // The worker keeps it and sends it again later.
+                self.refuse_segment(utterance, ErrorCode::Internal, format!("not stored: {e}"), true);
+                return;
+            }
+            self.send(ServerMessage::SegmentStored { utterance_id: utterance });
         }
         self.state
             .rooms

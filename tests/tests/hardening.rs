@@ -127,8 +127,12 @@ async fn open_mode_never_opens_the_service_role() {
     let forged = json!({"type": "segment", "utterance_id": "forged-1", "participant_id": alice_id, "start_ms": now - 1000,
         "end_ms": now, "text": "I resign", "language": "en", "confidence": 0.99, "final": true});
     service.send_json(&forged).await;
-    let e = service.expect_error("forbidden").await;
-    assert_eq!(e["ref_type"], "segment", "{e}");
+    let refused = service.expect_type("segment_refused").await;
+    assert_eq!(
+        (refused["utterance_id"].as_str(), refused["code"].as_str(), refused["retry"].as_bool()),
+        (Some("forged-1"), Some("forbidden"), Some(false)),
+        "{refused}"
+    );
     assert!(
         maybe(&mut alice, "caption", Duration::from_secs(1)).await.is_none(),
         "no forged caption reaches the room"

@@ -11,7 +11,7 @@
 //!                                                               ▼
 //!                       router ◀──results── RecognitionPool (shared, bounded, OS threads)
 //!                         │
-//!                         └──▶ room task: `segment` messages, outbox until `pong` acknowledges them
+//!                         └──▶ room task: `segment` messages, outbox until `segment_stored` names them
 //! ```
 //!
 //! * [`control`]: reconnects with backoff and re-registers after a server restart; the server re-sends
@@ -47,7 +47,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use metrics::StatsReader;
-pub use outbox::{ACK_NONCE_PREFIX, Outbox};
+pub use outbox::Outbox;
 pub use room::utterance_id;
 pub use speaker::{SpeakerConfig, SpeakerPipeline, SpeakerStats, TimedUtterance, WallClock};
 pub use stats::{RoomStats, WorkerStats};

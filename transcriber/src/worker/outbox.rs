@@ -1,22 +1,19 @@
 //! Final segments of one room between recognition and the server's acknowledgement.
 //!
-//! The protocol has no segment acknowledgement of its own, but the server handles one connection's messages
-//! in order and answers `ping` with `pong` after everything sent before it. So after sending a batch of
-//! segments the room connection sends `ping` with a nonce of our own (`seg-N`); the `pong` carrying it
-//! acknowledges that batch and all earlier ones. When the room connection drops, everything unacknowledged
-//! goes back to the front of the queue, in order, and is sent again after rejoining; the server keeps one
-//! copy per `utterance_id`, so a segment that did arrive before the drop is not stored twice.
+//! The server answers every final segment with `segment_stored` (it is in the transcript store, or
+//! already was) or `segment_refused` (not stored; `retry` says whether sending it again later may
+//! succeed), each naming the segment's utterance id. A segment stays here until one of those names
+//! it. When the room connection drops, everything unacknowledged goes back to the front of the queue,
+//! in order, and is sent again after rejoining; the server keeps one copy per `utterance_id`, so a
+//! segment that did arrive before the drop is not stored twice.
 //!
 //! Interim captions never enter the outbox: they are sent when connected and otherwise forgotten.
 //! This module is plain data: no I/O, no clocks other than the `Instant`s it is given.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use samtal_protocol::Segment;
-
-/// Prefix of the `ping` nonces that acknowledge segments.
-pub const ACK_NONCE_PREFIX: &str = "seg-";
 
 #[derive(Debug, Clone)]
 struct Pending {
@@ -28,10 +25,11 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct Outbox {
     unsent: VecDeque<Pending>,
-    in_flight: BTreeMap<u64, Vec<Pending>>,
-    next_nonce: u64,
+    /// Sent and not yet answered, in the order they were sent.
+    in_flight: VecDeque<Pending>,
     acked: u64,
     resent: u64,
+    refused: u64,
 }
 
 impl Outbox {
@@ -49,43 +47,49 @@ impl Outbox {
         !self.unsent.is_empty()
     }
 
-    /// Takes everything unsent as one batch: the segments to send, then `ping` with the returned nonce.
-    pub fn send_batch(&mut self) -> Option<(Vec<Segment>, String)> {
-        if self.unsent.is_empty() {
-            return None;
-        }
-        let batch: Vec<Pending> = self.unsent.drain(..).collect();
-        let segments = batch.iter().map(|p| p.segment.clone()).collect();
-        let nonce = self.next_nonce;
-        self.next_nonce += 1;
-        self.in_flight.insert(nonce, batch);
-        Some((segments, format!("{ACK_NONCE_PREFIX}{nonce}")))
+    /// Takes everything unsent to send now; it stays in flight until the server answers for it.
+    pub fn send_batch(&mut self) -> Vec<Segment> {
+        let batch: Vec<Segment> = self.unsent.iter().map(|p| p.segment.clone()).collect();
+        self.in_flight.extend(self.unsent.drain(..));
+        batch
     }
 
-    /// A `pong` arrived; returns how many segments it acknowledged (0 for foreign nonces).
-    pub fn ack(&mut self, nonce: &str) -> usize {
-        let Some(n) = nonce.strip_prefix(ACK_NONCE_PREFIX).and_then(|n| n.parse::<u64>().ok()) else {
-            return 0;
-        };
-        let later = self.in_flight.split_off(&(n + 1));
-        let done: usize = self.in_flight.values().map(Vec::len).sum();
-        self.in_flight = later;
-        self.acked += done as u64;
-        done
+    fn take_in_flight(&mut self, utterance_id: &str) -> Option<Pending> {
+        let i = self.in_flight.iter().position(|p| p.segment.utterance_id == utterance_id)?;
+        self.in_flight.remove(i)
+    }
+
+    /// `segment_stored` arrived: whether it named a segment in flight.
+    pub fn stored(&mut self, utterance_id: &str) -> bool {
+        let found = self.take_in_flight(utterance_id).is_some();
+        self.acked += u64::from(found);
+        found
+    }
+
+    /// `segment_refused` arrived: a segment to retry goes back to the front of the queue; one the
+    /// server will never take is dropped. Whether it named a segment in flight.
+    pub fn refused(&mut self, utterance_id: &str, retry: bool) -> bool {
+        let Some(pending) = self.take_in_flight(utterance_id) else { return false };
+        if retry {
+            self.resent += 1;
+            self.unsent.push_front(pending);
+        } else {
+            self.refused += 1;
+        }
+        true
     }
 
     /// The room connection dropped: everything in flight is unsent again, ahead of newer segments.
     pub fn requeue(&mut self) {
-        let in_flight = std::mem::take(&mut self.in_flight);
-        let mut again: VecDeque<Pending> = in_flight.into_values().flatten().collect();
-        self.resent += again.len() as u64;
+        self.resent += self.in_flight.len() as u64;
+        let mut again = std::mem::take(&mut self.in_flight);
         again.extend(self.unsent.drain(..));
         self.unsent = again;
     }
 
     /// Segments not yet acknowledged (unsent or in flight).
     pub fn len(&self) -> usize {
-        self.unsent.len() + self.in_flight.values().map(Vec::len).sum::<usize>()
+        self.unsent.len() + self.in_flight.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,29 +99,32 @@ impl Outbox {
     /// How long the oldest unacknowledged segment has waited.
     pub fn oldest_age(&self, now: Instant) -> Duration {
         self.in_flight
-            .values()
-            .flatten()
+            .iter()
             .chain(self.unsent.iter())
             .map(|p| now.saturating_duration_since(p.queued))
             .max()
             .unwrap_or_default()
     }
 
-    /// Segments acknowledged so far.
+    /// Segments the server stored so far.
     pub fn acked(&self) -> u64 {
         self.acked
     }
 
-    /// Segments put back for resending after a drop.
+    /// Segments put back for resending after a drop or a refusal worth retrying.
     pub fn resent(&self) -> u64 {
         self.resent
+    }
+
+    /// Segments the server refused for good.
+    pub fn refused_for_good(&self) -> u64 {
+        self.refused
     }
 
     /// Utterance ids not yet acknowledged, oldest first (for logs and tests).
     pub fn pending_ids(&self) -> Vec<String> {
         self.in_flight
-            .values()
-            .flatten()
+            .iter()
             .chain(self.unsent.iter())
             .map(|p| p.segment.utterance_id.clone())
             .collect()
@@ -141,24 +148,43 @@ mod tests {
         }
     }
 
+    fn ids(segments: &[Segment]) -> Vec<&str> {
+        segments.iter().map(|s| s.utterance_id.as_str()).collect()
+    }
+
     #[test]
-    fn pong_acknowledges_its_batch_and_earlier_ones() {
+    fn each_segment_is_acknowledged_by_its_own_utterance_id() {
         let now = Instant::now();
         let mut o = Outbox::new();
         o.push(seg("a"), now);
-        let (first, n1) = o.send_batch().unwrap();
+        assert_eq!(ids(&o.send_batch()), ["a"]);
         o.push(seg("b"), now);
         o.push(seg("c"), now);
-        let (second, n2) = o.send_batch().unwrap();
-        assert_eq!((first.len(), second.len()), (1, 2));
-        assert!(o.send_batch().is_none());
-        assert_eq!(o.ack("42"), 0, "foreign nonces acknowledge nothing");
-        assert_eq!(o.ack("seg-x"), 0);
-        assert_eq!(o.len(), 3);
-        assert_eq!(o.ack(&n2), 3, "a later pong covers the earlier batch too");
-        assert_eq!(o.ack(&n1), 0);
+        assert_eq!(ids(&o.send_batch()), ["b", "c"]);
+        assert!(o.send_batch().is_empty());
+        assert!(!o.stored("x"), "an unknown id acknowledges nothing");
+        assert!(o.stored("c"), "out of order is fine");
+        assert_eq!(o.pending_ids(), ["a", "b"]);
+        assert!(o.stored("a") && o.stored("b"));
+        assert!(!o.stored("a"), "twice is once");
         assert!(o.is_empty());
         assert_eq!(o.acked(), 3);
+    }
+
+    #[test]
+    fn a_refusal_retries_or_drops_only_the_segment_it_names() {
+        let now = Instant::now();
+        let mut o = Outbox::new();
+        for id in ["a", "b", "c"] {
+            o.push(seg(id), now);
+        }
+        o.send_batch();
+        o.push(seg("d"), now);
+        assert!(o.refused("b", true), "the store failed: b goes first in the queue");
+        assert!(o.refused("c", false), "c's speaker is gone: dropped");
+        assert_eq!(o.pending_ids(), ["a", "b", "d"]);
+        assert_eq!(ids(&o.send_batch()), ["b", "d"]);
+        assert_eq!((o.resent(), o.refused_for_good()), (1, 1));
     }
 
     #[test]
@@ -167,16 +193,14 @@ mod tests {
         let mut o = Outbox::new();
         o.push(seg("a"), now);
         o.push(seg("b"), now);
-        let (_, n1) = o.send_batch().unwrap();
+        o.send_batch();
         o.push(seg("c"), now);
-        let _ = o.send_batch().unwrap();
-        assert_eq!(o.ack(&n1), 2);
+        o.send_batch();
+        assert!(o.stored("a") && o.stored("b"));
         o.push(seg("d"), now);
         o.requeue();
         assert_eq!(o.pending_ids(), ["c", "d"]);
-        let (again, _) = o.send_batch().unwrap();
-        let ids: Vec<_> = again.iter().map(|s| s.utterance_id.as_str()).collect();
-        assert_eq!(ids, ["c", "d"]);
+        assert_eq!(ids(&o.send_batch()), ["c", "d"]);
         assert_eq!(o.resent(), 1);
         assert!(o.oldest_age(now + Duration::from_secs(3)) >= Duration::from_secs(3));
     }

@@ -405,15 +405,24 @@ impl RoomTask {
             return EventOutcome::Disconnected;
         };
         match event {
-            ParticipantEvent::Server(ServerMessage::Pong { nonce: Some(nonce) }) => {
-                let acked = self.outbox.ack(&nonce);
-                if acked > 0 {
+            ParticipantEvent::Server(ServerMessage::SegmentStored { utterance_id }) => {
+                if self.outbox.stored(&utterance_id) {
                     self.backoff.reset();
                     self.store_backoff.reset();
-                    self.shared
-                        .counters
-                        .finals_acked
-                        .fetch_add(acked as u64, Ordering::Relaxed);
+                    self.shared.counters.finals_acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ParticipantEvent::Server(ServerMessage::SegmentRefused {
+                utterance_id,
+                code,
+                message,
+                retry,
+            }) => {
+                tracing::warn!(%utterance_id, ?code, %message, retry, "segment refused");
+                if self.outbox.refused(&utterance_id, retry) && retry {
+                    // Not stored (the server's store failed): send it again, later.
+                    self.shared.counters.finals_resent.fetch_add(1, Ordering::Relaxed);
+                    self.send_after = Instant::now() + self.store_backoff.next_delay();
                 }
             }
             ParticipantEvent::Server(ServerMessage::Removed { by }) => {
@@ -429,17 +438,6 @@ impl RoomTask {
                 tracing::warn!(?code, %message, ?ref_type, fatal, "server error in the room");
                 if fatal || code == ErrorCode::Unauthorized {
                     return EventOutcome::Disconnected;
-                }
-                if ref_type.as_deref() == Some("segment") && code != ErrorCode::Forbidden {
-                    // Not stored (the server's store failed): send everything in flight again, later.
-                    // The server keeps one copy per utterance id, so resending stored ones is harmless.
-                    let before = self.outbox.resent();
-                    self.outbox.requeue();
-                    self.shared
-                        .counters
-                        .finals_resent
-                        .fetch_add(self.outbox.resent() - before, Ordering::Relaxed);
-                    self.send_after = Instant::now() + self.store_backoff.next_delay();
                 }
             }
             ParticipantEvent::Server(ServerMessage::ParticipantLeft { participant_id, .. }) => {
@@ -526,15 +524,16 @@ impl RoomTask {
         }
     }
 
-    /// Sends queued finals, then a `ping` whose `pong` acknowledges them.
+    /// Sends queued finals; each stays in the outbox until the server answers for its utterance id.
     fn send_pending(&mut self, conn: &Option<Conn>) {
         let Some(c) = conn else { return };
         if Instant::now() < self.send_after {
             return;
         }
-        let Some((segments, nonce)) = self.outbox.send_batch() else {
+        let segments = self.outbox.send_batch();
+        if segments.is_empty() {
             return;
-        };
+        }
         let signal = c.participant.signal();
         let n = segments.len() as u64;
         for segment in segments {
@@ -542,7 +541,6 @@ impl RoomTask {
                 return; // the drop shows up as an event; the batch is requeued then
             }
         }
-        let _ = signal.send(ClientMessage::Ping { nonce: Some(nonce) });
         self.shared.counters.finals_sent.fetch_add(n, Ordering::Relaxed);
     }
 
