@@ -7,7 +7,7 @@ use crate::Participant;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// 48 kHz samples in one 20 ms frame.
@@ -52,12 +52,7 @@ impl Drop for Microphone {
     }
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use samtal_protocol::unix_ms;
 
 /// Frame k goes out at start + 20k ms (a late frame catches up rather than shifting the schedule).
 async fn run(participant: Arc<Participant>, silence: Bytes, mut said: mpsc::UnboundedReceiver<Speech>) {

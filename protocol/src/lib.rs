@@ -192,7 +192,16 @@ pub enum ClientMessage {
     },
 }
 
-/// A recognised utterance. Times are wall-clock milliseconds since the Unix epoch.
+/// Now, in wall-clock milliseconds since the Unix epoch: the protocol's time (0 if the clock is
+/// before 1970).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A recognised utterance. Times are wall-clock milliseconds since the Unix epoch ([`unix_ms`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     /// Stable id chosen by the worker (e.g. speaker id + start time): storing twice keeps one copy.

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{JFK_REFERENCE, assert_matches_reference, opus_20ms, read_wav_16k, test_data};
@@ -41,9 +41,7 @@ fn init_logging() {
     }
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
+use samtal_client::samtal_protocol::unix_ms;
 
 // ------------------------------------------------------------------------------------------------
 // Server, tokens, worker

@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -136,12 +136,7 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use samtal_client::samtal_protocol::unix_ms;
 
 fn pipeline(pcm: &[f32], vad_model: &std::path::Path, speakers: usize, repeat: usize) -> anyhow::Result<()> {
     let frames: Vec<Bytes> = opus_20ms(pcm)?.into_iter().map(Bytes::from).collect();

@@ -19,7 +19,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 // Dynamic SQL here is built only from constant column lists; every value is a bind parameter.
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Sqlite};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -180,12 +179,7 @@ impl From<sqlx::migrate::MigrateError> for Error {
 }
 
 /// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use samtal_protocol::unix_ms as now_ms;
 
 /// A random UUID (version 4), as meeting id.
 fn new_id() -> String {

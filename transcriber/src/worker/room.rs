@@ -569,12 +569,7 @@ async fn next_event(conn: &mut Option<Conn>) -> Option<ParticipantEvent> {
     }
 }
 
-pub(crate) fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use samtal_client::samtal_protocol::unix_ms as now_unix_ms;
 
 /// Hands the audio thread's utterances to the recognition pool, in order. Finals wait for a slot (never
 /// dropped); interims are best effort. A `Synced` marker is answered once every final before it is queued.
