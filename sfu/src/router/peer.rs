@@ -57,20 +57,26 @@ pub(crate) fn build(
         .with_interceptor_registry(registry)
         .build(now)?;
     for addr in candidates {
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+        add_host_candidate(&mut pc, *addr)?;
     }
     Ok(pc)
+}
+
+/// Offers `addr` as a UDP host candidate of the connection.
+pub(crate) fn add_host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) -> Result<()> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+    Ok(())
 }
 
 /// True when an RTCP compound packet asks for a keyframe.

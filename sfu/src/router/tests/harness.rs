@@ -4,7 +4,7 @@
 //! ICE, DTLS and SRTP run for real; nothing touches a socket.
 
 use crate::config::MediaConfig;
-use crate::router::peer::DeliverKeyframeRequests;
+use crate::router::peer::{DeliverKeyframeRequests, add_host_candidate};
 use crate::router::{MediaEvent, PeerState, Router, SubscribeOptions};
 use crate::stats::Stats;
 use bytes::Bytes;
@@ -18,7 +18,6 @@ use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
@@ -66,23 +65,6 @@ pub struct Net {
     server: SocketAddr,
 }
 
-fn host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) {
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .expect("a host candidate");
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().expect("candidate json"))
-        .expect("local candidate");
-}
-
 /// A browser-like peer connection (full ICE, default codecs and interceptors) at `addr`.
 fn client_pc(addr: SocketAddr, now: Instant) -> RTCPeerConnection {
     let mut media_engine = MediaEngine::default();
@@ -97,7 +79,7 @@ fn client_pc(addr: SocketAddr, now: Instant) -> RTCPeerConnection {
         .with_interceptor_registry(registry)
         .build(now)
         .expect("a client peer connection");
-    host_candidate(&mut pc, addr);
+    add_host_candidate(&mut pc, addr).expect("a host candidate");
     pc
 }
 
