@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use samtal_protocol::{IceServer, Role};
+pub use samtal_records::compliance::retention::RetentionConfig;
 use samtal_sfu::MediaConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,39 +36,6 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Matrix bot and delivery of notices and summaries (`[matrix]`); off without a homeserver.
     pub matrix: crate::delivery::MatrixConfig,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetentionConfig {
-    /// Days a meeting is kept after it ended; 0: forever.
-    pub days: u32,
-    /// Per-room days, overriding `days` (0: that room's meetings are kept forever).
-    pub rooms: BTreeMap<String, u32>,
-    /// Seconds between purges.
-    pub purge_interval_secs: u64,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        Self {
-            days: 0,
-            rooms: BTreeMap::new(),
-            purge_interval_secs: 3600,
-        }
-    }
-}
-
-impl RetentionConfig {
-    /// Days `room`'s meetings are kept (0: forever).
-    pub fn days_for(&self, room: &str) -> u32 {
-        self.rooms.get(room).copied().unwrap_or(self.days)
-    }
-
-    /// Whether anything is ever purged.
-    pub fn enabled(&self) -> bool {
-        self.days > 0 || self.rooms.values().any(|d| *d > 0)
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

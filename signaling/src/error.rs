@@ -17,10 +17,8 @@ pub enum Error {
     Media(#[from] samtal_sfu::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    #[error("transcript store: {0}")]
-    Store(String),
-    #[error("no meeting {0}")]
-    UnknownMeeting(String),
+    #[error(transparent)]
+    Records(#[from] samtal_records::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

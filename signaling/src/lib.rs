@@ -4,19 +4,19 @@
 
 pub mod api;
 pub mod auth;
-pub mod compliance;
 pub mod config;
 pub mod delivery;
 pub mod error;
-pub mod export;
 pub mod meetings;
 pub mod metrics;
 pub mod rooms;
 pub mod serve;
 pub mod server;
 pub mod session;
-pub mod store;
 pub mod transcription;
+
+/// The transcript archive (`samtal-records`), under the paths the server has always used.
+pub use samtal_records::{compliance, export, store};
 
 pub use config::Config;
 pub use error::{Error, Result};

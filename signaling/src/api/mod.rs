@@ -116,7 +116,8 @@ impl ApiError {
     fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
-    pub(crate) fn internal(e: crate::Error) -> Self {
+    pub(crate) fn internal(e: impl Into<crate::Error>) -> Self {
+        let e: crate::Error = e.into();
         tracing::error!("transcript API: {e}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

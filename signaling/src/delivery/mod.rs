@@ -229,7 +229,7 @@ async fn run(state: Arc<AppState>) {
 
 /// Sends what `row` still owes its room.
 async fn deliver(state: &AppState, bot: &Bot, llm: Option<&Llm>, row: &Delivery) -> samtal_matrix::Result<()> {
-    let store_error = |e: crate::Error| samtal_matrix::Error::Store(format!("transcript store: {e}"));
+    let store_error = |e: samtal_records::Error| samtal_matrix::Error::Store(format!("transcript store: {e}"));
     let transcript = state
         .store
         .transcript(&row.meeting_id)

@@ -4,11 +4,45 @@
 //! `retention.purge_interval_secs`; tests call it with the time they want.
 
 use super::audit::Event;
-use crate::config::RetentionConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use crate::error::Result;
 use crate::store::{Deletion, Meeting, Store};
 use serde_json::json;
 use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days a meeting is kept after it ended; 0: forever.
+    pub days: u32,
+    /// Per-room days, overriding `days` (0: that room's meetings are kept forever).
+    pub rooms: BTreeMap<String, u32>,
+    /// Seconds between purges.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            days: 0,
+            rooms: BTreeMap::new(),
+            purge_interval_secs: 3600,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Days `room`'s meetings are kept (0: forever).
+    pub fn days_for(&self, room: &str) -> u32 {
+        self.rooms.get(room).copied().unwrap_or(self.days)
+    }
+
+    /// Whether anything is ever purged.
+    pub fn enabled(&self) -> bool {
+        self.days > 0 || self.rooms.values().any(|d| *d > 0)
+    }
+}
 
 const DAY_MS: i64 = 86_400_000;
 

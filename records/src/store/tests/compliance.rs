@@ -6,7 +6,7 @@ use super::*;
 use crate::compliance::audit::Event;
 use crate::compliance::retention::purge_expired;
 use crate::compliance::search::Query;
-use crate::config::RetentionConfig;
+use crate::compliance::retention::RetentionConfig;
 
 on_both!(
     search_finds_words_prefixes_and_filters,

@@ -1,0 +1,15 @@
+//! The records crate's one error type.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("transcript store: {0}")]
+    Store(String),
+    #[error("no meeting {0}")]
+    UnknownMeeting(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
