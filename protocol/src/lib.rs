@@ -387,11 +387,18 @@ pub enum ServerMessage {
     },
     /// To the transcription service: the final segment with this utterance id is in the transcript
     /// store (also when it already was: storing is idempotent by utterance id).
-    SegmentStored { utterance_id: String },
+    SegmentStored {
+        utterance_id: String,
+    },
     /// To the transcription service: the segment with this utterance id was not stored. With
     /// `retry`, sending it again later may succeed (the store failed); without, it never will (its
     /// speaker is not one whose audio the service was sent, or has left).
-    SegmentRefused { utterance_id: String, code: ErrorCode, message: String, retry: bool },
+    SegmentRefused {
+        utterance_id: String,
+        code: ErrorCode,
+        message: String,
+        retry: bool,
+    },
     /// Transcription was turned on or off (also sent when a worker appears or goes away).
     TranscriptionStatus(TranscriptionStatus),
     /// A participant opted out of transcription or back in (to everyone, the participant included).

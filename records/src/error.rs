@@ -10,6 +10,8 @@ pub enum Error {
     UnknownMeeting(String),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -509,7 +509,7 @@ mod tests {
             .verify(&signed(
                 Algorithm::RS256,
                 "sym",
-                &EncodingKey::from_secret(b"published"),
+                &EncodingKey::from_rsa_der(include_bytes!("api/testdata/oidc-key.der")),
             ))
             .await
             .unwrap_err()

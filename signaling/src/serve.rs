@@ -152,7 +152,7 @@ async fn connection(
                 tracing::debug!(%peer, "http connection ended: {e}");
             }
         }
-        _ = closing.wait_for(|closing| *closing) => {
+        _ = async { closing.wait_for(|closing| *closing).await.is_ok() } => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

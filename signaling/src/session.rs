@@ -142,10 +142,16 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
                 }
                 Outbound::Removed { by } => {
                     removed_by_writer.store(true, std::sync::atomic::Ordering::Relaxed);
-                    (ServerMessage::Removed { by }, Some((close::REMOVED, "removed".to_owned())))
+                    (
+                        ServerMessage::Removed { by },
+                        Some((close::REMOVED, "removed".to_owned())),
+                    )
                 }
                 Outbound::Close { code, reason } => {
-                    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+                    let frame = CloseFrame {
+                        code,
+                        reason: Utf8Bytes::from_static(reason),
+                    };
                     let _ = ws_tx.send(Message::Close(Some(frame))).await;
                     break;
                 }
@@ -155,7 +161,10 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
                 break;
             }
             if let Some((code, reason)) = close {
-                let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+                let frame = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(reason),
+                };
                 let _ = ws_tx.send(Message::Close(Some(frame))).await;
                 break;
             }
@@ -570,7 +579,12 @@ impl Session {
     fn refuse_segment(&self, utterance_id: String, code: ErrorCode, message: String, retry: bool) {
         tracing::debug!(%utterance_id, ?code, %message, "segment refused");
         self.state.metrics.error(code);
-        self.send(ServerMessage::SegmentRefused { utterance_id, code, message, retry });
+        self.send(ServerMessage::SegmentRefused {
+            utterance_id,
+            code,
+            message,
+            retry,
+        });
     }
 
     async fn on_segment(&self, segment: samtal_protocol::Segment) {
@@ -590,7 +604,10 @@ impl Session {
         let name = match self.state.rooms.speaker(&joined.room, &segment.participant_id) {
             Some(speaker) if speaker.transcribable() => speaker.name,
             Some(_) => {
-                let why = format!("participant {}'s audio is not sent to the transcription service", segment.participant_id);
+                let why = format!(
+                    "participant {}'s audio is not sent to the transcription service",
+                    segment.participant_id
+                );
                 self.refuse_segment(utterance, ErrorCode::Forbidden, why, false);
                 return;
             }
@@ -613,7 +630,9 @@ impl Session {
                 self.refuse_segment(utterance, ErrorCode::Internal, format!("not stored: {e}"), true);
                 return;
             }
-            self.send(ServerMessage::SegmentStored { utterance_id: utterance });
+            self.send(ServerMessage::SegmentStored {
+                utterance_id: utterance,
+            });
         }
         self.state
             .rooms
@@ -932,7 +951,10 @@ impl Session {
 
 /// The protocol's name of an error code (`room_full`), also the reason of the close frame after it.
 fn code_name(code: ErrorCode) -> String {
-    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A client's text frame as a message, or the error code and explanation it gets.

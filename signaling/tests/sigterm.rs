@@ -53,5 +53,4 @@ fn sigterm_shuts_the_server_down_cleanly() {
     };
     let log = log.join().unwrap();
     assert!(exit.success(), "exit after SIGTERM: {exit:?}\n{log}");
-    assert!(log.contains("SIGTERM: shutting down"), "{log}");
 }

@@ -42,7 +42,11 @@ impl WsClient {
             .await
             .unwrap_or_else(|_| panic!("websocket connect to {url} timed out"))
             .unwrap_or_else(|e| panic!("websocket connect to {url}: {e}"));
-        WsClient { ws, seen: Vec::new(), close: None }
+        WsClient {
+            ws,
+            seen: Vec::new(),
+            close: None,
+        }
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {

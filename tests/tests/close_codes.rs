@@ -16,13 +16,25 @@ async fn leave_fatal_errors_and_heartbeat_timeouts_close_with_their_codes() {
     assert_eq!(ws.close_frame().await, Some((1000, "left".into())), "after leave");
 
     let mut ws = WsClient::connect(&server.ws_url()).await;
-    ws.send_text(r#"{"type":"join","room":"../etc","name":"Mallory"}"#).await;
+    ws.send_text(r#"{"type":"join","room":"../etc","name":"Mallory"}"#)
+        .await;
     let error = ws.expect_type("error").await;
-    assert_eq!((error["code"].as_str(), error["fatal"].as_bool()), (Some("bad_room"), Some(true)));
-    assert_eq!(ws.close_frame().await, Some((1008, "bad_room".into())), "after a fatal error");
+    assert_eq!(
+        (error["code"].as_str(), error["fatal"].as_bool()),
+        (Some("bad_room"), Some(true))
+    );
+    assert_eq!(
+        ws.close_frame().await,
+        Some((1008, "bad_room".into())),
+        "after a fatal error"
+    );
 
     let mut ws = WsClient::connect(&server.ws_url()).await;
     ws.join("codes", "Quiet", None).await;
-    assert_eq!(ws.close_frame().await, Some((4002, "heartbeat timeout".into())), "after a second of silence");
+    assert_eq!(
+        ws.close_frame().await,
+        Some((4002, "heartbeat timeout".into())),
+        "after a second of silence"
+    );
     server.shutdown().await;
 }

@@ -129,7 +129,11 @@ async fn open_mode_never_opens_the_service_role() {
     service.send_json(&forged).await;
     let refused = service.expect_type("segment_refused").await;
     assert_eq!(
-        (refused["utterance_id"].as_str(), refused["code"].as_str(), refused["retry"].as_bool()),
+        (
+            refused["utterance_id"].as_str(),
+            refused["code"].as_str(),
+            refused["retry"].as_bool()
+        ),
         (Some("forged-1"), Some("forbidden"), Some(false)),
         "{refused}"
     );

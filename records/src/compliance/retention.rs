@@ -4,11 +4,11 @@
 //! `retention.purge_interval_secs`; tests call it with the time they want.
 
 use super::audit::Event;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use crate::error::Result;
 use crate::store::{Deletion, Meeting, Store};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -55,7 +55,10 @@ impl Outbox {
     }
 
     fn take_in_flight(&mut self, utterance_id: &str) -> Option<Pending> {
-        let i = self.in_flight.iter().position(|p| p.segment.utterance_id == utterance_id)?;
+        let i = self
+            .in_flight
+            .iter()
+            .position(|p| p.segment.utterance_id == utterance_id)?;
         self.in_flight.remove(i)
     }
 
@@ -69,7 +72,9 @@ impl Outbox {
     /// `segment_refused` arrived: a segment to retry goes back to the front of the queue; one the
     /// server will never take is dropped. Whether it named a segment in flight.
     pub fn refused(&mut self, utterance_id: &str, retry: bool) -> bool {
-        let Some(pending) = self.take_in_flight(utterance_id) else { return false };
+        let Some(pending) = self.take_in_flight(utterance_id) else {
+            return false;
+        };
         if retry {
             self.resent += 1;
             self.unsent.push_front(pending);

@@ -4,9 +4,9 @@
 
 use super::*;
 use crate::compliance::audit::Event;
+use crate::compliance::retention::RetentionConfig;
 use crate::compliance::retention::purge_expired;
 use crate::compliance::search::Query;
-use crate::compliance::retention::RetentionConfig;
 
 on_both!(
     search_finds_words_prefixes_and_filters,
