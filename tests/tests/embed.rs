@@ -98,9 +98,11 @@ async fn embedding_iframe_api_origins_and_matrix_widget() {
     // The server's side of the origin rules, seen directly: the CSP and what the page is told.
     let head = response_head(server.addr, "/").await;
     assert!(
-        head.to_ascii_lowercase().contains(&format!(
-            "content-security-policy: frame-ancestors 'self' {allowed}\r\n"
-        )),
+        head.to_ascii_lowercase()
+            .contains(&format!("; frame-ancestors 'self' {allowed}; "))
+            && head
+                .to_ascii_lowercase()
+                .contains("content-security-policy: default-src 'self';"),
         "the meeting page's CSP does not name exactly the allowed origin:\n{head}"
     );
     let (status, body) = ws::http_get(server.addr, "/client-config.json").await;
