@@ -444,9 +444,10 @@ impl Participant {
             .into_iter()
             .find(|t| t.track_id == track_id)
             .and_then(|t| t.sender.lock().ok().and_then(|s| s.clone()));
-        if let (Some(conn), Some(sender)) = (&self.publish, sender) {
-            conn.pc.remove_track(&sender).await?;
-        }
+        // The pacers stop, and have stopped, before the sender goes: a paced packet written after
+        // `remove_track` would meet an unbound track and count as a send error.
+        let pacing = self.pacing;
+        self.stop_media_and_wait().await;
         if self.audio.as_ref().is_some_and(|a| a.track.track_id == track_id) {
             self.audio = None;
         }
@@ -457,9 +458,14 @@ impl Participant {
             }
             *id != track_id
         });
-        if self.pacing {
+        let removed = match (&self.publish, sender) {
+            (Some(conn), Some(sender)) => conn.pc.remove_track(&sender).await.map_err(Error::from),
+            _ => Ok(()),
+        };
+        if pacing {
             self.start_media();
         }
+        removed?;
         self.negotiate_publish().await
     }
 
@@ -600,6 +606,18 @@ impl Participant {
         self.pacing = false;
         for pacer in self.pacers.drain(..) {
             pacer.abort();
+        }
+    }
+
+    /// Stops the pacing tasks and waits until none is still inside a send.
+    async fn stop_media_and_wait(&mut self) {
+        self.pacing = false;
+        let pacers: Vec<_> = self.pacers.drain(..).collect();
+        for pacer in &pacers {
+            pacer.abort();
+        }
+        for pacer in pacers {
+            let _ = pacer.await;
         }
     }
 

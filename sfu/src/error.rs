@@ -21,6 +21,8 @@ pub enum Error {
     TooManySections { sections: usize, limit: usize },
     #[error("too many offers: at most {per_second} per second")]
     TooManyOffers { per_second: f64 },
+    #[error("DTLS certificate: {0}")]
+    Certificate(String),
     #[error("the media server has stopped")]
     Stopped,
     #[error("webrtc: {0}")]

@@ -17,14 +17,18 @@ fi
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
-cargo build --release --manifest-path "$here/libfuzzer/Cargo.toml" --bins
+# An explicit --target keeps these flags off build scripts and proc macros, which are not linked
+# with libFuzzer (as cargo-fuzz does).
+host="$(rustc -vV | sed -n 's/^host: //p')"
+cargo build --release --target "$host" --manifest-path "$here/libfuzzer/Cargo.toml" --bins
+bin="$CARGO_TARGET_DIR/$host/release"
 work="$CARGO_TARGET_DIR/corpus"
 run_one() {
     local t="$1"
     mkdir -p "$work/$t"
-    "$CARGO_TARGET_DIR/release/$t" -runs="$runs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    "$bin/$t" -runs="$runs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 "$work/$t" "$here/corpus/$t" 2>&1 | tee "$work/$t.log" | grep -E "^(Done|#[0-9]+ *DONE|stat::number_of_executed_units|stat::average_exec_per_sec|==|SUMMARY)" || true
 }
 export -f run_one
-export here work runs
+export here work runs bin
 printf '%s\n' "${targets[@]}" | xargs -P "${JOBS:-1}" -I{} bash -c 'run_one {}'

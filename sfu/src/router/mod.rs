@@ -12,6 +12,7 @@
 //! own processing, the forwarding core's decision, and one write per subscriber.
 
 mod ice;
+mod identity;
 mod negotiate;
 mod offer_rate;
 mod peer;
@@ -161,6 +162,7 @@ pub struct Router {
     offers_per_second: f64,
     max_media_sections: usize,
     stats: Arc<Stats>,
+    identity: identity::DtlsIdentity,
     peers: Slab<Peer>,
     by_ufrag: HashMap<String, usize>,
     by_addr: HashMap<(SocketAddr, SocketAddr), usize>,
@@ -212,6 +214,7 @@ impl Router {
             offers_per_second: config.offers_per_second,
             max_media_sections: config.max_media_sections,
             stats,
+            identity: identity::DtlsIdentity::generate()?,
             peers: Slab::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
@@ -737,7 +740,12 @@ impl Router {
         }
         let ufrag = ice::random_credential(16);
         let pwd = ice::random_credential(32);
-        let pc = match peer::build(&ufrag, &pwd, &self.candidates, self.failed_after, now) {
+        // X.509 validity is wall-clock time, the one input here not from the caller's clock.
+        let pc = match self
+            .identity
+            .certificate(std::time::SystemTime::now())
+            .and_then(|certificate| peer::build(&ufrag, &pwd, &self.candidates, self.failed_after, certificate, now))
+        {
             Ok(pc) => pc,
             Err(e) => {
                 tracing::error!("cannot create peer connection: {e}");
@@ -1099,13 +1107,22 @@ pub mod fuzzing {
         if super::sdp::media_sections(sdp) > crate::MediaConfig::default().max_media_sections {
             return;
         }
+        static IDENTITY: std::sync::OnceLock<std::sync::Mutex<super::identity::DtlsIdentity>> =
+            std::sync::OnceLock::new();
         let now = Instant::now();
         let candidates = ["127.0.0.1:10000".parse().expect("valid address")];
+        let certificate = IDENTITY
+            .get_or_init(|| std::sync::Mutex::new(super::identity::DtlsIdentity::generate().expect("a certificate")))
+            .lock()
+            .expect("not poisoned")
+            .certificate(std::time::SystemTime::now())
+            .expect("a certificate");
         let Ok(mut pc) = super::peer::build(
             "fuzzufrag0000000",
             "fuzzpassword0123456789abcdefghij",
             &candidates,
             Duration::from_secs(5),
+            certificate,
             now,
         ) else {
             return;

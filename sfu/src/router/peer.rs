@@ -5,6 +5,7 @@
 
 use crate::error::Result;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
@@ -25,13 +26,14 @@ const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// peers' consent checks (aiortc), so those connections do not flap.
 const ICE_DISCONNECTED: Duration = Duration::from_secs(10);
 
-/// A new peer connection with ICE credentials `ufrag`/`pwd` and a host candidate for each address;
-/// it fails after `failed_after` without any ICE traffic.
+/// A new peer connection with ICE credentials `ufrag`/`pwd`, a host candidate for each address and
+/// the server's DTLS `certificate`; it fails after `failed_after` without any ICE traffic.
 pub(crate) fn build(
     ufrag: &str,
     pwd: &str,
     candidates: &[SocketAddr],
     failed_after: Duration,
+    certificate: RTCCertificate,
     now: Instant,
 ) -> Result<RTCPeerConnection> {
     let mut media_engine = MediaEngine::default();
@@ -51,7 +53,7 @@ pub(crate) fn build(
         .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_DISCONNECTED + failed_after), None)
         .build();
     let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(RTCConfigurationBuilder::new().with_certificates(vec![certificate]).build())
         .with_setting_engine(setting_engine)
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
