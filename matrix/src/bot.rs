@@ -16,6 +16,7 @@
 //! homeserver answers a repeated transaction id from the same device with the first event's id
 //! instead of posting again. (A repeated file send uploads the file again, but posts no second event.)
 
+use crate::config::MatrixConfig;
 use crate::error::{Error, Result};
 use crate::message::Formatted;
 use matrix_sdk::authentication::matrix::MatrixSession;
@@ -27,50 +28,8 @@ use matrix_sdk::ruma::{OwnedTransactionId, RoomId};
 use matrix_sdk::store::RoomLoadSettings;
 use matrix_sdk::{Client, Room, RoomState, SessionMeta, SessionTokens};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-/// How the bot reaches its homeserver and who it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BotConfig {
-    /// `https://matrix.example.org` (the client-server API's base URL).
-    pub homeserver_url: String,
-    /// The bot's user: `@samtal:example.org` or the local part `samtal`. Needed with `password`.
-    pub user: String,
-    /// The bot's password; or give `access_token`.
-    pub password: Option<String>,
-    /// An access token of the bot's account (with its device); used instead of a password login.
-    pub access_token: Option<String>,
-    /// Display name of the bot's device, shown to room members verifying devices.
-    pub device_name: String,
-    /// Folder of the bot's state and crypto store and its session; the server sets it to
-    /// `<data_dir>/matrix` when empty.
-    pub store_dir: PathBuf,
-    /// Passphrase that encrypts the store on disk, if set.
-    pub store_passphrase: Option<String>,
-    /// Seconds one homeserver request may take.
-    pub request_timeout_secs: u64,
-    /// Who may invite the bot into a room (and so receive summaries and transcripts there): user ids
-    /// (`@clerk:agency.se`) and server names (`agency.se`). Empty: users of the bot's own server only.
-    pub invite_from: Vec<String>,
-}
-
-impl Default for BotConfig {
-    fn default() -> Self {
-        Self {
-            homeserver_url: String::new(),
-            user: String::new(),
-            password: None,
-            access_token: None,
-            device_name: "Samtal".into(),
-            store_dir: PathBuf::new(),
-            store_passphrase: None,
-            request_timeout_secs: 30,
-            invite_from: Vec::new(),
-        }
-    }
-}
 
 /// Whether the bot accepts an invitation from `inviter` (a user id): listed in `allowed` by user id
 /// or server name, or — with nothing listed — a user of the bot's own server.
@@ -115,7 +74,7 @@ struct SavedSession {
 impl Bot {
     /// Logs in (or restores the saved session), syncs once so that the bot knows its rooms, and
     /// starts the sync loop that accepts invitations.
-    pub async fn connect(config: &BotConfig) -> Result<Bot> {
+    pub async fn connect(config: &MatrixConfig, store_dir: &Path) -> Result<Bot> {
         if config.homeserver_url.trim().is_empty() {
             return Err(Error::Config("matrix.homeserver_url is not set".into()));
         }
@@ -124,7 +83,7 @@ impl Bot {
                 "the Matrix bot needs matrix.password or matrix.access_token".into(),
             ));
         }
-        let dir = &config.store_dir;
+        let dir = store_dir;
         std::fs::create_dir_all(dir).map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
         let saved = read_session(dir).filter(|s| s.homeserver_url == config.homeserver_url);
 
@@ -141,7 +100,7 @@ impl Bot {
             set_store_aside(dir)?;
         }
 
-        let client = build_client(config).await?;
+        let client = build_client(config, store_dir).await?;
         let had_session = session.is_some();
         let restored = match session {
             Some(session) => {
@@ -177,7 +136,7 @@ impl Bot {
             // A client whose restored session was refused starts over on the same store.
             let client = if had_session {
                 drop(client);
-                build_client(config).await?
+                build_client(config, store_dir).await?
             } else {
                 client
             };
@@ -303,25 +262,20 @@ impl Bot {
     }
 }
 
-async fn build_client(config: &BotConfig) -> Result<Client> {
+async fn build_client(config: &MatrixConfig, store_dir: &Path) -> Result<Client> {
     let timeout = Duration::from_secs(config.request_timeout_secs.max(1));
     Client::builder()
         .homeserver_url(&config.homeserver_url)
-        .sqlite_store(&config.store_dir, config.store_passphrase.as_deref())
+        .sqlite_store(store_dir, config.store_passphrase.as_deref())
         // A few quick retries; longer outages are the outbox's to wait out.
         .request_config(RequestConfig::new().retry_limit(2).timeout(timeout))
         .build()
         .await
-        .map_err(|e| {
-            Error::Store(format!(
-                "cannot open the Matrix store in {}: {e}",
-                config.store_dir.display()
-            ))
-        })
+        .map_err(|e| Error::Store(format!("cannot open the Matrix store in {}: {e}", store_dir.display())))
 }
 
 /// The user and device an access token belongs to.
-async fn whoami(config: &BotConfig, token: &str) -> Result<MatrixSession> {
+async fn whoami(config: &MatrixConfig, token: &str) -> Result<MatrixSession> {
     let url = format!(
         "{}/_matrix/client/v3/account/whoami",
         config.homeserver_url.trim_end_matches('/')
@@ -376,7 +330,7 @@ async fn whoami(config: &BotConfig, token: &str) -> Result<MatrixSession> {
     })
 }
 
-fn login_error(config: &BotConfig, reason: &str) -> Error {
+fn login_error(config: &MatrixConfig, reason: &str) -> Error {
     let user = if config.user.is_empty() {
         "(access token)".to_owned()
     } else {

@@ -22,9 +22,9 @@ pub enum Error {
     /// The crypto and state store in the data directory could not be opened.
     #[error("Matrix store: {0}")]
     Store(String),
-    /// The summary backend failed (LLM endpoint unreachable, timed out, bad answer).
-    #[error("summary: {0}")]
-    Summary(String),
+    /// The summary could not be made.
+    #[error(transparent)]
+    Summary(#[from] samtal_summaries::Error),
     #[error("configuration: {0}")]
     Config(String),
 }

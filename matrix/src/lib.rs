@@ -1,16 +1,16 @@
-//! Samtal's Matrix side: a bot account that posts transcription notices, meeting summaries and
-//! transcript files into Matrix rooms (end-to-end encrypted ones included), and the summarizers.
+//! Samtal's Matrix side: a bot account that posts transcription notices, meeting summaries (made
+//! by samtal-summaries) and transcript files into Matrix rooms (end-to-end encrypted ones included).
 //!
+//! - [`config`]: the `[matrix]` configuration section, for the bot and the server's delivery;
 //! - [`bot`]: login (password or access token), a persistent state and crypto store so the bot is
 //!   one device across restarts, a sync loop that accepts invitations, idempotent sends;
-//! - [`summary`]: the [`summary::Summarizer`] trait with the built-in extractive summarizer and a
-//!   client for a self-hosted OpenAI-compatible LLM (llm's HTTP client is matrix-sdk's reqwest);
 //! - [`message`]: the notices and the summary as plain text and HTML, in the meeting's language.
 
 pub mod bot;
+pub mod config;
 pub mod error;
 pub mod message;
-pub mod summary;
 
-pub use bot::{Bot, BotConfig};
+pub use bot::Bot;
+pub use config::MatrixConfig;
 pub use error::{Error, Result};

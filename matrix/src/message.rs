@@ -1,43 +1,16 @@
 //! The messages the bot posts, each as a plain `body` and an HTML `formatted_body`, in the
 //! meeting's language (Swedish for `sv`, English otherwise). Every piece of meeting text is
-//! HTML-escaped. Times are shown in UTC.
+//! HTML-escaped (`&`, `<`, `>`: it is only ever element content). Times are shown in UTC.
 
-use crate::summary::{MeetingText, Point, Summary, is_swedish};
-use time::OffsetDateTime;
-use time::macros::format_description;
+use html_escape::encode_text as escape;
+pub use samtal_summaries::date;
+use samtal_summaries::{MeetingText, Point, Summary, is_swedish};
 
 /// A message as plain text and HTML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Formatted {
     pub plain: String,
     pub html: String,
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `2026-03-01 09:00 UTC`.
-pub fn date(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
 }
 
 /// `45 min`, `1 h 5 min`.
@@ -158,7 +131,7 @@ fn point_plain(p: &Point) -> String {
 fn point_html(p: &Point) -> String {
     match &p.speaker {
         Some(who) => format!("<b>{}:</b> {}", escape(who), escape(&p.text)),
-        None => escape(&p.text),
+        None => escape(&p.text).into_owned(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! * [`verify`] / [`verify_as`]: structure (ggml magic, hparams, mel filters, vocabulary, tensors), refusal of
 //!   weightless test files and truncated files, checksums.
 //! * [`inspect`]: the raw structure of a ggml file, test-only files included.
+//! * [`test_data`]: where tests and benchmarks find model files and speech outside the repository.
 //! * [`fetch`]: download from the catalog URL with checksum verification and an atomic rename.
 //!
 //! The crate never loads weights and never contacts the network except inside `fetch`.
@@ -14,6 +15,7 @@ pub mod checksum;
 pub mod error;
 pub mod fetch;
 pub mod ggml;
+pub mod test_data;
 pub mod verify;
 
 pub use catalog::{CatalogEntry, Family, catalog, find};

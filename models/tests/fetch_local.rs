@@ -1,8 +1,6 @@
 //! `fetch_from` against a tiny HTTP server on 127.0.0.1: pinned checksums, HTTP errors, bodies cut short,
 //! the atomic rename, and that no temporary file is ever left behind. No real URL is contacted.
 
-mod common;
-
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -11,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use common::test_data;
+use samtal_models::test_data::test_data;
 use samtal_models::{Content, Error, catalog, fetch_from};
 
 /// What the test server answers for one path.

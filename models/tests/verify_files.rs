@@ -1,11 +1,9 @@
 //! `verify`/`inspect` on real files: whisper.cpp's weightless test models, the Silero VAD files, and damaged
 //! copies (truncated, garbage, HTML) made in a temporary directory.
 
-mod common;
-
 use std::fs;
 
-use common::test_data;
+use samtal_models::test_data::test_data;
 use samtal_models::{Content, Error, SizeClass, inspect, verify};
 
 #[test]

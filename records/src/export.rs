@@ -6,6 +6,7 @@
 //! (`<v Anna>…</v>`) and a `Name: ` prefix in SRT and text.
 
 use crate::store::{Transcript, TranscriptSegment};
+use html_escape::encode_text as escape;
 use std::fmt::Write;
 use std::str::FromStr;
 
@@ -161,8 +162,8 @@ fn cue_text(text: &str) -> String {
 
 /// A WebVTT voice name: escaped cue text that cannot end in `-`, which the `>` closing the voice
 /// tag would make into `-->`.
-fn voice(name: &str, escape: impl Fn(&str) -> String) -> String {
-    let mut name = escape(&cue_text(name));
+fn voice(name: &str) -> String {
+    let mut name = escape(&cue_text(name)).into_owned();
     if name.ends_with('-') {
         name.push(' ');
     }
@@ -170,7 +171,6 @@ fn voice(name: &str, escape: impl Fn(&str) -> String) -> String {
 }
 
 fn webvtt(t: &Transcript) -> String {
-    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut out = String::from("WEBVTT\n\nNOTE\n");
     for line in header_lines(t) {
         // A NOTE block ends at a blank line and may not contain `-->`.
@@ -184,7 +184,7 @@ fn webvtt(t: &Transcript) -> String {
             i + 1,
             clock(start, '.'),
             clock(end, '.'),
-            voice(&s.speaker_name, escape),
+            voice(&s.speaker_name),
             escape(&cue_text(&s.text))
         );
     }

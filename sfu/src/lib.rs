@@ -7,6 +7,7 @@
 //!   demultiplexing of datagrams, rooms, participants, tracks and negotiation. Datagrams, commands
 //!   and timeouts go in with the time; datagrams, events and the next deadline come out. Unit tests
 //!   drive it with in-memory peers and a fake clock.
+//! - [`rate`] is the token bucket that limits offers here and messages in signaling.
 //! - [`engine`] is the thin I/O shell: one media loop that owns the UDP sockets and a router, and
 //!   talks to signaling through [`MediaServer`].
 //!
@@ -17,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod forward;
+pub mod rate;
 pub mod router;
 pub mod stats;
 

@@ -14,6 +14,7 @@ use samtal_protocol::{
     ClientMessage, ErrorCode, LeaveReason, ModerateAction, ParticipantInfo, PcKind, Role, ServerMessage, TrackInfo,
     TrackSource,
 };
+use samtal_sfu::rate::TokenBucket;
 use samtal_sfu::{MediaEvent, PeerState, SubscribeOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,7 +88,7 @@ struct Session {
     joined: Option<Joined>,
     /// Set when this connection is a transcription worker rather than a participant.
     worker: Option<String>,
-    bucket: TokenBucket,
+    bucket: MessageRate,
     /// The client's address, for the audit trail.
     peer: SocketAddr,
     /// Counts this connection among the unjoined ones until it joins or registers.
@@ -174,7 +175,7 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
     let heartbeat = Duration::from_secs(limits.heartbeat_timeout_secs);
     let unjoined = UnjoinedSlot::take(&state);
     let mut session = Session {
-        bucket: TokenBucket::new(limits.max_messages_per_second),
+        bucket: MessageRate::new(limits.max_messages_per_second),
         state: state.clone(),
         out,
         media_tx,
@@ -1014,34 +1015,22 @@ fn new_participant_id() -> String {
     format!("p{:08x}", rand::random::<u32>())
 }
 
-/// Messages per second with a burst of twice the rate.
-struct TokenBucket {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
+/// Messages per second with a burst of twice the rate, and when the last warning went out.
+struct MessageRate {
+    bucket: TokenBucket,
     last_warning: Option<Instant>,
 }
 
-impl TokenBucket {
+impl MessageRate {
     fn new(per_second: u32) -> Self {
-        let rate = per_second.max(1) as f64;
         Self {
-            rate,
-            tokens: rate * 2.0,
-            at: Instant::now(),
+            bucket: TokenBucket::new(f64::from(per_second.max(1)), 2.0, Instant::now()),
             last_warning: None,
         }
     }
 
     fn take(&mut self, now: Instant) -> bool {
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate * 2.0);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.bucket.allow(now)
     }
 
     /// One rate-limit error per second at most.
@@ -1107,8 +1096,8 @@ mod tests {
 
     #[test]
     fn token_bucket_allows_bursts_then_limits() {
-        let mut b = TokenBucket::new(10);
-        let t0 = b.at;
+        let t0 = Instant::now();
+        let mut b = MessageRate::new(10);
         let allowed = (0..100).filter(|_| b.take(t0)).count();
         assert_eq!(allowed, 20, "burst of twice the rate");
         assert!(b.take(t0 + Duration::from_millis(150)), "refills with time");

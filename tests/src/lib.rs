@@ -160,6 +160,7 @@ pub async fn run_browser_script(script: &str, args: &[&str], limit: Duration) ->
     summary
 }
 
+pub mod events;
 pub mod matrix_reader;
 pub mod sdp;
 pub mod synapse;

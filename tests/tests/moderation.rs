@@ -6,6 +6,7 @@ use samtal_client::samtal_protocol::{
 };
 use samtal_client::synthetic::Vp8Config;
 use samtal_client::{JoinOptions, Participant, ParticipantEvent, ParticipantOptions, Received};
+use samtal_e2e::events::EventLog;
 use samtal_e2e::ws::eventually;
 use samtal_e2e::*;
 use samtal_sfu::Stats;
@@ -68,37 +69,6 @@ impl MediaLog {
     }
 }
 
-#[derive(Clone, Default)]
-struct EventLog(Arc<Mutex<Vec<ParticipantEvent>>>);
-
-impl EventLog {
-    fn spawn(mut rx: mpsc::UnboundedReceiver<ParticipantEvent>) -> EventLog {
-        let log = EventLog::default();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                sink.0.lock().unwrap().push(e);
-            }
-        });
-        log
-    }
-
-    fn find<T>(&self, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> Vec<T> {
-        self.0.lock().unwrap().iter().filter_map(pick).collect()
-    }
-
-    /// Waits until `pick` accepted `n` events; returns the last.
-    async fn wait_n<T>(&self, what: &str, n: usize, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> T {
-        let ok = eventually(WAIT, || std::future::ready(self.find(&pick).len() >= n)).await;
-        assert!(ok, "waited for {n} x {what}; events: {:#?}", self.0.lock().unwrap());
-        self.find(&pick).into_iter().nth(n - 1).expect("found")
-    }
-
-    async fn wait<T>(&self, what: &str, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> T {
-        self.wait_n(what, 1, pick).await
-    }
-}
-
 struct Member {
     p: Participant,
     media: MediaLog,
@@ -137,7 +107,7 @@ impl Member {
                 }
                 _ => None,
             })
-            .await
+            .await;
     }
 }
 

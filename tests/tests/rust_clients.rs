@@ -8,6 +8,7 @@ use samtal_client::synthetic::{
     STAMP_LEN, Stamp, Vp8Config, opus_strip_padding, parse_vp8_descriptor, vp8_is_keyframe_start,
 };
 use samtal_client::{Participant, ParticipantEvent, ParticipantOptions, Received};
+use samtal_e2e::events::EventLog;
 use samtal_e2e::ws::eventually;
 use samtal_e2e::*;
 use samtal_sfu::Stats;
@@ -147,48 +148,6 @@ impl MediaLog {
             .filter(|r| r.participant_id == from && r.kind == kind)
             .filter_map(|r| r.stamp.map(|s| s.counter))
             .max()
-    }
-}
-
-/// Every event a participant got, collected by a task.
-#[derive(Clone, Default)]
-struct EventLog(Arc<Mutex<Vec<ParticipantEvent>>>);
-
-impl EventLog {
-    fn spawn(mut rx: mpsc::UnboundedReceiver<ParticipantEvent>) -> EventLog {
-        let log = EventLog::default();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                sink.0.lock().unwrap().push(e);
-            }
-        });
-        log
-    }
-
-    fn find<T>(&self, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> Vec<T> {
-        self.0.lock().unwrap().iter().filter_map(pick).collect()
-    }
-
-    /// Waits until `pick` accepts at least `n` events; returns what it picked.
-    async fn wait_n<T>(&self, what: &str, n: usize, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> Vec<T> {
-        let ok = eventually(WAIT, || {
-            let found = self.find(&pick).len();
-            async move { found >= n }
-        })
-        .await;
-        let found = self.find(&pick);
-        assert!(
-            ok,
-            "waited for {n} x {what}, got {}; events: {:#?}",
-            found.len(),
-            self.0.lock().unwrap()
-        );
-        found
-    }
-
-    async fn wait<T>(&self, what: &str, pick: impl Fn(&ParticipantEvent) -> Option<T>) -> T {
-        self.wait_n(what, 1, pick).await.into_iter().next().expect("one found")
     }
 }
 

@@ -29,12 +29,9 @@ use samtal_transcriber::recognize::{Language, Options, Recognizer, ScriptedRecog
 use samtal_transcriber::vad::{SileroConfig, SileroVad};
 use samtal_transcriber::worker::{SpeakerConfig, SpeakerPipeline, WallClock, Worker, WorkerConfig};
 
-/// Default test data: the repository's sibling `shared/` folder, or `$SAMTAL_TEST_DATA`.
+/// Default test data: `$SAMTAL_TEST_DATA`, or the repository's sibling `shared/` folder.
 fn data(relative: &str) -> PathBuf {
-    std::env::var_os("SAMTAL_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
-        .join(relative)
+    samtal_models::test_data::test_data_dir().join(relative)
 }
 
 #[derive(Parser, Debug)]

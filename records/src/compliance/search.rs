@@ -6,6 +6,8 @@
 //! the two find the same segments. The highlight is the segment's text, HTML-escaped, with each
 //! matching word in `<mark>…</mark>`; it is computed here, not by the database, so it is identical.
 
+use html_escape::encode_text as escape;
+
 /// Most words in one query.
 pub const MAX_TERMS: usize = 16;
 
@@ -111,22 +113,6 @@ impl Query {
         flush(&mut word, &mut out);
         out
     }
-}
-
-/// HTML-escapes `&`, `<`, `>`, `"` and `'`.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ pub(crate) struct DtlsIdentity {
 
 impl DtlsIdentity {
     pub(crate) fn generate() -> Result<Self> {
-        Ok(Self { certificate: generate()? })
+        Ok(Self {
+            certificate: generate()?,
+        })
     }
 
     /// The certificate for a new connection, renewed first when it is close to expiry at `now`
@@ -60,7 +62,11 @@ mod tests {
         let fingerprint = |c: &RTCCertificate| c.get_fingerprints(default_provider().unwrap().crypto()).unwrap();
         let first = identity.certificate(SystemTime::now()).unwrap();
         let again = identity.certificate(SystemTime::now()).unwrap();
-        assert_eq!(fingerprint(&first), fingerprint(&again), "one certificate for all peers");
+        assert_eq!(
+            fingerprint(&first),
+            fingerprint(&again),
+            "one certificate for all peers"
+        );
 
         let near_expiry = expires - Duration::from_secs(60 * 60);
         let renewed = identity.certificate(near_expiry).unwrap();

@@ -14,7 +14,6 @@
 mod ice;
 mod identity;
 mod negotiate;
-mod offer_rate;
 mod peer;
 mod sdp;
 mod slab;
@@ -22,20 +21,19 @@ mod slab;
 mod tests;
 mod timers;
 
-use self::offer_rate::OfferRate;
 use self::sdp::sending_track_ids;
 use self::slab::Slab;
 use self::timers::Timers;
 use crate::config::MediaConfig;
 use crate::error::{Error, Result};
 use crate::forward::{Forward, PublishedTrack};
+use crate::rate::TokenBucket;
 use crate::stats::Stats;
 use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
-use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -52,6 +50,10 @@ use std::time::{Duration, Instant};
 
 /// How often keyframe retries and other slow bookkeeping run.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+
+/// Offers one participant may make at once, in seconds of its rate: renegotiation stays cheap for
+/// everyone else on the media thread.
+const OFFER_BURST_SECONDS: f64 = 4.0;
 
 /// What a participant wants to receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +143,7 @@ struct Participant {
     offer_in_flight: bool,
     needs_offer: bool,
     /// Publish offers this participant may still make now.
-    offers: OfferRate,
+    offers: TokenBucket,
 }
 
 struct Track {
@@ -865,10 +867,14 @@ impl Router {
             .ok_or_else(|| Error::Negotiation("no subscribe offer is waiting for an answer".into()))?;
         p.offer_in_flight = false;
         let pc = &mut self.peers.get_mut(idx).expect("subscribe peer exists").pc;
-        let answer = RTCSessionDescription::answer(sdp).map_err(|e| Error::Negotiation(format!("bad answer: {e}")))?;
-        let applied = pc
-            .set_remote_description(now, answer)
-            .map_err(|e| Error::Negotiation(format!("answer rejected: {e}")));
+        let applied = negotiate::apply_answer(pc, sdp, now);
+        if applied.is_err() {
+            // Our offer was rolled back: what it carried is offered again.
+            self.participants
+                .get_mut(participant)
+                .expect("checked above")
+                .needs_offer = true;
+        }
         self.refresh_payload_types(participant);
         self.process(idx, now);
         self.offer_if_needed(participant, now);
@@ -1022,7 +1028,7 @@ impl Router {
             down: HashMap::new(),
             offer_in_flight: false,
             needs_offer: false,
-            offers: OfferRate::new(self.offers_per_second, now),
+            offers: TokenBucket::new(self.offers_per_second, OFFER_BURST_SECONDS, now),
         });
         self.participant_ids.insert(id, idx);
         let members = self.rooms.entry(room).or_default();

@@ -1,6 +1,6 @@
-//! Applying a publish offer to a peer connection: set it, answer it, apply the answer, and roll the
-//! offer back when any step fails, so that a refused re-offer leaves the connection as it was and
-//! the next good offer applies (RFC 9429 §5.7).
+//! Applying a publish offer to a peer connection (set it, answer it, apply the answer) and a
+//! subscriber's answer to our offer. When any step fails the offer is rolled back, so the
+//! connection is as it was and the next good offer applies (RFC 9429 §5.7).
 
 use crate::error::{Error, Result};
 use rtc::peer_connection::RTCPeerConnection;
@@ -32,4 +32,66 @@ fn answer(pc: &mut RTCPeerConnection, sdp: String, now: Instant) -> Result<Strin
         .local_description()
         .ok_or_else(|| Error::Negotiation("no local description".into()))?
         .sdp)
+}
+
+/// Applies a subscriber's answer to our pending offer; when it is refused our offer is rolled back,
+/// so the connection is as before the offer and a new one can be made.
+pub(crate) fn apply_answer(pc: &mut RTCPeerConnection, sdp: String, now: Instant) -> Result<()> {
+    let result = RTCSessionDescription::answer(sdp)
+        .map_err(|e| Error::Negotiation(format!("bad answer: {e}")))
+        .and_then(|answer| {
+            pc.set_remote_description(now, answer)
+                .map_err(|e| Error::Negotiation(format!("answer rejected: {e}")))
+        });
+    if result.is_err()
+        && pc.pending_local_description().is_some()
+        && let Err(e) = RTCSessionDescription::rollback(None).and_then(|r| pc.set_local_description(now, r))
+    {
+        tracing::warn!("cannot roll back an offer whose answer was refused: {e}");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::identity::DtlsIdentity;
+    use crate::router::peer;
+    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+    use std::time::{Duration, SystemTime};
+
+    fn server_pc(now: Instant) -> RTCPeerConnection {
+        let certificate = DtlsIdentity::generate()
+            .unwrap()
+            .certificate(SystemTime::now())
+            .unwrap();
+        let candidates = ["192.0.2.1:10000".parse().unwrap()];
+        peer::build(
+            "ufragufragufrag1",
+            "passwordpasswordpasswordpassword",
+            &candidates,
+            Duration::from_secs(5),
+            certificate,
+            now,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_refused_answer_rolls_our_offer_back() {
+        let now = Instant::now();
+        let mut pc = server_pc(now);
+        pc.add_transceiver_from_kind(RtpCodecKind::Audio, None).unwrap();
+        let offer = pc.create_offer(None).unwrap();
+        pc.set_local_description(now, offer).unwrap();
+        assert!(pc.pending_local_description().is_some());
+
+        let refused = apply_answer(&mut pc, "v=0\r\nnot an answer\r\n".into(), now);
+        assert!(matches!(refused, Err(Error::Negotiation(_))), "{refused:?}");
+        assert!(pc.pending_local_description().is_none(), "the offer was rolled back");
+
+        let again = pc.create_offer(None).unwrap();
+        pc.set_local_description(now, again).expect("a new offer applies");
+        assert!(pc.pending_local_description().is_some());
+    }
 }

@@ -53,7 +53,11 @@ pub(crate) fn build(
         .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_DISCONNECTED + failed_after), None)
         .build();
     let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().with_certificates(vec![certificate]).build())
+        .with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_certificates(vec![certificate])
+                .build(),
+        )
         .with_setting_engine(setting_engine)
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)

@@ -20,19 +20,18 @@
 //! Rows of one Matrix room are delivered in order: when one fails, the room's later rows wait.
 
 mod api;
-mod config;
 
 pub use api::router;
 pub(crate) use api::valid_room_id;
-pub use config::MatrixConfig;
+pub use samtal_matrix::MatrixConfig;
 
 use crate::export::{self, Format};
 use crate::server::AppState;
 use crate::store::{Delivery, DeliveryKind, Transcript, now_ms};
-use samtal_matrix::summary::extractive::Extractive;
-use samtal_matrix::summary::llm::Llm;
-use samtal_matrix::summary::{MeetingText, Summarizer, Utterance};
 use samtal_matrix::{Bot, message};
+use samtal_summaries::extractive::Extractive;
+use samtal_summaries::llm::Llm;
+use samtal_summaries::{MeetingText, Summarizer, Utterance};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,7 +118,7 @@ fn backoff(config: &MatrixConfig, attempts: i64) -> Duration {
 
 async fn run(state: Arc<AppState>) {
     let config = &state.config.matrix;
-    let bot_config = config.bot(&state.config.data_dir);
+    let store_dir = config.store_dir_in(&state.config.data_dir);
     let summarizer: Option<Llm> = if config.llm.url.trim().is_empty() {
         None
     } else {
@@ -137,7 +136,7 @@ async fn run(state: Arc<AppState>) {
     let mut next_connect = tokio::time::Instant::now();
     loop {
         if bot.is_none() && tokio::time::Instant::now() >= next_connect {
-            match Bot::connect(&bot_config).await {
+            match Bot::connect(config, &store_dir).await {
                 Ok(b) => {
                     tracing::info!(user = %b.user_id(), device = %b.device_id(), "Matrix delivery ready");
                     bot = Some(b);

@@ -10,8 +10,11 @@ mod targets;
 
 pub use targets::*;
 
+/// A fuzz target: takes any bytes, panics when something that must hold does not.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the runners.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("signaling_message", signaling_message),
     ("session_rooms", session_rooms),
     ("sdp_publish", sdp_publish),

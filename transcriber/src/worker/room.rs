@@ -405,12 +405,12 @@ impl RoomTask {
             return EventOutcome::Disconnected;
         };
         match event {
-            ParticipantEvent::Server(ServerMessage::SegmentStored { utterance_id }) => {
-                if self.outbox.stored(&utterance_id) {
-                    self.backoff.reset();
-                    self.store_backoff.reset();
-                    self.shared.counters.finals_acked.fetch_add(1, Ordering::Relaxed);
-                }
+            ParticipantEvent::Server(ServerMessage::SegmentStored { utterance_id })
+                if self.outbox.stored(&utterance_id) =>
+            {
+                self.backoff.reset();
+                self.store_backoff.reset();
+                self.shared.counters.finals_acked.fetch_add(1, Ordering::Relaxed);
             }
             ParticipantEvent::Server(ServerMessage::SegmentRefused {
                 utterance_id,

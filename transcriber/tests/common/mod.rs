@@ -1,26 +1,11 @@
-//! Shared helpers of the transcriber's integration tests: test data lookup, WAV reading, 16→48 kHz
+//! Shared helpers of the transcriber's integration tests: test data lookup (samtal-models'), WAV reading, 16→48 kHz
 //! upsampling, and the reference speech segments of jfk.wav. Must never skip a test for missing data.
 #![allow(dead_code)]
-
-use std::path::PathBuf;
 
 /// whisper.cpp's Silero VAD v6.2.0 segments of jfk.wav (its test-vad; default parameters), in seconds.
 pub const JFK_REFERENCE: [(f64, f64); 4] = [(0.32, 2.27), (3.27, 4.41), (5.38, 7.68), (8.16, 10.62)];
 
-/// `$SAMTAL_TEST_DATA/<relative>`, default `<repo>/../shared/<relative>`; fails with instructions if absent.
-pub fn test_data(relative: &str) -> PathBuf {
-    let root = std::env::var_os("SAMTAL_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    let path = root.join(relative);
-    assert!(
-        path.is_file(),
-        "test data missing: {} (looked in SAMTAL_TEST_DATA or <repo>/../shared). \
-         Run scripts/fetch-test-data.sh on a machine with internet, or set SAMTAL_TEST_DATA to its folder.",
-        path.display()
-    );
-    path
-}
+pub use samtal_models::test_data::test_data;
 
 /// Reads `$SAMTAL_TEST_DATA/<relative>`, a 16 kHz mono 16-bit WAV, as f32 in -1..1.
 pub fn read_wav_16k(relative: &str) -> Vec<f32> {

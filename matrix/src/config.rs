@@ -1,29 +1,33 @@
-//! The `[matrix]` configuration section (see `docs/configuration.md` and `docs/matrix.md`).
+//! The `[matrix]` configuration section (see `docs/configuration.md` and `docs/matrix.md`): how the
+//! bot reaches its homeserver and who it is, and how the server delivers notices and summaries
+//! through it. One type for both, read by the server and handed to [`Bot::connect`](crate::Bot::connect).
 
-use samtal_matrix::BotConfig;
-use samtal_matrix::summary::llm::LlmConfig;
+use samtal_summaries::llm::LlmConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MatrixConfig {
-    /// Client-server API base URL of the bot's homeserver; empty: no Matrix delivery.
+    /// `https://matrix.example.org` (the client-server API's base URL); empty: no Matrix delivery.
     pub homeserver_url: String,
-    /// The bot's user id (`@samtal:example.org`) or local part.
+    /// The bot's user: `@samtal:example.org` or the local part `samtal`. Needed with `password`.
     pub user: String,
-    /// The bot's password (or give `access_token`).
+    /// The bot's password; or give `access_token`.
     pub password: Option<String>,
-    /// An access token of the bot's account, instead of a password.
+    /// An access token of the bot's account (with its device); used instead of a password login.
     pub access_token: Option<String>,
-    /// Display name of the bot's device.
+    /// Display name of the bot's device, shown to room members verifying devices.
     pub device_name: String,
-    /// The bot's state and crypto store; empty: `<data_dir>/matrix`.
+    /// Folder of the bot's state and crypto store and its session; unset: `<data_dir>/matrix`.
     pub store_dir: Option<PathBuf>,
-    /// Encrypts the store on disk when set.
+    /// Passphrase that encrypts the store on disk, if set.
     pub store_passphrase: Option<String>,
     /// Seconds one homeserver request may take.
     pub request_timeout_secs: u64,
+    /// Who may invite the bot into a room (and so receive summaries and transcripts there): user ids
+    /// (`@clerk:agency.se`) and server names (`agency.se`). Empty: users of the bot's own server only.
+    pub invite_from: Vec<String>,
     /// Post a notice when transcription starts and stops.
     pub notices: bool,
     /// Seconds after a meeting ends before its summary is made (lets the worker's last segments arrive).
@@ -34,9 +38,6 @@ pub struct MatrixConfig {
     pub retry_max_secs: u64,
     /// The LLM summarizer; with no `url`, summaries are extractive.
     pub llm: LlmConfig,
-    /// Who may invite the bot into rooms: user ids (`@clerk:agency.se`) and server names
-    /// (`agency.se`). Empty: users of the bot's own homeserver only.
-    pub invite_from: Vec<String>,
 }
 
 impl Default for MatrixConfig {
@@ -50,12 +51,12 @@ impl Default for MatrixConfig {
             store_dir: None,
             store_passphrase: None,
             request_timeout_secs: 30,
+            invite_from: Vec::new(),
             notices: true,
             summary_delay_secs: 5,
             retry_initial_secs: 5,
             retry_max_secs: 600,
             llm: LlmConfig::default(),
-            invite_from: Vec::new(),
         }
     }
 }
@@ -66,18 +67,8 @@ impl MatrixConfig {
         !self.homeserver_url.trim().is_empty()
     }
 
-    /// The bot's settings, with the store in `<data_dir>/matrix` unless configured.
-    pub fn bot(&self, data_dir: &Path) -> BotConfig {
-        BotConfig {
-            homeserver_url: self.homeserver_url.trim().to_owned(),
-            user: self.user.clone(),
-            password: self.password.clone(),
-            access_token: self.access_token.clone(),
-            device_name: self.device_name.clone(),
-            store_dir: self.store_dir.clone().unwrap_or_else(|| data_dir.join("matrix")),
-            store_passphrase: self.store_passphrase.clone(),
-            request_timeout_secs: self.request_timeout_secs,
-            invite_from: self.invite_from.clone(),
-        }
+    /// The bot's store folder: `store_dir`, or `<data_dir>/matrix`.
+    pub fn store_dir_in(&self, data_dir: &Path) -> PathBuf {
+        self.store_dir.clone().unwrap_or_else(|| data_dir.join("matrix"))
     }
 }

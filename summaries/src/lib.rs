@@ -1,17 +1,21 @@
-//! Meeting summaries: one [`Summarizer`] trait, two implementations.
+//! samtal-summaries: meeting summaries from transcripts. One [`Summarizer`] trait, two
+//! implementations; the server posts what they make (to Matrix, through samtal-matrix).
 //!
 //! - [`extractive::Extractive`]: built in, no model, deterministic. Picks the most central
 //!   sentences, groups them by speaker, and finds decision and action-item phrases (Swedish and English).
 //! - [`llm::Llm`]: a client for an OpenAI-compatible chat-completions endpoint (llama.cpp server,
 //!   vLLM, Ollama) that the operator runs; none is configured by default.
 
+pub mod error;
 pub mod extractive;
 pub mod llm;
 
-use crate::error::Result;
+pub use error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
+use time::OffsetDateTime;
+use time::macros::format_description;
 
 /// One thing said, in time order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,4 +95,15 @@ pub fn clip(text: &str, max: usize) -> String {
         _ => cut,
     };
     format!("{cut}…")
+}
+
+/// `2026-03-01 09:00 UTC` for milliseconds since the Unix epoch (the milliseconds if out of range).
+pub fn date(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }

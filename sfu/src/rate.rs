@@ -1,40 +1,38 @@
-//! How often one participant may make the media thread apply a publish offer: a token bucket
-//! (bursts of four offers at the configured rate), so renegotiation stays cheap for everyone else.
+//! A token bucket on the caller's clock: `per_second` tokens a second, at most `burst` saved up.
+//! The media server limits how often one participant may make it apply an offer with it, the
+//! signaling session how many messages one websocket may send.
 
 use std::time::Instant;
 
-/// Offers a participant may make at once before the rate applies.
-const BURST_SECONDS: f64 = 4.0;
-
 #[derive(Debug, Clone)]
-pub(crate) struct OfferRate {
+pub struct TokenBucket {
     per_second: f64,
+    burst: f64,
     tokens: f64,
     at: Instant,
 }
 
-impl OfferRate {
-    pub fn new(per_second: f64, now: Instant) -> Self {
+impl TokenBucket {
+    /// Full at `now`: `burst_seconds` of the rate may be taken at once (at least one token).
+    pub fn new(per_second: f64, burst_seconds: f64, now: Instant) -> Self {
         let per_second = per_second.max(0.01);
+        let burst = (per_second * burst_seconds).max(1.0);
         Self {
             per_second,
-            tokens: Self::burst(per_second),
+            burst,
+            tokens: burst,
             at: now,
         }
-    }
-
-    fn burst(per_second: f64) -> f64 {
-        (per_second * BURST_SECONDS).max(1.0)
     }
 
     pub fn per_second(&self) -> f64 {
         self.per_second
     }
 
-    /// Takes one offer's token; false when the participant is over its rate.
+    /// Takes one token; false when there is none left at `now`.
     pub fn allow(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(Self::burst(self.per_second));
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -53,7 +51,7 @@ mod tests {
     #[test]
     fn a_burst_then_the_rate() {
         let t0 = Instant::now();
-        let mut rate = OfferRate::new(2.0, t0);
+        let mut rate = TokenBucket::new(2.0, 4.0, t0);
         let burst = (0..20).filter(|_| rate.allow(t0)).count();
         assert_eq!(burst, 8, "four seconds' worth at once");
         assert!(!rate.allow(t0 + Duration::from_millis(100)));
@@ -68,5 +66,14 @@ mod tests {
             8,
             "idle time refills only up to the burst"
         );
+    }
+
+    #[test]
+    fn a_slow_rate_still_allows_one() {
+        let t0 = Instant::now();
+        let mut rate = TokenBucket::new(0.1, 1.0, t0);
+        assert!(rate.allow(t0));
+        assert!(!rate.allow(t0 + Duration::from_secs(5)));
+        assert!(rate.allow(t0 + Duration::from_secs(10)));
     }
 }

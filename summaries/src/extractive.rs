@@ -13,7 +13,7 @@
 //! long the meeting was. Equal scores are broken by time, so the same transcript always gives the
 //! same summary.
 
-use super::{MeetingText, Point, Summarizer, Summary, SummaryFuture, clip};
+use crate::{MeetingText, Point, Summarizer, Summary, SummaryFuture, clip};
 use std::collections::{HashMap, HashSet};
 
 /// At most this many key points.
@@ -331,7 +331,7 @@ fn centrality(sentences: &[Sentence<'_>]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::Utterance;
+    use crate::Utterance;
 
     fn meeting(language: &str, lines: &[(&str, &str)]) -> MeetingText {
         MeetingText {

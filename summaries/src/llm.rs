@@ -8,8 +8,7 @@
 //! unreachable, timeout, HTTP error, an answer that is not that JSON) is an [`Error::Summary`] that
 //! says which; the caller decides what to fall back to.
 
-use super::{MeetingText, Point, Summarizer, Summary, SummaryFuture, clip, is_swedish};
-use crate::error::{Error, Result};
+use crate::{Error, MeetingText, Point, Result, Summarizer, Summary, SummaryFuture, clip, is_swedish};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -60,7 +59,7 @@ impl Default for LlmConfig {
 pub struct Llm {
     config: LlmConfig,
     endpoint: String,
-    http: matrix_sdk::reqwest::Client,
+    http: reqwest::Client,
 }
 
 impl Llm {
@@ -74,8 +73,8 @@ impl Llm {
         } else {
             format!("{base}/chat/completions")
         };
-        matrix_sdk::reqwest::Url::parse(&endpoint).map_err(|e| Error::Config(format!("LLM url {endpoint:?}: {e}")))?;
-        let http = matrix_sdk::reqwest::Client::builder()
+        reqwest::Url::parse(&endpoint).map_err(|e| Error::Config(format!("LLM url {endpoint:?}: {e}")))?;
+        let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs.max(1)))
             .build()
             .map_err(|e| Error::Config(format!("LLM HTTP client: {e}")))?;
@@ -105,7 +104,7 @@ impl Llm {
         self.config
             .prompt_template
             .replace("{title}", &meeting.title)
-            .replace("{date}", &crate::message::date(meeting.started_at))
+            .replace("{date}", &crate::date(meeting.started_at))
             .replace("{language}", &language)
             .replace("{participants}", &meeting.participants.join(", "))
             .replace("{transcript}", &transcript)
@@ -154,7 +153,7 @@ impl Llm {
         Ok(summary)
     }
 
-    fn failed(&self, e: matrix_sdk::reqwest::Error) -> Error {
+    fn failed(&self, e: reqwest::Error) -> Error {
         if e.is_timeout() {
             Error::Summary(format!(
                 "LLM endpoint {} did not answer within {} s",
@@ -232,7 +231,7 @@ pub fn parse_summary(content: &str) -> Result<Summary> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::Utterance;
+    use crate::Utterance;
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
