@@ -76,6 +76,8 @@ export interface SamtalEvents {
   /** Also sent, right after `joined`, for everyone already in the room. */
   participantJoined: { id: string; displayName: string; role: string };
   participantLeft: { id: string; displayName: string; reason: string };
+  /** The room's dominant speaker changed (the server's decision; the same for everyone). */
+  dominantSpeakerChanged: { id: string };
   /** Anyone's microphone (kind audio) or camera/screen (kind video) muted or unmuted; local: it is us. */
   muteChanged: { participantId: string; local: boolean; source: SamtalSource; kind: 'audio' | 'video'; muted: boolean };
   /** A live caption; an interim one (final: false) is replaced by the next with the same utteranceId. */

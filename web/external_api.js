@@ -26,7 +26,7 @@
     'startTranscription', 'stopTranscription', 'toggleCaptions', 'toggleTranscript',
   ];
   var EVENTS = [
-    'ready', 'joined', 'left', 'participantJoined', 'participantLeft', 'muteChanged',
+    'ready', 'joined', 'left', 'participantJoined', 'participantLeft', 'dominantSpeakerChanged', 'muteChanged',
     'captionReceived', 'transcriptionStatusChanged', 'captionsToggled', 'readyToClose',
   ];
   var TOOLBAR_BUTTONS = ['microphone', 'camera', 'desktop', 'transcription', 'closedcaptions', 'transcript', 'devices', 'hangup'];

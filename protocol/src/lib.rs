@@ -1,9 +1,12 @@
 //! The signaling protocol, version 1, as typed messages (see `docs/protocol.md`).
 //!
-//! This crate only describes messages and (de)serialises them; it must never do I/O, so the server,
-//! the Rust client, the transcriber and tests can all share it.
+//! This crate only describes messages and (de)serialises them, plus the one retry schedule
+//! ([`retry`]) every reconnecting part uses; it must never do I/O, so the server, the Rust client,
+//! the transcriber and tests can all share it.
 
 use serde::{Deserialize, Serialize};
+
+pub mod retry;
 
 /// Protocol version spoken by this crate.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -368,6 +371,17 @@ pub enum ServerMessage {
     TrackUnpublished {
         participant_id: String,
         track_id: String,
+    },
+    /// The room's dominant speaker changed (decided by the media server from audio levels); also
+    /// sent right after `joined` when the room has one. Sent to everyone, the speaker included.
+    DominantSpeaker {
+        participant_id: String,
+    },
+    /// Last-N: the participants whose cameras this participant receives now; every other camera is
+    /// paused toward it (show an avatar). Sent on each change while the room has more cameras than
+    /// the server's limit allows.
+    VideoForwarded {
+        participant_ids: Vec<String>,
     },
     MuteChanged {
         participant_id: String,

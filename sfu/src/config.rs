@@ -22,6 +22,8 @@ pub struct MediaConfig {
     pub max_media_sections: usize,
     /// Publish offers per second one participant may make, on average (bursts of four times this).
     pub offers_per_second: f64,
+    /// Cameras each participant receives at most, following the speakers (last-N); 0: all of them.
+    pub last_n: usize,
 }
 
 impl Default for MediaConfig {
@@ -33,6 +35,7 @@ impl Default for MediaConfig {
             disconnect_timeout_secs: 15,
             max_media_sections: 16,
             offers_per_second: 2.0,
+            last_n: 20,
         }
     }
 }

@@ -17,6 +17,10 @@ pub struct Stats {
     pub forwarded_packets: AtomicU64,
     pub forwarded_bytes: AtomicU64,
     pub keyframe_requests: AtomicU64,
+    /// Times a room's dominant speaker changed.
+    pub speaker_changes: AtomicU64,
+    /// Cameras paused toward a subscriber by last-N.
+    pub video_pauses: AtomicU64,
     pub errors: AtomicU64,
     /// Sum of in-server forwarding delay (socket read to socket write) in nanoseconds,
     /// over `forwarded_packets`: the mean delay is their ratio.

@@ -139,6 +139,16 @@ impl Collector for MediaCollector {
                 "Keyframe requests (PLI) sent to publishers",
                 &s.keyframe_requests,
             ),
+            (
+                "dominant_speaker_changes",
+                "Times a room's dominant speaker changed",
+                &s.speaker_changes,
+            ),
+            (
+                "last_n_video_pauses",
+                "Cameras paused toward a subscriber because last-N left them out",
+                &s.video_pauses,
+            ),
             ("media_errors", "Media send and forwarding errors", &s.errors),
             (
                 "forward_delay_nanoseconds",

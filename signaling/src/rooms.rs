@@ -63,11 +63,27 @@ impl Speaker {
     }
 }
 
+/// Sends `message` to every member of `room` but `except`. A full queue means a stalled client: it misses this.
+fn send_each(rooms: &HashMap<String, HashMap<String, Member>>, room: &str, except: &str, message: &ServerMessage) {
+    for (id, member) in rooms.get(room).into_iter().flatten() {
+        if id != except && member.tx.try_send(Outbound::Message(message.clone())).is_err() {
+            // The first drop and then every 1000th: a stalled client must not flood the log.
+            let dropped = member.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped % 1000 == 0 {
+                tracing::warn!(room, participant = %id, dropped = dropped + 1, "outbound queue full; messages dropped");
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, HashMap<String, Member>>>,
     /// Room → the Matrix room it is linked to (the first one a participant named), while the room exists.
     matrix: Mutex<HashMap<String, String>>,
+    /// Room → its dominant speaker as last announced. Locked only while `rooms` is held, so that a
+    /// newcomer's snapshot and an announcement cannot cross.
+    dominant: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -112,6 +128,11 @@ impl Rooms {
         }
         let present = visible().map(|m| m.info.clone()).collect();
         let _ = tx.try_send(Outbound::Message(welcome(present)));
+        if let Some(speaker) = self.dominant.lock().expect("dominant lock").get(room) {
+            let _ = tx.try_send(Outbound::Message(ServerMessage::DominantSpeaker {
+                participant_id: speaker.clone(),
+            }));
+        }
         let member = Member {
             info,
             hidden,
@@ -129,6 +150,10 @@ impl Rooms {
         let mut rooms = self.rooms.lock().expect("rooms lock");
         let members = rooms.get_mut(room)?;
         let member = members.remove(id)?;
+        let mut dominant = self.dominant.lock().expect("dominant lock");
+        if members.is_empty() || dominant.get(room).is_some_and(|d| d == id) {
+            dominant.remove(room);
+        }
         if members.is_empty() {
             rooms.remove(room);
             self.matrix.lock().expect("matrix lock").remove(room);
@@ -139,15 +164,29 @@ impl Rooms {
     /// Sends to everyone in the room but `except`. A full queue means a stalled client: it misses this.
     pub fn broadcast(&self, room: &str, except: &str, message: &ServerMessage) {
         let rooms = self.rooms.lock().expect("rooms lock");
-        for (id, member) in rooms.get(room).into_iter().flatten() {
-            if id != except && member.tx.try_send(Outbound::Message(message.clone())).is_err() {
-                // The first drop and then every 1000th: a stalled client must not flood the log.
-                let dropped = member.dropped.fetch_add(1, Ordering::Relaxed);
-                if dropped % 1000 == 0 {
-                    tracing::warn!(room, participant = %id, dropped = dropped + 1, "outbound queue full; messages dropped");
-                }
-            }
+        send_each(&rooms, room, except, message);
+    }
+
+    /// `id` became the room's dominant speaker: remembered for newcomers and sent to everyone.
+    pub fn announce_dominant(&self, room: &str, id: &str) {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        if !rooms.get(room).is_some_and(|m| m.contains_key(id)) {
+            return;
         }
+        self.dominant
+            .lock()
+            .expect("dominant lock")
+            .insert(room.to_owned(), id.to_owned());
+        let message = ServerMessage::DominantSpeaker {
+            participant_id: id.to_owned(),
+        };
+        send_each(&rooms, room, "", &message);
+    }
+
+    /// The room's dominant speaker as last announced.
+    pub fn dominant(&self, room: &str) -> Option<String> {
+        let _rooms = self.rooms.lock().expect("rooms lock");
+        self.dominant.lock().expect("dominant lock").get(room).cloned()
     }
 
     pub fn send_to(&self, room: &str, id: &str, outbound: Outbound) -> bool {
@@ -332,6 +371,43 @@ mod tests {
         assert_eq!(rooms.leave("r", "a"), Some(true));
         assert_eq!(rooms.leave("r", "b"), Some(true));
         assert_eq!(rooms.room_count(), 0, "empty room is dropped");
+    }
+
+    #[test]
+    fn the_dominant_speaker_reaches_everyone_and_newcomers_and_goes_with_them() {
+        let rooms = Rooms::default();
+        let limits = JoinLimits {
+            max_participants: 10,
+            max_per_identity: 10,
+        };
+        let welcome = |_| ServerMessage::Pong { nonce: None };
+        let (tx_a, mut rx_a) = mpsc::channel(8);
+        rooms.join("r", info("a"), false, None, tx_a, limits, welcome).unwrap();
+        rooms.announce_dominant("r", "nobody");
+        assert_eq!(rooms.dominant("r"), None, "only a member can hold the floor");
+        rooms.announce_dominant("r", "a");
+        let speaker = |rx: &mut mpsc::Receiver<Outbound>| {
+            std::iter::from_fn(|| rx.try_recv().ok()).find_map(|o| match o {
+                Outbound::Message(ServerMessage::DominantSpeaker { participant_id }) => Some(participant_id),
+                _ => None,
+            })
+        };
+        assert_eq!(speaker(&mut rx_a).as_deref(), Some("a"), "the speaker is told too");
+        let (tx_b, mut rx_b) = mpsc::channel(8);
+        rooms.join("r", info("b"), false, None, tx_b, limits, welcome).unwrap();
+        let first = rx_b.try_recv().unwrap();
+        assert!(
+            matches!(first, Outbound::Message(ServerMessage::Pong { .. })),
+            "welcome first"
+        );
+        assert_eq!(speaker(&mut rx_b).as_deref(), Some("a"), "a newcomer learns who speaks");
+        rooms.leave("r", "a");
+        assert_eq!(rooms.dominant("r"), None, "the floor goes with the speaker");
+        rooms.leave("r", "b");
+        rooms
+            .join("r", info("c"), false, None, mpsc::channel(8).0, limits, welcome)
+            .unwrap();
+        assert_eq!(rooms.dominant("r"), None);
     }
 
     #[test]

@@ -913,6 +913,10 @@ impl Session {
                 return Some(End::MediaFailed);
             }
             MediaEvent::PeerState { .. } => {}
+            MediaEvent::DominantSpeaker => self.state.rooms.announce_dominant(&joined.room, &joined.id),
+            MediaEvent::VideoForwarded { participants } => self.send(ServerMessage::VideoForwarded {
+                participant_ids: participants,
+            }),
         }
         None
     }

@@ -19,3 +19,51 @@ async fn three_chromium_participants_meet_share_screen_and_leave() {
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }
+
+/// The server's dominant speaker in real browsers: Chromium's fake microphone plays jfk.wav for two
+/// participants (one joins muted) and a silent WAV for the third (tests/browser/active_speaker.mjs).
+/// Every page must mark the talking participant, follow the floor when the talkers swap by muting,
+/// and never show the silent one. With last-N at 1, the silent one decodes only the speaker's camera.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_pages_follow_the_servers_dominant_speaker() {
+    let speech = test_data("audio/jfk.wav");
+    let dir = std::env::temp_dir().join(format!("samtal-speaker-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let silence = dir.join("silence.wav");
+    let made = std::process::Command::new(python())
+        .arg(repo_root().join("tests/peers/make_silence.py"))
+        .arg(&silence)
+        .args(["--seconds", "5"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "make_silence.py failed");
+    let mut config = test_config();
+    config.media.last_n = 1;
+    let server = start_server(config).await;
+    let url = server.http_url();
+    let summary = run_browser_script(
+        "active_speaker.mjs",
+        &[
+            "--url",
+            &url,
+            "--room",
+            "speakers",
+            "--speech",
+            speech.to_str().unwrap(),
+            "--silence",
+            silence.to_str().unwrap(),
+            "--timeout",
+            "30",
+        ],
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert!(
+        samtal_sfu::Stats::get(&server.state.media.stats().speaker_changes) >= 2,
+        "the media server counted the changes"
+    );
+    assert!(samtal_sfu::Stats::get(&server.state.media.stats().video_pauses) >= 2);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

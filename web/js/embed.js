@@ -137,6 +137,7 @@ export function startEmbedBridge({ app, config, parentOrigin: claimed, current, 
     });
     m.addEventListener('participant-joined', ({ detail: { participant: p } }) => post('participantJoined', { id: p.id, displayName: p.name, role: p.role }));
     m.addEventListener('participant-left', ({ detail: { participant: p, reason } }) => post('participantLeft', { id: p.id, displayName: p.name, reason }));
+    m.addEventListener('dominant-speaker', ({ detail: d }) => post('dominantSpeakerChanged', { id: d.participantId }));
     m.addEventListener('mute', ({ detail: d }) => {
       post('muteChanged', { participantId: d.participantId, local: d.local, source: d.source, kind: kindOf(d.source), muted: d.muted });
     });

@@ -110,6 +110,7 @@ function startPreview() {
 function render() {
   if (!meeting) return;
   ui.renderGrid(meeting);
+  ui.showDominantSpeaker(meeting);
   ui.updateToolbar(meeting);
   ui.setConnectionState(...ui.connectionSummary(meeting));
 }
@@ -148,6 +149,7 @@ async function join(event) {
     preview = null; // the meeting owns these tracks now
     for (const ev of ['state', 'roster', 'media', 'local', 'connection']) m.addEventListener(ev, render);
     m.addEventListener('levels', (e) => ui.showLevels(e.detail.levels));
+    m.addEventListener('dominant-speaker', () => ui.showDominantSpeaker(m));
     m.addEventListener('notice', (e) => ui.notice(e.detail.message, e.detail.level));
     m.addEventListener('local', refreshDevices);
     m.addEventListener('transcription', renderTranscription);
@@ -287,6 +289,10 @@ const copyCaption = (c) => ({ ...c });
 window.samtal = Object.freeze({
   get state() { return meeting ? meeting.state : lastEnd; },
   get participantId() { return meeting ? meeting.participantId : null; },
+  /** The room's dominant speaker as the server announced it (a participant id), or null. */
+  get dominantSpeaker() { return meeting ? meeting.dominantSpeaker : null; },
+  /** Last-N: ids whose cameras the server forwards to us, or null before it said. */
+  get forwardedVideo() { return meeting ? meeting.forwardedVideo : null; },
   get role() { return meeting ? meeting.role : null; },
   get room() { return meeting ? meeting.room : null; },
   get name() { return meeting ? meeting.name : null; },

@@ -119,6 +119,10 @@ export class Meeting extends EventTarget {
     this.transcript = [];
     this.state = 'idle';
     this.participantId = null;
+    /** The room's dominant speaker as the server last announced (a participant id, maybe our own). */
+    this.dominantSpeaker = null;
+    /** Last-N: ids of the participants whose cameras the server forwards to us (null: all of them). */
+    this.forwardedVideo = null;
     this.role = null;
     this.iceServers = [];
     /** id -> {id, name, role, tracks: Map track_id -> {track_id, kind, source, muted, stream_id}} */
@@ -230,6 +234,7 @@ export class Meeting extends EventTarget {
       case 'participant_left': {
         const gone = this.participants.get(msg.participant_id);
         this.participants.delete(msg.participant_id);
+        if (this.dominantSpeaker === msg.participant_id) this.dominantSpeaker = null;
         for (const [tid, m] of this.remoteMedia) if (m.participantId === msg.participant_id) this.remoteMedia.delete(tid);
         this.emit('roster');
         this.emit('media');
@@ -250,6 +255,16 @@ export class Meeting extends EventTarget {
         this.emit('media');
         break;
       }
+      case 'dominant_speaker':
+        // The server's decision, the same for everyone in the room; it stays until someone else speaks.
+        this.dominantSpeaker = msg.participant_id;
+        this.emit('dominant-speaker', { participantId: msg.participant_id });
+        break;
+      case 'video_forwarded':
+        // Last-N: only these participants' cameras reach us now; the others are paused by the server.
+        this.forwardedVideo = new Set(msg.participant_ids || []);
+        this.emit('media');
+        break;
       case 'mute_changed':
         this.onMuteChanged(msg);
         break;

@@ -112,10 +112,12 @@ function desiredTiles(meeting) {
     for (const t of p.tracks.values()) bySource[t.source] = t;
     const media = (t) => (t && meeting.remoteMedia.get(t.track_id)?.track) || null;
     const camInfo = bySource.camera;
+    // Last-N: the server pauses cameras of people outside this participant's selection; show their avatar.
+    const forwarded = !meeting.forwardedVideo || meeting.forwardedVideo.has(p.id);
     tiles.push({
       key: `${p.id}:camera`, participantId: p.id, source: 'camera', local: false,
       name: p.transcriptionOptOut ? `${p.name} (not transcribed)` : p.name,
-      video: camInfo && !camInfo.muted ? media(camInfo) : null, audio: media(bySource.microphone),
+      video: camInfo && !camInfo.muted && forwarded ? media(camInfo) : null, audio: media(bySource.microphone),
       micMuted: !bySource.microphone || bySource.microphone.muted, camMuted: !camInfo || camInfo.muted,
     });
     if (bySource.screen_share) {
@@ -160,6 +162,14 @@ export function renderGrid(meeting) {
     el.remove();
   }
   grid.dataset.count = String(grid.children.length);
+}
+
+/** Marks the tile of the room's dominant speaker (the server's decision) and of no one else. */
+export function showDominantSpeaker(meeting) {
+  for (const tile of $('grid').querySelectorAll('.tile.camera')) {
+    const id = tile.dataset.participantId;
+    tile.classList.toggle('dominant', meeting.dominantSpeaker != null && id === meeting.dominantSpeaker);
+  }
 }
 
 export function showLevels(levels) {

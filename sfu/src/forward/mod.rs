@@ -6,9 +6,12 @@
 
 pub mod codec;
 pub mod keyframe;
+pub mod last_n;
 pub mod rewrite;
+pub mod speaker;
 pub mod track;
 
 pub use keyframe::KeyframeThrottle;
 pub use rewrite::StreamRewriter;
+pub use speaker::SpeakerDetector;
 pub use track::{DownTrack, Forward, PublishedTrack};

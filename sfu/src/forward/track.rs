@@ -18,10 +18,15 @@ pub struct DownTrack<S> {
     pub sink: S,
     rewriter: StreamRewriter,
     payload_type: Option<u8>,
+    /// The subscriber's id for the RFC 6464 audio-level header extension, if it negotiated it.
+    audio_level_id: Option<u8>,
     waiting_keyframe: bool,
     /// Withheld from this subscriber (a participant who opted out of transcription, toward the
     /// transcription service): nothing is forwarded, the stream continues without a gap afterwards.
     withheld: bool,
+    /// Paused for this subscriber (a camera outside its last-N): nothing is forwarded; video resumes
+    /// at a keyframe, without a sequence gap.
+    paused: bool,
 }
 
 /// What to send for one subscriber.
@@ -30,6 +35,8 @@ pub struct Forward<S> {
     pub sink: S,
     pub header: Rewritten,
     pub payload_type: u8,
+    /// Where to put the publisher's audio level in the forwarded header (the subscriber's id).
+    pub audio_level_id: Option<u8>,
 }
 
 #[derive(Debug)]
@@ -71,8 +78,10 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             sink,
             rewriter: StreamRewriter::new(out_ssrc, self.clock_rate),
             payload_type: None,
+            audio_level_id: None,
             waiting_keyframe: waits,
             withheld: false,
+            paused: false,
         });
         waits && self.keyframes.request(now)
     }
@@ -89,11 +98,40 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         }
     }
 
+    /// The subscriber's id for the audio-level header extension (`None`: not negotiated there).
+    pub fn set_audio_level_id(&mut self, sink: S, id: Option<u8>) {
+        if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
+            d.audio_level_id = id;
+        }
+    }
+
     /// Withholds the track from one subscriber (or forwards it again).
     pub fn set_withheld(&mut self, sink: S, withheld: bool) {
         if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
             d.withheld = withheld;
         }
+    }
+
+    /// Pauses the track toward one subscriber or resumes it. Resumed video waits for a keyframe;
+    /// returns true when a keyframe request should go to the publisher now.
+    pub fn set_paused(&mut self, sink: S, paused: bool, now: Instant) -> bool {
+        let is_video = self.video_codec.is_some_and(|c| c != VideoCodec::Other);
+        let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) else {
+            return false;
+        };
+        if d.paused == paused {
+            return false;
+        }
+        d.paused = paused;
+        if paused || !is_video {
+            return false;
+        }
+        d.waiting_keyframe = true;
+        !self.muted && self.keyframes.request(now)
+    }
+
+    pub fn is_paused(&self, sink: S) -> bool {
+        self.down.iter().any(|d| d.sink == sink && d.paused)
     }
 
     pub fn payload_type(&self, sink: S) -> Option<u8> {
@@ -146,7 +184,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         let keyframe = self.video_codec.and_then(|c| c.starts_keyframe(payload));
         for d in &mut self.down {
             // No payload type: not negotiated or not connected yet; a keyframe now would be lost.
-            let Some(payload_type) = d.payload_type.filter(|_| !d.withheld) else {
+            let Some(payload_type) = d.payload_type.filter(|_| !d.withheld && !d.paused) else {
                 d.rewriter.skip();
                 continue;
             };
@@ -161,6 +199,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                     sink: d.sink,
                     header,
                     payload_type,
+                    audio_level_id: d.audio_level_id,
                 });
             }
         }
@@ -274,6 +313,39 @@ mod tests {
         t.remove_subscriber(2);
         assert!(routed(&mut t, 2, b"a", now).is_empty());
         assert_eq!(t.subscribers().count(), 1);
+    }
+
+    #[test]
+    fn a_paused_video_subscriber_resumes_at_a_keyframe_without_a_gap() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Video, "video/VP8", 90_000);
+        t.add_subscriber(1, 10, now);
+        t.add_subscriber(2, 20, now);
+        t.set_payload_type(1, Some(96));
+        t.set_payload_type(2, Some(96));
+        let first = routed(&mut t, 1, KEY, now);
+        assert_eq!(first.len(), 2);
+        assert!(!t.set_paused(2, true, now), "pausing asks for nothing");
+        assert!(t.is_paused(2) && !t.is_paused(1));
+        for seq in 2..10 {
+            let sinks: Vec<u32> = routed(&mut t, seq, DELTA, now).iter().map(|f| f.sink).collect();
+            assert_eq!(sinks, vec![1], "seq {seq}");
+        }
+        let later = now + KEYFRAME_INTERVAL;
+        assert!(
+            t.set_paused(2, false, later),
+            "resuming video asks the publisher for a keyframe"
+        );
+        assert!(!t.set_paused(2, false, later), "no change, no request");
+        assert_eq!(routed(&mut t, 10, DELTA, later).len(), 1, "2 waits for the keyframe");
+        let out = routed(&mut t, 11, KEY, later);
+        let two = out.iter().find(|f| f.sink == 2).expect("2 resumes at the keyframe");
+        let before = first.iter().find(|f| f.sink == 2).unwrap();
+        assert_eq!(
+            two.header.sequence_number,
+            before.header.sequence_number.wrapping_add(1),
+            "no sequence gap across the pause"
+        );
     }
 
     #[test]

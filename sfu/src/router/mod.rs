@@ -26,7 +26,9 @@ use self::slab::Slab;
 use self::timers::Timers;
 use crate::config::MediaConfig;
 use crate::error::{Error, Result};
-use crate::forward::{Forward, PublishedTrack};
+use crate::forward::codec::audio_level;
+use crate::forward::last_n;
+use crate::forward::{Forward, PublishedTrack, SpeakerDetector};
 use crate::rate::TokenBucket;
 use crate::stats::Stats;
 use bytes::BytesMut;
@@ -47,6 +49,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// RFC 8285 one-byte header extensions (the profile browsers use for ids 1-14).
+const ONE_BYTE_EXTENSIONS: u16 = 0xBEDE;
 
 /// How often keyframe retries and other slow bookkeeping run.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
@@ -97,6 +102,10 @@ pub enum MediaEvent {
     TrackUnpublished { track_id: String },
     /// A peer connection changed state; `Failed` means the participant should be dropped.
     PeerState { pc: PcKind, state: PeerState },
+    /// The participant became its room's dominant speaker (tell the whole room).
+    DominantSpeaker,
+    /// Whose cameras the participant now receives (by participant id), when last-N leaves some out.
+    VideoForwarded { participants: Vec<String> },
 }
 
 /// A datagram to send: from which local address, to whom.
@@ -144,6 +153,8 @@ struct Participant {
     needs_offer: bool,
     /// Publish offers this participant may still make now.
     offers: TokenBucket,
+    /// Publishers whose cameras it receives under last-N, as last told (`None`: not told yet).
+    forwarded_video: Option<Vec<usize>>,
 }
 
 struct Track {
@@ -155,6 +166,8 @@ struct Track {
     kind: MediaKind,
     source: TrackSource,
     codec: RTCRtpCodec,
+    /// The id of the RFC 6464 audio-level header extension on the publish connection, if negotiated.
+    audio_level_id: Option<u8>,
     forward: PublishedTrack<Sink>,
 }
 
@@ -163,6 +176,7 @@ pub struct Router {
     failed_after: Duration,
     offers_per_second: f64,
     max_media_sections: usize,
+    last_n: usize,
     stats: Arc<Stats>,
     identity: identity::DtlsIdentity,
     peers: Slab<Peer>,
@@ -171,6 +185,8 @@ pub struct Router {
     participants: Slab<Participant>,
     participant_ids: HashMap<String, usize>,
     rooms: HashMap<String, Vec<usize>>,
+    /// Each room's dominant speaker, from its participants' audio levels.
+    speakers: HashMap<String, SpeakerDetector<usize>>,
     tracks: Slab<Track>,
     timers: Timers,
     /// Peers with datagrams to send or a deadline to reschedule.
@@ -215,6 +231,7 @@ impl Router {
             failed_after: Duration::from_secs(config.disconnect_timeout_secs),
             offers_per_second: config.offers_per_second,
             max_media_sections: config.max_media_sections,
+            last_n: config.last_n,
             stats,
             identity: identity::DtlsIdentity::generate()?,
             peers: Slab::new(),
@@ -223,6 +240,7 @@ impl Router {
             participants: Slab::new(),
             participant_ids: HashMap::new(),
             rooms: HashMap::new(),
+            speakers: HashMap::new(),
             tracks: Slab::new(),
             timers: Timers::default(),
             dirty: Vec::new(),
@@ -323,6 +341,19 @@ impl Router {
             .collect();
         for t in due {
             self.send_keyframe_request(t, now);
+        }
+        let changes: Vec<(String, usize)> = self
+            .speakers
+            .iter_mut()
+            .filter_map(|(room, d)| Some((room.clone(), d.poll(now)?)))
+            .collect();
+        for (room, speaker) in changes {
+            Stats::add(&self.stats.speaker_changes, 1);
+            if let Some(p) = self.participants.get(speaker) {
+                p.span.in_scope(|| tracing::debug!("dominant speaker"));
+            }
+            self.emit(speaker, MediaEvent::DominantSpeaker);
+            self.apply_last_n(&room, now);
         }
         if self.timers.len() > 4 * self.peers.len + 64 {
             let peers = &self.peers;
@@ -441,20 +472,20 @@ impl Router {
         };
         Stats::add(&self.stats.received_packets, 1);
         Stats::add(&self.stats.received_bytes, packet.payload.len() as u64);
+        self.record_audio_level(track, &packet.header, now);
         let mut forwards = std::mem::take(&mut self.forwards);
         forwards.clear();
         let h = &packet.header;
-        self.tracks
-            .get_mut(track)
-            .expect("published track exists")
-            .forward
+        let t = self.tracks.get_mut(track).expect("published track exists");
+        let level = t.audio_level_id.and_then(|id| h.get_extension(id));
+        t.forward
             .route(h.sequence_number, h.timestamp, &packet.payload, now, &mut forwards);
         let mut sent = 0u64;
         for f in &forwards {
             let Some(sub) = self.peers.get_mut(f.sink.0) else {
                 continue;
             };
-            let out = rtp::Packet {
+            let mut out = rtp::Packet {
                 header: rtp::header::Header {
                     version: 2,
                     marker: h.marker,
@@ -466,6 +497,14 @@ impl Router {
                 },
                 payload: packet.payload.clone(),
             };
+            // The publisher's audio level, under the subscriber's extension id.
+            if let (Some(id), Some(level)) = (f.audio_level_id, &level) {
+                out.header.extension = true;
+                out.header.extension_profile = ONE_BYTE_EXTENSIONS;
+                if out.header.set_extension(id, level.clone()).is_err() {
+                    out.header.extension = false;
+                }
+            }
             match sub.pc.rtp_sender(f.sink.1).map(|mut s| s.write_rtp(now, out)) {
                 Some(Ok(())) => sent += 1,
                 Some(Err(e)) => {
@@ -481,6 +520,23 @@ impl Router {
             Stats::add(&self.stats.forwarded_bytes, sent * packet.payload.len() as u64);
         }
         self.forwards = forwards;
+    }
+
+    /// Feeds the room's speaker detector with an unmuted audio packet's level.
+    fn record_audio_level(&mut self, track: usize, header: &rtp::header::Header, now: Instant) {
+        let Some(t) = self.tracks.get(track) else { return };
+        let Some(id) = t.audio_level_id.filter(|_| !t.forward.is_muted()) else {
+            return;
+        };
+        let Some((_, dbov)) = header.get_extension(id).as_deref().and_then(audio_level) else {
+            return;
+        };
+        let Some(room) = self.participants.get(t.publisher).map(|p| &p.room) else {
+            return;
+        };
+        if let Some(detector) = self.speakers.get_mut(room) {
+            detector.level(t.publisher, dbov, now);
+        }
     }
 
     fn on_rtcp(&mut self, idx: usize, track_id: &str, packets: &[Box<dyn rtc::rtcp::Packet>], now: Instant) {
@@ -525,7 +581,7 @@ impl Router {
         let peer = self.peers.get_mut(idx)?;
         let participant = peer.participant;
         let receivers: Vec<RTCRtpReceiverId> = peer.pc.get_receivers().collect();
-        let (receiver, kind, ssrc, codec) = receivers.into_iter().find_map(|rid| {
+        let (receiver, kind, ssrc, codec, audio_level_id) = receivers.into_iter().find_map(|rid| {
             let mut r = peer.pc.rtp_receiver(rid)?;
             if r.track().track_id() != track_id {
                 return None;
@@ -536,15 +592,15 @@ impl Router {
                 _ => return None,
             };
             let ssrc = r.track().ssrcs().next().unwrap_or(0);
-            let codec = r
-                .get_parameters()
-                .rtp_parameters
+            let parameters = &r.get_parameters().rtp_parameters;
+            let codec = parameters
                 .codecs
                 .iter()
                 .find(|c| c.payload_type == payload_type)?
                 .rtp_codec
                 .clone();
-            Some((rid, kind, ssrc, codec))
+            let audio_level_id = peer::audio_level_id(&parameters.header_extensions);
+            Some((rid, kind, ssrc, codec, audio_level_id))
         })?;
         let p = self.participants.get_mut(participant)?;
         p.track_counter += 1;
@@ -578,6 +634,7 @@ impl Router {
             kind,
             source,
             codec,
+            audio_level_id: audio_level_id.filter(|_| kind == MediaKind::Audio),
             forward,
         });
         self.participants
@@ -653,10 +710,80 @@ impl Router {
         let t = self.tracks.get_mut(track).expect("checked above");
         let request = t.forward.add_subscriber((peer, sender), ssrc, now);
         t.forward.set_withheld((peer, sender), withheld);
+        let camera = t.source == TrackSource::Camera;
         if request {
             self.send_keyframe_request(track, now);
         }
         self.offer_if_needed(participant, now);
+        if camera && let Some(room) = self.participants.get(participant).map(|p| p.room.clone()) {
+            self.apply_last_n(&room, now);
+        }
+    }
+
+    /// Pauses and resumes cameras so that each participant in `room` receives at most `last_n`,
+    /// those of the most recent speakers; tells a participant when its selection changes.
+    fn apply_last_n(&mut self, room: &str, now: Instant) {
+        if self.last_n == 0 {
+            return;
+        }
+        let Some(members) = self.rooms.get(room).cloned() else {
+            return;
+        };
+        let recent = self.speakers.get(room).map(|d| d.recent().to_vec()).unwrap_or_default();
+        let cameras: Vec<(usize, usize)> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.source == TrackSource::Camera && members.contains(&t.publisher))
+            .map(|(i, t)| (i, t.publisher))
+            .collect();
+        let has_camera = |k: usize| cameras.iter().any(|&(_, publisher)| publisher == k);
+        let mut requests = Vec::new();
+        for &subscriber in &members {
+            let Some(p) = self.participants.get(subscriber) else {
+                continue;
+            };
+            if !p.options.video {
+                continue;
+            }
+            let chosen = last_n::selected(self.last_n, &recent, &members, has_camera, subscriber);
+            let sinks: Vec<(usize, Sink, bool)> = p
+                .subscribe
+                .map(|peer| {
+                    cameras
+                        .iter()
+                        .filter_map(|&(track, publisher)| {
+                            let &(_, sender) = p.down.get(&self.tracks.get(track)?.id)?;
+                            Some((track, (peer, sender), !chosen.contains(&publisher)))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let changed = p.forwarded_video.as_ref() != Some(&chosen);
+            for (track, sink, paused) in sinks {
+                let Some(t) = self.tracks.get_mut(track) else { continue };
+                if paused && !t.forward.is_paused(sink) {
+                    Stats::add(&self.stats.video_pauses, 1);
+                }
+                if t.forward.set_paused(sink, paused, now) {
+                    requests.push(track);
+                }
+            }
+            if changed {
+                let participants = chosen
+                    .iter()
+                    .filter_map(|&k| self.participants.get(k).map(|p| p.id.clone()))
+                    .collect();
+                if let Some(p) = self.participants.get_mut(subscriber) {
+                    p.forwarded_video = Some(chosen);
+                }
+                self.emit(subscriber, MediaEvent::VideoForwarded { participants });
+            }
+        }
+        requests.sort_unstable();
+        requests.dedup();
+        for track in requests {
+            self.send_keyframe_request(track, now);
+        }
     }
 
     /// Whether `track` is withheld from `subscriber`: its publisher opted out of transcription and the
@@ -706,6 +833,9 @@ impl Router {
     /// Removes a published track from the room and from every subscriber.
     fn unpublish(&mut self, track: usize, now: Instant) {
         let Some(t) = self.tracks.remove(track) else { return };
+        let room = (t.source == TrackSource::Camera)
+            .then(|| self.participants.get(t.publisher).map(|p| p.room.clone()))
+            .flatten();
         Stats::set(&self.stats.published_tracks, self.tracks.len as u64);
         if let Some(p) = self.participants.get_mut(t.publisher) {
             p.published.retain(|_, &mut v| v != track);
@@ -725,6 +855,9 @@ impl Router {
                 p.needs_offer = true;
             }
             self.offer_if_needed(participant, now);
+        }
+        if let Some(room) = room {
+            self.apply_last_n(&room, now);
         }
     }
 
@@ -892,23 +1025,27 @@ impl Router {
         let Some(peer) = self.peers.get_mut(idx) else { return };
         for (track, sender) in down {
             let Some(t) = self.tracks.get_mut(track) else { continue };
-            let pt = if !peer.connected {
+            let negotiated = if !peer.connected {
                 None
             } else {
-                peer.pc.rtp_sender(sender).and_then(|mut s| {
-                    let codecs = &s.get_parameters().rtp_parameters.codecs;
+                peer.pc.rtp_sender(sender).map(|mut s| {
+                    let parameters = &s.get_parameters().rtp_parameters;
+                    let codecs = &parameters.codecs;
                     let same_mime = |c: &&rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters| {
                         c.rtp_codec.mime_type.eq_ignore_ascii_case(&t.codec.mime_type)
                     };
-                    codecs
+                    let payload_type = codecs
                         .iter()
                         .filter(same_mime)
                         .find(|c| c.rtp_codec.sdp_fmtp_line == t.codec.sdp_fmtp_line)
                         .or_else(|| codecs.iter().find(same_mime))
-                        .map(|c| c.payload_type)
+                        .map(|c| c.payload_type);
+                    (payload_type, peer::audio_level_id(&parameters.header_extensions))
                 })
             };
-            t.forward.set_payload_type((idx, sender), pt);
+            let (payload_type, audio_level_id) = negotiated.unwrap_or((None, None));
+            t.forward.set_payload_type((idx, sender), payload_type);
+            t.forward.set_audio_level_id((idx, sender), audio_level_id);
         }
     }
 
@@ -1029,8 +1166,10 @@ impl Router {
             offer_in_flight: false,
             needs_offer: false,
             offers: TokenBucket::new(self.offers_per_second, OFFER_BURST_SECONDS, now),
+            forwarded_video: None,
         });
         self.participant_ids.insert(id, idx);
+        self.speakers.entry(room.clone()).or_default();
         let members = self.rooms.entry(room).or_default();
         members.push(idx);
         let existing: Vec<usize> = self
@@ -1073,13 +1212,18 @@ impl Router {
             return;
         };
         self.participant_ids.remove(&p.id);
+        if let Some(detector) = self.speakers.get_mut(&p.room) {
+            detector.remove(participant);
+        }
         if let Some(members) = self.rooms.get_mut(&p.room) {
             members.retain(|&m| m != participant);
             if members.is_empty() {
                 self.rooms.remove(&p.room);
+                self.speakers.remove(&p.room);
                 tracing::info!(room = %p.room, "room closed");
             }
         }
+        self.apply_last_n(&p.room, now);
         Stats::set(&self.stats.participants, self.participants.len as u64);
         Stats::set(&self.stats.rooms, self.rooms.len() as u64);
         self.count_declarations();

@@ -14,13 +14,15 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpHeaderExtensionCapability, RTCRtpHeaderExtensionParameters, RtpCodecKind,
+};
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// Silence after which a connection counts as disconnected. Longer than the 4-6 s between some
 /// peers' consent checks (aiortc), so those connections do not flap.
@@ -66,6 +68,14 @@ pub(crate) fn build(
         add_host_candidate(&mut pc, *addr)?;
     }
     Ok(pc)
+}
+
+/// The negotiated id of the RFC 6464 audio-level header extension among `extensions`.
+pub(crate) fn audio_level_id(extensions: &[RTCRtpHeaderExtensionParameters]) -> Option<u8> {
+    extensions
+        .iter()
+        .find(|e| e.uri == AUDIO_LEVEL_URI)
+        .and_then(|e| u8::try_from(e.id).ok())
 }
 
 /// Offers `addr` as a UDP host candidate of the connection.

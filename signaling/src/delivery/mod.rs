@@ -29,6 +29,7 @@ use crate::export::{self, Format};
 use crate::server::AppState;
 use crate::store::{Delivery, DeliveryKind, Transcript, now_ms};
 use samtal_matrix::{Bot, message};
+use samtal_protocol::retry::BackoffConfig;
 use samtal_summaries::extractive::Extractive;
 use samtal_summaries::llm::Llm;
 use samtal_summaries::{MeetingText, Summarizer, Utterance};
@@ -111,9 +112,11 @@ async fn enqueue(state: &AppState, meeting_id: &str, kind: DeliveryKind, due_at:
 
 /// Wait before the next attempt after `attempts` failed ones.
 fn backoff(config: &MatrixConfig, attempts: i64) -> Duration {
-    let initial = config.retry_initial_secs.max(1);
-    let factor = 1u64 << attempts.clamp(0, 20);
-    Duration::from_secs(initial.saturating_mul(factor).min(config.retry_max_secs.max(initial)))
+    BackoffConfig {
+        initial: Duration::from_secs(config.retry_initial_secs.max(1)),
+        max: Duration::from_secs(config.retry_max_secs),
+    }
+    .delay(u32::try_from(attempts.max(0)).unwrap_or(u32::MAX))
 }
 
 async fn run(state: Arc<AppState>) {

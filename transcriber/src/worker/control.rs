@@ -15,8 +15,8 @@ use samtal_protocol::{ClientMessage, ErrorCode, Job, ServerMessage};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::backoff::{Backoff, BackoffConfig};
 use super::stats::Counters;
+use samtal_protocol::retry::{Backoff, BackoffConfig};
 
 /// What the control connection reports to the manager.
 #[derive(Debug)]

@@ -26,7 +26,6 @@
 //! makes (Whisper in production, `ScriptedRecognizer` in tests). Nothing here runs recognition on the
 //! runtime: that is the pool's job.
 
-mod backoff;
 mod control;
 pub mod metrics;
 mod outbox;
@@ -45,10 +44,10 @@ use samtal_protocol::JobAction;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use backoff::{Backoff, BackoffConfig};
 pub use metrics::StatsReader;
 pub use outbox::Outbox;
 pub use room::utterance_id;
+pub use samtal_protocol::retry::{Backoff, BackoffConfig};
 pub use speaker::{SpeakerConfig, SpeakerPipeline, SpeakerStats, TimedUtterance, WallClock};
 pub use stats::{RoomStats, WorkerStats};
 

@@ -22,12 +22,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::Shared;
-use super::backoff::Backoff;
 use super::outbox::Outbox;
 use super::pipeline::{self, PipelineConfig, PipelineInput, PipelineOutput};
 use super::stats::RoomStats;
 use crate::pool;
 use crate::recognize::{Language, Options};
+use samtal_protocol::retry::Backoff;
 
 /// What reaches a room task.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 //! ICE, DTLS and SRTP run for real; nothing touches a socket.
 
 use crate::config::MediaConfig;
-use crate::router::peer::{DeliverKeyframeRequests, add_host_candidate};
+use crate::router::peer::{AUDIO_LEVEL_URI, DeliverKeyframeRequests, add_host_candidate};
 use crate::router::{MediaEvent, PeerState, Router, SubscribeOptions};
 use crate::stats::Stats;
 use bytes::Bytes;
@@ -22,7 +22,9 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use samtal_protocol::{MediaKind, PcKind, TrackDeclaration, TrackSource};
@@ -69,6 +71,16 @@ pub struct Net {
 fn client_pc(addr: SocketAddr, now: Instant) -> RTCPeerConnection {
     let mut media_engine = MediaEngine::default();
     media_engine.register_default_codecs().expect("codecs");
+    // As browsers do, the client offers to mark its audio packets with their level.
+    media_engine
+        .register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .expect("audio level extension");
     // As a browser's decoder does, the client sees the keyframe requests for its own tracks.
     let registry = Registry::new().with(Slot::from(14_000), DeliverKeyframeRequests::default());
     let registry = register_default_interceptors(registry, &mut media_engine).expect("interceptors");
@@ -198,13 +210,22 @@ impl Net {
 
     /// Sends one RTP packet on the client's track of `source`.
     pub fn send(&mut self, client: usize, source: TrackSource, payload: &[u8]) {
+        self.send_packet(client, source, payload, None);
+    }
+
+    /// Sends one audio packet whose RFC 6464 audio-level extension says `dbov` (0 loud, 127 silent).
+    pub fn send_level(&mut self, client: usize, payload: &[u8], dbov: u8) {
+        self.send_packet(client, TrackSource::Microphone, payload, Some(dbov));
+    }
+
+    fn send_packet(&mut self, client: usize, source: TrackSource, payload: &[u8], level: Option<u8>) {
         let now = self.now;
         let c = &mut self.clients[client];
         let Some(&(_, sender, ssrc)) = c.senders.iter().find(|(s, _, _)| *s == source) else {
             panic!("{} publishes no {source:?}", c.id)
         };
         c.sequence = c.sequence.wrapping_add(1);
-        let packet = rtp::Packet {
+        let mut packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
                 payload_type: if source == TrackSource::Microphone { 111 } else { 96 },
@@ -217,10 +238,24 @@ impl Net {
             payload: Bytes::copy_from_slice(payload),
         };
         let pc = c.publish.as_mut().expect("a publish connection");
-        pc.rtp_sender(sender)
-            .expect("sender")
-            .write_rtp(now, packet)
-            .expect("write rtp");
+        let mut sender = pc.rtp_sender(sender).expect("sender");
+        if let Some(dbov) = level {
+            let id = sender
+                .get_parameters()
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == AUDIO_LEVEL_URI)
+                .map(|e| e.id as u8)
+                .expect("the audio level extension is negotiated");
+            packet.header.extension = true;
+            packet.header.extension_profile = 0xBEDE;
+            packet
+                .header
+                .set_extension(id, Bytes::copy_from_slice(&[0x80 | dbov]))
+                .expect("extension");
+        }
+        sender.write_rtp(now, packet).expect("write rtp");
     }
 
     /// The client asks for a keyframe of every track it receives (as a decoder that lost one).

@@ -292,3 +292,159 @@ fn a_silent_peer_fails_and_the_router_says_so() {
     assert!(failed, "the router reports Bob's connection as failed");
     assert!(!net.failed(0), "Alice's connection, still answering, stays up");
 }
+
+/// Three in a room: whoever talks (by the audio level on their packets) becomes dominant speaker; a
+/// muted talker does not; the floor moves when the other one talks instead.
+#[test]
+fn the_dominant_speaker_follows_the_audio_levels() {
+    let mut net = Net::new();
+    let (alice, bob, carol) = (
+        net.join("r", SubscribeOptions::default()),
+        net.join("r", SubscribeOptions::default()),
+        net.join("r", SubscribeOptions::default()),
+    );
+    net.publish(alice, TrackSource::Microphone).expect("publish");
+    net.publish(bob, TrackSource::Microphone).expect("publish");
+    assert!(connect_by_sending(
+        &mut net,
+        alice,
+        TrackSource::Microphone,
+        AUDIO,
+        &[alice, bob, carol]
+    ));
+    assert!(connect_by_sending(
+        &mut net,
+        bob,
+        TrackSource::Microphone,
+        AUDIO,
+        &[alice, bob, carol]
+    ));
+    let dominant = |net: &Net, c: usize| {
+        net.client(c)
+            .events
+            .iter()
+            .filter(|e| matches!(e, MediaEvent::DominantSpeaker))
+            .count()
+    };
+    let converse = |net: &mut Net, levels: (u8, u8), packets: usize| {
+        for _ in 0..packets {
+            net.send_level(alice, AUDIO, levels.0);
+            net.send_level(bob, AUDIO, levels.1);
+            for _ in 0..4 {
+                net.step();
+            }
+        }
+    };
+    // Bob talks but is muted: he does not take the floor; Alice is silent.
+    net.router.set_muted("p2", TrackSource::Microphone, true, net.now);
+    converse(&mut net, (127, 20), 100);
+    assert_eq!(
+        (dominant(&net, alice), dominant(&net, bob)),
+        (0, 0),
+        "silence and a muted talker"
+    );
+    // Alice talks.
+    converse(&mut net, (30, 127), 50);
+    assert_eq!(
+        (dominant(&net, alice), dominant(&net, bob)),
+        (1, 0),
+        "Alice has the floor"
+    );
+    // Bob unmutes and talks, Alice stops.
+    net.router.set_muted("p2", TrackSource::Microphone, false, net.now);
+    converse(&mut net, (127, 30), 100);
+    assert_eq!(
+        (dominant(&net, alice), dominant(&net, bob)),
+        (1, 1),
+        "the floor moved to Bob"
+    );
+    assert_eq!(dominant(&net, carol), 0, "Carol never spoke");
+    assert_eq!(Stats::get(&net.stats.speaker_changes), 2);
+    // The levels travel on: Carol's packets from Bob carry his level under her extension id.
+    let with_level = net
+        .client(carol)
+        .received
+        .iter()
+        .filter(|(track, p)| {
+            track.starts_with("p2-") && p.header.extensions.iter().any(|e| e.payload[..] == [0x80 | 30])
+        })
+        .count();
+    assert!(with_level >= 90, "Bob's level reached Carol on {with_level} packets");
+}
+
+/// Last-N of one: Carol (who publishes nothing) receives one camera. In a quiet room that is the first
+/// to join (Alice); when Bob talks it becomes Bob's, and Alice's stops; each step is announced to
+/// Carol in `VideoForwarded`.
+#[test]
+fn last_n_forwards_the_cameras_of_the_most_recent_speakers() {
+    let mut net = Net::with_config(MediaConfig {
+        last_n: 1,
+        ..MediaConfig::default()
+    });
+    let (alice, bob, carol) = (
+        net.join("r", SubscribeOptions::default()),
+        net.join("r", SubscribeOptions::default()),
+        net.join("r", SubscribeOptions::default()),
+    );
+    for c in [alice, bob] {
+        net.publish(c, TrackSource::Microphone).expect("publish audio");
+        net.publish(c, TrackSource::Camera).expect("publish video");
+    }
+    for c in [alice, bob] {
+        assert!(connect_by_sending(
+            &mut net,
+            c,
+            TrackSource::Camera,
+            VP8_KEYFRAME,
+            &[alice, bob, carol]
+        ));
+    }
+    let exchange = |net: &mut Net, levels: (u8, u8), packets: usize| {
+        for _ in 0..packets {
+            net.send_level(alice, AUDIO, levels.0);
+            net.send_level(bob, AUDIO, levels.1);
+            net.send(alice, TrackSource::Camera, VP8_KEYFRAME);
+            net.send(bob, TrackSource::Camera, VP8_KEYFRAME);
+            for _ in 0..4 {
+                net.step();
+            }
+        }
+    };
+    let video_from = |net: &Net, to: usize, publisher: &str| {
+        net.client(to)
+            .received
+            .iter()
+            .filter(|(track, p)| track.starts_with(publisher) && &p.payload[..] == VP8_KEYFRAME)
+            .count()
+    };
+    let forwarded = |net: &Net, to: usize| {
+        net.client(to).events.iter().rev().find_map(|e| match e {
+            MediaEvent::VideoForwarded { participants } => Some(participants.clone()),
+            _ => None,
+        })
+    };
+    let counts = |net: &Net| (video_from(net, carol, "p1-"), video_from(net, carol, "p2-"));
+
+    exchange(&mut net, (127, 127), 10);
+    let before = counts(&net);
+    exchange(&mut net, (127, 127), 50);
+    let quiet = counts(&net);
+    assert!(
+        quiet.0 - before.0 >= 45,
+        "Carol sees Alice, the first to join: {before:?} → {quiet:?}"
+    );
+    assert_eq!(quiet.1, before.1, "and not Bob");
+    assert_eq!(forwarded(&net, carol), Some(vec!["p1".to_owned()]));
+
+    exchange(&mut net, (127, 30), 25); // Bob takes the floor
+    let switched = counts(&net);
+    exchange(&mut net, (127, 30), 50);
+    let after = counts(&net);
+    assert_eq!(after.0, switched.0, "Alice's camera is paused toward Carol");
+    assert!(after.1 - switched.1 >= 45, "Carol sees Bob: {switched:?} → {after:?}");
+    assert_eq!(forwarded(&net, carol), Some(vec!["p2".to_owned()]));
+    assert!(Stats::get(&net.stats.video_pauses) >= 2);
+    // Each publisher's one other camera fits in its last-N of one.
+    assert_eq!(forwarded(&net, alice), Some(vec!["p2".to_owned()]));
+    assert_eq!(forwarded(&net, bob), Some(vec!["p1".to_owned()]));
+}

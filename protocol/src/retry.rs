@@ -1,12 +1,23 @@
-//! Exponential reconnect backoff with jitter. Plain arithmetic; the caller sleeps.
+//! How long to wait before trying again: exponential backoff, the one schedule for everything in
+//! Samtal that retries (the transcription worker's reconnects and resends, the server's Matrix
+//! outbox). Plain arithmetic; the caller sleeps.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Reconnect delays: `initial`, doubling up to `max`, each with up to 25 % random jitter.
+/// Retry delays: `initial`, doubling up to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffConfig {
     pub initial: Duration,
     pub max: Duration,
+}
+
+impl BackoffConfig {
+    /// The delay after `failures` failed attempts in a row (0 before the first retry), without
+    /// jitter: for a schedule kept in a database, where attempts are counted across restarts.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.min(16);
+        self.initial.saturating_mul(factor).min(self.max.max(self.initial))
+    }
 }
 
 impl Default for BackoffConfig {
@@ -18,7 +29,8 @@ impl Default for BackoffConfig {
     }
 }
 
-/// The state of one reconnecting connection.
+/// The state of one reconnecting connection: [`BackoffConfig::delay`] plus up to 25 % random jitter,
+/// so that many clients that lost the same server do not come back in step.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     config: BackoffConfig,
@@ -32,9 +44,8 @@ impl Backoff {
 
     /// The delay before the next attempt; grows with every call until [`Backoff::reset`].
     pub fn next_delay(&mut self) -> Duration {
-        let factor = 1u32 << self.attempt.min(16);
+        let base = self.config.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
-        let base = self.config.initial.saturating_mul(factor).min(self.config.max);
         // Jitter from the clock's sub-second digits: enough to keep many workers from reconnecting in step.
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -67,5 +78,16 @@ mod tests {
         assert!(within(d[3], 700) && within(d[4], 700), "{d:?}");
         b.reset();
         assert!(within(b.next_delay(), 100));
+    }
+
+    #[test]
+    fn a_counted_schedule_doubles_up_to_the_cap_without_jitter() {
+        let config = BackoffConfig {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+        };
+        let waits: Vec<u64> = (0..6).map(|a| config.delay(a).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(config.delay(u32::MAX).as_secs(), 60);
     }
 }
