@@ -168,6 +168,14 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<TrackSource>,
     },
+    /// How one received video track is shown: its tile's size in device pixels, or not shown
+    /// (`width` and `height` 0). The server forwards the smallest layer that covers the tile and
+    /// nothing for a hidden one.
+    VideoTile {
+        track_id: String,
+        width: u32,
+        height: u32,
+    },
     Leave,
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +269,7 @@ impl ClientMessage {
         "candidate",
         "mute",
         "moderate",
+        "video_tile",
         "leave",
         "ping",
         "transcription",
@@ -283,6 +292,7 @@ impl ClientMessage {
             ClientMessage::Candidate { .. } => "candidate",
             ClientMessage::Mute { .. } => "mute",
             ClientMessage::Moderate { .. } => "moderate",
+            ClientMessage::VideoTile { .. } => "video_tile",
             ClientMessage::Leave => "leave",
             ClientMessage::Ping { .. } => "ping",
             ClientMessage::Transcription { .. } => "transcription",
@@ -382,6 +392,13 @@ pub enum ServerMessage {
     /// the server's limit allows.
     VideoForwarded {
         participant_ids: Vec<String>,
+    },
+    /// Dynacast, to a publisher: of its simulcast track `track_id` (its own track id, from the
+    /// offer's `a=msid`), send only the encodings whose rids are in `active`; the others are
+    /// received by nobody. Stop those (`active: false` on the encoding) until the next message.
+    PublishLayers {
+        track_id: String,
+        active: Vec<String>,
     },
     MuteChanged {
         participant_id: String,

@@ -21,6 +21,14 @@ pub struct Stats {
     pub speaker_changes: AtomicU64,
     /// Cameras paused toward a subscriber by last-N.
     pub video_pauses: AtomicU64,
+    /// Times the allocator changed the layer a subscriber receives of a track.
+    pub layer_changes: AtomicU64,
+    /// Of those, times it paused a track because the subscriber's downlink had no room for it.
+    pub bandwidth_pauses: AtomicU64,
+    /// Times a publisher was told to switch simulcast layers off or on (dynacast).
+    pub dynacast_updates: AtomicU64,
+    /// Subscribers whose downlink is estimated (they send transport-wide congestion feedback).
+    pub estimated_subscribers: AtomicU64,
     pub errors: AtomicU64,
     /// Sum of in-server forwarding delay (socket read to socket write) in nanoseconds,
     /// over `forwarded_packets`: the mean delay is their ratio.

@@ -103,6 +103,11 @@ impl Collector for MediaCollector {
                 "Track declarations held from publish offers",
                 &s.declared_tracks,
             ),
+            (
+                "estimated_subscribers",
+                "Subscribers whose downlink is estimated from transport-wide congestion feedback",
+                &s.estimated_subscribers,
+            ),
         ];
         for (name, help, value) in gauges {
             let metric = ConstGauge::new(Stats::get(value) as i64);
@@ -148,6 +153,21 @@ impl Collector for MediaCollector {
                 "last_n_video_pauses",
                 "Cameras paused toward a subscriber because last-N left them out",
                 &s.video_pauses,
+            ),
+            (
+                "video_layer_changes",
+                "Times the allocator changed the video layer a subscriber receives of a track",
+                &s.layer_changes,
+            ),
+            (
+                "bandwidth_video_pauses",
+                "Video tracks paused toward a subscriber because its downlink had no room for them",
+                &s.bandwidth_pauses,
+            ),
+            (
+                "dynacast_updates",
+                "Times a publisher was told to switch simulcast layers off or on",
+                &s.dynacast_updates,
             ),
             ("media_errors", "Media send and forwarding errors", &s.errors),
             (

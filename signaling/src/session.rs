@@ -409,6 +409,14 @@ impl Session {
                 participant,
                 source,
             } => self.on_moderate(action, participant, source),
+            ClientMessage::VideoTile {
+                track_id,
+                width,
+                height,
+            } => {
+                let id = &self.joined.as_ref().expect("checked").id;
+                let _ = self.state.media.set_video_tile(id, &track_id, width, height);
+            }
             ClientMessage::Transcription {
                 enabled,
                 language,
@@ -917,6 +925,9 @@ impl Session {
             MediaEvent::VideoForwarded { participants } => self.send(ServerMessage::VideoForwarded {
                 participant_ids: participants,
             }),
+            MediaEvent::PublishLayers { track_id, active } => {
+                self.send(ServerMessage::PublishLayers { track_id, active })
+            }
         }
         None
     }

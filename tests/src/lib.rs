@@ -162,6 +162,7 @@ pub async fn run_browser_script(script: &str, args: &[&str], limit: Duration) ->
 
 pub mod events;
 pub mod matrix_reader;
+pub mod netns;
 pub mod sdp;
 pub mod synapse;
 pub mod ws;

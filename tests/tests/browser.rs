@@ -67,3 +67,55 @@ async fn chromium_pages_follow_the_servers_dominant_speaker() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Simulcast in real browsers (tests/browser/simulcast.mjs): Chromium publishes its camera in three
+/// layers; a viewer in a large window decodes the top layer, one in a small window a lower one, and
+/// the small one climbs to the top when its window grows and back down when it shrinks, decoding
+/// throughout. A fourth viewer runs in a network namespace of its own: when `tc` limits its link to
+/// 400 kbit/s it drops to a lower layer and keeps decoding, and when the limit is lifted it climbs
+/// back. The server counts the layer changes it made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_viewers_receive_the_simulcast_layer_their_tiles_and_links_need() {
+    let ns = netns::Namespace::create("layers");
+    let mut config = test_config();
+    config.listen = std::net::SocketAddr::new(ns.host_ip, 0);
+    config.media.ips = vec!["127.0.0.1".parse().unwrap(), ns.host_ip];
+    let server = start_server(config).await;
+    let url = server.http_url();
+    let dir = std::env::temp_dir().join(format!("samtal-layers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, chromium) = browser_driver();
+    let shaped = ns.wrapper(&chromium, &dir);
+    let summary = run_browser_script(
+        "simulcast.mjs",
+        &[
+            "--url",
+            &url,
+            "--room",
+            "layers",
+            "--timeout",
+            "40",
+            "--shaped-chromium",
+            shaped.to_str().unwrap(),
+            "--shape-dev",
+            &ns.host_dev,
+            "--shape-rate",
+            "400kbit",
+        ],
+        Duration::from_secs(420),
+    )
+    .await;
+    assert_eq!(summary["ok"], true, "{summary}");
+    eprintln!("simulcast summary: {summary}");
+    let stats = server.state.media.stats();
+    assert!(
+        samtal_sfu::Stats::get(&stats.layer_changes) >= 5,
+        "the allocator changed layers: {summary}"
+    );
+    assert!(
+        samtal_sfu::Stats::get(&stats.estimated_subscribers) >= 1,
+        "Chromium's congestion feedback gave the server an estimate"
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

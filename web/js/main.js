@@ -110,6 +110,7 @@ function startPreview() {
 function render() {
   if (!meeting) return;
   ui.renderGrid(meeting);
+  ui.reportVideoTiles(meeting);
   ui.showDominantSpeaker(meeting);
   ui.updateToolbar(meeting);
   ui.setConnectionState(...ui.connectionSummary(meeting));
@@ -351,6 +352,11 @@ function init() {
       },
     });
   }
+  // Tile sizes change with the window, the page's visibility and the grid's layout.
+  const reportTiles = () => ui.reportVideoTiles(meeting);
+  window.addEventListener('resize', reportTiles);
+  document.addEventListener('visibilitychange', reportTiles);
+  setInterval(reportTiles, 1000);
   startPreview().finally(() => {
     if (params.autojoin && params.room && params.name) join();
   });

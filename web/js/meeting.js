@@ -60,6 +60,9 @@ export function describeMediaError(e, what) {
   }
 }
 
+/** What the camera is asked for: 720p, so that the three simulcast layers are 180p, 360p and 720p. */
+const CAMERA_SIZE = { width: { ideal: 1280 }, height: { ideal: 720 } };
+
 /**
  * Opens microphone and camera, falling back to whichever one works.
  * Returns {stream, warnings: [string]}; the stream may have no tracks.
@@ -70,7 +73,7 @@ export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
     return { stream: new MediaStream(), warnings: ['This page cannot use a microphone or camera (it needs https or localhost).'] };
   }
   const audio = audioDeviceId ? { deviceId: { exact: audioDeviceId } } : true;
-  const video = { width: { ideal: 640 }, height: { ideal: 480 }, ...(videoDeviceId ? { deviceId: { exact: videoDeviceId } } : {}) };
+  const video = { ...CAMERA_SIZE, ...(videoDeviceId ? { deviceId: { exact: videoDeviceId } } : {}) };
   try {
     return { stream: await md.getUserMedia({ audio, video }), warnings: [] };
   } catch (both) {
@@ -96,6 +99,13 @@ export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
  * `transcription` {status} (transcription switched, or its availability changed),
  * `caption` {caption} (a live caption; an interim one is replaced by the next with the same utterance_id).
  */
+/** The camera's simulcast layers, lowest first, each half the size of the next (the server relies on both). */
+export const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
 export class Meeting extends EventTarget {
   /**
    * `startMuted`: {microphone, camera} booleans: join with those muted. `extra`: more fields for the
@@ -129,6 +139,8 @@ export class Meeting extends EventTarget {
     this.participants = new Map();
     /** track_id -> {participantId, track: MediaStreamTrack, mid, kind, receiver} (what the subscribe pc receives now) */
     this.remoteMedia = new Map();
+    /** Track id -> the tile size last told to the server ("WxH"). */
+    this.videoTiles = new Map();
     this.publishPc = null;
     this.subscribePc = null;
     this.sig = null;
@@ -265,6 +277,9 @@ export class Meeting extends EventTarget {
         this.forwardedVideo = new Set(msg.participant_ids || []);
         this.emit('media');
         break;
+      case 'publish_layers':
+        this.setActiveLayers(msg.track_id, msg.active || []);
+        break;
       case 'mute_changed':
         this.onMuteChanged(msg);
         break;
@@ -317,7 +332,11 @@ export class Meeting extends EventTarget {
     this.emit('local');
     for (const source of ['microphone', 'camera']) {
       const l = this.local[source];
-      if (l) l.transceiver = this.publishPc.addTransceiver(l.track, { direction: 'sendonly', streams: [this.localStream] });
+      if (!l) continue;
+      const init = { direction: 'sendonly', streams: [this.localStream] };
+      // The camera goes out as simulcast: the server forwards each viewer the layer its tile and link need.
+      if (source === 'camera') init.sendEncodings = CAMERA_LAYERS.map((e) => ({ ...e }));
+      l.transceiver = this.publishPc.addTransceiver(l.track, init);
     }
     for (const source of ['microphone', 'camera']) if (this.startMuted[source]) this.setMuted(source, true);
     if (this.local.microphone || this.local.camera) this.negotiatePublish();
@@ -581,7 +600,7 @@ export class Meeting extends EventTarget {
     l.muted = muted;
     if (source === 'camera' && !muted && l.track.readyState === 'ended') {
       try {
-        const s = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 }, ...(l.deviceId ? { deviceId: { exact: l.deviceId } } : {}) } });
+        const s = await navigator.mediaDevices.getUserMedia({ video: { ...CAMERA_SIZE, ...(l.deviceId ? { deviceId: { exact: l.deviceId } } : {}) } });
         this.replaceLocalTrack('camera', s.getVideoTracks()[0]);
       } catch (e) {
         l.muted = true;
@@ -622,7 +641,7 @@ export class Meeting extends EventTarget {
       l.deviceId = deviceId; // opened on unmute
       return;
     }
-    const c = kind === 'audio' ? { audio: { deviceId: { exact: deviceId } } } : { video: { width: { ideal: 640 }, height: { ideal: 480 }, deviceId: { exact: deviceId } } };
+    const c = kind === 'audio' ? { audio: { deviceId: { exact: deviceId } } } : { video: { ...CAMERA_SIZE, deviceId: { exact: deviceId } } };
     try {
       const track = (await navigator.mediaDevices.getUserMedia(c)).getTracks()[0];
       track.enabled = !l.muted;
@@ -638,6 +657,41 @@ export class Meeting extends EventTarget {
     const msg = { type: 'moderate', action, participant };
     if (action === 'mute') msg.source = source;
     this.sig && this.sig.send(msg);
+  }
+
+  /**
+   * Tells the server how a received video track is shown: its tile's size in device pixels, or 0 x 0
+   * when it is not shown. Sent only when it changed (to the nearest 16 pixels).
+   */
+  setVideoTile(trackId, width, height) {
+    if (!this.sig || this.state !== 'joined') return;
+    const q = (v) => Math.round(v / 16) * 16;
+    const size = `${q(width)}x${q(height)}`;
+    if (this.videoTiles.get(trackId) === size) return;
+    this.videoTiles.set(trackId, size);
+    this.sig.send({ type: 'video_tile', track_id: trackId, width: q(width), height: q(height) });
+  }
+
+  /** Dynacast: send only the simulcast encodings (by rid) that someone receives. */
+  async setActiveLayers(trackId, rids) {
+    // The server names the track as our offer did (a=msid), which outlives replaceTrack: find its m-section.
+    const sdp = (this.publishPc && this.publishPc.localDescription && this.publishPc.localDescription.sdp) || '';
+    const section = sdp.split(/\r?\nm=/).slice(1).find((m) => m.split(/\r?\n/).some((l) => l.startsWith('a=msid:') && l.split(' ')[1] === trackId));
+    const mid = section && (/\r?\na=mid:(\S+)/.exec(section) || [])[1];
+    const transceiver = mid != null && this.publishPc.getTransceivers().find((t) => t.mid === mid);
+    if (!transceiver) return;
+    const sender = transceiver.sender;
+    const params = sender.getParameters();
+    if (!params.encodings || params.encodings.length < 2) return;
+    let changed = false;
+    for (const e of params.encodings) {
+      const active = rids.includes(e.rid);
+      if (e.active !== active) {
+        e.active = active;
+        changed = true;
+      }
+    }
+    if (changed) await sender.setParameters(params).catch(() => {});
   }
 
   get sharing() {
@@ -660,7 +714,13 @@ export class Meeting extends EventTarget {
     const track = stream.getVideoTracks()[0];
     if ('contentHint' in track) track.contentHint = 'detail';
     track.addEventListener('ended', () => this.stopScreenShare()); // the browser's own "Stop sharing"
-    const transceiver = this.publishPc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+    // Text wants resolution, not motion: one full-resolution layer at a low frame rate.
+    const transceiver = this.publishPc.addTransceiver(track, {
+      direction: 'sendonly', streams: [this.localStream], sendEncodings: [{ maxFramerate: 5, maxBitrate: 2_500_000 }],
+    });
+    const params = transceiver.sender.getParameters();
+    params.degradationPreference = 'maintain-resolution';
+    transceiver.sender.setParameters(params).catch(() => {}); // not every browser takes it
     this.local.screen_share = { track, transceiver, muted: false };
     this.emit('local');
     this.negotiatePublish();

@@ -115,13 +115,14 @@ function desiredTiles(meeting) {
     // Last-N: the server pauses cameras of people outside this participant's selection; show their avatar.
     const forwarded = !meeting.forwardedVideo || meeting.forwardedVideo.has(p.id);
     tiles.push({
-      key: `${p.id}:camera`, participantId: p.id, source: 'camera', local: false,
+      key: `${p.id}:camera`, participantId: p.id, source: 'camera', local: false, trackId: camInfo?.track_id,
       name: p.transcriptionOptOut ? `${p.name} (not transcribed)` : p.name,
       video: camInfo && !camInfo.muted && forwarded ? media(camInfo) : null, audio: media(bySource.microphone),
       micMuted: !bySource.microphone || bySource.microphone.muted, camMuted: !camInfo || camInfo.muted,
     });
     if (bySource.screen_share) {
       tiles.push({ key: `${p.id}:screen_share`, participantId: p.id, source: 'screen_share', local: false,
+        trackId: bySource.screen_share.track_id,
         name: `${p.name} (screen)`, video: media(bySource.screen_share), audio: null, micMuted: false, camMuted: false });
     }
   }
@@ -146,6 +147,8 @@ export function renderGrid(meeting) {
     tile.querySelector('.name').textContent = d.name;
     tile.querySelector('.avatar').textContent = initials(d.name.replace(/ \(.*\)$/, ''));
     bind(tile.querySelector('video'), d.video);
+    if (d.trackId) tile.dataset.trackId = d.trackId;
+    else delete tile.dataset.trackId;
     tile.classList.toggle('has-video', !!d.video);
     tile.classList.toggle('mirrored', d.local && d.source === 'camera');
     const audio = tile.querySelector('audio');
@@ -162,6 +165,22 @@ export function renderGrid(meeting) {
     el.remove();
   }
   grid.dataset.count = String(grid.children.length);
+}
+
+/**
+ * Tells the server each remote video tile's size on screen (device pixels), or 0 x 0 for one that is
+ * not seen (no video shown, scrolled away, or the page hidden): it forwards no more than that needs.
+ */
+export function reportVideoTiles(meeting) {
+  if (!meeting || meeting.state !== 'joined') return;
+  const view = { w: window.innerWidth, h: window.innerHeight };
+  const dpr = window.devicePixelRatio || 1;
+  for (const tile of $('grid').querySelectorAll('.tile[data-track-id]')) {
+    const r = tile.querySelector('video').getBoundingClientRect();
+    const seen = tile.classList.contains('has-video') && !document.hidden &&
+      r.width > 0 && r.height > 0 && r.bottom > 0 && r.right > 0 && r.top < view.h && r.left < view.w;
+    meeting.setVideoTile(tile.dataset.trackId, seen ? r.width * dpr : 0, seen ? r.height * dpr : 0);
+  }
 }
 
 /** Marks the tile of the room's dominant speaker (the server's decision) and of no one else. */

@@ -153,6 +153,12 @@ impl MediaLoop {
                 source,
                 muted,
             } => router.set_muted(&participant, source, muted, now),
+            Command::VideoTile {
+                participant,
+                track_id,
+                width,
+                height,
+            } => router.set_video_tile(&participant, &track_id, width, height, now),
             Command::OptOut { participant, opted_out } => router.set_transcription_opt_out(&participant, opted_out),
             Command::Leave { participant, reply } => {
                 router.leave(&participant, now);

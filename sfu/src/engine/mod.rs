@@ -47,6 +47,12 @@ pub(crate) enum Command {
         source: TrackSource,
         muted: bool,
     },
+    VideoTile {
+        participant: String,
+        track_id: String,
+        width: u32,
+        height: u32,
+    },
     OptOut {
         participant: String,
         opted_out: bool,
@@ -163,6 +169,16 @@ impl MediaServer {
             participant: participant.to_owned(),
             source,
             muted,
+        })
+    }
+
+    /// How the participant shows one received video track (its tile's size; 0 × 0: not shown).
+    pub fn set_video_tile(&self, participant: &str, track_id: &str, width: u32, height: u32) -> Result<()> {
+        self.send(Command::VideoTile {
+            participant: participant.to_owned(),
+            track_id: track_id.to_owned(),
+            width,
+            height,
         })
     }
 

@@ -34,25 +34,34 @@ impl VideoCodec {
             VideoCodec::Other => None,
         }
     }
+
+    /// The picture size a keyframe's first packet announces (width, height), where the codec
+    /// says it plainly (VP8).
+    pub fn keyframe_size(self, payload: &[u8]) -> Option<(u16, u16)> {
+        match self {
+            VideoCodec::Vp8 => vp8_keyframe_size(payload),
+            _ => None,
+        }
+    }
 }
 
-/// RFC 7741: payload descriptor, then (on the first packet of a frame) the VP8 frame tag whose lowest
-/// bit is 0 for a keyframe.
-fn vp8_starts_keyframe(p: &[u8]) -> bool {
-    let Some(&b0) = p.first() else { return false };
+/// RFC 7741: where the VP8 payload starts, after the payload descriptor, in the first packet of a
+/// frame (`None` in any other packet).
+fn vp8_frame_start(p: &[u8]) -> Option<usize> {
+    let &b0 = p.first()?;
     let extended = b0 & 0x80 != 0;
     let start = b0 & 0x10 != 0;
     let partition = b0 & 0x07;
     if !start || partition != 0 {
-        return false;
+        return None;
     }
     let mut i = 1;
     if extended {
-        let Some(&x) = p.get(i) else { return false };
+        let &x = p.get(i)?;
         i += 1;
         if x & 0x80 != 0 {
             // PictureID, 7 or 15 bits.
-            let Some(&pid) = p.get(i) else { return false };
+            let &pid = p.get(i)?;
             i += if pid & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
@@ -62,7 +71,25 @@ fn vp8_starts_keyframe(p: &[u8]) -> bool {
             i += 1; // TID/Y/KEYIDX
         }
     }
-    p.get(i).is_some_and(|tag| tag & 0x01 == 0)
+    (i < p.len()).then_some(i)
+}
+
+/// The VP8 frame tag's lowest bit is 0 for a keyframe.
+fn vp8_starts_keyframe(p: &[u8]) -> bool {
+    vp8_frame_start(p).is_some_and(|i| p[i] & 0x01 == 0)
+}
+
+/// A VP8 keyframe's picture size (RFC 6386 §9.1): the 3-byte frame tag, the start code 9d 01 2a,
+/// then width and height, 14 bits each, little-endian.
+fn vp8_keyframe_size(p: &[u8]) -> Option<(u16, u16)> {
+    let i = vp8_frame_start(p)?;
+    let h = p.get(i..i + 10)?;
+    if h[0] & 0x01 != 0 || h[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u16::from_le_bytes([h[6], h[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([h[8], h[9]]) & 0x3fff;
+    Some((width, height))
 }
 
 /// VP9 payload descriptor (RFC 9628): B (start of frame) set and P (inter-picture predicted) clear.
@@ -126,6 +153,21 @@ mod tests {
             Some(false)
         );
         assert_eq!(VideoCodec::Vp8.starts_keyframe(&[]), Some(false));
+    }
+
+    #[test]
+    fn vp8_keyframe_size() {
+        // Descriptor (S=1), frame tag (keyframe), start code, 640 x 480 with scaling bits set.
+        let key = [0x10, 0x50, 0x2d, 0x01, 0x9d, 0x01, 0x2a, 0x80, 0x82, 0xe0, 0x41];
+        assert_eq!(VideoCodec::Vp8.keyframe_size(&key), Some((640, 480)));
+        let mut delta = key;
+        delta[1] |= 1;
+        assert_eq!(VideoCodec::Vp8.keyframe_size(&delta), None);
+        assert_eq!(VideoCodec::Vp8.keyframe_size(&key[..8]), None, "truncated");
+        let mut bad = key;
+        bad[5] = 0;
+        assert_eq!(VideoCodec::Vp8.keyframe_size(&bad), None, "no start code");
+        assert_eq!(VideoCodec::H264.keyframe_size(&[0x65]), None);
     }
 
     #[test]

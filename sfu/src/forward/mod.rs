@@ -4,9 +4,12 @@
 //! subscriber's keyframe request) and gets back what to do. Everything here is deterministic and
 //! unit-tested; nothing here may block, allocate per packet, or touch I/O.
 
+pub mod allocate;
 pub mod codec;
+pub mod dynacast;
 pub mod keyframe;
 pub mod last_n;
+pub mod layers;
 pub mod rewrite;
 pub mod speaker;
 pub mod track;

@@ -2,9 +2,14 @@
 //!
 //! `route` is the per-packet decision: for each subscriber, forward or not, and with which header.
 //! It writes into a caller-owned vector so the packet path allocates nothing once warmed up.
+//!
+//! A simulcast track arrives as several layers (encodings, lowest first); each subscriber receives
+//! one of them as one continuous stream. A subscriber's target layer is set by the allocator; the
+//! switch happens at the target layer's next keyframe, and until then the layer it had goes on.
 
 use super::codec::VideoCodec;
 use super::keyframe::KeyframeThrottle;
+use super::layers::{LayerRates, MAX_LAYERS, layer_for_height};
 use super::rewrite::{Rewritten, StreamRewriter};
 use samtal_protocol::MediaKind;
 use std::time::{Duration, Instant};
@@ -20,7 +25,12 @@ pub struct DownTrack<S> {
     payload_type: Option<u8>,
     /// The subscriber's id for the RFC 6464 audio-level header extension, if it negotiated it.
     audio_level_id: Option<u8>,
-    waiting_keyframe: bool,
+    /// The layer being forwarded; `None` until the first keyframe of the target (and after a
+    /// pause or mute, until the next one).
+    current: Option<u8>,
+    /// The layer the allocator chose; `None` gives this subscriber nothing (no room in its
+    /// bandwidth, or a tile it does not show).
+    target: Option<u8>,
     /// Withheld from this subscriber (a participant who opted out of transcription, toward the
     /// transcription service): nothing is forwarded, the stream continues without a gap afterwards.
     withheld: bool,
@@ -39,12 +49,26 @@ pub struct Forward<S> {
     pub audio_level_id: Option<u8>,
 }
 
+impl<S> DownTrack<S> {
+    /// Waiting for a keyframe of the target layer before anything more (or other) is forwarded.
+    fn switching(&self) -> bool {
+        self.target.is_some() && self.current != self.target
+    }
+}
+
 #[derive(Debug)]
 pub struct PublishedTrack<S> {
     kind: MediaKind,
     video_codec: Option<VideoCodec>,
     clock_rate: u32,
     muted: bool,
+    /// Simulcast layers (1 for a plain track).
+    layers: u8,
+    rates: LayerRates,
+    /// Height of the top layer's pictures, from its last keyframe (VP8).
+    top_height: Option<u32>,
+    /// Layer switches made (a subscriber's forwarded layer changed).
+    switches: u64,
     keyframes: KeyframeThrottle,
     down: Vec<DownTrack<S>>,
 }
@@ -57,6 +81,10 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             video_codec,
             clock_rate,
             muted: false,
+            layers: 1,
+            rates: LayerRates::default(),
+            top_height: None,
+            switches: 0,
             keyframes: KeyframeThrottle::new(KEYFRAME_INTERVAL),
             down: Vec::new(),
         }
@@ -66,6 +94,44 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         self.kind
     }
 
+    /// Declares a simulcast track of `layers` encodings (lowest first, at most [`MAX_LAYERS`]).
+    /// Subscribers start on the highest until the allocator says otherwise.
+    pub fn set_layers(&mut self, layers: u8) {
+        self.layers = layers.clamp(1, MAX_LAYERS as u8);
+        for d in &mut self.down {
+            d.target = d.target.map(|t| t.min(self.layers - 1));
+        }
+    }
+
+    pub fn layers(&self) -> u8 {
+        self.layers
+    }
+
+    /// Incoming bitrate per layer, measured.
+    pub fn rates(&self) -> &LayerRates {
+        &self.rates
+    }
+
+    pub fn rates_mut(&mut self) -> &mut LayerRates {
+        &mut self.rates
+    }
+
+    /// Layer switches made so far, over all subscribers.
+    pub fn switches(&self) -> u64 {
+        self.switches
+    }
+
+    /// The layer that covers a tile `height` device pixels high (`None` for 0: not shown), from
+    /// the top layer's height as its keyframes tell (720 until one was seen).
+    pub fn layer_for_tile(&self, height: u32) -> Option<u8> {
+        layer_for_height(height, self.top_height.unwrap_or(720), self.layers)
+    }
+
+    /// Codecs whose keyframes are recognised: subscribers start and switch layers only at one.
+    fn waits_for_keyframes(&self) -> bool {
+        self.video_codec.is_some_and(|c| c != VideoCodec::Other)
+    }
+
     pub fn subscribers(&self) -> impl Iterator<Item = S> + '_ {
         self.down.iter().map(|d| d.sink)
     }
@@ -73,17 +139,68 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
     /// Adds a subscriber that will receive this track as `out_ssrc`. Video subscribers wait for a
     /// keyframe; returns true when a keyframe request should go to the publisher now.
     pub fn add_subscriber(&mut self, sink: S, out_ssrc: u32, now: Instant) -> bool {
-        let waits = self.video_codec.is_some_and(|c| c != VideoCodec::Other);
+        let waits = self.waits_for_keyframes();
+        let top = self.layers - 1;
         self.down.push(DownTrack {
             sink,
             rewriter: StreamRewriter::new(out_ssrc, self.clock_rate),
             payload_type: None,
             audio_level_id: None,
-            waiting_keyframe: waits,
+            current: (!waits).then_some(top),
+            target: Some(top),
             withheld: false,
             paused: false,
         });
         waits && self.keyframes.request(now)
+    }
+
+    /// The layer the allocator chose for one subscriber (`None`: nothing). Returns true when a
+    /// keyframe request should go to the publisher now (the switch waits for one).
+    pub fn set_target(&mut self, sink: S, target: Option<u8>, now: Instant) -> bool {
+        let top = self.layers - 1;
+        let waits = self.waits_for_keyframes();
+        let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) else {
+            return false;
+        };
+        let target = target.map(|t| t.min(top));
+        if d.target == target {
+            return false;
+        }
+        d.target = target;
+        if target.is_none() && waits {
+            // Stopped: whatever layer comes back starts at a keyframe.
+            d.current = None;
+        }
+        if !waits {
+            // Nothing to wait for: the next packet of the target layer continues the stream.
+            return false;
+        }
+        d.switching() && !self.muted && !d.paused && self.keyframes.request(now)
+    }
+
+    /// The layer chosen for a subscriber, and the one it receives now.
+    pub fn target(&self, sink: S) -> Option<(Option<u8>, Option<u8>)> {
+        self.down.iter().find(|d| d.sink == sink).map(|d| (d.target, d.current))
+    }
+
+    /// Layers some subscriber receives or waits for, as a bit set (bit `i`: layer `i`). The rest
+    /// need not be sent by the publisher at all.
+    pub fn wanted_layers(&self) -> u8 {
+        self.down
+            .iter()
+            .filter(|d| !d.paused && !d.withheld)
+            .flat_map(|d| [d.target, d.current.filter(|_| d.target.is_some())])
+            .flatten()
+            .fold(0, |mask, layer| mask | 1 << layer)
+    }
+
+    /// Layers a keyframe is needed on now: the targets of subscribers waiting to start or switch.
+    pub fn keyframe_layers(&self) -> u8 {
+        self.down
+            .iter()
+            .filter(|d| !d.paused && !d.withheld && d.switching())
+            .filter_map(|d| d.target)
+            .fold(0, |mask, layer| mask | 1 << layer)
     }
 
     pub fn remove_subscriber(&mut self, sink: S) {
@@ -115,7 +232,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
     /// Pauses the track toward one subscriber or resumes it. Resumed video waits for a keyframe;
     /// returns true when a keyframe request should go to the publisher now.
     pub fn set_paused(&mut self, sink: S, paused: bool, now: Instant) -> bool {
-        let is_video = self.video_codec.is_some_and(|c| c != VideoCodec::Other);
+        let is_video = self.waits_for_keyframes();
         let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) else {
             return false;
         };
@@ -126,8 +243,8 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         if paused || !is_video {
             return false;
         }
-        d.waiting_keyframe = true;
-        !self.muted && self.keyframes.request(now)
+        d.current = None;
+        !self.muted && d.target.is_some() && self.keyframes.request(now)
     }
 
     pub fn is_paused(&self, sink: S) -> bool {
@@ -149,11 +266,11 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             return false;
         }
         self.muted = muted;
-        let is_video = self.video_codec.is_some_and(|c| c != VideoCodec::Other);
+        let is_video = self.waits_for_keyframes();
         for d in &mut self.down {
             d.rewriter.skip();
             if !muted && is_video {
-                d.waiting_keyframe = true;
+                d.current = None;
             }
         }
         !muted && is_video && self.keyframes.request(now)
@@ -169,30 +286,47 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         if self.keyframes.poll(now) {
             return true;
         }
-        !self.muted && self.down.iter().any(|d| d.waiting_keyframe) && self.keyframes.request(now)
+        !self.muted && self.keyframe_layers() != 0 && self.keyframes.request(now)
     }
 
     pub fn keyframe_deadline(&self) -> Option<Instant> {
         self.keyframes.deadline()
     }
 
-    /// Decides, for one incoming packet, what each subscriber gets. Appends to `out`.
-    pub fn route(&mut self, seq: u16, ts: u32, payload: &[u8], now: Instant, out: &mut Vec<Forward<S>>) {
+    /// Decides, for one incoming packet of `layer` (0 for a plain track), what each subscriber
+    /// gets. Appends to `out`.
+    pub fn route(&mut self, layer: u8, seq: u16, ts: u32, payload: &[u8], now: Instant, out: &mut Vec<Forward<S>>) {
+        self.rates.add(layer, payload.len(), now);
         if self.muted {
             return;
         }
         let keyframe = self.video_codec.and_then(|c| c.starts_keyframe(payload));
+        if keyframe == Some(true)
+            && layer + 1 == self.layers
+            && let Some((_, height)) = self.video_codec.and_then(|c| c.keyframe_size(payload))
+        {
+            self.top_height = Some(u32::from(height));
+        }
         for d in &mut self.down {
             // No payload type: not negotiated or not connected yet; a keyframe now would be lost.
-            let Some(payload_type) = d.payload_type.filter(|_| !d.withheld && !d.paused) else {
+            let Some(payload_type) = d
+                .payload_type
+                .filter(|_| !d.withheld && !d.paused && d.target.is_some())
+            else {
                 d.rewriter.skip();
                 continue;
             };
-            if d.waiting_keyframe {
-                if keyframe == Some(false) {
-                    continue;
+            if d.target == Some(layer) && d.current != d.target && keyframe != Some(false) {
+                // Start, or switch to the target layer: at its keyframe (or at once for codecs
+                // whose keyframes are not recognised), continuing the subscriber's numbering.
+                if d.current.is_some() {
+                    d.rewriter.skip();
+                    self.switches += 1;
                 }
-                d.waiting_keyframe = false;
+                d.current = Some(layer);
+            }
+            if d.current != Some(layer) {
+                continue;
             }
             if let Some(header) = d.rewriter.rewrite(seq, ts, now) {
                 out.push(Forward {
@@ -216,7 +350,7 @@ mod tests {
 
     fn routed(t: &mut PublishedTrack<u32>, seq: u16, payload: &[u8], now: Instant) -> Vec<Forward<u32>> {
         let mut out = Vec::new();
-        t.route(seq, seq as u32 * 3000, payload, now, &mut out);
+        t.route(0, seq, seq as u32 * 3000, payload, now, &mut out);
         out
     }
 
@@ -371,5 +505,98 @@ mod tests {
             "no sequence gap for the withheld subscriber"
         );
         assert_eq!(seq_of(&out, 1), seq_of(&first, 1).wrapping_add(10));
+    }
+
+    fn layered(t: &mut PublishedTrack<u32>, layer: u8, seq: u16, payload: &[u8], now: Instant) -> Vec<Forward<u32>> {
+        let mut out = Vec::new();
+        t.route(layer, seq, seq as u32 * 3000, payload, now, &mut out);
+        out
+    }
+
+    #[test]
+    fn simulcast_layers_switch_only_at_a_keyframe_of_the_target_without_a_gap() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Video, "video/VP8", 90_000);
+        t.set_layers(3);
+        t.add_subscriber(1, 10, now);
+        t.set_payload_type(1, Some(96));
+        assert_eq!(t.target(1), Some((Some(2), None)), "starts on the top layer");
+        // Keyframes of lower layers do not start it; the top layer's does.
+        assert!(layered(&mut t, 0, 100, KEY, now).is_empty());
+        let first = layered(&mut t, 2, 5000, KEY, now);
+        assert_eq!(first.len(), 1);
+        assert!(
+            layered(&mut t, 0, 101, DELTA, now).is_empty(),
+            "other layers are not forwarded"
+        );
+        assert_eq!(layered(&mut t, 2, 5001, DELTA, now).len(), 1);
+        // The allocator lowers it: the top layer goes on until layer 0's keyframe.
+        let later = now + KEYFRAME_INTERVAL;
+        assert!(t.set_target(1, Some(0), later), "a switch asks for a keyframe");
+        assert_eq!(t.keyframe_layers(), 0b001);
+        assert_eq!(t.wanted_layers(), 0b101, "both layers are needed until the switch");
+        assert!(layered(&mut t, 0, 102, DELTA, later).is_empty());
+        let old = layered(&mut t, 2, 5002, DELTA, later);
+        assert_eq!(old.len(), 1, "the old layer continues meanwhile");
+        let switched = layered(&mut t, 0, 103, KEY, later);
+        assert_eq!(switched.len(), 1);
+        assert_eq!(
+            switched[0].header.sequence_number,
+            old[0].header.sequence_number.wrapping_add(1),
+            "no sequence gap across the switch"
+        );
+        assert_eq!(switched[0].header.ssrc, 10);
+        assert!(layered(&mut t, 2, 5003, KEY, later).is_empty(), "the old layer stops");
+        assert_eq!(
+            layered(&mut t, 0, 104, DELTA, later)[0].header.sequence_number,
+            switched[0].header.sequence_number.wrapping_add(1)
+        );
+        assert_eq!(t.switches(), 1);
+        assert_eq!((t.wanted_layers(), t.keyframe_layers()), (0b001, 0));
+    }
+
+    #[test]
+    fn a_subscriber_without_a_layer_gets_nothing_and_resumes_at_a_keyframe() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Video, "video/VP8", 90_000);
+        t.set_layers(2);
+        t.add_subscriber(1, 10, now);
+        t.add_subscriber(2, 20, now);
+        t.set_payload_type(1, Some(96));
+        t.set_payload_type(2, Some(96));
+        assert_eq!(layered(&mut t, 1, 1, KEY, now).len(), 2);
+        assert!(!t.set_target(2, None, now), "pausing asks for nothing");
+        assert_eq!(
+            layered(&mut t, 1, 2, DELTA, now)
+                .iter()
+                .map(|f| f.sink)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert_eq!(t.wanted_layers(), 0b10);
+        let later = now + KEYFRAME_INTERVAL;
+        assert!(t.set_target(2, Some(0), later));
+        assert!(layered(&mut t, 0, 50, DELTA, later).is_empty());
+        let out = layered(&mut t, 0, 51, KEY, later);
+        assert_eq!(out.iter().map(|f| f.sink).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn layer_rates_are_measured_from_routed_packets() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::<u32>::new(MediaKind::Video, "video/VP8", 90_000);
+        t.set_layers(2);
+        for i in 0..50u16 {
+            layered(
+                &mut t,
+                1,
+                i,
+                &[0u8; 1000],
+                now + Duration::from_millis(u64::from(i) * 10),
+            );
+        }
+        t.rates_mut().roll(now + Duration::from_millis(500));
+        assert_eq!(t.rates().measured(1), Some(800_000));
+        assert_eq!(t.rates().measured(0), Some(0));
     }
 }

@@ -21,13 +21,16 @@ mod slab;
 mod tests;
 mod timers;
 
-use self::sdp::sending_track_ids;
+use self::sdp::{sending_track_ids, simulcast_rids};
 use self::slab::Slab;
 use self::timers::Timers;
 use crate::config::MediaConfig;
 use crate::error::{Error, Result};
+use crate::forward::allocate::{self, Want};
 use crate::forward::codec::audio_level;
+use crate::forward::dynacast::Dynacast;
 use crate::forward::last_n;
+use crate::forward::layers::MAX_LAYERS;
 use crate::forward::{Forward, PublishedTrack, SpeakerDetector};
 use crate::rate::TokenBucket;
 use crate::stats::Stats;
@@ -55,6 +58,13 @@ const ONE_BYTE_EXTENSIONS: u16 = 0xBEDE;
 
 /// How often keyframe retries and other slow bookkeeping run.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+
+/// How often each subscriber's downlink estimate is spent anew on layers.
+const ALLOCATION: Duration = Duration::from_millis(500);
+
+/// Share of a downlink estimate the allocator spends: the rest absorbs keyframes, retransmissions
+/// and the estimate's own error.
+const SPEND_PERCENT: u64 = 85;
 
 /// Offers one participant may make at once, in seconds of its rate: renegotiation stays cheap for
 /// everyone else on the media thread.
@@ -106,6 +116,9 @@ pub enum MediaEvent {
     DominantSpeaker,
     /// Whose cameras the participant now receives (by participant id), when last-N leaves some out.
     VideoForwarded { participants: Vec<String> },
+    /// Dynacast: of its simulcast track `track_id` (the client's id), the publisher should send only
+    /// the layers with these rids.
+    PublishLayers { track_id: String, active: Vec<String> },
 }
 
 /// A datagram to send: from which local address, to whom.
@@ -130,6 +143,8 @@ struct Peer {
     dirty: bool,
     /// DTLS/SRTP is up: media can be written (before that, writes only produce warnings).
     connected: bool,
+    /// The downlink estimate of a subscribe connection.
+    estimate: Option<peer::Estimate>,
 }
 
 struct Participant {
@@ -141,6 +156,10 @@ struct Participant {
     subscribe: Option<usize>,
     /// Client track id (from `a=msid`) → source, from applied publish offers.
     declared: HashMap<String, TrackSource>,
+    /// Client track id → simulcast rids (lowest first), from applied publish offers.
+    simulcast: HashMap<String, Vec<String>>,
+    /// Server track id → height of the tile it is shown in (0: not shown), for received video.
+    tiles: HashMap<String, u32>,
     muted: HashSet<TrackSource>,
     /// Opted out of transcription: withheld from subscribers with `withhold_opted_out`.
     opted_out: bool,
@@ -168,6 +187,15 @@ struct Track {
     codec: RTCRtpCodec,
     /// The id of the RFC 6464 audio-level header extension on the publish connection, if negotiated.
     audio_level_id: Option<u8>,
+    /// Simulcast rids, lowest layer first (empty: one plain stream).
+    rids: Vec<String>,
+    /// Each layer's SSRC, learnt from its packets.
+    layer_ssrcs: [Option<u32>; MAX_LAYERS],
+    /// The client's id of the track (its `a=msid`), which dynacast messages name.
+    client_id: String,
+    dynacast: Dynacast,
+    /// Layers some subscriber's tile needs, from the last allocation round (bit `i`: layer `i`).
+    needed: u8,
     forward: PublishedTrack<Sink>,
 }
 
@@ -195,6 +223,7 @@ pub struct Router {
     due: Vec<(Instant, usize)>,
     events: VecDeque<(String, MediaEvent)>,
     next_housekeeping: Instant,
+    next_allocation: Instant,
 }
 
 /// Refuses an offer with more than `limit` media sections, counted without parsing it: the cost of
@@ -248,6 +277,7 @@ impl Router {
             due: Vec::new(),
             events: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING,
+            next_allocation: now + ALLOCATION,
         })
     }
 
@@ -341,6 +371,14 @@ impl Router {
             .collect();
         for t in due {
             self.send_keyframe_request(t, now);
+        }
+        for (_, t) in self.tracks.iter_mut() {
+            t.forward.rates_mut().roll(now);
+        }
+        if now >= self.next_allocation {
+            self.next_allocation = now + ALLOCATION;
+            self.allocate_all(now);
+            self.dynacast(now);
         }
         let changes: Vec<(String, usize)> = self
             .speakers
@@ -470,6 +508,9 @@ impl Router {
                 None => return,
             },
         };
+        let Some(layer) = self.layer_of(track, packet.header.ssrc) else {
+            return;
+        };
         Stats::add(&self.stats.received_packets, 1);
         Stats::add(&self.stats.received_bytes, packet.payload.len() as u64);
         self.record_audio_level(track, &packet.header, now);
@@ -478,8 +519,14 @@ impl Router {
         let h = &packet.header;
         let t = self.tracks.get_mut(track).expect("published track exists");
         let level = t.audio_level_id.and_then(|id| h.get_extension(id));
-        t.forward
-            .route(h.sequence_number, h.timestamp, &packet.payload, now, &mut forwards);
+        t.forward.route(
+            layer,
+            h.sequence_number,
+            h.timestamp,
+            &packet.payload,
+            now,
+            &mut forwards,
+        );
         let mut sent = 0u64;
         for f in &forwards {
             let Some(sub) = self.peers.get_mut(f.sink.0) else {
@@ -522,6 +569,23 @@ impl Router {
         self.forwards = forwards;
     }
 
+    /// The simulcast layer a packet of `track` belongs to (0 for a plain track); a new SSRC is
+    /// matched by the rid webrtc-rs read from its header extension. `None`: not a layer we take.
+    fn layer_of(&mut self, track: usize, ssrc: u32) -> Option<u8> {
+        let t = self.tracks.get_mut(track)?;
+        if t.rids.is_empty() {
+            return Some(0);
+        }
+        if let Some(layer) = t.layer_ssrcs.iter().position(|&s| s == Some(ssrc)) {
+            return Some(layer as u8);
+        }
+        let receiver = self.peers.get_mut(t.peer)?.pc.rtp_receiver(t.receiver)?;
+        let rid = receiver.track().rid(ssrc)?;
+        let layer = t.rids.iter().position(|r| r.as_str() == rid.as_str())?;
+        t.layer_ssrcs[layer] = Some(ssrc);
+        Some(layer as u8)
+    }
+
     /// Feeds the room's speaker detector with an unmuted audio packet's level.
     fn record_audio_level(&mut self, track: usize, header: &rtp::header::Header, now: Instant) {
         let Some(t) = self.tracks.get(track) else { return };
@@ -559,17 +623,41 @@ impl Router {
         }
     }
 
+    /// Asks the publisher for a keyframe: of a plain track, or of the simulcast layers that
+    /// subscribers wait for (else of every layer someone receives).
     fn send_keyframe_request(&mut self, track: usize, now: Instant) {
         let Some(t) = self.tracks.get(track) else { return };
-        let (peer, receiver, media_ssrc) = (t.peer, t.receiver, t.media_ssrc);
-        if let Some(mut r) = self.peers.get_mut(peer).and_then(|p| p.pc.rtp_receiver(receiver)) {
-            let pli = PictureLossIndication {
+        let (peer, receiver) = (t.peer, t.receiver);
+        let plis: Vec<Box<dyn rtc::rtcp::Packet>> = if t.rids.is_empty() {
+            vec![Box::new(PictureLossIndication {
                 sender_ssrc: 0,
-                media_ssrc,
-            };
-            if r.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
-                Stats::add(&self.stats.keyframe_requests, 1);
-            }
+                media_ssrc: t.media_ssrc,
+            })]
+        } else {
+            let mask = Some(t.forward.keyframe_layers())
+                .filter(|&m| m != 0)
+                .unwrap_or_else(|| t.forward.wanted_layers());
+            t.layer_ssrcs
+                .iter()
+                .enumerate()
+                .filter(|&(layer, _)| mask & (1 << layer) != 0)
+                .filter_map(|(_, ssrc)| *ssrc)
+                .map(|media_ssrc| {
+                    Box::new(PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                    }) as Box<dyn rtc::rtcp::Packet>
+                })
+                .collect()
+        };
+        if plis.is_empty() {
+            return;
+        }
+        let count = plis.len() as u64;
+        if let Some(mut r) = self.peers.get_mut(peer).and_then(|p| p.pc.rtp_receiver(receiver))
+            && r.write_rtcp(now, plis).is_ok()
+        {
+            Stats::add(&self.stats.keyframe_requests, count);
         }
         self.mark_dirty(peer);
     }
@@ -611,6 +699,11 @@ impl Router {
             .copied()
             .unwrap_or(TrackSource::default_for(kind));
         let mut forward = PublishedTrack::new(kind, &codec.mime_type, codec.clock_rate);
+        let rids = match kind {
+            MediaKind::Video => p.simulcast.get(track_id).cloned().unwrap_or_default(),
+            MediaKind::Audio => Vec::new(),
+        };
+        forward.set_layers(rids.len().max(1) as u8);
         let muted = p.muted.contains(&source);
         forward.set_muted(muted, now);
         p.span
@@ -635,6 +728,11 @@ impl Router {
             source,
             codec,
             audio_level_id: audio_level_id.filter(|_| kind == MediaKind::Audio),
+            dynacast: Dynacast::new(rids.len().max(1) as u8),
+            rids,
+            layer_ssrcs: [None; MAX_LAYERS],
+            client_id: track_id.to_owned(),
+            needed: 0,
             forward,
         });
         self.participants
@@ -786,6 +884,138 @@ impl Router {
         }
     }
 
+    /// Tells publishers which simulcast layers someone receives or a tile needs (whether or not
+    /// the layer arrives yet): the others are switched off.
+    fn dynacast(&mut self, now: Instant) {
+        let mut told = Vec::new();
+        for (_, t) in self.tracks.iter_mut().filter(|(_, t)| !t.rids.is_empty()) {
+            if let Some(active) = t.dynacast.update(t.forward.wanted_layers() | t.needed, now) {
+                let rids = t
+                    .rids
+                    .iter()
+                    .enumerate()
+                    .filter(|&(layer, _)| active & (1 << layer) != 0)
+                    .map(|(_, rid)| rid.clone())
+                    .collect();
+                told.push((t.publisher, t.client_id.clone(), rids));
+            }
+        }
+        for (publisher, track_id, active) in told {
+            Stats::add(&self.stats.dynacast_updates, 1);
+            self.emit(publisher, MediaEvent::PublishLayers { track_id, active });
+        }
+    }
+
+    /// Spends every subscriber's downlink estimate anew.
+    fn allocate_all(&mut self, now: Instant) {
+        for (_, t) in self.tracks.iter_mut() {
+            t.needed = 0;
+        }
+        let subscribers: Vec<usize> = self.participants.iter().map(|(i, _)| i).collect();
+        let mut estimated = 0;
+        for p in subscribers {
+            estimated += u64::from(self.allocate(p, now));
+        }
+        Stats::set(&self.stats.estimated_subscribers, estimated);
+    }
+
+    /// Chooses the layer of every camera and screen share the participant receives, from its
+    /// downlink estimate, its tiles and who speaks (see [`allocate`]). Returns whether the
+    /// participant has an estimate.
+    fn allocate(&mut self, participant: usize, now: Instant) -> bool {
+        let Some(p) = self.participants.get(participant) else {
+            return false;
+        };
+        let Some(peer) = p.subscribe.filter(|_| p.options.video) else {
+            return false;
+        };
+        let estimate = self
+            .peers
+            .get(peer)
+            .and_then(|x| x.estimate.as_ref())
+            .and_then(peer::Estimate::bps);
+        let dominant = self.speakers.get(&p.room).and_then(SpeakerDetector::dominant);
+        let mut audio = 0;
+        let mut wants = Vec::new();
+        for (track_id, &(track, sender)) in &p.down {
+            let Some(t) = self.tracks.get(track) else { continue };
+            let sink = (peer, sender);
+            if t.kind == MediaKind::Audio {
+                audio += t.forward.rates().measured(0).unwrap_or(0);
+                continue;
+            }
+            if t.forward.is_paused(sink) || t.forward.is_muted() {
+                continue; // outside last-N, or nothing to send: costs nothing
+            }
+            let priority = match t.source {
+                TrackSource::ScreenShare => allocate::SCREEN,
+                _ if Some(t.publisher) == dominant => allocate::SPEAKER,
+                _ => allocate::CAMERA,
+            };
+            let max_layer = match p.tiles.get(track_id) {
+                Some(&height) => t.forward.layer_for_tile(height),
+                None => Some(t.forward.layers() - 1),
+            };
+            wants.push(Want {
+                key: (track, sink),
+                priority,
+                max_layer,
+                // A layer we switched off comes back when chosen.
+                costs: t.forward.rates().costs(t.forward.layers(), !t.dynacast.active()),
+            });
+        }
+        for w in &wants {
+            if let (Some(layer), Some(t)) = (w.max_layer, self.tracks.get_mut(w.key.0)) {
+                t.needed |= 1 << layer.min(t.forward.layers() - 1);
+            }
+        }
+        let budget = estimate.map(|bps| (bps * SPEND_PERCENT / 100).saturating_sub(audio));
+        let mut chosen = Vec::with_capacity(wants.len());
+        allocate::allocate(budget, &wants, &mut chosen);
+        let mut requests = Vec::new();
+        for ((track, sink), layer) in chosen {
+            let Some(t) = self.tracks.get_mut(track) else { continue };
+            let before = t.forward.target(sink).and_then(|(target, _)| target);
+            if before == layer {
+                continue;
+            }
+            Stats::add(&self.stats.layer_changes, 1);
+            if layer.is_none() {
+                Stats::add(&self.stats.bandwidth_pauses, 1);
+            }
+            if t.forward.set_target(sink, layer, now) {
+                requests.push(track);
+            }
+        }
+        for track in requests {
+            self.send_keyframe_request(track, now);
+        }
+        estimate.is_some()
+    }
+
+    /// How the participant shows one video track it receives: the tile's size in device pixels
+    /// (0 × 0: not shown). Tracks it does not receive are ignored. A tile shown or hidden applies at
+    /// once, a resize at the next allocation.
+    pub fn set_video_tile(&mut self, participant: &str, track_id: &str, width: u32, height: u32, now: Instant) {
+        let Ok(p) = self.participant_index(participant) else {
+            return;
+        };
+        let part = self.participants.get_mut(p).expect("indexed participant exists");
+        if !part.down.contains_key(track_id) {
+            return;
+        }
+        // The height 16:9 video needs to fill the tile, whichever way it is fitted.
+        let needed = if width == 0 || height == 0 {
+            0
+        } else {
+            height.max(width.saturating_mul(9) / 16)
+        };
+        let before = part.tiles.insert(track_id.to_owned(), needed);
+        if before.map(|h| h == 0) != Some(needed == 0) {
+            self.allocate(p, now);
+        }
+    }
+
     /// Whether `track` is withheld from `subscriber`: its publisher opted out of transcription and the
     /// subscriber is the transcription service.
     fn withheld(&self, subscriber: usize, track: usize) -> bool {
@@ -852,6 +1082,7 @@ impl Router {
             let participant = subscriber.participant;
             if let Some(p) = self.participants.get_mut(participant) {
                 p.down.remove(&t.id);
+                p.tiles.remove(&t.id);
                 p.needs_offer = true;
             }
             self.offer_if_needed(participant, now);
@@ -875,12 +1106,22 @@ impl Router {
         }
         let ufrag = ice::random_credential(16);
         let pwd = ice::random_credential(32);
+        let estimate = (kind == PcKind::Subscribe).then(peer::Estimate::default);
         // X.509 validity is wall-clock time, the one input here not from the caller's clock.
         let pc = match self
             .identity
             .certificate(std::time::SystemTime::now())
-            .and_then(|certificate| peer::build(&ufrag, &pwd, &self.candidates, self.failed_after, certificate, now))
-        {
+            .and_then(|certificate| {
+                peer::build(
+                    &ufrag,
+                    &pwd,
+                    &self.candidates,
+                    self.failed_after,
+                    certificate,
+                    estimate.clone(),
+                    now,
+                )
+            }) {
             Ok(pc) => pc,
             Err(e) => {
                 tracing::error!("cannot create peer connection: {e}");
@@ -896,6 +1137,7 @@ impl Router {
             addrs: Vec::new(),
             dirty: false,
             connected: false,
+            estimate,
         });
         self.by_ufrag.insert(ufrag, idx);
         let p = self.participants.get_mut(participant)?;
@@ -960,11 +1202,14 @@ impl Router {
             .ensure_peer(participant, PcKind::Publish, now)
             .ok_or_else(|| Error::Negotiation("no peer connection".into()))?;
         let sending = sending_track_ids(&sdp);
+        let simulcast = simulcast_rids(&sdp);
         let pc = &mut self.peers.get_mut(idx).expect("just ensured").pc;
         let answer = negotiate::answer_offer(pc, sdp, now)?;
         let max = self.max_media_sections;
         let p = self.participants.get_mut(participant).expect("checked above");
         p.declared.retain(|id, _| sending.contains(id));
+        // Bounded by the offer's sections, which are bounded before it is applied.
+        p.simulcast = simulcast;
         for t in tracks {
             if sending.contains(&t.track_id) && (p.declared.len() < max || p.declared.contains_key(&t.track_id)) {
                 p.declared.insert(t.track_id, t.source);
@@ -1158,6 +1403,8 @@ impl Router {
             publish: None,
             subscribe: None,
             declared: HashMap::new(),
+            simulcast: HashMap::new(),
+            tiles: HashMap::new(),
             muted: HashSet::new(),
             opted_out: false,
             published: HashMap::new(),
@@ -1254,6 +1501,7 @@ pub mod fuzzing {
     /// failed offer leaves the connection unable to take the next one.
     pub fn publish_offer(sdp: &str) {
         let _ = super::sdp::sending_track_ids(sdp);
+        let _ = super::sdp::simulcast_rids(sdp);
         if super::sdp::media_sections(sdp) > crate::MediaConfig::default().max_media_sections {
             return;
         }
@@ -1273,6 +1521,7 @@ pub mod fuzzing {
             &candidates,
             Duration::from_secs(5),
             certificate,
+            None,
             now,
         ) else {
             return;

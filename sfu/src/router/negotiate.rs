@@ -72,6 +72,7 @@ mod tests {
             &candidates,
             Duration::from_secs(5),
             certificate,
+            None,
             now,
         )
         .unwrap()

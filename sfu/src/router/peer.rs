@@ -1,10 +1,15 @@
 //! Building one webrtc-rs (sans-IO) peer connection the way the SFU needs it: ICE-lite with its own
 //! credentials, host candidates for the shared sockets, the default codecs and interceptors (NACK,
 //! RTCP reports, TWCC receiver), the audio-level header extension, and inbound PLI/FIR delivered to
-//! the application so subscribers' keyframe requests reach the forwarding core.
+//! the application so subscribers' keyframe requests reach the forwarding core. Subscribe
+//! connections also number what they send (transport-wide sequence numbers) and run Google
+//! Congestion Control on the subscriber's TWCC feedback: the downlink estimate the allocator spends.
 
 use crate::error::Result;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Attribute, BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, Interceptor, Packet, PacketReport,
+    Registry, Slot, StreamInfo, TaggedPacket, TwccSenderBuilder,
+};
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
@@ -20,6 +25,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -28,14 +35,61 @@ pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-
 /// peers' consent checks (aiortc), so those connections do not flap.
 const ICE_DISCONNECTED: Duration = Duration::from_secs(10);
 
+/// Where the downlink estimate starts before the first feedback: high enough that a subscriber on a
+/// good link sees full quality at once; a thin link's feedback brings it down within a second or two.
+const INITIAL_ESTIMATE_BPS: f64 = 2_500_000.0;
+const MIN_ESTIMATE_BPS: f64 = 50_000.0;
+const MAX_ESTIMATE_BPS: f64 = 50_000_000.0;
+
+/// A subscribe connection's downlink estimate in bits per second, shared between its congestion
+/// controller (inside the peer connection) and the router; 0 until the subscriber's first feedback.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Estimate(Arc<AtomicU64>);
+
+impl Estimate {
+    /// The estimate, once the subscriber has reported anything.
+    pub(crate) fn bps(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&b| b > 0)
+    }
+}
+
+/// Google Congestion Control, publishing its target where the router reads it.
+struct Reporting {
+    gcc: Gcc,
+    out: Estimate,
+}
+
+impl BandwidthEstimator for Reporting {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.gcc.on_reports(now, reports);
+        if !reports.is_empty() {
+            self.out.0.store(self.gcc.target_bitrate() as u64, Ordering::Relaxed);
+        }
+    }
+    fn target_bitrate(&self) -> f64 {
+        self.gcc.target_bitrate()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.gcc.handle_timeout(now);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.gcc.poll_timeout()
+    }
+    fn stats(&self) -> EstimatorStats {
+        self.gcc.stats()
+    }
+}
+
 /// A new peer connection with ICE credentials `ufrag`/`pwd`, a host candidate for each address and
-/// the server's DTLS `certificate`; it fails after `failed_after` without any ICE traffic.
+/// the server's DTLS `certificate`; it fails after `failed_after` without any ICE traffic. With an
+/// `estimate` it estimates its downlink (a subscribe connection).
 pub(crate) fn build(
     ufrag: &str,
     pwd: &str,
     candidates: &[SocketAddr],
     failed_after: Duration,
     certificate: RTCCertificate,
+    estimate: Option<Estimate>,
     now: Instant,
 ) -> Result<RTCPeerConnection> {
     let mut media_engine = MediaEngine::default();
@@ -48,7 +102,19 @@ pub(crate) fn build(
         None,
     )?;
     let registry = Registry::new().with(Slot::from(14_000), DeliverKeyframeRequests::default());
-    let registry = register_default_interceptors(registry, &mut media_engine)?;
+    let mut registry = register_default_interceptors(registry, &mut media_engine)?;
+    if let Some(out) = estimate {
+        // TWCC feedback and the extension are negotiated by the defaults (for receiving); sending
+        // needs the numbering and the controller. No pacer: the allocator keeps what is forwarded
+        // under the estimate, and a pacer would only add delay and drops on top.
+        let gcc = Gcc::new(INITIAL_ESTIMATE_BPS, MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS);
+        registry = registry
+            .with(
+                Slot::CongestionControl,
+                CongestionControlBuilder::new(Reporting { gcc, out }).build(),
+            )
+            .with(Slot::TwccSender, TwccSenderBuilder::new().build());
+    }
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())

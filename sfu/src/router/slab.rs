@@ -42,6 +42,13 @@ impl<T> Slab<T> {
     pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         self.slots.get_mut(i)?.as_mut()
     }
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, slot)| Some((i, slot.as_mut()?)))
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         self.slots
             .iter()

@@ -189,7 +189,8 @@ pub fn sdp_publish(data: &[u8]) {
 
 /// RTP and RTCP as a publisher's connection delivers them, through the forwarding core: packets
 /// with any sequence numbers, timestamps and payloads (keyframe detection parses VP8 and H.264
-/// payloads), subscribers coming and going, mutes and keyframe requests. Every forward goes to a
+/// payloads) on any simulcast layer, subscribers coming and going, layer choices, pauses, mutes and
+/// keyframe requests. Every forward goes to a
 /// current subscriber, with the payload type it has.
 pub fn rtp_forward(data: &[u8]) {
     use rtc::rtcp;
@@ -202,13 +203,15 @@ pub fn rtp_forward(data: &[u8]) {
         _ => (MediaKind::Video, "video/VP9", 90_000),
     };
     let mut track = PublishedTrack::<u8>::new(kind, mime, clock);
+    // Any number of simulcast layers, also more than the SFU takes.
+    track.set_layers(input.u8() % 5);
     let t0 = Instant::now();
     let mut now = t0;
     let mut subscribers: Vec<u8> = Vec::new();
     let mut out = Vec::new();
     while !input.is_empty() {
         now += Duration::from_millis(u64::from(input.u8()));
-        match input.u8() % 8 {
+        match input.u8() % 10 {
             0 => {
                 let sink = input.u8() % 8;
                 if !subscribers.contains(&sink) {
@@ -229,6 +232,16 @@ pub fn rtp_forward(data: &[u8]) {
                 let _ = track.keyframe_requested(now);
                 let _ = track.poll_keyframe(now);
             }
+            5 => {
+                let layer = input.u8();
+                let _ = track.set_target(input.u8() % 8, (layer & 0x80 == 0).then_some(layer % 4), now);
+                let _ = track.keyframe_layers() | track.wanted_layers();
+            }
+            6 => {
+                let _ = track.set_paused(input.u8() % 8, input.u8() & 1 == 1, now);
+                track.rates_mut().roll(now);
+                let _ = track.rates().costs(track.layers(), input.u8());
+            }
             4 => {
                 let raw = input.bytes(255);
                 let _ = rtc::rtp::Packet::unmarshal(&mut &raw[..]);
@@ -238,10 +251,10 @@ pub fn rtp_forward(data: &[u8]) {
                 let _ = codec::audio_level(raw);
             }
             _ => {
-                let (seq, ts) = (input.u16(), input.u32());
+                let (layer, seq, ts) = (input.u8() % 4, input.u16(), input.u32());
                 let payload = input.bytes(255);
                 out.clear();
-                track.route(seq, ts, payload, now, &mut out);
+                track.route(layer, seq, ts, payload, now, &mut out);
                 for f in &out {
                     assert!(
                         subscribers.contains(&f.sink),

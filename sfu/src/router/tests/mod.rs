@@ -13,6 +13,8 @@ use std::time::Duration;
 const AUDIO: &[u8] = &[0xfc, 0xff, 0xfe, 0x01, 0x02, 0x03];
 /// A VP8 keyframe's first bytes: payload descriptor (S=1, partition 0), a frame tag whose lowest
 /// bit is 0 (key frame), the start code, and a 1×1 size.
+/// A VP8 delta frame's first packet (frame tag bit 0 set).
+const VP8_DELTA: &[u8] = &[0x10, 0x51, 0x42, 0x00, 0x01, 0x02];
 const VP8_KEYFRAME: &[u8] = &[0x10, 0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x01, 0x00, 0x01, 0x00, 0x00];
 
 fn connected(net: &Net, clients: &[usize]) -> bool {
@@ -447,4 +449,60 @@ fn last_n_forwards_the_cameras_of_the_most_recent_speakers() {
     // Each publisher's one other camera fits in its last-N of one.
     assert_eq!(forwarded(&net, alice), Some(vec!["p2".to_owned()]));
     assert_eq!(forwarded(&net, bob), Some(vec!["p1".to_owned()]));
+}
+
+#[test]
+fn a_tile_not_shown_gets_no_video_and_showing_it_resumes_at_a_keyframe() {
+    let mut net = Net::new();
+    let (alice, bob, carol) = (
+        net.join("r", SubscribeOptions::default()),
+        net.join("r", SubscribeOptions::default()),
+        net.join("r", SubscribeOptions::default()),
+    );
+    net.publish(alice, TrackSource::Camera).expect("publish video");
+    assert!(connect_by_sending(
+        &mut net,
+        alice,
+        TrackSource::Camera,
+        VP8_KEYFRAME,
+        &[alice, bob, carol]
+    ));
+    for _ in 0..5 {
+        net.send(alice, TrackSource::Camera, VP8_KEYFRAME);
+        for _ in 0..4 {
+            net.step();
+        }
+    }
+    let camera = net
+        .client(bob)
+        .received
+        .first()
+        .map(|(track, _)| track.clone())
+        .expect("Bob receives Alice's camera");
+    let video = |net: &Net, to: usize| net.client(to).received.len();
+    let send = |net: &mut Net, payload: &[u8], packets: usize| {
+        for _ in 0..packets {
+            net.send(alice, TrackSource::Camera, payload);
+            for _ in 0..4 {
+                net.step();
+            }
+        }
+    };
+    // Bob's page does not show Alice's camera: nothing more reaches him, Carol still gets it all.
+    let now = net.now;
+    net.router.set_video_tile("p2", &camera, 0, 0, now);
+    net.router.set_video_tile("p2", "p9-t1", 640, 360, now); // not a track he receives: ignored
+    let (bob_before, carol_before) = (video(&net, bob), video(&net, carol));
+    send(&mut net, VP8_KEYFRAME, 20);
+    assert_eq!(video(&net, bob), bob_before, "a hidden tile costs Bob nothing");
+    assert_eq!(video(&net, carol) - carol_before, 20);
+    assert_eq!(Stats::get(&net.stats.layer_changes), 1);
+    // Shown again: it resumes at the next keyframe, not at a delta frame.
+    let now = net.now;
+    net.router.set_video_tile("p2", &camera, 320, 180, now);
+    send(&mut net, VP8_DELTA, 5);
+    assert_eq!(video(&net, bob), bob_before, "waits for a keyframe");
+    send(&mut net, VP8_KEYFRAME, 5);
+    assert_eq!(video(&net, bob) - bob_before, 5, "resumed at the keyframe");
+    assert_eq!(Stats::get(&net.stats.layer_changes), 2);
 }
