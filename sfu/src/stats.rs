@@ -16,6 +16,9 @@ pub struct Stats {
     pub received_bytes: AtomicU64,
     pub forwarded_packets: AtomicU64,
     pub forwarded_bytes: AtomicU64,
+    /// Packets not forwarded to a subscriber that already had them (a publisher's retransmission of
+    /// a packet that was not lost after all, or a duplicate).
+    pub duplicates_dropped: AtomicU64,
     pub keyframe_requests: AtomicU64,
     /// Times a room's dominant speaker changed.
     pub speaker_changes: AtomicU64,

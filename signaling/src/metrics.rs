@@ -135,6 +135,11 @@ impl Collector for MediaCollector {
                 &s.forwarded_bytes,
             ),
             (
+                "duplicate_packets_dropped",
+                "Packets not forwarded to a subscriber that already had them (needless retransmissions, duplicates)",
+                &s.duplicates_dropped,
+            ),
+            (
                 "refused_offers",
                 "Publish offers refused for their rate or number of media sections",
                 &s.refused_offers,

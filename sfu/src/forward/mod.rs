@@ -6,6 +6,7 @@
 
 pub mod allocate;
 pub mod codec;
+pub mod dedup;
 pub mod dynacast;
 pub mod keyframe;
 pub mod last_n;

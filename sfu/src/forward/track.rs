@@ -8,6 +8,7 @@
 //! switch happens at the target layer's next keyframe, and until then the layer it had goes on.
 
 use super::codec::VideoCodec;
+use super::dedup::SeqWindow;
 use super::keyframe::KeyframeThrottle;
 use super::layers::{LayerRates, MAX_LAYERS, layer_for_height};
 use super::rewrite::{Rewritten, StreamRewriter};
@@ -28,6 +29,9 @@ pub struct DownTrack<S> {
     /// The layer being forwarded; `None` until the first keyframe of the target (and after a
     /// pause or mute, until the next one).
     current: Option<u8>,
+    /// Input sequence numbers of the current layer already forwarded: a packet that comes twice
+    /// (a retransmission of one that was not lost after all) goes once.
+    sent: SeqWindow,
     /// The layer the allocator chose; `None` gives this subscriber nothing (no room in its
     /// bandwidth, or a tile it does not show).
     target: Option<u8>,
@@ -147,6 +151,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             payload_type: None,
             audio_level_id: None,
             current: (!waits).then_some(top),
+            sent: SeqWindow::default(),
             target: Some(top),
             withheld: false,
             paused: false,
@@ -294,12 +299,22 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
     }
 
     /// Decides, for one incoming packet of `layer` (0 for a plain track), what each subscriber
-    /// gets. Appends to `out`.
-    pub fn route(&mut self, layer: u8, seq: u16, ts: u32, payload: &[u8], now: Instant, out: &mut Vec<Forward<S>>) {
+    /// gets. Appends to `out`; returns how many subscribers it was not sent to because they
+    /// already had it (a duplicate or a needless retransmission).
+    pub fn route(
+        &mut self,
+        layer: u8,
+        seq: u16,
+        ts: u32,
+        payload: &[u8],
+        now: Instant,
+        out: &mut Vec<Forward<S>>,
+    ) -> usize {
         self.rates.add(layer, payload.len(), now);
         if self.muted {
-            return;
+            return 0;
         }
+        let mut duplicates = 0;
         let keyframe = self.video_codec.and_then(|c| c.starts_keyframe(payload));
         if keyframe == Some(true)
             && layer + 1 == self.layers
@@ -324,8 +339,13 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                     self.switches += 1;
                 }
                 d.current = Some(layer);
+                d.sent.clear();
             }
             if d.current != Some(layer) {
+                continue;
+            }
+            if !d.sent.insert(seq) {
+                duplicates += 1;
                 continue;
             }
             if let Some(header) = d.rewriter.rewrite(seq, ts, now) {
@@ -337,6 +357,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                 });
             }
         }
+        duplicates
     }
 }
 
@@ -598,5 +619,27 @@ mod tests {
         t.rates_mut().roll(now + Duration::from_millis(500));
         assert_eq!(t.rates().measured(1), Some(800_000));
         assert_eq!(t.rates().measured(0), Some(0));
+    }
+
+    #[test]
+    fn a_repair_goes_to_whoever_lacks_the_packet_and_a_duplicate_to_nobody() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Audio, "audio/opus", 48_000);
+        t.add_subscriber(1, 10, now);
+        t.set_payload_type(1, Some(111));
+        let mut out = Vec::new();
+        assert_eq!(t.route(0, 1, 0, b"a", now, &mut out), 0);
+        assert_eq!(t.route(0, 3, 1920, b"c", now, &mut out), 0);
+        // 2 was lost on the way to us; the publisher's retransmission of it is forwarded.
+        assert_eq!(t.route(0, 2, 960, b"b", now, &mut out), 0);
+        assert_eq!(out.len(), 3);
+        // A second retransmission of 2, and a copy of 3, are not.
+        assert_eq!(t.route(0, 2, 960, b"b", now, &mut out), 1);
+        assert_eq!(t.route(0, 3, 1920, b"c", now, &mut out), 1);
+        assert_eq!(out.len(), 3);
+        assert_eq!(
+            out[2].header.sequence_number,
+            out[0].header.sequence_number.wrapping_add(1)
+        );
     }
 }

@@ -519,7 +519,7 @@ impl Router {
         let h = &packet.header;
         let t = self.tracks.get_mut(track).expect("published track exists");
         let level = t.audio_level_id.and_then(|id| h.get_extension(id));
-        t.forward.route(
+        let duplicates = t.forward.route(
             layer,
             h.sequence_number,
             h.timestamp,
@@ -527,6 +527,9 @@ impl Router {
             now,
             &mut forwards,
         );
+        if duplicates > 0 {
+            Stats::add(&self.stats.duplicates_dropped, duplicates as u64);
+        }
         let mut sent = 0u64;
         for f in &forwards {
             let Some(sub) = self.peers.get_mut(f.sink.0) else {
