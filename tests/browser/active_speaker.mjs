@@ -15,7 +15,7 @@
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, parseArgs, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, parseArgs, receivedVideo, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: active_speaker.mjs --url URL --room ROOM --speech WAV --silence WAV [--chromium PATH] [--timeout S]';
 
@@ -30,38 +30,26 @@ function recordSpeakers() {
   }, 50);
 }
 
-/** Runs in the page: frames decoded per publisher (stream id of the m-section's msid), camera video only. */
-async function framesByPublisher() {
-  const pc = window.samtal && window.samtal.subscribePc;
-  if (!pc || !pc.remoteDescription) return {};
-  const streamOf = new Map();
-  let mid = null;
-  for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
-    let m;
-    if (line.startsWith('m=')) mid = null;
-    if ((m = /^a=mid:(\S+)/.exec(line))) mid = m[1];
-    else if ((m = /^a=msid:(\S+) /.exec(line)) && mid != null) streamOf.set(mid, m[1]);
-  }
-  const out = {};
-  for (const tr of pc.getTransceivers()) {
-    if (tr.receiver.track.kind !== 'video' || !streamOf.has(tr.mid)) continue;
-    let frames = 0;
-    (await tr.receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') frames = r.framesDecoded || 0; });
-    const from = streamOf.get(tr.mid);
-    out[from] = (out[from] || 0) + frames;
-  }
+/** Runs in the page: whose cameras the server forwards and the page shows. */
+function shown() {
   return {
-    frames: out,
     forwarded: window.samtal.forwardedVideo ? [...window.samtal.forwardedVideo] : null,
     showing: [...document.querySelectorAll('.tile.camera.has-video')].map((t) => t.dataset.participantId),
   };
 }
 
+/** Frames decoded per publisher (camera video only), and what the page shows. */
+async function framesByPublisher(page) {
+  const video = await page.evaluate(receivedVideo);
+  const frames = Object.fromEntries(Object.entries(video).map(([id, v]) => [id, v.frames]));
+  return { frames, ...(await page.evaluate(shown)) };
+}
+
 /** Frames Carol decodes from each of `a` and `b` over `seconds`. */
 async function framesOver(page, seconds, a, b) {
-  const before = await page.evaluate(framesByPublisher);
+  const before = await framesByPublisher(page);
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  const after = await page.evaluate(framesByPublisher);
+  const after = await framesByPublisher(page);
   const grew = (id) => (after.frames[id] || 0) - (before.frames[id] || 0);
   return { [a]: grew(a), [b]: grew(b), forwarded: after.forwarded, showing: after.showing };
 }

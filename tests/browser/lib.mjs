@@ -48,3 +48,31 @@ export async function holds(what, seconds, check) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs in the page (`page.evaluate(receivedVideo)`): the video it receives, by publisher (the stream id
+ * of each m-section's msid in the server's subscribe offer): {width, frames} from inbound-rtp.
+ */
+export async function receivedVideo() {
+  const pc = window.samtal && window.samtal.subscribePc;
+  if (!pc || !pc.remoteDescription) return {};
+  const streamOf = new Map();
+  let mid = null;
+  for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
+    let m;
+    if (line.startsWith('m=')) mid = null;
+    if ((m = /^a=mid:(\S+)/.exec(line))) mid = m[1];
+    else if ((m = /^a=msid:(\S+) /.exec(line)) && mid != null) streamOf.set(mid, m[1]);
+  }
+  const out = {};
+  for (const tr of pc.getTransceivers()) {
+    if (tr.receiver.track.kind !== 'video' || !streamOf.has(tr.mid)) continue;
+    const from = streamOf.get(tr.mid);
+    (await tr.receiver.getStats()).forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      const seen = out[from] || { width: 0, frames: 0 };
+      out[from] = { width: r.frameWidth || seen.width, frames: seen.frames + (r.framesDecoded || 0) };
+    });
+  }
+  return out;
+}
