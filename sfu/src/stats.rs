@@ -16,7 +16,7 @@ pub struct Stats {
     pub received_bytes: AtomicU64,
     pub forwarded_packets: AtomicU64,
     pub forwarded_bytes: AtomicU64,
-    /// Packets not forwarded to a subscriber that already had them (a publisher's retransmission of
+    /// Packets from publishers not forwarded because they were routed before (a retransmission of
     /// a packet that was not lost after all, or a duplicate).
     pub duplicates_dropped: AtomicU64,
     pub keyframe_requests: AtomicU64,

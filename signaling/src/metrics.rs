@@ -136,7 +136,7 @@ impl Collector for MediaCollector {
             ),
             (
                 "duplicate_packets_dropped",
-                "Packets not forwarded to a subscriber that already had them (needless retransmissions, duplicates)",
+                "Publishers' packets not forwarded because they came before (needless retransmissions, duplicates)",
                 &s.duplicates_dropped,
             ),
             (

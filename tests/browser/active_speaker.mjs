@@ -15,7 +15,7 @@
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, parseArgs, receivedVideo, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, joined, parseArgs, receivedVideo, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: active_speaker.mjs --url URL --room ROOM --speech WAV --silence WAV [--chromium PATH] [--timeout S]';
 
@@ -97,11 +97,7 @@ async function main() {
     ];
     const [alice, bob, carol] = people;
     for (const p of people) {
-      const r = await waitFor(`${p.name} did not join`, timeout, async () => {
-        const st = await p.page.evaluate(() => ({ state: window.samtal && window.samtal.state, id: window.samtal && window.samtal.participantId }));
-        return { ok: st.state === 'joined' && !!st.id, detail: st };
-      });
-      p.id = r.detail.id;
+      p.id = await joined(p.page, p.name, timeout);
       summary.participants[p.name] = p.id;
     }
 

@@ -49,6 +49,15 @@ export async function holds(what, seconds, check) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits until the meeting page `page` of `name` has joined; returns its participant id. */
+export async function joined(page, name, timeoutS) {
+  const r = await waitFor(`${name} did not join`, timeoutS, async () => {
+    const st = await page.evaluate(() => ({ state: window.samtal && window.samtal.state, id: window.samtal && window.samtal.participantId }));
+    return { ok: st.state === 'joined' && !!st.id, detail: st };
+  });
+  return r.detail.id;
+}
+
 /**
  * Runs in the page (`page.evaluate(receivedVideo)`): the video it receives, by publisher (the stream id
  * of each m-section's msid in the server's subscribe offer): {width, frames} from inbound-rtp.

@@ -24,7 +24,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, parseArgs, receivedVideo, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, joined, parseArgs, receivedVideo, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: simulcast.mjs --url URL --room ROOM [--chromium PATH] [--timeout S] ' +
   '[--shaped-chromium PATH --shape-dev DEV [--shape-rate 400kbit] [--climb-timeout S]]';
@@ -78,13 +78,7 @@ async function main() {
       await open(browser, 'Carol', url, args.room, small),
     ];
     const [alice, bob, carol] = people;
-    for (const p of people) {
-      const r = await waitFor(`${p.name} did not join`, timeout, async () => {
-        const st = await p.page.evaluate(() => ({ state: window.samtal && window.samtal.state, id: window.samtal && window.samtal.participantId }));
-        return { ok: st.state === 'joined' && !!st.id, detail: st };
-      });
-      p.id = r.detail.id;
-    }
+    for (const p of people) p.id = await joined(p.page, p.name, timeout);
     // Only Alice's camera matters here: Bob and Carol stop theirs.
     await bob.page.click('#camera-button');
     await carol.page.click('#camera-button');
@@ -148,10 +142,7 @@ async function main() {
       // Four tiles now: a wider window keeps his tile of Alice above the middle layer's height.
       const dave = await open(shaped, 'Dave', url, args.room, { width: 1920, height: 1080 });
       people.push(dave);
-      await waitFor('Dave did not join', timeout, async () => {
-        const st = await dave.page.evaluate(() => window.samtal && window.samtal.state);
-        return { ok: st === 'joined', detail: st };
-      });
+      dave.id = await joined(dave.page, dave.name, timeout);
       await dave.page.click('#camera-button');
       // 7. Unshaped: the top layer.
       summary.dave_unshaped = await decodes(dave, 'the top layer before shaping', (w) => w === top);

@@ -1,7 +1,7 @@
-//! Which of a stream's sequence numbers a subscriber already got, over the last 128: a packet that
+//! Which of a stream's sequence numbers the server already routed, over the last 128: a packet that
 //! arrives twice (a publisher's retransmission of a packet that was not lost on the way to us after
-//! all, or a duplicate on the network) is forwarded once. A retransmission of a packet the
-//! subscriber never got — lost between the publisher and the server — still goes through.
+//! all, or a duplicate on the network) is forwarded once. A retransmission of a packet that was lost
+//! between the publisher and the server still goes through to every subscriber.
 
 /// A sliding window of 128 sequence numbers, relative to the highest seen.
 #[derive(Debug, Clone, Default)]
@@ -39,12 +39,6 @@ impl SeqWindow {
         self.seen |= bit;
         true
     }
-
-    /// Forgets everything (the stream starts over: a new layer or a resync).
-    pub fn clear(&mut self) {
-        self.highest = None;
-        self.seen = 0;
-    }
 }
 
 #[cfg(test)]
@@ -67,13 +61,11 @@ mod tests {
     }
 
     #[test]
-    fn wraps_around_and_starts_over() {
+    fn wraps_around() {
         let mut w = SeqWindow::default();
         assert!(w.insert(65_535));
         assert!(w.insert(1));
         assert!(w.insert(0), "the repair across the wrap");
         assert!(!w.insert(65_535));
-        w.clear();
-        assert!(w.insert(65_535), "forgotten");
     }
 }

@@ -29,9 +29,6 @@ pub struct DownTrack<S> {
     /// The layer being forwarded; `None` until the first keyframe of the target (and after a
     /// pause or mute, until the next one).
     current: Option<u8>,
-    /// Input sequence numbers of the current layer already forwarded: a packet that comes twice
-    /// (a retransmission of one that was not lost after all) goes once.
-    sent: SeqWindow,
     /// The layer the allocator chose; `None` gives this subscriber nothing (no room in its
     /// bandwidth, or a tile it does not show).
     target: Option<u8>,
@@ -69,6 +66,9 @@ pub struct PublishedTrack<S> {
     /// Simulcast layers (1 for a plain track).
     layers: u8,
     rates: LayerRates,
+    /// Each layer's sequence numbers already routed: a packet that comes twice (a retransmission
+    /// of one that was not lost after all) is routed once.
+    seen: [SeqWindow; MAX_LAYERS],
     /// Height of the top layer's pictures, from its last keyframe (VP8).
     top_height: Option<u32>,
     /// Layer switches made (a subscriber's forwarded layer changed).
@@ -87,6 +87,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             muted: false,
             layers: 1,
             rates: LayerRates::default(),
+            seen: Default::default(),
             top_height: None,
             switches: 0,
             keyframes: KeyframeThrottle::new(KEYFRAME_INTERVAL),
@@ -151,7 +152,6 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             payload_type: None,
             audio_level_id: None,
             current: (!waits).then_some(top),
-            sent: SeqWindow::default(),
             target: Some(top),
             withheld: false,
             paused: false,
@@ -299,8 +299,9 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
     }
 
     /// Decides, for one incoming packet of `layer` (0 for a plain track), what each subscriber
-    /// gets. Appends to `out`; returns how many subscribers it was not sent to because they
-    /// already had it (a duplicate or a needless retransmission).
+    /// gets. Appends to `out`; returns true when the packet was routed before (a duplicate or a
+    /// needless retransmission) and goes to nobody. A subscriber that started after the first
+    /// copy could not use it either: its stream began at a later keyframe.
     pub fn route(
         &mut self,
         layer: u8,
@@ -309,12 +310,14 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         payload: &[u8],
         now: Instant,
         out: &mut Vec<Forward<S>>,
-    ) -> usize {
+    ) -> bool {
         self.rates.add(layer, payload.len(), now);
         if self.muted {
-            return 0;
+            return false;
         }
-        let mut duplicates = 0;
+        if self.seen.get_mut(layer as usize).is_some_and(|w| !w.insert(seq)) {
+            return true;
+        }
         let keyframe = self.video_codec.and_then(|c| c.starts_keyframe(payload));
         if keyframe == Some(true)
             && layer + 1 == self.layers
@@ -339,13 +342,8 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                     self.switches += 1;
                 }
                 d.current = Some(layer);
-                d.sent.clear();
             }
             if d.current != Some(layer) {
-                continue;
-            }
-            if !d.sent.insert(seq) {
-                duplicates += 1;
                 continue;
             }
             if let Some(header) = d.rewriter.rewrite(seq, ts, now) {
@@ -357,7 +355,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                 });
             }
         }
-        duplicates
+        false
     }
 }
 
@@ -628,14 +626,14 @@ mod tests {
         t.add_subscriber(1, 10, now);
         t.set_payload_type(1, Some(111));
         let mut out = Vec::new();
-        assert_eq!(t.route(0, 1, 0, b"a", now, &mut out), 0);
-        assert_eq!(t.route(0, 3, 1920, b"c", now, &mut out), 0);
+        assert!(!t.route(0, 1, 0, b"a", now, &mut out));
+        assert!(!t.route(0, 3, 1920, b"c", now, &mut out));
         // 2 was lost on the way to us; the publisher's retransmission of it is forwarded.
-        assert_eq!(t.route(0, 2, 960, b"b", now, &mut out), 0);
+        assert!(!t.route(0, 2, 960, b"b", now, &mut out));
         assert_eq!(out.len(), 3);
         // A second retransmission of 2, and a copy of 3, are not.
-        assert_eq!(t.route(0, 2, 960, b"b", now, &mut out), 1);
-        assert_eq!(t.route(0, 3, 1920, b"c", now, &mut out), 1);
+        assert!(t.route(0, 2, 960, b"b", now, &mut out));
+        assert!(t.route(0, 3, 1920, b"c", now, &mut out));
         assert_eq!(out.len(), 3);
         assert_eq!(
             out[2].header.sequence_number,

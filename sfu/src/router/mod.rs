@@ -519,7 +519,7 @@ impl Router {
         let h = &packet.header;
         let t = self.tracks.get_mut(track).expect("published track exists");
         let level = t.audio_level_id.and_then(|id| h.get_extension(id));
-        let duplicates = t.forward.route(
+        let duplicate = t.forward.route(
             layer,
             h.sequence_number,
             h.timestamp,
@@ -527,8 +527,8 @@ impl Router {
             now,
             &mut forwards,
         );
-        if duplicates > 0 {
-            Stats::add(&self.stats.duplicates_dropped, duplicates as u64);
+        if duplicate {
+            Stats::add(&self.stats.duplicates_dropped, 1);
         }
         let mut sent = 0u64;
         for f in &forwards {
@@ -941,7 +941,7 @@ impl Router {
         let mut audio = 0;
         let mut wants = Vec::new();
         for (track_id, &(track, sender)) in &p.down {
-            let Some(t) = self.tracks.get(track) else { continue };
+            let Some(t) = self.tracks.get_mut(track) else { continue };
             let sink = (peer, sender);
             if t.kind == MediaKind::Audio {
                 audio += t.forward.rates().measured(0).unwrap_or(0);
@@ -959,6 +959,9 @@ impl Router {
                 Some(&height) => t.forward.layer_for_tile(height),
                 None => Some(t.forward.layers() - 1),
             };
+            if let Some(layer) = max_layer {
+                t.needed |= 1 << layer;
+            }
             wants.push(Want {
                 key: (track, sink),
                 priority,
@@ -966,11 +969,6 @@ impl Router {
                 // A layer we switched off comes back when chosen.
                 costs: t.forward.rates().costs(t.forward.layers(), !t.dynacast.active()),
             });
-        }
-        for w in &wants {
-            if let (Some(layer), Some(t)) = (w.max_layer, self.tracks.get_mut(w.key.0)) {
-                t.needed |= 1 << layer.min(t.forward.layers() - 1);
-            }
         }
         let budget = estimate.map(|bps| (bps * SPEND_PERCENT / 100).saturating_sub(audio));
         let mut chosen = Vec::with_capacity(wants.len());

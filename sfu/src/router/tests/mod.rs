@@ -467,19 +467,6 @@ fn a_tile_not_shown_gets_no_video_and_showing_it_resumes_at_a_keyframe() {
         VP8_KEYFRAME,
         &[alice, bob, carol]
     ));
-    for _ in 0..5 {
-        net.send(alice, TrackSource::Camera, VP8_KEYFRAME);
-        for _ in 0..4 {
-            net.step();
-        }
-    }
-    let camera = net
-        .client(bob)
-        .received
-        .first()
-        .map(|(track, _)| track.clone())
-        .expect("Bob receives Alice's camera");
-    let video = |net: &Net, to: usize| net.client(to).received.len();
     let send = |net: &mut Net, payload: &[u8], packets: usize| {
         for _ in 0..packets {
             net.send(alice, TrackSource::Camera, payload);
@@ -488,6 +475,14 @@ fn a_tile_not_shown_gets_no_video_and_showing_it_resumes_at_a_keyframe() {
             }
         }
     };
+    send(&mut net, VP8_KEYFRAME, 5);
+    let camera = net
+        .client(bob)
+        .received
+        .first()
+        .map(|(track, _)| track.clone())
+        .expect("Bob receives Alice's camera");
+    let video = |net: &Net, to: usize| net.client(to).received.len();
     // Bob's page does not show Alice's camera: nothing more reaches him, Carol still gets it all.
     let now = net.now;
     net.router.set_video_tile("p2", &camera, 0, 0, now);
