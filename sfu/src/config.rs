@@ -24,6 +24,13 @@ pub struct MediaConfig {
     pub offers_per_second: f64,
     /// Cameras each participant receives at most, following the speakers (last-N); 0: all of them.
     pub last_n: usize,
+    /// Ask publishers to send their audio as RED (RFC 2198: each Opus frame also rides in the next
+    /// packet, so a single loss is repaired at once) where their offer has it. Subscribers without
+    /// RED receive plain Opus either way.
+    pub opus_red: bool,
+    /// Ask publishers for Opus DTX: while silent they send a packet every 400 ms instead of 50 a
+    /// second.
+    pub opus_dtx: bool,
 }
 
 impl Default for MediaConfig {
@@ -36,6 +43,8 @@ impl Default for MediaConfig {
             max_media_sections: 16,
             offers_per_second: 2.0,
             last_n: 20,
+            opus_red: true,
+            opus_dtx: true,
         }
     }
 }

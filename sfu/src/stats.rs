@@ -19,6 +19,8 @@ pub struct Stats {
     /// Packets from publishers not forwarded because they were routed before (a retransmission of
     /// a packet that was not lost after all, or a duplicate).
     pub duplicates_dropped: AtomicU64,
+    /// RED audio packets forwarded as their primary block alone, to subscribers without RED.
+    pub red_unwrapped: AtomicU64,
     pub keyframe_requests: AtomicU64,
     /// Times a room's dominant speaker changed.
     pub speaker_changes: AtomicU64,

@@ -140,6 +140,11 @@ impl Collector for MediaCollector {
                 &s.duplicates_dropped,
             ),
             (
+                "red_unwrapped_packets",
+                "RED audio packets forwarded as their primary block alone, to subscribers without RED",
+                &s.red_unwrapped,
+            ),
+            (
                 "refused_offers",
                 "Publish offers refused for their rate or number of media sections",
                 &s.refused_offers,

@@ -119,3 +119,88 @@ async fn chromium_viewers_receive_the_simulcast_layer_their_tiles_and_links_need
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Opus RED and DTX with Chromium (tests/browser/red_dtx.mjs): the server's answers make Chromium
+/// send its microphone as RED and with DTX; another page receives the RED and decodes sound from it;
+/// a silent microphone sends a fraction of the packets. The real transcription worker (Silero VAD;
+/// recognition is a scripted stand-in, as no Whisper weights exist here), which does not take RED,
+/// receives the Opus inside, and its VAD cuts the looping jfk.wav into the utterances whisper.cpp
+/// finds in it: captions with the reference lengths reach the speaker's page and the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_sends_red_and_dtx_and_the_transcriber_hears_the_opus_inside() {
+    use samtal_transcriber::recognize::{Recognizer, ScriptedRecognizer};
+    use samtal_transcriber::worker::{Worker, WorkerConfig};
+    let speech = test_data("audio/jfk.wav");
+    let dir = std::env::temp_dir().join(format!("samtal-red-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let silence = dir.join("silence.wav");
+    let made = std::process::Command::new(python())
+        .arg(repo_root().join("tests/peers/make_silence.py"))
+        .arg(&silence)
+        .args(["--seconds", "5"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "make_silence.py failed");
+    let server = start_server(test_config()).await;
+    let mut worker_config = WorkerConfig::new(&server.ws_url(), test_data("models/ggml-silero-v6.2.0-for-tests.bin"));
+    worker_config.token = Some(WORKER_KEY.to_owned());
+    worker_config.stats_interval = None;
+    let worker = Worker::spawn(worker_config, |_| {
+        Ok(Box::new(ScriptedRecognizer::always("ask not")) as Box<dyn Recognizer>)
+    })
+    .expect("worker starts");
+    let url = server.http_url();
+    let summary = run_browser_script(
+        "red_dtx.mjs",
+        &[
+            "--url",
+            &url,
+            "--room",
+            "resilient",
+            "--speech",
+            speech.to_str().unwrap(),
+            "--silence",
+            silence.to_str().unwrap(),
+            "--timeout",
+            "40",
+        ],
+        Duration::from_secs(240),
+    )
+    .await;
+    eprintln!("RED/DTX summary: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    // jfk.wav's utterances as whisper.cpp's VAD cuts them: 1.95, 1.14, 2.30 and 2.46 s.
+    const LENGTHS: [f64; 4] = [1.95, 1.14, 2.30, 2.46];
+    let captions = summary["captions"].as_array().unwrap();
+    for c in captions {
+        let length = (c["end_ms"].as_f64().unwrap() - c["start_ms"].as_f64().unwrap()) / 1000.0;
+        assert!(
+            LENGTHS.iter().any(|l| (l - length).abs() <= 0.3),
+            "a caption of {length:.2} s is none of jfk.wav's utterances: {summary}"
+        );
+    }
+    // Utterance ids are `<meeting>:<participant>:<start>`.
+    let meeting = captions[0]["utterance_id"].as_str().unwrap().split(':').next().unwrap();
+    let stored = server
+        .state
+        .store
+        .transcript(meeting)
+        .await
+        .unwrap()
+        .map(|t| t.segments);
+    let stored = stored.unwrap_or_default();
+    assert!(
+        captions
+            .iter()
+            .all(|c| stored.iter().any(|s| c["utterance_id"] == s.utterance_id.as_str())),
+        "every caption is stored: {stored:?}"
+    );
+    let stats = server.state.media.stats();
+    assert!(
+        samtal_sfu::Stats::get(&stats.red_unwrapped) > 0,
+        "the worker got RED's primary blocks"
+    );
+    worker.shutdown().await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

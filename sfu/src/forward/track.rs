@@ -11,6 +11,7 @@ use super::codec::VideoCodec;
 use super::dedup::SeqWindow;
 use super::keyframe::KeyframeThrottle;
 use super::layers::{LayerRates, MAX_LAYERS, layer_for_height};
+use super::red;
 use super::rewrite::{Rewritten, StreamRewriter};
 use samtal_protocol::MediaKind;
 use std::time::{Duration, Instant};
@@ -24,6 +25,9 @@ pub struct DownTrack<S> {
     pub sink: S,
     rewriter: StreamRewriter,
     payload_type: Option<u8>,
+    /// The subscriber's payload type for RED, when it takes the publisher's RED packets as they
+    /// are; otherwise it gets their primary blocks under `payload_type`.
+    red_payload_type: Option<u8>,
     /// The subscriber's id for the RFC 6464 audio-level header extension, if it negotiated it.
     audio_level_id: Option<u8>,
     /// The layer being forwarded; `None` until the first keyframe of the target (and after a
@@ -46,8 +50,30 @@ pub struct Forward<S> {
     pub sink: S,
     pub header: Rewritten,
     pub payload_type: u8,
+    /// Where the forwarded payload starts in the incoming one: 0, or the primary block of a RED
+    /// packet for a subscriber that does not take RED.
+    pub payload_start: usize,
     /// Where to put the publisher's audio level in the forwarded header (the subscriber's id).
     pub audio_level_id: Option<u8>,
+}
+
+/// One incoming packet, as `route` needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The simulcast layer (0 for a plain track).
+    pub layer: u8,
+    pub seq: u16,
+    pub ts: u32,
+    pub payload_type: u8,
+    pub payload: &'a [u8],
+}
+
+/// A publisher's RED format: the payload type of its RED packets, and that of the codec their
+/// blocks carry (Opus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedFormat {
+    pub red: u8,
+    pub primary: u8,
 }
 
 impl<S> DownTrack<S> {
@@ -74,6 +100,8 @@ pub struct PublishedTrack<S> {
     /// Layer switches made (a subscriber's forwarded layer changed).
     switches: u64,
     keyframes: KeyframeThrottle,
+    /// Set when the publisher sends RED (audio).
+    red: Option<RedFormat>,
     down: Vec<DownTrack<S>>,
 }
 
@@ -91,6 +119,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             top_height: None,
             switches: 0,
             keyframes: KeyframeThrottle::new(KEYFRAME_INTERVAL),
+            red: None,
             down: Vec::new(),
         }
     }
@@ -106,6 +135,15 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         for d in &mut self.down {
             d.target = d.target.map(|t| t.min(self.layers - 1));
         }
+    }
+
+    /// The publisher's RED format, when it negotiated RED.
+    pub fn set_red(&mut self, red: Option<RedFormat>) {
+        self.red = red;
+    }
+
+    pub fn red(&self) -> Option<RedFormat> {
+        self.red
     }
 
     pub fn layers(&self) -> u8 {
@@ -150,6 +188,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             sink,
             rewriter: StreamRewriter::new(out_ssrc, self.clock_rate),
             payload_type: None,
+            red_payload_type: None,
             audio_level_id: None,
             current: (!waits).then_some(top),
             target: Some(top),
@@ -217,6 +256,14 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
     pub fn set_payload_type(&mut self, sink: S, payload_type: Option<u8>) {
         if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
             d.payload_type = payload_type;
+        }
+    }
+
+    /// The subscriber's payload type for RED when it takes the publisher's RED packets as they are
+    /// (`None`: it gets their primary blocks).
+    pub fn set_red_payload_type(&mut self, sink: S, payload_type: Option<u8>) {
+        if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
+            d.red_payload_type = payload_type;
         }
     }
 
@@ -298,19 +345,18 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         self.keyframes.deadline()
     }
 
-    /// Decides, for one incoming packet of `layer` (0 for a plain track), what each subscriber
-    /// gets. Appends to `out`; returns true when the packet was routed before (a duplicate or a
-    /// needless retransmission) and goes to nobody. A subscriber that started after the first
-    /// copy could not use it either: its stream began at a later keyframe.
-    pub fn route(
-        &mut self,
-        layer: u8,
-        seq: u16,
-        ts: u32,
-        payload: &[u8],
-        now: Instant,
-        out: &mut Vec<Forward<S>>,
-    ) -> bool {
+    /// Decides, for one incoming packet, what each subscriber gets. Appends to `out`; returns
+    /// true when the packet was routed before (a duplicate or a needless retransmission) and goes
+    /// to nobody. A subscriber that started after the first copy could not use it either: its
+    /// stream began at a later keyframe.
+    pub fn route(&mut self, packet: Incoming<'_>, now: Instant, out: &mut Vec<Forward<S>>) -> bool {
+        let Incoming {
+            layer,
+            seq,
+            ts,
+            payload,
+            ..
+        } = packet;
         self.rates.add(layer, payload.len(), now);
         if self.muted {
             return false;
@@ -325,6 +371,12 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         {
             self.top_height = Some(u32::from(height));
         }
+        // A RED packet: `Some(start of its primary block)`, `Some(None)` when it has no usable one.
+        let red_primary = self.red.filter(|f| f.red == packet.payload_type).map(|f| {
+            red::primary(payload)
+                .filter(|&(pt, _)| pt == f.primary)
+                .map(|(_, start)| start)
+        });
         for d in &mut self.down {
             // No payload type: not negotiated or not connected yet; a keyframe now would be lost.
             let Some(payload_type) = d
@@ -346,11 +398,19 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             if d.current != Some(layer) {
                 continue;
             }
+            let (payload_type, payload_start) = match (red_primary, d.red_payload_type) {
+                (None, _) => (payload_type, 0),
+                (Some(_), Some(red)) => (red, 0),
+                (Some(Some(start)), None) => (payload_type, start),
+                // Nothing this subscriber can decode: a lost packet to it.
+                (Some(None), None) => continue,
+            };
             if let Some(header) = d.rewriter.rewrite(seq, ts, now) {
                 out.push(Forward {
                     sink: d.sink,
                     header,
                     payload_type,
+                    payload_start,
                     audio_level_id: d.audio_level_id,
                 });
             }
@@ -363,14 +423,69 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
 mod tests {
     use super::*;
 
+    /// An incoming packet of payload type 96.
+    fn pkt(layer: u8, seq: u16, ts: u32, payload: &[u8]) -> Incoming<'_> {
+        Incoming {
+            layer,
+            seq,
+            ts,
+            payload_type: 96,
+            payload,
+        }
+    }
+
     const KEY: &[u8] = &[0x10, 0x00, 0x9d];
     const DELTA: &[u8] = &[0x10, 0x01, 0x9d];
     const MIDDLE: &[u8] = &[0x00, 0xff];
 
     fn routed(t: &mut PublishedTrack<u32>, seq: u16, payload: &[u8], now: Instant) -> Vec<Forward<u32>> {
         let mut out = Vec::new();
-        t.route(0, seq, seq as u32 * 3000, payload, now, &mut out);
+        t.route(pkt(0, seq, seq as u32 * 3000, payload), now, &mut out);
         out
+    }
+
+    #[test]
+    fn red_goes_whole_to_subscribers_that_take_it_and_as_its_primary_block_to_the_others() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Audio, "audio/opus", 48_000);
+        t.set_red(Some(RedFormat { red: 63, primary: 111 }));
+        for sink in [1, 2] {
+            t.add_subscriber(sink, 1000 + sink, now);
+            t.set_payload_type(sink, Some(111));
+        }
+        t.set_red_payload_type(1, Some(63));
+        // One redundant block (3 bytes, 960 ticks old) and the primary.
+        let red = [0x80 | 111, 0x00, 0x3c, 0x03, 111, b'o', b'l', b'd', b'n', b'e', b'w'];
+        let mut out = Vec::new();
+        let packet = |seq, payload_type, payload| Incoming {
+            layer: 0,
+            seq,
+            ts: u32::from(seq) * 960,
+            payload_type,
+            payload,
+        };
+        t.route(packet(1, 63, &red), now, &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|f| (f.sink, f.payload_type, &red[f.payload_start..]))
+            .collect();
+        assert_eq!(got, [(1, 63, &red[..]), (2, 111, &b"new"[..])]);
+        // Plain Opus from the same publisher goes to both as Opus.
+        out.clear();
+        t.route(packet(2, 111, b"opus"), now, &mut out);
+        assert!(
+            out.iter().all(|f| (f.payload_type, f.payload_start) == (111, 0)),
+            "{out:?}"
+        );
+        // A RED packet whose primary is not Opus (or is malformed) reaches only the RED subscriber;
+        // the other sees a lost packet, not a gap-free stream.
+        out.clear();
+        t.route(packet(3, 63, &[13, 0]), now, &mut out);
+        assert_eq!(out.iter().map(|f| f.sink).collect::<Vec<_>>(), [1]);
+        out.clear();
+        t.route(packet(4, 63, &red), now, &mut out);
+        let seqs: Vec<_> = out.iter().map(|f| (f.sink, f.header.sequence_number)).collect();
+        assert_eq!(seqs, [(1, 4), (2, 4)], "subscriber 2 sees packet 3 as lost");
     }
 
     #[test]
@@ -528,7 +643,7 @@ mod tests {
 
     fn layered(t: &mut PublishedTrack<u32>, layer: u8, seq: u16, payload: &[u8], now: Instant) -> Vec<Forward<u32>> {
         let mut out = Vec::new();
-        t.route(layer, seq, seq as u32 * 3000, payload, now, &mut out);
+        t.route(pkt(layer, seq, seq as u32 * 3000, payload), now, &mut out);
         out
     }
 
@@ -626,14 +741,14 @@ mod tests {
         t.add_subscriber(1, 10, now);
         t.set_payload_type(1, Some(111));
         let mut out = Vec::new();
-        assert!(!t.route(0, 1, 0, b"a", now, &mut out));
-        assert!(!t.route(0, 3, 1920, b"c", now, &mut out));
+        assert!(!t.route(pkt(0, 1, 0, b"a"), now, &mut out));
+        assert!(!t.route(pkt(0, 3, 1920, b"c"), now, &mut out));
         // 2 was lost on the way to us; the publisher's retransmission of it is forwarded.
-        assert!(!t.route(0, 2, 960, b"b", now, &mut out));
+        assert!(!t.route(pkt(0, 2, 960, b"b"), now, &mut out));
         assert_eq!(out.len(), 3);
         // A second retransmission of 2, and a copy of 3, are not.
-        assert!(t.route(0, 2, 960, b"b", now, &mut out));
-        assert!(t.route(0, 3, 1920, b"c", now, &mut out));
+        assert!(t.route(pkt(0, 2, 960, b"b"), now, &mut out));
+        assert!(t.route(pkt(0, 3, 1920, b"c"), now, &mut out));
         assert_eq!(out.len(), 3);
         assert_eq!(
             out[2].header.sequence_number,

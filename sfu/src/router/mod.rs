@@ -21,7 +21,7 @@ mod slab;
 mod tests;
 mod timers;
 
-use self::sdp::{sending_track_ids, simulcast_rids};
+use self::sdp::{AudioPreferences, sending_track_ids, simulcast_rids};
 use self::slab::Slab;
 use self::timers::Timers;
 use crate::config::MediaConfig;
@@ -31,7 +31,8 @@ use crate::forward::codec::audio_level;
 use crate::forward::dynacast::Dynacast;
 use crate::forward::last_n;
 use crate::forward::layers::MAX_LAYERS;
-use crate::forward::{Forward, PublishedTrack, SpeakerDetector};
+use crate::forward::red;
+use crate::forward::{Forward, Incoming, PublishedTrack, RedFormat, SpeakerDetector};
 use crate::rate::TokenBucket;
 use crate::stats::Stats;
 use bytes::BytesMut;
@@ -205,6 +206,8 @@ pub struct Router {
     offers_per_second: f64,
     max_media_sections: usize,
     last_n: usize,
+    /// What the answers ask of publishers' audio.
+    audio: AudioPreferences,
     stats: Arc<Stats>,
     identity: identity::DtlsIdentity,
     peers: Slab<Peer>,
@@ -261,6 +264,10 @@ impl Router {
             offers_per_second: config.offers_per_second,
             max_media_sections: config.max_media_sections,
             last_n: config.last_n,
+            audio: AudioPreferences {
+                red: config.opus_red,
+                dtx: config.opus_dtx,
+            },
             stats,
             identity: identity::DtlsIdentity::generate()?,
             peers: Slab::new(),
@@ -519,18 +526,18 @@ impl Router {
         let h = &packet.header;
         let t = self.tracks.get_mut(track).expect("published track exists");
         let level = t.audio_level_id.and_then(|id| h.get_extension(id));
-        let duplicate = t.forward.route(
+        let incoming = Incoming {
             layer,
-            h.sequence_number,
-            h.timestamp,
-            &packet.payload,
-            now,
-            &mut forwards,
-        );
+            seq: h.sequence_number,
+            ts: h.timestamp,
+            payload_type: h.payload_type,
+            payload: &packet.payload,
+        };
+        let duplicate = t.forward.route(incoming, now, &mut forwards);
         if duplicate {
             Stats::add(&self.stats.duplicates_dropped, 1);
         }
-        let mut sent = 0u64;
+        let (mut sent, mut bytes, mut unwrapped) = (0u64, 0u64, 0u64);
         for f in &forwards {
             let Some(sub) = self.peers.get_mut(f.sink.0) else {
                 continue;
@@ -545,8 +552,9 @@ impl Router {
                     ssrc: f.header.ssrc,
                     ..Default::default()
                 },
-                payload: packet.payload.clone(),
+                payload: packet.payload.slice(f.payload_start..),
             };
+            let len = out.payload.len() as u64;
             // The publisher's audio level, under the subscriber's extension id.
             if let (Some(id), Some(level)) = (f.audio_level_id, &level) {
                 out.header.extension = true;
@@ -556,7 +564,11 @@ impl Router {
                 }
             }
             match sub.pc.rtp_sender(f.sink.1).map(|mut s| s.write_rtp(now, out)) {
-                Some(Ok(())) => sent += 1,
+                Some(Ok(())) => {
+                    sent += 1;
+                    bytes += len;
+                    unwrapped += u64::from(f.payload_start > 0);
+                }
                 Some(Err(e)) => {
                     Stats::add(&self.stats.errors, 1);
                     tracing::trace!("forward failed: {e}");
@@ -567,7 +579,8 @@ impl Router {
         }
         if sent > 0 {
             Stats::add(&self.stats.forwarded_packets, sent);
-            Stats::add(&self.stats.forwarded_bytes, sent * packet.payload.len() as u64);
+            Stats::add(&self.stats.forwarded_bytes, bytes);
+            Stats::add(&self.stats.red_unwrapped, unwrapped);
         }
         self.forwards = forwards;
     }
@@ -672,7 +685,7 @@ impl Router {
         let peer = self.peers.get_mut(idx)?;
         let participant = peer.participant;
         let receivers: Vec<RTCRtpReceiverId> = peer.pc.get_receivers().collect();
-        let (receiver, kind, ssrc, codec, audio_level_id) = receivers.into_iter().find_map(|rid| {
+        let (receiver, kind, ssrc, codec, red, audio_level_id) = receivers.into_iter().find_map(|rid| {
             let mut r = peer.pc.rtp_receiver(rid)?;
             if r.track().track_id() != track_id {
                 return None;
@@ -684,14 +697,30 @@ impl Router {
             };
             let ssrc = r.track().ssrcs().next().unwrap_or(0);
             let parameters = &r.get_parameters().rtp_parameters;
+            // Audio sent as RED is the codec its blocks carry; both kinds of packet may come.
+            let red = parameters
+                .codecs
+                .iter()
+                .filter(|_| kind == MediaKind::Audio)
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(peer::MIME_TYPE_RED))
+                .and_then(|c| {
+                    Some(RedFormat {
+                        red: c.payload_type,
+                        primary: red::block_payload_type(&c.rtp_codec.sdp_fmtp_line)?,
+                    })
+                });
+            let codec_payload_type = match red {
+                Some(f) if f.red == payload_type => f.primary,
+                _ => payload_type,
+            };
             let codec = parameters
                 .codecs
                 .iter()
-                .find(|c| c.payload_type == payload_type)?
+                .find(|c| c.payload_type == codec_payload_type)?
                 .rtp_codec
                 .clone();
             let audio_level_id = peer::audio_level_id(&parameters.header_extensions);
-            Some((rid, kind, ssrc, codec, audio_level_id))
+            Some((rid, kind, ssrc, codec, red, audio_level_id))
         })?;
         let p = self.participants.get_mut(participant)?;
         p.track_counter += 1;
@@ -707,10 +736,11 @@ impl Router {
             MediaKind::Audio => Vec::new(),
         };
         forward.set_layers(rids.len().max(1) as u8);
+        forward.set_red(red);
         let muted = p.muted.contains(&source);
         forward.set_muted(muted, now);
         p.span
-            .in_scope(|| tracing::info!(track = %id, ?kind, ?source, codec = %codec.mime_type, "track published"));
+            .in_scope(|| tracing::info!(track = %id, ?kind, ?source, codec = %codec.mime_type, red = red.is_some(), "track published"));
         let room = p.room.clone();
         self.emit(
             participant,
@@ -1205,7 +1235,7 @@ impl Router {
         let sending = sending_track_ids(&sdp);
         let simulcast = simulcast_rids(&sdp);
         let pc = &mut self.peers.get_mut(idx).expect("just ensured").pc;
-        let answer = negotiate::answer_offer(pc, sdp, now)?;
+        let answer = negotiate::answer_offer(pc, sdp, self.audio, now)?;
         let max = self.max_media_sections;
         let p = self.participants.get_mut(participant).expect("checked above");
         p.declared.retain(|id, _| sending.contains(id));
@@ -1286,11 +1316,20 @@ impl Router {
                         .find(|c| c.rtp_codec.sdp_fmtp_line == t.codec.sdp_fmtp_line)
                         .or_else(|| codecs.iter().find(same_mime))
                         .map(|c| c.payload_type);
-                    (payload_type, peer::audio_level_id(&parameters.header_extensions))
+                    // RED goes through as it is where its blocks keep their payload type (Opus
+                    // under the same number at both ends).
+                    let red = codecs
+                        .iter()
+                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(peer::MIME_TYPE_RED))
+                        .filter(|c| red::block_payload_type(&c.rtp_codec.sdp_fmtp_line) == payload_type)
+                        .filter(|_| t.forward.red().map(|f| f.primary) == payload_type)
+                        .map(|c| c.payload_type);
+                    (payload_type, red, peer::audio_level_id(&parameters.header_extensions))
                 })
             };
-            let (payload_type, audio_level_id) = negotiated.unwrap_or((None, None));
+            let (payload_type, red, audio_level_id) = negotiated.unwrap_or((None, None, None));
             t.forward.set_payload_type((idx, sender), payload_type);
+            t.forward.set_red_payload_type((idx, sender), red);
             t.forward.set_audio_level_id((idx, sender), audio_level_id);
         }
     }
@@ -1527,7 +1566,8 @@ pub mod fuzzing {
         ) else {
             return;
         };
-        if super::negotiate::answer_offer(&mut pc, sdp.to_owned(), now).is_err() {
+        let audio = super::sdp::AudioPreferences { red: true, dtx: true };
+        if super::negotiate::answer_offer(&mut pc, sdp.to_owned(), audio, now).is_err() {
             assert!(
                 pc.pending_remote_description().is_none(),
                 "a failed offer was not rolled back"

@@ -2,14 +2,21 @@
 //! subscriber's answer to our offer. When any step fails the offer is rolled back, so the
 //! connection is as it was and the next good offer applies (RFC 9429 §5.7).
 
+use super::sdp::{AudioPreferences, prefer_audio};
 use crate::error::{Error, Result};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use std::time::Instant;
 
-/// The answer's SDP, or why the offer was refused (and rolled back).
-pub(crate) fn answer_offer(pc: &mut RTCPeerConnection, sdp: String, now: Instant) -> Result<String> {
-    let result = answer(pc, sdp, now);
+/// The answer's SDP, with what we ask of the publisher's audio, or why the offer was refused (and
+/// rolled back).
+pub(crate) fn answer_offer(
+    pc: &mut RTCPeerConnection,
+    sdp: String,
+    audio: AudioPreferences,
+    now: Instant,
+) -> Result<String> {
+    let result = answer(pc, sdp, audio, now);
     if result.is_err()
         && pc.pending_remote_description().is_some()
         && let Err(e) = RTCSessionDescription::rollback(None).and_then(|r| pc.set_remote_description(now, r))
@@ -19,7 +26,7 @@ pub(crate) fn answer_offer(pc: &mut RTCPeerConnection, sdp: String, now: Instant
     result
 }
 
-fn answer(pc: &mut RTCPeerConnection, sdp: String, now: Instant) -> Result<String> {
+fn answer(pc: &mut RTCPeerConnection, sdp: String, audio: AudioPreferences, now: Instant) -> Result<String> {
     let offer = RTCSessionDescription::offer(sdp).map_err(|e| Error::Negotiation(format!("bad offer: {e}")))?;
     pc.set_remote_description(now, offer)
         .map_err(|e| Error::Negotiation(format!("offer rejected: {e}")))?;
@@ -28,10 +35,13 @@ fn answer(pc: &mut RTCPeerConnection, sdp: String, now: Instant) -> Result<Strin
         .map_err(|e| Error::Negotiation(format!("cannot answer: {e}")))?;
     pc.set_local_description(now, answer)
         .map_err(|e| Error::Negotiation(format!("cannot apply answer: {e}")))?;
-    Ok(pc
+    // webrtc-rs applies only the answer it made. What we ask of the publisher's audio changes the
+    // order of formats and a parameter of Opus that only the sender acts on, so the peer gets it
+    // and we keep ours: the payload types, directions and transport are the same in both.
+    let local = pc
         .local_description()
-        .ok_or_else(|| Error::Negotiation("no local description".into()))?
-        .sdp)
+        .ok_or_else(|| Error::Negotiation("no local description".into()))?;
+    Ok(prefer_audio(&local.sdp, audio))
 }
 
 /// Applies a subscriber's answer to our pending offer; when it is refused our offer is rolled back,
@@ -94,5 +104,27 @@ mod tests {
         let again = pc.create_offer(None).unwrap();
         pc.set_local_description(now, again).expect("a new offer applies");
         assert!(pc.pending_local_description().is_some());
+    }
+
+    #[test]
+    fn the_answer_asks_for_red_and_dtx_and_both_ends_apply_it() {
+        let now = Instant::now();
+        let mut client = server_pc(now);
+        client.add_transceiver_from_kind(RtpCodecKind::Audio, None).unwrap();
+        let offer = client.create_offer(None).unwrap();
+        client.set_local_description(now, offer.clone()).unwrap();
+        assert!(offer.sdp.contains("red/48000/2"), "{}", offer.sdp);
+
+        let mut server = server_pc(now);
+        let prefs = AudioPreferences { red: true, dtx: true };
+        let answer = answer_offer(&mut server, offer.sdp, prefs, now).expect("answered");
+        let m = answer.lines().find(|l| l.starts_with("m=audio")).unwrap();
+        let formats: Vec<&str> = m.split(' ').skip(3).collect();
+        assert_eq!(formats[..2], ["63", "111"], "{m}");
+        assert!(
+            answer.contains("a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1"),
+            "{answer}"
+        );
+        apply_answer(&mut client, answer, now).expect("the offerer takes it");
     }
 }

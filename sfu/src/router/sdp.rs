@@ -61,6 +61,92 @@ pub(crate) fn simulcast_rids(sdp: &str) -> HashMap<String, Vec<String>> {
     tracks
 }
 
+/// What the SFU asks of publishers' audio, in its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AudioPreferences {
+    /// RED first among the audio formats (a browser sends the first format of the answer it
+    /// supports), where the offer has RED over the same Opus.
+    pub red: bool,
+    /// `usedtx=1` on Opus: the publisher sends almost nothing while it is silent.
+    pub dtx: bool,
+}
+
+/// The answer with `prefs` applied to its audio sections: the payload types stay those the
+/// offer chose, only their order and Opus's format parameters change.
+pub(crate) fn prefer_audio(answer: &str, prefs: AudioPreferences) -> String {
+    let mut out = String::with_capacity(answer.len() + 64);
+    // The session part, then each media section (`m=` to the next).
+    let mut sections = answer.split_inclusive('\n').fold(vec![Vec::new()], |mut all, line| {
+        if line.starts_with("m=") {
+            all.push(Vec::new());
+        }
+        all.last_mut().expect("never empty").push(line);
+        all
+    });
+    for section in &mut sections {
+        if section.first().is_some_and(|m| m.starts_with("m=audio ")) {
+            out.push_str(&audio_section(section, prefs));
+        } else {
+            section.iter().for_each(|line| out.push_str(line));
+        }
+    }
+    out
+}
+
+fn audio_section(lines: &[&str], prefs: AudioPreferences) -> String {
+    // `a=rtpmap:<pt> <name>/...` → the payload type of `name`.
+    let payload_type = |name: &str| {
+        lines.iter().find_map(|l| {
+            let (pt, codec) = l.trim_end().strip_prefix("a=rtpmap:")?.split_once(' ')?;
+            let found = codec.split('/').next()?.eq_ignore_ascii_case(name);
+            found.then(|| pt.to_owned())
+        })
+    };
+    let fmtp = |pt: &str| {
+        let prefix = format!("a=fmtp:{pt} ");
+        lines
+            .iter()
+            .find_map(move |l| l.trim_end().strip_prefix(&prefix).map(str::to_owned))
+    };
+    let opus = payload_type("opus");
+    let red = payload_type("red").filter(|red| {
+        let blocks = fmtp(red).and_then(|f| crate::forward::red::block_payload_type(&f));
+        prefs.red
+            && opus
+                .as_ref()
+                .is_some_and(|o| blocks.map(|b| b.to_string()).as_ref() == Some(o))
+    });
+    let has_opus_fmtp = opus.as_ref().is_some_and(|o| fmtp(o).is_some());
+    let mut out = String::new();
+    for line in lines {
+        let (body, end) = line.split_at(line.trim_end().len());
+        if let (Some(red), true) = (&red, body.starts_with("m=audio ")) {
+            // `m=audio <port> <proto> <formats...>`: RED to the front.
+            let mut words: Vec<&str> = body.split(' ').collect();
+            if let Some(at) = words.iter().skip(3).position(|w| w == red) {
+                let moved = words.remove(at + 3);
+                words.insert(3, moved);
+            }
+            out.push_str(&words.join(" "));
+            out.push_str(end);
+            continue;
+        }
+        out.push_str(line);
+        let Some(opus) = opus.as_ref().filter(|_| prefs.dtx) else {
+            continue;
+        };
+        if body.starts_with(&format!("a=fmtp:{opus} ")) && !body.contains("usedtx=") {
+            out.truncate(out.len() - line.len());
+            out.push_str(body);
+            out.push_str(";usedtx=1");
+            out.push_str(end);
+        } else if !has_opus_fmtp && body.starts_with(&format!("a=rtpmap:{opus} ")) {
+            out.push_str(&format!("a=fmtp:{opus} usedtx=1{end}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +169,40 @@ mod tests {
             media_sections("v=0\r\na=x:m=audio\r\n"),
             0,
             "only lines that start with m= count"
+        );
+    }
+
+    const BOTH: AudioPreferences = AudioPreferences { red: true, dtx: true };
+
+    #[test]
+    fn red_goes_first_and_opus_gets_dtx_in_audio_sections_only() {
+        let answer = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111 63 0\r\na=rtpmap:111 opus/48000/2\r\n\
+            a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+            a=rtpmap:0 PCMU/8000\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 63\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:63 red/90000\r\n";
+        let munged = prefer_audio(answer, BOTH);
+        assert_eq!(
+            munged,
+            "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 63 111 0\r\na=rtpmap:111 opus/48000/2\r\n\
+            a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+            a=rtpmap:0 PCMU/8000\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 63\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:63 red/90000\r\n"
+        );
+        assert_eq!(prefer_audio(&munged, BOTH), munged, "applying it twice changes nothing");
+        let off = AudioPreferences { red: false, dtx: false };
+        assert_eq!(prefer_audio(answer, off), answer);
+    }
+
+    #[test]
+    fn red_over_another_codec_stays_behind_and_opus_without_fmtp_gets_one() {
+        let answer = "v=0\nm=audio 9 RTP/SAVPF 109 63\na=rtpmap:109 opus/48000/2\na=rtpmap:63 red/48000/2\n\
+            a=fmtp:63 0/0\n";
+        assert_eq!(
+            prefer_audio(answer, BOTH),
+            "v=0\nm=audio 9 RTP/SAVPF 109 63\na=rtpmap:109 opus/48000/2\na=fmtp:109 usedtx=1\n\
+            a=rtpmap:63 red/48000/2\na=fmtp:63 0/0\n"
         );
     }
 

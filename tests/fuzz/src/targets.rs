@@ -4,7 +4,7 @@
 use samtal_protocol::{
     ClientMessage, ErrorCode, MediaKind, ParticipantInfo, Role, ServerMessage, TrackInfo, TrackSource,
 };
-use samtal_sfu::forward::{PublishedTrack, codec};
+use samtal_sfu::forward::{Incoming, PublishedTrack, RedFormat, codec};
 use samtal_signaling::auth::Verifier;
 use samtal_signaling::config::AuthConfig;
 use samtal_signaling::export::{Format, render};
@@ -190,8 +190,9 @@ pub fn sdp_publish(data: &[u8]) {
 /// RTP and RTCP as a publisher's connection delivers them, through the forwarding core: packets
 /// with any sequence numbers, timestamps and payloads (keyframe detection parses VP8 and H.264
 /// payloads) on any simulcast layer, subscribers coming and going, layer choices, pauses, mutes and
-/// keyframe requests. Every forward goes to a
-/// current subscriber, with the payload type it has.
+/// keyframe requests; audio sent as RED (RFC 2198) to subscribers with and without RED. Every
+/// forward goes to a current subscriber, with the payload type it has and a payload inside the
+/// packet.
 pub fn rtp_forward(data: &[u8]) {
     use rtc::rtcp;
     use rtc::shared::marshal::Unmarshal;
@@ -203,6 +204,10 @@ pub fn rtp_forward(data: &[u8]) {
         _ => (MediaKind::Video, "video/VP9", 90_000),
     };
     let mut track = PublishedTrack::<u8>::new(kind, mime, clock);
+    const RED: RedFormat = RedFormat { red: 63, primary: 111 };
+    if kind == MediaKind::Audio {
+        track.set_red(Some(RED));
+    }
     // Any number of simulcast layers, also more than the SFU takes.
     track.set_layers(input.u8() % 5);
     let t0 = Instant::now();
@@ -218,6 +223,8 @@ pub fn rtp_forward(data: &[u8]) {
                     subscribers.push(sink);
                     let _ = track.add_subscriber(sink, input.u32(), now);
                     track.set_payload_type(sink, Some(96 + sink));
+                    // Odd subscribers take RED as it comes.
+                    track.set_red_payload_type(sink, (sink % 2 == 1).then_some(RED.red));
                 }
             }
             1 => {
@@ -252,15 +259,29 @@ pub fn rtp_forward(data: &[u8]) {
             }
             _ => {
                 let (layer, seq, ts) = (input.u8() % 4, input.u16(), input.u32());
+                let payload_type = if input.u8() & 1 == 1 { RED.red } else { RED.primary };
                 let payload = input.bytes(255);
                 out.clear();
-                track.route(layer, seq, ts, payload, now, &mut out);
+                let packet = Incoming {
+                    layer,
+                    seq,
+                    ts,
+                    payload_type,
+                    payload,
+                };
+                track.route(packet, now, &mut out);
                 for f in &out {
                     assert!(
                         subscribers.contains(&f.sink),
                         "forward to a sink that is not subscribed"
                     );
-                    assert_eq!(f.payload_type, 96 + f.sink);
+                    assert!(f.payload_start <= payload.len(), "payload starts past its end");
+                    let whole_red = kind == MediaKind::Audio && payload_type == RED.red && f.sink % 2 == 1;
+                    if whole_red {
+                        assert_eq!((f.payload_type, f.payload_start), (RED.red, 0));
+                    } else {
+                        assert_eq!(f.payload_type, 96 + f.sink);
+                    }
                 }
             }
         }

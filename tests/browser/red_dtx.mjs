@@ -1,0 +1,159 @@
+// Opus RED and DTX between headless Chromium and the server, and transcription of what arrives.
+//
+//   node red_dtx.mjs --url http://127.0.0.1:PORT --room ROOM --speech SPEECH.wav --silence SILENCE.wav
+//                    [--chromium PATH] [--timeout 60] [--captions 3]
+//
+// Two browser processes: Alice's fake microphone plays SPEECH.wav, Carol's plays SILENCE.wav. The
+// server answers their publish offers with RED first and `usedtx=1` on Opus. Asserts:
+//   1. both send their microphone as RED (outbound-rtp's codec is audio/red), and the answers they
+//      applied carry `usedtx=1`;
+//   2. Carol receives Alice's audio as RED and decodes sound from it (audio energy grows);
+//   3. DTX: Carol's silent microphone sends far fewer packets per second than Alice's speaking one;
+//   4. Alice turns transcription on and the transcription service's final captions of her speech
+//      reach her page (`--captions` of them): the service, which does not take RED, got the Opus
+//      inside it.
+// Prints one JSON summary line on stdout (packet rates, codecs, captions with their times); exits 0
+// on success, 1 with a message naming what failed.
+
+import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, joined, parseArgs, sleep, waitFor } from './lib.mjs';
+
+const USAGE = 'usage: red_dtx.mjs --url URL --room ROOM --speech WAV --silence WAV [--chromium PATH] [--timeout S] [--captions N]';
+
+/** Runs in the page: the microphone's outbound-rtp (codec, packets sent) and what the answer says of Opus. */
+async function sentAudio() {
+  const pc = window.samtal && window.samtal.publishPc;
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let out = null;
+  stats.forEach((r) => {
+    if (r.type === 'outbound-rtp' && r.kind === 'audio') {
+      const codec = r.codecId && stats.get(r.codecId);
+      out = { codec: codec ? codec.mimeType : null, packets: r.packetsSent };
+    }
+  });
+  const answer = pc.remoteDescription ? pc.remoteDescription.sdp : '';
+  const opus = /a=rtpmap:(\d+) opus\/48000/i.exec(answer);
+  const fmtp = opus && new RegExp(`a=fmtp:${opus[1]} ([^\\r\\n]*)`).exec(answer);
+  return { ...out, opusFmtp: fmtp ? fmtp[1] : null };
+}
+
+/** Runs in the page: audio received, by publisher (msid stream id of the receiver's m-section). */
+async function receivedAudio() {
+  const pc = window.samtal && window.samtal.subscribePc;
+  if (!pc) return {};
+  const sdp = pc.remoteDescription ? pc.remoteDescription.sdp : '';
+  const owner = {};
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const mid = /a=mid:(\S+)/.exec(section);
+    const msid = /a=msid:(\S+) /.exec(section);
+    if (mid && msid) owner[mid[1]] = msid[1];
+  }
+  const result = {};
+  for (const tr of pc.getTransceivers()) {
+    if (tr.receiver.track.kind !== 'audio' || !owner[tr.mid]) continue;
+    const stats = await tr.receiver.getStats();
+    stats.forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      const codec = r.codecId && stats.get(r.codecId);
+      result[owner[tr.mid]] = {
+        codec: codec ? codec.mimeType : null,
+        packets: r.packetsReceived,
+        energy: r.totalAudioEnergy || 0,
+        samples: r.totalSamplesReceived || 0,
+        concealed: r.concealedSamples || 0,
+      };
+    });
+  }
+  return result;
+}
+
+async function open(browser, name, url, room) {
+  const context = await browser.newContext({ viewport: { width: 960, height: 540 } });
+  const page = await context.newPage();
+  const person = { name, page, console: [] };
+  page.on('pageerror', (e) => person.console.push(`pageerror: ${e.message}`));
+  const q = new URLSearchParams({ room, name, autojoin: '1' });
+  await page.goto(`${url}/?${q}`);
+  return person;
+}
+
+/** Packets per second each page's microphone sends over `seconds`. */
+async function packetRates(people, seconds) {
+  const before = await Promise.all(people.map((p) => p.page.evaluate(sentAudio)));
+  await sleep(seconds * 1000);
+  const after = await Promise.all(people.map((p) => p.page.evaluate(sentAudio)));
+  return Object.fromEntries(people.map((p, i) => [p.name, (after[i].packets - before[i].packets) / seconds]));
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2), {
+    url: null, room: null, speech: null, silence: null, timeout: '60', captions: '3',
+    chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium',
+  }, ['url', 'room', 'speech', 'silence'], USAGE);
+  const timeout = Number(args.timeout);
+  const url = args.url.replace(/\/+$/, '');
+  const launch = (wav) => chromium.launch({
+    executablePath: args.chromium, headless: true, args: [...CHROMIUM_FLAGS, `--use-file-for-fake-audio-capture=${wav}`],
+  });
+  const speaking = await launch(args.speech);
+  const silent = await launch(args.silence);
+  const summary = { ok: false, room: args.room };
+  let people = [];
+  try {
+    people = [await open(speaking, 'Alice', url, args.room), await open(silent, 'Carol', url, args.room)];
+    const [alice, carol] = people;
+    for (const p of people) p.id = await joined(p.page, p.name, timeout);
+    summary.alice = alice.id;
+
+    // 1. RED on the wire, DTX asked for.
+    for (const p of people) {
+      const r = await waitFor(`${p.name} does not send RED`, timeout, async () => {
+        const s = await p.page.evaluate(sentAudio);
+        return { ok: !!s && s.codec === 'audio/red' && s.packets > 0, detail: s };
+      });
+      summary[`${p.name}_sent`] = r.detail;
+      if (!/usedtx=1/.test(r.detail.opusFmtp || '')) throw new Error(`${p.name}'s answer has no usedtx=1: ${r.detail.opusFmtp}`);
+    }
+    // 2. Carol hears Alice, as RED.
+    const heard = await waitFor('Carol does not decode RED audio from Alice', timeout, async () => {
+      const a = await carol.page.evaluate(receivedAudio);
+      const from = a[alice.id];
+      if (!from || from.codec !== 'audio/red') return { ok: false, detail: a };
+      await sleep(2000);
+      const later = (await carol.page.evaluate(receivedAudio))[alice.id];
+      return { ok: later.energy > from.energy && later.packets > from.packets + 50, detail: { from, later } };
+    });
+    summary.carol_received = heard.detail.later;
+    // 3. DTX: silence costs a fraction of the packets.
+    const rates = await packetRates(people, 5);
+    summary.packets_per_second = rates;
+    if (!(rates.Carol < 15 && rates.Alice > 30)) throw new Error(`no DTX to be seen in the packet rates: ${JSON.stringify(rates)}`);
+    // 4. Transcription of the RED'd, DTX'd speech.
+    await waitFor('Alice has no transcribe button', timeout, async () => ({
+      ok: await alice.page.isVisible('#transcribe-button'), detail: null,
+    }));
+    await alice.page.click('#transcribe-button');
+    const wanted = Number(args.captions);
+    const captions = await waitFor(`fewer than ${wanted} final captions of Alice`, timeout, async () => {
+      const t = await alice.page.evaluate(() => window.samtal.transcript);
+      const hers = t.filter((c) => c.final && c.participant_id === alice.id);
+      return { ok: hers.length >= wanted, detail: hers.map((c) => ({ utterance_id: c.utterance_id, start_ms: c.start_ms, end_ms: c.end_ms, text: c.text })) };
+    });
+    summary.captions = captions.detail;
+    summary.ok = true;
+  } catch (e) {
+    summary.error = e.message;
+    summary.console = Object.fromEntries(people.map((p) => [p.name, p.console.slice(-10)]));
+  } finally {
+    await speaking.close();
+    await silent.close();
+  }
+  console.log(JSON.stringify(summary));
+  process.exit(summary.ok ? 0 : 1);
+}
+
+main().catch((e) => {
+  console.log(JSON.stringify({ ok: false, error: e.message }));
+  process.exit(1);
+});
