@@ -12,6 +12,14 @@ pub struct MediaConfig {
     /// Local addresses to bind and announce as ICE host candidates. Empty: every non-link-local
     /// IPv4 address of the machine's interfaces, loopback included.
     pub ips: Vec<IpAddr>,
+    /// Passive ICE-TCP (RFC 6544, RFC 4571 framing) on every address in `ips`, for networks that
+    /// block UDP: offered as a candidate of lower priority than UDP.
+    pub ice_tcp: bool,
+    /// TCP port shared by all ICE-TCP connections on every address in `ips` (0: a free port, for tests).
+    pub tcp_port: u16,
+    /// ICE-TCP connections held at once, and from one remote IP address; more are closed at once.
+    pub max_tcp_connections: usize,
+    pub max_tcp_connections_per_ip: usize,
     /// Addresses announced in addition to the bound ones, for a server behind 1:1 NAT
     /// (for example a cloud VM's public address). Packets to them must reach `udp_port` here.
     pub public_ips: Vec<IpAddr>,
@@ -38,6 +46,10 @@ impl Default for MediaConfig {
         Self {
             udp_port: 10000,
             ips: Vec::new(),
+            ice_tcp: true,
+            tcp_port: 10000,
+            max_tcp_connections: 4096,
+            max_tcp_connections_per_ip: 256,
             public_ips: Vec::new(),
             disconnect_timeout_secs: 15,
             max_media_sections: 16,

@@ -7,6 +7,10 @@ pub struct Stats {
     pub rooms: AtomicU64,
     pub participants: AtomicU64,
     pub peer_connections: AtomicU64,
+    /// ICE-TCP connections open now.
+    pub tcp_connections: AtomicU64,
+    /// ICE-TCP connections closed at once: over a limit, silent, oversized frames, or not ICE.
+    pub tcp_refused: AtomicU64,
     pub published_tracks: AtomicU64,
     /// Track declarations (client track id → source) held for participants' publish connections.
     pub declared_tracks: AtomicU64,
@@ -46,6 +50,9 @@ impl Stats {
     }
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Ordering::Relaxed);
     }
     pub(crate) fn set(counter: &AtomicU64, n: u64) {
         counter.store(n, Ordering::Relaxed);

@@ -29,6 +29,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// STUN/TURN servers handed to clients in `joined`. None by default: no public server is ever used.
     pub ice_servers: Vec<IceServer>,
+    /// A TURN server whose credentials are minted per join (`[turn]`).
+    pub turn: crate::turn::TurnConfig,
     pub limits: Limits,
     pub embed: EmbedConfig,
     pub transcription: TranscriptionConfig,
@@ -208,6 +210,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             media: MediaConfig::default(),
             ice_servers: Vec::new(),
+            turn: Default::default(),
             limits: Limits::default(),
             embed: EmbedConfig::default(),
             transcription: TranscriptionConfig::default(),
@@ -227,6 +230,7 @@ const SECTIONS: &[&str] = &[
     "auth",
     "media",
     "ice_servers",
+    "turn",
     "limits",
     "embed",
     "transcription",
@@ -267,6 +271,12 @@ impl Config {
         }
         if let Some(key) = &self.transcription.worker_key {
             check_secret("transcription.worker_key", key, "transcription workers")?;
+        }
+        if let Some(secret) = &self.turn.secret {
+            check_secret("turn.secret", secret, "TURN credentials")?;
+            if self.turn.urls.is_empty() {
+                return Err(Error::Config("turn.secret is set but turn.urls is empty".into()));
+            }
         }
         Ok(())
     }

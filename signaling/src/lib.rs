@@ -14,6 +14,7 @@ pub mod serve;
 pub mod server;
 pub mod session;
 pub mod transcription;
+pub mod turn;
 
 /// The transcript archive (`samtal-records`), under the paths the server has always used.
 pub use samtal_records::{compliance, export, store};

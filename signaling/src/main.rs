@@ -35,6 +35,9 @@ enum Command {
         /// UDP port for media, overriding the configuration.
         #[arg(long)]
         udp_port: Option<u16>,
+        /// TCP port for media (ICE-TCP), overriding the configuration.
+        #[arg(long)]
+        tcp_port: Option<u16>,
     },
     /// Mint a join token signed with auth.secret.
     Token {
@@ -106,12 +109,19 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { listen, udp_port } => {
+        Command::Serve {
+            listen,
+            udp_port,
+            tcp_port,
+        } => {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
             if let Some(port) = udp_port {
                 config.media.udp_port = port;
+            }
+            if let Some(port) = tcp_port {
+                config.media.tcp_port = port;
             }
             let server = samtal_signaling::start(config).await?;
             println!("Samtal is running: open {}/ in your browser", server.http_url());

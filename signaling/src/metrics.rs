@@ -97,6 +97,7 @@ impl Collector for MediaCollector {
             ),
             ("participants", "Participants in the media server", &s.participants),
             ("peer_connections", "WebRTC peer connections", &s.peer_connections),
+            ("tcp_connections", "ICE-TCP connections open", &s.tcp_connections),
             ("tracks", "Published tracks", &s.published_tracks),
             (
                 "declared_tracks",
@@ -138,6 +139,11 @@ impl Collector for MediaCollector {
                 "duplicate_packets_dropped",
                 "Publishers' packets not forwarded because they came before (needless retransmissions, duplicates)",
                 &s.duplicates_dropped,
+            ),
+            (
+                "tcp_connections_refused",
+                "ICE-TCP connections closed at once: over a limit, silent, oversized frames, or not ICE",
+                &s.tcp_refused,
             ),
             (
                 "red_unwrapped_packets",

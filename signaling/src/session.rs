@@ -730,7 +730,11 @@ impl Session {
             tracks: Vec::new(),
             transcription_opt_out: opt_out,
         };
-        let ice_servers = self.state.config.ice_servers.clone();
+        let mut ice_servers = self.state.config.ice_servers.clone();
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        ice_servers.extend(self.state.config.turn.credentials(&id, now_unix));
         let transcription = self.state.transcription_status(&room);
         let welcome = |participants| ServerMessage::Joined {
             participant_id: id.clone(),

@@ -85,3 +85,78 @@ export async function receivedVideo() {
   }
   return out;
 }
+
+/**
+ * Runs in the page (`page.evaluate(receivedAudio)`): the audio it receives, by publisher (msid stream id
+ * of the receiver's m-section): codec, packets, total audio energy, samples and concealed samples.
+ */
+export async function receivedAudio() {
+  const pc = window.samtal && window.samtal.subscribePc;
+  if (!pc) return {};
+  const sdp = pc.remoteDescription ? pc.remoteDescription.sdp : '';
+  const owner = {};
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const mid = /a=mid:(\S+)/.exec(section);
+    const msid = /a=msid:(\S+) /.exec(section);
+    if (mid && msid) owner[mid[1]] = msid[1];
+  }
+  const result = {};
+  for (const tr of pc.getTransceivers()) {
+    if (tr.receiver.track.kind !== 'audio' || !owner[tr.mid]) continue;
+    const stats = await tr.receiver.getStats();
+    stats.forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      const codec = r.codecId && stats.get(r.codecId);
+      result[owner[tr.mid]] = {
+        codec: codec ? codec.mimeType : null,
+        packets: r.packetsReceived,
+        energy: r.totalAudioEnergy || 0,
+        samples: r.totalSamplesReceived || 0,
+        concealed: r.concealedSamples || 0,
+      };
+    });
+  }
+  return result;
+}
+
+/**
+ * Runs in the page (`page.evaluate(selectedPaths)`): for each of the page's peer connections, the local
+ * candidate of the pair it uses: {type: 'host'|'srflx'|'relay', protocol: 'udp'|'tcp', relayProtocol
+ * ('udp'|'tcp'|'tls', relay candidates only)}, or null before a pair is selected.
+ */
+export async function selectedPaths() {
+  const pathOf = async (pc) => {
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    let path = null;
+    stats.forEach((r) => {
+      if (r.type !== 'transport' || !r.selectedCandidatePairId) return;
+      const pair = stats.get(r.selectedCandidatePairId);
+      const local = pair && stats.get(pair.localCandidateId);
+      if (local) path = { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol || null };
+    });
+    return path;
+  };
+  const s = window.samtal;
+  return { publish: await pathOf(s && s.publishPc), subscribe: await pathOf(s && s.subscribePc) };
+}
+
+/**
+ * Runs in the page (`page.evaluate(gatherRelay, iceServers)`): gathers candidates through `iceServers`
+ * with `iceTransportPolicy: 'relay'`; returns how many relay candidates came and the TURN errors seen.
+ */
+export async function gatherRelay(iceServers) {
+  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: 'relay' });
+  const relay = [];
+  const errors = [];
+  pc.onicecandidate = (e) => { if (e.candidate && / typ relay/.test(e.candidate.candidate)) relay.push(e.candidate.candidate); };
+  pc.onicecandidateerror = (e) => errors.push({ code: e.errorCode, text: e.errorText, url: e.url });
+  pc.addTransceiver('audio');
+  await pc.setLocalDescription();
+  await new Promise((done) => {
+    const timer = setTimeout(done, 15000);
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') { clearTimeout(timer); done(); } };
+  });
+  pc.close();
+  return { relay: relay.length, errors };
+}

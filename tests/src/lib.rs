@@ -36,6 +36,7 @@ pub fn test_config() -> Config {
     config.transcription.worker_key = Some(WORKER_KEY.to_owned());
     config.listen = "127.0.0.1:0".parse().expect("valid address");
     config.media.udp_port = 0;
+    config.media.tcp_port = 0;
     config.media.ips = vec!["127.0.0.1".parse().expect("valid address")];
     // A data directory (and so a SQLite database) of its own for every server, even within one process.
     static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -165,4 +166,5 @@ pub mod matrix_reader;
 pub mod netns;
 pub mod sdp;
 pub mod synapse;
+pub mod turn;
 pub mod ws;

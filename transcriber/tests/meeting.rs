@@ -54,6 +54,7 @@ fn server_config(listen: SocketAddr, secret: Option<&str>, name: &str) -> samtal
         ..Default::default()
     };
     config.media.udp_port = 0;
+    config.media.tcp_port = 0;
     config.media.ips = vec!["127.0.0.1".parse().unwrap()];
     let dir = std::env::temp_dir().join(format!(
         "samtal-transcriber-{name}-{}-{}",

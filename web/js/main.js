@@ -50,6 +50,7 @@ function readParams() {
     lang: q.get('lang') || '',
     audioMuted: flag('audio_muted'),
     videoMuted: flag('video_muted'),
+    relay: flag('relay'),
     captions: q.get('captions') !== '0' && q.get('captions') !== 'false',
     transcriptionLanguage: q.get('transcription_language') || '',
     toolbar: q.has('toolbar') ? q.get('toolbar').split(',').map((s) => s.trim()).filter(Boolean) : null,
@@ -144,7 +145,7 @@ async function join(event) {
     const extra = params.matrixRoom ? { matrix_room: params.matrixRoom } : {};
     const m = new Meeting({
       url: defaultSignalingUrl(), room, name, token: params.token, stream: preview || new MediaStream(),
-      startMuted: { ...startMuted }, extra,
+      startMuted: { ...startMuted }, extra, relay: params.relay,
     });
     meeting = m;
     preview = null; // the meeting owns these tracks now

@@ -109,9 +109,10 @@ export const CAMERA_LAYERS = [
 export class Meeting extends EventTarget {
   /**
    * `startMuted`: {microphone, camera} booleans: join with those muted. `extra`: more fields for the
-   * join message (e.g. `matrix_room`; the server ignores fields it does not know).
+   * join message (e.g. `matrix_room`; the server ignores fields it does not know). `relay`: media only
+   * through the TURN server the server hands out (`iceTransportPolicy: 'relay'`).
    */
-  constructor({ url, room, name, token, stream, startMuted = {}, extra = {} }) {
+  constructor({ url, room, name, token, stream, startMuted = {}, extra = {}, relay = false }) {
     super();
     this.url = url;
     this.room = room;
@@ -135,6 +136,7 @@ export class Meeting extends EventTarget {
     this.forwardedVideo = null;
     this.role = null;
     this.iceServers = [];
+    this.relay = !!relay;
     /** id -> {id, name, role, tracks: Map track_id -> {track_id, kind, source, muted, stream_id}} */
     this.participants = new Map();
     /** track_id -> {participantId, track: MediaStreamTrack, mid, kind, receiver} (what the subscribe pc receives now) */
@@ -447,7 +449,7 @@ export class Meeting extends EventTarget {
   // ---- peer connections ----
 
   makePc(which) {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.relay ? 'relay' : 'all' });
     const side = which === 'publish' ? this.pub : this.sub;
     pc.onicecandidate = (e) => {
       if (e.candidate && !e.candidate.candidate) return; // Firefox's empty one; the null that follows says it

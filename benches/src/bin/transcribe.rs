@@ -204,6 +204,7 @@ async fn latency(pcm: &[f32], vad_model: &std::path::Path, rounds: usize, min_si
         ..Default::default()
     };
     config.media.udp_port = 0;
+    config.media.tcp_port = 0;
     config.media.ips = vec!["127.0.0.1".parse()?];
     let server = samtal_signaling::start(config).await?;
     let ws = server.ws_url();

@@ -1,14 +1,18 @@
 //! The media loop: one thread that owns the media sockets and a [`Router`], and moves datagrams,
-//! commands and time between them. Everything it decides is the router's; this file is only I/O:
-//! read datagrams (a batch at a time), run commands from signaling, write what the router wants
-//! sent, deliver its events to each participant's channel, and sleep until its next deadline.
+//! ICE-TCP frames, commands and time between them. Everything it decides is the router's; this file
+//! is only I/O: read datagrams and frames (a batch at a time), run commands from signaling, write
+//! what the router wants sent, deliver its events to each participant's channel, and sleep until
+//! its next deadline.
 //!
 //! It must never block on anything but its own sockets, commands and timers.
 
 use super::Command;
-use super::sockets::BoundSocket;
+use super::sockets::{BoundListener, BoundSocket};
+use super::tcp::{self, Admission, TcpEvent};
 use crate::router::{MediaEvent, Router};
 use crate::stats::Stats;
+use bytes::BytesMut;
+use rtc::shared::TransportProtocol;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +20,18 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+const UDP: TransportProtocol = TransportProtocol::UDP;
+
 /// Datagrams read in one go before outputs are flushed.
 const READ_BATCH: usize = 32;
 
 pub(crate) struct MediaLoop {
     bound: Vec<BoundSocket>,
+    listeners: Vec<BoundListener>,
+    admission: Admission,
     locals: Vec<SocketAddr>,
+    /// Each ICE-TCP connection's writer, by (our address, theirs).
+    tcp: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<BytesMut>>,
     router: Router,
     stats: Arc<Stats>,
     /// Each participant's event channel, by participant id.
@@ -29,11 +39,20 @@ pub(crate) struct MediaLoop {
 }
 
 impl MediaLoop {
-    pub fn new(bound: Vec<BoundSocket>, router: Router, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        bound: Vec<BoundSocket>,
+        listeners: Vec<BoundListener>,
+        admission: Admission,
+        router: Router,
+        stats: Arc<Stats>,
+    ) -> Self {
         let locals = bound.iter().map(|b| b.local).collect();
         Self {
             bound,
+            listeners,
+            admission,
             locals,
+            tcp: HashMap::new(),
             router,
             stats,
             events: HashMap::new(),
@@ -61,6 +80,16 @@ impl MediaLoop {
                     return;
                 }
             };
+            // The sender stays here too, so the channel never closes while the loop runs.
+            let (tcp_tx, mut tcp_events) = mpsc::channel::<TcpEvent>(1024);
+            for l in std::mem::take(&mut self.listeners) {
+                match tokio::net::TcpListener::from_std(l.listener) {
+                    Ok(listener) => {
+                        tokio::spawn(tcp::accept(listener, l.local, tcp_tx.clone(), self.admission.clone()));
+                    }
+                    Err(e) => tracing::error!(local = %l.local, "ICE-TCP listener unusable: {e}"),
+                }
+            }
             let mut buf = vec![0u8; 2048];
             loop {
                 self.router.handle_timeout(Instant::now());
@@ -75,10 +104,12 @@ impl MediaLoop {
                     received = recv_any(&sockets, &mut buf) => {
                         if let Ok((sock, len, from)) = received {
                             let (read_at, forwarded) = (Instant::now(), Stats::get(&self.stats.forwarded_packets));
-                            self.router.handle_datagram(self.locals[sock], from, &buf[..len], read_at);
+                            self.router.handle_datagram(self.locals[sock], from, UDP, &buf[..len], read_at);
                             for _ in 1..READ_BATCH {
                                 match try_recv_any(&sockets, &mut buf) {
-                                    Some((sock, len, from)) => self.router.handle_datagram(self.locals[sock], from, &buf[..len], Instant::now()),
+                                    Some((sock, len, from)) => {
+                                        self.router.handle_datagram(self.locals[sock], from, UDP, &buf[..len], Instant::now());
+                                    }
                                     None => break,
                                 }
                             }
@@ -88,10 +119,20 @@ impl MediaLoop {
                             Stats::add(&self.stats.forward_delay_nanos, sent * read_at.elapsed().as_nanos() as u64);
                         }
                     },
+                    Some(event) = tcp_events.recv() => {
+                        self.on_tcp(event);
+                        for _ in 1..READ_BATCH {
+                            match tcp_events.try_recv() {
+                                Ok(event) => self.on_tcp(event),
+                                Err(_) => break,
+                            }
+                        }
+                    },
                     _ = tokio::time::sleep_until(wake.into()) => {}
                 }
                 self.flush(&sockets);
             }
+            drop(tcp_tx);
             tracing::info!("media loop stopped");
         });
     }
@@ -99,6 +140,14 @@ impl MediaLoop {
     /// Writes what the router wants sent and delivers its events.
     fn flush(&mut self, sockets: &[UdpSocket]) {
         while let Some(out) = self.router.poll_transmit() {
+            if out.protocol == TransportProtocol::TCP {
+                // A full queue or a closed connection: lost, as a datagram would be.
+                let sent = self.tcp.get(&(out.local, out.to)).map(|w| w.try_send(out.data));
+                if !matches!(sent, Some(Ok(()))) {
+                    Stats::add(&self.stats.errors, 1);
+                }
+                continue;
+            }
             let sock = self.locals.iter().position(|a| *a == out.local).unwrap_or(0);
             if let Err(e) = sockets[sock].try_send_to(&out.data, out.to) {
                 Stats::add(&self.stats.errors, 1);
@@ -108,6 +157,32 @@ impl MediaLoop {
         while let Some((participant, event)) = self.router.poll_event() {
             if let Some(events) = self.events.get(&participant) {
                 let _ = events.send(event);
+            }
+        }
+    }
+
+    /// An ICE-TCP connection opened, sent a frame, or closed. A frame that reaches no peer
+    /// connection (not ICE for one of ours, or for one that is gone) closes its connection.
+    fn on_tcp(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened { local, peer, writer } => {
+                self.tcp.insert((local, peer), writer);
+            }
+            TcpEvent::Frame { local, peer, data } => {
+                if !self.tcp.contains_key(&(local, peer)) {
+                    return;
+                }
+                let routed = self
+                    .router
+                    .handle_datagram(local, peer, TransportProtocol::TCP, &data, Instant::now());
+                if !routed {
+                    Stats::add(&self.stats.tcp_refused, 1);
+                    tracing::debug!(%peer, "ICE-TCP frame for no peer connection: closing");
+                    self.tcp.remove(&(local, peer));
+                }
+            }
+            TcpEvent::Closed { local, peer } => {
+                self.tcp.remove(&(local, peer));
             }
         }
     }

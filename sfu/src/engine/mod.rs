@@ -8,6 +8,7 @@
 
 mod media_loop;
 mod sockets;
+mod tcp;
 
 use crate::config::MediaConfig;
 use crate::error::{Error, Result};
@@ -70,27 +71,41 @@ pub struct MediaServer {
     commands: mpsc::UnboundedSender<Command>,
     stats: Arc<Stats>,
     local_addrs: Arc<Vec<SocketAddr>>,
+    tcp_addrs: Arc<Vec<SocketAddr>>,
     max_media_sections: usize,
 }
 
 impl MediaServer {
     /// Binds the media sockets and starts the media loop on its own thread.
     pub fn start(config: &MediaConfig) -> Result<Self> {
-        let sockets = sockets::bind(config)?;
+        let (sockets, listeners) = sockets::bind(config)?;
         let local_addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local).collect();
+        let tcp_addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local).collect();
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::unbounded_channel();
-        let router = Router::new(config, &local_addrs, stats.clone(), std::time::Instant::now())?;
-        let media_loop = media_loop::MediaLoop::new(sockets, router, stats.clone());
+        let router = Router::new(
+            config,
+            &local_addrs,
+            &tcp_addrs,
+            stats.clone(),
+            std::time::Instant::now(),
+        )?;
+        let admission = tcp::Admission::new(
+            config.max_tcp_connections,
+            config.max_tcp_connections_per_ip,
+            stats.clone(),
+        );
+        let media_loop = media_loop::MediaLoop::new(sockets, listeners, admission, router, stats.clone());
         std::thread::Builder::new()
             .name("samtal-media".into())
             .spawn(move || media_loop.run(rx))
             .map_err(|e| Error::Config(format!("cannot start the media thread: {e}")))?;
-        tracing::info!(addrs = ?local_addrs, "media server listening (UDP)");
+        tracing::info!(udp = ?local_addrs, tcp = ?tcp_addrs, "media server listening");
         Ok(Self {
             commands: tx,
             stats,
             local_addrs: Arc::new(local_addrs),
+            tcp_addrs: Arc::new(tcp_addrs),
             max_media_sections: config.max_media_sections,
         })
     }
@@ -98,6 +113,11 @@ impl MediaServer {
     /// The UDP addresses peers send media to.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The ICE-TCP listeners' addresses (none with `ice_tcp` off).
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
     }
 
     pub fn stats(&self) -> &Arc<Stats> {

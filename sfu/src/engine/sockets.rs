@@ -1,14 +1,19 @@
 //! Binding the media sockets: one UDP socket per local address, all on the configured port, shared by
-//! every peer connection. Knowing which socket a datagram came in on tells the local address the
-//! ICE agent must see.
+//! every peer connection, and (ICE-TCP) one TCP listener per local address on the TCP port. Knowing
+//! which socket a packet came in on tells the local address the ICE agent must see.
 
 use crate::config::MediaConfig;
 use crate::error::{Error, Result};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 
 pub(crate) struct BoundSocket {
     pub local: SocketAddr,
     pub socket: UdpSocket,
+}
+
+pub(crate) struct BoundListener {
+    pub local: SocketAddr,
+    pub listener: TcpListener,
 }
 
 /// The addresses to bind: the configured ones, or every usable IPv4 interface address.
@@ -35,17 +40,44 @@ fn addresses(config: &MediaConfig) -> Result<Vec<IpAddr>> {
     Ok(ips)
 }
 
-pub(crate) fn bind(config: &MediaConfig) -> Result<Vec<BoundSocket>> {
-    addresses(config)?
-        .into_iter()
-        .map(|ip| {
-            let addr = SocketAddr::new(ip, config.udp_port);
-            let socket = UdpSocket::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-            socket
-                .set_nonblocking(true)
-                .map_err(|source| Error::Bind { addr, source })?;
-            let local = socket.local_addr().map_err(|source| Error::Bind { addr, source })?;
-            Ok(BoundSocket { local, socket })
+/// Binds one socket per address with `bind_one`, non-blocking, and returns each with its address.
+fn bind_each<T>(
+    ips: &[IpAddr],
+    port: u16,
+    bind_one: impl Fn(SocketAddr) -> std::io::Result<T>,
+    nonblocking: impl Fn(&T) -> std::io::Result<SocketAddr>,
+) -> Result<Vec<(SocketAddr, T)>> {
+    ips.iter()
+        .map(|&ip| {
+            let addr = SocketAddr::new(ip, port);
+            let bound = bind_one(addr).map_err(|source| Error::Bind { addr, source })?;
+            let local = nonblocking(&bound).map_err(|source| Error::Bind { addr, source })?;
+            Ok((local, bound))
         })
         .collect()
+}
+
+/// The UDP sockets and, with ICE-TCP on, the TCP listeners.
+pub(crate) fn bind(config: &MediaConfig) -> Result<(Vec<BoundSocket>, Vec<BoundListener>)> {
+    let ips = addresses(config)?;
+    let udp = bind_each(&ips, config.udp_port, UdpSocket::bind, |s| {
+        s.set_nonblocking(true)?;
+        s.local_addr()
+    })?;
+    let tcp = if config.ice_tcp {
+        bind_each(&ips, config.tcp_port, TcpListener::bind, |l| {
+            l.set_nonblocking(true)?;
+            l.local_addr()
+        })?
+    } else {
+        Vec::new()
+    };
+    Ok((
+        udp.into_iter()
+            .map(|(local, socket)| BoundSocket { local, socket })
+            .collect(),
+        tcp.into_iter()
+            .map(|(local, listener)| BoundListener { local, listener })
+            .collect(),
+    ))
 }

@@ -127,11 +127,16 @@ pub enum MediaEvent {
 pub struct Transmit {
     pub local: SocketAddr,
     pub to: SocketAddr,
+    /// UDP (a datagram from `local`), or TCP (a frame on the ICE-TCP connection `local`–`to`).
+    pub protocol: TransportProtocol,
     pub data: BytesMut,
 }
 
 /// A subscriber's sender: (subscribe peer index, sender id).
 type Sink = (usize, RTCRtpSenderId);
+
+/// Where a peer connection's packets come from: (protocol, our address, theirs).
+type PeerAddr = (TransportProtocol, SocketAddr, SocketAddr);
 
 struct Peer {
     participant: usize,
@@ -139,8 +144,8 @@ struct Peer {
     pc: RTCPeerConnection,
     ufrag: String,
     deadline: Option<Instant>,
-    /// (local address, remote address) pairs routed to this peer.
-    addrs: Vec<(SocketAddr, SocketAddr)>,
+    /// (protocol, local address, remote address) routed to this peer.
+    addrs: Vec<PeerAddr>,
     dirty: bool,
     /// DTLS/SRTP is up: media can be written (before that, writes only produce warnings).
     connected: bool,
@@ -201,7 +206,8 @@ struct Track {
 }
 
 pub struct Router {
-    candidates: Vec<SocketAddr>,
+    /// Host candidates every peer connection offers.
+    candidates: Vec<(SocketAddr, TransportProtocol)>,
     failed_after: Duration,
     offers_per_second: f64,
     max_media_sections: usize,
@@ -212,7 +218,7 @@ pub struct Router {
     identity: identity::DtlsIdentity,
     peers: Slab<Peer>,
     by_ufrag: HashMap<String, usize>,
-    by_addr: HashMap<(SocketAddr, SocketAddr), usize>,
+    by_addr: HashMap<PeerAddr, usize>,
     participants: Slab<Participant>,
     participant_ids: HashMap<String, usize>,
     rooms: HashMap<String, Vec<usize>>,
@@ -249,15 +255,30 @@ fn rtc_kind(kind: MediaKind) -> RtpCodecKind {
 }
 
 impl Router {
-    /// A router whose peer connections announce `locals` (the bound media addresses) and the
-    /// configured public addresses as host candidates.
-    pub fn new(config: &MediaConfig, locals: &[SocketAddr], stats: Arc<Stats>, now: Instant) -> Result<Self> {
-        let port = locals
-            .first()
-            .map(|a| a.port())
-            .ok_or_else(|| Error::Config("no media socket".into()))?;
-        let mut candidates = locals.to_vec();
-        candidates.extend(config.public_ips.iter().map(|ip| SocketAddr::new(*ip, port)));
+    /// A router whose peer connections announce `udp` and `tcp` (the bound media addresses: UDP
+    /// sockets and ICE-TCP listeners) and the configured public addresses as host candidates.
+    pub fn new(
+        config: &MediaConfig,
+        udp: &[SocketAddr],
+        tcp: &[SocketAddr],
+        stats: Arc<Stats>,
+        now: Instant,
+    ) -> Result<Self> {
+        if udp.is_empty() {
+            return Err(Error::Config("no media socket".into()));
+        }
+        let mut candidates = Vec::new();
+        for (locals, protocol) in [(udp, TransportProtocol::UDP), (tcp, TransportProtocol::TCP)] {
+            candidates.extend(locals.iter().map(|&a| (a, protocol)));
+            if let Some(port) = locals.first().map(|a| a.port()) {
+                candidates.extend(
+                    config
+                        .public_ips
+                        .iter()
+                        .map(|&ip| (SocketAddr::new(ip, port), protocol)),
+                );
+            }
+        }
         Ok(Self {
             candidates,
             failed_after: Duration::from_secs(config.disconnect_timeout_secs),
@@ -300,6 +321,7 @@ impl Router {
                     return Some(Transmit {
                         local: out.transport.local_addr,
                         to: out.transport.peer_addr,
+                        protocol: out.transport.transport_protocol,
                         data: out.message,
                     });
                 }
@@ -409,32 +431,43 @@ impl Router {
 
     // ---- datagrams -------------------------------------------------------------------------
 
-    /// A datagram that arrived on `local` from `from`: routed to its peer connection by address,
-    /// or for a new address by the ICE username of a STUN binding request; anything else is dropped.
-    pub fn handle_datagram(&mut self, local: SocketAddr, from: SocketAddr, data: &[u8], now: Instant) {
-        let idx = match self.by_addr.get(&(local, from)) {
+    /// A datagram (or an ICE-TCP frame) that arrived on `local` from `from`: routed to its peer
+    /// connection by address, or for a new address by the ICE username of a STUN binding request;
+    /// anything else is dropped. Returns whether it reached a peer connection.
+    pub fn handle_datagram(
+        &mut self,
+        local: SocketAddr,
+        from: SocketAddr,
+        protocol: TransportProtocol,
+        data: &[u8],
+        now: Instant,
+    ) -> bool {
+        let key = (protocol, local, from);
+        let idx = match self.by_addr.get(&key) {
             Some(&idx) => idx,
             None => {
-                let Some(ufrag) = ice::local_ufrag(data) else { return };
-                let Some(&idx) = self.by_ufrag.get(&ufrag) else { return };
-                self.by_addr.insert((local, from), idx);
-                self.peers
-                    .get_mut(idx)
-                    .expect("routed peer exists")
-                    .addrs
-                    .push((local, from));
+                let Some(ufrag) = ice::local_ufrag(data) else {
+                    return false;
+                };
+                let Some(&idx) = self.by_ufrag.get(&ufrag) else {
+                    return false;
+                };
+                self.by_addr.insert(key, idx);
+                self.peers.get_mut(idx).expect("routed peer exists").addrs.push(key);
                 idx
             }
         };
         let local_addr = local;
-        let Some(peer) = self.peers.get_mut(idx) else { return };
+        let Some(peer) = self.peers.get_mut(idx) else {
+            return false;
+        };
         let message = TaggedBytesMut {
             now,
             transport: TransportContext {
                 local_addr,
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: protocol,
             },
             message: BytesMut::from(data),
         };
@@ -442,6 +475,7 @@ impl Router {
             tracing::trace!(peer = %from, "dropped datagram: {e}");
         }
         self.process(idx, now);
+        true
     }
 
     /// Drains a peer's events and received media until it has nothing more to say.
@@ -1548,7 +1582,10 @@ pub mod fuzzing {
         static IDENTITY: std::sync::OnceLock<std::sync::Mutex<super::identity::DtlsIdentity>> =
             std::sync::OnceLock::new();
         let now = Instant::now();
-        let candidates = ["127.0.0.1:10000".parse().expect("valid address")];
+        let candidates = [(
+            "127.0.0.1:10000".parse().expect("valid address"),
+            rtc::shared::TransportProtocol::UDP,
+        )];
         let certificate = IDENTITY
             .get_or_init(|| std::sync::Mutex::new(super::identity::DtlsIdentity::generate().expect("a certificate")))
             .lock()

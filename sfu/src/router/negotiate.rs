@@ -75,7 +75,10 @@ mod tests {
             .unwrap()
             .certificate(SystemTime::now())
             .unwrap();
-        let candidates = ["192.0.2.1:10000".parse().unwrap()];
+        let candidates = [
+            ("192.0.2.1:10000".parse().unwrap(), rtc::shared::TransportProtocol::UDP),
+            ("192.0.2.1:10001".parse().unwrap(), rtc::shared::TransportProtocol::TCP),
+        ];
         peer::build(
             "ufragufragufrag1",
             "passwordpasswordpasswordpassword",

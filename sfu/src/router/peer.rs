@@ -6,6 +6,7 @@
 //! Congestion Control on the subscriber's TWCC feedback: the downlink estimate the allocator spends.
 
 use crate::error::Result;
+use rtc::ice::tcp_type::TcpType;
 use rtc::interceptor::{
     Attribute, BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, Interceptor, Packet, PacketReport,
     Registry, Slot, StreamInfo, TaggedPacket, TwccSenderBuilder,
@@ -23,6 +24,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTCRtpHeaderExtensionParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
+use rtc::shared::TransportProtocol;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,7 +90,7 @@ impl BandwidthEstimator for Reporting {
 pub(crate) fn build(
     ufrag: &str,
     pwd: &str,
-    candidates: &[SocketAddr],
+    candidates: &[(SocketAddr, TransportProtocol)],
     failed_after: Duration,
     certificate: RTCCertificate,
     estimate: Option<Estimate>,
@@ -147,8 +149,8 @@ pub(crate) fn build(
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
         .build(now)?;
-    for addr in candidates {
-        add_host_candidate(&mut pc, *addr)?;
+    for &(addr, protocol) in candidates {
+        add_host_candidate(&mut pc, addr, protocol)?;
     }
     Ok(pc)
 }
@@ -161,17 +163,26 @@ pub(crate) fn audio_level_id(extensions: &[RTCRtpHeaderExtensionParameters]) -> 
         .and_then(|e| u8::try_from(e.id).ok())
 }
 
-/// Offers `addr` as a UDP host candidate of the connection.
-pub(crate) fn add_host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) -> Result<()> {
+/// Offers `addr` as a host candidate of the connection (UDP, or passive ICE-TCP).
+pub(crate) fn add_host_candidate(
+    pc: &mut RTCPeerConnection,
+    addr: SocketAddr,
+    protocol: TransportProtocol,
+) -> Result<()> {
+    // A TCP candidate is passive (RFC 6544): the peer connects to us. Its priority is below UDP's.
+    let (network, tcp_type) = match protocol {
+        TransportProtocol::TCP => ("tcp", TcpType::Passive),
+        _ => ("udp", TcpType::Unspecified),
+    };
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
-            network: "udp".to_owned(),
+            network: network.to_owned(),
             address: addr.ip().to_string(),
             port: addr.port(),
             component: 1,
             ..Default::default()
         },
-        ..Default::default()
+        tcp_type,
     }
     .new_candidate_host()?;
     pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;

@@ -91,7 +91,7 @@ fn client_pc(addr: SocketAddr, now: Instant) -> RTCPeerConnection {
         .with_interceptor_registry(registry)
         .build(now)
         .expect("a client peer connection");
-    add_host_candidate(&mut pc, addr).expect("a host candidate");
+    add_host_candidate(&mut pc, addr, TransportProtocol::UDP).expect("a host candidate");
     pc
 }
 
@@ -123,7 +123,7 @@ impl Net {
         let now = Instant::now();
         let server: SocketAddr = SERVER.parse().expect("address");
         let stats = Arc::new(Stats::default());
-        let router = Router::new(&config, &[server], stats.clone(), now).expect("a router");
+        let router = Router::new(&config, &[server], &[], stats.clone(), now).expect("a router");
         Self {
             now,
             router,
@@ -391,8 +391,13 @@ impl Net {
             while let Some(out) = pc.poll_write() {
                 moved = true;
                 if !silent && out.transport.peer_addr == server {
-                    self.router
-                        .handle_datagram(server, out.transport.local_addr, &out.message, now);
+                    self.router.handle_datagram(
+                        server,
+                        out.transport.local_addr,
+                        TransportProtocol::UDP,
+                        &out.message,
+                        now,
+                    );
                 }
             }
             while let Some(event) = pc.poll_event() {

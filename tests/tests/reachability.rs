@@ -1,0 +1,124 @@
+//! Reachability from locked-down networks, with real peers: a headless Chromium in a network
+//! namespace whose UDP is dropped by nftables (joined to the server's side by a veth pair) meets a
+//! Chromium on an open network (tests/browser/reachability.mjs) over the server's ICE-TCP candidate,
+//! and through a real coturn (started with deploy/coturn/turnserver.conf) over TURN/TCP and
+//! TURN/TLS with credentials the server mints per join. Wrong and expired credentials are refused by
+//! coturn.
+
+use samtal_e2e::netns::Namespace;
+use samtal_e2e::turn::Coturn;
+use samtal_e2e::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A server listening on the namespace link's address (and loopback), a wrapper that runs Chromium
+/// inside the namespace, and a scratch directory.
+struct Setup {
+    ns: Namespace,
+    dir: std::path::PathBuf,
+    blocked_chromium: std::path::PathBuf,
+}
+
+fn setup(tag: &str) -> Setup {
+    let ns = Namespace::create(tag);
+    ns.block_udp();
+    let dir = std::env::temp_dir().join(format!("samtal-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, chromium) = browser_driver();
+    let blocked_chromium = ns.wrapper(&chromium, &dir);
+    Setup {
+        ns,
+        dir,
+        blocked_chromium,
+    }
+}
+
+impl Setup {
+    fn config(&self) -> samtal_signaling::Config {
+        let mut config = test_config();
+        config.listen = std::net::SocketAddr::new(self.ns.host_ip, 0);
+        config.media.ips = vec!["127.0.0.1".parse().unwrap(), self.ns.host_ip];
+        config
+    }
+
+    async fn meet(&self, url: &str, room: &str, bob_path: &str, probes: &Value) -> Value {
+        let summary = run_browser_script(
+            "reachability.mjs",
+            &[
+                "--url",
+                url,
+                "--room",
+                room,
+                "--blocked-chromium",
+                self.blocked_chromium.to_str().unwrap(),
+                "--bob-path",
+                bob_path,
+                "--turn-probes",
+                &probes.to_string(),
+                "--timeout",
+                "40",
+            ],
+            Duration::from_secs(240),
+        )
+        .await;
+        eprintln!("{bob_path} summary: {summary}");
+        summary
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Bob's UDP is dropped: both his connections go over the server's passive ICE-TCP candidate, and
+/// media flows both ways; Alice's go over UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chromium_whose_udp_is_blocked_meets_over_ice_tcp() {
+    let s = setup("tcp");
+    let server = start_server(s.config()).await;
+    assert_eq!(server.state.media.tcp_addrs().len(), 2, "a TCP listener per address");
+    let summary = s.meet(&server.http_url(), "tcp", "host-tcp", &json!([])).await;
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["Bob_paths"]["publish"]["protocol"], "tcp", "{summary}");
+    server.shutdown().await;
+}
+
+/// Bob's UDP is dropped and he allows only relayed paths: through coturn over TURN/TCP, and in a
+/// second meeting over TURN/TLS, with the credentials the server minted for his join. Credentials
+/// with a wrong password, or signed right but expired, get no relay (coturn answers 401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chromium_whose_udp_is_blocked_meets_through_coturn_over_tcp_and_tls() {
+    let s = setup("turn");
+    let secret = "turn-test-secret-0123456789abcdef-0123456789";
+    let turn = Coturn::start(s.ns.host_ip, s.ns.host_ip, secret, &s.dir);
+    let ip = turn.ip;
+    for (scheme, port, path) in [("turn", turn.port, "relay-tcp"), ("turns", turn.tls_port, "relay-tls")] {
+        let mut config = s.config();
+        config.turn.secret = Some(secret.into());
+        config.turn.urls = vec![format!("{scheme}:{ip}:{port}?transport=tcp")];
+        let minted = |ttl_secs: u64, ago: u64| {
+            let t = samtal_signaling::turn::TurnConfig {
+                ttl_secs,
+                ..config.turn.clone()
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            t.credentials("probe", now - ago).unwrap()
+        };
+        let mut wrong = minted(600, 0);
+        wrong.credential = Some("d3JvbmctcGFzc3dvcmQ=".into());
+        let probes = json!([
+            {"name": "valid", "ice_servers": [minted(600, 0)], "expect": "relay"},
+            {"name": "wrong password", "ice_servers": [wrong], "expect": 401},
+            {"name": "expired", "ice_servers": [minted(600, 3600)], "expect": 401},
+        ]);
+        let server = start_server(config).await;
+        let summary = s.meet(&server.http_url(), path, path, &probes).await;
+        assert_eq!(summary["ok"], true, "{summary}\ncoturn log:\n{}", turn.log_tail());
+        server.shutdown().await;
+    }
+}
