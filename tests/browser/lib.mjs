@@ -160,3 +160,35 @@ export async function gatherRelay(iceServers) {
   pc.close();
   return { relay: relay.length, errors };
 }
+
+/**
+ * Opens the meeting page for `name` in `room` in a new context of `browser`, joining at once; `extra`
+ * adds URL parameters, `context` options for the browser context. Returns {name, page, console}.
+ */
+export async function openMeeting(browser, name, url, room, { extra = {}, context = {} } = {}) {
+  const page = await (await browser.newContext({ viewport: { width: 960, height: 540 }, ...context })).newPage();
+  const person = { name, page, console: [] };
+  page.on('pageerror', (e) => person.console.push(`pageerror: ${e.message}`));
+  await page.goto(`${url}/?${new URLSearchParams({ room, name, autojoin: '1', ...extra })}`);
+  return person;
+}
+
+/**
+ * Runs a driver's checks: `body(people)` fills `summary` (and `people`, for the console lines kept on
+ * failure); then closes `browsers`, prints `summary` as one JSON line with `ok`, and exits 0 or 1.
+ */
+export async function runChecks(summary, browsers, body) {
+  const people = [];
+  try {
+    await body(people);
+    summary.ok = true;
+  } catch (e) {
+    summary.ok = false;
+    summary.error = e.message;
+    summary.console = Object.fromEntries(people.map((p) => [p.name, p.console.slice(-10)]));
+  } finally {
+    for (const b of browsers) await b.close();
+  }
+  console.log(JSON.stringify(summary));
+  process.exit(summary.ok ? 0 : 1);
+}

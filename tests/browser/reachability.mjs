@@ -22,19 +22,12 @@
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, gatherRelay, joined, parseArgs, receivedAudio, receivedVideo, selectedPaths, sleep, waitFor } from './lib.mjs';
+import {
+  CHROMIUM_FLAGS, gatherRelay, joined, openMeeting, parseArgs, receivedAudio, receivedVideo, runChecks, selectedPaths, sleep, waitFor,
+} from './lib.mjs';
 
 const USAGE = 'usage: reachability.mjs --url URL --room ROOM --blocked-chromium PATH [--bob-path host-tcp|relay-tcp|relay-tls] '
   + '[--turn-probes JSON] [--chromium PATH] [--timeout S]';
-
-async function open(browser, name, url, room, extra) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 540 } });
-  const page = await context.newPage();
-  const person = { name, page, console: [] };
-  page.on('pageerror', (e) => person.console.push(`pageerror: ${e.message}`));
-  await page.goto(`${url}/?${new URLSearchParams({ room, name, autojoin: '1', ...extra })}`);
-  return person;
-}
 
 /** `who` decodes video frames from `from` and receives audio with energy in it, both growing. */
 async function receives(who, from, timeout) {
@@ -77,10 +70,9 @@ async function main() {
   const direct = await chromium.launch({ executablePath: args.chromium, headless: true, args: flags });
   const blocked = await chromium.launch({ executablePath: args['blocked-chromium'], headless: true, args: flags });
   const summary = { ok: false, room: args.room, bob_path: bobPath };
-  let people = [];
-  try {
-    const bobExtra = bobPath.startsWith('relay') ? { relay: '1' } : {};
-    people = [await open(direct, 'Alice', url, args.room, {}), await open(blocked, 'Bob', url, args.room, bobExtra)];
+  await runChecks(summary, [direct, blocked], async (people) => {
+    const extra = bobPath.startsWith('relay') ? { relay: '1' } : {};
+    people.push(await openMeeting(direct, 'Alice', url, args.room), await openMeeting(blocked, 'Bob', url, args.room, { extra }));
     const [alice, bob] = people;
     for (const p of people) p.id = await joined(p.page, p.name, timeout);
     summary.bob_receives = await receives(bob, alice, timeout);
@@ -101,16 +93,7 @@ async function main() {
         : got.relay === 0 && got.errors.some((e) => e.code === probe.expect);
       if (!ok) throw new Error(`TURN probe ${probe.name}: expected ${probe.expect}, got ${JSON.stringify(got)}`);
     }
-    summary.ok = true;
-  } catch (e) {
-    summary.error = e.message;
-    summary.console = Object.fromEntries(people.map((p) => [p.name, p.console.slice(-10)]));
-  } finally {
-    await direct.close();
-    await blocked.close();
-  }
-  console.log(JSON.stringify(summary));
-  process.exit(summary.ok ? 0 : 1);
+  });
 }
 
 main().catch((e) => {

@@ -16,7 +16,7 @@
 // on success, 1 with a message naming what failed.
 
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, joined, parseArgs, receivedAudio, sleep, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedAudio, runChecks, sleep, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: red_dtx.mjs --url URL --room ROOM --speech WAV --silence WAV [--chromium PATH] [--timeout S] [--captions N]';
 
@@ -40,16 +40,6 @@ async function sentAudio() {
   return { ...out, opusFmtp: fmtp ? fmtp[1] : null, redFirst: !!red && !!m && m[1] === red[1] };
 }
 
-async function open(browser, name, url, room) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 540 } });
-  const page = await context.newPage();
-  const person = { name, page, console: [] };
-  page.on('pageerror', (e) => person.console.push(`pageerror: ${e.message}`));
-  const q = new URLSearchParams({ room, name, autojoin: '1' });
-  await page.goto(`${url}/?${q}`);
-  return person;
-}
-
 /** Packets per second each page's microphone sends over `seconds`. */
 async function packetRates(people, seconds) {
   const before = await Promise.all(people.map((p) => p.page.evaluate(sentAudio)));
@@ -71,9 +61,8 @@ async function main() {
   const speaking = await launch(args.speech);
   const silent = await launch(args.silence);
   const summary = { ok: false, room: args.room };
-  let people = [];
-  try {
-    people = [await open(speaking, 'Alice', url, args.room), await open(silent, 'Carol', url, args.room)];
+  await runChecks(summary, [speaking, silent], async (people) => {
+    people.push(await openMeeting(speaking, 'Alice', url, args.room), await openMeeting(silent, 'Carol', url, args.room));
     const [alice, carol] = people;
     for (const p of people) p.id = await joined(p.page, p.name, timeout);
     summary.alice = alice.id;
@@ -115,16 +104,7 @@ async function main() {
       return { ok: hers.length >= wanted, detail: hers.map((c) => ({ utterance_id: c.utterance_id, start_ms: c.start_ms, end_ms: c.end_ms, text: c.text })) };
     });
     summary.captions = captions.detail;
-    summary.ok = true;
-  } catch (e) {
-    summary.error = e.message;
-    summary.console = Object.fromEntries(people.map((p) => [p.name, p.console.slice(-10)]));
-  } finally {
-    await speaking.close();
-    await silent.close();
-  }
-  console.log(JSON.stringify(summary));
-  process.exit(summary.ok ? 0 : 1);
+  });
 }
 
 main().catch((e) => {

@@ -4,7 +4,25 @@
 //! participant who leaves disappear.
 
 use samtal_e2e::*;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Fake microphone files: jfk.wav (speech), and five seconds of silence made in a scratch
+/// directory of the test's (returned too, to remove at the end).
+fn speech_and_silence(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let speech = test_data("audio/jfk.wav");
+    let dir = std::env::temp_dir().join(format!("samtal-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let silence = dir.join("silence.wav");
+    let made = std::process::Command::new(python())
+        .arg(repo_root().join("tests/peers/make_silence.py"))
+        .arg(&silence)
+        .args(["--seconds", "5"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "make_silence.py failed");
+    (speech, dir, silence)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_chromium_participants_meet_share_screen_and_leave() {
@@ -26,17 +44,7 @@ async fn three_chromium_participants_meet_share_screen_and_leave() {
 /// and never show the silent one. With last-N at 1, the silent one decodes only the speaker's camera.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_pages_follow_the_servers_dominant_speaker() {
-    let speech = test_data("audio/jfk.wav");
-    let dir = std::env::temp_dir().join(format!("samtal-speaker-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let silence = dir.join("silence.wav");
-    let made = std::process::Command::new(python())
-        .arg(repo_root().join("tests/peers/make_silence.py"))
-        .arg(&silence)
-        .args(["--seconds", "5"])
-        .status()
-        .unwrap();
-    assert!(made.success(), "make_silence.py failed");
+    let (speech, dir, silence) = speech_and_silence("speaker");
     let mut config = test_config();
     config.media.last_n = 1;
     let server = start_server(config).await;
@@ -130,17 +138,7 @@ async fn chromium_viewers_receive_the_simulcast_layer_their_tiles_and_links_need
 async fn chromium_sends_red_and_dtx_and_the_transcriber_hears_the_opus_inside() {
     use samtal_transcriber::recognize::{Recognizer, ScriptedRecognizer};
     use samtal_transcriber::worker::{Worker, WorkerConfig};
-    let speech = test_data("audio/jfk.wav");
-    let dir = std::env::temp_dir().join(format!("samtal-red-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let silence = dir.join("silence.wav");
-    let made = std::process::Command::new(python())
-        .arg(repo_root().join("tests/peers/make_silence.py"))
-        .arg(&silence)
-        .args(["--seconds", "5"])
-        .status()
-        .unwrap();
-    assert!(made.success(), "make_silence.py failed");
+    let (speech, dir, silence) = speech_and_silence("red");
     let server = start_server(test_config()).await;
     let mut worker_config = WorkerConfig::new(server.ws_url(), test_data("models/ggml-silero-v6.2.0-for-tests.bin"));
     worker_config.token = Some(WORKER_KEY.to_owned());
