@@ -9,7 +9,7 @@ cache="${SAMTAL_CACHE:-$HOME/.cache/samtal}"
 export DEBIAN_FRONTEND=noninteractive
 
 # --- system packages ---------------------------------------------------------------------------
-packages=(cmake libclang-dev pkg-config chromium chromium-driver espeak-ng sox python3 python3-venv iproute2 nftables coturn)
+packages=(cmake libclang-dev pkg-config chromium chromium-driver espeak-ng sox python3 python3-venv iproute2 nftables coturn firefox-esr)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
@@ -55,8 +55,9 @@ if [[ -f "$browser/package.json" && -f "$browser/package-lock.json" ]]; then
     want="$(sha256sum "$browser/package-lock.json" | cut -d' ' -f1)"
     if [[ "$(cat "$npm_stamp" 2>/dev/null)" != "$want" ]]; then
         echo "setup.sh: npm ci in tests/browser" >&2
-        # playwright-core drives the system Chromium; never download browsers.
-        (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+        # playwright-core drives the system Chromium, puppeteer-core the system Firefox ESR; never
+        # download browsers.
+        (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund)
         echo "$want" >"$npm_stamp"
     fi
 else

@@ -147,8 +147,30 @@ pub async fn run_peer(mut command: tokio::process::Command, limit: Duration) -> 
 /// Runs a driver of tests/browser (`node SCRIPT ARGS --chromium PATH`) against a deadline and returns
 /// the JSON summary it prints, failing the test with that summary and its output unless it exits 0.
 pub async fn run_browser_script(script: &str, args: &[&str], limit: Duration) -> serde_json::Value {
+    run_driver(None, script, args, limit).await
+}
+
+/// [`run_browser_script`] with the driver, and so the browsers it starts, inside the network
+/// namespace `ns`.
+pub async fn run_browser_script_in(
+    ns: &netns::Namespace,
+    script: &str,
+    args: &[&str],
+    limit: Duration,
+) -> serde_json::Value {
+    run_driver(Some(ns), script, args, limit).await
+}
+
+async fn run_driver(ns: Option<&netns::Namespace>, script: &str, args: &[&str], limit: Duration) -> serde_json::Value {
     let (dir, chromium) = browser_driver();
-    let mut command = tokio::process::Command::new("node");
+    let mut command = match ns {
+        None => tokio::process::Command::new("node"),
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", &ns.name, "node"]);
+            c
+        }
+    };
     command
         .current_dir(&dir)
         .arg(script)

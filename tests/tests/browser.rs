@@ -203,3 +203,27 @@ async fn chromium_sends_red_and_dtx_and_the_transcriber_hears_the_opus_inside() 
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Firefox ESR and Chromium in one meeting (tests/browser/firefox.mjs): media flows both ways through
+/// the server, and a Firefox participant who leaves disappears from Chromium's page. Both browsers
+/// run inside a network namespace with an address of its own, the server on its link's other end:
+/// Firefox never offers a loopback candidate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_and_chromium_meet_through_the_server() {
+    let ns = netns::Namespace::create("firefox");
+    let mut config = test_config();
+    config.listen = std::net::SocketAddr::new(ns.host_ip, 0);
+    config.media.ips = vec![ns.host_ip];
+    let server = start_server(config).await;
+    let url = server.http_url();
+    let summary = run_browser_script_in(
+        &ns,
+        "firefox.mjs",
+        &["--url", &url, "--room", "firefox", "--timeout", "60"],
+        Duration::from_secs(300),
+    )
+    .await;
+    eprintln!("Firefox summary: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    server.shutdown().await;
+}

@@ -1,0 +1,85 @@
+// Firefox and Chromium in one meeting.
+//
+//   node firefox.mjs --url http://HOST:PORT --room ROOM [--firefox PATH] [--chromium PATH] [--timeout 60]
+//
+// Run inside a network namespace with an address of its own (Firefox never offers a 127.0.0.1
+// candidate, so a server on loopback is out of its reach). Bob's page runs in headless Firefox ESR
+// (puppeteer-core over WebDriver BiDi, fake camera and microphone), Alice's in headless Chromium
+// (playwright-core). Asserts:
+//   1. both join;
+//   2. Bob decodes Alice's camera and receives her microphone; Alice decodes Bob's camera and
+//      receives his microphone with sound in it: media flows both ways through the server;
+//   3. when Bob leaves, Alice's page no longer shows him.
+// Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
+
+import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
+import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedAudio, receivedVideo, runChecks, sleep, waitFor } from './lib.mjs';
+
+const USAGE = 'usage: firefox.mjs --url URL --room ROOM [--firefox PATH] [--chromium PATH] [--timeout S]';
+
+/** Frames decoded and audio packets (and energy, where the browser reports it) from `from`, over 2 s. */
+async function flow(who, from) {
+  const read = async () => ({ video: await who.page.evaluate(receivedVideo), audio: await who.page.evaluate(receivedAudio) });
+  const before = await read();
+  await sleep(2000);
+  const after = await read();
+  const grew = (kind, key) => (after[kind][from.id]?.[key] || 0) - (before[kind][from.id]?.[key] || 0);
+  return { frames: grew('video', 'frames'), packets: grew('audio', 'packets'), energy: grew('audio', 'energy') };
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2), {
+    url: null, room: null, timeout: '60', firefox: '/usr/bin/firefox-esr',
+    chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium',
+  }, ['url', 'room'], USAGE);
+  const timeout = Number(args.timeout);
+  const url = args.url.replace(/\/+$/, '');
+  const chrome = await chromium.launch({
+    executablePath: args.chromium, headless: true, args: [...CHROMIUM_FLAGS, `--unsafely-treat-insecure-origin-as-secure=${url}`],
+  });
+  const firefox = await puppeteer.launch({
+    browser: 'firefox', executablePath: args.firefox, headless: true, protocol: 'webDriverBiDi',
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.peerconnection.ice.obfuscate_host_addresses': false,
+      'media.autoplay.default': 0,
+      // The page is served from the namespace link's address: let it use camera and microphone.
+      'media.devices.insecure.enabled': true,
+      'media.getusermedia.insecure.enabled': true,
+    },
+  });
+  const summary = { ok: false, room: args.room };
+  await runChecks(summary, [chrome, firefox], async (people) => {
+    const alice = await openMeeting(chrome, 'Alice', url, args.room);
+    people.push(alice);
+    const page = await firefox.newPage();
+    const bob = { name: 'Bob', page, console: [] };
+    page.on('pageerror', (e) => bob.console.push(`pageerror: ${e.message}`));
+    await page.goto(`${url}/?${new URLSearchParams({ room: args.room, name: 'Bob', autojoin: '1' })}`);
+    people.push(bob);
+    for (const p of people) p.id = await joined(p.page, p.name, timeout);
+    summary.firefox = await firefox.version();
+    const bobGets = await waitFor("Bob (Firefox) does not receive Alice's camera and microphone", timeout, async () => {
+      const f = await flow(bob, alice);
+      return { ok: f.frames >= 10 && f.packets >= 25, detail: f };
+    });
+    summary.bob_receives = bobGets.detail;
+    const aliceGets = await waitFor("Alice (Chromium) does not receive Bob's camera and microphone", timeout, async () => {
+      const f = await flow(alice, bob);
+      return { ok: f.frames >= 10 && f.packets >= 25 && f.energy > 0, detail: f };
+    });
+    summary.alice_receives = aliceGets.detail;
+    await page.close();
+    await waitFor("Alice's page still shows Bob after he left", timeout, async () => {
+      const ids = await alice.page.evaluate(() => [...window.samtal.participants.keys()]);
+      return { ok: !ids.includes(bob.id), detail: ids };
+    });
+  });
+}
+
+main().catch((e) => {
+  console.log(JSON.stringify({ ok: false, error: e.message }));
+  process.exit(1);
+});
