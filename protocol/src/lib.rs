@@ -115,6 +115,14 @@ pub enum ModerateAction {
     Remove,
 }
 
+/// Whether the server hears a participant's media connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaState {
+    Connected,
+    Interrupted,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
@@ -399,6 +407,12 @@ pub enum ServerMessage {
     PublishLayers {
         track_id: String,
         active: Vec<String>,
+    },
+    /// A participant's media connection to the server was interrupted (nothing heard from it for
+    /// a while: others receive nothing from it, which is not the same as muted) or works again.
+    MediaState {
+        participant_id: String,
+        state: MediaState,
     },
     MuteChanged {
         participant_id: String,

@@ -11,8 +11,8 @@ use crate::server::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use samtal_protocol::{
-    ClientMessage, ErrorCode, LeaveReason, ModerateAction, ParticipantInfo, PcKind, Role, ServerMessage, TrackInfo,
-    TrackSource,
+    ClientMessage, ErrorCode, LeaveReason, MediaState, ModerateAction, ParticipantInfo, PcKind, Role, ServerMessage,
+    TrackInfo, TrackSource,
 };
 use samtal_sfu::rate::TokenBucket;
 use samtal_sfu::{MediaEvent, PeerState, SubscribeOptions};
@@ -35,6 +35,8 @@ struct Joined {
     id: String,
     role: Role,
     hidden: bool,
+    /// The others were told this participant's media connection is interrupted.
+    interrupted: bool,
 }
 
 /// What a join's credential grants.
@@ -784,7 +786,13 @@ impl Session {
                 .rooms
                 .broadcast(&room, &id, &ServerMessage::ParticipantJoined { participant: info });
         }
-        self.joined = Some(Joined { room, id, role, hidden });
+        self.joined = Some(Joined {
+            room,
+            id,
+            role,
+            hidden,
+            interrupted: false,
+        });
         None
     }
 
@@ -923,6 +931,26 @@ impl Session {
             } => {
                 tracing::warn!(?pc, "peer connection failed; dropping participant");
                 return Some(End::MediaFailed);
+            }
+            MediaEvent::PeerState {
+                pc: PcKind::Publish,
+                state: state @ (PeerState::Interrupted | PeerState::Connected),
+            } => {
+                // What the others receive from this participant stops or comes back: say so.
+                let interrupted = state == PeerState::Interrupted;
+                let joined = self.joined.as_mut()?;
+                if joined.interrupted != interrupted && !joined.hidden {
+                    joined.interrupted = interrupted;
+                    let message = ServerMessage::MediaState {
+                        participant_id: joined.id.clone(),
+                        state: if interrupted {
+                            MediaState::Interrupted
+                        } else {
+                            MediaState::Connected
+                        },
+                    };
+                    self.state.rooms.broadcast(&joined.room, &joined.id, &message);
+                }
             }
             MediaEvent::PeerState { .. } => {}
             MediaEvent::DominantSpeaker => self.state.rooms.announce_dominant(&joined.room, &joined.id),

@@ -3,7 +3,7 @@
 //! Chromium on an open network (tests/browser/reachability.mjs) over the server's ICE-TCP candidate,
 //! and through a real coturn (started with deploy/coturn/turnserver.conf) over TURN/TCP and
 //! TURN/TLS with credentials the server mints per join. Wrong and expired credentials are refused by
-//! coturn.
+//! coturn. A participant whose link is cut for a while is shown as interrupted, not as gone.
 
 use samtal_e2e::netns::Namespace;
 use samtal_e2e::turn::Coturn;
@@ -121,4 +121,43 @@ async fn a_chromium_whose_udp_is_blocked_meets_through_coturn_over_tcp_and_tls()
         assert_eq!(summary["ok"], true, "{summary}\ncoturn log:\n{}", turn.log_tail());
         server.shutdown().await;
     }
+}
+
+/// Bob's link (the veth pair into his namespace) goes down for 15 s and comes back
+/// (tests/browser/interruption.mjs): Alice's page marks his connection interrupted, from the server's
+/// `media_state`, instead of showing a leave or muted devices; when the link is back the mark goes,
+/// his camera decodes again, and he never left her participant list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_shows_as_interrupted_and_media_resumes_without_a_rejoin() {
+    let ns = Namespace::create("cut");
+    let dir = std::env::temp_dir().join(format!("samtal-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, chromium) = browser_driver();
+    let cut_chromium = ns.wrapper(&chromium, &dir);
+    let mut config = test_config();
+    config.listen = std::net::SocketAddr::new(ns.host_ip, 0);
+    config.media.ips = vec!["127.0.0.1".parse().unwrap(), ns.host_ip];
+    let server = start_server(config).await;
+    let url = server.http_url();
+    let summary = run_browser_script(
+        "interruption.mjs",
+        &[
+            "--url",
+            &url,
+            "--room",
+            "cut",
+            "--cut-chromium",
+            cut_chromium.to_str().unwrap(),
+            "--cut-dev",
+            &ns.host_dev,
+            "--timeout",
+            "40",
+        ],
+        Duration::from_secs(240),
+    )
+    .await;
+    eprintln!("interruption summary: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -285,6 +285,14 @@ export class Meeting extends EventTarget {
       case 'mute_changed':
         this.onMuteChanged(msg);
         break;
+      case 'media_state': {
+        const p = this.participants.get(msg.participant_id);
+        if (p) {
+          p.mediaInterrupted = msg.state === 'interrupted';
+          this.emit('roster');
+        }
+        break;
+      }
       case 'mute_request':
         if (msg.source === 'microphone' || msg.source === 'camera') {
           this.setMuted(msg.source, true, { tell: false });

@@ -77,7 +77,7 @@ function makeTile(key, participantId, source, local) {
   tile.dataset.source = source;
   if (local) tile.dataset.local = 'true';
   tile.innerHTML = `<video autoplay playsinline muted></video><div class="avatar"></div>
-    <div class="label"><span class="icon mic-off" hidden title="Microphone muted">${ICON_MIC_OFF}</span><span class="icon cam-off" hidden title="Camera off">${ICON_CAM_OFF}</span><span class="name"></span></div>`;
+    <div class="label"><span class="icon mic-off" hidden title="Microphone muted">${ICON_MIC_OFF}</span><span class="icon cam-off" hidden title="Camera off">${ICON_CAM_OFF}</span><span class="name"></span><span class="interrupted" hidden>connection interrupted</span></div>`;
   if (source === 'camera' && !local) {
     tile.appendChild(document.createElement('audio')).autoplay = true;
     tile.insertAdjacentHTML('beforeend', `<div class="mod-controls" hidden>
@@ -119,6 +119,7 @@ function desiredTiles(meeting) {
       name: p.transcriptionOptOut ? `${p.name} (not transcribed)` : p.name,
       video: camInfo && !camInfo.muted && forwarded ? media(camInfo) : null, audio: media(bySource.microphone),
       micMuted: !bySource.microphone || bySource.microphone.muted, camMuted: !camInfo || camInfo.muted,
+      interrupted: !!p.mediaInterrupted,
     });
     if (bySource.screen_share) {
       tiles.push({ key: `${p.id}:screen_share`, participantId: p.id, source: 'screen_share', local: false,
@@ -156,8 +157,12 @@ export function renderGrid(meeting) {
     const mod = tile.querySelector('.mod-controls');
     if (mod) mod.hidden = meeting.role !== 'moderator';
     if (d.source === 'camera') {
-      tile.querySelector('.mic-off').hidden = !d.micMuted;
-      tile.querySelector('.cam-off').hidden = !d.camMuted;
+      // An interrupted connection is said as such, not shown as muted devices.
+      const interrupted = !!d.interrupted;
+      tile.classList.toggle('interrupted', interrupted);
+      tile.querySelector('.interrupted').hidden = !interrupted;
+      tile.querySelector('.mic-off').hidden = !d.micMuted || interrupted;
+      tile.querySelector('.cam-off').hidden = !d.camMuted || interrupted;
     }
   });
   for (const el of existing.values()) {

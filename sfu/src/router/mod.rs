@@ -93,6 +93,8 @@ impl Default for SubscribeOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
     Connected,
+    /// Nothing heard from the peer for a while (ICE disconnected); it may come back before it fails.
+    Interrupted,
     Failed,
     Closed,
 }
@@ -514,6 +516,7 @@ impl Router {
                 }
                 let state = match state {
                     RTCPeerConnectionState::Connected => PeerState::Connected,
+                    RTCPeerConnectionState::Disconnected => PeerState::Interrupted,
                     RTCPeerConnectionState::Failed => PeerState::Failed,
                     RTCPeerConnectionState::Closed => PeerState::Closed,
                     _ => return,
