@@ -14,8 +14,7 @@
 //      Alice's, then Bob's (her other subscribed camera stops), and her page shows only that one.
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 
-import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, joined, parseArgs, receivedVideo, waitFor } from './lib.mjs';
+import { joined, launchWithMicrophone, parseArgs, receivedVideo, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: active_speaker.mjs --url URL --room ROOM --speech WAV --silence WAV [--chromium PATH] [--timeout S]';
 
@@ -82,11 +81,8 @@ async function main() {
   }, ['url', 'room', 'speech', 'silence'], USAGE);
   const timeout = Number(args.timeout);
   const url = args.url.replace(/\/+$/, '');
-  const launch = (wav) => chromium.launch({
-    executablePath: args.chromium, headless: true, args: [...CHROMIUM_FLAGS, `--use-file-for-fake-audio-capture=${wav}`],
-  });
-  const speaking = await launch(args.speech);
-  const silent = await launch(args.silence);
+  const speaking = await launchWithMicrophone(args.chromium, args.speech);
+  const silent = await launchWithMicrophone(args.chromium, args.silence);
   const summary = { ok: false, room: args.room, participants: {} };
   let people = [];
   try {

@@ -1,5 +1,7 @@
 // Helpers shared by the browser drivers: Chromium flags, argument parsing, polling with a deadline.
 
+import { chromium } from 'playwright-core';
+
 /** The flags three_party.mjs uses: fake camera and microphone, no permission prompts, loopback ICE. */
 export const CHROMIUM_FLAGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -8,6 +10,11 @@ export const CHROMIUM_FLAGS = [
   '--autoplay-policy=no-user-gesture-required',
   '--auto-select-desktop-capture-source=Entire screen',
 ];
+
+/** A headless Chromium (`executablePath`) whose fake microphone plays the WAV file `wav`. */
+export function launchWithMicrophone(executablePath, wav) {
+  return chromium.launch({ executablePath, headless: true, args: [...CHROMIUM_FLAGS, `--use-file-for-fake-audio-capture=${wav}`] });
+}
 
 /** `--key value` pairs into `defaults` (every key must be known); `required` keys must be given. */
 export function parseArgs(argv, defaults, required, usage) {

@@ -15,8 +15,7 @@
 // Prints one JSON summary line on stdout (packet rates, codecs, captions with their times); exits 0
 // on success, 1 with a message naming what failed.
 
-import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedAudio, runChecks, sleep, waitFor } from './lib.mjs';
+import { joined, launchWithMicrophone, openMeeting, parseArgs, receivedAudio, runChecks, sleep, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: red_dtx.mjs --url URL --room ROOM --speech WAV --silence WAV [--chromium PATH] [--timeout S] [--captions N]';
 
@@ -55,11 +54,8 @@ async function main() {
   }, ['url', 'room', 'speech', 'silence'], USAGE);
   const timeout = Number(args.timeout);
   const url = args.url.replace(/\/+$/, '');
-  const launch = (wav) => chromium.launch({
-    executablePath: args.chromium, headless: true, args: [...CHROMIUM_FLAGS, `--use-file-for-fake-audio-capture=${wav}`],
-  });
-  const speaking = await launch(args.speech);
-  const silent = await launch(args.silence);
+  const speaking = await launchWithMicrophone(args.chromium, args.speech);
+  const silent = await launchWithMicrophone(args.chromium, args.silence);
   const summary = { ok: false, room: args.room };
   await runChecks(summary, [speaking, silent], async (people) => {
     people.push(await openMeeting(speaking, 'Alice', url, args.room), await openMeeting(silent, 'Carol', url, args.room));

@@ -45,6 +45,15 @@ pub fn test_config() -> Config {
     config
 }
 
+/// [`test_config`] for a server on the test's side of the namespace `ns`'s link: it listens there,
+/// and its media addresses are loopback and that address.
+pub fn test_config_in(ns: &netns::Namespace) -> Config {
+    let mut config = test_config();
+    config.listen = std::net::SocketAddr::new(ns.host_ip, 0);
+    config.media.ips = vec![std::net::Ipv4Addr::LOCALHOST.into(), ns.host_ip];
+    config
+}
+
 pub async fn start_server(config: Config) -> RunningServer {
     init_logging();
     samtal_signaling::start(config).await.expect("server starts")
@@ -126,6 +135,20 @@ impl PeerOutput {
         let lines: Vec<&str> = self.stderr.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
+}
+
+/// Five seconds of digital silence as a 16 kHz WAV in `dir` (tests/peers/make_silence.py): a fake
+/// microphone that says nothing.
+pub fn make_silence(dir: &Path) -> PathBuf {
+    let silence = dir.join("silence.wav");
+    let made = std::process::Command::new(python())
+        .arg(repo_root().join("tests/peers/make_silence.py"))
+        .arg(&silence)
+        .args(["--seconds", "5"])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run make_silence.py: {e}"));
+    assert!(made.success(), "make_silence.py failed");
+    silence
 }
 
 /// Runs a program to completion, killing it after `limit`.

@@ -12,14 +12,7 @@ async fn two_aiortc_peers_hear_each_other_through_the_sfu() {
     let server = start_server(test_config()).await;
     let dir = std::env::temp_dir().join(format!("samtal-aiortc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let silence = dir.join("silence.wav");
-    let made = std::process::Command::new(&python)
-        .arg(repo_root().join("tests/peers/make_silence.py"))
-        .arg(&silence)
-        .args(["--seconds", "5"])
-        .status()
-        .unwrap();
-    assert!(made.success(), "make_silence.py failed");
+    let silence = make_silence(&dir);
 
     let peer = |name: &str, wav: &std::path::Path| {
         let mut c = tokio::process::Command::new(&python);

@@ -13,14 +13,7 @@ fn speech_and_silence(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
     let speech = test_data("audio/jfk.wav");
     let dir = std::env::temp_dir().join(format!("samtal-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let silence = dir.join("silence.wav");
-    let made = std::process::Command::new(python())
-        .arg(repo_root().join("tests/peers/make_silence.py"))
-        .arg(&silence)
-        .args(["--seconds", "5"])
-        .status()
-        .unwrap();
-    assert!(made.success(), "make_silence.py failed");
+    let silence = make_silence(&dir);
     (speech, dir, silence)
 }
 
@@ -85,10 +78,7 @@ async fn chromium_pages_follow_the_servers_dominant_speaker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_viewers_receive_the_simulcast_layer_their_tiles_and_links_need() {
     let ns = netns::Namespace::create("layers");
-    let mut config = test_config();
-    config.listen = std::net::SocketAddr::new(ns.host_ip, 0);
-    config.media.ips = vec!["127.0.0.1".parse().unwrap(), ns.host_ip];
-    let server = start_server(config).await;
+    let server = start_server(test_config_in(&ns)).await;
     let url = server.http_url();
     let dir = std::env::temp_dir().join(format!("samtal-layers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -11,34 +11,29 @@ use samtal_e2e::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A server listening on the namespace link's address (and loopback), a wrapper that runs Chromium
-/// inside the namespace, and a scratch directory.
+/// A network namespace for the test (its UDP dropped, where asked), a wrapper that runs Chromium
+/// inside it, and a scratch directory; the server goes on the link's other end.
 struct Setup {
     ns: Namespace,
     dir: std::path::PathBuf,
-    blocked_chromium: std::path::PathBuf,
+    ns_chromium: std::path::PathBuf,
 }
 
-fn setup(tag: &str) -> Setup {
+fn setup(tag: &str, block_udp: bool) -> Setup {
     let ns = Namespace::create(tag);
-    ns.block_udp();
+    if block_udp {
+        ns.block_udp();
+    }
     let dir = std::env::temp_dir().join(format!("samtal-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (_, chromium) = browser_driver();
-    let blocked_chromium = ns.wrapper(&chromium, &dir);
-    Setup {
-        ns,
-        dir,
-        blocked_chromium,
-    }
+    let ns_chromium = ns.wrapper(&chromium, &dir);
+    Setup { ns, dir, ns_chromium }
 }
 
 impl Setup {
     fn config(&self) -> samtal_signaling::Config {
-        let mut config = test_config();
-        config.listen = std::net::SocketAddr::new(self.ns.host_ip, 0);
-        config.media.ips = vec!["127.0.0.1".parse().unwrap(), self.ns.host_ip];
-        config
+        test_config_in(&self.ns)
     }
 
     async fn meet(&self, url: &str, room: &str, bob_path: &str, probes: &Value) -> Value {
@@ -50,7 +45,7 @@ impl Setup {
                 "--room",
                 room,
                 "--blocked-chromium",
-                self.blocked_chromium.to_str().unwrap(),
+                self.ns_chromium.to_str().unwrap(),
                 "--bob-path",
                 bob_path,
                 "--turn-probes",
@@ -76,7 +71,7 @@ impl Drop for Setup {
 /// media flows both ways; Alice's go over UDP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chromium_whose_udp_is_blocked_meets_over_ice_tcp() {
-    let s = setup("tcp");
+    let s = setup("tcp", true);
     let server = start_server(s.config()).await;
     assert_eq!(server.state.media.tcp_addrs().len(), 2, "a TCP listener per address");
     let summary = s.meet(&server.http_url(), "tcp", "host-tcp", &json!([])).await;
@@ -90,7 +85,7 @@ async fn a_chromium_whose_udp_is_blocked_meets_over_ice_tcp() {
 /// with a wrong password, or signed right but expired, get no relay (coturn answers 401).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chromium_whose_udp_is_blocked_meets_through_coturn_over_tcp_and_tls() {
-    let s = setup("turn");
+    let s = setup("turn", true);
     let secret = "turn-test-secret-0123456789abcdef-0123456789";
     let turn = Coturn::start(s.ns.host_ip, s.ns.host_ip, secret, &s.dir);
     let ip = turn.ip;
@@ -129,15 +124,8 @@ async fn a_chromium_whose_udp_is_blocked_meets_through_coturn_over_tcp_and_tls()
 /// his camera decodes again, and he never left her participant list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_link_shows_as_interrupted_and_media_resumes_without_a_rejoin() {
-    let ns = Namespace::create("cut");
-    let dir = std::env::temp_dir().join(format!("samtal-cut-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (_, chromium) = browser_driver();
-    let cut_chromium = ns.wrapper(&chromium, &dir);
-    let mut config = test_config();
-    config.listen = std::net::SocketAddr::new(ns.host_ip, 0);
-    config.media.ips = vec!["127.0.0.1".parse().unwrap(), ns.host_ip];
-    let server = start_server(config).await;
+    let s = setup("cut", false);
+    let server = start_server(s.config()).await;
     let url = server.http_url();
     let summary = run_browser_script(
         "interruption.mjs",
@@ -147,9 +135,9 @@ async fn a_cut_link_shows_as_interrupted_and_media_resumes_without_a_rejoin() {
             "--room",
             "cut",
             "--cut-chromium",
-            cut_chromium.to_str().unwrap(),
+            s.ns_chromium.to_str().unwrap(),
             "--cut-dev",
-            &ns.host_dev,
+            &s.ns.host_dev,
             "--timeout",
             "40",
         ],
@@ -159,5 +147,4 @@ async fn a_cut_link_shows_as_interrupted_and_media_resumes_without_a_rejoin() {
     eprintln!("interruption summary: {summary}");
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

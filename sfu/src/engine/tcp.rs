@@ -10,7 +10,7 @@
 
 use crate::stats::Stats;
 use bytes::BytesMut;
-use rtc::shared::tcp_framing::{TcpFrameDecoder, frame_packet};
+use rtc::shared::tcp_framing::{TcpFrameDecoder, frame_packet_to};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -147,6 +147,8 @@ async fn serve(
     let (mut rd, mut wr) = stream.into_split();
     let mut decoder = TcpFrameDecoder::with_capacity(2 * MAX_FRAME);
     let mut buf = vec![0u8; 4096];
+    // Reused for every frame written: no allocation per packet once it has grown.
+    let mut out_frame = Vec::with_capacity(MAX_FRAME + 2);
     let mut deadline = Instant::now() + FIRST_FRAME;
     let mut framed = false;
     let why = 'conn: loop {
@@ -174,7 +176,10 @@ async fn serve(
             }
             out = outgoing.recv() => match out {
                 Some(data) => {
-                    if wr.write_all(&frame_packet(&data)).await.is_err() {
+                    out_frame.resize(data.len() + 2, 0);
+                    // Longer than a frame can say: nothing the router makes, dropped as over UDP.
+                    let Some(n) = frame_packet_to(&data, &mut out_frame) else { continue };
+                    if wr.write_all(&out_frame[..n]).await.is_err() {
                         break 'conn "write failed";
                     }
                 }

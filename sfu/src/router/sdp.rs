@@ -76,14 +76,14 @@ pub(crate) struct AudioPreferences {
 pub(crate) fn prefer_audio(answer: &str, prefs: AudioPreferences) -> String {
     let mut out = String::with_capacity(answer.len() + 64);
     // The session part, then each media section (`m=` to the next).
-    let mut sections = answer.split_inclusive('\n').fold(vec![Vec::new()], |mut all, line| {
+    let sections = answer.split_inclusive('\n').fold(vec![Vec::new()], |mut all, line| {
         if line.starts_with("m=") {
             all.push(Vec::new());
         }
         all.last_mut().expect("never empty").push(line);
         all
     });
-    for section in &mut sections {
+    for section in &sections {
         if section.first().is_some_and(|m| m.starts_with("m=audio ")) {
             out.push_str(&audio_section(section, prefs));
         } else {
@@ -93,37 +93,38 @@ pub(crate) fn prefer_audio(answer: &str, prefs: AudioPreferences) -> String {
     out
 }
 
+/// A line `<prefix><payload type> <value>` (`a=rtpmap:`, `a=fmtp:`) as (payload type, value).
+fn attribute<'a>(line: &'a str, prefix: &str) -> Option<(u8, &'a str)> {
+    let (pt, value) = line.trim_end().strip_prefix(prefix)?.split_once(' ')?;
+    Some((pt.parse().ok()?, value))
+}
+
 fn audio_section(lines: &[&str], prefs: AudioPreferences) -> String {
-    // `a=rtpmap:<pt> <name>/...` → the payload type of `name`.
-    let payload_type = |name: &str| {
-        lines.iter().find_map(|l| {
-            let (pt, codec) = l.trim_end().strip_prefix("a=rtpmap:")?.split_once(' ')?;
-            let found = codec.split('/').next()?.eq_ignore_ascii_case(name);
-            found.then(|| pt.to_owned())
+    let rtpmap = |name: &str| {
+        lines.iter().find_map(|&l| {
+            let (pt, codec) = attribute(l, "a=rtpmap:")?;
+            codec.split('/').next()?.eq_ignore_ascii_case(name).then_some(pt)
         })
     };
-    let fmtp = |pt: &str| {
-        let prefix = format!("a=fmtp:{pt} ");
+    let fmtp = |pt: u8| {
         lines
             .iter()
-            .find_map(move |l| l.trim_end().strip_prefix(&prefix).map(str::to_owned))
+            .find_map(|&l| attribute(l, "a=fmtp:").filter(|&(p, _)| p == pt))
     };
-    let opus = payload_type("opus");
-    let red = payload_type("red").filter(|red| {
-        let blocks = fmtp(red).and_then(|f| crate::forward::red::block_payload_type(&f));
-        prefs.red
-            && opus
-                .as_ref()
-                .is_some_and(|o| blocks.map(|b| b.to_string()).as_ref() == Some(o))
+    let opus = rtpmap("opus");
+    // RED goes first only where its blocks are this section's Opus.
+    let red = rtpmap("red").filter(|&red| {
+        prefs.red && opus.is_some() && fmtp(red).and_then(|(_, f)| crate::forward::red::block_payload_type(f)) == opus
     });
-    let has_opus_fmtp = opus.as_ref().is_some_and(|o| fmtp(o).is_some());
+    let dtx_opus = opus.filter(|_| prefs.dtx);
+    let has_opus_fmtp = opus.and_then(fmtp).is_some();
     let mut out = String::new();
-    for line in lines {
+    for &line in lines {
         let (body, end) = line.split_at(line.trim_end().len());
-        if let (Some(red), true) = (&red, body.starts_with("m=audio ")) {
+        if let (Some(red), true) = (red, body.starts_with("m=audio ")) {
             // `m=audio <port> <proto> <formats...>`: RED to the front.
             let mut words: Vec<&str> = body.split(' ').collect();
-            if let Some(at) = words.iter().skip(3).position(|w| w == red) {
+            if let Some(at) = words.iter().skip(3).position(|w| w.parse() == Ok(red)) {
                 let moved = words.remove(at + 3);
                 words.insert(3, moved);
             }
@@ -131,16 +132,17 @@ fn audio_section(lines: &[&str], prefs: AudioPreferences) -> String {
             out.push_str(end);
             continue;
         }
-        out.push_str(line);
-        let Some(opus) = opus.as_ref().filter(|_| prefs.dtx) else {
+        out.push_str(body);
+        let Some(opus) = dtx_opus else {
+            out.push_str(end);
             continue;
         };
-        if body.starts_with(&format!("a=fmtp:{opus} ")) && !body.contains("usedtx=") {
-            out.truncate(out.len() - line.len());
-            out.push_str(body);
+        let names = |prefix| attribute(line, prefix).is_some_and(|(pt, _)| pt == opus);
+        if names("a=fmtp:") && !body.contains("usedtx=") {
             out.push_str(";usedtx=1");
-            out.push_str(end);
-        } else if !has_opus_fmtp && body.starts_with(&format!("a=rtpmap:{opus} ")) {
+        }
+        out.push_str(end);
+        if !has_opus_fmtp && names("a=rtpmap:") {
             out.push_str(&format!("a=fmtp:{opus} usedtx=1{end}"));
         }
     }
