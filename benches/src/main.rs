@@ -8,9 +8,16 @@
 //! packets, server RSS per participant, join-to-first-packet and end-to-end delay percentiles,
 //! and the mean forwarding delay inside the server. See `benches/README.md`.
 //!
+//! `PxS-simulcast` (or `--simulcast`): publishers send their camera as three simulcast layers
+//! (320×180 ~100 kbit/s, 640×360 ~300 kbit/s, 1280×720 ~1 Mbit/s) and every participant reports a
+//! tile size for the video it receives (a third 1280×720, a third 640×360, a third 320×180), so the
+//! server forwards one layer per subscriber (`--tiles` sets other sizes); the row adds the
+//! server's layer changes and which layers the receivers got.
+//!
 //! ```text
 //! cargo build --release -p samtal-signaling -p samtal-bench
 //! target/release/samtal-loadgen --scenario 2x20 --scenario 10x10 --seconds 20
+//! target/release/samtal-loadgen --scenario 10x20 --scenario 10x20-simulcast --seconds 10
 //! ```
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -24,9 +31,10 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use samtal_bench::metrics::{self, Samples};
 use samtal_bench::procfs;
-use samtal_bench::scenario::Scenario;
-use samtal_bench::stats::{ReceiverTally, Summary, ratio};
-use samtal_client::synthetic::unix_micros_now;
+use samtal_bench::scenario::{Scenario, Tiles};
+use samtal_bench::stats::{LayerRuns, ReceiverTally, Summary, ratio};
+use samtal_client::samtal_protocol::MediaKind;
+use samtal_client::synthetic::{SIMULCAST_RIDS, unix_micros_now};
 use samtal_client::{Participant, ParticipantEvent, ParticipantOptions, ParticipantStats, Received};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -36,9 +44,17 @@ use tokio::task::{JoinHandle, JoinSet};
 #[command(name = "samtal-loadgen", version)]
 struct Cli {
     /// PxS: P publishers (audio + video; each also receives the other P-1) plus S receive-only
-    /// subscribers, all in one room. Repeat for several scenarios, each against a fresh server.
+    /// subscribers, all in one room; PxS-simulcast: cameras as three simulcast layers and tiles
+    /// of mixed sizes. Repeat for several scenarios, each against a fresh server.
     #[arg(long = "scenario", default_values = ["2x20", "10x10"])]
     scenarios: Vec<Scenario>,
+    /// Run every scenario with simulcast (as if each were given as PxS-simulcast).
+    #[arg(long)]
+    simulcast: bool,
+    /// Simulcast scenarios: the tile sizes participants report for the video they receive, by
+    /// join order (participant i uses the (i mod n)-th); 0x0 = not shown.
+    #[arg(long, default_value_t = Tiles::default())]
+    tiles: Tiles,
     /// Length of the measured window, seconds.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -87,8 +103,18 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "# PxS = P publishers (Opus 50 packets/s + VP8 ~1 Mbit/s; each also receives the other P-1) + S receive-only subscribers, one room"
     );
+    println!(
+        "# -simulcast: cameras as q/h/f = 320x180 ~100 kbit/s, 640x360 ~300 kbit/s, 1280x720 ~1 Mbit/s; participant i (publishers first) reports tile number i mod {} of {} for all video it receives",
+        cli.tiles.len(),
+        cli.tiles
+    );
     let mut rows = Vec::new();
     for &scenario in &cli.scenarios {
+        let scenario = if cli.simulcast {
+            scenario.with_simulcast(true)
+        } else {
+            scenario
+        };
         eprintln!("== {scenario}: starting {}", server_bin.display());
         let result = run_scenario(&cli, &server_bin, scenario).await?;
         for line in result.details() {
@@ -224,12 +250,19 @@ impl Drop for Server {
 struct ReceiverResult {
     tally: ReceiverTally,
     first_packet: Option<Instant>,
+    /// Video packets received in the window, by the simulcast layer that sent them (a plain
+    /// track's are layer 0).
+    video_layers: [u64; 3],
+    /// Times a received video track changed layer (whole run).
+    layer_switches: u64,
 }
 
 /// One joined participant of the load.
 struct Member {
     participant: Participant,
     publisher: bool,
+    /// Which tile class it reports (simulcast scenarios).
+    tile: Option<usize>,
     join_started: Instant,
     receiver: JoinHandle<ReceiverResult>,
 }
@@ -241,6 +274,8 @@ async fn receive(
     measuring: Arc<AtomicBool>,
 ) -> ReceiverResult {
     let mut tally = ReceiverTally::default();
+    let mut runs = LayerRuns::default();
+    let mut video_layers = [0u64; 3];
     let mut first_packet = None;
     loop {
         let r = tokio::select! {
@@ -256,14 +291,27 @@ async fn receive(
                 .saturating_sub(s.sent_micros)
                 .saturating_sub(r.arrival.elapsed().as_micros() as u64)
         });
+        let layer = stamp.map_or(0, |s| s.layer());
+        let measured = measuring.load(Ordering::Relaxed);
+        if measured
+            && r.kind == MediaKind::Video
+            && let Some(count) = video_layers.get_mut(layer as usize)
+        {
+            *count += 1;
+        }
         tally.add(
-            r.ssrc,
-            stamp.map(|s| s.counter),
+            runs.stream(r.ssrc, layer),
+            stamp.map(|s| s.sequence()),
             delay_us,
-            measuring.load(Ordering::Relaxed),
+            measured,
         );
     }
-    ReceiverResult { tally, first_packet }
+    ReceiverResult {
+        tally,
+        first_packet,
+        video_layers,
+        layer_switches: runs.switches,
+    }
 }
 
 /// Drains a participant's events, counting the ones that mean trouble.
@@ -324,6 +372,8 @@ struct Snapshot {
     machine: (u64, u64),
     udp: procfs::UdpCounters,
     sent: u64,
+    audio_sent: u64,
+    layer_sent: [u64; 3],
     client: ParticipantStats,
 }
 
@@ -331,10 +381,17 @@ impl Snapshot {
     async fn take(server: &Server, members: &[Member]) -> anyhow::Result<Snapshot> {
         let metrics = metrics::scrape(server.http).await?;
         let mut sent = 0;
+        let mut audio_sent = 0;
+        let mut layer_sent = [0; 3];
         let mut client = ParticipantStats::default();
         for m in members {
             let s = m.participant.stats();
             sent += s.audio_packets_sent + s.video_packets_sent;
+            audio_sent += s.audio_packets_sent;
+            for (total, n) in layer_sent.iter_mut().zip(s.simulcast_packets_sent) {
+                *total += n;
+            }
+            client.layer_switches += s.layer_switches;
             client.media_dropped += s.media_dropped;
             client.send_errors += s.send_errors;
             client.keyframe_requests += s.keyframe_requests;
@@ -351,6 +408,8 @@ impl Snapshot {
             machine: procfs::machine_ticks()?,
             udp: procfs::udp_counters().unwrap_or_default(),
             sent,
+            audio_sent,
+            layer_sent,
             client,
         })
     }
@@ -396,18 +455,63 @@ struct Outcome {
     client_dropped: u64,
     client_send_errors: u64,
     client_problems: u64,
+    simulcast: Option<SimulcastOutcome>,
+    video: VideoAllocation,
+}
+
+/// What the server's allocator did with video (all scenarios: a plain track can be paused when the
+/// subscriber's downlink estimate has no room for it).
+struct VideoAllocation {
+    /// Server counters over the window.
+    layer_changes: f64,
+    bandwidth_pauses: f64,
+    dynacast_updates: f64,
+    /// Server counters over the whole run.
+    layer_changes_run: f64,
+    bandwidth_pauses_run: f64,
+    dynacast_updates_run: f64,
+    /// Subscribers with a downlink estimate at the end.
+    estimated_subscribers: f64,
+}
+
+/// What simulcast did in one scenario.
+struct SimulcastOutcome {
+    /// Packets/s the publishers sent on each layer (all publishers together).
+    layer_sent_per_s: [f64; 3],
+    /// The tile sizes.
+    tiles: Tiles,
+    /// Per tile class: video packets the receivers showing it got in the window, by layer.
+    by_tile: Vec<[u64; 3]>,
+    /// `publish_layers` messages that changed what publishers send (whole run).
+    publisher_layer_switches: u64,
+    /// Layer changes receivers saw on their video tracks (whole run).
+    receiver_layer_switches: u64,
+}
+
+impl SimulcastOutcome {
+    /// Share of the received video packets that came from the layer the receiver's tile needs.
+    fn at_tile_layer(&self) -> f64 {
+        let total: u64 = self.by_tile.iter().flatten().sum();
+        let right: u64 = self
+            .by_tile
+            .iter()
+            .enumerate()
+            .filter_map(|(class, layers)| Some(layers[self.tiles.layer(class)?]))
+            .sum();
+        ratio(right as f64, total as f64)
+    }
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
 
 impl Outcome {
-    const HEADER: &'static str = "| scenario (PxS) | participants | sent pkt/s | expected fwd pkt/s | forwarded pkt/s (/metrics) | received pkt/s (clients) | loss | server CPU (% of 1 core) | server CPU s per M fwd | server RSS idle | RSS per participant | join→first packet p50 / p99 | end-to-end delay p50 / p99 | in-server forward delay (mean) | loadgen CPU (% of 1 core) | run-queue wait server / loadgen | machine busy (all cores) | UDP receive-buffer drops |";
+    const HEADER: &'static str = "| scenario (PxS) | participants | sent pkt/s | expected fwd pkt/s | forwarded pkt/s (/metrics) | received pkt/s (clients) | loss | server CPU (% of 1 core) | server CPU s per M fwd | server RSS idle | RSS per participant | join→first packet p50 / p99 | end-to-end delay p50 / p99 | in-server forward delay (mean) | loadgen CPU (% of 1 core) | run-queue wait server / loadgen | machine busy (all cores) | UDP receive-buffer drops | video layer changes (window) | video received at the tile's layer |";
     const RULE: &'static str =
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
     fn row(&self) -> String {
         format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} % | {:.0} % | {:.2} | {:.1} MiB | {:.2} MiB | {:.0} / {:.0} ms | {:.2} / {:.2} ms | {:.1} µs | {:.0} % | {:.0} % / {:.0} % | {:.0} % | {:.1} % |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} % | {:.0} % | {:.2} | {:.1} MiB | {:.2} MiB | {:.0} / {:.0} ms | {:.2} / {:.2} ms | {:.1} µs | {:.0} % | {:.0} % / {:.0} % | {:.0} % | {:.1} % | {:.0} | {} |",
             self.scenario,
             self.scenario.participants(),
             self.sent_per_s,
@@ -432,11 +536,15 @@ impl Outcome {
                 self.udp_rcvbuf_drops as f64,
                 (self.udp_rcvbuf_drops + self.udp_delivered) as f64
             ) * 100.0,
+            self.video.layer_changes,
+            self.simulcast
+                .as_ref()
+                .map_or_else(|| "—".to_owned(), |s| format!("{:.0} %", s.at_tile_layer() * 100.0)),
         )
     }
 
     fn details(&self) -> Vec<String> {
-        vec![
+        let mut lines = vec![
             format!(
                 "window {:.1} s; server received {:.0} pkt/s from publishers; by stamp counters: {} packets never arrived, {} arrived late (after a higher counter: reordering or NACK retransmission), {} twice; {} unstamped",
                 self.window, self.server_received_per_s, self.missing, self.late, self.duplicates, self.unstamped
@@ -470,7 +578,47 @@ impl Outcome {
                 self.udp_delivered,
                 self.udp_rcvbuf_drops
             ),
-        ]
+            format!(
+                "video allocation (server): in window {:.0} layer changes (pauses and resumes included), {:.0} bandwidth pauses, {:.0} dynacast updates; whole run {:.0} layer changes, {:.0} bandwidth pauses, {:.0} dynacast updates; {:.0} subscribers with a downlink estimate at the end",
+                self.video.layer_changes,
+                self.video.bandwidth_pauses,
+                self.video.dynacast_updates,
+                self.video.layer_changes_run,
+                self.video.bandwidth_pauses_run,
+                self.video.dynacast_updates_run,
+                self.video.estimated_subscribers,
+            ),
+        ];
+        if let Some(sc) = &self.simulcast {
+            lines.push(format!(
+                "simulcast: publishers sent q {:.0} / h {:.0} / f {:.0} video pkt/s; expected fwd assumes every receiver gets the layer its tile needs ({}); whole run: {} publish_layers switches at publishers, {} layer changes seen by receivers",
+                sc.layer_sent_per_s[0],
+                sc.layer_sent_per_s[1],
+                sc.layer_sent_per_s[2],
+                (0..sc.tiles.len())
+                    .map(|class| {
+                        let (w, h) = sc.tiles.size(class);
+                        let layer = sc.tiles.layer(class).map_or("nothing", |l| SIMULCAST_RIDS[l]);
+                        format!("{w}x{h} → {layer}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                sc.publisher_layer_switches,
+                sc.receiver_layer_switches,
+            ));
+            for (class, layers) in sc.by_tile.iter().enumerate() {
+                let (w, h) = sc.tiles.size(class);
+                let total: u64 = layers.iter().sum();
+                lines.push(format!(
+                    "simulcast: receivers with {w}x{h} tiles got {} video packets in the window: q {:.1} % / h {:.1} % / f {:.1} %",
+                    total,
+                    ratio(layers[0] as f64, total as f64) * 100.0,
+                    ratio(layers[1] as f64, total as f64) * 100.0,
+                    ratio(layers[2] as f64, total as f64) * 100.0,
+                ));
+            }
+        }
+        lines
     }
 }
 
@@ -490,13 +638,21 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     let join_phase = Instant::now();
     for i in 0..scenario.participants() {
         let publisher = i < scenario.publishers;
-        let options = if publisher {
+        let mut options = if publisher {
             ParticipantOptions::new(&room, format!("pub-{i}"))
                 .with_audio()
                 .with_video()
         } else {
             ParticipantOptions::new(&room, format!("sub-{}", i - scenario.publishers))
         };
+        if scenario.simulcast && publisher {
+            options = options.with_simulcast();
+        }
+        let tile = scenario.simulcast.then(|| cli.tiles.class(i));
+        if let Some(class) = tile {
+            let (width, height) = cli.tiles.size(class);
+            options = options.with_video_tile(width, height);
+        }
         let join_started = Instant::now();
         let mut participant = Participant::join(&ws, options)
             .await
@@ -510,6 +666,7 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         members.push(Member {
             participant,
             publisher,
+            tile,
             join_started,
             receiver,
         });
@@ -541,6 +698,8 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     let _ = stop_tx.send(true);
 
     let mut tallies = Vec::with_capacity(members.len());
+    let mut by_tile = vec![[0u64; 3]; cli.tiles.len()];
+    let mut receiver_layer_switches = 0;
     let mut join_to_first = Vec::new();
     let mut never_received = 0;
     let mut participants = Vec::with_capacity(members.len());
@@ -554,6 +713,12 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
                 None => never_received += 1,
             }
         }
+        if let Some(tile) = m.tile {
+            for (total, n) in by_tile[tile].iter_mut().zip(got.video_layers) {
+                *total += n;
+            }
+        }
+        receiver_layer_switches += got.layer_switches;
         tallies.push(got.tally);
         participants.push(m.participant);
     }
@@ -588,12 +753,38 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     let rss_per_participant = rss_loaded.saturating_sub(rss_idle) as f64 / scenario.participants() as f64;
     let (busy0, total0) = before.machine;
     let (busy1, total1) = after.machine;
+    let receivers_per_track = (scenario.publishers - 1 + scenario.subscribers) as f64;
+    let layer_sent_per_s: [f64; 3] =
+        std::array::from_fn(|l| (after.layer_sent[l] - before.layer_sent[l]) as f64 / window);
+    let simulcast = scenario.simulcast.then(|| SimulcastOutcome {
+        layer_sent_per_s,
+        tiles: cli.tiles.clone(),
+        by_tile,
+        publisher_layer_switches: after.client.layer_switches,
+        receiver_layer_switches,
+    });
+    // Every published packet goes to the other P-1 publishers and to all S subscribers; with
+    // simulcast, audio does, and each receiver gets one layer of each camera: the one its tile needs.
+    let expected_per_s = if scenario.simulcast {
+        let audio_per_s = (after.audio_sent - before.audio_sent) as f64 / window;
+        let pairs = cli.tiles.video_pairs(&scenario);
+        audio_per_s * receivers_per_track
+            + pairs
+                .iter()
+                .enumerate()
+                .filter_map(|(class, &n)| {
+                    let layer = cli.tiles.layer(class)?;
+                    Some(layer_sent_per_s[layer] / scenario.publishers as f64 * n as f64)
+                })
+                .sum::<f64>()
+    } else {
+        sent_per_s * receivers_per_track
+    };
     Ok(Outcome {
         scenario,
         window,
         sent_per_s,
-        // Every published packet goes to the other P-1 publishers and to all S subscribers.
-        expected_per_s: sent_per_s * (scenario.publishers - 1 + scenario.subscribers) as f64,
+        expected_per_s,
         forwarded_per_s: forwarded / window,
         received_per_s: received as f64 / window,
         server_received_per_s: delta("samtal_received_packets_total") / window,
@@ -624,5 +815,15 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         client_dropped: after.client.media_dropped - before.client.media_dropped,
         client_send_errors: after.client.send_errors - before.client.send_errors,
         client_problems: problems.load(Ordering::Relaxed),
+        simulcast,
+        video: VideoAllocation {
+            layer_changes: delta("samtal_video_layer_changes_total"),
+            bandwidth_pauses: delta("samtal_bandwidth_video_pauses_total"),
+            dynacast_updates: delta("samtal_dynacast_updates_total"),
+            layer_changes_run: after.counter("samtal_video_layer_changes_total"),
+            bandwidth_pauses_run: after.counter("samtal_bandwidth_video_pauses_total"),
+            dynacast_updates_run: after.counter("samtal_dynacast_updates_total"),
+            estimated_subscribers: after.counter("samtal_estimated_subscribers"),
+        },
     })
 }

@@ -81,14 +81,15 @@ pub struct ReceiverTally {
     pub duplicates: u64,
     /// One-way delays, publisher stamp to our RTP delivery, microseconds (inside the window).
     pub delays_us: Vec<u32>,
-    /// Per SSRC (our side's: one per received track).
-    tracks: HashMap<u32, TrackWindow>,
+    /// Per received stream (see [`LayerRuns::stream`]).
+    tracks: HashMap<u64, TrackWindow>,
 }
 
 impl ReceiverTally {
-    /// Counts one packet of track `ssrc` carrying stamp counter `counter` (if stamped) that took
+    /// Counts one packet of `stream` (one received track, or with simulcast one run of one layer
+    /// of it: [`LayerRuns::stream`]) carrying stamp counter `counter` (if stamped) that took
     /// `delay_us` to arrive.
-    pub fn add(&mut self, ssrc: u32, counter: Option<u64>, delay_us: u64, measuring: bool) {
+    pub fn add(&mut self, stream: u64, counter: Option<u64>, delay_us: u64, measuring: bool) {
         self.total += 1;
         if !measuring {
             return;
@@ -99,7 +100,7 @@ impl ReceiverTally {
             return;
         };
         self.delays_us.push(delay_us.min(u32::MAX as u64) as u32);
-        let track = self.tracks.entry(ssrc).or_insert_with(|| TrackWindow {
+        let track = self.tracks.entry(stream).or_insert_with(|| TrackWindow {
             base: counter,
             max: counter,
             ..TrackWindow::default()
@@ -140,6 +141,31 @@ impl ReceiverTally {
     pub fn loss(&self) -> f64 {
         let missing = self.missing();
         ratio(missing as f64, (self.unique() + missing) as f64)
+    }
+}
+
+/// Which simulcast layer each received track (our SSRC for it) carries. The SFU forwards one layer
+/// of a simulcast track at a time on one SSRC and switches at keyframes; each layer numbers its
+/// packets itself, so the stamp counters of one SSRC jump at a switch. Every run of packets of one
+/// layer is therefore a stream of its own for the loss count: the packets a subscriber never got
+/// because it received another layer meanwhile are not losses.
+#[derive(Debug, Default, Clone)]
+pub struct LayerRuns {
+    /// Per SSRC: the layer of its last packet and how many runs it had.
+    last: HashMap<u32, (u8, u32)>,
+    /// Layer changes seen, over all SSRCs.
+    pub switches: u64,
+}
+
+impl LayerRuns {
+    /// The stream key of a packet of `ssrc` from `layer`: the SSRC, plus the number of the run.
+    pub fn stream(&mut self, ssrc: u32, layer: u8) -> u64 {
+        let entry = self.last.entry(ssrc).or_insert((layer, 0));
+        if entry.0 != layer {
+            *entry = (layer, entry.1 + 1);
+            self.switches += 1;
+        }
+        (u64::from(entry.1) << 32) | u64::from(ssrc)
     }
 }
 
@@ -199,5 +225,24 @@ mod tests {
         assert_eq!(t.missing(), 1 + 89);
         assert!((t.loss() - 90.0 / 96.0).abs() < 1e-12);
         assert_eq!(t.delays_us, vec![200, 300, 400, 500, 500, 900, 600, 600]);
+    }
+
+    #[test]
+    fn layer_runs_keep_switches_from_counting_as_loss() {
+        let mut runs = LayerRuns::default();
+        let mut t = ReceiverTally::default();
+        // Layer 0 packets 10..=12, a switch to layer 2 (its own counters 500, 501), back to layer
+        // 0 at 20 (packets 13..=19 went to nobody: not lost), then 22 (21 lost).
+        for (layer, counter) in [(0, 10), (0, 11), (0, 12), (2, 500), (2, 501), (0, 20), (0, 22)] {
+            let stream = runs.stream(7, layer);
+            t.add(stream, Some(counter), 0, true);
+        }
+        assert_eq!(runs.switches, 2);
+        assert_eq!(t.unique(), 7);
+        assert_eq!(t.missing(), 1);
+        assert_eq!(t.late, 0);
+        // Another SSRC keeps its own runs.
+        assert_eq!(runs.stream(8, 1), 8);
+        assert_ne!(runs.stream(7, 1), 7);
     }
 }

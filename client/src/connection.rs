@@ -23,12 +23,15 @@ use crate::keyframe_requests::{KEYFRAME_REQUESTS_SLOT, KeyframeRequests};
 use crate::local_track::AUDIO_LEVEL_URI;
 use crate::participant::{ParticipantEvent, Received};
 use crate::stats::{Counters, bump};
+use crate::tiles::VideoTiles;
 
 /// Where the subscribe connection's media goes.
 #[derive(Clone)]
 pub(crate) struct MediaSink {
     pub(crate) tx: mpsc::Sender<Received>,
     pub(crate) counters: Arc<Counters>,
+    /// Where a started video track's tile is reported.
+    pub(crate) tiles: Arc<VideoTiles>,
 }
 
 struct Handler {
@@ -76,6 +79,9 @@ async fn read_remote_track(
         _ => MediaKind::Audio,
     };
     debug!(%participant_id, %track_id, ?kind, "remote track started");
+    if kind == MediaKind::Video {
+        sink.tiles.track_seen(&track_id);
+    }
     let _ = events.send(ParticipantEvent::TrackStarted {
         participant_id: participant_id.clone(),
         track_id: track_id.clone(),

@@ -1,5 +1,6 @@
 //! The participant's signaling task: applies what the server sends to the peer connections
-//! (answers subscribe offers, applies publish answers and candidates) and forwards the rest to the
+//! (answers subscribe offers, applies publish answers and candidates) and to our simulcast tracks
+//! (`publish_layers`), reports video tiles for new remote tracks, and forwards the rest to the
 //! user as events.
 
 use std::sync::Arc;
@@ -12,22 +13,41 @@ use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDes
 
 use crate::connection::{Connection, answer_subscribe};
 use crate::error::{Error, Result};
+use crate::local_track::SimulcastSlot;
 use crate::participant::ParticipantEvent;
 use crate::signal::SignalSender;
+use crate::stats::{Counters, bump};
+use crate::tiles::VideoTiles;
 
 /// The publish connection, once there is one, shared with the signaling task.
 pub(crate) type PublishSlot = Arc<std::sync::Mutex<Option<Arc<dyn PeerConnection>>>>;
 
+/// What the signaling task works on.
+pub(crate) struct SignalLoop {
+    pub(crate) signal: SignalSender,
+    pub(crate) subscribe: Connection,
+    pub(crate) publish: PublishSlot,
+    pub(crate) publish_answers: mpsc::UnboundedSender<Result<()>>,
+    pub(crate) events: mpsc::UnboundedSender<ParticipantEvent>,
+    pub(crate) timeout: Duration,
+    pub(crate) simulcast: SimulcastSlot,
+    pub(crate) tiles: Arc<VideoTiles>,
+    pub(crate) counters: Arc<Counters>,
+}
+
 /// Applies what the server sends; forwards the rest as events.
-pub(crate) async fn signal_loop(
-    mut rx: mpsc::UnboundedReceiver<ServerMessage>,
-    signal: SignalSender,
-    mut subscribe: Connection,
-    publish: PublishSlot,
-    publish_answers: mpsc::UnboundedSender<Result<()>>,
-    events: mpsc::UnboundedSender<ParticipantEvent>,
-    timeout: Duration,
-) {
+pub(crate) async fn signal_loop(mut rx: mpsc::UnboundedReceiver<ServerMessage>, state: SignalLoop) {
+    let SignalLoop {
+        signal,
+        mut subscribe,
+        publish,
+        publish_answers,
+        events,
+        timeout,
+        simulcast,
+        tiles,
+        counters,
+    } = state;
     while let Some(message) = rx.recv().await {
         let publish = publish.lock().ok().and_then(|p| p.clone());
         match message {
@@ -127,7 +147,24 @@ pub(crate) async fn signal_loop(
                     fatal,
                 }));
             }
+            ServerMessage::PublishLayers { track_id, active } => {
+                let video = simulcast.lock().ok().and_then(|m| m.get(&track_id).cloned());
+                match video {
+                    Some(video) => {
+                        if video.set_active_layers(&active) {
+                            bump(&counters.layer_switches, 1);
+                        }
+                        debug!(%track_id, ?active, "publish_layers");
+                    }
+                    None => debug!(%track_id, "publish_layers for a track we do not send as simulcast"),
+                }
+                let _ = events.send(ParticipantEvent::Server(ServerMessage::PublishLayers {
+                    track_id,
+                    active,
+                }));
+            }
             other => {
+                tiles.on_server_message(&other);
                 let _ = events.send(ParticipantEvent::Server(other));
             }
         }

@@ -24,6 +24,19 @@ pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
 
+/// The media SSRCs a keyframe request names (a PLI's media SSRC, a FIR's entries); empty for
+/// any other packet. With simulcast, each layer has an SSRC of its own and is asked for alone.
+pub fn keyframe_request_ssrcs(packet: &dyn rtc::rtcp::Packet) -> Vec<u32> {
+    let any = packet.as_any();
+    if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+        return vec![pli.media_ssrc];
+    }
+    if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+        return fir.fir.iter().map(|e| e.ssrc).collect();
+    }
+    Vec::new()
+}
+
 /// Passes inbound PLI/FIR on to the application and nothing else.
 #[derive(Default)]
 pub struct KeyframeRequests {
@@ -69,4 +82,40 @@ impl Interceptor for KeyframeRequests {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry;
+    use rtc::rtcp::receiver_report::ReceiverReport;
+
+    #[test]
+    fn keyframe_requests_name_their_ssrcs() {
+        let pli = PictureLossIndication {
+            sender_ssrc: 1,
+            media_ssrc: 7,
+        };
+        assert!(is_keyframe_request(&pli));
+        assert_eq!(keyframe_request_ssrcs(&pli), vec![7]);
+        let fir = FullIntraRequest {
+            sender_ssrc: 1,
+            media_ssrc: 0,
+            fir: vec![
+                FirEntry {
+                    ssrc: 8,
+                    sequence_number: 1,
+                },
+                FirEntry {
+                    ssrc: 9,
+                    sequence_number: 1,
+                },
+            ],
+        };
+        assert!(is_keyframe_request(&fir));
+        assert_eq!(keyframe_request_ssrcs(&fir), vec![8, 9]);
+        let rr = ReceiverReport::default();
+        assert!(!is_keyframe_request(&rr));
+        assert!(keyframe_request_ssrcs(&rr).is_empty());
+    }
 }

@@ -9,7 +9,7 @@
 //! * [`stats`]: the participant's counters.
 //!
 //! Inside: `connection` builds and watches one peer connection, `dispatch` applies what the server
-//! sends, `local_track` writes our RTP.
+//! sends, `local_track` writes our RTP (simulcast layers included), `tiles` reports `video_tile`.
 //!
 //! ```no_run
 //! # async fn example() -> samtal_client::Result<()> {
@@ -39,6 +39,7 @@ pub mod participant;
 pub mod signal;
 pub mod stats;
 pub mod synthetic;
+mod tiles;
 
 pub use error::{Error, Result};
 pub use participant::{Participant, ParticipantEvent, ParticipantOptions, Received};

@@ -15,13 +15,19 @@
 //! frame rate). Keyframe requests (PLI/FIR) from the server are counted and make the next video
 //! frame a keyframe.
 //!
+//! Simulcast ([`ParticipantOptions::with_simulcast`]): the camera goes as three encodings `q`, `h`,
+//! `f` (320×180, 640×360, 1280×720 by default), each with its own SSRC and synthetic encoder; the
+//! server's `publish_layers` switches layers off and on. A receiving participant reports how large
+//! it shows each remote video track (`video_tile`, [`ParticipantOptions::with_video_tile`],
+//! [`Participant::set_video_tiles`]), from which the server chooses the layer it forwards.
+//!
 //! ICE: the connections bind one UDP socket on [`ParticipantOptions::bind_ip`] (127.0.0.1 by
 //! default), use only the ICE servers `joined` names, and send their SDP once gathering is
 //! complete, so the host candidate is inside it; nothing is trickled.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -34,14 +40,15 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
 use crate::connection::{Connection, MediaSink};
-use crate::dispatch::{PublishSlot, signal_loop};
+use crate::dispatch::{PublishSlot, SignalLoop, signal_loop};
 use crate::error::{Error, Result};
 use crate::local_track::{
-    AudioState, LocalAudio, LocalTrack, LocalVideo, RtpState, VideoState, audio_synth, read_keyframe_requests,
+    AudioState, LocalAudio, LocalTrack, LocalVideo, RtpState, SimulcastSlot, audio_synth, read_keyframe_requests,
 };
 use crate::signal::{JoinOptions, Joined, SignalSender, SignalingClient};
 use crate::stats::{Counters, ParticipantStats};
-use crate::synthetic::{AudioLevel, OPUS_FRAME_DURATION, Vp8Config, Vp8Synth};
+use crate::synthetic::{AudioLevel, OPUS_FRAME_DURATION, SimulcastLayer, Vp8Config, simulcast_layers};
+use crate::tiles::VideoTiles;
 
 /// What to join and what to publish.
 #[derive(Debug, Clone)]
@@ -54,8 +61,15 @@ pub struct ParticipantOptions {
     pub video: bool,
     /// With the `opus` feature: send a sine tone of this frequency instead of silence.
     pub audio_tone_hz: Option<f32>,
-    /// Shape of the synthetic video.
+    /// Shape of the synthetic video (of a plain track; see `simulcast` for the camera's layers).
     pub video_config: Vp8Config,
+    /// Publish the camera as simulcast with these layers (lowest first, at most three, each half
+    /// the width and height of the next); `None`: one encoding of `video_config`. Screen shares are
+    /// always one encoding.
+    pub simulcast: Option<Vec<SimulcastLayer>>,
+    /// Report every received video track as shown in a tile of this size (width, height in device
+    /// pixels) with `video_tile`; `None`: report nothing (the server then forwards the top layer).
+    pub video_tile: Option<(u32, u32)>,
     /// Address the peer connections bind (port chosen by the system); loopback by default.
     pub bind_ip: IpAddr,
     /// Capacity of the received-media channel; packets beyond it are dropped and counted.
@@ -78,6 +92,8 @@ impl ParticipantOptions {
             video: false,
             audio_tone_hz: None,
             video_config: Vp8Config::default(),
+            simulcast: None,
+            video_tile: None,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             media_capacity: 4096,
             timeout: Duration::from_secs(10),
@@ -93,6 +109,25 @@ impl ParticipantOptions {
     /// Also publish video.
     pub fn with_video(mut self) -> Self {
         self.video = true;
+        self
+    }
+
+    /// Publish the camera as simulcast: layers `q`, `h`, `f` of 320×180, 640×360 and 1280×720 at
+    /// 1/10, 3/10 and all of `video_config`'s bit rate (100 kbit/s, 300 kbit/s, 1 Mbit/s by
+    /// default), with `video_config`'s frame rate and keyframe spacing.
+    pub fn with_simulcast(mut self) -> Self {
+        let top = Vp8Config {
+            width: 1280,
+            height: 720,
+            ..self.video_config.clone()
+        };
+        self.simulcast = Some(simulcast_layers(&top));
+        self
+    }
+
+    /// Report every received video track as shown in a `width` × `height` tile.
+    pub fn with_video_tile(mut self, width: u32, height: u32) -> Self {
+        self.video_tile = Some((width, height));
         self
     }
 }
@@ -135,7 +170,8 @@ impl Received {
 pub enum ParticipantEvent {
     /// A server message the participant does not consume itself: `participant_joined`,
     /// `participant_left`, `track_published`, `track_unpublished`, `mute_changed`,
-    /// `mute_request`, `removed`, `error`, and `pong`.
+    /// `mute_request`, `removed`, `error`, and `pong`; also `publish_layers`, after it was applied
+    /// to our simulcast camera.
     Server(ServerMessage),
     /// A peer connection changed state.
     ConnectionState {
@@ -191,6 +227,9 @@ pub struct Participant {
     publish_answers: mpsc::UnboundedReceiver<Result<()>>,
     audio: Option<Arc<LocalAudio>>,
     videos: Vec<Arc<LocalVideo>>,
+    /// The simulcast ones among `videos`, for `publish_layers`.
+    simulcast: SimulcastSlot,
+    tiles: Arc<VideoTiles>,
     counters: Arc<Counters>,
     events_tx: mpsc::UnboundedSender<ParticipantEvent>,
     media_rx: Option<mpsc::Receiver<Received>>,
@@ -226,6 +265,7 @@ impl Participant {
         let counters = Arc::new(Counters::default());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::channel(options.media_capacity.max(1));
+        let tiles = Arc::new(VideoTiles::new(signal.clone(), options.video_tile));
         let subscribe = Connection::build(
             PcKind::Subscribe,
             options.bind_ip,
@@ -234,20 +274,28 @@ impl Participant {
             Some(MediaSink {
                 tx: media_tx,
                 counters: Arc::clone(&counters),
+                tiles: Arc::clone(&tiles),
             }),
         )
         .await?;
         let subscribe_pc = Arc::clone(&subscribe.pc);
         let publish_slot = PublishSlot::default();
+        let simulcast = SimulcastSlot::default();
         let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+        tiles.participants_seen(&joined.participants);
         let signal_task = tokio::spawn(signal_loop(
             signal_rx,
-            signal.clone(),
-            subscribe,
-            Arc::clone(&publish_slot),
-            answers_tx,
-            events_tx.clone(),
-            options.timeout,
+            SignalLoop {
+                signal: signal.clone(),
+                subscribe,
+                publish: Arc::clone(&publish_slot),
+                publish_answers: answers_tx,
+                events: events_tx.clone(),
+                timeout: options.timeout,
+                simulcast: Arc::clone(&simulcast),
+                tiles: Arc::clone(&tiles),
+                counters: Arc::clone(&counters),
+            },
         ));
         let mut participant = Participant {
             joined,
@@ -259,6 +307,8 @@ impl Participant {
             publish_answers: answers_rx,
             audio: None,
             videos: Vec::new(),
+            simulcast,
+            tiles,
             counters,
             events_tx,
             media_rx: Some(media_rx),
@@ -322,11 +372,41 @@ impl Participant {
             TrackSource::Microphone => MediaKind::Audio,
             TrackSource::Camera | TrackSource::ScreenShare => MediaKind::Video,
         };
-        let track = LocalTrack::new(&self.joined.participant_id, kind, source);
+        let stream_id = self.joined.participant_id.clone();
+        let (audio, video) = match kind {
+            MediaKind::Audio => {
+                let synth = audio_synth(self.options.audio_tone_hz)?;
+                let audio = LocalAudio {
+                    track: LocalTrack::new(&stream_id, kind, source),
+                    state: Mutex::new(AudioState {
+                        rtp: RtpState::random(),
+                        synth,
+                    }),
+                };
+                (Some(Arc::new(audio)), None)
+            }
+            MediaKind::Video => {
+                let video = match (&self.options.simulcast, source) {
+                    (Some(layers), TrackSource::Camera) if !layers.is_empty() => {
+                        if layers.len() > 3 {
+                            return Err(Error::Usage("at most three simulcast layers".into()));
+                        }
+                        LocalVideo::simulcast(&stream_id, source, layers)
+                    }
+                    _ => LocalVideo::plain(&stream_id, source, self.options.video_config.clone()),
+                };
+                (None, Some(Arc::new(video)))
+            }
+        };
+        let track = match (&audio, &video) {
+            (Some(a), _) => &a.track,
+            (None, Some(v)) => &v.track,
+            (None, None) => return Err(Error::Usage(format!("nothing to publish for {source:?}"))),
+        };
         // Send-only: nothing ever comes back on the publish connection.
         let init = RTCRtpTransceiverInit {
             direction: RTCRtpTransceiverDirection::Sendonly,
-            streams: vec![self.joined.participant_id.clone()],
+            streams: vec![stream_id],
             send_encodings: vec![],
         };
         let transceiver = pc
@@ -336,26 +416,20 @@ impl Participant {
         if let Ok(mut slot) = track.sender.lock() {
             *slot = sender;
         }
+        if let Ok(mut slot) = track.transceiver.lock() {
+            *slot = Some(transceiver);
+        }
         let track_id = track.track_id.clone();
-        match kind {
-            MediaKind::Audio => {
-                let synth = audio_synth(self.options.audio_tone_hz)?;
-                self.audio = Some(Arc::new(LocalAudio {
-                    track,
-                    state: Mutex::new(AudioState {
-                        rtp: RtpState::random(),
-                        synth,
-                    }),
-                }));
+        if let Some(audio) = audio {
+            self.audio = Some(audio);
+        }
+        if let Some(video) = video {
+            if video.is_simulcast()
+                && let Ok(mut slot) = self.simulcast.lock()
+            {
+                slot.insert(track_id.clone(), Arc::clone(&video));
             }
-            MediaKind::Video => self.videos.push(Arc::new(LocalVideo {
-                track,
-                state: Mutex::new(VideoState {
-                    rtp: RtpState::random(),
-                    synth: Vp8Synth::new(self.options.video_config.clone()),
-                }),
-                keyframe_requested: AtomicBool::new(false),
-            })),
+            self.videos.push(video);
         }
         Ok(track_id)
     }
@@ -452,6 +526,9 @@ impl Participant {
             self.audio = None;
         }
         self.videos.retain(|v| v.track.track_id != track_id);
+        if let Ok(mut slot) = self.simulcast.lock() {
+            slot.remove(&track_id);
+        }
         self.track_tasks.retain(|(id, task)| {
             if *id == track_id {
                 task.abort();
@@ -554,11 +631,31 @@ impl Participant {
         self.video(Some(source))?.send_frame(&self.counters).await
     }
 
-    /// Makes the next frame of every video track a keyframe.
+    /// Makes the next frame of every video track (every layer) a keyframe.
     pub fn request_keyframe(&self) {
         for video in &self.videos {
-            video.keyframe_requested.store(true, Ordering::Relaxed);
+            video.request_keyframe();
         }
+    }
+
+    /// The rids of the simulcast layers of our camera being sent now (the server may have
+    /// switched some off with `publish_layers`); empty when the camera is not simulcast.
+    pub fn active_layers(&self) -> Vec<String> {
+        self.video(Some(TrackSource::Camera))
+            .map(|v| v.active_rids())
+            .unwrap_or_default()
+    }
+
+    /// Reports every received video track, now and from now on, as shown in a `width` × `height`
+    /// tile (device pixels; 0 × 0: not shown) with `video_tile`.
+    pub fn set_video_tiles(&self, width: u32, height: u32) {
+        self.tiles.set_all(width, height);
+    }
+
+    /// Reports one received video track (the server's track id, as in `track_published` and
+    /// [`Received::track_id`]) as shown in a `width` × `height` tile.
+    pub fn set_video_tile(&self, track_id: &str, width: u32, height: u32) {
+        self.tiles.set_one(track_id, width, height);
     }
 
     /// Starts pacing tasks: audio at 50 packets/s, each video track at the configured frame
@@ -585,7 +682,7 @@ impl Participant {
         for video in &self.videos {
             let video = Arc::clone(video);
             let counters = Arc::clone(&self.counters);
-            let interval = self.options.video_config.frame_interval();
+            let interval = video.frame_interval();
             self.pacers.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(interval);
                 loop {

@@ -100,7 +100,7 @@ pub struct Joined {
     pub transcription: samtal_protocol::TranscriptionStatus,
 }
 
-enum Outgoing {
+pub(crate) enum Outgoing {
     Message(ClientMessage),
     Close(oneshot::Sender<()>),
 }
@@ -129,6 +129,13 @@ impl SignalSender {
     /// Whether the websocket writer has stopped.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// A sender without a websocket: what it sends lands in the receiver (unit tests).
+    #[cfg(test)]
+    pub(crate) fn detached() -> (SignalSender, mpsc::UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (SignalSender { tx }, rx)
     }
 }
 

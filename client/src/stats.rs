@@ -9,6 +9,11 @@ pub struct ParticipantStats {
     pub audio_packets_sent: u64,
     /// Video RTP packets handed to the publish connection.
     pub video_packets_sent: u64,
+    /// Of those, the packets of each simulcast layer (lowest first); plain video tracks are not
+    /// counted here.
+    pub simulcast_packets_sent: [u64; 3],
+    /// `publish_layers` messages that changed which simulcast layers we send.
+    pub layer_switches: u64,
     /// Video frames sent.
     pub video_frames_sent: u64,
     /// Keyframes sent.
@@ -28,6 +33,8 @@ pub struct ParticipantStats {
 pub(crate) struct Counters {
     pub(crate) audio_packets_sent: AtomicU64,
     pub(crate) video_packets_sent: AtomicU64,
+    pub(crate) simulcast_packets_sent: [AtomicU64; 3],
+    pub(crate) layer_switches: AtomicU64,
     pub(crate) video_frames_sent: AtomicU64,
     pub(crate) keyframes_sent: AtomicU64,
     pub(crate) keyframe_requests: AtomicU64,
@@ -42,6 +49,8 @@ impl Counters {
         ParticipantStats {
             audio_packets_sent: get(&self.audio_packets_sent),
             video_packets_sent: get(&self.video_packets_sent),
+            simulcast_packets_sent: std::array::from_fn(|i| get(&self.simulcast_packets_sent[i])),
+            layer_switches: get(&self.layer_switches),
             video_frames_sent: get(&self.video_frames_sent),
             keyframes_sent: get(&self.keyframes_sent),
             keyframe_requests: get(&self.keyframe_requests),

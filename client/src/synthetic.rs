@@ -10,8 +10,14 @@
 //!   that decodes to silence, or with the `opus` feature a sine tone encoded by libopus.
 //! * [`Vp8Synth`] makes whole frames split into packets with a VP8 payload descriptor
 //!   (RFC 7741, with a 15-bit picture id); the first packet of each frame starts with a VP8 frame
-//!   header whose key-frame bit is set for keyframes. Frame sizes follow a target bit rate;
-//!   keyframes come every N frames and whenever [`Vp8Synth::request_keyframe`] asks.
+//!   header whose key-frame bit is set for keyframes, and a keyframe's header carries the start
+//!   code and the picture size (RFC 6386 §9.1), which an SFU reads to size simulcast layers.
+//!   Frame sizes follow a target bit rate; keyframes come every N frames and whenever
+//!   [`Vp8Synth::request_keyframe`] asks.
+//! * [`simulcast_layers`] describes a simulcast camera: three encodings `q`, `h`, `f` (lowest
+//!   first), each half the width and height of the next, at about 1/10, 3/10 and all of the top
+//!   layer's bit rate. Each layer is a [`Vp8Synth`] of its own whose stamps carry the layer
+//!   ([`Stamp::layer`]), so a receiver can tell which layer an SFU forwarded.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +27,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub const STAMP_MAGIC: [u8; 4] = *b"SMTL";
 /// Length of a stamp: magic, u64 counter, u64 send time (both big-endian).
 pub const STAMP_LEN: usize = 20;
+/// The top byte of a stamp's counter says which simulcast layer sent it (0 for a plain track);
+/// the low 56 bits count that layer's packets.
+const STAMP_LAYER_SHIFT: u32 = 56;
 
 /// Microseconds since the Unix epoch, now.
 pub fn unix_micros_now() -> u64 {
@@ -77,6 +86,16 @@ impl Stamp {
     /// Time since the packet was made (zero if the clock went backwards).
     pub fn age(&self) -> Duration {
         Duration::from_micros(unix_micros_now().saturating_sub(self.sent_micros))
+    }
+
+    /// The simulcast layer that sent the packet (index, lowest first; 0 for a plain track).
+    pub fn layer(&self) -> u8 {
+        (self.counter >> STAMP_LAYER_SHIFT) as u8
+    }
+
+    /// The packet's number within its layer.
+    pub fn sequence(&self) -> u64 {
+        self.counter & ((1 << STAMP_LAYER_SHIFT) - 1)
     }
 }
 
@@ -328,6 +347,51 @@ impl Vp8Config {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Simulcast
+// ---------------------------------------------------------------------------------------------
+
+/// Rids of the three simulcast encodings, lowest first (as `a=simulcast:send q;h;f` lists them).
+pub const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// Share of the top layer's bit rate each layer gets, lowest first, as (numerator, denominator):
+/// the lower layers have 1/16 and 1/4 of the pixels but, as with real encoders, more bits per
+/// pixel (browsers send roughly 150 kbit/s, 500 kbit/s and 1.5 Mbit/s at 720p).
+pub const SIMULCAST_BITRATE_SHARE: [(u32, u32); 3] = [(1, 10), (3, 10), (1, 1)];
+
+/// One encoding of a simulcast track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulcastLayer {
+    /// RTP stream id (`a=rid`), sent in the rid header extension of every packet.
+    pub rid: String,
+    /// What the layer's encoder makes.
+    pub video: Vp8Config,
+}
+
+/// The three layers of a simulcast camera whose top layer is `top` (e.g. 1280×720 at 1 Mbit/s):
+/// `q` a quarter of its width and height at 1/10 of its bit rate, `h` half its size at 3/10, and
+/// `f` = `top`. Frame rate and keyframe spacing are `top`'s for all three.
+pub fn simulcast_layers(top: &Vp8Config) -> Vec<SimulcastLayer> {
+    let steps = SIMULCAST_RIDS.len() as u32;
+    SIMULCAST_RIDS
+        .iter()
+        .zip(SIMULCAST_BITRATE_SHARE)
+        .enumerate()
+        .map(|(i, (rid, (num, den)))| {
+            let down = 1u16 << (steps - 1 - i as u32);
+            SimulcastLayer {
+                rid: (*rid).to_owned(),
+                video: Vp8Config {
+                    bitrate_bps: (top.bitrate_bps as u64 * num as u64 / den.max(1) as u64) as u32,
+                    width: top.width / down,
+                    height: top.height / down,
+                    ..top.clone()
+                },
+            }
+        })
+        .collect()
+}
+
 /// One synthetic frame, packetized.
 #[derive(Debug, Clone)]
 pub struct Vp8Frame {
@@ -352,6 +416,7 @@ pub struct Vp8Synth {
     packet_counter: u64,
     keyframe_pending: bool,
     keyframes_made: u64,
+    layer: u8,
 }
 
 impl Vp8Synth {
@@ -364,6 +429,15 @@ impl Vp8Synth {
             packet_counter: 0,
             keyframe_pending: true,
             keyframes_made: 0,
+            layer: 0,
+        }
+    }
+
+    /// A new stream for simulcast layer `layer` (0 = lowest): its stamps say so ([`Stamp::layer`]).
+    pub fn for_layer(config: Vp8Config, layer: u8) -> Self {
+        Vp8Synth {
+            layer,
+            ..Self::new(config)
         }
     }
 
@@ -426,7 +500,7 @@ impl Vp8Synth {
                 }
             }
             let stamp = Stamp {
-                counter: self.packet_counter,
+                counter: (u64::from(self.layer) << STAMP_LAYER_SHIFT) | self.packet_counter,
                 sent_micros,
             }
             .encode();
@@ -492,6 +566,21 @@ pub fn parse_vp8_descriptor(payload: &[u8]) -> Option<Vp8Descriptor> {
         picture_id,
         len,
     })
+}
+
+/// The picture size (width, height) a keyframe's first packet announces: the VP8 frame tag,
+/// the start code `9d 01 2a`, then 14-bit width and height, little-endian (RFC 6386 §9.1).
+/// `None` for any other packet.
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let d = parse_vp8_descriptor(payload).filter(|d| d.start && d.partition == 0)?;
+    let h = payload.get(d.len..d.len + VP8_KEYFRAME_HEADER_LEN)?;
+    if h[0] & 0x01 != 0 || h[3..6] != [0x9D, 0x01, 0x2A] {
+        return None;
+    }
+    Some((
+        u16::from_le_bytes([h[6], h[7]]) & 0x3FFF,
+        u16::from_le_bytes([h[8], h[9]]) & 0x3FFF,
+    ))
 }
 
 /// Whether a VP8 RTP payload is the first packet of a keyframe.
@@ -577,6 +666,90 @@ mod tests {
         assert_eq!(&p[d.len + 3..d.len + 6], &[0x9D, 0x01, 0x2A]);
         assert_eq!(u16::from_le_bytes([p[d.len + 6], p[d.len + 7]]), 640);
         assert_eq!(u16::from_le_bytes([p[d.len + 8], p[d.len + 9]]), 480);
+    }
+
+    #[test]
+    fn keyframe_size_parses_only_keyframe_starts() {
+        let mut synth = Vp8Synth::new(Vp8Config {
+            width: 1280,
+            height: 720,
+            keyframe_interval: 3,
+            ..Vp8Config::default()
+        });
+        let key = synth.next_frame();
+        assert_eq!(vp8_keyframe_size(&key.packets[0]), Some((1280, 720)));
+        assert!(key.packets[1..].iter().all(|p| vp8_keyframe_size(p).is_none()));
+        let delta = synth.next_frame();
+        assert!(!delta.keyframe);
+        assert_eq!(vp8_keyframe_size(&delta.packets[0]), None);
+        // A damaged start code is not a keyframe header.
+        let mut bad = key.packets[0].to_vec();
+        let d = parse_vp8_descriptor(&bad).unwrap();
+        bad[d.len + 4] = 0;
+        assert_eq!(vp8_keyframe_size(&bad), None);
+        assert_eq!(vp8_keyframe_size(&[0x90]), None);
+    }
+
+    #[test]
+    fn simulcast_layers_halve_size_and_share_the_bitrate() {
+        let top = Vp8Config {
+            width: 1280,
+            height: 720,
+            ..Vp8Config::default()
+        };
+        let layers = simulcast_layers(&top);
+        let shape: Vec<(&str, u16, u16, u32)> = layers
+            .iter()
+            .map(|l| (l.rid.as_str(), l.video.width, l.video.height, l.video.bitrate_bps))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("q", 320, 180, 100_000),
+                ("h", 640, 360, 300_000),
+                ("f", 1280, 720, 1_000_000)
+            ]
+        );
+        assert!(
+            layers
+                .iter()
+                .all(|l| l.video.fps == top.fps && l.video.keyframe_interval == top.keyframe_interval)
+        );
+        for (index, layer) in layers.iter().enumerate() {
+            let mut synth = Vp8Synth::for_layer(layer.video.clone(), index as u8);
+            let mut bytes = 0usize;
+            let mut sequence = 0u64;
+            // Five seconds, so that one keyframe per 150 frames averages out as configured.
+            for n in 0..150u64 {
+                let frame = synth.next_frame();
+                if frame.keyframe {
+                    assert_eq!(
+                        vp8_keyframe_size(&frame.packets[0]),
+                        Some((layer.video.width, layer.video.height)),
+                        "{} keyframe {n}",
+                        layer.rid
+                    );
+                }
+                for p in &frame.packets {
+                    let stamp = Stamp::from_payload(p).unwrap();
+                    assert_eq!(stamp.layer(), index as u8);
+                    assert_eq!(stamp.sequence(), sequence);
+                    sequence += 1;
+                    bytes += p.len();
+                }
+            }
+            let bps = bytes as f64 * 8.0 / 5.0;
+            let target = layer.video.bitrate_bps as f64;
+            assert!(
+                (bps - target).abs() < target * 0.05,
+                "{}: {bps} bit/s for {target}",
+                layer.rid
+            );
+        }
+        // A plain track's stamps are layer 0 with the counter as it always was.
+        let mut plain = Vp8Synth::new(Vp8Config::default());
+        let stamp = Stamp::from_payload(&plain.next_frame().packets[0]).unwrap();
+        assert_eq!((stamp.layer(), stamp.sequence(), stamp.counter), (0, 0, 0));
     }
 
     #[cfg(feature = "opus")]
