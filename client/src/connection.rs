@@ -3,7 +3,7 @@
 //! handler feeds, and the reading of received tracks into the media channel.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::Slot;
@@ -30,8 +30,10 @@ use crate::tiles::VideoTiles;
 pub(crate) struct MediaSink {
     pub(crate) tx: mpsc::Sender<Received>,
     pub(crate) counters: Arc<Counters>,
-    /// Where a started video track's tile is reported.
-    pub(crate) tiles: Arc<VideoTiles>,
+    /// Where a started video track's tile is reported. Weak: the connection's tasks can outlive
+    /// the participant, and the tiles hold the signaling sender, which must go with the participant
+    /// (its websocket closes when the last sender is dropped).
+    pub(crate) tiles: Weak<VideoTiles>,
 }
 
 struct Handler {
@@ -79,8 +81,10 @@ async fn read_remote_track(
         _ => MediaKind::Audio,
     };
     debug!(%participant_id, %track_id, ?kind, "remote track started");
-    if kind == MediaKind::Video {
-        sink.tiles.track_seen(&track_id);
+    if kind == MediaKind::Video
+        && let Some(tiles) = sink.tiles.upgrade()
+    {
+        tiles.track_seen(&track_id);
     }
     let _ = events.send(ParticipantEvent::TrackStarted {
         participant_id: participant_id.clone(),

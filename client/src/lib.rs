@@ -33,6 +33,7 @@ mod connection;
 mod dispatch;
 pub mod error;
 pub mod keyframe_requests;
+mod link;
 mod local_track;
 pub mod microphone;
 pub mod participant;

@@ -274,7 +274,7 @@ impl Participant {
             Some(MediaSink {
                 tx: media_tx,
                 counters: Arc::clone(&counters),
-                tiles: Arc::clone(&tiles),
+                tiles: Arc::downgrade(&tiles),
             }),
         )
         .await?;

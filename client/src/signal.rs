@@ -1,25 +1,22 @@
 //! The signaling websocket: joining a room, sending and receiving protocol messages, heartbeats.
 //!
 //! [`SignalingClient::connect`] opens the websocket, sends `join` and waits for `joined` (or an
-//! `error`). Afterwards a writer task sends what [`SignalSender::send`] queues plus a `ping` every
-//! [`PING_INTERVAL`], and a reader task parses every text frame into a [`ServerMessage`] delivered
-//! by [`SignalingClient::recv`]. The client answers nothing by itself: offers, pongs and errors all
-//! reach the caller.
+//! `error`). Afterwards one task (`crate::link`) sends what [`SignalSender::send`] queues plus a
+//! `ping` every [`PING_INTERVAL`], parses every text frame into a [`ServerMessage`] delivered by
+//! [`SignalingClient::recv`], and, when the join asked for it ([`JoinOptions::resumable`]), resumes
+//! the session on a new websocket after the old one drops. The client answers nothing by itself:
+//! offers, pongs and errors all reach the caller.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use samtal_protocol::{ClientMessage, IceServer, PROTOCOL_VERSION, ParticipantInfo, Role, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tracing::{debug, trace, warn};
+use tracing::debug;
 
 use crate::error::{Error, Result};
-
-/// How often the client sends `ping` (the server drops clients silent for 30 s).
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) use crate::link::Outgoing;
+pub use crate::link::PING_INTERVAL;
 /// How long [`SignalingClient::connect`] waits for `joined`.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`SignalSender::close`] waits for the websocket to close.
@@ -38,6 +35,8 @@ pub struct JoinOptions {
     pub hidden: bool,
     /// Join opted out of transcription.
     pub transcription_opt_out: bool,
+    /// Resume the session on a new websocket when the websocket drops, instead of leaving.
+    pub resumable: bool,
 }
 
 impl JoinOptions {
@@ -49,7 +48,14 @@ impl JoinOptions {
             token: None,
             hidden: false,
             transcription_opt_out: false,
+            resumable: false,
         }
+    }
+
+    /// The same, resuming the session after a dropped websocket (within the server's grace period).
+    pub fn resumable(mut self, resumable: bool) -> Self {
+        self.resumable = resumable;
+        self
     }
 
     /// The same, with a token.
@@ -79,6 +85,7 @@ impl JoinOptions {
             protocol: Some(PROTOCOL_VERSION),
             matrix_room: None,
             transcription_opt_out: self.transcription_opt_out,
+            resumable: self.resumable,
         }
     }
 }
@@ -98,11 +105,8 @@ pub struct Joined {
     pub participants: Vec<ParticipantInfo>,
     /// Whether the meeting is being transcribed.
     pub transcription: samtal_protocol::TranscriptionStatus,
-}
-
-pub(crate) enum Outgoing {
-    Message(ClientMessage),
-    Close(oneshot::Sender<()>),
+    /// How this session resumes after a dropped websocket, when the join asked and the server offers it.
+    pub resume: Option<samtal_protocol::ResumeInfo>,
 }
 
 /// A cloneable handle that sends messages on the signaling websocket.
@@ -151,11 +155,9 @@ impl SignalingClient {
     /// `joined`. An `error` answer becomes [`Error::Server`].
     pub async fn connect(ws_url: &str, join: JoinOptions) -> Result<(SignalingClient, Joined)> {
         let (ws, _response) = tokio_tungstenite::connect_async(ws_url).await?;
-        let (sink, stream) = ws.split();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(sink, out_rx));
-        let reader = tokio::spawn(read_loop(stream, in_tx));
+        let reader = tokio::spawn(crate::link::run(ws_url.to_owned(), ws, out_rx, in_tx));
         let mut client = SignalingClient {
             sender: SignalSender { tx: out_tx },
             rx: in_rx,
@@ -174,6 +176,7 @@ impl SignalingClient {
                         ice_servers,
                         participants,
                         transcription,
+                        resume,
                     }) => {
                         return Ok(Joined {
                             participant_id,
@@ -182,6 +185,7 @@ impl SignalingClient {
                             ice_servers,
                             participants,
                             transcription,
+                            resume,
                         });
                     }
                     Some(ServerMessage::Error { code, message, .. }) => {
@@ -232,77 +236,5 @@ impl SignalingClient {
     pub async fn close(self) {
         self.sender.close().await;
         self.reader.abort();
-    }
-}
-
-type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WsStream, Message>,
-    mut out_rx: mpsc::UnboundedReceiver<Outgoing>,
-) {
-    static NONCE: AtomicU64 = AtomicU64::new(1);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let message = tokio::select! {
-            outgoing = out_rx.recv() => match outgoing {
-                Some(Outgoing::Message(message)) => message,
-                Some(Outgoing::Close(done)) => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    let _ = sink.close().await;
-                    let _ = done.send(());
-                    break;
-                }
-                None => {
-                    let _ = sink.close().await;
-                    break;
-                }
-            },
-            _ = ping.tick() => ClientMessage::Ping {
-                nonce: Some(NONCE.fetch_add(1, Ordering::Relaxed).to_string()),
-            },
-        };
-        let text = match serde_json::to_string(&message) {
-            Ok(text) => text,
-            Err(e) => {
-                warn!(error = %e, "could not encode {}", message.type_name());
-                continue;
-            }
-        };
-        trace!(%text, "send");
-        if let Err(e) = sink.send(Message::text(text)).await {
-            debug!(error = %e, "websocket send failed; writer stops");
-            break;
-        }
-    }
-}
-
-async fn read_loop(
-    mut stream: futures_util::stream::SplitStream<WsStream>,
-    in_tx: mpsc::UnboundedSender<ServerMessage>,
-) {
-    while let Some(frame) = stream.next().await {
-        let text = match frame {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Close(frame)) => {
-                debug!(?frame, "server closed the websocket");
-                break;
-            }
-            Ok(_) => continue,
-            Err(e) => {
-                debug!(error = %e, "websocket read failed");
-                break;
-            }
-        };
-        trace!(text = %text.as_str(), "recv");
-        match serde_json::from_str::<ServerMessage>(text.as_str()) {
-            Ok(message) => {
-                if in_tx.send(message).is_err() {
-                    break;
-                }
-            }
-            Err(e) => warn!(error = %e, text = %text.as_str(), "unparseable server message"),
-        }
     }
 }

@@ -243,6 +243,7 @@ async fn serve_echo(listener: TcpListener) -> Vec<usize> {
                             meeting_id: None,
                             available: false,
                         },
+                        resume: None,
                     })
                     .unwrap();
             }
@@ -465,6 +466,7 @@ async fn signaling_passes_messages_both_ways() {
                             meeting_id: None,
                             available: false,
                         },
+                        resume: None,
                     }
                 }
                 ClientMessage::Ping { nonce } => ServerMessage::Pong { nonce },

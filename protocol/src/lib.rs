@@ -151,6 +151,10 @@ pub enum ClientMessage {
         /// Join already opted out of transcription (no audio of ours is ever transcribed).
         #[serde(default, skip_serializing_if = "is_false")]
         transcription_opt_out: bool,
+        /// This client resumes its session after a dropped websocket (docs/protocol.md, "Resuming
+        /// a session"); the server then keeps the session for a while when the websocket drops.
+        #[serde(default, skip_serializing_if = "is_false")]
+        resumable: bool,
     },
     Offer {
         pc: PcKind,
@@ -334,6 +338,9 @@ pub enum ErrorCode {
     ServerBusy,
     /// This token already holds the most sessions one identity may hold in the room.
     TooManySessions,
+    /// A resume was refused: the token is unknown or expired (the session ended), or the
+    /// messages the client missed are no longer kept. Join again as a new participant.
+    ResumeFailed,
 }
 
 impl ErrorCode {
@@ -347,8 +354,19 @@ impl ErrorCode {
                 | ErrorCode::JoinTimeout
                 | ErrorCode::ServerBusy
                 | ErrorCode::TooManySessions
+                | ErrorCode::ResumeFailed
         )
     }
+}
+
+/// How a dropped websocket resumes its session: connect to `/ws?resume=TOKEN&received=N` within
+/// `grace_secs` of the drop, where N counts the text messages received from the server in this
+/// session so far (docs/protocol.md, "Resuming a session"). The token holds the session: keep it
+/// as secret as the join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeInfo {
+    pub token: String,
+    pub grace_secs: u64,
 }
 
 /// Messages the server sends.
@@ -362,6 +380,16 @@ pub enum ServerMessage {
         ice_servers: Vec<IceServer>,
         participants: Vec<ParticipantInfo>,
         transcription: TranscriptionStatus,
+        /// How to resume this session on a new websocket if this one drops (absent when the
+        /// server does not offer resumption).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumeInfo>,
+    },
+    /// The server's first new message on a resumed websocket (after the ones it sent again): how
+    /// many client messages it has received in this session, so that the client sends again the
+    /// ones after that. The session's resume token stays the same.
+    Resumed {
+        received: u64,
     },
     Offer {
         pc: PcKind,
@@ -576,6 +604,7 @@ mod tests {
                 protocol: None,
                 matrix_room: None,
                 transcription_opt_out: false,
+                resumable: false,
             }
         );
     }

@@ -181,6 +181,10 @@ pub struct Limits {
     pub http_header_timeout_secs: u64,
     /// Seconds open requests get to finish when the server stops; then their connections are closed.
     pub shutdown_grace_secs: u64,
+    /// Seconds a participant whose websocket dropped keeps its place (tracks, peer connections,
+    /// the others see no leave) while its client resumes the session on a new websocket; `0`
+    /// turns resumption off (a drop is a leave).
+    pub resume_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -196,6 +200,7 @@ impl Default for Limits {
             max_http_connections: 4096,
             http_header_timeout_secs: 10,
             shutdown_grace_secs: 10,
+            resume_grace_secs: 30,
         }
     }
 }

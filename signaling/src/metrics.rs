@@ -25,6 +25,8 @@ pub struct Metrics {
     pub messages: Counter,
     /// Server messages dropped because the client did not read them fast enough.
     pub dropped: Counter,
+    /// Sessions resumed on a new websocket after theirs dropped.
+    pub resumes: Counter,
     pub errors: Family<CodeLabel, Counter>,
 }
 
@@ -35,6 +37,7 @@ impl Metrics {
         let messages = Counter::default();
         let unjoined = Gauge::default();
         let dropped = Counter::default();
+        let resumes = Counter::default();
         let errors = Family::<CodeLabel, Counter>::default();
         registry.register(
             "websocket_connections",
@@ -53,6 +56,11 @@ impl Metrics {
             dropped.clone(),
         );
         registry.register(
+            "signaling_resumes",
+            "Sessions resumed on a new websocket after theirs dropped",
+            resumes.clone(),
+        );
+        registry.register(
             "signaling_errors",
             "Protocol errors sent to clients, by code",
             errors.clone(),
@@ -64,6 +72,7 @@ impl Metrics {
             unjoined,
             messages,
             dropped,
+            resumes,
             errors,
         }
     }

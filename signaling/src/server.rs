@@ -11,7 +11,7 @@ use crate::session;
 use crate::store::Store;
 use crate::transcription::Transcription;
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,6 +37,8 @@ pub struct AppState {
     pub stopping: std::sync::atomic::AtomicBool,
     /// The Matrix delivery task (`crate::delivery`).
     pub outbox: crate::delivery::Outbox,
+    /// Sessions a dropped websocket can resume.
+    pub resumes: session::Resumes,
 }
 
 impl AppState {
@@ -204,11 +206,19 @@ async fn client_config(State(state): State<Arc<AppState>>) -> impl IntoResponse 
     }))
 }
 
+/// `/ws?resume=TOKEN&received=N` resumes a session (docs/protocol.md).
+#[derive(Debug, serde::Deserialize)]
+struct WsQuery {
+    resume: Option<String>,
+    received: Option<u64>,
+}
+
 async fn websocket(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     slot: Option<axum::Extension<ConnectionSlot>>,
     headers: HeaderMap,
+    Query(query): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !origin_allowed(&state.config, &headers) {
@@ -226,9 +236,22 @@ async fn websocket(
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
-            // The upgraded connection keeps its place under limits.max_http_connections.
-            let _slot = slot;
-            session::run(state, socket, peer).await
+            match query.resume {
+                Some(token) => {
+                    let resume = Box::new(session::Resume {
+                        socket,
+                        received: query.received.unwrap_or(0),
+                        peer,
+                        slot: slot.map(|s| Box::new(s) as Box<dyn Send + Sync>),
+                    });
+                    session::resume(state, token, resume).await
+                }
+                None => {
+                    // The upgraded connection keeps its place under limits.max_http_connections.
+                    let _slot = slot;
+                    session::run(state, socket, peer).await
+                }
+            }
         })
         .into_response()
 }
@@ -276,6 +299,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         config,
         stopping: Default::default(),
         outbox: Default::default(),
+        resumes: Default::default(),
     });
     crate::meetings::resume(&state).await?;
     crate::delivery::start(&state);

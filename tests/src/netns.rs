@@ -13,6 +13,10 @@ pub struct Namespace {
     pub host_ip: IpAddr,
     /// The address inside the namespace.
     pub inner_ip: IpAddr,
+    /// The veth end inside the namespace.
+    inner_dev: String,
+    /// Where [`Namespace::address_change`] moves the namespace: (its new address, the test side's).
+    moved: (Ipv4Addr, Ipv4Addr),
 }
 
 fn ip(args: &[&str]) {
@@ -53,6 +57,8 @@ impl Namespace {
             host_dev,
             host_ip: host_ip.into(),
             inner_ip: inner_ip.into(),
+            inner_dev: inner_dev.clone(),
+            moved: (Ipv4Addr::new(10, 204, hi, lo + 2), Ipv4Addr::new(10, 204, hi, lo + 1)),
         };
         ip(&["link", "add", &ns.host_dev, "type", "veth", "peer", "name", &inner_dev]);
         ip(&["link", "set", &inner_dev, "netns", &ns.name]);
@@ -95,6 +101,24 @@ impl Namespace {
             "nft failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// A script in `dir` that moves the namespace to another address, as a laptop that changes
+    /// networks: its address goes, a new one in another subnet comes, and the test's side stays
+    /// reachable (at `host_ip`, through the new subnet). Returns the script and the new address.
+    pub fn address_change(&self, dir: &Path) -> (PathBuf, IpAddr) {
+        use std::os::unix::fs::PermissionsExt;
+        let (inner, host) = self.moved;
+        let (ns, dev, host_dev, host_ip) = (&self.name, &self.inner_dev, &self.host_dev, self.host_ip);
+        let script = format!(
+            "#!/bin/sh\nset -e\nip addr add {host}/30 dev {host_dev}\n\
+             ip -n {ns} addr flush dev {dev}\nip -n {ns} addr add {inner}/30 dev {dev}\n\
+             ip -n {ns} route add {host_ip}/32 dev {dev} src {inner}\n"
+        );
+        let path = dir.join(format!("move-{}", self.name));
+        std::fs::write(&path, script).expect("write the address change");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("make it executable");
+        (path, inner.into())
     }
 
     /// A script in `dir` that runs `program` (with its arguments) inside the namespace.

@@ -3,10 +3,13 @@
 //! Chromium on an open network (tests/browser/reachability.mjs) over the server's ICE-TCP candidate,
 //! and through a real coturn (started with deploy/coturn/turnserver.conf) over TURN/TCP and
 //! TURN/TLS with credentials the server mints per join. Wrong and expired credentials are refused by
-//! coturn. A participant whose link is cut for a while is shown as interrupted, not as gone.
+//! coturn. A participant whose link is cut for a while is shown as interrupted, not as gone; one
+//! whose websocket is cut resumes its session within the grace period; one whose address changes
+//! recovers by ICE restarts on both its connections.
 
 use samtal_e2e::netns::Namespace;
 use samtal_e2e::turn::Coturn;
+use samtal_e2e::ws::{http_get, metric};
 use samtal_e2e::*;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -145,6 +148,84 @@ async fn a_cut_link_shows_as_interrupted_and_media_resumes_without_a_rejoin() {
     )
     .await;
     eprintln!("interruption summary: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    server.shutdown().await;
+}
+
+/// Bob's websocket is closed for real (a TCP proxy between his Chromium and the server ends the
+/// connection) and his link goes down (tests/browser/resume.mjs). For 5 s, shorter than the grace
+/// period: his page shows "reconnecting", resumes the same session on a new websocket, and the
+/// messages either side sent meanwhile arrive; Alice never sees him leave and media flows again.
+/// For longer than the grace period: the server removes him as before, and his page says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_websocket_resumes_within_the_grace_period_and_ends_after_it() {
+    let s = setup("resume", false);
+    let mut config = s.config();
+    config.limits.resume_grace_secs = 10;
+    let grace = config.limits.resume_grace_secs.to_string();
+    let server = start_server(config).await;
+    let url = server.http_url();
+    let summary = run_browser_script(
+        "resume.mjs",
+        &[
+            "--url",
+            &url,
+            "--room",
+            "resume",
+            "--cut-chromium",
+            s.ns_chromium.to_str().unwrap(),
+            "--cut-dev",
+            &s.ns.host_dev,
+            "--grace",
+            &grace,
+            "--timeout",
+            "40",
+        ],
+        Duration::from_secs(300),
+    )
+    .await;
+    eprintln!("resume summary: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    // The server counted the resume: it was a resume, not a rejoin.
+    let (_, metrics) = http_get(server.addr, "/metrics").await;
+    assert!(
+        metric(&metrics, "samtal_signaling_resumes_total").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}
+
+/// Bob's address changes mid-meeting (tests/browser/address_change.mjs): his old address goes and
+/// a new one in another subnet comes. His page restarts ICE on its publish connection, the server
+/// restarts ICE on his subscribe connection (both with new credentials), his websocket resumes, and
+/// media flows both ways again from his new address, with no rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_whose_address_changes_recovers_by_ice_restart() {
+    let s = setup("move", false);
+    let server = start_server(s.config()).await;
+    let url = server.http_url();
+    let (change, new_ip) = s.ns.address_change(&s.dir);
+    let new_ip = new_ip.to_string();
+    let summary = run_browser_script(
+        "address_change.mjs",
+        &[
+            "--url",
+            &url,
+            "--room",
+            "move",
+            "--moved-chromium",
+            s.ns_chromium.to_str().unwrap(),
+            "--change",
+            change.to_str().unwrap(),
+            "--new-ip",
+            &new_ip,
+            "--timeout",
+            "45",
+        ],
+        Duration::from_secs(300),
+    )
+    .await;
+    eprintln!("address change summary: {summary}");
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }

@@ -99,6 +99,11 @@ export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
  * `transcription` {status} (transcription switched, or its availability changed),
  * `caption` {caption} (a live caption; an interim one is replaced by the next with the same utterance_id).
  */
+/** How long the publish connection may stay disconnected before the client restarts its ICE. */
+const ICE_RESTART_AFTER_MS = 2_000;
+/** And how long after a restart that did not help it tries again. */
+const ICE_RESTART_RETRY_MS = 8_000;
+
 /** The camera's simulcast layers, lowest first, each half the size of the next (the server relies on both). */
 export const CAMERA_LAYERS = [
   { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
@@ -129,6 +134,8 @@ export class Meeting extends EventTarget {
     /** Final captions of this session, in order: [{utterance_id, participant_id, name, text, start_ms, end_ms, language}]. */
     this.transcript = [];
     this.state = 'idle';
+    /** The signaling websocket dropped and the session is being resumed (the meeting goes on). */
+    this.reconnecting = false;
     this.participantId = null;
     /** The room's dominant speaker as the server last announced (a participant id, maybe our own). */
     this.dominantSpeaker = null;
@@ -190,7 +197,16 @@ export class Meeting extends EventTarget {
     });
     this.sig.addEventListener('message', (ev) => this.onMessage(ev.detail));
     this.sig.addEventListener('close', (ev) => this.onSocketClosed(ev.detail));
-    const join = { ...this.extra, type: 'join', room: this.room, name: this.name, protocol: 1 };
+    this.sig.addEventListener('reconnecting', () => {
+      // The session waits for us on the server: tracks, peer connections and place in the room stay.
+      this.reconnecting = true;
+      this.emit('connection');
+    });
+    this.sig.addEventListener('reconnected', () => {
+      this.reconnecting = false;
+      this.emit('connection');
+    });
+    const join = { ...this.extra, type: 'join', room: this.room, name: this.name, protocol: 1, resumable: true };
     if (this.token) join.token = this.token;
     this.sig.send(join);
     await joined;
@@ -206,6 +222,7 @@ export class Meeting extends EventTarget {
   end(reason, message) {
     if (this.state === 'left' || this.state === 'failed') return;
     clearInterval(this.levelTimer);
+    clearTimeout(this.pub.iceTimer);
     for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
     for (const l of Object.values(this.local)) if (l && l.track) l.track.stop();
     if (this.audioCtx) this.audioCtx.close().catch(() => {});
@@ -218,8 +235,12 @@ export class Meeting extends EventTarget {
     this.emit('ended', { reason, message });
   }
 
-  onSocketClosed({ code, reason }) {
-    const msg = this.lastFatalError || `Connection to the server was lost${reason ? `: ${reason}` : ''} (code ${code}).`;
+  onSocketClosed({ code, reason, gaveUp }) {
+    this.reconnecting = false;
+    const lost = gaveUp
+      ? `Connection to the server was lost and could not be restored${reason ? ` (${reason})` : ''}. Join again.`
+      : `Connection to the server was lost${reason ? `: ${reason}` : ''} (code ${code}).`;
+    const msg = this.lastFatalError || lost;
     this.end(this.lastFatalError ? 'error' : 'disconnected', msg);
   }
 
@@ -470,9 +491,31 @@ export class Meeting extends EventTarget {
       if (pc.connectionState === 'failed') this.notice(`The ${which} media connection failed.`);
       if (which === 'publish' && pc.connectionState === 'connected') setTimeout(() => this.reannounceMutes(), 1500);
     };
-    pc.oniceconnectionstatechange = () => this.emit('connection');
+    pc.oniceconnectionstatechange = () => {
+      this.emit('connection');
+      if (which === 'publish') this.watchPublishIce(pc);
+    };
     if (which === 'subscribe') pc.ontrack = () => this.refreshRemoteMedia();
     return pc;
+  }
+
+  /**
+   * Restarts ICE on the publish connection when it failed, or stayed disconnected for a moment (the
+   * network changed: new addresses need new credentials to be tried). The server restarts the
+   * subscribe connection itself when it stops hearing from it.
+   */
+  watchPublishIce(pc) {
+    clearTimeout(this.pub.iceTimer);
+    const restart = () => {
+      if (pc !== this.publishPc || this.state !== 'joined') return;
+      if (!['disconnected', 'failed'].includes(pc.iceConnectionState)) return;
+      pc.restartIce();
+      this.negotiatePublish();
+      // Still cut off after this one: try again.
+      this.pub.iceTimer = setTimeout(restart, ICE_RESTART_RETRY_MS);
+    };
+    if (pc.iceConnectionState === 'failed') restart();
+    else if (pc.iceConnectionState === 'disconnected') this.pub.iceTimer = setTimeout(restart, ICE_RESTART_AFTER_MS);
   }
 
   /**

@@ -49,6 +49,7 @@ export function connectionSummary(meeting) {
     case 'connecting':
       return ['connecting', 'Connecting…'];
     case 'joined': {
+      if (meeting.reconnecting) return ['connecting', 'Reconnecting to the server…'];
       const states = [meeting.publishPc, meeting.subscribePc]
         .filter((pc) => pc && (pc.signalingState !== 'stable' || pc.remoteDescription))
         .map((pc) => pc.connectionState);

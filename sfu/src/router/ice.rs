@@ -21,12 +21,10 @@ pub(crate) fn local_ufrag(data: &[u8]) -> Option<String> {
     Some(username.split(':').next()?.to_owned())
 }
 
-/// A fresh random ICE credential of `len` characters from the ICE alphabet.
-pub(crate) fn random_credential(len: usize) -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+/// The ICE ufrag of a description (`a=ice-ufrag:`; the first, all sections share it when bundled).
+pub(crate) fn description_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|line| line.trim_end().strip_prefix("a=ice-ufrag:"))
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
 }

@@ -38,6 +38,7 @@ use crate::stats::Stats;
 use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::RTCPeerConnectionState;
@@ -144,7 +145,8 @@ struct Peer {
     participant: usize,
     kind: PcKind,
     pc: RTCPeerConnection,
-    ufrag: String,
+    /// Our ICE ufrags, one per ICE generation (a restart adds one): STUN naming any of them is routed here.
+    ufrags: Vec<String>,
     deadline: Option<Instant>,
     /// (protocol, local address, remote address) routed to this peer.
     addrs: Vec<PeerAddr>,
@@ -178,6 +180,8 @@ struct Participant {
     down: HashMap<String, (usize, RTCRtpSenderId)>,
     offer_in_flight: bool,
     needs_offer: bool,
+    /// The next subscribe offer restarts ICE.
+    ice_restart: bool,
     /// Publish offers this participant may still make now.
     offers: TokenBucket,
     /// Publishers whose cameras it receives under last-N, as last told (`None`: not told yet).
@@ -526,6 +530,15 @@ impl Router {
                         .in_scope(|| tracing::info!(pc = ?pc_kind, ?state, "peer connection state"));
                 }
                 self.emit(participant, MediaEvent::PeerState { pc: pc_kind, state });
+                if pc_kind == PcKind::Subscribe && state == PeerState::Interrupted {
+                    // Its network may have changed: the subscriber's new addresses need new ICE
+                    // credentials to be tried. (The publish connection is the client's to restart.)
+                    if let Some(p) = self.participants.get_mut(participant) {
+                        p.ice_restart = true;
+                        p.needs_offer = true;
+                    }
+                    self.offer_if_needed(participant, now);
+                }
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) if pc_kind == PcKind::Publish => {
                 let track = self
@@ -1172,23 +1185,13 @@ impl Router {
         if existing.is_some() {
             return existing;
         }
-        let ufrag = ice::random_credential(16);
-        let pwd = ice::random_credential(32);
         let estimate = (kind == PcKind::Subscribe).then(peer::Estimate::default);
         // X.509 validity is wall-clock time, the one input here not from the caller's clock.
         let pc = match self
             .identity
             .certificate(std::time::SystemTime::now())
             .and_then(|certificate| {
-                peer::build(
-                    &ufrag,
-                    &pwd,
-                    &self.candidates,
-                    self.failed_after,
-                    certificate,
-                    estimate.clone(),
-                    now,
-                )
+                peer::build(&self.candidates, self.failed_after, certificate, estimate.clone(), now)
             }) {
             Ok(pc) => pc,
             Err(e) => {
@@ -1200,14 +1203,13 @@ impl Router {
             participant,
             kind,
             pc,
-            ufrag: ufrag.clone(),
+            ufrags: Vec::new(),
             deadline: None,
             addrs: Vec::new(),
             dirty: false,
             connected: false,
             estimate,
         });
-        self.by_ufrag.insert(ufrag, idx);
         let p = self.participants.get_mut(participant)?;
         match kind {
             PcKind::Publish => p.publish = Some(idx),
@@ -1226,10 +1228,12 @@ impl Router {
             return;
         }
         let Some(idx) = p.subscribe else { return };
+        let restart = p.ice_restart;
         let Some(peer) = self.peers.get_mut(idx) else { return };
+        let options = restart.then_some(RTCOfferOptions { ice_restart: true });
         let offer = peer
             .pc
-            .create_offer(None)
+            .create_offer(options)
             .and_then(|offer| peer.pc.set_local_description(now, offer));
         let sdp = match offer.map(|_| peer.pc.local_description()) {
             Ok(Some(desc)) => desc.sdp,
@@ -1239,9 +1243,15 @@ impl Router {
                 return;
             }
         };
+        self.learn_ufrag(idx, &sdp);
         let p = self.participants.get_mut(participant).expect("checked above");
         p.offer_in_flight = true;
         p.needs_offer = false;
+        if restart {
+            p.ice_restart = false;
+            p.span
+                .in_scope(|| tracing::info!("subscribe connection: ICE restart offered"));
+        }
         self.emit(participant, MediaEvent::SubscribeOffer { sdp });
         self.mark_dirty(idx);
     }
@@ -1273,6 +1283,10 @@ impl Router {
         let simulcast = simulcast_rids(&sdp);
         let pc = &mut self.peers.get_mut(idx).expect("just ensured").pc;
         let answer = negotiate::answer_offer(pc, sdp, self.audio, now)?;
+        // A new ICE generation (the publisher restarted ICE) comes with new credentials of ours.
+        if let Some(desc) = self.peers.get(idx).and_then(|peer| peer.pc.local_description()) {
+            self.learn_ufrag(idx, &desc.sdp);
+        }
         let max = self.max_media_sections;
         let p = self.participants.get_mut(participant).expect("checked above");
         p.declared.retain(|id, _| sending.contains(id));
@@ -1489,6 +1503,7 @@ impl Router {
             down: HashMap::new(),
             offer_in_flight: false,
             needs_offer: false,
+            ice_restart: false,
             offers: TokenBucket::new(self.offers_per_second, OFFER_BURST_SECONDS, now),
             forwarded_video: None,
         });
@@ -1553,12 +1568,27 @@ impl Router {
         self.count_declarations();
     }
 
+    /// Routes STUN naming the ufrag of our local description `sdp` to peer `idx`.
+    fn learn_ufrag(&mut self, idx: usize, sdp: &str) {
+        let Some(ufrag) = ice::description_ufrag(sdp) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(idx) else { return };
+        if !peer.ufrags.contains(&ufrag) {
+            // Bounded: a generation needs an applied offer, and offers are rate-limited.
+            peer.ufrags.push(ufrag.clone());
+            self.by_ufrag.insert(ufrag, idx);
+        }
+    }
+
     fn close_peer(&mut self, idx: usize) {
         let Some(mut peer) = self.peers.remove(idx) else { return };
         if let Err(e) = peer.pc.close() {
             tracing::debug!("closing peer connection: {e}");
         }
-        self.by_ufrag.remove(&peer.ufrag);
+        for ufrag in &peer.ufrags {
+            self.by_ufrag.remove(ufrag);
+        }
         for key in &peer.addrs {
             self.by_addr.remove(key);
         }
@@ -1595,15 +1625,7 @@ pub mod fuzzing {
             .expect("not poisoned")
             .certificate(std::time::SystemTime::now())
             .expect("a certificate");
-        let Ok(mut pc) = super::peer::build(
-            "fuzzufrag0000000",
-            "fuzzpassword0123456789abcdefghij",
-            &candidates,
-            Duration::from_secs(5),
-            certificate,
-            None,
-            now,
-        ) else {
+        let Ok(mut pc) = super::peer::build(&candidates, Duration::from_secs(5), certificate, None, now) else {
             return;
         };
         let audio = super::sdp::AudioPreferences { red: true, dtx: true };

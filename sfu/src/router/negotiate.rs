@@ -79,16 +79,7 @@ mod tests {
             ("192.0.2.1:10000".parse().unwrap(), rtc::shared::TransportProtocol::UDP),
             ("192.0.2.1:10001".parse().unwrap(), rtc::shared::TransportProtocol::TCP),
         ];
-        peer::build(
-            "ufragufragufrag1",
-            "passwordpasswordpasswordpassword",
-            &candidates,
-            Duration::from_secs(5),
-            certificate,
-            None,
-            now,
-        )
-        .unwrap()
+        peer::build(&candidates, Duration::from_secs(5), certificate, None, now).unwrap()
     }
 
     #[test]
@@ -129,5 +120,42 @@ mod tests {
             "{answer}"
         );
         apply_answer(&mut client, answer, now).expect("the offerer takes it");
+    }
+
+    #[test]
+    fn an_ice_restart_brings_new_credentials_whichever_side_offers() {
+        use crate::router::ice::description_ufrag;
+        use rtc::peer_connection::configuration::RTCOfferOptions;
+        let ufrag = |sdp: &str| description_ufrag(sdp).expect("a ufrag");
+        let restart = || Some(RTCOfferOptions { ice_restart: true });
+        let prefs = AudioPreferences { red: true, dtx: true };
+        let now = Instant::now();
+        let mut client = server_pc(now);
+        client.add_transceiver_from_kind(RtpCodecKind::Audio, None).unwrap();
+        let offer = client.create_offer(None).unwrap();
+        client.set_local_description(now, offer.clone()).unwrap();
+        let mut server = server_pc(now);
+        let answer = answer_offer(&mut server, offer.sdp.clone(), prefs, now).unwrap();
+        apply_answer(&mut client, answer.clone(), now).unwrap();
+
+        // The publisher restarts: its offer and the server's answer both carry new credentials.
+        let again = client.create_offer(restart()).unwrap();
+        client.set_local_description(now, again.clone()).unwrap();
+        assert_ne!(ufrag(&again.sdp), ufrag(&offer.sdp));
+        let answer2 = answer_offer(&mut server, again.sdp.clone(), prefs, now).unwrap();
+        assert_ne!(
+            ufrag(&answer2),
+            ufrag(&answer),
+            "the server's answer keeps its old credentials"
+        );
+        apply_answer(&mut client, answer2.clone(), now).unwrap();
+
+        // The server restarts as offerer: new credentials again.
+        let from_server = server.create_offer(restart()).unwrap();
+        server.set_local_description(now, from_server.clone()).unwrap();
+        assert_ne!(ufrag(&from_server.sdp), ufrag(&answer2));
+        // Without a restart they stay.
+        let plain = client.create_offer(None).unwrap();
+        assert_eq!(ufrag(&plain.sdp), ufrag(&again.sdp));
     }
 }

@@ -84,12 +84,11 @@ impl BandwidthEstimator for Reporting {
     }
 }
 
-/// A new peer connection with ICE credentials `ufrag`/`pwd`, a host candidate for each address and
-/// the server's DTLS `certificate`; it fails after `failed_after` without any ICE traffic. With an
-/// `estimate` it estimates its downlink (a subscribe connection).
+/// A new peer connection with a host candidate for each address and the server's DTLS
+/// `certificate`; it fails after `failed_after` without any ICE traffic. With an `estimate` it
+/// estimates its downlink (a subscribe connection). Its ICE credentials are random, new at every ICE
+/// restart (as RFC 8839 asks of both sides); the router learns them from its local descriptions.
 pub(crate) fn build(
-    ufrag: &str,
-    pwd: &str,
     candidates: &[(SocketAddr, TransportProtocol)],
     failed_after: Duration,
     certificate: RTCCertificate,
@@ -136,8 +135,13 @@ pub(crate) fn build(
     }
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
-        .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
-        .with_ice_timeouts(Some(ICE_DISCONNECTED), Some(ICE_DISCONNECTED + failed_after), None)
+        // The ICE agent counts the failed timeout from the end of the disconnected one: failed after
+        // ICE_DISCONNECTED + failed_after of silence, as documented (zero would mean never).
+        .with_ice_timeouts(
+            Some(ICE_DISCONNECTED),
+            Some(failed_after.max(Duration::from_secs(1))),
+            None,
+        )
         .build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(

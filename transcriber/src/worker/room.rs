@@ -351,7 +351,9 @@ impl RoomTask {
     async fn join(&mut self) -> samtal_client::Result<Conn> {
         let join = JoinOptions::new(&self.room, &self.shared.config.name)
             .with_token(self.token.clone())
-            .hidden(true);
+            .hidden(true)
+            // A network blip between worker and server must not cost the meeting its transcriber.
+            .resumable(true);
         let mut options = ParticipantOptions::from_join(join);
         options.media_capacity = 16_384;
         options.bind_ip = self.shared.config.bind_ip;

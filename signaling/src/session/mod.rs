@@ -5,14 +5,20 @@
 //! removal. A misbehaving client gets `error` messages and keeps its connection unless the error is
 //! fatal; nothing it sends can stall another participant (its own task, bounded queues).
 
+mod resume;
+mod writer;
+
+pub use resume::{Resume, Resumes};
+
 use crate::meetings;
 use crate::rooms::{JoinLimits, JoinRefused, OUTBOUND_QUEUE, Outbound};
 use crate::server::AppState;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
 use samtal_protocol::{
-    ClientMessage, ErrorCode, LeaveReason, MediaState, ModerateAction, ParticipantInfo, PcKind, Role, ServerMessage,
-    TrackInfo, TrackSource,
+    ClientMessage, ErrorCode, LeaveReason, MediaState, ModerateAction, ParticipantInfo, PcKind, ResumeInfo, Role,
+    ServerMessage, TrackInfo, TrackSource,
 };
 use samtal_sfu::rate::TokenBucket;
 use samtal_sfu::{MediaEvent, PeerState, SubscribeOptions};
@@ -20,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 /// What a `join` asks for besides room, name and token.
@@ -28,6 +34,8 @@ struct JoinRequest {
     hidden: bool,
     matrix_room: Option<String>,
     opt_out: bool,
+    /// The client resumes after a dropped websocket.
+    resumable: bool,
 }
 
 struct Joined {
@@ -97,6 +105,12 @@ struct Session {
     unjoined: Option<UnjoinedSlot>,
     /// Messages to this client dropped because it did not read them.
     dropped: AtomicU64,
+    /// Where a new websocket for this session arrives (`resume::Resumes`).
+    resume_tx: mpsc::Sender<Box<Resume>>,
+    /// The session's resume token, once joined (when resumption is on).
+    resume_token: Option<String>,
+    /// Text messages received from the client in this session, over all its websockets.
+    received: u64,
 }
 
 /// One of the server's limited places for connections that have not joined yet.
@@ -126,53 +140,17 @@ pub async fn run(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
 }
 
 async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
-    let (mut ws_tx, mut ws_rx) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let (ws_tx, ws_rx) = socket.split();
+    let mut ws_rx = Some(ws_rx);
+    let (out, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    let (resume_tx, mut resume_rx) = mpsc::channel::<Box<Resume>>(1);
     state.metrics.connections.inc();
     // Set by the writer when it delivered a moderator's removal, so the leave is reported as `removed`.
     let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let removed_by_writer = removed.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(outbound) = out_rx.recv().await {
-            let (message, close) = match outbound {
-                Outbound::Message(m) => {
-                    let close = match &m {
-                        ServerMessage::Error { fatal: true, code, .. } => Some((close::FATAL_ERROR, code_name(*code))),
-                        _ => None,
-                    };
-                    (m, close)
-                }
-                Outbound::Removed { by } => {
-                    removed_by_writer.store(true, std::sync::atomic::Ordering::Relaxed);
-                    (
-                        ServerMessage::Removed { by },
-                        Some((close::REMOVED, "removed".to_owned())),
-                    )
-                }
-                Outbound::Close { code, reason } => {
-                    let frame = CloseFrame {
-                        code,
-                        reason: Utf8Bytes::from_static(reason),
-                    };
-                    let _ = ws_tx.send(Message::Close(Some(frame))).await;
-                    break;
-                }
-            };
-            let text = serde_json::to_string(&message).expect("server messages serialise");
-            if ws_tx.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
-            if let Some((code, reason)) = close {
-                let frame = CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from(reason),
-                };
-                let _ = ws_tx.send(Message::Close(Some(frame))).await;
-                break;
-            }
-        }
-    });
+    let (attach_tx, writer) = writer::spawn(ws_tx, out_rx, removed.clone());
+    // What keeps a resumed websocket counted under the connection limit.
+    let mut _resumed_slot = None;
     let limits = &state.config.limits;
     let heartbeat = Duration::from_secs(limits.heartbeat_timeout_secs);
     let unjoined = UnjoinedSlot::take(&state);
@@ -186,8 +164,13 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
         peer,
         unjoined,
         dropped: AtomicU64::new(0),
+        resume_tx,
+        resume_token: None,
+        received: 0,
     };
     let mut deadline = tokio::time::Instant::now() + heartbeat;
+    // Set while the websocket is gone and the session waits for its client to resume.
+    let mut detached_until: Option<tokio::time::Instant> = None;
     let join_deadline = tokio::time::Instant::now() + Duration::from_secs(limits.join_timeout_secs);
     let end = loop {
         if session.unjoined.is_none() && session.joined.is_none() && session.worker.is_none() {
@@ -200,9 +183,20 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
             break End::Fatal;
         }
         tokio::select! {
-            frame = ws_rx.next() => {
+            frame = next_frame(&mut ws_rx) => {
                 let text = match frame {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::Leave(LeaveReason::Disconnected),
+                    // A client that closes with "normal" or "going away" means to go.
+                    Some(Ok(Message::Close(Some(CloseFrame { code: 1000 | 1001, .. })))) => {
+                        break End::Leave(LeaveReason::Disconnected)
+                    }
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => match session.detach() {
+                        Some(grace) => {
+                            ws_rx = None;
+                            detached_until = Some(tokio::time::Instant::now() + grace);
+                            continue;
+                        }
+                        None => break End::Leave(LeaveReason::Disconnected),
+                    },
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(bytes))) => {
                         // Counted and limited like text, so binary frames are no way around the limits.
@@ -214,6 +208,7 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
                     Some(Ok(_)) => continue, // websocket ping/pong
                 };
                 deadline = tokio::time::Instant::now() + heartbeat;
+                session.received += 1;
                 if let Some(end) = session.on_frame(text.as_str()).await {
                     break end;
                 }
@@ -228,7 +223,38 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
                     break end;
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => break End::Leave(LeaveReason::Timeout),
+            Some(resume) = resume_rx.recv() => {
+                let peer = resume.peer;
+                let resume = *resume;
+                let (sink, stream) = resume.socket.split();
+                let (reply, replied) = oneshot::channel();
+                let attach = writer::Attach { sink, received: resume.received, reply };
+                if attach_tx.send(attach).await.is_err() {
+                    break End::Leave(LeaveReason::Disconnected);
+                }
+                match replied.await {
+                    Ok(Ok(())) => {
+                        tracing::info!(%peer, detached = detached_until.is_some(), "session resumed on a new websocket");
+                        state.metrics.resumes.inc();
+                        ws_rx = Some(stream);
+                        _resumed_slot = resume.slot;
+                        detached_until = None;
+                        deadline = tokio::time::Instant::now() + heartbeat;
+                        session.send(ServerMessage::Resumed { received: session.received });
+                    }
+                    Ok(Err(why)) => {
+                        tracing::info!(%peer, "resume refused: {why}");
+                        state.metrics.error(ErrorCode::ResumeFailed);
+                        break End::Leave(LeaveReason::Disconnected);
+                    }
+                    Err(_) => break End::Leave(LeaveReason::Disconnected),
+                }
+            }
+            _ = tokio::time::sleep_until(detached_until.unwrap_or(deadline)), if detached_until.is_some() => {
+                tracing::info!("no resume within the grace period");
+                break End::Leave(LeaveReason::Disconnected);
+            }
+            _ = tokio::time::sleep_until(deadline), if detached_until.is_none() => break End::Leave(LeaveReason::Timeout),
             _ = session.out.closed() => break End::Leave(LeaveReason::Disconnected),
         }
     };
@@ -243,11 +269,46 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
         let _ = session.out.try_send(Outbound::Close { code, reason });
     }
     drop(session);
+    drop(attach_tx);
     let _ = writer.await;
     state.metrics.connections.dec();
 }
 
+/// A websocket that asks to resume a session (`/ws?resume=TOKEN&received=N`): handed to that
+/// session, or refused with `resume_failed`.
+pub async fn resume(state: Arc<AppState>, token: String, resume: Box<Resume>) {
+    if let Err(resume) = state.resumes.hand_over(&token, resume) {
+        tracing::info!(peer = %resume.peer, "resume refused: no such session");
+        state.metrics.error(ErrorCode::ResumeFailed);
+        let mut socket = resume.socket;
+        resume::refuse(
+            &mut socket,
+            "no session to resume: it ended, or the token is wrong; join again",
+        )
+        .await;
+    }
+}
+
+/// The next frame of the session's websocket; never, while it has none.
+async fn next_frame(ws_rx: &mut Option<SplitStream<WebSocket>>) -> Option<Result<Message, axum::Error>> {
+    match ws_rx {
+        Some(rx) => rx.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Session {
+    /// The websocket dropped: how long the session waits for its client to resume, if it does.
+    fn detach(&self) -> Option<Duration> {
+        let grace = self.state.config.limits.resume_grace_secs;
+        let stopping = self.state.stopping.load(std::sync::atomic::Ordering::SeqCst);
+        if self.joined.is_none() || self.resume_token.is_none() || grace == 0 || stopping {
+            return None;
+        }
+        tracing::info!("websocket dropped; the session waits {grace} s for a resume");
+        Some(Duration::from_secs(grace))
+    }
+
     fn send(&self, message: ServerMessage) {
         if self.out.try_send(Outbound::Message(message)).is_err() {
             self.state.metrics.dropped.inc();
@@ -334,6 +395,7 @@ impl Session {
                 protocol,
                 matrix_room,
                 transcription_opt_out,
+                resumable,
             } => {
                 if self.joined.is_some() {
                     self.error(
@@ -355,6 +417,7 @@ impl Session {
                         hidden,
                         matrix_room,
                         opt_out: transcription_opt_out,
+                        resumable,
                     };
                     return self.on_join(room, name, token, options).await;
                 }
@@ -661,6 +724,7 @@ impl Session {
             hidden,
             matrix_room,
             opt_out,
+            resumable,
         } = request;
         if !valid_room(&room) {
             self.error(
@@ -738,6 +802,12 @@ impl Session {
             .map_or(0, |d| d.as_secs());
         ice_servers.extend(self.state.config.turn.credentials(&id, now_unix));
         let transcription = self.state.transcription_status(&room);
+        let grace_secs = self.state.config.limits.resume_grace_secs;
+        let resume = (resumable && grace_secs > 0).then(|| ResumeInfo {
+            token: self.state.resumes.register(self.resume_tx.clone()),
+            grace_secs,
+        });
+        self.resume_token = resume.as_ref().map(|r| r.token.clone());
         let welcome = |participants| ServerMessage::Joined {
             participant_id: id.clone(),
             room: room.clone(),
@@ -745,6 +815,7 @@ impl Session {
             ice_servers,
             participants,
             transcription,
+            resume,
         };
         let limits = JoinLimits {
             max_participants: self.state.config.limits.max_participants,
@@ -756,6 +827,9 @@ impl Session {
                 .join(&room, info.clone(), hidden, identity, self.out.clone(), limits, welcome)
         {
             self.state.media.leave(&id).await;
+            if let Some(token) = self.resume_token.take() {
+                self.state.resumes.remove(&token);
+            }
             let (code, message) = match refused {
                 JoinRefused::Full => (ErrorCode::RoomFull, format!("room {room} is full")),
                 JoinRefused::TooManySessions => (
@@ -968,6 +1042,9 @@ impl Session {
         if let Some(worker) = self.worker.take() {
             self.state.transcription.remove_worker(&worker);
             self.broadcast_availability();
+        }
+        if let Some(token) = self.resume_token.take() {
+            self.state.resumes.remove(&token);
         }
         let Some(joined) = self.joined.take() else { return };
         self.state.media.leave(&joined.id).await;
