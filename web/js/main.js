@@ -291,6 +291,8 @@ const copyCaption = (c) => ({ ...c });
 window.samtal = Object.freeze({
   get state() { return meeting ? meeting.state : lastEnd; },
   get participantId() { return meeting ? meeting.participantId : null; },
+  /** The signaling websocket dropped and the session is being resumed. */
+  get reconnecting() { return meeting ? meeting.reconnecting : false; },
   /** The room's dominant speaker as the server announced it (a participant id), or null. */
   get dominantSpeaker() { return meeting ? meeting.dominantSpeaker : null; },
   /** Last-N: ids whose cameras the server forwards to us, or null before it said. */

@@ -99,8 +99,12 @@ export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
  * `transcription` {status} (transcription switched, or its availability changed),
  * `caption` {caption} (a live caption; an interim one is replaced by the next with the same utterance_id).
  */
-/** How long the publish connection may stay disconnected before the client restarts its ICE. */
-const ICE_RESTART_AFTER_MS = 2_000;
+/**
+ * How long the publish connection may stay disconnected before the client restarts its ICE: long
+ * enough for a blip on an unchanged path to heal by itself (a restart renegotiates, which costs the
+ * server its knowledge of our simulcast layers), short enough to beat the server's 25 s failure.
+ */
+const ICE_RESTART_AFTER_MS = 12_000;
 /** And how long after a restart that did not help it tries again. */
 const ICE_RESTART_RETRY_MS = 8_000;
 
@@ -612,6 +616,7 @@ export class Meeting extends EventTarget {
       }
       if (pc.signalingState !== 'closed') await pc.setRemoteDescription({ type: 'answer', sdp: answer });
       this.flushRemoteCandidates();
+
     } catch (e) {
       if (this.state === 'joined') this.notice(`Publishing failed: ${e.message}`);
     } finally {

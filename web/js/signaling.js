@@ -177,7 +177,7 @@ export class Signaling extends EventTarget {
     const wait = RETRY_MS[Math.min(this.retries, RETRY_MS.length - 1)];
     this.retries += 1;
     if (Date.now() + wait >= this.giveUpAt) {
-      this.finish(1006, 'the connection to the server could not be restored', true);
+      this.finish(1006, `no resume within ${this.resume.grace_secs} s`, true);
       return;
     }
     clearTimeout(this.retryTimer);
