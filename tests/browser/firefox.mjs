@@ -9,12 +9,17 @@
 //   1. both join;
 //   2. Bob decodes Alice's camera and receives her microphone; Alice decodes Bob's camera and
 //      receives his microphone with sound in it: media flows both ways through the server;
-//   3. when Bob leaves, Alice's page no longer shows him.
+//   3. Bob's signaling websocket is cut (a TCP proxy between his page and the server ends the
+//      connection and refuses new ones for 3 s): his page shows that it is reconnecting, resumes
+//      the same session, and shows the camera Alice turned off meanwhile; Alice never sees him
+//      leave, and his media still reaches her;
+//   4. when Bob leaves, Alice's page no longer shows him.
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 
+import os from 'node:os';
 import { chromium } from 'playwright-core';
 import puppeteer from 'puppeteer-core';
-import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedAudio, receivedVideo, runChecks, sleep, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedAudio, receivedVideo, runChecks, sleep, startProxy, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: firefox.mjs --url URL --room ROOM [--firefox PATH] [--chromium PATH] [--timeout S]';
 
@@ -57,7 +62,12 @@ async function main() {
     const page = await firefox.newPage();
     const bob = { name: 'Bob', page, console: [] };
     page.on('pageerror', (e) => bob.console.push(`pageerror: ${e.message}`));
-    await page.goto(`${url}/?${new URLSearchParams({ room: args.room, name: 'Bob', autojoin: '1' })}`);
+    // Bob reaches the server through a proxy on this namespace's own address (a page from loopback
+    // gets no media in Firefox here), so that his websocket can be cut.
+    const own = Object.values(os.networkInterfaces()).flat().find((a) => a.family === 'IPv4' && !a.internal);
+    if (!own) throw new Error('no address of its own in this namespace');
+    const proxy = await startProxy(own.address, new URL(url));
+    await page.goto(`${proxy.url}/?${new URLSearchParams({ room: args.room, name: 'Bob', autojoin: '1' })}`);
     people.push(bob);
     for (const p of people) p.id = await joined(p.page, p.name, timeout);
     summary.firefox = await firefox.version();
@@ -71,6 +81,56 @@ async function main() {
       return { ok: f.frames >= 10 && f.packets >= 25 && f.energy > 0, detail: f };
     });
     summary.alice_receives = aliceGets.detail;
+
+    // Bob's websocket is cut; his session resumes.
+    let bobSeen = true;
+    const watch = setInterval(async () => {
+      try {
+        if (!(await alice.page.evaluate(() => [...window.samtal.participants.keys()])).includes(bob.id)) bobSeen = false;
+      } catch { /* closing */ }
+    }, 250);
+    const bobState = () => page.evaluate(() => ({
+      state: window.samtal.state,
+      id: window.samtal.participantId,
+      reconnecting: window.samtal.reconnecting,
+      connection: document.getElementById('connection-state').textContent,
+    }));
+    try {
+      proxy.cut();
+      const cutAt = Date.now();
+      try {
+        await waitFor("Bob's page (Firefox) does not show that it is reconnecting", timeout, async () => {
+          const st = await bobState();
+          return { ok: st.reconnecting && /Reconnecting/.test(st.connection), detail: st };
+        });
+        summary.reconnecting_shown_after_ms = Date.now() - cutAt;
+        await alice.page.click('#camera-button');
+        await sleep(Math.max(0, 3000 - (Date.now() - cutAt)));
+      } finally {
+        proxy.restore();
+      }
+      const restoredAt = Date.now();
+      const resumed = await waitFor("Bob's page (Firefox) does not resume", timeout, async () => {
+        const st = await bobState();
+        return { ok: st.state === 'joined' && !st.reconnecting, detail: st };
+      });
+      summary.resumed_after_ms = Date.now() - restoredAt;
+      if (resumed.detail.id !== bob.id) throw new Error(`Bob's participant id changed: ${bob.id} -> ${resumed.detail.id}`);
+      await waitFor("Bob's page (Firefox) does not show the camera Alice turned off while he was away", timeout, async () => {
+        const muted = await page.evaluate((aliceId) => {
+          const a = window.samtal.participants.get(aliceId);
+          return !!a && [...a.tracks.values()].some((t) => t.source === 'camera' && t.muted);
+        }, alice.id);
+        return { ok: muted, detail: muted };
+      });
+      summary.alice_receives_after_resume = (await waitFor("Alice no longer receives Bob after his resume", timeout, async () => {
+        const f = await flow(alice, bob);
+        return { ok: f.frames >= 10 && f.packets >= 25, detail: f };
+      })).detail;
+    } finally {
+      clearInterval(watch);
+    }
+    if (!bobSeen) throw new Error("Bob left Alice's participant list while his websocket was cut");
     await page.close();
     await waitFor("Alice's page still shows Bob after he left", timeout, async () => {
       const ids = await alice.page.evaluate(() => [...window.samtal.participants.keys()]);

@@ -1,5 +1,6 @@
 // Helpers shared by the browser drivers: Chromium flags, argument parsing, polling with a deadline.
 
+import net from 'node:net';
 import { chromium } from 'playwright-core';
 
 /** The flags three_party.mjs uses: fake camera and microphone, no permission prompts, loopback ICE. */
@@ -198,4 +199,35 @@ export async function runChecks(summary, browsers, body) {
   }
   console.log(JSON.stringify(summary));
   process.exit(summary.ok ? 0 : 1);
+}
+
+/** A TCP proxy on `host` (any port) to `target`; `cut()` ends every connection and refuses new ones until `restore()`. */
+export function startProxy(host, target) {
+  const sockets = new Set();
+  let open = true;
+  const server = net.createServer((client) => {
+    if (!open) {
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = net.connect(target.port, target.hostname);
+    const pair = [client, upstream];
+    const gone = () => pair.forEach((s) => { s.destroy(); sockets.delete(s); });
+    for (const s of pair) {
+      sockets.add(s);
+      s.on('error', gone).on('close', gone);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => server.listen(0, host, () => resolve({
+    url: `http://${host}:${server.address().port}`,
+    cut() {
+      open = false;
+      for (const s of sockets) s.resetAndDestroy();
+      sockets.clear();
+    },
+    restore() { open = true; },
+    close() { server.close(); },
+  })));
 }

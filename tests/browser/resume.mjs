@@ -21,42 +21,10 @@
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 
 import { execFileSync } from 'node:child_process';
-import net from 'node:net';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedVideo, runChecks, sleep, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedVideo, runChecks, sleep, startProxy, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: resume.mjs --url URL --room ROOM --cut-chromium PATH --cut-dev DEV --grace S [--cut-seconds S] [--chromium PATH] [--timeout S]';
-
-/** A TCP proxy on `host` (any port) to `target`; `cut()` ends every connection and refuses new ones until `restore()`. */
-function startProxy(host, target) {
-  const sockets = new Set();
-  let open = true;
-  const server = net.createServer((client) => {
-    if (!open) {
-      client.resetAndDestroy();
-      return;
-    }
-    const upstream = net.connect(target.port, target.hostname);
-    const pair = [client, upstream];
-    const gone = () => pair.forEach((s) => { s.destroy(); sockets.delete(s); });
-    for (const s of pair) {
-      sockets.add(s);
-      s.on('error', gone).on('close', gone);
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  return new Promise((resolve) => server.listen(0, host, () => resolve({
-    url: `http://${host}:${server.address().port}`,
-    cut() {
-      open = false;
-      for (const s of sockets) s.resetAndDestroy();
-      sockets.clear();
-    },
-    restore() { open = true; },
-    close() { server.close(); },
-  })));
-}
 
 /** Runs in a page: the signaling and meeting state the checks look at. */
 function pageState() {

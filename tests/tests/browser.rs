@@ -203,7 +203,9 @@ async fn chromium_sends_red_and_dtx_and_the_transcriber_hears_the_opus_inside() 
 }
 
 /// Firefox ESR and Chromium in one meeting (tests/browser/firefox.mjs): media flows both ways through
-/// the server, and a Firefox participant who leaves disappears from Chromium's page. Both browsers
+/// the server; Firefox's signaling websocket, cut by a TCP proxy, resumes the same session (with what
+/// it missed meanwhile, and no leave seen by Chromium); a Firefox participant who leaves disappears
+/// from Chromium's page. Both browsers
 /// run inside a network namespace with an address of its own, the server on its link's other end:
 /// Firefox never offers a loopback candidate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
