@@ -64,6 +64,10 @@ const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// How often each subscriber's downlink estimate is spent anew on layers.
 const ALLOCATION: Duration = Duration::from_millis(500);
 
+/// How long a subscribe connection stays interrupted (after the 10 s of silence that interrupt it)
+/// before the server restarts its ICE; it fails 15 s after the interruption.
+const ICE_RESTART_AFTER: Duration = Duration::from_secs(6);
+
 /// Share of a downlink estimate the allocator spends: the rest absorbs keyframes, retransmissions
 /// and the estimate's own error.
 const SPEND_PERCENT: u64 = 85;
@@ -182,6 +186,11 @@ struct Participant {
     needs_offer: bool,
     /// The next subscribe offer restarts ICE.
     ice_restart: bool,
+    /// Since when the subscribe connection has been interrupted (nothing heard from it), until it
+    /// is connected again.
+    interrupted_since: Option<Instant>,
+    /// Its ICE restart for this interruption was offered.
+    restart_offered: bool,
     /// Publish offers this participant may still make now.
     offers: TokenBucket,
     /// Publishers whose cameras it receives under last-N, as last told (`None`: not told yet).
@@ -414,6 +423,7 @@ impl Router {
             self.next_allocation = now + ALLOCATION;
             self.allocate_all(now);
             self.dynacast(now);
+            self.restart_silent_subscribers(now);
         }
         let changes: Vec<(String, usize)> = self
             .speakers
@@ -432,6 +442,47 @@ impl Router {
             let peers = &self.peers;
             self.timers
                 .compact(|at, key| peers.get(key).is_some_and(|p| p.deadline == Some(at)));
+        }
+    }
+
+    /// A subscribe connection interrupted for [`ICE_RESTART_AFTER`] is offered an ICE restart: its
+    /// network may have changed, and new addresses need new ICE credentials to be tried. A shorter
+    /// silence (a congested link) usually heals by itself, and a restart renegotiates. One still
+    /// not connected `failed_after` after the interruption has failed, restart or not. The publish
+    /// connection is the client's to restart.
+    fn restart_silent_subscribers(&mut self, now: Instant) {
+        let failed_after = self.failed_after;
+        let mut restart = Vec::new();
+        let mut failed = Vec::new();
+        for (idx, p) in self.participants.iter_mut() {
+            let Some(since) = p.interrupted_since else { continue };
+            let silent = now.saturating_duration_since(since);
+            if silent >= failed_after {
+                p.interrupted_since = None;
+                failed.push(idx);
+            } else if silent >= ICE_RESTART_AFTER && !p.restart_offered {
+                p.restart_offered = true;
+                p.ice_restart = true;
+                p.needs_offer = true;
+                restart.push(idx);
+            }
+        }
+        for participant in restart {
+            self.offer_if_needed(participant, now);
+        }
+        for participant in failed {
+            if let Some(p) = self.participants.get(participant) {
+                p.span.in_scope(
+                    || tracing::info!(pc = ?PcKind::Subscribe, "peer connection failed: no ICE restart helped"),
+                );
+            }
+            self.emit(
+                participant,
+                MediaEvent::PeerState {
+                    pc: PcKind::Subscribe,
+                    state: PeerState::Failed,
+                },
+            );
         }
     }
 
@@ -530,14 +581,22 @@ impl Router {
                         .in_scope(|| tracing::info!(pc = ?pc_kind, ?state, "peer connection state"));
                 }
                 self.emit(participant, MediaEvent::PeerState { pc: pc_kind, state });
-                if pc_kind == PcKind::Subscribe && state == PeerState::Interrupted {
-                    // Its network may have changed: the subscriber's new addresses need new ICE
-                    // credentials to be tried. (The publish connection is the client's to restart.)
-                    if let Some(p) = self.participants.get_mut(participant) {
-                        p.ice_restart = true;
-                        p.needs_offer = true;
+                if pc_kind == PcKind::Subscribe
+                    && let Some(p) = self.participants.get_mut(participant)
+                {
+                    // Still silent ICE_RESTART_AFTER from now: restarted (housekeeping). A
+                    // restart starts the ICE agent's timers afresh, so the failure is the router's
+                    // to call; a new generation's checking is not a recovery.
+                    match state {
+                        PeerState::Interrupted => {
+                            p.interrupted_since.get_or_insert(now);
+                        }
+                        PeerState::Connected => {
+                            p.interrupted_since = None;
+                            p.restart_offered = false;
+                        }
+                        _ => {}
                     }
-                    self.offer_if_needed(participant, now);
                 }
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) if pc_kind == PcKind::Publish => {
@@ -1504,6 +1563,8 @@ impl Router {
             offer_in_flight: false,
             needs_offer: false,
             ice_restart: false,
+            interrupted_since: None,
+            restart_offered: false,
             offers: TokenBucket::new(self.offers_per_second, OFFER_BURST_SECONDS, now),
             forwarded_video: None,
         });
