@@ -94,6 +94,25 @@ export async function receivedVideo() {
   return out;
 }
 
+/** Frames `viewer` (a person of openMeeting) decodes from participant `id` over `ms`. */
+export async function framesFrom(viewer, id, ms = 2000) {
+  const before = (await viewer.page.evaluate(receivedVideo))[id]?.frames || 0;
+  await sleep(ms);
+  return ((await viewer.page.evaluate(receivedVideo))[id]?.frames || 0) - before;
+}
+
+/**
+ * Waits until `viewer` decodes at least 10 frames in 2 s from `id`'s camera; returns that count.
+ * `explain()`, if given, adds to the failure message what it returns.
+ */
+export async function decodes(viewer, id, timeout, explain = null) {
+  return (await waitFor(`${viewer.name} does not decode ${id}'s camera`, timeout, async () => {
+    const f = await framesFrom(viewer, id);
+    const detail = f >= 10 || !explain ? f : { frames: f, ...(await explain()) };
+    return { ok: f >= 10, detail };
+  })).detail;
+}
+
 /**
  * Runs in the page (`page.evaluate(receivedAudio)`): the audio it receives, by publisher (msid stream id
  * of the receiver's m-section): codec, packets, total audio energy, samples and concealed samples.

@@ -22,7 +22,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedVideo, runChecks, sleep, startProxy, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, decodes, joined, openMeeting, parseArgs, runChecks, sleep, startProxy, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: resume.mjs --url URL --room ROOM --cut-chromium PATH --cut-dev DEV --grace S [--cut-seconds S] [--chromium PATH] [--timeout S]';
 
@@ -38,20 +38,6 @@ function pageState() {
     muted: m ? Object.fromEntries([...m.participants].map(([id, p]) => [id, [...p.tracks.values()].filter((t) => t.muted).map((t) => t.source)])) : {},
     notices: [...document.querySelectorAll('#notices .notice')].map((n) => n.textContent),
   };
-}
-
-/** Frames `viewer` decodes from `id` over 2 s. */
-async function framesFrom(viewer, id) {
-  const before = (await viewer.page.evaluate(receivedVideo))[id]?.frames || 0;
-  await sleep(2000);
-  return ((await viewer.page.evaluate(receivedVideo))[id]?.frames || 0) - before;
-}
-
-async function decodes(viewer, id, timeout) {
-  return (await waitFor(`${viewer.name} does not decode ${id}'s camera`, timeout, async () => {
-    const f = await framesFrom(viewer, id);
-    return { ok: f >= 10, detail: f };
-  })).detail;
 }
 
 async function main() {

@@ -16,6 +16,14 @@ const RETRY_MS = [250, 500, 1_000, 2_000];
 /** Client messages kept for sending again after a resume. */
 const SENT_LOG_MAX = 512;
 
+/** Closes a socket we no longer listen to: none of its events reach us, whatever state it is in. */
+function forget(ws) {
+  ws.onopen = ws.onmessage = ws.onclose = null;
+  try {
+    ws.close();
+  } catch { /* already closing */ }
+}
+
 /** The websocket URL of the page's own origin (wss: when the page is https). */
 export function defaultSignalingUrl(loc = window.location) {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -71,8 +79,7 @@ export class Signaling extends EventTarget {
     const connectTimer = setTimeout(() => {
       if (this.ws !== ws || ws.readyState !== WebSocket.CONNECTING) return;
       if (first) {
-        ws.onopen = ws.onmessage = ws.onclose = null;
-        ws.close();
+        forget(ws);
         first.reject(new Error(`Cannot reach the server (${this.url}).`));
         return;
       }
@@ -114,10 +121,7 @@ export class Signaling extends EventTarget {
 
   /** Gives a socket up without waiting for its closing handshake (the network may be gone). */
   drop(ws, code) {
-    ws.onopen = ws.onmessage = ws.onclose = null;
-    try {
-      ws.close();
-    } catch { /* already closing */ }
+    forget(ws);
     if (this.ws === ws) this.onDropped(code, '');
   }
 
@@ -192,10 +196,7 @@ export class Signaling extends EventTarget {
     this.reconnecting = false;
     const ws = this.ws;
     this.ws = null;
-    if (ws && ws.readyState <= WebSocket.OPEN) {
-      ws.onopen = ws.onmessage = ws.onclose = null;
-      ws.close();
-    }
+    if (ws && ws.readyState <= WebSocket.OPEN) forget(ws);
     this.dispatchEvent(new CustomEvent('close', { detail: { code, reason, wasOpen: true, gaveUp } }));
   }
 

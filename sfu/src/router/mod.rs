@@ -1343,9 +1343,7 @@ impl Router {
         let pc = &mut self.peers.get_mut(idx).expect("just ensured").pc;
         let answer = negotiate::answer_offer(pc, sdp, self.audio, now)?;
         // A new ICE generation (the publisher restarted ICE) comes with new credentials of ours.
-        if let Some(desc) = self.peers.get(idx).and_then(|peer| peer.pc.local_description()) {
-            self.learn_ufrag(idx, &desc.sdp);
-        }
+        self.learn_ufrag(idx, &answer);
         let max = self.max_media_sections;
         let p = self.participants.get_mut(participant).expect("checked above");
         p.declared.retain(|id, _| sending.contains(id));
