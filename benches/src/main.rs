@@ -67,6 +67,13 @@ struct Cli {
     /// Pause between two joins, milliseconds.
     #[arg(long, default_value_t = 0)]
     join_gap_ms: u64,
+    /// Rooms of the scenario's shape, side by side (a room stays on one media loop: several rooms
+    /// are what spreads the load over loops).
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// The server's media loops (`[media] loops`); default: its own default, one per core.
+    #[arg(long)]
+    loops: Option<usize>,
 }
 
 #[tokio::main]
@@ -78,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.seconds == 0 {
         bail!("--seconds must be at least 1");
+    }
+    if cli.rooms == 0 {
+        bail!("--rooms must be at least 1");
     }
     let server_bin = match &cli.server_bin {
         Some(path) => path.clone(),
@@ -154,7 +164,7 @@ fn free_udp_port() -> std::io::Result<u16> {
 
 impl Server {
     /// Starts `bin serve` on free loopback ports, announcing only 127.0.0.1 for media.
-    fn start(bin: &Path, tag: &str) -> anyhow::Result<Server> {
+    fn start(bin: &Path, tag: &str, loops: Option<usize>) -> anyhow::Result<Server> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?));
         let udp_port = free_udp_port()?;
         let config = std::env::temp_dir().join(format!("samtal-loadgen-{}-{tag}.toml", std::process::id()));
@@ -162,8 +172,9 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {data_dir:?}\n[media]\nips = [\"127.0.0.1\"]\n[limits]\nmax_participants = 1000\n",
-                data_dir = data_dir.display().to_string()
+                "data_dir = {data_dir:?}\n[media]\nips = [\"127.0.0.1\"]\n{loops}[limits]\nmax_participants = 1000\n",
+                data_dir = data_dir.display().to_string(),
+                loops = loops.map(|n| format!("loops = {n}\n")).unwrap_or_default()
             ),
         )?;
         let child = Command::new(bin)
@@ -422,6 +433,8 @@ impl Snapshot {
 /// Everything measured in one scenario.
 struct Outcome {
     scenario: Scenario,
+    rooms: usize,
+    loops: Option<usize>,
     window: f64,
     sent_per_s: f64,
     expected_per_s: f64,
@@ -509,11 +522,23 @@ impl Outcome {
     const RULE: &'static str =
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
+    /// The scenario, with its rooms and the server's media loops where given.
+    fn label(&self) -> String {
+        let mut label = self.scenario.to_string();
+        if self.rooms > 1 {
+            label += &format!(" ×{} rooms", self.rooms);
+        }
+        if let Some(loops) = self.loops {
+            label += &format!(", {loops} loop{}", if loops == 1 { "" } else { "s" });
+        }
+        label
+    }
+
     fn row(&self) -> String {
         format!(
             "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} % | {:.0} % | {:.2} | {:.1} MiB | {:.2} MiB | {:.0} / {:.0} ms | {:.2} / {:.2} ms | {:.1} µs | {:.0} % | {:.0} % / {:.0} % | {:.0} % | {:.1} % | {:.0} | {} |",
-            self.scenario,
-            self.scenario.participants(),
+            self.label(),
+            self.scenario.participants() * self.rooms,
             self.sent_per_s,
             self.expected_per_s,
             self.forwarded_per_s,
@@ -623,27 +648,32 @@ impl Outcome {
 }
 
 async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
-    let mut server = Server::start(server_bin, &scenario.to_string())?;
+    let mut server = Server::start(server_bin, &scenario.to_string(), cli.loops)?;
     server.wait_healthy().await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = procfs::process_rss(server.pid)?;
     let ws = server.ws_url();
-    let room = format!("loadgen-{scenario}-{}", std::process::id());
+    let rooms: Vec<String> = (0..cli.rooms)
+        .map(|r| format!("loadgen-{scenario}-{}-{r}", std::process::id()))
+        .collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let measuring = Arc::new(AtomicBool::new(false));
     let problems = Arc::new(AtomicU64::new(0));
     let gap = Duration::from_millis(cli.join_gap_ms);
 
-    let mut members: Vec<Member> = Vec::with_capacity(scenario.participants());
+    let mut members: Vec<Member> = Vec::with_capacity(scenario.participants() * cli.rooms);
     let join_phase = Instant::now();
-    for i in 0..scenario.participants() {
+    for (room, i) in rooms
+        .iter()
+        .flat_map(|room| (0..scenario.participants()).map(move |i| (room, i)))
+    {
         let publisher = i < scenario.publishers;
         let mut options = if publisher {
-            ParticipantOptions::new(&room, format!("pub-{i}"))
+            ParticipantOptions::new(room, format!("pub-{i}"))
                 .with_audio()
                 .with_video()
         } else {
-            ParticipantOptions::new(&room, format!("sub-{}", i - scenario.publishers))
+            ParticipantOptions::new(room, format!("sub-{}", i - scenario.publishers))
         };
         if scenario.simulcast && publisher {
             options = options.with_simulcast();
@@ -750,7 +780,7 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         .collect();
     let sent_per_s = (after.sent - before.sent) as f64 / window;
     let server_cpu = (after.server_cpu - before.server_cpu).as_secs_f64();
-    let rss_per_participant = rss_loaded.saturating_sub(rss_idle) as f64 / scenario.participants() as f64;
+    let rss_per_participant = rss_loaded.saturating_sub(rss_idle) as f64 / (scenario.participants() * cli.rooms) as f64;
     let (busy0, total0) = before.machine;
     let (busy1, total1) = after.machine;
     let receivers_per_track = (scenario.publishers - 1 + scenario.subscribers) as f64;
@@ -782,6 +812,8 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     };
     Ok(Outcome {
         scenario,
+        rooms: cli.rooms,
+        loops: cli.loops,
         window,
         sent_per_s,
         expected_per_s,

@@ -188,6 +188,13 @@ pub enum ClientMessage {
         width: u32,
         height: u32,
     },
+    /// Whether a negotiated publish track carries media, without renegotiating: `false` unpublishes
+    /// it (its m-section stays negotiated, its packets are dropped), `true` lets its next packet
+    /// publish it again. For a screen share sent with `replaceTrack` on a section negotiated ahead.
+    TrackActive {
+        track_id: String,
+        active: bool,
+    },
     Leave,
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +289,7 @@ impl ClientMessage {
         "mute",
         "moderate",
         "video_tile",
+        "track_active",
         "leave",
         "ping",
         "transcription",
@@ -305,6 +313,7 @@ impl ClientMessage {
             ClientMessage::Mute { .. } => "mute",
             ClientMessage::Moderate { .. } => "moderate",
             ClientMessage::VideoTile { .. } => "video_tile",
+            ClientMessage::TrackActive { .. } => "track_active",
             ClientMessage::Leave => "leave",
             ClientMessage::Ping { .. } => "ping",
             ClientMessage::Transcription { .. } => "transcription",

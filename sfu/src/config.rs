@@ -3,11 +3,15 @@
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-/// Where media flows. All peer connections share one UDP port per local address.
+/// Where media flows. The peer connections of one media loop share one UDP port per local address.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
-    /// UDP port shared by all peers on every address in `ips` (0: an ephemeral port, for tests).
+    /// Media loops: threads that each own their sockets and forward the rooms placed on them
+    /// (0: one per core). Loop `i` uses `udp_port + i` and `tcp_port + i`.
+    pub loops: usize,
+    /// UDP port of the first media loop, shared by its peers on every address in `ips` (0: an
+    /// ephemeral port per loop, for tests).
     pub udp_port: u16,
     /// Local addresses to bind and announce as ICE host candidates. Empty: every non-link-local
     /// IPv4 address of the machine's interfaces, loopback included.
@@ -15,7 +19,8 @@ pub struct MediaConfig {
     /// Passive ICE-TCP (RFC 6544, RFC 4571 framing) on every address in `ips`, for networks that
     /// block UDP: offered as a candidate of lower priority than UDP.
     pub ice_tcp: bool,
-    /// TCP port shared by all ICE-TCP connections on every address in `ips` (0: a free port, for tests).
+    /// TCP port of the first media loop's ICE-TCP listeners on every address in `ips` (0: a free
+    /// port per loop, for tests).
     pub tcp_port: u16,
     /// ICE-TCP connections held at once, and from one remote IP address; more are closed at once.
     pub max_tcp_connections: usize,
@@ -44,6 +49,7 @@ pub struct MediaConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
+            loops: 0,
             udp_port: 10000,
             ips: Vec::new(),
             ice_tcp: true,
@@ -57,6 +63,24 @@ impl Default for MediaConfig {
             last_n: 20,
             opus_red: true,
             opus_dtx: true,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The media loops to run: `loops`, or one per core.
+    pub fn loop_count(&self) -> usize {
+        match self.loops {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The port of loop `index` counted from `base` (0 stays 0: an ephemeral port).
+    pub fn port_of(base: u16, index: usize) -> Option<u16> {
+        match base {
+            0 => Some(0),
+            _ => u16::try_from(usize::from(base) + index).ok(),
         }
     }
 }

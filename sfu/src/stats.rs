@@ -54,7 +54,38 @@ impl Stats {
     pub(crate) fn sub(counter: &AtomicU64, n: u64) {
         counter.fetch_sub(n, Ordering::Relaxed);
     }
-    pub(crate) fn set(counter: &AtomicU64, n: u64) {
-        counter.store(n, Ordering::Relaxed);
+}
+
+/// One media loop's part of a gauge that several loops share: `report` moves the shared counter by
+/// the change since this part's last report, so each loop reports only what it holds.
+#[derive(Debug, Default)]
+pub(crate) struct Share(u64);
+
+impl Share {
+    pub(crate) fn report(&mut self, counter: &AtomicU64, now: u64) {
+        if now >= self.0 {
+            Stats::add(counter, now - self.0);
+        } else {
+            Stats::sub(counter, self.0 - now);
+        }
+        self.0 = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_of_a_gauge_add_up() {
+        let gauge = AtomicU64::new(0);
+        let (mut a, mut b) = (Share::default(), Share::default());
+        a.report(&gauge, 3);
+        b.report(&gauge, 5);
+        a.report(&gauge, 1);
+        assert_eq!(Stats::get(&gauge), 6);
+        b.report(&gauge, 0);
+        a.report(&gauge, 0);
+        assert_eq!(Stats::get(&gauge), 0);
     }
 }

@@ -9,52 +9,25 @@
 //   1. every participant decodes video and receives audio with energy (the fake mic's beep) from both
 //      others, each track attributed to its sender by the msid stream id (= publisher's participant id);
 //   2. when Alice shares her screen, Bob and Carol decode frames from a third video track of Alice's,
-//      announced with source screen_share; when she stops, its tile goes away;
+//      announced with source screen_share, and go on decoding her camera; when she stops, its tile
+//      goes away; and all that again for a second share;
 //   3. when Carol clicks Leave, her tile and roster entry disappear for Alice and Bob.
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 // `--timeout` is the deadline in seconds for each of those waits.
 
 import { chromium } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
+import { CHROMIUM_FLAGS, parseArgs, sleep, waitFor } from './lib.mjs';
 
 const NAMES = ['Alice', 'Bob', 'Carol'];
 
-function parseArgs(argv) {
-  const args = { chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium', timeout: 60, screenshot: null, url: null, room: null };
-  for (let i = 0; i < argv.length; i++) {
-    const key = argv[i].replace(/^--/, '');
-    if (!(key in args) || i + 1 >= argv.length) throw new Error(`unknown or incomplete argument ${argv[i]}`);
-    args[key] = argv[++i];
-  }
-  if (!args.url || !args.room) throw new Error('usage: three_party.mjs --url URL --room ROOM [--chromium PATH] [--timeout S] [--screenshot FILE]');
+const USAGE = 'usage: three_party.mjs --url URL --room ROOM [--chromium PATH] [--timeout S] [--screenshot FILE]';
+
+function threePartyArgs(argv) {
+  const args = parseArgs(argv, { chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium', timeout: 60, screenshot: null, url: null, room: null }, ['url', 'room'], USAGE);
   args.timeout = Number(args.timeout);
   args.url = args.url.replace(/\/+$/, '');
   return args;
-}
-
-const CHROMIUM_FLAGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream', '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-  // For getDisplayMedia: pick a capture source without a picker.
-  '--auto-select-desktop-capture-source=Entire screen',
-];
-
-/** Polls `check` (returns {ok, detail}) until ok or the deadline; throws naming `what` and the last detail. */
-async function waitFor(what, timeoutS, check) {
-  const deadline = Date.now() + timeoutS * 1000;
-  let last = null;
-  for (;;) {
-    try {
-      last = await check();
-    } catch (e) {
-      last = { ok: false, detail: `check threw: ${e.message}` };
-    }
-    if (last.ok) return last;
-    if (Date.now() > deadline) throw new Error(`${what} (after ${timeoutS} s): ${JSON.stringify(last.detail)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 /**
@@ -118,7 +91,7 @@ function installCanvasScreen() {
 }
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2));
+  const args = threePartyArgs(process.argv.slice(2));
   const started = Date.now();
   const browser = await chromium.launch({ executablePath: args.chromium, headless: true, args: CHROMIUM_FLAGS });
   const people = [];
@@ -195,27 +168,41 @@ async function main() {
       await alice.page.evaluate(installCanvasScreen);
       summary.screen_capture = `canvas captureStream (getDisplayMedia failed headless: ${probe})`;
     }
-    await alice.page.click('#share-button');
-    await waitFor('Alice did not start sharing', args.timeout, async () => ({ ok: await alice.page.evaluate(() => window.samtal.sharing), detail: 'window.samtal.sharing is false' }));
-    for (const p of people.filter((o) => o !== alice)) {
-      const r = await waitFor(`${p.name} does not decode Alice's screen share`, args.timeout, async () => {
-        const media = await p.page.evaluate(receivedMedia);
-        const fromAlice = media.filter((m) => m.from === alice.id && m.kind === 'video');
-        const screen = fromAlice.find((m) => m.source === 'screen_share' && m.framesDecoded > 0);
-        const tile = await p.page.locator(`#grid .tile[data-participant-id="${alice.id}"][data-source="screen_share"]`).count();
-        const ok = fromAlice.length >= 2 && !!screen && tile === 1;
-        return { ok, detail: ok ? screen.framesDecoded : { video_tracks_from_alice: fromAlice, screen_tiles: tile } };
-      });
-      summary.participants[p.name].received.Alice.screen_frames_decoded = r.detail;
-    }
-    if (args.screenshot) writeFileSync(args.screenshot, await byName.Bob.page.screenshot());
+    // Twice: the second share reuses the section the first one left (track_active, no renegotiation).
+    for (const round of [1, 2]) {
+      await alice.page.click('#share-button');
+      await waitFor('Alice did not start sharing', args.timeout, async () => ({ ok: await alice.page.evaluate(() => window.samtal.sharing), detail: 'window.samtal.sharing is false' }));
+      for (const p of people.filter((o) => o !== alice)) {
+        const r = await waitFor(`${p.name} does not decode Alice's screen share (share ${round})`, args.timeout, async () => {
+          const media = await p.page.evaluate(receivedMedia);
+          const fromAlice = media.filter((m) => m.from === alice.id && m.kind === 'video');
+          const screen = fromAlice.find((m) => m.source === 'screen_share' && m.framesDecoded > 0);
+          const tile = await p.page.locator(`#grid .tile[data-participant-id="${alice.id}"][data-source="screen_share"]`).count();
+          const ok = fromAlice.length >= 2 && !!screen && tile === 1;
+          return { ok, detail: ok ? screen.framesDecoded : { video_tracks_from_alice: fromAlice, screen_tiles: tile } };
+        });
+        // Alice's camera goes on while she shares (a renegotiation used to freeze its simulcast layers).
+        const camera = await waitFor(`${p.name} stops decoding Alice's camera while she shares (share ${round})`, args.timeout, async () => {
+          const frames = async () => (await p.page.evaluate(receivedMedia))
+            .filter((m) => m.from === alice.id && m.source === 'camera').reduce((n, m) => n + m.framesDecoded, 0);
+          const before = await frames();
+          await sleep(2000);
+          const f = (await frames()) - before;
+          return { ok: f >= 10, detail: f };
+        });
+        const seen = summary.participants[p.name].received.Alice;
+        seen[`screen_frames_decoded_${round}`] = r.detail;
+        seen[`camera_frames_in_2s_while_sharing_${round}`] = camera.detail;
+      }
+      if (args.screenshot && round === 1) writeFileSync(args.screenshot, await byName.Bob.page.screenshot());
 
-    await alice.page.click('#share-button'); // stop sharing
-    for (const p of people.filter((o) => o !== alice)) {
-      await waitFor(`${p.name} still shows Alice's screen share after she stopped`, args.timeout, async () => {
-        const tile = await p.page.locator(`#grid .tile[data-participant-id="${alice.id}"][data-source="screen_share"]`).count();
-        return { ok: tile === 0, detail: `${tile} screen tile(s)` };
-      });
+      await alice.page.click('#share-button'); // stop sharing
+      for (const p of people.filter((o) => o !== alice)) {
+        await waitFor(`${p.name} still shows Alice's screen share after she stopped (share ${round})`, args.timeout, async () => {
+          const tile = await p.page.locator(`#grid .tile[data-participant-id="${alice.id}"][data-source="screen_share"]`).count();
+          return { ok: tile === 0, detail: `${tile} screen tile(s)` };
+        });
+      }
     }
 
     // 3. Carol leaves.

@@ -373,8 +373,19 @@ export class Meeting extends EventTarget {
       if (source === 'camera') init.sendEncodings = CAMERA_LAYERS.map((e) => ({ ...e }));
       l.transceiver = this.publishPc.addTransceiver(l.track, init);
     }
+    // The screen share's section is negotiated now, empty, and gets its track by replaceTrack: sharing
+    // never renegotiates, which would make the server lose the camera's simulcast layers (see the
+    // protocol's "Screen share"). Text wants resolution, not motion: one layer at a low frame rate.
+    if (navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia) {
+      this.shareTransceiver = this.publishPc.addTransceiver('video', {
+        direction: 'sendonly', streams: [this.localStream], sendEncodings: [{ maxFramerate: 5, maxBitrate: 2_500_000 }],
+      });
+      const params = this.shareTransceiver.sender.getParameters();
+      params.degradationPreference = 'maintain-resolution';
+      this.shareTransceiver.sender.setParameters(params).catch(() => {}); // not every browser takes it
+    }
     for (const source of ['microphone', 'camera']) if (this.startMuted[source]) this.setMuted(source, true);
-    if (this.local.microphone || this.local.camera) this.negotiatePublish();
+    if (this.local.microphone || this.local.camera || this.shareTransceiver) this.negotiatePublish();
     this.startLevels();
   }
 
@@ -633,9 +644,9 @@ export class Meeting extends EventTarget {
   declaredTracks() {
     const byMid = new Map(parseSdpSections(this.publishPc.localDescription.sdp).map((s) => [s.mid, s]));
     const out = [];
+    const sections = { microphone: this.local.microphone?.transceiver, camera: this.local.camera?.transceiver, screen_share: this.shareTransceiver };
     for (const source of SOURCES) {
-      const l = this.local[source];
-      const s = l && l.transceiver && byMid.get(l.transceiver.mid);
+      const s = sections[source] && byMid.get(sections[source].mid);
       if (s && s.trackId && (s.direction === 'sendonly' || s.direction === 'sendrecv')) out.push({ track_id: s.trackId, source });
     }
     return out;
@@ -758,8 +769,14 @@ export class Meeting extends EventTarget {
 
   async startScreenShare() {
     if (this.sharing || this.state !== 'joined') return;
-    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
+    const transceiver = this.shareTransceiver;
+    if (!transceiver) {
       this.notice('This browser cannot share the screen.');
+      return;
+    }
+    const trackId = this.shareTrackId();
+    if (!trackId) {
+      this.notice('Screen sharing is not ready yet: try again in a moment.');
       return;
     }
     let stream;
@@ -770,18 +787,31 @@ export class Meeting extends EventTarget {
       return;
     }
     const track = stream.getVideoTracks()[0];
+    if (this.sharing || this.state !== 'joined') {
+      track.stop();
+      return;
+    }
     if ('contentHint' in track) track.contentHint = 'detail';
     track.addEventListener('ended', () => this.stopScreenShare()); // the browser's own "Stop sharing"
-    // Text wants resolution, not motion: one full-resolution layer at a low frame rate.
-    const transceiver = this.publishPc.addTransceiver(track, {
-      direction: 'sendonly', streams: [this.localStream], sendEncodings: [{ maxFramerate: 5, maxBitrate: 2_500_000 }],
-    });
-    const params = transceiver.sender.getParameters();
-    params.degradationPreference = 'maintain-resolution';
-    transceiver.sender.setParameters(params).catch(() => {}); // not every browser takes it
     this.local.screen_share = { track, transceiver, muted: false };
+    // Active before the first packet, so that the packet publishes the track.
+    this.sig.send({ type: 'track_active', track_id: trackId, active: true });
+    try {
+      await transceiver.sender.replaceTrack(track);
+    } catch (e) {
+      this.notice(`Sharing the screen failed: ${e.message}`);
+      this.stopScreenShare();
+      return;
+    }
     this.emit('local');
-    this.negotiatePublish();
+  }
+
+  /** The share section's track id in our publish SDP, once negotiated. */
+  shareTrackId() {
+    const mid = this.shareTransceiver?.mid;
+    const sdp = this.publishPc?.localDescription?.sdp;
+    if (mid == null || !sdp) return null;
+    return parseSdpSections(sdp).find((s) => s.mid === mid)?.trackId || null;
   }
 
   stopScreenShare() {
@@ -789,10 +819,9 @@ export class Meeting extends EventTarget {
     if (!l) return;
     delete this.local.screen_share;
     l.track.stop();
-    if (this.publishPc && this.publishPc.signalingState !== 'closed') {
-      this.publishPc.removeTrack(l.transceiver.sender);
-      this.negotiatePublish();
-    }
+    const trackId = this.shareTrackId();
+    if (trackId && this.state === 'joined') this.sig.send({ type: 'track_active', track_id: trackId, active: false });
+    if (this.publishPc && this.publishPc.signalingState !== 'closed') l.transceiver.sender.replaceTrack(null).catch(() => {});
     this.emit('local');
   }
 

@@ -103,7 +103,7 @@ impl MediaLoop {
                     },
                     received = recv_any(&sockets, &mut buf) => {
                         if let Ok((sock, len, from)) = received {
-                            let (read_at, forwarded) = (Instant::now(), Stats::get(&self.stats.forwarded_packets));
+                            let (read_at, forwarded) = (Instant::now(), self.router.forwarded());
                             self.router.handle_datagram(self.locals[sock], from, UDP, &buf[..len], read_at);
                             for _ in 1..READ_BATCH {
                                 match try_recv_any(&sockets, &mut buf) {
@@ -115,7 +115,7 @@ impl MediaLoop {
                             }
                             self.flush(&sockets);
                             // In-server delay, socket read to socket write, over the packets forwarded.
-                            let sent = Stats::get(&self.stats.forwarded_packets) - forwarded;
+                            let sent = self.router.forwarded() - forwarded;
                             Stats::add(&self.stats.forward_delay_nanos, sent * read_at.elapsed().as_nanos() as u64);
                         }
                     },
@@ -234,6 +234,11 @@ impl MediaLoop {
                 width,
                 height,
             } => router.set_video_tile(&participant, &track_id, width, height, now),
+            Command::TrackActive {
+                participant,
+                track_id,
+                active,
+            } => router.set_track_active(&participant, &track_id, active, now),
             Command::OptOut { participant, opted_out } => router.set_transcription_opt_out(&participant, opted_out),
             Command::Leave { participant, reply } => {
                 router.leave(&participant, now);

@@ -7,6 +7,7 @@
 //! replies go back through oneshot channels.
 
 mod media_loop;
+mod placement;
 mod sockets;
 mod tcp;
 
@@ -14,9 +15,10 @@ use crate::config::MediaConfig;
 use crate::error::{Error, Result};
 use crate::router::{MediaEvent, Router, SubscribeOptions};
 use crate::stats::Stats;
+use placement::Placement;
 use samtal_protocol::{Candidate, PcKind, TrackDeclaration, TrackSource};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) enum Command {
@@ -54,6 +56,11 @@ pub(crate) enum Command {
         width: u32,
         height: u32,
     },
+    TrackActive {
+        participant: String,
+        track_id: String,
+        active: bool,
+    },
     OptOut {
         participant: String,
         opted_out: bool,
@@ -65,10 +72,12 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// Handle to the media loop. Cheap to clone; the loop stops when [`MediaServer::shutdown`] is called.
+/// Handle to the media loops. Cheap to clone; the loops stop when [`MediaServer::shutdown`] is called.
 #[derive(Clone)]
 pub struct MediaServer {
-    commands: mpsc::UnboundedSender<Command>,
+    /// Each media loop's commands.
+    loops: Arc<Vec<mpsc::UnboundedSender<Command>>>,
+    placement: Arc<Mutex<Placement>>,
     stats: Arc<Stats>,
     local_addrs: Arc<Vec<SocketAddr>>,
     tcp_addrs: Arc<Vec<SocketAddr>>,
@@ -76,33 +85,36 @@ pub struct MediaServer {
 }
 
 impl MediaServer {
-    /// Binds the media sockets and starts the media loop on its own thread.
+    /// Binds the media sockets and starts the media loops, each on its own thread with its own
+    /// sockets (loop `i` on the configured ports plus `i`) and router.
     pub fn start(config: &MediaConfig) -> Result<Self> {
-        let (sockets, listeners) = sockets::bind(config)?;
-        let local_addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local).collect();
-        let tcp_addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local).collect();
+        let loops = config.loop_count();
         let stats = Arc::new(Stats::default());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let router = Router::new(
-            config,
-            &local_addrs,
-            &tcp_addrs,
-            stats.clone(),
-            std::time::Instant::now(),
-        )?;
         let admission = tcp::Admission::new(
             config.max_tcp_connections,
             config.max_tcp_connections_per_ip,
             stats.clone(),
         );
-        let media_loop = media_loop::MediaLoop::new(sockets, listeners, admission, router, stats.clone());
-        std::thread::Builder::new()
-            .name("samtal-media".into())
-            .spawn(move || media_loop.run(rx))
-            .map_err(|e| Error::Config(format!("cannot start the media thread: {e}")))?;
-        tracing::info!(udp = ?local_addrs, tcp = ?tcp_addrs, "media server listening");
+        let (mut senders, mut local_addrs, mut tcp_addrs) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..loops {
+            let (sockets, listeners) = sockets::bind(config, i)?;
+            let udp: Vec<SocketAddr> = sockets.iter().map(|s| s.local).collect();
+            let tcp: Vec<SocketAddr> = listeners.iter().map(|l| l.local).collect();
+            let router = Router::new(config, &udp, &tcp, stats.clone(), std::time::Instant::now())?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let media_loop = media_loop::MediaLoop::new(sockets, listeners, admission.clone(), router, stats.clone());
+            std::thread::Builder::new()
+                .name(format!("samtal-media-{i}"))
+                .spawn(move || media_loop.run(rx))
+                .map_err(|e| Error::Config(format!("cannot start a media thread: {e}")))?;
+            tracing::info!(media_loop = i, ?udp, ?tcp, "media loop listening");
+            senders.push(tx);
+            local_addrs.extend(udp);
+            tcp_addrs.extend(tcp);
+        }
         Ok(Self {
-            commands: tx,
+            loops: Arc::new(senders),
+            placement: Arc::new(Mutex::new(Placement::new(loops))),
             stats,
             local_addrs: Arc::new(local_addrs),
             tcp_addrs: Arc::new(tcp_addrs),
@@ -124,13 +136,27 @@ impl MediaServer {
         &self.stats
     }
 
-    fn send(&self, command: Command) -> Result<()> {
-        self.commands.send(command).map_err(|_| Error::Stopped)
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        // Nothing that panics holds the lock; a poisoned one still holds a consistent placement.
+        self.placement.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+    /// Sends a command to the loop the participant is on.
+    fn send(&self, participant: &str, command: Command) -> Result<()> {
+        let at = self
+            .placement()
+            .of(participant)
+            .ok_or_else(|| Error::UnknownParticipant(participant.to_owned()))?;
+        self.send_to(at, command)
+    }
+
+    fn send_to(&self, at: usize, command: Command) -> Result<()> {
+        self.loops[at].send(command).map_err(|_| Error::Stopped)
+    }
+
+    async fn call<T>(&self, participant: &str, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.send(make(tx))?;
+        self.send(participant, make(tx))?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 
@@ -142,21 +168,30 @@ impl MediaServer {
         options: SubscribeOptions,
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Result<()> {
-        self.call(|reply| Command::Join {
-            room: room.to_owned(),
-            participant: participant.to_owned(),
-            options,
-            events,
-            reply,
-        })
-        .await
+        let (at, placed) = self.placement().join(room, participant);
+        let (tx, rx) = oneshot::channel();
+        self.send_to(
+            at,
+            Command::Join {
+                room: room.to_owned(),
+                participant: participant.to_owned(),
+                options,
+                events,
+                reply: tx,
+            },
+        )?;
+        let joined = rx.await.map_err(|_| Error::Stopped).and_then(|r| r);
+        if joined.is_err() && placed {
+            self.placement().leave(participant);
+        }
+        joined
     }
 
     /// Applies the participant's publish offer; returns the answer SDP. An offer with more media
     /// sections than allowed is refused here, on the caller's task, and never reaches the media thread.
     pub async fn publish(&self, participant: &str, sdp: String, tracks: Vec<TrackDeclaration>) -> Result<String> {
         crate::router::check_offer_size(&sdp, self.max_media_sections, &self.stats)?;
-        self.call(|reply| Command::Publish {
+        self.call(participant, |reply| Command::Publish {
             participant: participant.to_owned(),
             sdp,
             tracks,
@@ -167,7 +202,7 @@ impl MediaServer {
 
     /// Applies the participant's answer to the last subscribe offer.
     pub async fn subscribe_answer(&self, participant: &str, sdp: String) -> Result<()> {
-        self.call(|reply| Command::SubscribeAnswer {
+        self.call(participant, |reply| Command::SubscribeAnswer {
             participant: participant.to_owned(),
             sdp,
             reply,
@@ -176,64 +211,108 @@ impl MediaServer {
     }
 
     pub fn add_candidate(&self, participant: &str, pc: PcKind, candidate: Candidate) -> Result<()> {
-        self.send(Command::Candidate {
-            participant: participant.to_owned(),
-            pc,
-            candidate,
-        })
+        self.send(
+            participant,
+            Command::Candidate {
+                participant: participant.to_owned(),
+                pc,
+                candidate,
+            },
+        )
     }
 
     /// Stops (or resumes) forwarding the participant's tracks of this source.
     pub fn set_muted(&self, participant: &str, source: TrackSource, muted: bool) -> Result<()> {
-        self.send(Command::Mute {
-            participant: participant.to_owned(),
-            source,
-            muted,
-        })
+        self.send(
+            participant,
+            Command::Mute {
+                participant: participant.to_owned(),
+                source,
+                muted,
+            },
+        )
     }
 
     /// How the participant shows one received video track (its tile's size; 0 × 0: not shown).
     pub fn set_video_tile(&self, participant: &str, track_id: &str, width: u32, height: u32) -> Result<()> {
-        self.send(Command::VideoTile {
-            participant: participant.to_owned(),
-            track_id: track_id.to_owned(),
-            width,
-            height,
-        })
+        self.send(
+            participant,
+            Command::VideoTile {
+                participant: participant.to_owned(),
+                track_id: track_id.to_owned(),
+                width,
+                height,
+            },
+        )
+    }
+
+    /// Whether one of the participant's negotiated publish tracks carries media (`false`:
+    /// unpublished until `true` again and its next packet).
+    pub fn set_track_active(&self, participant: &str, track_id: &str, active: bool) -> Result<()> {
+        self.send(
+            participant,
+            Command::TrackActive {
+                participant: participant.to_owned(),
+                track_id: track_id.to_owned(),
+                active,
+            },
+        )
     }
 
     /// The participant opted out of transcription (or back in): its tracks are withheld from
     /// subscribers that joined with [`SubscribeOptions::withhold_opted_out`].
     pub fn set_transcription_opt_out(&self, participant: &str, opted_out: bool) -> Result<()> {
-        self.send(Command::OptOut {
-            participant: participant.to_owned(),
-            opted_out,
-        })
+        self.send(
+            participant,
+            Command::OptOut {
+                participant: participant.to_owned(),
+                opted_out,
+            },
+        )
     }
 
     /// Removes the participant, closes its connections and unpublishes its tracks. Waits until done.
     pub async fn leave(&self, participant: &str) {
+        let Some(at) = self.placement().leave(participant) else {
+            return;
+        };
         let (tx, rx) = oneshot::channel();
-        if self
-            .send(Command::Leave {
-                participant: participant.to_owned(),
-                reply: Some(tx),
-            })
-            .is_ok()
-        {
+        let command = Command::Leave {
+            participant: participant.to_owned(),
+            reply: Some(tx),
+        };
+        if self.send_to(at, command).is_ok() {
             let _ = rx.await;
         }
     }
 
     /// Like [`leave`](Self::leave) without waiting (for use in `Drop`).
     pub fn leave_now(&self, participant: &str) {
-        let _ = self.send(Command::Leave {
-            participant: participant.to_owned(),
-            reply: None,
-        });
+        if let Some(at) = self.placement().leave(participant) {
+            let _ = self.send_to(
+                at,
+                Command::Leave {
+                    participant: participant.to_owned(),
+                    reply: None,
+                },
+            );
+        }
     }
 
+    /// Stops every media loop.
     pub fn shutdown(&self) {
-        let _ = self.send(Command::Shutdown);
+        for at in 0..self.loops.len() {
+            let _ = self.send_to(at, Command::Shutdown);
+        }
+    }
+
+    /// The media loop the participant's room is placed on.
+    pub fn loop_of(&self, participant: &str) -> Option<usize> {
+        self.placement().of(participant)
+    }
+
+    /// How many media loops run.
+    pub fn loops(&self) -> usize {
+        self.loops.len()
     }
 }

@@ -1,5 +1,6 @@
-//! Binding the media sockets: one UDP socket per local address, all on the configured port, shared by
-//! every peer connection, and (ICE-TCP) one TCP listener per local address on the TCP port. Knowing
+//! Binding a media loop's sockets: one UDP socket per local address, all on the loop's port, shared
+//! by every peer connection of the loop, and (ICE-TCP) one TCP listener per local address on the
+//! loop's TCP port. Knowing
 //! which socket a packet came in on tells the local address the ICE agent must see.
 
 use crate::config::MediaConfig;
@@ -57,15 +58,19 @@ fn bind_each<T>(
         .collect()
 }
 
-/// The UDP sockets and, with ICE-TCP on, the TCP listeners.
-pub(crate) fn bind(config: &MediaConfig) -> Result<(Vec<BoundSocket>, Vec<BoundListener>)> {
+/// The UDP sockets and, with ICE-TCP on, the TCP listeners of media loop `index`.
+pub(crate) fn bind(config: &MediaConfig, index: usize) -> Result<(Vec<BoundSocket>, Vec<BoundListener>)> {
     let ips = addresses(config)?;
-    let udp = bind_each(&ips, config.udp_port, UdpSocket::bind, |s| {
+    let port = |base: u16| {
+        MediaConfig::port_of(base, index)
+            .ok_or_else(|| Error::Config(format!("media loop {index} needs port {base} + {index}, past 65535")))
+    };
+    let udp = bind_each(&ips, port(config.udp_port)?, UdpSocket::bind, |s| {
         s.set_nonblocking(true)?;
         s.local_addr()
     })?;
     let tcp = if config.ice_tcp {
-        bind_each(&ips, config.tcp_port, TcpListener::bind, |l| {
+        bind_each(&ips, port(config.tcp_port)?, TcpListener::bind, |l| {
             l.set_nonblocking(true)?;
             l.local_addr()
         })?

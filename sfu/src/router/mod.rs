@@ -34,7 +34,7 @@ use crate::forward::layers::MAX_LAYERS;
 use crate::forward::red;
 use crate::forward::{Forward, Incoming, PublishedTrack, RedFormat, SpeakerDetector};
 use crate::rate::TokenBucket;
-use crate::stats::Stats;
+use crate::stats::{Share, Stats};
 use bytes::BytesMut;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
@@ -172,6 +172,8 @@ struct Participant {
     declared: HashMap<String, TrackSource>,
     /// Client track id → simulcast rids (lowest first), from applied publish offers.
     simulcast: HashMap<String, Vec<String>>,
+    /// Declared client track ids set inactive (`track_active`): not published, packets dropped.
+    inactive: HashSet<String>,
     /// Server track id → height of the tile it is shown in (0: not shown), for received video.
     tiles: HashMap<String, u32>,
     muted: HashSet<TrackSource>,
@@ -248,6 +250,20 @@ pub struct Router {
     events: VecDeque<(String, MediaEvent)>,
     next_housekeeping: Instant,
     next_allocation: Instant,
+    /// This router's part of the gauges in `stats`, which several media loops share.
+    shares: Shares,
+    /// Packets this router forwarded (the shared counter also counts other loops').
+    forwarded: u64,
+}
+
+#[derive(Default)]
+struct Shares {
+    rooms: Share,
+    participants: Share,
+    peer_connections: Share,
+    published_tracks: Share,
+    declared_tracks: Share,
+    estimated_subscribers: Share,
 }
 
 /// Refuses an offer with more than `limit` media sections, counted without parsing it: the cost of
@@ -321,10 +337,17 @@ impl Router {
             events: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING,
             next_allocation: now + ALLOCATION,
+            shares: Shares::default(),
+            forwarded: 0,
         })
     }
 
     // ---- outputs ---------------------------------------------------------------------------
+
+    /// Packets forwarded so far by this router.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded
+    }
 
     /// The next datagram to send. Drain it (until `None`) after every input, before asking
     /// [`poll_timeout`](Self::poll_timeout).
@@ -688,6 +711,7 @@ impl Router {
         }
         if sent > 0 {
             Stats::add(&self.stats.forwarded_packets, sent);
+            self.forwarded += sent;
             Stats::add(&self.stats.forwarded_bytes, bytes);
             Stats::add(&self.stats.red_unwrapped, unwrapped);
         }
@@ -790,9 +814,13 @@ impl Router {
     // ---- tracks ----------------------------------------------------------------------------
 
     /// The first packet of a new incoming track: find its receiver and codec, publish it to the room.
+    /// Nothing for a track its publisher set inactive.
     fn open_track(&mut self, idx: usize, track_id: &str, payload_type: u8, now: Instant) -> Option<usize> {
         let peer = self.peers.get_mut(idx)?;
         let participant = peer.participant;
+        if self.participants.get(participant)?.inactive.contains(track_id) {
+            return None;
+        }
         let receivers: Vec<RTCRtpReceiverId> = peer.pc.get_receivers().collect();
         let (receiver, kind, ssrc, codec, red, audio_level_id) = receivers.into_iter().find_map(|rid| {
             let mut r = peer.pc.rtp_receiver(rid)?;
@@ -881,7 +909,9 @@ impl Router {
             .get_mut(participant)?
             .published
             .insert(track_id.to_owned(), track);
-        Stats::set(&self.stats.published_tracks, self.tracks.len as u64);
+        self.shares
+            .published_tracks
+            .report(&self.stats.published_tracks, self.tracks.len as u64);
         let others: Vec<usize> = self
             .rooms
             .get(&room)
@@ -1058,7 +1088,9 @@ impl Router {
         for p in subscribers {
             estimated += u64::from(self.allocate(p, now));
         }
-        Stats::set(&self.stats.estimated_subscribers, estimated);
+        self.shares
+            .estimated_subscribers
+            .report(&self.stats.estimated_subscribers, estimated);
     }
 
     /// Chooses the layer of every camera and screen share the participant receives, from its
@@ -1206,7 +1238,9 @@ impl Router {
         let room = (t.source == TrackSource::Camera)
             .then(|| self.participants.get(t.publisher).map(|p| p.room.clone()))
             .flatten();
-        Stats::set(&self.stats.published_tracks, self.tracks.len as u64);
+        self.shares
+            .published_tracks
+            .report(&self.stats.published_tracks, self.tracks.len as u64);
         if let Some(p) = self.participants.get_mut(t.publisher) {
             p.published.retain(|_, &mut v| v != track);
             p.span.in_scope(|| tracing::info!(track = %t.id, "track unpublished"));
@@ -1274,7 +1308,9 @@ impl Router {
             PcKind::Publish => p.publish = Some(idx),
             PcKind::Subscribe => p.subscribe = Some(idx),
         }
-        Stats::set(&self.stats.peer_connections, self.peers.len as u64);
+        self.shares
+            .peer_connections
+            .report(&self.stats.peer_connections, self.peers.len as u64);
         Some(idx)
     }
 
@@ -1347,6 +1383,7 @@ impl Router {
         let max = self.max_media_sections;
         let p = self.participants.get_mut(participant).expect("checked above");
         p.declared.retain(|id, _| sending.contains(id));
+        p.inactive.retain(|id| sending.contains(id));
         // Bounded by the offer's sections, which are bounded before it is applied.
         p.simulcast = simulcast;
         for t in tracks {
@@ -1368,9 +1405,11 @@ impl Router {
         Ok(answer)
     }
 
-    fn count_declarations(&self) {
+    fn count_declarations(&mut self) {
         let held: usize = self.participants.iter().map(|(_, p)| p.declared.len()).sum();
-        Stats::set(&self.stats.declared_tracks, held as u64);
+        self.shares
+            .declared_tracks
+            .report(&self.stats.declared_tracks, held as u64);
     }
 
     fn on_subscribe_answer(&mut self, participant: usize, sdp: String, now: Instant) -> Result<()> {
@@ -1523,6 +1562,29 @@ impl Router {
         }
     }
 
+    /// Whether a declared publish track carries media (`track_active`): inactive unpublishes it
+    /// and drops its packets; active again lets its next packet publish it as a new server track.
+    /// Only declared tracks count, which bounds what a participant can make us hold.
+    pub fn set_track_active(&mut self, participant: &str, track_id: &str, active: bool, now: Instant) {
+        let Ok(idx) = self.participant_index(participant) else {
+            return;
+        };
+        let Some(p) = self.participants.get_mut(idx) else {
+            return;
+        };
+        if !p.declared.contains_key(track_id) {
+            return;
+        }
+        if active {
+            p.inactive.remove(track_id);
+            return;
+        }
+        p.inactive.insert(track_id.to_owned());
+        if let Some(&track) = p.published.get(track_id) {
+            self.unpublish(track, now);
+        }
+    }
+
     /// The participant opted out of transcription (or back in): its tracks are withheld from
     /// subscribers that joined with [`SubscribeOptions::withhold_opted_out`].
     pub fn set_transcription_opt_out(&mut self, participant: &str, opted_out: bool) {
@@ -1551,6 +1613,7 @@ impl Router {
             publish: None,
             subscribe: None,
             declared: HashMap::new(),
+            inactive: HashSet::new(),
             simulcast: HashMap::new(),
             tiles: HashMap::new(),
             muted: HashSet::new(),
@@ -1576,8 +1639,10 @@ impl Router {
             .filter(|(_, t)| members.contains(&t.publisher))
             .map(|(i, _)| i)
             .collect();
-        Stats::set(&self.stats.participants, self.participants.len as u64);
-        Stats::set(&self.stats.rooms, self.rooms.len() as u64);
+        self.shares
+            .participants
+            .report(&self.stats.participants, self.participants.len as u64);
+        self.shares.rooms.report(&self.stats.rooms, self.rooms.len() as u64);
         for t in existing {
             self.subscribe(idx, t, now);
         }
@@ -1622,8 +1687,10 @@ impl Router {
             }
         }
         self.apply_last_n(&p.room, now);
-        Stats::set(&self.stats.participants, self.participants.len as u64);
-        Stats::set(&self.stats.rooms, self.rooms.len() as u64);
+        self.shares
+            .participants
+            .report(&self.stats.participants, self.participants.len as u64);
+        self.shares.rooms.report(&self.stats.rooms, self.rooms.len() as u64);
         self.count_declarations();
     }
 
@@ -1652,7 +1719,9 @@ impl Router {
             self.by_addr.remove(key);
         }
         self.dirty.retain(|&d| d != idx);
-        Stats::set(&self.stats.peer_connections, self.peers.len as u64);
+        self.shares
+            .peer_connections
+            .report(&self.stats.peer_connections, self.peers.len as u64);
     }
 }
 

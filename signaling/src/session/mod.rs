@@ -482,6 +482,10 @@ impl Session {
                 let id = &self.joined.as_ref().expect("checked").id;
                 let _ = self.state.media.set_video_tile(id, &track_id, width, height);
             }
+            ClientMessage::TrackActive { track_id, active } => {
+                let id = &self.joined.as_ref().expect("checked").id;
+                let _ = self.state.media.set_track_active(id, &track_id, active);
+            }
             ClientMessage::Transcription {
                 enabled,
                 language,

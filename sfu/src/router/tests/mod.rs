@@ -159,6 +159,53 @@ fn leaving_unpublishes_and_renegotiates_the_others() {
 }
 
 #[test]
+fn an_inactive_track_is_unpublished_and_dropped_until_its_publisher_sets_it_active_again() {
+    let mut net = two_in_a_room();
+    let (alice, bob) = (0, 1);
+    talk(&mut net, alice, 10);
+    let events = |net: &Net| -> Vec<String> {
+        net.client(alice)
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                MediaEvent::TrackPublished { track_id, .. } => Some(format!("+{track_id}")),
+                MediaEvent::TrackUnpublished { track_id } => Some(format!("-{track_id}")),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(events(&net), ["+p1-t1"]);
+
+    // An id it never declared changes nothing.
+    net.router.set_track_active("p1", "p1-camera", false, net.now);
+    talk(&mut net, alice, 5);
+    assert_eq!(events(&net), ["+p1-t1"]);
+
+    net.router.set_track_active("p1", "p1-microphone", false, net.now);
+    net.step();
+    assert_eq!(events(&net), ["+p1-t1", "-p1-t1"]);
+    let before = net.received(bob);
+    talk(&mut net, alice, 25);
+    assert_eq!(net.received(bob), before, "nothing of an inactive track is forwarded");
+    assert_eq!(Stats::get(&net.stats.published_tracks), 0);
+
+    net.router.set_track_active("p1", "p1-microphone", true, net.now);
+    talk(&mut net, alice, 50);
+    assert_eq!(
+        events(&net),
+        ["+p1-t1", "-p1-t1", "+p1-t2"],
+        "its next packet publishes it anew"
+    );
+    let again = net
+        .client(bob)
+        .received
+        .iter()
+        .filter(|(track, _)| track == "p1-t2")
+        .count();
+    assert!(again >= 25, "Bob received {again} packets of the track published again");
+}
+
+#[test]
 fn an_opted_out_participant_is_withheld_from_the_transcription_service_only() {
     let mut net = Net::new();
     let alice = net.join("r", SubscribeOptions::default());
