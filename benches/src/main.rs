@@ -18,6 +18,7 @@
 //! cargo build --release -p samtal-signaling -p samtal-bench
 //! target/release/samtal-loadgen --scenario 2x20 --scenario 10x10 --seconds 20
 //! target/release/samtal-loadgen --scenario 10x20 --scenario 10x20-simulcast --seconds 10
+//! target/release/samtal-loadgen --scenario 8x8-audio --rooms 4 --loops 2
 //! ```
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -45,7 +46,7 @@ use tokio::task::{JoinHandle, JoinSet};
 struct Cli {
     /// PxS: P publishers (audio + video; each also receives the other P-1) plus S receive-only
     /// subscribers, all in one room; PxS-simulcast: cameras as three simulcast layers and tiles
-    /// of mixed sizes. Repeat for several scenarios, each against a fresh server.
+    /// of mixed sizes; PxS-audio: audio only. Repeat for several scenarios, each against a fresh server.
     #[arg(long = "scenario", default_values = ["2x20", "10x10"])]
     scenarios: Vec<Scenario>,
     /// Run every scenario with simulcast (as if each were given as PxS-simulcast).
@@ -669,9 +670,12 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     {
         let publisher = i < scenario.publishers;
         let mut options = if publisher {
-            ParticipantOptions::new(room, format!("pub-{i}"))
-                .with_audio()
-                .with_video()
+            let options = ParticipantOptions::new(room, format!("pub-{i}")).with_audio();
+            if scenario.audio_only {
+                options
+            } else {
+                options.with_video()
+            }
         } else {
             ParticipantOptions::new(room, format!("sub-{}", i - scenario.publishers))
         };

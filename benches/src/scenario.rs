@@ -2,6 +2,8 @@
 //! receive-only subscribers (participants that publish nothing), all in one room. `PxS-simulcast`:
 //! the publishers send their camera as three simulcast layers and everyone reports a tile size
 //! for the video it receives ([`Tiles`]; by default a third each 1280×720, 640×360 and 320×180).
+//! `PxS-audio`: the publishers send audio only (Opus, 50 packets/s), the per-packet cost of an
+//! audio conference.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,10 +17,14 @@ pub struct Scenario {
     pub subscribers: usize,
     /// Cameras as simulcast, tiles of mixed sizes.
     pub simulcast: bool,
+    /// Publishers send audio only.
+    pub audio_only: bool,
 }
 
 /// Suffix of a simulcast scenario's name.
 const SIMULCAST_SUFFIX: &str = "-simulcast";
+/// Suffix of an audio-only scenario's name.
+const AUDIO_SUFFIX: &str = "-audio";
 
 /// Height of the top simulcast layer the load generator's publishers send.
 const TOP_HEIGHT: u32 = 720;
@@ -134,7 +140,10 @@ impl Scenario {
 
     /// The same load with or without simulcast.
     pub fn with_simulcast(self, simulcast: bool) -> Self {
-        Scenario { simulcast, ..self }
+        Scenario {
+            simulcast: simulcast && !self.audio_only,
+            ..self
+        }
     }
 }
 
@@ -144,6 +153,9 @@ impl fmt::Display for Scenario {
         if self.simulcast {
             f.write_str(SIMULCAST_SUFFIX)?;
         }
+        if self.audio_only {
+            f.write_str(AUDIO_SUFFIX)?;
+        }
         Ok(())
     }
 }
@@ -152,13 +164,14 @@ impl FromStr for Scenario {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        let (s, simulcast) = match name.strip_suffix(SIMULCAST_SUFFIX) {
-            Some(shape) => (shape, true),
-            None => (name, false),
+        let (s, simulcast, audio_only) = match (name.strip_suffix(SIMULCAST_SUFFIX), name.strip_suffix(AUDIO_SUFFIX)) {
+            (Some(shape), _) => (shape, true, false),
+            (_, Some(shape)) => (shape, false, true),
+            _ => (name, false, false),
         };
         let (p, sub) = s
             .split_once(['x', 'X'])
-            .ok_or_else(|| format!("scenario {name:?} is not PxS or PxS-simulcast (e.g. 2x20)"))?;
+            .ok_or_else(|| format!("scenario {name:?} is not PxS, PxS-simulcast or PxS-audio (e.g. 2x20)"))?;
         let publishers: usize = p.trim().parse().map_err(|_| format!("bad publisher count in {s:?}"))?;
         let subscribers: usize = sub
             .trim()
@@ -174,6 +187,7 @@ impl FromStr for Scenario {
             publishers,
             subscribers,
             simulcast,
+            audio_only,
         })
     }
 }
@@ -191,6 +205,7 @@ mod tests {
                 publishers: 10,
                 subscribers: 10,
                 simulcast: false,
+                audio_only: false,
             }
         );
         assert_eq!(s.participants(), 20);
@@ -201,6 +216,12 @@ mod tests {
         assert!("0x5".parse::<Scenario>().is_err());
         assert!("1x0".parse::<Scenario>().is_err());
         assert!("ten".parse::<Scenario>().is_err());
+        let s: Scenario = "8x8-audio".parse().unwrap();
+        assert!(s.audio_only && !s.simulcast && s.to_string() == "8x8-audio");
+        assert!(
+            !s.with_simulcast(true).simulcast,
+            "audio only has no camera to simulcast"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! It must never block on anything but its own sockets, commands and timers.
 
 use super::Command;
+use super::batch::Outbox;
 use super::sockets::{BoundListener, BoundSocket};
 use super::tcp::{self, Admission, TcpEvent};
 use crate::router::{MediaEvent, Router};
@@ -36,6 +37,8 @@ pub(crate) struct MediaLoop {
     stats: Arc<Stats>,
     /// Each participant's event channel, by participant id.
     events: HashMap<String, mpsc::UnboundedSender<MediaEvent>>,
+    /// Datagrams waiting to be sent, one outbox per UDP socket.
+    outboxes: Vec<Outbox>,
 }
 
 impl MediaLoop {
@@ -46,7 +49,8 @@ impl MediaLoop {
         router: Router,
         stats: Arc<Stats>,
     ) -> Self {
-        let locals = bound.iter().map(|b| b.local).collect();
+        let locals: Vec<SocketAddr> = bound.iter().map(|b| b.local).collect();
+        let outboxes = locals.iter().map(|_| Outbox::default()).collect();
         Self {
             bound,
             listeners,
@@ -56,6 +60,7 @@ impl MediaLoop {
             router,
             stats,
             events: HashMap::new(),
+            outboxes,
         }
     }
 
@@ -149,15 +154,25 @@ impl MediaLoop {
                 continue;
             }
             let sock = self.locals.iter().position(|a| *a == out.local).unwrap_or(0);
-            if let Err(e) = sockets[sock].try_send_to(&out.data, out.to) {
-                Stats::add(&self.stats.errors, 1);
-                tracing::debug!(peer = %out.to, "media send failed: {e}");
+            if self.outboxes[sock].push(out.to, out.data) {
+                self.send(sockets, sock);
             }
+        }
+        for sock in 0..sockets.len() {
+            self.send(sockets, sock);
         }
         while let Some((participant, event)) = self.router.poll_event() {
             if let Some(events) = self.events.get(&participant) {
                 let _ = events.send(event);
             }
+        }
+    }
+
+    /// Sends what is queued for socket `sock`.
+    fn send(&mut self, sockets: &[UdpSocket], sock: usize) {
+        let done = self.outboxes[sock].flush(&sockets[sock]);
+        if done.failed > 0 {
+            Stats::add(&self.stats.errors, done.failed as u64);
         }
     }
 

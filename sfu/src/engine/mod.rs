@@ -6,6 +6,7 @@
 //! state). The loop never waits on signaling: commands arrive through an unbounded channel and
 //! replies go back through oneshot channels.
 
+mod batch;
 mod media_loop;
 mod placement;
 mod sockets;

@@ -1,19 +1,25 @@
 //! Building one webrtc-rs (sans-IO) peer connection the way the SFU needs it: ICE-lite with its own
-//! credentials, host candidates for the shared sockets, the default codecs and interceptors (NACK,
-//! RTCP reports, TWCC receiver), the audio-level header extension, and inbound PLI/FIR delivered to
-//! the application so subscribers' keyframe requests reach the forwarding core. Subscribe
-//! connections also number what they send (transport-wide sequence numbers) and run Google
-//! Congestion Control on the subscriber's TWCC feedback: the downlink estimate the allocator spends.
+//! credentials, host candidates for the shared sockets, the default codecs, the audio-level header
+//! extension, and only the interceptors its direction needs, since every interceptor costs every
+//! packet a hop through the chain. A publish connection receives media: it asks for retransmissions
+//! (NACK), reports reception (receiver reports) and arrival times (TWCC feedback). A subscribe
+//! connection sends media: it retransmits, sends sender reports, numbers what it sends
+//! (transport-wide sequence numbers), runs Google Congestion Control on the subscriber's TWCC
+//! feedback (the downlink estimate the allocator spends), and hands inbound PLI/FIR to the
+//! application so subscribers' keyframe requests reach the forwarding core.
 
 use crate::error::Result;
 use rtc::ice::tcp_type::TcpType;
 use rtc::interceptor::{
-    Attribute, BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, Interceptor, Packet, PacketReport,
-    Registry, Slot, StreamInfo, TaggedPacket, TwccSenderBuilder,
+    Attribute, BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, Interceptor, NackGeneratorBuilder,
+    NackResponderBuilder, Packet, PacketReport, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot, StreamInfo,
+    TaggedPacket,
 };
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_simulcast_extension_headers, configure_twcc_receiver_only, configure_twcc_sender_only,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
@@ -21,7 +27,8 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTCRtpHeaderExtensionParameters, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTCRtpHeaderExtensionParameters,
+    RtpCodecKind, TYPE_RTCP_FB_NACK,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::TransportProtocol;
@@ -85,8 +92,9 @@ impl BandwidthEstimator for Reporting {
 }
 
 /// A new peer connection with a host candidate for each address and the server's DTLS
-/// `certificate`; it fails after `failed_after` without any ICE traffic. With an `estimate` it
-/// estimates its downlink (a subscribe connection). Its ICE credentials are random, new at every ICE
+/// `certificate`; it fails after `failed_after` without any ICE traffic. With an `estimate` it is
+/// a subscribe connection (it sends media and estimates the downlink); without, a publish
+/// connection (it receives media). Its ICE credentials are random, new at every ICE
 /// restart (as RFC 8839 asks of both sides); the router learns them from its local descriptions.
 pub(crate) fn build(
     candidates: &[(SocketAddr, TransportProtocol)],
@@ -119,20 +127,34 @@ pub(crate) fn build(
         RtpCodecKind::Audio,
         None,
     )?;
-    let registry = Registry::new().with(Slot::from(14_000), DeliverKeyframeRequests::default());
-    let mut registry = register_default_interceptors(registry, &mut media_engine)?;
-    if let Some(out) = estimate {
-        // TWCC feedback and the extension are negotiated by the defaults (for receiving); sending
-        // needs the numbering and the controller. No pacer: the allocator keeps what is forwarded
-        // under the estimate, and a pacer would only add delay and drops on top.
-        let gcc = Gcc::new(INITIAL_ESTIMATE_BPS, MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS);
-        registry = registry
-            .with(
-                Slot::CongestionControl,
-                CongestionControlBuilder::new(Reporting { gcc, out }).build(),
-            )
-            .with(Slot::TwccSender, TwccSenderBuilder::new().build());
+    for parameter in ["", "pli"] {
+        media_engine.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_NACK.to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
     }
+    configure_simulcast_extension_headers(&mut media_engine)?;
+    let registry = match estimate {
+        // No pacer: the allocator keeps what is forwarded under the estimate, and a pacer would
+        // only add delay and drops on top.
+        Some(out) => {
+            let gcc = Gcc::new(INITIAL_ESTIMATE_BPS, MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS);
+            configure_twcc_sender_only(Registry::new(), &mut media_engine)?
+                .with(
+                    Slot::CongestionControl,
+                    CongestionControlBuilder::new(Reporting { gcc, out }).build(),
+                )
+                .with(Slot::NackResponder, NackResponderBuilder::new().build())
+                .with(Slot::SenderReport, SenderReportBuilder::new().build())
+                .with(Slot::from(14_000), DeliverKeyframeRequests::default())
+        }
+        None => configure_twcc_receiver_only(Registry::new(), &mut media_engine)?
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
+    };
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
         // The ICE agent counts the failed timeout from the end of the disconnected one: failed after
