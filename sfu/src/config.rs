@@ -26,7 +26,7 @@ pub struct MediaConfig {
     pub max_tcp_connections: usize,
     pub max_tcp_connections_per_ip: usize,
     /// Addresses announced in addition to the bound ones, for a server behind 1:1 NAT
-    /// (for example a cloud VM's public address). Packets to them must reach `udp_port` here.
+    /// (for example a cloud VM's public address). Packets to them must reach every loop's port here.
     pub public_ips: Vec<IpAddr>,
     /// A peer connection silent for 10 s is disconnected; after this many more seconds it has failed
     /// and the participant is dropped.

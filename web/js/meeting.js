@@ -373,19 +373,13 @@ export class Meeting extends EventTarget {
       if (source === 'camera') init.sendEncodings = CAMERA_LAYERS.map((e) => ({ ...e }));
       l.transceiver = this.publishPc.addTransceiver(l.track, init);
     }
-    // The screen share's section is negotiated now, empty, and gets its track by replaceTrack: sharing
-    // never renegotiates, which would make the server lose the camera's simulcast layers (see the
-    // protocol's "Screen share"). Text wants resolution, not motion: one layer at a low frame rate.
-    if (navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia) {
-      this.shareTransceiver = this.publishPc.addTransceiver('video', {
-        direction: 'sendonly', streams: [this.localStream], sendEncodings: [{ maxFramerate: 5, maxBitrate: 2_500_000 }],
-      });
-      const params = this.shareTransceiver.sender.getParameters();
-      params.degradationPreference = 'maintain-resolution';
-      this.shareTransceiver.sender.setParameters(params).catch(() => {}); // not every browser takes it
-    }
+    // With a camera, the screen share's section is negotiated now, empty, and gets its track by
+    // replaceTrack: sharing then never renegotiates, which would make the server lose the camera's
+    // simulcast layers (the protocol's "Screen share without renegotiation"). Without one, a
+    // participant who only watches needs no publish connection, and the section comes with the share.
+    if (this.local.camera && navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia) this.addShareSection(null);
     for (const source of ['microphone', 'camera']) if (this.startMuted[source]) this.setMuted(source, true);
-    if (this.local.microphone || this.local.camera || this.shareTransceiver) this.negotiatePublish();
+    if (this.local.microphone || this.local.camera) this.negotiatePublish();
     this.startLevels();
   }
 
@@ -767,16 +761,25 @@ export class Meeting extends EventTarget {
     return !!this.local.screen_share;
   }
 
+  /** The screen share's section: one layer at a low frame rate, since text wants resolution, not motion. */
+  addShareSection(track) {
+    this.shareTransceiver = this.publishPc.addTransceiver(track || 'video', {
+      direction: 'sendonly', streams: [this.localStream], sendEncodings: [{ maxFramerate: 5, maxBitrate: 2_500_000 }],
+    });
+    const params = this.shareTransceiver.sender.getParameters();
+    params.degradationPreference = 'maintain-resolution';
+    this.shareTransceiver.sender.setParameters(params).catch(() => {}); // not every browser takes it
+  }
+
   async startScreenShare() {
     if (this.sharing || this.state !== 'joined') return;
-    const transceiver = this.shareTransceiver;
-    if (!transceiver) {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
       this.notice('This browser cannot share the screen.');
       return;
     }
-    const trackId = this.shareTrackId();
-    if (!trackId) {
+    if (this.shareTransceiver && !this.shareTrackId()) {
       this.notice('Screen sharing is not ready yet: try again in a moment.');
+      this.negotiatePublish(); // in case an earlier offer failed
       return;
     }
     let stream;
@@ -793,9 +796,18 @@ export class Meeting extends EventTarget {
     }
     if ('contentHint' in track) track.contentHint = 'detail';
     track.addEventListener('ended', () => this.stopScreenShare()); // the browser's own "Stop sharing"
+    if (!this.shareTransceiver) {
+      // No camera whose layers a renegotiation could lose: the section comes with this offer.
+      this.addShareSection(track);
+      this.local.screen_share = { track, transceiver: this.shareTransceiver, muted: false };
+      this.emit('local');
+      this.negotiatePublish();
+      return;
+    }
+    const transceiver = this.shareTransceiver;
     this.local.screen_share = { track, transceiver, muted: false };
     // Active before the first packet, so that the packet publishes the track.
-    this.sig.send({ type: 'track_active', track_id: trackId, active: true });
+    this.sig.send({ type: 'track_active', track_id: this.shareTrackId(), active: true });
     try {
       await transceiver.sender.replaceTrack(track);
     } catch (e) {

@@ -1564,7 +1564,8 @@ impl Router {
 
     /// Whether a declared publish track carries media (`track_active`): inactive unpublishes it
     /// and drops its packets; active again lets its next packet publish it as a new server track.
-    /// Only declared tracks count, which bounds what a participant can make us hold.
+    /// Only declared tracks count, which bounds what a participant can make us hold; a change costs
+    /// as much of the participant's offer rate as an offer, since it renegotiates every subscriber.
     pub fn set_track_active(&mut self, participant: &str, track_id: &str, active: bool, now: Instant) {
         let Ok(idx) = self.participant_index(participant) else {
             return;
@@ -1572,7 +1573,11 @@ impl Router {
         let Some(p) = self.participants.get_mut(idx) else {
             return;
         };
-        if !p.declared.contains_key(track_id) {
+        if !p.declared.contains_key(track_id) || p.inactive.contains(track_id) != active {
+            return;
+        }
+        if !p.offers.allow(now) {
+            Stats::add(&self.stats.refused_offers, 1);
             return;
         }
         if active {

@@ -150,8 +150,11 @@ function renderSegments() {
   $('segments').replaceChildren(...(rows.length ? rows : [el('li', { className: 'empty' }, 'No segments.')]));
 }
 
-async function openMeeting(id) {
-  renderMeeting(await api.transcript(id));
+/** Shows a meeting's transcript, unless `stillWanted()` says another view was asked for meanwhile. */
+async function openMeeting(id, stillWanted = () => true) {
+  const transcript = await api.transcript(id);
+  if (!stillWanted()) return;
+  renderMeeting(transcript);
   show('meeting');
 }
 
@@ -207,11 +210,16 @@ function show(view) {
   for (const b of document.querySelectorAll('#tabs button')) b.setAttribute('aria-pressed', String(b.dataset.tab === (view === 'audit' ? 'audit' : 'search')));
 }
 
+// Routes can overlap (a sign-in routes to the last hash while the user already clicks a tab): only
+// the latest may change the view.
+let routes = 0;
+
 async function route() {
   if (!me) return;
+  const mine = ++routes;
   const hash = new URLSearchParams(location.hash.slice(1));
   await guarded(async () => {
-    if (hash.has('meeting')) await openMeeting(hash.get('meeting'));
+    if (hash.has('meeting')) await openMeeting(hash.get('meeting'), () => mine === routes);
     else if (hash.has('audit') && me.role === 'administrator') {
       show('audit');
       await loadAudit();
