@@ -11,7 +11,8 @@
 //   2. when Alice shares her screen, Bob and Carol decode frames from a third video track of Alice's,
 //      announced with source screen_share, and go on decoding her camera; when she stops, its tile
 //      goes away; and all that again for a second share;
-//   3. when Carol clicks Leave, her tile and roster entry disappear for Alice and Bob.
+//   3. when Carol clicks Leave, her tile and roster entry disappear for Alice and Bob;
+//   4. Dave, whose camera is refused, joins and shares his screen; Alice and Bob decode it.
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 // `--timeout` is the deadline in seconds for each of those waits.
 
@@ -217,6 +218,33 @@ async function main() {
     }
     const carolState = await carol.page.evaluate(() => window.samtal.state);
     if (carolState !== 'left') throw new Error(`Carol's page is in state ${carolState} after Leave, expected left`);
+
+    // 4. Dave joins with a microphone only (his camera is refused) and shares his screen: without a
+    // camera the page negotiates the share section when sharing starts. Alice and Bob decode it.
+    const daveContext = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+    const dave = { name: 'Dave', page: await daveContext.newPage(), console: [] };
+    await dave.page.addInitScript(() => {
+      const md = navigator.mediaDevices;
+      const open = md.getUserMedia.bind(md);
+      md.getUserMedia = (c) => (c && c.video ? Promise.reject(new DOMException('no camera here', 'NotFoundError')) : open(c));
+    });
+    await dave.page.goto(`${args.url}/?${new URLSearchParams({ room: args.room, name: 'Dave', autojoin: '1' })}`);
+    const daveJoined = await waitFor('Dave did not join', args.timeout, async () => {
+      const st = await dave.page.evaluate(() => ({ state: window.samtal?.state, id: window.samtal?.participantId, video_senders: window.samtal?.publishPc?.getTransceivers().filter((t) => t.sender.track?.kind === 'video' || t.receiver.track?.kind === 'video').length ?? null }));
+      return { ok: st.state === 'joined' && !!st.id, detail: st };
+    });
+    dave.id = daveJoined.detail.id;
+    if (daveJoined.detail.video_senders !== 0) throw new Error(`Dave's publish connection has ${daveJoined.detail.video_senders} video section(s) before sharing: no camera, so none is negotiated ahead`);
+    if (probe !== 'ok') await dave.page.evaluate(installCanvasScreen);
+    await dave.page.click('#share-button');
+    for (const p of [alice, byName.Bob]) {
+      const r = await waitFor(`${p.name} does not decode the screen Dave shares without a camera`, args.timeout, async () => {
+        const screen = (await p.page.evaluate(receivedMedia)).find((m) => m.from === dave.id && m.source === 'screen_share' && m.framesDecoded > 0);
+        return { ok: !!screen, detail: screen ? screen.framesDecoded : 'no decoded screen share from Dave' };
+      });
+      summary.participants[p.name].received.Dave = { screen_frames_decoded: r.detail };
+    }
+    await daveContext.close();
 
     summary.ok = true;
     summary.elapsed_s = (Date.now() - started) / 1000;
