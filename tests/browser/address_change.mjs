@@ -25,7 +25,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, decodes, framesFrom, joined, openMeeting, parseArgs, receivedAudio, runChecks, sleep, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, decodes, framesFrom, joined, openMeeting, parseArgs, receivedAudio, runChecks, sleep, staysListed, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: address_change.mjs --url URL --room ROOM --moved-chromium PATH --change PATH --new-ip IP [--chromium PATH] [--timeout S]';
 
@@ -100,7 +100,6 @@ async function main() {
   const direct = await chromium.launch({ executablePath: args.chromium, headless: true, args: flags });
   const moved = await chromium.launch({ executablePath: args['moved-chromium'], headless: true, args: flags });
   const summary = { ok: false, room: args.room };
-  let present = true;
   await runChecks(summary, [direct, moved], async (people) => {
     const alice = await openMeeting(direct, 'Alice', url, args.room);
     const bob = await openMeeting(moved, 'Bob', url, args.room);
@@ -111,13 +110,7 @@ async function main() {
     await hears(alice, bob.id, timeout);
     const before = await bob.page.evaluate(iceState);
     summary.before = before;
-    const watch = setInterval(async () => {
-      try {
-        const ids = await alice.page.evaluate(() => [...window.samtal.participants.keys()]);
-        if (!ids.includes(bob.id)) present = false;
-      } catch { /* the page is closing */ }
-    }, 250);
-    try {
+    await staysListed(alice, bob.id, "Bob left Alice's participant list while his address changed", async () => {
       execFileSync(args.change);
       const changedAt = Date.now();
       const after = await waitFor("Bob's connections do not restart ICE from his new address", timeout, async () => {
@@ -134,10 +127,7 @@ async function main() {
       summary.media_back_after_ms = Date.now() - changedAt;
       summary.alice_video_from_bob_after = await framesFrom(alice, bob.id);
       if (after.detail.id !== bob.id) throw new Error(`Bob's participant id changed: ${bob.id} -> ${after.detail.id}`);
-    } finally {
-      clearInterval(watch);
-    }
-    if (!present) throw new Error("Bob left Alice's participant list while his address changed");
+    });
     summary.present_throughout = true;
   });
 }

@@ -15,7 +15,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, decodes, joined, openMeeting, parseArgs, runChecks, sleep, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, decodes, joined, openMeeting, parseArgs, runChecks, sleep, staysListed, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: interruption.mjs --url URL --room ROOM --cut-chromium PATH --cut-dev DEV [--cut-seconds S] [--chromium PATH] [--timeout S]';
 
@@ -41,18 +41,12 @@ async function main() {
   const cut = await chromium.launch({ executablePath: args['cut-chromium'], headless: true, args: flags });
   const link = (state) => execFileSync('ip', ['link', 'set', 'dev', args['cut-dev'], state]);
   const summary = { ok: false, room: args.room };
-  let present = true;
   await runChecks(summary, [direct, cut], async (people) => {
     const alice = await openMeeting(direct, 'Alice', url, args.room);
     const bob = await openMeeting(cut, 'Bob', url, args.room);
     people.push(alice, bob);
     for (const p of people) p.id = await joined(p.page, p.name, timeout);
-    const watch = setInterval(async () => {
-      try {
-        if (!(await alice.page.evaluate(bobsTile, bob.id)).present) present = false;
-      } catch { /* the page is closing */ }
-    }, 250);
-    try {
+    await staysListed(alice, bob.id, "Bob left Alice's participant list during the cut", async () => {
       summary.frames_before = await decodes(alice, bob.id, timeout);
       link('down');
       const cutAt = Date.now();
@@ -74,10 +68,7 @@ async function main() {
       });
       summary.cleared_after_ms = Date.now() - upAt;
       summary.frames_after = await decodes(alice, bob.id, timeout);
-    } finally {
-      clearInterval(watch);
-    }
-    if (!present) throw new Error("Bob left Alice's participant list during the cut");
+    });
     summary.present_throughout = true;
   });
 }

@@ -114,6 +114,25 @@ export async function decodes(viewer, id, timeout, explain = null) {
 }
 
 /**
+ * Runs `body` while checking every 250 ms that `viewer`'s page lists participant `id`; throws
+ * `what` if it ever did not (an error of `body` goes first).
+ */
+export async function staysListed(viewer, id, what, body) {
+  let present = true;
+  const watch = setInterval(async () => {
+    try {
+      if (!(await viewer.page.evaluate((pid) => window.samtal.participants.has(pid), id))) present = false;
+    } catch { /* the page is closing */ }
+  }, 250);
+  try {
+    await body();
+  } finally {
+    clearInterval(watch);
+  }
+  if (!present) throw new Error(what);
+}
+
+/**
  * Runs in the page (`page.evaluate(receivedAudio)`): the audio it receives, by publisher (msid stream id
  * of the receiver's m-section): codec, packets, total audio energy, samples and concealed samples.
  */

@@ -22,7 +22,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, decodes, joined, openMeeting, parseArgs, runChecks, sleep, startProxy, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, decodes, joined, openMeeting, parseArgs, runChecks, sleep, startProxy, staysListed, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: resume.mjs --url URL --room ROOM --cut-chromium PATH --cut-dev DEV --grace S [--cut-seconds S] [--chromium PATH] [--timeout S]';
 
@@ -55,7 +55,6 @@ async function main() {
   const cutBrowser = await chromium.launch({ executablePath: args['cut-chromium'], headless: true, args: flags(proxy.url) });
   const link = (state) => execFileSync('ip', ['link', 'set', 'dev', args['cut-dev'], state]);
   const summary = { ok: false, room: args.room, grace_s: grace };
-  let bobSeen = true;
   try {
     await runChecks(summary, [direct, cutBrowser], async (people) => {
       const alice = await openMeeting(direct, 'Alice', url, args.room);
@@ -82,12 +81,7 @@ async function main() {
       };
 
       // --- short cut ---
-      const watch = setInterval(async () => {
-        try {
-          if (!(await alice.page.evaluate(pageState)).participants.includes(bob.id)) bobSeen = false;
-        } catch { /* the page is closing */ }
-      }, 250);
-      try {
+      await staysListed(alice, bob.id, "Bob left Alice's participant list during a cut shorter than the grace period", async () => {
         const cutAt = await cut();
         try {
           summary.reconnecting_shown_after_ms = Date.now() - cutAt;
@@ -114,10 +108,7 @@ async function main() {
           return { ok: (s.muted[bob.id] || []).includes('microphone'), detail: s.muted };
         });
         summary.frames_alice_from_bob_after = await decodes(alice, bob.id, timeout);
-      } finally {
-        clearInterval(watch);
-      }
-      if (!bobSeen) throw new Error("Bob left Alice's participant list during a cut shorter than the grace period");
+      });
       summary.present_throughout = true;
       await alice.page.click('#camera-button');
       await bob.page.click('#mic-button');

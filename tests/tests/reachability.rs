@@ -40,26 +40,30 @@ impl Setup {
     }
 
     async fn meet(&self, url: &str, room: &str, bob_path: &str, probes: &Value) -> Value {
-        let summary = run_browser_script(
-            "reachability.mjs",
-            &[
-                "--url",
-                url,
-                "--room",
-                room,
-                "--blocked-chromium",
-                self.ns_chromium.to_str().unwrap(),
-                "--bob-path",
-                bob_path,
-                "--turn-probes",
-                &probes.to_string(),
-                "--timeout",
-                "40",
-            ],
-            Duration::from_secs(240),
-        )
-        .await;
-        eprintln!("{bob_path} summary: {summary}");
+        let probes = probes.to_string();
+        let args = [
+            "--blocked-chromium",
+            self.chromium(),
+            "--bob-path",
+            bob_path,
+            "--turn-probes",
+            &probes,
+        ];
+        self.run("reachability.mjs", url, room, "40", &args, 240).await
+    }
+
+    /// The Chromium wrapper that runs inside the namespace.
+    fn chromium(&self) -> &str {
+        self.ns_chromium.to_str().unwrap()
+    }
+
+    /// Runs a browser script against the server at `url` in `room` with `wait_s` seconds of deadline
+    /// per wait, `args`, and `limit_s` for the whole script; prints its summary.
+    async fn run(&self, script: &str, url: &str, room: &str, wait_s: &str, args: &[&str], limit_s: u64) -> Value {
+        let mut all = vec!["--url", url, "--room", room, "--timeout", wait_s];
+        all.extend_from_slice(args);
+        let summary = run_browser_script(script, &all, Duration::from_secs(limit_s)).await;
+        eprintln!("{script} in {room}: {summary}");
         summary
     }
 }
@@ -134,25 +138,10 @@ async fn a_chromium_whose_udp_is_blocked_meets_through_coturn_over_tcp_and_tls()
 async fn a_cut_link_shows_as_interrupted_and_media_resumes_without_a_rejoin() {
     let s = setup("cut", false);
     let server = start_server(s.config()).await;
-    let url = server.http_url();
-    let summary = run_browser_script(
-        "interruption.mjs",
-        &[
-            "--url",
-            &url,
-            "--room",
-            "cut",
-            "--cut-chromium",
-            s.ns_chromium.to_str().unwrap(),
-            "--cut-dev",
-            &s.ns.host_dev,
-            "--timeout",
-            "40",
-        ],
-        Duration::from_secs(240),
-    )
-    .await;
-    eprintln!("interruption summary: {summary}");
+    let args = ["--cut-chromium", s.chromium(), "--cut-dev", &s.ns.host_dev];
+    let summary = s
+        .run("interruption.mjs", &server.http_url(), "cut", "40", &args, 240)
+        .await;
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }
@@ -169,27 +158,17 @@ async fn a_dropped_websocket_resumes_within_the_grace_period_and_ends_after_it()
     config.limits.resume_grace_secs = 10;
     let grace = config.limits.resume_grace_secs.to_string();
     let server = start_server(config).await;
-    let url = server.http_url();
-    let summary = run_browser_script(
-        "resume.mjs",
-        &[
-            "--url",
-            &url,
-            "--room",
-            "resume",
-            "--cut-chromium",
-            s.ns_chromium.to_str().unwrap(),
-            "--cut-dev",
-            &s.ns.host_dev,
-            "--grace",
-            &grace,
-            "--timeout",
-            "40",
-        ],
-        Duration::from_secs(300),
-    )
-    .await;
-    eprintln!("resume summary: {summary}");
+    let args = [
+        "--cut-chromium",
+        s.chromium(),
+        "--cut-dev",
+        &s.ns.host_dev,
+        "--grace",
+        &grace,
+    ];
+    let summary = s
+        .run("resume.mjs", &server.http_url(), "resume", "40", &args, 300)
+        .await;
     assert_eq!(summary["ok"], true, "{summary}");
     // The server counted the resume: it was a resume, not a rejoin.
     let (_, metrics) = http_get(server.addr, "/metrics").await;
@@ -209,29 +188,19 @@ async fn a_dropped_websocket_resumes_within_the_grace_period_and_ends_after_it()
 async fn a_participant_whose_address_changes_stays_and_recovers_by_ice_restarts() {
     let s = setup("move", false);
     let server = start_server(s.config()).await;
-    let url = server.http_url();
     let (change, new_ip) = s.ns.address_change(&s.dir);
     let new_ip = new_ip.to_string();
-    let summary = run_browser_script(
-        "address_change.mjs",
-        &[
-            "--url",
-            &url,
-            "--room",
-            "move",
-            "--moved-chromium",
-            s.ns_chromium.to_str().unwrap(),
-            "--change",
-            change.to_str().unwrap(),
-            "--new-ip",
-            &new_ip,
-            "--timeout",
-            "45",
-        ],
-        Duration::from_secs(300),
-    )
-    .await;
-    eprintln!("address change summary: {summary}");
+    let args = [
+        "--moved-chromium",
+        s.chromium(),
+        "--change",
+        change.to_str().unwrap(),
+        "--new-ip",
+        &new_ip,
+    ];
+    let summary = s
+        .run("address_change.mjs", &server.http_url(), "move", "45", &args, 300)
+        .await;
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }

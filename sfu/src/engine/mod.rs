@@ -109,18 +109,17 @@ impl MediaServer {
                 .spawn(move || media_loop.run(rx))
                 .map_err(|e| Error::Config(format!("cannot start a media thread: {e}")))?;
             tracing::info!(media_loop = i, ?udp, ?tcp, "media loop listening");
-            if i + 1 == loops && loops > 1 {
-                let last = |addrs: &[SocketAddr]| addrs.last().map(|a| a.port());
-                tracing::info!(
-                    loops,
-                    udp_ports = ?(local_addrs.first().map(|a: &SocketAddr| a.port()), last(&udp)),
-                    tcp_ports = ?(tcp_addrs.first().map(|a: &SocketAddr| a.port()), last(&tcp)),
-                    "media uses a port per loop: the firewall must let every one of them through"
-                );
-            }
             senders.push(tx);
             local_addrs.extend(udp);
             tcp_addrs.extend(tcp);
+        }
+        if loops > 1 {
+            tracing::info!(
+                loops,
+                udp = ?local_addrs,
+                tcp = ?tcp_addrs,
+                "media uses a port per loop: the firewall must let every one of them through"
+            );
         }
         Ok(Self {
             loops: Arc::new(senders),
@@ -178,19 +177,16 @@ impl MediaServer {
         options: SubscribeOptions,
         events: mpsc::UnboundedSender<MediaEvent>,
     ) -> Result<()> {
-        let (at, placed) = self.placement().join(room, participant);
-        let (tx, rx) = oneshot::channel();
-        let command = Command::Join {
-            room: room.to_owned(),
-            participant: participant.to_owned(),
-            options,
-            events,
-            reply: tx,
-        };
-        let joined = match self.send_to(at, command) {
-            Ok(()) => rx.await.map_err(|_| Error::Stopped).and_then(|r| r),
-            Err(e) => Err(e),
-        };
+        let (_, placed) = self.placement().join(room, participant);
+        let joined = self
+            .call(participant, |reply| Command::Join {
+                room: room.to_owned(),
+                participant: participant.to_owned(),
+                options,
+                events,
+                reply,
+            })
+            .await;
         if joined.is_err() && placed {
             self.placement().leave(participant);
         }

@@ -1,7 +1,7 @@
 //! Binding a media loop's sockets: one UDP socket per local address, all on the loop's port, shared
 //! by every peer connection of the loop, and (ICE-TCP) one TCP listener per local address on the
-//! loop's TCP port. Knowing
-//! which socket a packet came in on tells the local address the ICE agent must see.
+//! loop's TCP port. Knowing which socket a packet came in on tells the local address the ICE agent
+//! must see.
 
 use crate::config::MediaConfig;
 use crate::error::{Error, Result};

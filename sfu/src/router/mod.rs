@@ -909,9 +909,7 @@ impl Router {
             .get_mut(participant)?
             .published
             .insert(track_id.to_owned(), track);
-        self.shares
-            .published_tracks
-            .report(&self.stats.published_tracks, self.tracks.len as u64);
+        self.report_holdings();
         let others: Vec<usize> = self
             .rooms
             .get(&room)
@@ -1238,9 +1236,7 @@ impl Router {
         let room = (t.source == TrackSource::Camera)
             .then(|| self.participants.get(t.publisher).map(|p| p.room.clone()))
             .flatten();
-        self.shares
-            .published_tracks
-            .report(&self.stats.published_tracks, self.tracks.len as u64);
+        self.report_holdings();
         if let Some(p) = self.participants.get_mut(t.publisher) {
             p.published.retain(|_, &mut v| v != track);
             p.span.in_scope(|| tracing::info!(track = %t.id, "track unpublished"));
@@ -1308,9 +1304,7 @@ impl Router {
             PcKind::Publish => p.publish = Some(idx),
             PcKind::Subscribe => p.subscribe = Some(idx),
         }
-        self.shares
-            .peer_connections
-            .report(&self.stats.peer_connections, self.peers.len as u64);
+        self.report_holdings();
         Some(idx)
     }
 
@@ -1397,7 +1391,7 @@ impl Router {
             .filter(|(id, _)| !sending.contains(*id))
             .map(|(_, &t)| t)
             .collect();
-        self.count_declarations();
+        self.report_holdings();
         for track in stopped {
             self.unpublish(track, now);
         }
@@ -1405,11 +1399,21 @@ impl Router {
         Ok(answer)
     }
 
-    fn count_declarations(&mut self) {
-        let held: usize = self.participants.iter().map(|(_, p)| p.declared.len()).sum();
-        self.shares
-            .declared_tracks
-            .report(&self.stats.declared_tracks, held as u64);
+    /// Reports what this router holds to the gauges it shares with the other media loops.
+    fn report_holdings(&mut self) {
+        let declared: usize = self.participants.iter().map(|(_, p)| p.declared.len()).sum();
+        let (shares, stats) = (&mut self.shares, &self.stats);
+        shares.rooms.report(&stats.rooms, self.rooms.len() as u64);
+        shares
+            .participants
+            .report(&stats.participants, self.participants.len as u64);
+        shares
+            .peer_connections
+            .report(&stats.peer_connections, self.peers.len as u64);
+        shares
+            .published_tracks
+            .report(&stats.published_tracks, self.tracks.len as u64);
+        shares.declared_tracks.report(&stats.declared_tracks, declared as u64);
     }
 
     fn on_subscribe_answer(&mut self, participant: usize, sdp: String, now: Instant) -> Result<()> {
@@ -1644,10 +1648,7 @@ impl Router {
             .filter(|(_, t)| members.contains(&t.publisher))
             .map(|(i, _)| i)
             .collect();
-        self.shares
-            .participants
-            .report(&self.stats.participants, self.participants.len as u64);
-        self.shares.rooms.report(&self.stats.rooms, self.rooms.len() as u64);
+        self.report_holdings();
         for t in existing {
             self.subscribe(idx, t, now);
         }
@@ -1692,11 +1693,7 @@ impl Router {
             }
         }
         self.apply_last_n(&p.room, now);
-        self.shares
-            .participants
-            .report(&self.stats.participants, self.participants.len as u64);
-        self.shares.rooms.report(&self.stats.rooms, self.rooms.len() as u64);
-        self.count_declarations();
+        self.report_holdings();
     }
 
     /// Routes STUN naming the ufrag of our local description `sdp` to peer `idx`.
@@ -1724,9 +1721,7 @@ impl Router {
             self.by_addr.remove(key);
         }
         self.dirty.retain(|&d| d != idx);
-        self.shares
-            .peer_connections
-            .report(&self.stats.peer_connections, self.peers.len as u64);
+        self.report_holdings();
     }
 }
 
