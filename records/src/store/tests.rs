@@ -1,7 +1,9 @@
 //! Every scenario runs against SQLite (a fresh file in a temporary directory) and PostgreSQL (a
-//! fresh schema on the server named by `SAMTAL_TEST_POSTGRES`, default
-//! `postgres://postgres@127.0.0.1:5432/test`, dropped afterwards). The PostgreSQL tests fail,
-//! never skip, when that server cannot be reached.
+//! fresh schema on the server named by `SAMTAL_TEST_POSTGRES`, dropped afterwards). `tests/run`
+//! starts a throwaway server of its own and sets `SAMTAL_TEST_POSTGRES` to it, unless the caller has
+//! set it to another server; run without `tests/run` and without the variable, the tests use
+//! `postgres://postgres@127.0.0.1:5432/test`. The PostgreSQL tests fail, never skip, when that
+//! server cannot be reached.
 
 use super::*;
 use futures_util::FutureExt;
