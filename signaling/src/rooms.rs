@@ -39,6 +39,23 @@ struct Member {
     dropped: AtomicU64,
 }
 
+/// A participant as the admin API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberView {
+    pub info: ParticipantInfo,
+    /// Joined hidden (the transcriber): not listed to the others.
+    pub hidden: bool,
+}
+
+impl Member {
+    fn view(&self) -> MemberView {
+        MemberView {
+            info: self.info.clone(),
+            hidden: self.hidden,
+        }
+    }
+}
+
 /// What the room registry checks on join.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinLimits {
@@ -292,6 +309,39 @@ impl Rooms {
 
     pub fn matrix_room(&self, room: &str) -> Option<String> {
         self.matrix.lock().expect("matrix lock").get(room).cloned()
+    }
+
+    /// Every live room with everyone in it, hidden participants included.
+    pub fn snapshot(&self) -> Vec<(String, Vec<MemberView>)> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms
+            .iter()
+            .map(|(room, members)| (room.clone(), members.values().map(Member::view).collect()))
+            .collect()
+    }
+
+    /// Everyone in `room`, hidden participants included; `None` when the room does not exist.
+    pub fn members(&self, room: &str) -> Option<Vec<MemberView>> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms.get(room).map(|m| m.values().map(Member::view).collect())
+    }
+
+    /// Removes a participant as a moderator's `remove` does: its session sends `removed` (by `by`)
+    /// and closes, and then leaves the room. Returns whether the participant was there.
+    pub fn remove(&self, room: &str, id: &str, by: String) -> bool {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        let Some(member) = rooms.get(room).and_then(|m| m.get(id)) else {
+            return false;
+        };
+        // A full queue still gets the removal through: waiting here would hold every room's lock,
+        // so the send happens on a task.
+        if let Err(mpsc::error::TrySendError::Full(outbound)) = member.tx.try_send(Outbound::Removed { by }) {
+            let tx = member.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(outbound).await;
+            });
+        }
+        true
     }
 
     pub fn room_names(&self) -> Vec<String> {

@@ -104,6 +104,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.config.audit.clone(),
         ))
         .merge(crate::delivery::router(state.clone()))
+        .merge(crate::api::rooms::router(state.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),

@@ -212,6 +212,16 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 /// `GET path` with extra request headers (`("Authorization", "Bearer …")`); status and body.
 pub async fn http_get_with(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    http_request(addr, "GET", path, headers).await
+}
+
+/// `METHOD path` without a body, with extra request headers; status and body.
+pub async fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
@@ -219,7 +229,9 @@ pub async fn http_get_with(addr: std::net::SocketAddr, path: &str, headers: &[(&
     let request = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+            )
             .await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
@@ -227,8 +239,8 @@ pub async fn http_get_with(addr: std::net::SocketAddr, path: &str, headers: &[(&
     };
     let raw = tokio::time::timeout(WAIT, request)
         .await
-        .expect("HTTP GET timed out")
-        .expect("HTTP GET");
+        .unwrap_or_else(|_| panic!("HTTP {method} {path} timed out"))
+        .unwrap_or_else(|e| panic!("HTTP {method} {path}: {e}"));
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head

@@ -1,6 +1,6 @@
 //! The HTTP API under `/api/` (see `docs/http-api.md`, and `docs/openapi.json`, served at
 //! `/api/openapi.json`): meetings, transcripts, exports, full-text search, transcript verification,
-//! legal holds, deletion and the audit trail.
+//! legal holds, deletion and the audit trail; the live rooms ([`rooms`]).
 //!
 //! Every request but the OpenAPI document needs a credential ([`Caller`]): a JWT or an API key.
 //! Each endpoint names the roles it admits; moderators are further limited to their token's room.
@@ -12,6 +12,7 @@
 mod audit;
 mod openapi;
 mod records;
+pub(crate) mod rooms;
 mod search;
 #[cfg(test)]
 mod tests_compliance;
@@ -229,8 +230,13 @@ fn client_address(parts: &Parts, trusted: &[IpAddr]) -> String {
 }
 
 impl Caller {
-    fn claims(&self) -> &Claims {
+    pub(crate) fn claims(&self) -> &Claims {
         &self.identity.claims
+    }
+
+    /// Who the credential names, as the audit trail records it.
+    pub(crate) fn actor(&self) -> &str {
+        &self.identity.actor
     }
 
     fn role(&self) -> Role {
@@ -271,7 +277,7 @@ impl Caller {
     }
 
     /// A 403 for `action`, written to the audit trail (a flood of them from one identity as a count).
-    async fn deny(&self, state: &ApiState, action: &str, target: &str, message: String) -> ApiError {
+    pub(crate) async fn deny(&self, state: &ApiState, action: &str, target: &str, message: String) -> ApiError {
         let event = self.event(action, target, "denied", None);
         match state.store.append_refusal(event).await {
             Ok(written) => {
