@@ -4,11 +4,16 @@
 //! * [`procfs`]: CPU time and resident memory of a process, and machine-wide CPU use, from `/proc`.
 //! * [`metrics`]: reading counters from the server's Prometheus `/metrics` text over plain HTTP.
 //! * [`scenario`]: the `PxS` scenario notation.
+//! * [`server`]: the `samtal` server as a child process, on loopback or in a network namespace.
+//! * [`janus`]: Janus as the peer SFU of `samtal-versus`, behind a gateway that speaks Samtal's
+//!   signaling, so the same clients load both servers.
 //!
-//! The orchestration (server process, participants, the measured window, the table) lives in the
-//! binary, `src/main.rs`.
+//! The orchestration (participants, the measured window, the table) lives in the binaries:
+//! `src/main.rs` (`samtal-loadgen`) and `src/bin/versus.rs` (`samtal-versus`).
 
+pub mod janus;
 pub mod metrics;
 pub mod procfs;
 pub mod scenario;
+pub mod server;
 pub mod stats;

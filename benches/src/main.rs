@@ -21,9 +21,7 @@
 //! target/release/samtal-loadgen --scenario 8x8-audio --rooms 4 --loops 2
 //! ```
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +31,7 @@ use clap::Parser;
 use samtal_bench::metrics::{self, Samples};
 use samtal_bench::procfs;
 use samtal_bench::scenario::{Scenario, Tiles};
+use samtal_bench::server::{Server, ServerOptions, server_binary};
 use samtal_bench::stats::{LayerRuns, ReceiverTally, Summary, ratio};
 use samtal_client::samtal_protocol::MediaKind;
 use samtal_client::synthetic::{SIMULCAST_RIDS, unix_micros_now};
@@ -90,19 +89,7 @@ async fn main() -> anyhow::Result<()> {
     if cli.rooms == 0 {
         bail!("--rooms must be at least 1");
     }
-    let server_bin = match &cli.server_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("this executable has no directory")?
-            .join("samtal"),
-    };
-    if !server_bin.is_file() {
-        bail!(
-            "no server binary at {} (build it with `cargo build --release -p samtal-signaling`, or pass --server-bin)",
-            server_bin.display()
-        );
-    }
+    let server_bin = server_binary(cli.server_bin.as_deref())?;
     println!(
         "# samtal-loadgen: {} CPUs ({}), load average {:.2} at start, warm-up {} s, window {} s",
         procfs::cpus(),
@@ -140,118 +127,6 @@ async fn main() -> anyhow::Result<()> {
         println!("{row}");
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server process
-// ---------------------------------------------------------------------------------------------
-
-/// The `samtal` server running as a child process on loopback.
-struct Server {
-    child: Child,
-    pid: u32,
-    http: SocketAddr,
-    config: PathBuf,
-}
-
-/// A port the system just handed out on loopback (free unless someone takes it in between).
-fn free_tcp_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn free_udp_port() -> std::io::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl Server {
-    /// Starts `bin serve` on free loopback ports, announcing only 127.0.0.1 for media.
-    fn start(bin: &Path, tag: &str, loops: Option<usize>) -> anyhow::Result<Server> {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()?));
-        let udp_port = free_udp_port()?;
-        let config = std::env::temp_dir().join(format!("samtal-loadgen-{}-{tag}.toml", std::process::id()));
-        let data_dir = std::env::temp_dir().join(format!("samtal-loadgen-{}-data", std::process::id()));
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {data_dir:?}\n[media]\nips = [\"127.0.0.1\"]\n{loops}[limits]\nmax_participants = 1000\n",
-                data_dir = data_dir.display().to_string(),
-                loops = loops.map(|n| format!("loops = {n}\n")).unwrap_or_default()
-            ),
-        )?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .args([
-                "serve",
-                "--listen",
-                &http.to_string(),
-                "--udp-port",
-                &udp_port.to_string(),
-            ])
-            .env(
-                "SAMTAL_LOG",
-                std::env::var("SAMTAL_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let pid = child.id();
-        eprintln!("   server pid {pid}, http {http}, udp 127.0.0.1:{udp_port}");
-        Ok(Server {
-            child,
-            pid,
-            http,
-            config,
-        })
-    }
-
-    /// Waits (at most 20 s) until `/healthz` answers.
-    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("the server exited at start: {status}");
-            }
-            if metrics::http_get(self.http, "/healthz").await.is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("the server did not answer /healthz within 20 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.http)
-    }
-
-    /// Asks the server to stop (SIGINT, as Ctrl-C) and waits up to 5 s; Drop kills it otherwise.
-    async fn stop(mut self) {
-        // SAFETY: kill only sends a signal to our own child.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGINT);
-        }
-        for _ in 0..50 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        eprintln!("   server did not stop on SIGINT within 5 s; killing it");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_file(&self.config);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -649,7 +524,11 @@ impl Outcome {
 }
 
 async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyhow::Result<Outcome> {
-    let mut server = Server::start(server_bin, &scenario.to_string(), cli.loops)?;
+    let mut server = Server::start(&ServerOptions::on_loopback(
+        server_bin,
+        &scenario.to_string(),
+        cli.loops,
+    ))?;
     server.wait_healthy().await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = procfs::process_rss(server.pid)?;
