@@ -17,3 +17,11 @@ pub mod procfs;
 pub mod scenario;
 pub mod server;
 pub mod stats;
+
+/// Logs of the load-generating binaries: to stderr, filtered by `RUST_LOG` (default: errors only).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -35,7 +35,7 @@ use samtal_bench::server::{Server, ServerOptions, server_binary};
 use samtal_bench::stats::{LayerRuns, ReceiverTally, Summary, ratio};
 use samtal_client::samtal_protocol::MediaKind;
 use samtal_client::synthetic::{SIMULCAST_RIDS, unix_micros_now};
-use samtal_client::{Participant, ParticipantEvent, ParticipantOptions, ParticipantStats, Received};
+use samtal_client::{Participant, ParticipantEvent, ParticipantStats, Received};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -78,10 +78,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    samtal_bench::init_logging();
     let cli = Cli::parse();
     if cli.seconds == 0 {
         bail!("--seconds must be at least 1");
@@ -548,19 +545,7 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         .flat_map(|room| (0..scenario.participants()).map(move |i| (room, i)))
     {
         let publisher = i < scenario.publishers;
-        let mut options = if publisher {
-            let options = ParticipantOptions::new(room, format!("pub-{i}")).with_audio();
-            if scenario.audio_only {
-                options
-            } else {
-                options.with_video()
-            }
-        } else {
-            ParticipantOptions::new(room, format!("sub-{}", i - scenario.publishers))
-        };
-        if scenario.simulcast && publisher {
-            options = options.with_simulcast();
-        }
+        let mut options = scenario.participant_options(room, i);
         let tile = scenario.simulcast.then(|| cli.tiles.class(i));
         if let Some(class) = tile {
             let (width, height) = cli.tiles.size(class);
@@ -664,8 +649,6 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
     let sent_per_s = (after.sent - before.sent) as f64 / window;
     let server_cpu = (after.server_cpu - before.server_cpu).as_secs_f64();
     let rss_per_participant = rss_loaded.saturating_sub(rss_idle) as f64 / (scenario.participants() * cli.rooms) as f64;
-    let (busy0, total0) = before.machine;
-    let (busy1, total1) = after.machine;
     let receivers_per_track = (scenario.publishers - 1 + scenario.subscribers) as f64;
     let layer_sent_per_s: [f64; 3] =
         std::array::from_fn(|l| (after.layer_sent[l] - before.layer_sent[l]) as f64 / window);
@@ -721,7 +704,7 @@ async fn run_scenario(cli: &Cli, server_bin: &Path, scenario: Scenario) -> anyho
         own_cpu_share: (after.own_cpu - before.own_cpu).as_secs_f64() / window,
         server_wait_share: after.server_wait.saturating_sub(before.server_wait).as_secs_f64() / window,
         own_wait_share: after.own_wait.saturating_sub(before.own_wait).as_secs_f64() / window,
-        machine_busy: ratio((busy1 - busy0) as f64, (total1 - total0) as f64),
+        machine_busy: procfs::busy_share(before.machine, after.machine),
         udp_rcvbuf_drops: after.udp.rcvbuf_errors.saturating_sub(before.udp.rcvbuf_errors),
         udp_delivered: after.udp.in_datagrams.saturating_sub(before.udp.in_datagrams),
         load_average,

@@ -70,6 +70,15 @@ pub fn machine_ticks() -> io::Result<(u64, u64)> {
     parse_machine_ticks(&text).ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))
 }
 
+/// Share of all CPUs' time that was busy between two [`machine_ticks`] readings.
+pub fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 {
+        return 0.0;
+    }
+    after.0.saturating_sub(before.0) as f64 / total as f64
+}
+
 /// (on-CPU, waiting-to-run) nanoseconds from the text of a `/proc/.../schedstat`: time a thread ran,
 /// and time it was runnable but waited in a run queue because the CPUs were busy.
 pub fn parse_schedstat(text: &str) -> Option<(u64, u64)> {

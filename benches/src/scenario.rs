@@ -8,6 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use samtal_client::ParticipantOptions;
+
 /// One load shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scenario {
@@ -135,7 +137,27 @@ impl Scenario {
     /// Track subscriptions the server serves: how many receivers each published track reaches,
     /// summed over publishers (each publisher has two tracks, so packets fan out this many times).
     pub fn fan_out(&self) -> usize {
-        self.publishers * (self.publishers.saturating_sub(1) + self.subscribers)
+        self.publishers * self.receivers_per_publisher()
+    }
+
+    /// How many participants receive each publisher: the other publishers and every subscriber.
+    pub fn receivers_per_publisher(&self) -> usize {
+        self.publishers.saturating_sub(1) + self.subscribers
+    }
+
+    /// The join options of participant `i` (publishers first) in `room`: a publisher sends audio,
+    /// and video unless the scenario is audio-only (as simulcast in a simulcast scenario); the
+    /// others only receive. Named `pub-N` and `sub-N`.
+    pub fn participant_options(&self, room: &str, i: usize) -> ParticipantOptions {
+        if i >= self.publishers {
+            return ParticipantOptions::new(room, format!("sub-{}", i - self.publishers));
+        }
+        let options = ParticipantOptions::new(room, format!("pub-{i}")).with_audio();
+        match (self.audio_only, self.simulcast) {
+            (true, _) => options,
+            (false, false) => options.with_video(),
+            (false, true) => options.with_video().with_simulcast(),
+        }
     }
 
     /// The same load with or without simulcast.

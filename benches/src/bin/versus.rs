@@ -31,7 +31,7 @@ use samtal_bench::procfs;
 use samtal_bench::scenario::Scenario;
 use samtal_bench::server::{Server, ServerOptions, free_tcp_port, server_binary};
 use samtal_bench::stats::ratio;
-use samtal_client::{Participant, ParticipantOptions};
+use samtal_client::Participant;
 use samtal_e2e::netns::Namespace;
 
 /// Samtal and Janus under the same WebRTC load, side by side.
@@ -102,10 +102,7 @@ impl Run {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    samtal_bench::init_logging();
     let cli = Cli::parse();
     if cli.seconds == 0 || cli.rounds == 0 {
         bail!("--seconds and --rounds must be at least 1");
@@ -301,16 +298,7 @@ async fn run(bench: &Bench<'_>, scenario: Scenario, target: Target) -> anyhow::R
     let mut participants = Vec::with_capacity(scenario.participants());
     for i in 0..scenario.participants() {
         let publisher = i < scenario.publishers;
-        let mut options = if publisher {
-            let options = ParticipantOptions::new(&room, format!("pub-{i}")).with_audio();
-            if scenario.audio_only {
-                options
-            } else {
-                options.with_video()
-            }
-        } else {
-            ParticipantOptions::new(&room, format!("sub-{i}"))
-        };
+        let mut options = scenario.participant_options(&room, i);
         options.bind_ip = ns.host_ip;
         let mut participant = Participant::join(&ws, options)
             .await
@@ -329,22 +317,19 @@ async fn run(bench: &Bench<'_>, scenario: Scenario, target: Target) -> anyhow::R
     let after = snapshot(pid, &participants, scenario.publishers)?;
     let rss_loaded = procfs::process_rss(pid)?;
     let window = after.at.duration_since(before.at).as_secs_f64();
-    // Every publisher reaches the other publishers and every subscriber.
-    let fan_out = (scenario.publishers - 1 + scenario.subscribers) as f64;
+    let fan_out = scenario.receivers_per_publisher() as f64;
     let expected: f64 = after
         .sent
         .iter()
         .zip(&before.sent)
         .map(|(a, b)| (a - b) as f64 * fan_out)
         .sum();
-    let busy = (after.machine.0 - before.machine.0) as f64;
-    let total = (after.machine.1 - before.machine.1) as f64;
     let result = Run {
         received_per_s: (after.received - before.received) as f64 / window,
         expected_per_s: expected / window,
         server_cpu_share: (after.server_cpu - before.server_cpu).as_secs_f64() / window,
         loadgen_cpu_share: (after.own_cpu - before.own_cpu).as_secs_f64() / window,
-        machine_busy: ratio(busy, total),
+        machine_busy: procfs::busy_share(before.machine, after.machine),
         rss_per_participant: rss_loaded.saturating_sub(rss_idle) as f64 / scenario.participants() as f64,
     };
     for participant in participants {
