@@ -182,8 +182,8 @@ async fn a_dropped_websocket_resumes_within_the_grace_period_and_ends_after_it()
 /// Bob's address changes mid-meeting (tests/browser/address_change.mjs): his old address goes and
 /// a new one in another subnet comes. His page restarts ICE on its publish connection, the server
 /// restarts ICE on his subscribe connection (both with new credentials), his websocket resumes, he
-/// decodes Alice's camera and she hears him again from his new address, with no rejoin. (His
-/// simulcast camera stays lost to the server after the renegotiation: see the script's header.)
+/// decodes Alice's camera, and she hears him and decodes his simulcast camera (moved to a fresh
+/// transceiver by his restart's offer) again from his new address, with no rejoin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_whose_address_changes_stays_and_recovers_by_ice_restarts() {
     let s = setup("move", false);

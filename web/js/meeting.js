@@ -368,10 +368,7 @@ export class Meeting extends EventTarget {
     for (const source of ['microphone', 'camera']) {
       const l = this.local[source];
       if (!l) continue;
-      const init = { direction: 'sendonly', streams: [this.localStream] };
-      // The camera goes out as simulcast: the server forwards each viewer the layer its tile and link need.
-      if (source === 'camera') init.sendEncodings = CAMERA_LAYERS.map((e) => ({ ...e }));
-      l.transceiver = this.publishPc.addTransceiver(l.track, init);
+      l.transceiver = this.publishPc.addTransceiver(l.track, this.sendInit(source));
     }
     // With a camera, the screen share's section is negotiated now, empty, and gets its track by
     // replaceTrack: sharing then never renegotiates, which would make the server lose the camera's
@@ -519,12 +516,46 @@ export class Meeting extends EventTarget {
       if (pc !== this.publishPc || this.state !== 'joined') return;
       if (!['disconnected', 'failed'].includes(pc.iceConnectionState)) return;
       pc.restartIce();
+      this.renewCamera();
       this.negotiatePublish();
       // Still cut off after this one: try again.
       this.pub.iceTimer = setTimeout(restart, ICE_RESTART_RETRY_MS);
     };
     if (pc.iceConnectionState === 'failed') restart();
     else if (pc.iceConnectionState === 'disconnected') this.pub.iceTimer = setTimeout(restart, ICE_RESTART_AFTER_MS);
+  }
+
+  /** How a microphone or camera transceiver sends. */
+  sendInit(source) {
+    const init = { direction: 'sendonly', streams: [this.localStream] };
+    // The camera goes out as simulcast: the server forwards each viewer the layer its tile and link need.
+    if (source === 'camera') init.sendEncodings = CAMERA_LAYERS.map((e) => ({ ...e }));
+    return init;
+  }
+
+  /**
+   * Moves our simulcast camera to a fresh transceiver, in the same offer as an ICE restart. Every
+   * publish renegotiation makes the server forget which SSRC carries which simulcast layer (it
+   * learns that from the RTP stream id, which the browser sends only on a stream's first packets),
+   * so without this the camera would stay dark after the restart. The fresh transceiver's streams
+   * are new and announce their layers again; the server ends the old track and publishes the new
+   * one (the others see the camera tile come back with a new track id). A muted (stopped) camera
+   * gets an empty transceiver that unmuting fills by replaceTrack.
+   */
+  renewCamera() {
+    const l = this.local.camera;
+    const pc = this.publishPc;
+    if (!l || !l.transceiver || !pc) return;
+    const fresh = l.track.readyState === 'live' ? l.track.clone() : null;
+    l.transceiver.stop();
+    l.transceiver = pc.addTransceiver(fresh || 'video', this.sendInit('camera'));
+    if (fresh) {
+      this.localStream.removeTrack(l.track);
+      l.track.stop();
+      this.localStream.addTrack(fresh);
+      l.track = fresh;
+      this.emit('local');
+    }
   }
 
   /**
