@@ -350,6 +350,9 @@ pub enum ErrorCode {
     /// A resume was refused: the token is unknown or expired (the session ended), or the
     /// messages the client missed are no longer kept. Join again as a new participant.
     ResumeFailed,
+    /// This server is draining (about to stop for maintenance) and takes no new rooms; join again
+    /// (through the deployment's address, which no longer routes new connections here).
+    Draining,
 }
 
 impl ErrorCode {
@@ -364,6 +367,7 @@ impl ErrorCode {
                 | ErrorCode::ServerBusy
                 | ErrorCode::TooManySessions
                 | ErrorCode::ResumeFailed
+                | ErrorCode::Draining
         )
     }
 }

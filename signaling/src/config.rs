@@ -38,6 +38,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Matrix bot and delivery of notices and summaries (`[matrix]`); off without a homeserver.
     pub matrix: crate::delivery::MatrixConfig,
+    /// Signed webhooks to the operator's receivers (`[webhooks]`); off without endpoints.
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -185,6 +187,10 @@ pub struct Limits {
     /// the others see no leave) while its client resumes the session on a new websocket; `0`
     /// turns resumption off (a drop is a leave).
     pub resume_grace_secs: u64,
+    /// Seconds a server stopped by SIGTERM drains before it stops: it takes no new rooms (its
+    /// readiness check fails, joins to rooms it does not hold get `draining`) while the meetings it
+    /// holds go on, and it stops as soon as they are over or this time has passed. `0`: stop at once.
+    pub drain_secs: u64,
 }
 
 impl Default for Limits {
@@ -201,6 +207,7 @@ impl Default for Limits {
             http_header_timeout_secs: 10,
             shutdown_grace_secs: 10,
             resume_grace_secs: 30,
+            drain_secs: 30,
         }
     }
 }
@@ -222,6 +229,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             audit: AuditConfig::default(),
             matrix: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -242,6 +250,7 @@ const SECTIONS: &[&str] = &[
     "retention",
     "audit",
     "matrix",
+    "webhooks",
 ];
 
 impl Config {
@@ -283,6 +292,8 @@ impl Config {
                 return Err(Error::Config("turn.secret is set but turn.urls is empty".into()));
             }
         }
+        self.webhooks
+            .validate(|key, secret| check_secret(key, secret, "webhook signatures"))?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod drain;
 pub mod error;
 pub mod meetings;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod server;
 pub mod session;
 pub mod transcription;
 pub mod turn;
+pub mod webhooks;
 
 /// The transcript archive (`samtal-records`), under the paths the server has always used.
 pub use samtal_records::{compliance, export, store};

@@ -75,6 +75,19 @@ enum Command {
         #[arg(long)]
         digest: Option<String>,
     },
+    /// Ask a running server to drain: it starts no new meetings (its /readyz fails) while the ones it
+    /// holds go on. With --wait, waits until they are over; exits with status 1 if time runs out.
+    Drain {
+        /// The server's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An administrator's token or API key.
+        #[arg(long, env = "SAMTAL_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Seconds to wait for its meetings to end (0: do not wait).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
     /// Whisper model files.
     Models {
         #[command(subcommand)]
@@ -126,8 +139,25 @@ async fn main() -> anyhow::Result<()> {
             let server = samtal_signaling::start(config).await?;
             println!("Samtal is running: open {}/ in your browser", server.http_url());
             let signal = stop_signal().await;
+            let drain = Duration::from_secs(server.state.config.limits.drain_secs);
+            if signal == "SIGTERM" && !drain.is_zero() {
+                tracing::info!("SIGTERM: draining for at most {} s", drain.as_secs());
+                tokio::select! {
+                    empty = server.drain(drain) => if empty {
+                        tracing::info!("drained: nobody is left");
+                    } else {
+                        tracing::warn!("drain time is up with participants left");
+                    },
+                    again = stop_signal() => tracing::info!("{again}: stopping without waiting"),
+                }
+            }
             tracing::info!("{signal}: shutting down");
             server.shutdown().await;
+        }
+        Command::Drain { url, token, wait } => {
+            if !drain(&url, &token, Duration::from_secs(wait))? {
+                std::process::exit(1);
+            }
         }
         Command::Token { room, name, role, ttl } => {
             let Some(secret) = config.auth.secret.as_deref() else {
@@ -201,6 +231,44 @@ fn models(command: ModelsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `samtal drain`: starts draining the server at `url`, then waits up to `wait` until it is empty.
+/// Returns whether it is (or true when not waiting).
+fn drain(url: &str, token: &str, wait: Duration) -> anyhow::Result<bool> {
+    let endpoint = format!("{}/api/drain", url.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let bearer = format!("Bearer {token}");
+    let mut status: serde_json::Value = agent
+        .post(&endpoint)
+        .header("Authorization", &bearer)
+        .send_empty()
+        .map_err(|e| anyhow::anyhow!("cannot start draining at {endpoint}: {e}"))?
+        .body_mut()
+        .read_json()?;
+    println!("draining: {status}");
+    let deadline = std::time::Instant::now() + wait;
+    while !wait.is_zero() && status["participants"] != 0 {
+        if std::time::Instant::now() >= deadline {
+            eprintln!("still in use after {} s: {status}", wait.as_secs());
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        status = agent
+            .get(&endpoint)
+            .header("Authorization", &bearer)
+            .call()
+            .map_err(|e| anyhow::anyhow!("cannot read the drain at {endpoint}: {e}"))?
+            .body_mut()
+            .read_json()?;
+    }
+    if !wait.is_zero() {
+        println!("drained: {status}");
+    }
+    Ok(true)
 }
 
 /// Waits for Ctrl-C, or SIGTERM (what systemd and Kubernetes send to stop a service).

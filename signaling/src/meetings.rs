@@ -9,6 +9,7 @@
 
 use crate::server::AppState;
 use crate::store::now_ms;
+use crate::webhooks::{Event, EventKind};
 use samtal_protocol::ServerMessage;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,11 @@ pub async fn start(
     }
     record_matrix_link(state, &meeting.id, room).await;
     crate::delivery::transcription_started(state, &meeting.id).await;
+    state.webhooks.emit(
+        Event::new(EventKind::TranscriptionStarted, room)
+            .with("meeting_id", meeting.id.as_str())
+            .with("language", language.clone()),
+    );
     let changed = state.transcription.enable(room, meeting.id, language, prompt);
     if changed {
         broadcast_status(state, room);
@@ -60,8 +66,29 @@ pub async fn stop(state: &AppState, room: &str) -> bool {
         tracing::error!(meeting = %meeting_id, "cannot close the meeting record: {e}");
     }
     crate::delivery::meeting_ended(state, &meeting_id).await;
+    announce_end(state, room, &meeting_id).await;
     broadcast_status(state, room);
     true
+}
+
+/// Webhooks for a meeting that ended: transcription stopped, and its transcript sealed (with the
+/// digest that seals it) when the store sealed it.
+async fn announce_end(state: &AppState, room: &str, meeting_id: &str) {
+    let webhooks = &state.webhooks;
+    webhooks.emit(Event::new(EventKind::TranscriptionStopped, room).with("meeting_id", meeting_id));
+    match state.store.meeting(meeting_id).await {
+        Ok(Some(meeting)) => {
+            if let Some(digest) = meeting.transcript_digest {
+                webhooks.emit(
+                    Event::new(EventKind::TranscriptSealed, room)
+                        .with("meeting_id", meeting_id)
+                        .with("transcript_digest", digest),
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(meeting = %meeting_id, "cannot read the meeting for its webhooks: {e}"),
+    }
 }
 
 fn broadcast_status(state: &AppState, room: &str) {
@@ -110,6 +137,7 @@ pub async fn resume(state: &Arc<AppState>) -> crate::Result<()> {
             tracing::warn!(meeting = %older.id, room = %older.room, "closing a meeting left open by an earlier run");
             state.store.end_meeting(&older.id, now_ms()).await?;
             crate::delivery::meeting_ended(state, &older.id).await;
+            announce_end(state, &older.room, &older.id).await;
         }
     }
     if newest.is_empty() {

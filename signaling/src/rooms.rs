@@ -110,9 +110,19 @@ pub enum JoinRefused {
     TooManySessions,
 }
 
+/// What a participant's leaving did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    /// It was a visible participant (the others were told it joined).
+    pub visible: bool,
+    /// It was the last one in the room (hidden participants count): the room is gone.
+    pub last: bool,
+}
+
 impl Rooms {
     /// Adds a participant. `welcome` turns the visible participants already there into the first
     /// message the newcomer gets; it is queued under the lock, so no broadcast can overtake it.
+    /// `Ok(true)`: the room had nobody before (hidden participants count), so it starts now.
     #[allow(clippy::too_many_arguments)]
     pub fn join(
         &self,
@@ -123,9 +133,10 @@ impl Rooms {
         tx: mpsc::Sender<Outbound>,
         limits: JoinLimits,
         welcome: impl FnOnce(Vec<ParticipantInfo>) -> ServerMessage,
-    ) -> Result<(), JoinRefused> {
+    ) -> Result<bool, JoinRefused> {
         let mut rooms = self.rooms.lock().expect("rooms lock");
         let members = rooms.entry(room.to_owned()).or_default();
+        let first = members.is_empty();
         let visible = || members.values().filter(|m| !m.hidden);
         let refused = if hidden {
             None
@@ -159,11 +170,11 @@ impl Rooms {
             dropped: AtomicU64::new(0),
         };
         members.insert(member.info.id.clone(), member);
-        Ok(())
+        Ok(first)
     }
 
-    /// Removes a participant; returns whether it was visible. Drops the room when empty.
-    pub fn leave(&self, room: &str, id: &str) -> Option<bool> {
+    /// Removes a participant (`None`: it was not there). Drops the room when empty.
+    pub fn leave(&self, room: &str, id: &str) -> Option<Left> {
         let mut rooms = self.rooms.lock().expect("rooms lock");
         let members = rooms.get_mut(room)?;
         let member = members.remove(id)?;
@@ -171,11 +182,15 @@ impl Rooms {
         if members.is_empty() || dominant.get(room).is_some_and(|d| d == id) {
             dominant.remove(room);
         }
-        if members.is_empty() {
+        let last = members.is_empty();
+        if last {
             rooms.remove(room);
             self.matrix.lock().expect("matrix lock").remove(room);
         }
-        Some(!member.hidden)
+        Some(Left {
+            visible: !member.hidden,
+            last,
+        })
     }
 
     /// Sends to everyone in the room but `except`. A full queue means a stalled client: it misses this.
@@ -212,6 +227,11 @@ impl Rooms {
             .get(room)
             .and_then(|m| m.get(id))
             .is_some_and(|m| m.tx.try_send(outbound).is_ok())
+    }
+
+    /// Whether anyone (hidden participants included) is in `room`.
+    pub fn exists(&self, room: &str) -> bool {
+        self.rooms.lock().expect("rooms lock").contains_key(room)
     }
 
     pub fn contains(&self, room: &str, id: &str) -> bool {
@@ -407,7 +427,7 @@ mod tests {
                     ServerMessage::Pong { nonce: None }
                 },
             )
-            .map(|()| listed)
+            .map(|_| listed)
     }
 
     #[test]
@@ -417,9 +437,11 @@ mod tests {
         assert_eq!(join(&rooms, "svc", true, 2).unwrap(), vec!["a"]);
         assert_eq!(join(&rooms, "b", false, 2).unwrap(), vec!["a"], "hidden not listed");
         assert_eq!(join(&rooms, "c", false, 2), Err(JoinRefused::Full));
-        assert_eq!(rooms.leave("r", "svc"), Some(false));
-        assert_eq!(rooms.leave("r", "a"), Some(true));
-        assert_eq!(rooms.leave("r", "b"), Some(true));
+        let left = |id| rooms.leave("r", id).map(|l| (l.visible, l.last));
+        assert_eq!(left("svc"), Some((false, false)));
+        assert_eq!(left("a"), Some((true, false)));
+        assert_eq!(left("b"), Some((true, true)), "the last one out ends the room");
+        assert_eq!(left("b"), None);
         assert_eq!(rooms.room_count(), 0, "empty room is dropped");
     }
 
@@ -432,7 +454,10 @@ mod tests {
         };
         let welcome = |_| ServerMessage::Pong { nonce: None };
         let (tx_a, mut rx_a) = mpsc::channel(8);
-        rooms.join("r", info("a"), false, None, tx_a, limits, welcome).unwrap();
+        assert!(
+            rooms.join("r", info("a"), false, None, tx_a, limits, welcome).unwrap(),
+            "the first one in starts the room"
+        );
         rooms.announce_dominant("r", "nobody");
         assert_eq!(rooms.dominant("r"), None, "only a member can hold the floor");
         rooms.announce_dominant("r", "a");
@@ -444,7 +469,10 @@ mod tests {
         };
         assert_eq!(speaker(&mut rx_a).as_deref(), Some("a"), "the speaker is told too");
         let (tx_b, mut rx_b) = mpsc::channel(8);
-        rooms.join("r", info("b"), false, None, tx_b, limits, welcome).unwrap();
+        assert!(
+            !rooms.join("r", info("b"), false, None, tx_b, limits, welcome).unwrap(),
+            "the room was already on"
+        );
         let first = rx_b.try_recv().unwrap();
         assert!(
             matches!(first, Outbound::Message(ServerMessage::Pong { .. })),

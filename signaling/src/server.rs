@@ -18,6 +18,7 @@ use axum::routing::get;
 use samtal_sfu::MediaServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -37,6 +38,10 @@ pub struct AppState {
     pub stopping: std::sync::atomic::AtomicBool,
     /// The Matrix delivery task (`crate::delivery`).
     pub outbox: crate::delivery::Outbox,
+    /// Signed webhooks to the operator's receivers (`crate::webhooks`).
+    pub webhooks: crate::webhooks::Webhooks,
+    /// Draining (`crate::drain`): no new meetings start here.
+    pub draining: std::sync::atomic::AtomicBool,
     /// Sessions a dropped websocket can resume.
     pub resumes: session::Resumes,
 }
@@ -70,7 +75,14 @@ impl RunningServer {
             let _ = stop.send(());
         }
         let _ = self.task.await;
+        self.state.webhooks.stop();
         self.state.media.shutdown();
+    }
+
+    /// Drains (see [`crate::drain`]) and waits until nobody is left or `within` has passed; true
+    /// when nobody is left. The server keeps running: call [`RunningServer::shutdown`] after.
+    pub async fn drain(&self, within: Duration) -> bool {
+        crate::drain::until_empty(&self.state, within).await
     }
 
     /// Waits until the server stops by itself (it normally does not).
@@ -105,6 +117,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .merge(crate::delivery::router(state.clone()))
         .merge(crate::api::rooms::router(state.clone()))
+        .merge(crate::webhooks::router(state.clone()))
+        .merge(crate::drain::router(state.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
@@ -286,6 +300,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         })?;
     let addr = listener.local_addr()?;
     let transcription = Transcription::default();
+    let webhooks = crate::webhooks::Webhooks::new(&config.webhooks);
     let state = Arc::new(AppState {
         rooms: Rooms::default(),
         verifier: Verifier::new(config.auth.clone()),
@@ -300,10 +315,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         config,
         stopping: Default::default(),
         outbox: Default::default(),
+        webhooks,
+        draining: Default::default(),
         resumes: Default::default(),
     });
     crate::meetings::resume(&state).await?;
     crate::delivery::start(&state);
+    crate::webhooks::start(&state);
     if !state.verifier.enabled() {
         tracing::warn!(
             "NO AUTHENTICATION: auth.secret and auth.jwks_url are unset, anyone who reaches this server can join any room"

@@ -232,7 +232,19 @@ async fn summaries_and_transcripts_reach_plain_and_encrypted_rooms() {
     let plain = reader.create_room("weekly", false, &[BOT]).await;
     let encrypted = reader.create_room("board", true, &[BOT]).await;
 
-    let server = start_server(config(&synapse, "bot-password")).await;
+    let mut config = config(&synapse, "bot-password");
+    // A webhook receiver that never answers: the log still shows what was announced.
+    let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    config.webhooks.endpoints = vec![samtal_signaling::webhooks::Endpoint {
+        name: "ops".into(),
+        url: format!("http://{unreachable}/hook"),
+        secret: "matrix-test-webhook-key-0123456789abcdef".into(),
+        events: vec![samtal_signaling::webhooks::EventKind::SummaryDelivered],
+    }];
+    let server = start_server(config).await;
     // The bot accepts its invitations by itself.
     let (r, p, e) = (&reader, &plain, &encrypted);
     assert!(
@@ -277,6 +289,31 @@ async fn summaries_and_transcripts_reach_plain_and_encrypted_rooms() {
             "{status}"
         );
         assert_eq!(status["deliveries"][2]["summary_source"], "extractive");
+        // The summary's delivery was announced by webhook.
+        let announced = |server: &RunningServer, meeting: String| {
+            let store = server.state.store.clone();
+            async move {
+                store.webhook_log(None, 100).await.unwrap().iter().any(|row| {
+                    let body: Value = serde_json::from_str(&row.body).unwrap();
+                    body["event"] == "summary_delivered" && body["meeting_id"] == meeting.as_str()
+                })
+            }
+        };
+        assert!(
+            within_deadline(|| announced(&server, meeting.clone())).await,
+            "{room}: no summary_delivered webhook"
+        );
+        let log = server.state.store.webhook_log(None, 100).await.unwrap();
+        let body: Value = log
+            .iter()
+            .map(|row| serde_json::from_str::<Value>(&row.body).unwrap())
+            .find(|b| b["meeting_id"] == meeting.as_str())
+            .unwrap();
+        assert_eq!(
+            (&body["room"], &body["matrix_room"], &body["summary_source"]),
+            (&json!(room), &json!(matrix_room), &json!("extractive")),
+            "{body}"
+        );
         assert_eq!(
             status["deliveries"][2]["event_ids"].as_object().unwrap().len(),
             3,

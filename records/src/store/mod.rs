@@ -162,9 +162,11 @@ mod compliance;
 mod outbox;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use compliance::{AuditFilter, Deletion, LegalHold, SearchHit};
 pub use outbox::{Delivery, DeliveryKind};
+pub use webhooks::WebhookDelivery;
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
@@ -181,8 +183,17 @@ impl From<sqlx::migrate::MigrateError> for Error {
 /// Now, in milliseconds since the Unix epoch.
 pub use samtal_protocol::unix_ms as now_ms;
 
+/// An outbox row's state and next attempt after a failed one: pending until `retry_at`, or failed
+/// (given up) now when there is none.
+fn retry_state(retry_at: Option<i64>) -> (&'static str, i64) {
+    match retry_at {
+        Some(at) => ("pending", at),
+        None => ("failed", now_ms()),
+    }
+}
+
 /// A random UUID (version 4), as meeting id.
-fn new_id() -> String {
+pub fn new_id() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

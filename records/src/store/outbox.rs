@@ -175,10 +175,7 @@ impl Store {
 
     /// Records a failed attempt of delivery `id`: retried at `retry_at`, or given up (`failed`) when `None`.
     pub async fn delivery_failed(&self, id: &str, error: &str, retry_at: Option<i64>) -> Result<()> {
-        let (state, next) = match retry_at {
-            Some(at) => ("pending", at),
-            None => ("failed", now_ms()),
-        };
+        let (state, next) = retry_state(retry_at);
         with_pool!(self, pool, _DB => {
             sqlx::query("UPDATE matrix_outbox SET state = $1, attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE id = $4")
                 .bind(state)

@@ -605,3 +605,6 @@ mod compliance;
 
 // The Matrix outbox scenarios, on both backends.
 mod outbox;
+
+// The webhook outbox scenarios, on both backends.
+mod webhooks;

@@ -44,7 +44,7 @@ pub(crate) const READERS: &[Role] = &[Role::Moderator, Role::Compliance, Role::A
 /// Roles that may search, verify and hold.
 const OFFICERS: &[Role] = &[Role::Compliance, Role::Administrator];
 /// Roles that may delete and read the audit trail.
-const ADMINISTRATORS: &[Role] = &[Role::Administrator];
+pub(crate) const ADMINISTRATORS: &[Role] = &[Role::Administrator];
 
 #[derive(Clone)]
 pub(crate) struct ApiState {
@@ -361,7 +361,7 @@ struct ListQuery {
     limit: Option<String>,
 }
 
-fn non_empty(v: Option<String>) -> Option<String> {
+pub(crate) fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
 
@@ -384,7 +384,7 @@ fn parse_limit(value: Option<String>) -> Result<u32, ApiError> {
 }
 
 /// `limit`: a positive integer, `default` when absent, lowered to `max`.
-fn parse_limit_within(value: Option<String>, default: u32, max: u32) -> Result<u32, ApiError> {
+pub(crate) fn parse_limit_within(value: Option<String>, default: u32, max: u32) -> Result<u32, ApiError> {
     let Some(value) = value else { return Ok(default) };
     match value.parse::<u64>() {
         Ok(0) | Err(_) => Err(ApiError::bad_request(format!(

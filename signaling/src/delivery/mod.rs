@@ -110,6 +110,25 @@ async fn enqueue(state: &AppState, meeting_id: &str, kind: DeliveryKind, due_at:
     }
 }
 
+/// The `summary_delivered` webhook for a summary row just posted.
+async fn announce_summary(state: &AppState, row: &Delivery) {
+    let room = match state.store.meeting(&row.meeting_id).await {
+        Ok(Some(m)) => m.room,
+        _ => String::new(),
+    };
+    let sent = state.store.deliveries(&row.meeting_id).await.unwrap_or_default();
+    let source = sent
+        .iter()
+        .find(|d| d.id == row.id)
+        .and_then(|d| d.summary_source.clone());
+    state.webhooks.emit(
+        crate::webhooks::Event::new(crate::webhooks::EventKind::SummaryDelivered, room)
+            .with("meeting_id", row.meeting_id.as_str())
+            .with("matrix_room", row.matrix_room.as_str())
+            .with("summary_source", source),
+    );
+}
+
 /// Wait before the next attempt after `attempts` failed ones.
 fn backoff(config: &MatrixConfig, attempts: i64) -> Duration {
     BackoffConfig {
@@ -178,6 +197,9 @@ async fn run(state: Arc<AppState>) {
             let recorded = match outcome {
                 Ok(()) => {
                     tracing::info!(meeting = %row.meeting_id, kind = %row.kind, room = %row.matrix_room, "posted to Matrix");
+                    if DeliveryKind::parse(&row.kind) == Some(DeliveryKind::Summary) {
+                        announce_summary(&state, &row).await;
+                    }
                     state.store.delivery_sent(&row.id, now).await
                 }
                 Err(e) => {

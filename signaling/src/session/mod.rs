@@ -13,6 +13,7 @@ pub use resume::{Resume, Resumes};
 use crate::meetings;
 use crate::rooms::{JoinLimits, JoinRefused, OUTBOUND_QUEUE, Outbound};
 use crate::server::AppState;
+use crate::webhooks::{Event, EventKind};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
@@ -41,6 +42,7 @@ struct JoinRequest {
 struct Joined {
     room: String,
     id: String,
+    name: String,
     role: Role,
     hidden: bool,
     /// The others were told this participant's media connection is interrupted.
@@ -549,9 +551,8 @@ impl Session {
                 );
             }
             ModerateAction::Remove => {
-                self.state
-                    .rooms
-                    .send_to(&joined.room, &target, Outbound::Removed { by: joined.id.clone() });
+                // Through `Rooms::remove`, as the admin API does: a full queue does not lose it.
+                self.state.rooms.remove(&joined.room, &target, joined.id.clone());
             }
         }
     }
@@ -756,6 +757,12 @@ impl Session {
                 return Some(End::Fatal);
             }
         };
+        // A draining server keeps its meetings going but starts none.
+        if self.state.draining.load(Ordering::SeqCst) && !self.state.rooms.exists(&room) {
+            let message = "this server is draining for maintenance and starts no new meetings; join again";
+            self.error(ErrorCode::Draining, message, Some("join"));
+            return Some(End::Fatal);
+        }
         // A name from an identity provider is not refused, but made as harmless as a typed one.
         let name = token_name
             .map(|n| display_name(&n))
@@ -825,11 +832,22 @@ impl Session {
             max_participants: self.state.config.limits.max_participants,
             max_per_identity: self.state.config.limits.max_joins_per_identity,
         };
-        if let Err(refused) =
-            self.state
-                .rooms
-                .join(&room, info.clone(), hidden, identity, self.out.clone(), limits, welcome)
-        {
+        let joined = self
+            .state
+            .rooms
+            .join(&room, info.clone(), hidden, identity, self.out.clone(), limits, welcome);
+        if let Ok(first) = joined {
+            let webhooks = &self.state.webhooks;
+            if first {
+                webhooks.emit(Event::new(EventKind::RoomStarted, &room));
+            }
+            webhooks.emit(
+                Event::new(EventKind::ParticipantJoined, &room)
+                    .participant(&id, &info.name, hidden)
+                    .with("role", serde_json::to_value(role).unwrap_or_default()),
+            );
+        }
+        if let Err(refused) = joined {
             self.state.media.leave(&id).await;
             if let Some(token) = self.resume_token.take() {
                 self.state.resumes.remove(&token);
@@ -859,6 +877,7 @@ impl Session {
             }
             meetings::record_matrix_link(&self.state, &meeting_id, &room).await;
         }
+        let name = info.name.clone();
         if !hidden {
             self.state
                 .rooms
@@ -867,6 +886,7 @@ impl Session {
         self.joined = Some(Joined {
             room,
             id,
+            name,
             role,
             hidden,
             interrupted: false,
@@ -1052,13 +1072,26 @@ impl Session {
         }
         let Some(joined) = self.joined.take() else { return };
         self.state.media.leave(&joined.id).await;
-        let visible = self.state.rooms.leave(&joined.room, &joined.id).unwrap_or(false);
+        let left = self.state.rooms.leave(&joined.room, &joined.id);
         let reason = match end {
             End::Leave(reason) => reason,
             End::MediaFailed | End::Fatal => LeaveReason::Disconnected,
         };
         tracing::info!(?reason, "left");
-        if visible {
+        let stopping = self.state.stopping.load(std::sync::atomic::Ordering::SeqCst);
+        // A server that stops ends no meetings: its participants come back when it is up again.
+        if let Some(left) = left.filter(|_| !stopping) {
+            let webhooks = &self.state.webhooks;
+            webhooks.emit(
+                Event::new(EventKind::ParticipantLeft, &joined.room)
+                    .participant(&joined.id, &joined.name, joined.hidden)
+                    .with("reason", serde_json::to_value(reason).unwrap_or_default()),
+            );
+            if left.last {
+                webhooks.emit(Event::new(EventKind::RoomFinished, &joined.room));
+            }
+        }
+        if left.is_some_and(|l| l.visible) {
             self.state.rooms.broadcast(
                 &joined.room,
                 &joined.id,
@@ -1067,7 +1100,6 @@ impl Session {
                     reason,
                 },
             );
-            let stopping = self.state.stopping.load(std::sync::atomic::Ordering::SeqCst);
             if !stopping
                 && self.state.rooms.visible(&joined.room).is_empty()
                 && meetings::stop(&self.state, &joined.room).await
