@@ -213,3 +213,26 @@ pub mod sdp;
 pub mod synapse;
 pub mod turn;
 pub mod ws;
+
+/// A new, empty PostgreSQL database on the tests' server (`SAMTAL_TEST_POSTGRES`, which `tests/run`
+/// starts), named `<name>_<process id>` (dropped first if a run before left it); returns its URL.
+/// For tests of several servers sharing one store.
+pub fn fresh_postgres_database(name: &str) -> String {
+    let base =
+        std::env::var("SAMTAL_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let database = format!("{name}_{}", std::process::id());
+    let out = std::process::Command::new("psql")
+        .arg(&base)
+        .args(["-v", "ON_ERROR_STOP=1", "-q"])
+        .args(["-c", &format!("DROP DATABASE IF EXISTS {database}")])
+        .args(["-c", &format!("CREATE DATABASE {database}")])
+        .output()
+        .expect("psql (Debian's postgresql-client, installed by tests/setup.sh) runs");
+    assert!(
+        out.status.success(),
+        "cannot create database {database} at {base}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, _) = base.rsplit_once('/').expect("a database URL ends in /<database>");
+    format!("{server}/{database}")
+}

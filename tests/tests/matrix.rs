@@ -416,6 +416,64 @@ async fn a_summary_made_while_synapse_is_down_arrives_once_it_is_back() {
     server.shutdown().await;
 }
 
+/// Two servers share one PostgreSQL, each with a bot device of its own (whose transaction ids the
+/// homeserver does not compare), and both find the same deliveries due at once: each message still
+/// reaches the room exactly once, and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_sharing_one_store_post_each_message_once() {
+    init_logging();
+    let database = fresh_postgres_database("matrix_two_servers");
+    let synapse = Synapse::start();
+    synapse.register("samtal-bot", "bot-password");
+    synapse.register("reader", "reader-password");
+    let reader = Reader::login(&synapse.url(), "reader", "reader-password").await;
+    let room = reader.create_room("weekly", false, &[BOT]).await;
+
+    // A meeting while the bot cannot log in: its notices and summary wait in the shared store.
+    let on_shared_store = |password: &str| {
+        let mut config = config(&synapse, password);
+        config.database_url = Some(database.clone());
+        config
+    };
+    let server = start_server(on_shared_store("wrong-password")).await;
+    let (mut moderator, meeting) = start_meeting(&server, "weekly", &room).await;
+    speak_and_end(&server, &mut moderator, &meeting).await;
+    assert!(
+        within_deadline(|| failed_with(&server, meeting.clone(), "summary", "Matrix login as samtal-bot failed")).await,
+        "{:#?}",
+        deliveries(&server, &meeting).await
+    );
+    moderator.close().await;
+    server.shutdown().await;
+
+    // Two servers on that store deliver them at the same time.
+    let (one, two) = tokio::join!(
+        start_server(on_shared_store("bot-password")),
+        start_server(on_shared_store("bot-password"))
+    );
+    assert!(
+        within_deadline(|| all_sent(&one, &meeting, 3)).await,
+        "{:#?}",
+        deliveries(&one, &meeting).await
+    );
+    read_back(&reader, &room).await;
+    // Time for a second copy to show up, if one were coming.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let messages = reader.messages(&room).await;
+    let bot = from_bot(&messages);
+    let bodies: Vec<&str> = bot.iter().map(|m| m.body()).collect();
+    assert_eq!(
+        bot.len(),
+        5,
+        "two notices, the summary and two files, each once: {bodies:#?}"
+    );
+    assert!(bodies[0].starts_with("Transcription started"), "{bodies:#?}");
+    assert!(bodies[1].starts_with("Transcription stopped"), "{bodies:#?}");
+    assert!(bodies[2].starts_with("Meeting summary"), "{bodies:#?}");
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_unknown_and_uninvited_rooms_are_reported_and_the_meeting_is_kept() {
     init_logging();

@@ -15,16 +15,16 @@ CREATE TABLE webhook_outbox (
     body            TEXT    NOT NULL,
     -- pending (not yet delivered; retried), delivered, failed (given up; see last_error).
     state           TEXT    NOT NULL DEFAULT 'pending',
-    attempts        BIGINT  NOT NULL DEFAULT 0,
-    last_status     BIGINT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_status     INTEGER,
     last_error      TEXT,
     -- Milliseconds since the Unix epoch.
-    created_at      BIGINT  NOT NULL,
-    next_attempt_at BIGINT  NOT NULL,
+    created_at      INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
     -- A server delivering the row holds it until then; another may take it after.
-    lease_until     BIGINT  NOT NULL DEFAULT 0,
-    delivered_at    BIGINT
-);
+    lease_until     INTEGER NOT NULL DEFAULT 0,
+    delivered_at    INTEGER
+) STRICT;
 
 CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_outbox_created ON webhook_outbox (created_at);

@@ -3,7 +3,8 @@
 //!
 //! A row is `pending` until all its parts are sent (each part's event id is recorded as soon as
 //! it is sent, so a retry sends only what is missing), then `sent`; `failed` when delivery gave
-//! up. Rows survive restarts; [`Store::due_deliveries`] hands out the pending rows whose time has come.
+//! up. Rows survive restarts; [`Store::claim_deliveries`] hands out the pending rows whose time has
+//! come, each to one of the servers sharing the store (a lease per row).
 
 use super::*;
 use std::collections::BTreeMap;
@@ -111,12 +112,48 @@ impl Store {
         Ok(rows)
     }
 
-    /// When the next pending delivery is due, if any is pending.
+    /// Takes the pending deliveries due at `now`, oldest first, at most `limit`, and leases each to
+    /// the caller until `now + lease_ms`, so that of several servers draining one store only one
+    /// delivers a row. A Matrix room's rows stay in order across servers: once a row of a room is
+    /// held by another server, the room's later rows are left out too.
+    pub async fn claim_deliveries(&self, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+        let due = self.due_deliveries(now, limit).await?;
+        let until = now.saturating_add(lease_ms);
+        let mut held_elsewhere = std::collections::HashSet::new();
+        let mut claimed = Vec::with_capacity(due.len());
+        for row in due {
+            if held_elsewhere.contains(&row.matrix_room) {
+                continue;
+            }
+            let won = with_pool!(self, pool, _DB => {
+                sqlx::query(
+                    "UPDATE matrix_outbox SET lease_until = $1 WHERE id = $2 AND state = 'pending' AND lease_until <= $3",
+                )
+                .bind(until)
+                .bind(&row.id)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            if won == 1 {
+                claimed.push(row);
+            } else {
+                held_elsewhere.insert(row.matrix_room.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// When the next pending delivery is due (or its lease runs out), if any is pending.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>> {
         let at = with_pool!(self, pool, _DB => {
-            sqlx::query_scalar::<_, Option<i64>>("SELECT MIN(next_attempt_at) FROM matrix_outbox WHERE state = 'pending'")
-                .fetch_one(pool)
-                .await?
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) \
+                 FROM matrix_outbox WHERE state = 'pending'",
+            )
+            .fetch_one(pool)
+            .await?
         });
         Ok(at)
     }
@@ -164,7 +201,7 @@ impl Store {
     /// Marks delivery `id` sent at `at`; counts the attempt.
     pub async fn delivery_sent(&self, id: &str, at: i64) -> Result<()> {
         with_pool!(self, pool, _DB => {
-            sqlx::query("UPDATE matrix_outbox SET state = 'sent', sent_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
+            sqlx::query("UPDATE matrix_outbox SET state = 'sent', sent_at = $1, attempts = attempts + 1, last_error = NULL, lease_until = 0 WHERE id = $2")
                 .bind(at)
                 .bind(id)
                 .execute(pool)
@@ -177,7 +214,7 @@ impl Store {
     pub async fn delivery_failed(&self, id: &str, error: &str, retry_at: Option<i64>) -> Result<()> {
         let (state, next) = retry_state(retry_at);
         with_pool!(self, pool, _DB => {
-            sqlx::query("UPDATE matrix_outbox SET state = $1, attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE id = $4")
+            sqlx::query("UPDATE matrix_outbox SET state = $1, attempts = attempts + 1, last_error = $2, next_attempt_at = $3, lease_until = 0 WHERE id = $4")
                 .bind(state)
                 .bind(error)
                 .bind(next)

@@ -18,6 +18,11 @@
 //! deleted store) loses that protection for sends in flight.
 //!
 //! Rows of one Matrix room are delivered in order: when one fails, the room's later rows wait.
+//!
+//! **Several servers.** Servers sharing one PostgreSQL all run this task; each row is taken by one of
+//! them under a lease (`LEASE_MS`) and delivered by that one, so a message is not posted twice even
+//! though each server's bot is a device of its own (whose transaction ids the homeserver does not
+//! compare). A server that dies holding rows leaves them to the others when the lease runs out.
 
 mod api;
 
@@ -40,6 +45,11 @@ use tokio::sync::Notify;
 
 /// Rows handed out per round.
 const BATCH: u32 = 20;
+/// How long a server holds the rows it took: longer than delivering one takes at worst (an LLM
+/// summary and three sends), so that no other server sharing the store sends them too.
+const LEASE_MS: i64 = 10 * 60 * 1000;
+/// Shortest sleep after a round that found nothing it could take.
+const HELD_ELSEWHERE: Duration = Duration::from_secs(1);
 /// Longest sleep between looks at the outbox (rows can also be due by time alone).
 const IDLE: Duration = Duration::from_secs(60);
 
@@ -173,13 +183,14 @@ async fn run(state: Arc<AppState>) {
                 }
             }
         }
-        let due = match state.store.due_deliveries(now_ms(), BATCH).await {
+        let due = match state.store.claim_deliveries(now_ms(), LEASE_MS, BATCH).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!("cannot read the Matrix outbox: {e}");
                 Vec::new()
             }
         };
+        let claimed_none = due.is_empty();
         // A room whose row failed: its later rows wait, carrying the same error (order is kept).
         let mut blocked: HashMap<String, (String, Option<i64>)> = HashMap::new();
         for row in due {
@@ -243,6 +254,11 @@ async fn run(state: Arc<AppState>) {
         }
         if bot.is_none() {
             until = until.min(next_connect);
+        }
+        if claimed_none {
+            // Rows due but held by another server (or waiting behind one it holds): look again
+            // in a while rather than at once.
+            until = until.max(tokio::time::Instant::now() + HELD_ELSEWHERE);
         }
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}

@@ -21,8 +21,51 @@ macro_rules! on_both {
 on_both!(
     deliveries_are_enqueued_once_and_handed_out_in_order,
     parts_attempts_and_failures_are_recorded,
-    deliveries_go_with_their_meeting
+    deliveries_go_with_their_meeting,
+    each_delivery_goes_to_one_server_and_a_rooms_rows_stay_with_it
 );
+
+async fn each_delivery_goes_to_one_server_and_a_rooms_rows_stay_with_it(store: Store) {
+    let m = store.start_meeting("weekly", Some("sv")).await.unwrap();
+    let now = now_ms();
+    for kind in [DeliveryKind::TranscriptionStarted, DeliveryKind::TranscriptionStopped] {
+        assert!(store.enqueue_delivery(&m.id, kind, "!a", now).await.unwrap());
+    }
+    assert!(
+        store
+            .enqueue_delivery(&m.id, DeliveryKind::Summary, "!b", now)
+            .await
+            .unwrap()
+    );
+    // One server takes just the first row (a batch of one): room !a's next row is not for another.
+    let first = store.claim_deliveries(now, 60_000, 1).await.unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>(),
+        ["transcription_started"]
+    );
+    let other = store.claim_deliveries(now, 60_000, 10).await.unwrap();
+    assert_eq!(
+        other.iter().map(|d| d.matrix_room.as_str()).collect::<Vec<_>>(),
+        ["!b"],
+        "room !a stays with the server that holds its first row"
+    );
+    assert!(
+        store.claim_deliveries(now, 60_000, 10).await.unwrap().is_empty(),
+        "all held"
+    );
+    // An outcome ends the lease: the sent row is done, the room's next row is free.
+    store.delivery_sent(&first[0].id, now).await.unwrap();
+    let next = store.claim_deliveries(now, 60_000, 10).await.unwrap();
+    assert_eq!(
+        next.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>(),
+        ["transcription_stopped"]
+    );
+    // A server that died holding a row: the row comes back once the lease has run out.
+    let again = store.claim_deliveries(now + 60_000, 60_000, 10).await.unwrap();
+    let mut kinds: Vec<&str> = again.iter().map(|d| d.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["summary", "transcription_stopped"]);
+}
 
 async fn deliveries_are_enqueued_once_and_handed_out_in_order(store: Store) {
     let m = store.start_meeting("weekly", Some("sv")).await.unwrap();
