@@ -45,13 +45,12 @@ pub async fn start(
     }
     record_matrix_link(state, &meeting.id, room).await;
     crate::delivery::transcription_started(state, &meeting.id).await;
-    state.webhooks.emit(
-        Event::new(EventKind::TranscriptionStarted, room)
-            .with("meeting_id", meeting.id.as_str())
-            .with("language", language.clone()),
-    );
+    let started = Event::new(EventKind::TranscriptionStarted, room)
+        .with("meeting_id", meeting.id.as_str())
+        .with("language", language.clone());
     let changed = state.transcription.enable(room, meeting.id, language, prompt);
     if changed {
+        state.webhooks.emit(started);
         broadcast_status(state, room);
     }
     Ok(changed)

@@ -63,6 +63,8 @@ pub struct JoinLimits {
     pub max_participants: usize,
     /// Sessions of one token identity per room (hidden ones not counted).
     pub max_per_identity: usize,
+    /// Whether a room nobody is in may start (not while the server drains).
+    pub may_start: bool,
 }
 
 /// A participant as the transcript sees it: whether their words may be attributed to them.
@@ -108,6 +110,8 @@ pub enum JoinRefused {
     Full,
     /// The token's identity already holds `max_per_identity` sessions in the room.
     TooManySessions,
+    /// The room has nobody in it and `may_start` was false.
+    Draining,
 }
 
 /// What a participant's leaving did.
@@ -138,7 +142,9 @@ impl Rooms {
         let members = rooms.entry(room.to_owned()).or_default();
         let first = members.is_empty();
         let visible = || members.values().filter(|m| !m.hidden);
-        let refused = if hidden {
+        let refused = if first && !limits.may_start {
+            Some(JoinRefused::Draining)
+        } else if hidden {
             None
         } else if visible().count() >= limits.max_participants {
             Some(JoinRefused::Full)
@@ -227,11 +233,6 @@ impl Rooms {
             .get(room)
             .and_then(|m| m.get(id))
             .is_some_and(|m| m.tx.try_send(outbound).is_ok())
-    }
-
-    /// Whether anyone (hidden participants included) is in `room`.
-    pub fn exists(&self, room: &str) -> bool {
-        self.rooms.lock().expect("rooms lock").contains_key(room)
     }
 
     pub fn contains(&self, room: &str, id: &str) -> bool {
@@ -401,6 +402,7 @@ mod tests {
             JoinLimits {
                 max_participants: max,
                 max_per_identity: 2,
+                may_start: true,
             },
         )
     }
@@ -431,6 +433,25 @@ mod tests {
     }
 
     #[test]
+    fn a_draining_server_lets_people_into_its_rooms_but_starts_none() {
+        let rooms = Rooms::default();
+        let draining = JoinLimits {
+            max_participants: 10,
+            max_per_identity: 10,
+            may_start: false,
+        };
+        assert_eq!(join_as(&rooms, "a", false, None, draining), Err(JoinRefused::Draining));
+        assert_eq!(
+            join_as(&rooms, "svc", true, None, draining),
+            Err(JoinRefused::Draining),
+            "hidden too"
+        );
+        assert_eq!(rooms.room_count(), 0, "the refused room is not left behind");
+        assert!(join(&rooms, "a", false, 10).is_ok(), "started before the drain");
+        assert_eq!(join_as(&rooms, "b", false, None, draining).unwrap(), vec!["a"]);
+    }
+
+    #[test]
     fn join_lists_visible_members_and_enforces_capacity() {
         let rooms = Rooms::default();
         assert!(join(&rooms, "a", false, 2).unwrap().is_empty());
@@ -451,6 +472,7 @@ mod tests {
         let limits = JoinLimits {
             max_participants: 10,
             max_per_identity: 10,
+            may_start: true,
         };
         let welcome = |_| ServerMessage::Pong { nonce: None };
         let (tx_a, mut rx_a) = mpsc::channel(8);
@@ -499,6 +521,7 @@ mod tests {
         let limits = JoinLimits {
             max_participants: 10,
             max_per_identity: 10,
+            may_start: true,
         };
         rooms.join("r", info("a"), false, None, tx_a, limits, welcome).unwrap();
         rooms.join("r", info("b"), false, None, tx_b, limits, welcome).unwrap();
@@ -521,6 +544,7 @@ mod tests {
         let limits = JoinLimits {
             max_participants: 100,
             max_per_identity: 2,
+            may_start: true,
         };
         assert!(join_as(&rooms, "a1", false, Some("sub:anna"), limits).is_ok());
         assert!(join_as(&rooms, "a2", false, Some("sub:anna"), limits).is_ok());

@@ -23,6 +23,8 @@ CREATE TABLE webhook_outbox (
     next_attempt_at INTEGER NOT NULL,
     -- A server delivering the row holds it until then; another may take it after.
     lease_until     INTEGER NOT NULL DEFAULT 0,
+    -- Which server holds it (a random id per server run).
+    lease_owner     TEXT,
     delivered_at    INTEGER
 ) STRICT;
 

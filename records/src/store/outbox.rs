@@ -7,7 +7,7 @@
 //! come, each to one of the servers sharing the store (a lease per row).
 
 use super::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// What a row delivers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,23 +113,34 @@ impl Store {
     }
 
     /// Takes the pending deliveries due at `now`, oldest first, at most `limit`, and leases each to
-    /// the caller until `now + lease_ms`, so that of several servers draining one store only one
-    /// delivers a row. A Matrix room's rows stay in order across servers: once a row of a room is
-    /// held by another server, the room's later rows are left out too.
-    pub async fn claim_deliveries(&self, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
-        let due = self.due_deliveries(now, limit).await?;
+    /// `owner` (a server's random id) until `now + lease_ms`, so that of several servers draining
+    /// one store only one delivers a row. A Matrix room's rows stay in order across servers: a room
+    /// with a row held by another server is left out, and so are a room's later rows when another
+    /// server takes its earlier one first.
+    pub async fn claim_deliveries(&self, owner: &str, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM matrix_outbox o WHERE state = 'pending' AND next_attempt_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM matrix_outbox h WHERE h.matrix_room = o.matrix_room \
+             AND h.state = 'pending' AND h.lease_until > $1) \
+             ORDER BY created_at, {KIND_ORDER}, id LIMIT $2"
+        );
+        let due = with_pool!(self, pool, _DB => {
+            sqlx::query_as::<_, Delivery>(AssertSqlSafe(sql.clone())).bind(now).bind(i64::from(limit)).fetch_all(pool).await?
+        });
         let until = now.saturating_add(lease_ms);
-        let mut held_elsewhere = std::collections::HashSet::new();
+        let mut taken_elsewhere = HashSet::new();
         let mut claimed = Vec::with_capacity(due.len());
         for row in due {
-            if held_elsewhere.contains(&row.matrix_room) {
+            if taken_elsewhere.contains(&row.matrix_room) {
                 continue;
             }
             let won = with_pool!(self, pool, _DB => {
                 sqlx::query(
-                    "UPDATE matrix_outbox SET lease_until = $1 WHERE id = $2 AND state = 'pending' AND lease_until <= $3",
+                    "UPDATE matrix_outbox SET lease_until = $1, lease_owner = $2 \
+                     WHERE id = $3 AND state = 'pending' AND lease_until <= $4",
                 )
                 .bind(until)
+                .bind(owner)
                 .bind(&row.id)
                 .bind(now)
                 .execute(pool)
@@ -139,10 +150,30 @@ impl Store {
             if won == 1 {
                 claimed.push(row);
             } else {
-                held_elsewhere.insert(row.matrix_room.clone());
+                taken_elsewhere.insert(row.matrix_room.clone());
             }
         }
         Ok(claimed)
+    }
+
+    /// Extends `owner`'s lease on delivery `id` to `now + lease_ms`, just before delivering it;
+    /// false when `owner` no longer holds it (its lease ran out, or another server took it): then
+    /// it must not be delivered.
+    pub async fn extend_delivery_lease(&self, id: &str, owner: &str, now: i64, lease_ms: i64) -> Result<bool> {
+        let extended = with_pool!(self, pool, _DB => {
+            sqlx::query(
+                "UPDATE matrix_outbox SET lease_until = $1 \
+                 WHERE id = $2 AND state = 'pending' AND lease_owner = $3 AND lease_until > $4",
+            )
+            .bind(now.saturating_add(lease_ms))
+            .bind(id)
+            .bind(owner)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(extended == 1)
     }
 
     /// When the next pending delivery is due (or its lease runs out), if any is pending.

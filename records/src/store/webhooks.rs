@@ -34,7 +34,8 @@ pub struct WebhookDelivery {
 const WEBHOOK_COLUMNS: &str = "id, endpoint, event, room, body, state, attempts, last_status, last_error, created_at, next_attempt_at, delivered_at";
 
 impl Store {
-    /// Adds event `id` (`event` in `room`, body `body`) for receiver `endpoint`, due now.
+    /// Adds event `id` (`event` in `room`, body `body`, created at `now` as its body says) for
+    /// receiver `endpoint`, due at once.
     pub async fn enqueue_webhook(
         &self,
         id: &str,
@@ -42,8 +43,8 @@ impl Store {
         event: &str,
         room: Option<&str>,
         body: &str,
+        now: i64,
     ) -> Result<()> {
-        let now = now_ms();
         with_pool!(self, pool, _DB => {
             sqlx::query(
                 "INSERT INTO webhook_outbox (id, endpoint, event, room, body, created_at, next_attempt_at) \
@@ -62,9 +63,15 @@ impl Store {
     }
 
     /// Takes up to `limit` pending rows due at `now` whose lease has run out, oldest first, and
-    /// leases each to the caller until `now + lease_ms`. A row another server took meanwhile is
-    /// left out: each row goes to one taker per lease.
-    pub async fn claim_webhooks(&self, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<WebhookDelivery>> {
+    /// leases each to `owner` (a server's random id) until `now + lease_ms`. A row another server
+    /// took meanwhile is left out: each row goes to one taker per lease.
+    pub async fn claim_webhooks(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
         let sql = format!(
             "SELECT {WEBHOOK_COLUMNS} FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
              AND lease_until <= $1 ORDER BY created_at, id LIMIT $2"
@@ -79,9 +86,11 @@ impl Store {
             let mut claimed = Vec::with_capacity(due.len());
             for row in due {
                 let won = sqlx::query(
-                    "UPDATE webhook_outbox SET lease_until = $1 WHERE id = $2 AND state = 'pending' AND lease_until <= $3",
+                    "UPDATE webhook_outbox SET lease_until = $1, lease_owner = $2 \
+                     WHERE id = $3 AND state = 'pending' AND lease_until <= $4",
                 )
                 .bind(until)
+                .bind(owner)
                 .bind(&row.id)
                 .bind(now)
                 .execute(pool)

@@ -45,8 +45,9 @@ use tokio::sync::Notify;
 
 /// Rows handed out per round.
 const BATCH: u32 = 20;
-/// How long a server holds the rows it took: longer than delivering one takes at worst (an LLM
-/// summary and three sends), so that no other server sharing the store sends them too.
+/// How long a server holds a row, from when it took it and again from just before it delivers
+/// it: longer than delivering one takes at worst (an LLM summary and three sends), so that no other
+/// server sharing the store sends it too.
 const LEASE_MS: i64 = 10 * 60 * 1000;
 /// Shortest sleep after a round that found nothing it could take.
 const HELD_ELSEWHERE: Duration = Duration::from_secs(1);
@@ -123,16 +124,18 @@ async fn enqueue(state: &AppState, meeting_id: &str, kind: DeliveryKind, due_at:
 /// The `summary_delivered` webhook for a summary row just posted.
 async fn announce_summary(state: &AppState, row: &Delivery) {
     let room = match state.store.meeting(&row.meeting_id).await {
-        Ok(Some(m)) => m.room,
-        _ => String::new(),
+        Ok(Some(m)) => Some(m.room),
+        _ => None,
     };
     let sent = state.store.deliveries(&row.meeting_id).await.unwrap_or_default();
     let source = sent
         .iter()
         .find(|d| d.id == row.id)
         .and_then(|d| d.summary_source.clone());
+    let mut event = crate::webhooks::Event::new(crate::webhooks::EventKind::SummaryDelivered, "");
+    event.room = room;
     state.webhooks.emit(
-        crate::webhooks::Event::new(crate::webhooks::EventKind::SummaryDelivered, room)
+        event
             .with("meeting_id", row.meeting_id.as_str())
             .with("matrix_room", row.matrix_room.as_str())
             .with("summary_source", source),
@@ -166,6 +169,8 @@ async fn run(state: Arc<AppState>) {
     let mut connect_error = String::new();
     let mut connect_failures = 0i64;
     let mut next_connect = tokio::time::Instant::now();
+    // This server's name on the rows it leases.
+    let owner = crate::store::new_id();
     loop {
         if bot.is_none() && tokio::time::Instant::now() >= next_connect {
             match Bot::connect(config, &store_dir).await {
@@ -183,7 +188,7 @@ async fn run(state: Arc<AppState>) {
                 }
             }
         }
-        let due = match state.store.claim_deliveries(now_ms(), LEASE_MS, BATCH).await {
+        let due = match state.store.claim_deliveries(&owner, now_ms(), LEASE_MS, BATCH).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!("cannot read the Matrix outbox: {e}");
@@ -199,6 +204,20 @@ async fn run(state: Arc<AppState>) {
                     tracing::error!(meeting = %row.meeting_id, "cannot record the Matrix delivery's outcome: {e}");
                 }
                 continue;
+            }
+            // The rows before it may have taken long: a row whose lease ran out may be another
+            // server's by now, and is left to it (or to this server's next round).
+            match state
+                .store
+                .extend_delivery_lease(&row.id, &owner, now_ms(), LEASE_MS)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!(meeting = %row.meeting_id, "cannot extend the Matrix delivery's lease: {e}");
+                    continue;
+                }
             }
             let outcome = match &bot {
                 Some(b) => deliver(&state, b, summarizer.as_ref(), &row).await,

@@ -757,12 +757,6 @@ impl Session {
                 return Some(End::Fatal);
             }
         };
-        // A draining server keeps its meetings going but starts none.
-        if self.state.draining.load(Ordering::SeqCst) && !self.state.rooms.exists(&room) {
-            let message = "this server is draining for maintenance and starts no new meetings; join again";
-            self.error(ErrorCode::Draining, message, Some("join"));
-            return Some(End::Fatal);
-        }
         // A name from an identity provider is not refused, but made as harmless as a typed one.
         let name = token_name
             .map(|n| display_name(&n))
@@ -831,6 +825,8 @@ impl Session {
         let limits = JoinLimits {
             max_participants: self.state.config.limits.max_participants,
             max_per_identity: self.state.config.limits.max_joins_per_identity,
+            // A draining server keeps its meetings going but starts none.
+            may_start: !self.state.draining.load(Ordering::SeqCst),
         };
         let joined = self
             .state
@@ -854,6 +850,10 @@ impl Session {
             }
             let (code, message) = match refused {
                 JoinRefused::Full => (ErrorCode::RoomFull, format!("room {room} is full")),
+                JoinRefused::Draining => (
+                    ErrorCode::Draining,
+                    "this server is draining for maintenance and starts no new meetings; join again".to_owned(),
+                ),
                 JoinRefused::TooManySessions => (
                     ErrorCode::TooManySessions,
                     format!(
@@ -1080,16 +1080,12 @@ impl Session {
         tracing::info!(?reason, "left");
         let stopping = self.state.stopping.load(std::sync::atomic::Ordering::SeqCst);
         // A server that stops ends no meetings: its participants come back when it is up again.
-        if let Some(left) = left.filter(|_| !stopping) {
-            let webhooks = &self.state.webhooks;
-            webhooks.emit(
+        if left.is_some() && !stopping {
+            self.state.webhooks.emit(
                 Event::new(EventKind::ParticipantLeft, &joined.room)
                     .participant(&joined.id, &joined.name, joined.hidden)
                     .with("reason", serde_json::to_value(reason).unwrap_or_default()),
             );
-            if left.last {
-                webhooks.emit(Event::new(EventKind::RoomFinished, &joined.room));
-            }
         }
         if left.is_some_and(|l| l.visible) {
             self.state.rooms.broadcast(
@@ -1106,6 +1102,12 @@ impl Session {
             {
                 tracing::info!("last participant left: transcription stopped");
             }
+        }
+        // After the meeting's own end (transcription stopped, transcript sealed).
+        if left.is_some_and(|l| l.last) && !stopping {
+            self.state
+                .webhooks
+                .emit(Event::new(EventKind::RoomFinished, &joined.room));
         }
     }
 }

@@ -3,8 +3,8 @@
 //! sealed, summaries delivered) by HTTP POST of a JSON body signed with HMAC-SHA256
 //! (`docs/configuration.md`, "Webhooks").
 //!
-//! Nothing is posted inline. [`Webhooks::emit`] hands the event to one task, which writes a row per
-//! receiver into the store's webhook outbox and delivers the due rows: a receiver that is down or
+//! Nothing is posted inline. [`Webhooks::emit`] queues the event; one task writes it to the store's
+//! webhook outbox, a row per receiver, and another delivers the due rows: a receiver that is down or
 //! answers other than 2xx is retried with exponential backoff (`retry_initial_secs` doubling up to
 //! `retry_max_secs`) until `max_attempts`, also after this server restarts. Rows are the delivery
 //! log (`GET /api/webhooks/deliveries`). With several servers on one PostgreSQL each row is
@@ -25,12 +25,11 @@ use serde_json::{Map, Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Events waiting for the task; beyond this a burst loses events (counted, logged).
 const QUEUE: usize = 4096;
-/// Rows taken per round, and posted at once.
-const BATCH: u32 = 32;
+/// Rows taken per round, all posted at once.
 const CONCURRENT_POSTS: usize = 8;
 /// Longest sleep between looks at the outbox (another server's rows can fall due meanwhile).
 const IDLE: Duration = Duration::from_secs(30);
@@ -181,7 +180,7 @@ impl Event {
 pub struct Webhooks {
     tx: Option<mpsc::Sender<Event>>,
     rx: Mutex<Option<mpsc::Receiver<Event>>>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Events lost because the queue was full.
     pub dropped: AtomicU64,
 }
@@ -198,7 +197,7 @@ impl Webhooks {
         Self {
             tx,
             rx: Mutex::new(rx),
-            task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
         }
     }
@@ -218,15 +217,16 @@ impl Webhooks {
         }
     }
 
-    /// Stops the task; queued events not yet written are lost, written rows stay in the store.
+    /// Stops the tasks; events queued and not yet written are lost, written rows stay in the store.
     pub fn stop(&self) {
-        if let Some(task) = self.task.lock().expect("webhooks lock").take() {
+        for task in self.tasks.lock().expect("webhooks lock").drain(..) {
             task.abort();
         }
     }
 }
 
-/// Starts the task if receivers are configured.
+/// Starts the tasks if receivers are configured: one writes events to the store as they come (so
+/// a slow receiver never holds up the queue), one delivers the rows.
 pub fn start(state: &Arc<AppState>) {
     let Some(rx) = state.webhooks.rx.lock().expect("webhooks lock").take() else {
         return;
@@ -244,8 +244,15 @@ pub fn start(state: &Arc<AppState>) {
             return;
         }
     };
-    let task = tokio::spawn(run(state.store.clone(), config, client, rx));
-    *state.webhooks.task.lock().expect("webhooks lock") = Some(task);
+    let written = Arc::new(Notify::new());
+    let writer = tokio::spawn(write(state.store.clone(), config.clone(), rx, written.clone()));
+    let deliverer = tokio::spawn(deliver_due(state.store.clone(), config, client, written));
+    state
+        .webhooks
+        .tasks
+        .lock()
+        .expect("webhooks lock")
+        .extend([writer, deliverer]);
 }
 
 /// Writes `event`'s row for each receiver that takes it. Creation times of one server strictly
@@ -265,29 +272,45 @@ async fn enqueue(store: &Store, config: &WebhooksConfig, event: &Event, last_at:
         body.insert("room".into(), event.room.clone().map_or(Value::Null, Value::from));
         body.extend(event.fields.clone());
         let body = Value::Object(body).to_string();
-        let room = event.room.as_deref();
+        let (kind, room) = (event.kind.as_str(), event.room.as_deref());
         if let Err(e) = store
-            .enqueue_webhook(&id, &endpoint.name, event.kind.as_str(), room, &body)
+            .enqueue_webhook(&id, &endpoint.name, kind, room, &body, created_at)
             .await
         {
-            tracing::error!(endpoint = %endpoint.name, event = event.kind.as_str(), "cannot queue the webhook: {e}");
+            tracing::error!(endpoint = %endpoint.name, event = kind, "cannot queue the webhook: {e}");
         }
     }
 }
 
-async fn run(store: Store, config: WebhooksConfig, client: reqwest::Client, mut rx: mpsc::Receiver<Event>) {
-    let lease_ms = i64::try_from(config.timeout_secs.saturating_mul(2000).saturating_add(5000)).unwrap_or(i64::MAX);
+/// The writer: events from the queue into the store, then a nudge to the deliverer.
+async fn write(store: Store, config: WebhooksConfig, mut rx: mpsc::Receiver<Event>, written: Arc<Notify>) {
     let mut last_at = 0i64;
+    while let Some(event) = rx.recv().await {
+        enqueue(&store, &config, &event, &mut last_at).await;
+        written.notify_one();
+    }
+}
+
+/// The deliverer: takes due rows (each under a lease of this server's), posts them a few at a
+/// time, records the outcomes, and purges old rows now and then.
+async fn deliver_due(store: Store, config: WebhooksConfig, client: reqwest::Client, written: Arc<Notify>) {
+    // A round posts at most CONCURRENT_POSTS rows at once, each within the timeout: the lease
+    // outlives it with room to spare, so no other server takes a row this one is posting.
+    let lease_ms = i64::try_from(config.timeout_secs.saturating_mul(2000).saturating_add(30_000)).unwrap_or(i64::MAX);
+    let owner = new_id();
     let mut next_purge = tokio::time::Instant::now();
     loop {
-        let rows = match store.claim_webhooks(now_ms(), lease_ms, BATCH).await {
+        let rows = match store
+            .claim_webhooks(&owner, now_ms(), lease_ms, CONCURRENT_POSTS as u32)
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!("cannot read the webhook outbox: {e}");
                 Vec::new()
             }
         };
-        let full = rows.len() == BATCH as usize;
+        let full = rows.len() == CONCURRENT_POSTS;
         futures_util::stream::iter(rows)
             .for_each_concurrent(CONCURRENT_POSTS, |row| deliver(&store, &config, &client, row))
             .await;
@@ -300,21 +323,14 @@ async fn run(store: Store, config: WebhooksConfig, client: reqwest::Client, mut 
                 Err(e) => tracing::error!("cannot purge old webhook deliveries: {e}"),
             }
         }
-        // Sleep until the next row is due or an event comes (at once when a full batch suggests more).
+        // Sleep until the next row is due or one is written (at once when a full round suggests more).
         let mut until = tokio::time::Instant::now() + if full { Duration::ZERO } else { IDLE };
         if let Ok(Some(at)) = store.next_webhook_at().await {
             let ms = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
             until = until.min(tokio::time::Instant::now() + Duration::from_millis(ms));
         }
         tokio::select! {
-            event = rx.recv() => {
-                let Some(event) = event else { return };
-                enqueue(&store, &config, &event, &mut last_at).await;
-                // Everything else already queued goes in the same round.
-                while let Ok(event) = rx.try_recv() {
-                    enqueue(&store, &config, &event, &mut last_at).await;
-                }
-            }
+            _ = written.notified() => {}
             _ = tokio::time::sleep_until(until) => {}
         }
     }
@@ -323,10 +339,10 @@ async fn run(store: Store, config: WebhooksConfig, client: reqwest::Client, mut 
 /// Posts one row and records the outcome.
 async fn deliver(store: &Store, config: &WebhooksConfig, client: &reqwest::Client, row: WebhookDelivery) {
     let Some(endpoint) = config.endpoints.iter().find(|e| e.name == row.endpoint) else {
-        // A receiver removed from the configuration: nobody to deliver to.
-        let _ = store
-            .webhook_failed(&row.id, None, "the receiver is no longer configured", None)
-            .await;
+        // A receiver this server does not know (another server's newer configuration, or one that
+        // was removed): the row stays pending for a server that knows it; its lease keeps this one
+        // from taking it again before it runs out.
+        tracing::debug!(endpoint = %row.endpoint, id = %row.id, "webhook for a receiver not configured here");
         return;
     };
     let outcome = client

@@ -102,6 +102,7 @@ pub fn session_rooms(data: &[u8]) {
     let limits = JoinLimits {
         max_participants: 3,
         max_per_identity: 2,
+        may_start: true,
     };
     let mut present: Vec<(String, String)> = Vec::new();
     let mut receivers = Vec::new();
@@ -126,12 +127,20 @@ pub fn session_rooms(data: &[u8]) {
                 };
                 let (tx, rx) = mpsc::channel(4);
                 receivers.push(rx);
-                if rooms
-                    .join(&room, info, hidden, identity, tx, limits, |_| ServerMessage::Pong {
-                        nonce: None,
-                    })
-                    .is_ok()
-                {
+                // Now and then as a draining server would: no room may start.
+                let limits = JoinLimits {
+                    may_start: op & 0x40 == 0,
+                    ..limits
+                };
+                let was_empty = !present.iter().any(|(r, _)| *r == room);
+                let joined = rooms.join(&room, info, hidden, identity, tx, limits, |_| ServerMessage::Pong {
+                    nonce: None,
+                });
+                assert!(
+                    limits.may_start || !was_empty || joined.is_err(),
+                    "a room started while starting was not allowed"
+                );
+                if joined.is_ok() {
                     present.push((room.clone(), id));
                 }
             }

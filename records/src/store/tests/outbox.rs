@@ -38,33 +38,52 @@ async fn each_delivery_goes_to_one_server_and_a_rooms_rows_stay_with_it(store: S
             .unwrap()
     );
     // One server takes just the first row (a batch of one): room !a's next row is not for another.
-    let first = store.claim_deliveries(now, 60_000, 1).await.unwrap();
+    let first = store.claim_deliveries("a", now, 60_000, 1).await.unwrap();
     assert_eq!(
         first.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>(),
         ["transcription_started"]
     );
-    let other = store.claim_deliveries(now, 60_000, 10).await.unwrap();
+    let other = store.claim_deliveries("b", now, 60_000, 10).await.unwrap();
     assert_eq!(
         other.iter().map(|d| d.matrix_room.as_str()).collect::<Vec<_>>(),
         ["!b"],
         "room !a stays with the server that holds its first row"
     );
     assert!(
-        store.claim_deliveries(now, 60_000, 10).await.unwrap().is_empty(),
+        store.claim_deliveries("c", now, 60_000, 10).await.unwrap().is_empty(),
         "all held"
+    );
+    // Only the holder extends its lease, and only while it runs.
+    let id = &first[0].id;
+    assert!(store.extend_delivery_lease(id, "a", now + 1, 60_000).await.unwrap());
+    assert!(!store.extend_delivery_lease(id, "b", now + 1, 60_000).await.unwrap());
+    assert!(
+        !store
+            .extend_delivery_lease(id, "a", now + 60_001, 60_000)
+            .await
+            .unwrap(),
+        "ran out"
     );
     // An outcome ends the lease: the sent row is done, the room's next row is free.
     store.delivery_sent(&first[0].id, now).await.unwrap();
-    let next = store.claim_deliveries(now, 60_000, 10).await.unwrap();
+    let next = store.claim_deliveries("a", now + 2, 60_000, 10).await.unwrap();
     assert_eq!(
         next.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>(),
         ["transcription_stopped"]
     );
     // A server that died holding a row: the row comes back once the lease has run out.
-    let again = store.claim_deliveries(now + 60_000, 60_000, 10).await.unwrap();
+    let again = store.claim_deliveries("c", now + 60_002, 60_000, 10).await.unwrap();
     let mut kinds: Vec<&str> = again.iter().map(|d| d.kind.as_str()).collect();
     kinds.sort();
     assert_eq!(kinds, ["summary", "transcription_stopped"]);
+    let taken = again.iter().find(|d| d.kind == "transcription_stopped").unwrap();
+    assert!(
+        !store
+            .extend_delivery_lease(&taken.id, "a", now + 60_003, 60_000)
+            .await
+            .unwrap(),
+        "the server whose lease ran out may not deliver it any more"
+    );
 }
 
 async fn deliveries_are_enqueued_once_and_handed_out_in_order(store: Store) {
