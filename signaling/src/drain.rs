@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Starts draining (idempotent).
 pub fn start(state: &AppState) {
     if !state.draining.swap(true, Ordering::SeqCst) {
+        state.metrics.draining.set(1);
         tracing::info!(
             rooms = state.rooms.room_count(),
             participants = state.rooms.participant_count(),

@@ -28,6 +28,10 @@ pub struct Metrics {
     /// Sessions resumed on a new websocket after theirs dropped.
     pub resumes: Counter,
     pub errors: Family<CodeLabel, Counter>,
+    /// 1 while this server drains (starts no new meetings).
+    pub draining: Gauge,
+    /// Webhook events lost before they reached the store (the queue was full).
+    pub webhook_events_lost: Counter,
 }
 
 impl Metrics {
@@ -39,6 +43,18 @@ impl Metrics {
         let dropped = Counter::default();
         let resumes = Counter::default();
         let errors = Family::<CodeLabel, Counter>::default();
+        let draining = Gauge::default();
+        let webhook_events_lost = Counter::default();
+        registry.register(
+            "draining",
+            "1 while this server drains: it starts no new meetings",
+            draining.clone(),
+        );
+        registry.register(
+            "webhook_events_lost",
+            "Webhook events lost before they were stored, because the queue was full",
+            webhook_events_lost.clone(),
+        );
         registry.register(
             "websocket_connections",
             "Open signaling websockets",
@@ -74,6 +90,8 @@ impl Metrics {
             dropped,
             resumes,
             errors,
+            draining,
+            webhook_events_lost,
         }
     }
 

@@ -300,11 +300,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         })?;
     let addr = listener.local_addr()?;
     let transcription = Transcription::default();
-    let webhooks = crate::webhooks::Webhooks::new(&config.webhooks);
+    let metrics = Metrics::new(media.stats().clone());
+    let webhooks = crate::webhooks::Webhooks::new(&config.webhooks, metrics.webhook_events_lost.clone());
     let state = Arc::new(AppState {
         rooms: Rooms::default(),
         verifier: Verifier::new(config.auth.clone()),
-        metrics: Metrics::new(media.stats().clone()),
+        metrics,
         job_verifier: Verifier::new(crate::config::AuthConfig {
             secret: Some(transcription.job_secret().to_owned()),
             ..Default::default()

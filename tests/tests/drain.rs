@@ -3,7 +3,7 @@
 //! while its health check does not, only administrators start or read a drain (audited), and the
 //! drain ends when the last participant has left, or at its deadline with them still there.
 
-use samtal_e2e::ws::{WsClient, http_get, http_request};
+use samtal_e2e::ws::{WsClient, http_get, http_request, metric};
 use samtal_e2e::*;
 use samtal_protocol::Role;
 use samtal_signaling::auth::mint;
@@ -31,6 +31,8 @@ async fn a_drained_server_keeps_its_meetings_starts_none_and_ends_empty() {
     let addr = server.addr;
     let admin = token("*", "root", Role::Administrator);
     assert_eq!(http_get(addr, "/readyz").await.0, 200);
+    let draining = |metrics: &str| metric(metrics, "samtal_draining");
+    assert_eq!(draining(&http_get(addr, "/metrics").await.1), Some(0.0));
 
     let mut anna = WsClient::connect(&server.ws_url()).await;
     anna.join("weekly", "Anna", Some(&token("weekly", "Anna", Role::Moderator)))
@@ -59,6 +61,7 @@ async fn a_drained_server_keeps_its_meetings_starts_none_and_ends_empty() {
     let (status, ready) = http_get(addr, "/readyz").await;
     assert_eq!((status, ready.contains("draining")), (503, true), "{ready}");
     assert_eq!(http_get(addr, "/healthz").await.0, 200, "alive all the same");
+    assert_eq!(draining(&http_get(addr, "/metrics").await.1), Some(1.0));
 
     // The meeting in progress takes a newcomer; a new meeting does not start.
     let mut bo = WsClient::connect(&server.ws_url()).await;

@@ -22,7 +22,6 @@ use futures_util::StreamExt;
 use samtal_protocol::retry::BackoffConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
@@ -181,13 +180,13 @@ pub struct Webhooks {
     tx: Option<mpsc::Sender<Event>>,
     rx: Mutex<Option<mpsc::Receiver<Event>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Events lost because the queue was full.
-    pub dropped: AtomicU64,
+    /// Events lost because the queue was full (a metric).
+    lost: prometheus_client::metrics::counter::Counter,
 }
 
 impl Webhooks {
-    /// An emitter; it queues events only when receivers are configured.
-    pub fn new(config: &WebhooksConfig) -> Self {
+    /// An emitter; it queues events only when receivers are configured, and counts lost ones in `lost`.
+    pub fn new(config: &WebhooksConfig, lost: prometheus_client::metrics::counter::Counter) -> Self {
         let (tx, rx) = if config.endpoints.is_empty() {
             (None, None)
         } else {
@@ -198,7 +197,7 @@ impl Webhooks {
             tx,
             rx: Mutex::new(rx),
             tasks: Mutex::new(Vec::new()),
-            dropped: AtomicU64::new(0),
+            lost,
         }
     }
 
@@ -206,7 +205,7 @@ impl Webhooks {
     pub fn emit(&self, event: Event) {
         let Some(tx) = &self.tx else { return };
         if let Err(e) = tx.try_send(event) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.lost.inc();
             let kind = match &e {
                 mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev.kind,
             };
