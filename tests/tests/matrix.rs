@@ -91,6 +91,20 @@ async fn speak_and_end(server: &RunningServer, moderator: &mut WsClient, meeting
     assert_eq!(status["enabled"], false, "{status}");
 }
 
+/// A meeting in "weekly" linked to `matrix_room`, held while the server's bot has the wrong
+/// password: it ends, and its summary waits, having failed to log in. Returns the moderator and the
+/// meeting id.
+async fn meeting_the_bot_cannot_log_in_for(server: &RunningServer, matrix_room: &str) -> (WsClient, String) {
+    let (mut moderator, meeting) = start_meeting(server, "weekly", matrix_room).await;
+    speak_and_end(server, &mut moderator, &meeting).await;
+    assert!(
+        within_deadline(|| failed_with(server, meeting.clone(), "summary", "Matrix login as samtal-bot failed")).await,
+        "{:#?}",
+        deliveries(server, &meeting).await
+    );
+    (moderator, meeting)
+}
+
 /// Whether the meeting's delivery of `kind` failed at least once with an error containing `text`.
 async fn failed_with(server: &RunningServer, meeting: String, kind: &str, text: &str) -> bool {
     deliveries(server, &meeting).await.iter().any(|d| {
@@ -436,13 +450,7 @@ async fn two_servers_sharing_one_store_post_each_message_once() {
         config
     };
     let server = start_server(on_shared_store("wrong-password")).await;
-    let (mut moderator, meeting) = start_meeting(&server, "weekly", &room).await;
-    speak_and_end(&server, &mut moderator, &meeting).await;
-    assert!(
-        within_deadline(|| failed_with(&server, meeting.clone(), "summary", "Matrix login as samtal-bot failed")).await,
-        "{:#?}",
-        deliveries(&server, &meeting).await
-    );
+    let (moderator, meeting) = meeting_the_bot_cannot_log_in_for(&server, &room).await;
     moderator.close().await;
     server.shutdown().await;
 
@@ -486,13 +494,7 @@ async fn bad_credentials_unknown_and_uninvited_rooms_are_reported_and_the_meetin
 
     // Wrong password.
     let server = start_server(config(&synapse, "wrong-password")).await;
-    let (mut moderator, meeting) = start_meeting(&server, "weekly", &room).await;
-    speak_and_end(&server, &mut moderator, &meeting).await;
-    assert!(
-        within_deadline(|| failed_with(&server, meeting.clone(), "summary", "Matrix login as samtal-bot failed")).await,
-        "{:#?}",
-        deliveries(&server, &meeting).await
-    );
+    let (moderator, meeting) = meeting_the_bot_cannot_log_in_for(&server, &room).await;
     let status = delivery_api(&server, "weekly", &meeting).await;
     assert_eq!(status["deliveries"][2]["status"], "retrying", "{status}");
     assert!(

@@ -159,6 +159,7 @@ macro_rules! push_meeting_filter {
 
 // Modules that add to `Store` come after `with_pool!`, which they use.
 mod compliance;
+mod lease;
 mod outbox;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 //! up. Rows survive restarts; [`Store::claim_deliveries`] hands out the pending rows whose time has
 //! come, each to one of the servers sharing the store (a lease per row).
 
+use super::lease::Outbox;
 use super::*;
 use std::collections::{BTreeMap, HashSet};
 
@@ -134,20 +135,8 @@ impl Store {
             if taken_elsewhere.contains(&row.matrix_room) {
                 continue;
             }
-            let won = with_pool!(self, pool, _DB => {
-                sqlx::query(
-                    "UPDATE matrix_outbox SET lease_until = $1, lease_owner = $2 \
-                     WHERE id = $3 AND state = 'pending' AND lease_until <= $4",
-                )
-                .bind(until)
-                .bind(owner)
-                .bind(&row.id)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
-            });
-            if won == 1 {
+            let won = self.take_lease(Outbox::Matrix, &row.id, owner, now, until).await?;
+            if won {
                 claimed.push(row);
             } else {
                 taken_elsewhere.insert(row.matrix_room.clone());
@@ -178,15 +167,7 @@ impl Store {
 
     /// When the next pending delivery is due (or its lease runs out), if any is pending.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>> {
-        let at = with_pool!(self, pool, _DB => {
-            sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) \
-                 FROM matrix_outbox WHERE state = 'pending'",
-            )
-            .fetch_one(pool)
-            .await?
-        });
-        Ok(at)
+        self.next_due_at(Outbox::Matrix).await
     }
 
     /// The meeting's deliveries, in the order they are sent.

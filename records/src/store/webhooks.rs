@@ -6,6 +6,7 @@
 //! win while the lease runs; the winner posts it and records the outcome, which also ends the lease.
 //! A server that dies holding a lease leaves the row to the others once the lease has run out.
 
+use super::lease::Outbox;
 use super::*;
 
 /// One webhook event for one receiver, and how its delivery went.
@@ -77,31 +78,19 @@ impl Store {
              AND lease_until <= $1 ORDER BY created_at, id LIMIT $2"
         );
         let until = now.saturating_add(lease_ms);
-        let claimed = with_pool!(self, pool, _DB => {
-            let due = sqlx::query_as::<_, WebhookDelivery>(AssertSqlSafe(sql.clone()))
+        let due = with_pool!(self, pool, _DB => {
+            sqlx::query_as::<_, WebhookDelivery>(AssertSqlSafe(sql.clone()))
                 .bind(now)
                 .bind(i64::from(limit))
                 .fetch_all(pool)
-                .await?;
-            let mut claimed = Vec::with_capacity(due.len());
-            for row in due {
-                let won = sqlx::query(
-                    "UPDATE webhook_outbox SET lease_until = $1, lease_owner = $2 \
-                     WHERE id = $3 AND state = 'pending' AND lease_until <= $4",
-                )
-                .bind(until)
-                .bind(owner)
-                .bind(&row.id)
-                .bind(now)
-                .execute(pool)
                 .await?
-                .rows_affected();
-                if won == 1 {
-                    claimed.push(row);
-                }
-            }
-            claimed
         });
+        let mut claimed = Vec::with_capacity(due.len());
+        for row in due {
+            if self.take_lease(Outbox::Webhooks, &row.id, owner, now, until).await? {
+                claimed.push(row);
+            }
+        }
         Ok(claimed)
     }
 
@@ -149,15 +138,7 @@ impl Store {
 
     /// When the next pending row is due (its lease included), if any is pending.
     pub async fn next_webhook_at(&self) -> Result<Option<i64>> {
-        let at = with_pool!(self, pool, _DB => {
-            sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) \
-                 FROM webhook_outbox WHERE state = 'pending'",
-            )
-            .fetch_one(pool)
-            .await?
-        });
-        Ok(at)
+        self.next_due_at(Outbox::Webhooks).await
     }
 
     /// The delivery log, newest first: rows in `state` (all when `None`), at most `limit`.
