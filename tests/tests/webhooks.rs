@@ -222,7 +222,16 @@ async fn a_meetings_events_reach_receivers_signed_once_each_and_a_receiver_that_
         bodies.iter().map(summary).collect::<Vec<_>>(),
         ["room_started", "room_finished"]
     );
+    // The receiver has the bodies a moment before the server has recorded its answers.
+    let recorded = eventually(Duration::from_secs(10), || async {
+        let (_, body) = log(server.addr, "?state=delivered&limit=500", &admin).await;
+        body["deliveries"]
+            .as_array()
+            .is_some_and(|rows| rows.len() >= expected.len() + 2)
+    })
+    .await;
     let (status, body) = log(server.addr, "?state=delivered&limit=500", &admin).await;
+    assert!(recorded, "{body}");
     assert_eq!(status, 200, "{body}");
     let rows = body["deliveries"].as_array().unwrap();
     assert_eq!(rows.len(), expected.len() + 2, "{body}");
