@@ -9,7 +9,7 @@ cache="${SAMTAL_CACHE:-$HOME/.cache/samtal}"
 export DEBIAN_FRONTEND=noninteractive
 
 # --- system packages ---------------------------------------------------------------------------
-packages=(cmake libclang-dev pkg-config chromium chromium-driver espeak-ng sox python3 python3-venv iproute2 nftables coturn firefox-esr postgresql)
+packages=(cmake libclang-dev pkg-config chromium chromium-driver espeak-ng sox python3 python3-venv iproute2 nftables coturn firefox-esr postgresql nats-server)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()

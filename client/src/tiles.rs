@@ -165,6 +165,7 @@ mod tests {
             role: Role::Participant,
             tracks: vec![track("a-t1", MediaKind::Audio), track("a-t2", MediaKind::Video)],
             transcription_opt_out: false,
+            hand_raised_at: None,
         }]);
         assert_eq!(sent(&mut rx), vec![("a-t2".into(), 640, 360)]);
         tiles.on_server_message(&ServerMessage::TrackPublished {

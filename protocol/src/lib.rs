@@ -106,6 +106,9 @@ pub struct ParticipantInfo {
     /// The participant opted out of transcription: their audio is not transcribed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub transcription_opt_out: bool,
+    /// When the participant raised its hand ([`unix_ms`]); absent while the hand is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_raised_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +116,38 @@ pub struct ParticipantInfo {
 pub enum ModerateAction {
     Mute,
     Remove,
+    /// Lower the participant's raised hand.
+    LowerHand,
+}
+
+/// What a moderator does to the whole room (`room_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomAction {
+    /// Ask every participant who is not a moderator to mute its microphone.
+    MuteAll,
+    /// Remove everyone, the moderator included: the meeting is over.
+    End,
+}
+
+/// A room's settings, as moderators set them (`room_settings`) and everyone is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RoomSettings {
+    /// Nobody but moderators may join.
+    #[serde(default)]
+    pub locked: bool,
+}
+
+/// A chat message as the room sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Unique in the room.
+    pub id: String,
+    pub participant_id: String,
+    pub name: String,
+    pub text: String,
+    /// When the server received it ([`unix_ms`]).
+    pub at: i64,
 }
 
 /// Whether the server hears a participant's media connection.
@@ -220,6 +255,20 @@ pub enum ClientMessage {
         #[serde(default)]
         capacity: Option<u32>,
     },
+    /// A chat message to everyone in the room.
+    Chat {
+        text: String,
+    },
+    /// Raise or lower one's hand.
+    Hand {
+        raised: bool,
+    },
+    /// Moderators: change the room's settings.
+    RoomSettings(RoomSettings),
+    /// Moderators: act on the whole room.
+    RoomAction {
+        action: RoomAction,
+    },
 }
 
 /// Now, in wall-clock milliseconds since the Unix epoch: the protocol's time (0 if the clock is
@@ -296,6 +345,10 @@ impl ClientMessage {
         "transcription_consent",
         "segment",
         "worker",
+        "chat",
+        "hand",
+        "room_settings",
+        "room_action",
     ];
 
     /// Whether `tag` names a client message type (its fields may still be wrong).
@@ -320,6 +373,10 @@ impl ClientMessage {
             ClientMessage::TranscriptionConsent { .. } => "transcription_consent",
             ClientMessage::Segment(_) => "segment",
             ClientMessage::Worker { .. } => "worker",
+            ClientMessage::Chat { .. } => "chat",
+            ClientMessage::Hand { .. } => "hand",
+            ClientMessage::RoomSettings(_) => "room_settings",
+            ClientMessage::RoomAction { .. } => "room_action",
         }
     }
 }
@@ -353,6 +410,8 @@ pub enum ErrorCode {
     /// This server is draining (about to stop for maintenance) and takes no new rooms; join again
     /// (through the deployment's address, which no longer routes new connections here).
     Draining,
+    /// The room is locked: only moderators may join.
+    RoomLocked,
 }
 
 impl ErrorCode {
@@ -368,6 +427,7 @@ impl ErrorCode {
                 | ErrorCode::TooManySessions
                 | ErrorCode::ResumeFailed
                 | ErrorCode::Draining
+                | ErrorCode::RoomLocked
         )
     }
 }
@@ -500,6 +560,24 @@ pub enum ServerMessage {
     },
     /// To a worker: start or stop transcribing a room.
     Job(Job),
+    /// A chat message, to everyone in the room (its sender included); after `joined`, the room's
+    /// recent messages, oldest first.
+    Chat(ChatMessage),
+    /// A participant raised (`raised_at` set) or lowered its hand; `by` names the moderator who
+    /// lowered it, when one did.
+    HandChanged {
+        participant_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raised_at: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// The room's settings changed (`by`: the moderator's name); also after `joined` when any is set.
+    RoomSettings {
+        #[serde(flatten)]
+        settings: RoomSettings,
+        by: String,
+    },
     Error {
         code: ErrorCode,
         message: String,

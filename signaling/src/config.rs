@@ -40,6 +40,8 @@ pub struct Config {
     pub matrix: crate::delivery::MatrixConfig,
     /// Signed webhooks to the operator's receivers (`[webhooks]`); off without endpoints.
     pub webhooks: crate::webhooks::WebhooksConfig,
+    /// Several nodes sharing a NATS server (`[cluster]`); off without `nats_url`.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -230,6 +232,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             matrix: Default::default(),
             webhooks: Default::default(),
+            cluster: Default::default(),
         }
     }
 }
@@ -251,6 +254,7 @@ const SECTIONS: &[&str] = &[
     "audit",
     "matrix",
     "webhooks",
+    "cluster",
 ];
 
 impl Config {
@@ -294,6 +298,7 @@ impl Config {
         }
         self.webhooks
             .validate(|key, secret| check_secret(key, secret, "webhook signatures"))?;
+        self.cluster.validate()?;
         Ok(())
     }
 

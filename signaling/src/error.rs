@@ -17,6 +17,8 @@ pub enum Error {
     Media(#[from] samtal_sfu::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error(transparent)]
     Records(#[from] samtal_records::Error),
 }

@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod drain;

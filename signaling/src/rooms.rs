@@ -3,8 +3,10 @@
 //! participant. Media forwarding state lives in the SFU; this registry only knows what the
 //! protocol tells participants.
 
-use samtal_protocol::{MediaKind, ParticipantInfo, Role, ServerMessage, TrackInfo, TrackSource};
-use std::collections::HashMap;
+use samtal_protocol::{
+    ChatMessage, MediaKind, ParticipantInfo, Role, RoomSettings, ServerMessage, TrackInfo, TrackSource,
+};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -103,6 +105,16 @@ pub struct Rooms {
     /// Room → its dominant speaker as last announced. Locked only while `rooms` is held, so that a
     /// newcomer's snapshot and an announcement cannot cross.
     dominant: Mutex<HashMap<String, String>>,
+    /// Room → its settings and recent chat, while the room exists. Locked only while `rooms` is held.
+    meta: Mutex<HashMap<String, RoomMeta>>,
+}
+
+/// What a room keeps besides its members.
+#[derive(Default)]
+struct RoomMeta {
+    settings: RoomSettings,
+    chat: VecDeque<ChatMessage>,
+    chat_count: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -112,6 +124,8 @@ pub enum JoinRefused {
     TooManySessions,
     /// The room has nobody in it and `may_start` was false.
     Draining,
+    /// The room is locked and the joiner is not a moderator.
+    Locked,
 }
 
 /// What a participant's leaving did.
@@ -142,10 +156,14 @@ impl Rooms {
         let members = rooms.entry(room.to_owned()).or_default();
         let first = members.is_empty();
         let visible = || members.values().filter(|m| !m.hidden);
+        let mut meta = self.meta.lock().expect("meta lock");
+        let locked = meta.get(room).is_some_and(|m| m.settings.locked);
         let refused = if first && !limits.may_start {
             Some(JoinRefused::Draining)
         } else if hidden {
             None
+        } else if locked && info.role != Role::Moderator {
+            Some(JoinRefused::Locked)
         } else if visible().count() >= limits.max_participants {
             Some(JoinRefused::Full)
         } else if identity.is_some() && visible().filter(|m| m.identity == identity).count() >= limits.max_per_identity
@@ -166,6 +184,18 @@ impl Rooms {
             let _ = tx.try_send(Outbound::Message(ServerMessage::DominantSpeaker {
                 participant_id: speaker.clone(),
             }));
+        }
+        let meta = meta.entry(room.to_owned()).or_default();
+        if meta.settings != RoomSettings::default() {
+            let _ = tx.try_send(Outbound::Message(ServerMessage::RoomSettings {
+                settings: meta.settings,
+                by: String::new(),
+            }));
+        }
+        if !hidden {
+            for message in &meta.chat {
+                let _ = tx.try_send(Outbound::Message(ServerMessage::Chat(message.clone())));
+            }
         }
         let member = Member {
             info,
@@ -192,6 +222,7 @@ impl Rooms {
         if last {
             rooms.remove(room);
             self.matrix.lock().expect("matrix lock").remove(room);
+            self.meta.lock().expect("meta lock").remove(room);
         }
         Some(Left {
             visible: !member.hidden,
@@ -365,6 +396,80 @@ impl Rooms {
         true
     }
 
+    /// Removes everyone in `room` as [`Rooms::remove`] does; how many were there.
+    pub fn end(&self, room: &str, by: &str) -> usize {
+        let ids: Vec<String> = self.members(room).into_iter().flatten().map(|m| m.info.id).collect();
+        ids.iter().filter(|id| self.remove(room, id, by.to_owned())).count()
+    }
+
+    /// `id` says `text` (already cleaned): kept for newcomers and sent to every visible member,
+    /// the sender included. None when `id` is not a visible member.
+    pub fn chat(&self, room: &str, id: &str, text: String) -> Option<ChatMessage> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        let member = rooms.get(room)?.get(id).filter(|m| !m.hidden)?;
+        let mut meta = self.meta.lock().expect("meta lock");
+        let meta = meta.entry(room.to_owned()).or_default();
+        meta.chat_count += 1;
+        let message = ChatMessage {
+            id: meta.chat_count.to_string(),
+            participant_id: id.to_owned(),
+            name: member.info.name.clone(),
+            text,
+            at: samtal_protocol::unix_ms(),
+        };
+        if meta.chat.len() == crate::chat::HISTORY {
+            meta.chat.pop_front();
+        }
+        meta.chat.push_back(message.clone());
+        // Not to hidden members: the transcriber has no use for chat.
+        let chat = ServerMessage::Chat(message.clone());
+        for member in rooms
+            .get(room)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|m| !m.hidden)
+        {
+            let _ = member.tx.try_send(Outbound::Message(chat.clone()));
+        }
+        Some(message)
+    }
+
+    /// Raises or lowers `id`'s hand and tells everyone (`by`: the moderator who lowered it). False
+    /// when it is not there or nothing changed.
+    pub fn set_hand(&self, room: &str, id: &str, raised: bool, by: Option<String>) -> bool {
+        let mut rooms = self.rooms.lock().expect("rooms lock");
+        let Some(member) = rooms.get_mut(room).and_then(|m| m.get_mut(id)).filter(|m| !m.hidden) else {
+            return false;
+        };
+        if member.info.hand_raised_at.is_some() == raised {
+            return false;
+        }
+        member.info.hand_raised_at = raised.then(samtal_protocol::unix_ms);
+        let message = ServerMessage::HandChanged {
+            participant_id: id.to_owned(),
+            raised_at: member.info.hand_raised_at,
+            by,
+        };
+        send_each(&rooms, room, "", &message);
+        true
+    }
+
+    /// Sets the room's settings and tells everyone; false when they were already so.
+    pub fn set_settings(&self, room: &str, settings: RoomSettings, by: String) -> bool {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        if !rooms.contains_key(room) {
+            return false;
+        }
+        let mut meta = self.meta.lock().expect("meta lock");
+        let meta = meta.entry(room.to_owned()).or_default();
+        if meta.settings == settings {
+            return false;
+        }
+        meta.settings = settings;
+        send_each(&rooms, room, "", &ServerMessage::RoomSettings { settings, by });
+        true
+    }
+
     pub fn room_names(&self) -> Vec<String> {
         self.rooms.lock().expect("rooms lock").keys().cloned().collect()
     }
@@ -389,6 +494,7 @@ mod tests {
             role: Role::Participant,
             tracks: vec![],
             transcription_opt_out: false,
+            hand_raised_at: None,
         }
     }
 

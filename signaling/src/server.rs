@@ -44,6 +44,8 @@ pub struct AppState {
     pub draining: std::sync::atomic::AtomicBool,
     /// Sessions a dropped websocket can resume.
     pub resumes: session::Resumes,
+    /// This node's place among several (`crate::cluster`); None when it runs alone.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
@@ -61,6 +63,8 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<()>,
     /// The periodic retention purge, when retention is configured.
     retention: Option<tokio::task::JoinHandle<()>>,
+    /// The cluster heartbeat and event publisher.
+    cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -76,6 +80,12 @@ impl RunningServer {
         }
         let _ = self.task.await;
         self.state.webhooks.stop();
+        for task in self.cluster_tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(cluster) = &self.state.cluster {
+            cluster.withdraw().await;
+        }
         self.state.media.shutdown();
     }
 
@@ -119,6 +129,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::api::rooms::router(state.clone()))
         .merge(crate::webhooks::router(state.clone()))
         .merge(crate::drain::router(state.clone()))
+        .merge(crate::cluster::api::router(state.clone()))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
@@ -228,6 +239,28 @@ struct WsQuery {
     received: Option<u64>,
 }
 
+/// Whether another node proxied this connection (`crate::cluster::proxy`): it is not routed again.
+fn proxied(headers: &HeaderMap) -> bool {
+    headers.contains_key(crate::cluster::proxy::HOPS_HEADER)
+}
+
+/// In a cluster, the live node a resume token names when that is not this node.
+async fn resume_elsewhere(state: &AppState, token: &str) -> Option<crate::cluster::NodeRecord> {
+    let cluster = state.cluster.as_ref()?;
+    // Only tokens as this server writes them travel on (they go into the other node's query).
+    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return None;
+    }
+    let node = session::Resumes::node_of(token).filter(|n| *n != cluster.node_id())?;
+    match cluster.node(node).await {
+        Ok(record) => record,
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
+}
+
 async fn websocket(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -251,8 +284,17 @@ async fn websocket(
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
-            match query.resume {
-                Some(token) => {
+            let routed = !proxied(&headers);
+            let elsewhere = match (&query.resume, routed) {
+                (Some(token), true) => resume_elsewhere(&state, token).await,
+                _ => None,
+            };
+            match (query.resume, elsewhere) {
+                (Some(token), Some(node)) => {
+                    let query = format!("?resume={token}&received={}", query.received.unwrap_or(0));
+                    crate::cluster::proxy::carry(socket, &node, &query, None, hard_limit).await
+                }
+                (Some(token), None) => {
                     let resume = Box::new(session::Resume {
                         socket,
                         received: query.received.unwrap_or(0),
@@ -261,10 +303,10 @@ async fn websocket(
                     });
                     session::resume(state, token, resume).await
                 }
-                None => {
+                (None, _) => {
                     // The upgraded connection keeps its place under limits.max_http_connections.
                     let _slot = slot;
-                    session::run(state, socket, peer).await
+                    session::run(state, socket, peer, routed).await
                 }
             }
         })
@@ -300,6 +342,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         })?;
     let addr = listener.local_addr()?;
     let transcription = Transcription::default();
+    let cluster = match config.cluster.enabled() {
+        true => Some(Arc::new(crate::cluster::Cluster::connect(&config.cluster).await?)),
+        false => None,
+    };
+    let resumes = cluster
+        .as_ref()
+        .map_or_else(session::Resumes::default, |c| session::Resumes::of_node(c.node_id()));
     let metrics = Metrics::new(media.stats().clone());
     let webhooks = crate::webhooks::Webhooks::new(&config.webhooks, metrics.webhook_events_lost.clone());
     let state = Arc::new(AppState {
@@ -318,11 +367,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         outbox: Default::default(),
         webhooks,
         draining: Default::default(),
-        resumes: Default::default(),
+        resumes,
+        cluster,
     });
     crate::meetings::resume(&state).await?;
     crate::delivery::start(&state);
     crate::webhooks::start(&state);
+    let cluster_tasks = crate::cluster::start(&state).await?;
     if !state.verifier.enabled() {
         tracing::warn!(
             "NO AUTHENTICATION: auth.secret and auth.jwks_url are unset, anyone who reaches this server can join any room"
@@ -340,5 +391,6 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         stop: Some(stop),
         task,
         retention,
+        cluster_tasks,
     })
 }

@@ -208,6 +208,7 @@ async fn run_driver(ns: Option<&netns::Namespace>, script: &str, args: &[&str], 
 
 pub mod events;
 pub mod matrix_reader;
+pub mod nats;
 pub mod netns;
 pub mod sdp;
 pub mod synapse;

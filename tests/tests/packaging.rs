@@ -959,6 +959,13 @@ fn compose_runs_two_nodes_on_shared_postgres_with_their_own_media_ports() {
             "{name}: turn.secret and coturn's secret differ"
         );
         assert!(!config.turn.urls.is_empty(), "{name}: no TURN URLs");
+        // One cluster on the compose NATS; each node advertises its own address.
+        assert_eq!(config.cluster.nats_url.as_deref(), Some("nats://nats:4222"), "{name}");
+        assert_eq!(
+            config.cluster.advertise_url,
+            Some(format!("http://{address}:{listen}")),
+            "{name}: the other node reaches it at its own address"
+        );
         node_configs.insert((*name).clone(), (raw, config));
     }
     assert_eq!(
@@ -966,6 +973,8 @@ fn compose_runs_two_nodes_on_shared_postgres_with_their_own_media_ports() {
         1,
         "the nodes must share one database: {database_urls:?}"
     );
+    let node_ids: BTreeSet<_> = node_configs.values().map(|(_, c)| c.cluster.node_id.clone()).collect();
+    assert_eq!(node_ids.len(), nodes.len(), "node ids must differ: {node_ids:?}");
     let coturn_ports = published(&services["coturn"]);
     for protocol in ["UDP", "TCP"] {
         assert!(

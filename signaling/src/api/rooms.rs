@@ -140,10 +140,6 @@ async fn end(
         )
         .await?;
     tracing::info!(%room, participants = members.len(), actor = %caller.actor(), "meeting ended through the API");
-    let by = remover(&caller);
-    let removed = members
-        .iter()
-        .filter(|m| state.rooms.remove(&room, &m.info.id, by.clone()))
-        .count();
+    let removed = state.rooms.end(&room, &remover(&caller));
     Ok(axum::Json(json!({ "room": room, "removed": removed })).into_response())
 }

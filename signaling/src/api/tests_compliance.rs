@@ -861,7 +861,7 @@ async fn the_client_address_is_the_peer_or_a_trusted_proxys_forwarded_address() 
 #[test]
 fn every_route_is_in_the_openapi_document() {
     let doc: Value = serde_json::from_str(openapi::DOCUMENT).unwrap();
-    // The transcript API's routes, and the Matrix delivery, room, webhook and drain routes that share
+    // The transcript API's routes, and the Matrix delivery, room, webhook, drain and cluster routes that share
     // its authorization.
     // The routes outside the test modules (which build routers of their own).
     let code = |source: &'static str| source.split("\n#[cfg(test)]\nmod tests {").next().unwrap_or_default();
@@ -871,11 +871,13 @@ fn every_route_is_in_the_openapi_document() {
         code(include_str!("rooms.rs")),
         code(include_str!("../webhooks/api.rs")),
         code(include_str!("../drain.rs")),
+        code(include_str!("../cluster/api.rs")),
     ]
     .concat();
     let mut routes = Vec::new();
-    for line in source.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
-        let path = line.split('"').nth(1).unwrap();
+    // Each `.route("PATH", …)` up to the end of its line.
+    for line in source.split(".route(\"").skip(1).filter_map(|s| s.lines().next()) {
+        let path = line.split('"').next().unwrap();
         for method in ["get", "put", "post", "delete", "patch"] {
             if line.contains(&format!(" {method}("))
                 || line.contains(&format!("::{method}("))

@@ -5,6 +5,7 @@
 //! removal. A misbehaving client gets `error` messages and keeps its connection unless the error is
 //! fatal; nothing it sends can stall another participant (its own task, bounded queues).
 
+mod meeting;
 mod resume;
 mod writer;
 
@@ -113,6 +114,8 @@ struct Session {
     resume_token: Option<String>,
     /// Text messages received from the client in this session, over all its websockets.
     received: u64,
+    /// How many chat messages it may send now.
+    chat_rate: crate::chat::ChatRate,
 }
 
 /// One of the server's limited places for connections that have not joined yet.
@@ -136,12 +139,31 @@ impl Drop for UnjoinedSlot {
     }
 }
 
-pub async fn run(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
+/// Serves one websocket. In a cluster, when `routed` (the connection did not come from another
+/// node), a first `join` whose room another node holds is carried there (`crate::cluster::proxy`).
+pub async fn run(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr, routed: bool) {
     let span = tracing::info_span!("session", %peer, room = tracing::field::Empty, participant = tracing::field::Empty);
-    run_inner(state, socket, peer).instrument(span).await
+    run_inner(state, socket, peer, routed).instrument(span).await
 }
 
-async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
+async fn run_inner(state: Arc<AppState>, mut socket: WebSocket, peer: SocketAddr, routed: bool) {
+    let limits = &state.config.limits;
+    let join_deadline = tokio::time::Instant::now() + Duration::from_secs(limits.join_timeout_secs);
+    // Held from here, so that connections waiting to be routed count as waiting to join.
+    let unjoined = UnjoinedSlot::take(&state);
+    let mut first = None;
+    if let Some(cluster) = state.cluster.as_ref().filter(|_| routed && unjoined.is_some()) {
+        use crate::cluster::proxy::{First, carry, first_message};
+        match first_message(cluster, &mut socket, join_deadline, limits.max_message_bytes).await {
+            First::Here(text) => first = text,
+            First::Gone => return,
+            First::Elsewhere(node, text) => {
+                drop(unjoined);
+                let hard_limit = (limits.max_message_bytes * 4).max(1 << 20);
+                return carry(socket, &node, "", Some(text), hard_limit).await;
+            }
+        }
+    }
     let (ws_tx, ws_rx) = socket.split();
     let mut ws_rx = Some(ws_rx);
     let (out, out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
@@ -153,9 +175,7 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
     let (attach_tx, writer) = writer::spawn(ws_tx, out_rx, removed.clone());
     // What keeps a resumed websocket counted under the connection limit.
     let mut _resumed_slot = None;
-    let limits = &state.config.limits;
     let heartbeat = Duration::from_secs(limits.heartbeat_timeout_secs);
-    let unjoined = UnjoinedSlot::take(&state);
     let mut session = Session {
         bucket: MessageRate::new(limits.max_messages_per_second),
         state: state.clone(),
@@ -169,11 +189,11 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
         resume_tx,
         resume_token: None,
         received: 0,
+        chat_rate: crate::chat::ChatRate::new(Instant::now()),
     };
     let mut deadline = tokio::time::Instant::now() + heartbeat;
     // Set while the websocket is gone and the session waits for its client to resume.
     let mut detached_until: Option<tokio::time::Instant> = None;
-    let join_deadline = tokio::time::Instant::now() + Duration::from_secs(limits.join_timeout_secs);
     let end = loop {
         if session.unjoined.is_none() && session.joined.is_none() && session.worker.is_none() {
             tracing::info!("too many connections waiting to join; refused");
@@ -183,6 +203,14 @@ async fn run_inner(state: Arc<AppState>, socket: WebSocket, peer: SocketAddr) {
                 None,
             );
             break End::Fatal;
+        }
+        // The message the cluster routing read already.
+        if let Some(text) = first.take() {
+            session.received += 1;
+            if let Some(end) = session.on_frame(&text).await {
+                break end;
+            }
+            continue;
         }
         tokio::select! {
             frame = next_frame(&mut ws_rx) => {
@@ -495,6 +523,13 @@ impl Session {
             } => self.on_transcription(enabled, language, prompt).await,
             ClientMessage::TranscriptionConsent { opt_out } => self.on_consent(opt_out).await,
             ClientMessage::Segment(segment) => self.on_segment(segment).await,
+            ClientMessage::Chat { text } => self.on_chat(text),
+            ClientMessage::Hand { raised } => {
+                let joined = self.joined.as_ref().expect("checked");
+                self.state.rooms.set_hand(&joined.room, &joined.id, raised, None);
+            }
+            ClientMessage::RoomSettings(settings) => self.on_room_settings(settings),
+            ClientMessage::RoomAction { action } => self.on_room_action(action),
         }
         None
     }
@@ -530,31 +565,41 @@ impl Session {
         tracing::info!(?action, %target, "moderation");
         match action {
             ModerateAction::Mute => {
-                let source = source.unwrap_or(TrackSource::Microphone);
-                self.apply_mute(&joined.room, &target, source, true);
-                // The target's own session does not see broadcasts it is excluded from, so tell it directly.
-                let changed = ServerMessage::MuteChanged {
-                    participant_id: target.clone(),
-                    source,
-                    muted: true,
-                };
-                self.state
-                    .rooms
-                    .send_to(&joined.room, &target, Outbound::Message(changed));
-                self.state.rooms.send_to(
-                    &joined.room,
-                    &target,
-                    Outbound::Message(ServerMessage::MuteRequest {
-                        source,
-                        by: joined.id.clone(),
-                    }),
-                );
+                self.force_mute(&target, source.unwrap_or(TrackSource::Microphone));
             }
             ModerateAction::Remove => {
                 // Through `Rooms::remove`, as the admin API does: a full queue does not lose it.
                 self.state.rooms.remove(&joined.room, &target, joined.id.clone());
             }
+            ModerateAction::LowerHand => {
+                let by = Some(joined.id.clone());
+                self.state.rooms.set_hand(&joined.room, &target, false, by);
+            }
         }
+    }
+
+    /// A moderator (this session) mutes `target`'s `source`: the server stops forwarding it, everyone
+    /// is told, and the target's client is asked to mute too.
+    fn force_mute(&self, target: &str, source: TrackSource) {
+        let joined = self.joined.as_ref().expect("checked");
+        self.apply_mute(&joined.room, target, source, true);
+        // The target's own session does not see broadcasts it is excluded from, so tell it directly.
+        let changed = ServerMessage::MuteChanged {
+            participant_id: target.to_owned(),
+            source,
+            muted: true,
+        };
+        self.state
+            .rooms
+            .send_to(&joined.room, target, Outbound::Message(changed));
+        self.state.rooms.send_to(
+            &joined.room,
+            target,
+            Outbound::Message(ServerMessage::MuteRequest {
+                source,
+                by: joined.id.clone(),
+            }),
+        );
     }
 
     /// Registers a transcription worker. Workers hear every meeting they are given and write the
@@ -800,6 +845,7 @@ impl Session {
             role,
             tracks: Vec::new(),
             transcription_opt_out: opt_out,
+            hand_raised_at: None,
         };
         let mut ice_servers = self.state.config.ice_servers.clone();
         let now_unix = std::time::SystemTime::now()
@@ -850,6 +896,10 @@ impl Session {
             }
             let (code, message) = match refused {
                 JoinRefused::Full => (ErrorCode::RoomFull, format!("room {room} is full")),
+                JoinRefused::Locked => (
+                    ErrorCode::RoomLocked,
+                    format!("room {room} is locked: only moderators may join"),
+                ),
                 JoinRefused::Draining => (
                     ErrorCode::Draining,
                     "this server is draining for maintenance and starts no new meetings; join again".to_owned(),
@@ -1108,12 +1158,15 @@ impl Session {
             self.state
                 .webhooks
                 .emit(Event::new(EventKind::RoomFinished, &joined.room));
+            if let Some(cluster) = &self.state.cluster {
+                cluster.release(&joined.room).await;
+            }
         }
     }
 }
 
 /// The protocol's name of an error code (`room_full`), also the reason of the close frame after it.
-fn code_name(code: ErrorCode) -> String {
+pub fn code_name(code: ErrorCode) -> String {
     serde_json::to_value(code)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

@@ -23,12 +23,32 @@ pub struct Resume {
 #[derive(Default)]
 pub struct Resumes {
     sessions: Mutex<HashMap<String, mpsc::Sender<Box<Resume>>>>,
+    /// In a cluster, this node's id: tokens start with it (`NODE.RANDOM`), so that a resume that
+    /// reaches another node is carried to this one.
+    node: Option<String>,
 }
 
 impl Resumes {
+    /// The resumable sessions of cluster node `node`.
+    pub fn of_node(node: &str) -> Self {
+        Self {
+            node: Some(node.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// The node a token was issued by, when it names one.
+    pub fn node_of(token: &str) -> Option<&str> {
+        token.split_once('.').map(|(node, _)| node)
+    }
+
     /// A new token for the session that listens on `tx`.
     pub fn register(&self, tx: mpsc::Sender<Box<Resume>>) -> String {
-        let token: String = rand::random::<[u8; 24]>().iter().map(|b| format!("{b:02x}")).collect();
+        let random: String = rand::random::<[u8; 24]>().iter().map(|b| format!("{b:02x}")).collect();
+        let token = match &self.node {
+            Some(node) => format!("{node}.{random}"),
+            None => random,
+        };
         self.sessions.lock().expect("resumes lock").insert(token.clone(), tx);
         token
     }

@@ -169,6 +169,15 @@ impl Event {
         self
     }
 
+    /// `event`, `room` and the event's own fields: the body without `id` and `created_at`.
+    pub fn body(&self) -> Map<String, Value> {
+        let mut body = Map::new();
+        body.insert("event".into(), self.kind.as_str().into());
+        body.insert("room".into(), self.room.clone().map_or(Value::Null, Value::from));
+        body.extend(self.fields.clone());
+        body
+    }
+
     /// The participant a participant event is about.
     pub fn participant(self, id: &str, name: &str, hidden: bool) -> Self {
         self.with("participant", json!({ "id": id, "name": name, "hidden": hidden }))
@@ -182,6 +191,8 @@ pub struct Webhooks {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Events lost because the queue was full (a metric).
     lost: prometheus_client::metrics::counter::Counter,
+    /// A copy of every event for the cluster bus (`crate::cluster`), when the server has one.
+    tap: std::sync::OnceLock<mpsc::Sender<Event>>,
 }
 
 impl Webhooks {
@@ -198,11 +209,20 @@ impl Webhooks {
             rx: Mutex::new(rx),
             tasks: Mutex::new(Vec::new()),
             lost,
+            tap: std::sync::OnceLock::new(),
         }
     }
 
     /// Queues an event for every receiver that takes its kind. Never waits.
     pub fn emit(&self, event: Event) {
+        if let Some(tap) = self.tap.get()
+            && tap.try_send(event.clone()).is_err()
+        {
+            tracing::warn!(
+                event = event.kind.as_str(),
+                "room event not published: the bus queue is full"
+            );
+        }
         let Some(tx) = &self.tx else { return };
         if let Err(e) = tx.try_send(event) {
             self.lost.inc();
@@ -214,6 +234,12 @@ impl Webhooks {
                 "webhook event lost: the queue is full or the task stopped"
             );
         }
+    }
+
+    /// A copy of every event from now on (once; None if already tapped), queued up to the same bound.
+    pub fn tap(&self) -> Option<mpsc::Receiver<Event>> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.tap.set(tx).ok().map(|()| rx)
     }
 
     /// Stops the tasks; events queued and not yet written are lost, written rows stay in the store.
@@ -266,10 +292,8 @@ async fn enqueue(store: &Store, config: &WebhooksConfig, event: &Event, last_at:
         let id = new_id();
         let mut body = Map::new();
         body.insert("id".into(), id.clone().into());
-        body.insert("event".into(), event.kind.as_str().into());
         body.insert("created_at".into(), created_at.into());
-        body.insert("room".into(), event.room.clone().map_or(Value::Null, Value::from));
-        body.extend(event.fields.clone());
+        body.extend(event.body());
         let body = Value::Object(body).to_string();
         let (kind, room) = (event.kind.as_str(), event.room.as_deref());
         if let Err(e) = store

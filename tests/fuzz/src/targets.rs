@@ -2,7 +2,7 @@
 //! server calls it, and checks what must hold whatever the input was.
 
 use samtal_protocol::{
-    ClientMessage, ErrorCode, MediaKind, ParticipantInfo, Role, ServerMessage, TrackInfo, TrackSource,
+    ClientMessage, ErrorCode, MediaKind, ParticipantInfo, Role, RoomSettings, ServerMessage, TrackInfo, TrackSource,
 };
 use samtal_sfu::forward::{Incoming, PublishedTrack, RedFormat, codec};
 use samtal_signaling::auth::Verifier;
@@ -94,8 +94,9 @@ pub fn signaling_message(data: &[u8]) {
     }
 }
 
-/// Joins, leaves, track and consent changes in the room registry, in any order: the limits hold
-/// after every step and nothing is left once everyone has left.
+/// Joins, leaves, track and consent changes, chat, hands and locks in the room registry, in any
+/// order: the limits hold after every step, a locked room takes no participant, chat text is
+/// clean, and nothing is left once everyone has left.
 pub fn session_rooms(data: &[u8]) {
     let mut input = Bytes::new(data);
     let rooms = Rooms::default();
@@ -105,6 +106,8 @@ pub fn session_rooms(data: &[u8]) {
         may_start: true,
     };
     let mut present: Vec<(String, String)> = Vec::new();
+    // Rooms a moderator locked (a room forgets its lock when it empties).
+    let mut locked: Vec<String> = Vec::new();
     let mut receivers = Vec::new();
     let room_name = |b: u8| format!("r{}", b % 3);
     for step in 0..64 {
@@ -113,7 +116,7 @@ pub fn session_rooms(data: &[u8]) {
         }
         let op = input.u8();
         let room = room_name(input.u8());
-        match op % 6 {
+        match op % 8 {
             0 | 1 => {
                 let id = format!("p{step}");
                 let hidden = op & 0x10 != 0;
@@ -121,10 +124,16 @@ pub fn session_rooms(data: &[u8]) {
                 let info = ParticipantInfo {
                     id: id.clone(),
                     name: input.string(16),
-                    role: Role::Participant,
+                    role: if op & 0x80 != 0 {
+                        Role::Moderator
+                    } else {
+                        Role::Participant
+                    },
                     tracks: Vec::new(),
                     transcription_opt_out: false,
+                    hand_raised_at: None,
                 };
+                let moderator = info.role == Role::Moderator;
                 let (tx, rx) = mpsc::channel(4);
                 receivers.push(rx);
                 // Now and then as a draining server would: no room may start.
@@ -140,6 +149,10 @@ pub fn session_rooms(data: &[u8]) {
                     limits.may_start || !was_empty || joined.is_err(),
                     "a room started while starting was not allowed"
                 );
+                assert!(
+                    !(locked.contains(&room) && !moderator && !hidden && joined.is_ok()),
+                    "a participant joined a locked room"
+                );
                 if joined.is_ok() {
                     present.push((room.clone(), id));
                 }
@@ -147,6 +160,9 @@ pub fn session_rooms(data: &[u8]) {
             2 if !present.is_empty() => {
                 let (room, id) = present.remove(input.u8() as usize % present.len());
                 assert!(rooms.leave(&room, &id).is_some(), "{id} was in {room}");
+                if !present.iter().any(|(r, _)| *r == room) {
+                    locked.retain(|r| *r != room);
+                }
             }
             3 if !present.is_empty() => {
                 let (room, id) = present[input.u8() as usize % present.len()].clone();
@@ -165,6 +181,35 @@ pub fn session_rooms(data: &[u8]) {
                 rooms.set_opt_out(&room, &id, op & 0x40 != 0);
                 if let Some(speaker) = rooms.speaker(&room, &id) {
                     assert_eq!(speaker.transcribable(), speaker.published_audio && !speaker.opted_out);
+                }
+            }
+            5 if !present.is_empty() => {
+                let (room, id) = present[input.u8() as usize % present.len()].clone();
+                let text = input.string(64);
+                if let Ok(clean) = samtal_signaling::chat::clean(&text) {
+                    assert!(!clean.is_empty() && clean.chars().count() <= samtal_signaling::chat::MAX_CHARS);
+                    assert!(!clean.contains("\n\n\n\n"), "more than two blank lines: {clean:?}");
+                    assert!(
+                        !clean
+                            .chars()
+                            .any(|c| c != '\n' && samtal_signaling::export::is_unsafe_char(c)),
+                        "unsafe character kept: {clean:?}"
+                    );
+                    let _ = rooms.chat(&room, &id, clean);
+                }
+            }
+            6 if !present.is_empty() => {
+                let (room, id) = present[input.u8() as usize % present.len()].clone();
+                rooms.set_hand(&room, &id, op & 0x40 != 0, None);
+            }
+            7 => {
+                // Only a room that exists keeps a lock.
+                let lock = op & 0x40 != 0;
+                let exists = present.iter().any(|(r, _)| *r == room);
+                rooms.set_settings(&room, RoomSettings { locked: lock }, String::new());
+                locked.retain(|r| *r != room);
+                if lock && exists {
+                    locked.push(room.clone());
                 }
             }
             _ => {

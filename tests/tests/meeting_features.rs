@@ -1,0 +1,254 @@
+//! The meeting's own features through the whole server in-process, on protocol messages: chat
+//! (everyone gets it, newcomers get the recent ones, bad text and floods are refused), raised hands
+//! (in the participant list, lowered by a moderator), a locked room, mute-all and ending the meeting
+//! for everyone. Only moderators may lock, mute all or end.
+
+use samtal_client::samtal_protocol::Role;
+use samtal_client::signal::JoinOptions;
+use samtal_client::{Participant, ParticipantOptions};
+use samtal_e2e::ws::{Recv, WAIT, WsClient};
+use samtal_e2e::*;
+use samtal_signaling::RunningServer;
+use samtal_signaling::auth::mint;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const SECRET: &str = "meeting-features-secret-0123456789abcdef";
+
+fn token(room: &str, name: &str, role: Role) -> String {
+    mint(SECRET, room, Some(name), role, Duration::from_secs(3600)).unwrap()
+}
+
+async fn server() -> RunningServer {
+    let mut config = test_config();
+    config.auth.secret = Some(SECRET.into());
+    start_server(config).await
+}
+
+async fn join(server: &RunningServer, room: &str, name: &str, role: Role) -> (WsClient, String) {
+    let mut ws = WsClient::connect(&server.ws_url()).await;
+    let joined = ws.join(room, name, Some(&token(room, name, role))).await;
+    let id = joined["participant_id"].as_str().unwrap().to_owned();
+    (ws, id)
+}
+
+/// Reads until a message of type `ty` arrives, skipping others.
+async fn next_of(ws: &mut WsClient, ty: &str) -> Value {
+    ws.expect(ty, WAIT, |v| (v["type"] == ty).then(|| v.clone())).await
+}
+
+/// Messages of type `ty` that arrive within `within`.
+async fn all_of(ws: &mut WsClient, ty: &str, within: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut found = Vec::new();
+    loop {
+        match ws
+            .recv(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            Recv::Json(v) if v["type"] == ty => found.push(v),
+            Recv::Json(_) => {}
+            Recv::Closed | Recv::TimedOut => return found,
+        }
+    }
+}
+
+#[tokio::test]
+async fn chat_reaches_everyone_newcomers_get_the_recent_messages_and_floods_are_refused() {
+    let server = server().await;
+    let (mut anna, anna_id) = join(&server, "chat", "Anna", Role::Participant).await;
+    let (mut bo, _) = join(&server, "chat", "Bo", Role::Participant).await;
+    anna.send_json(&json!({"type": "chat", "text": "  Hej allihop!\n\n\n\n<script>x</script> \u{202e}"}))
+        .await;
+    for ws in [&mut anna, &mut bo] {
+        let chat = next_of(ws, "chat").await;
+        assert_eq!(chat["participant_id"], anna_id.as_str());
+        assert_eq!(chat["name"], "Anna");
+        // Kept as text (the page renders it as text), made safe, blank lines bounded.
+        assert_eq!(chat["text"], "Hej allihop!\n\n\n<script>x</script>");
+        assert!(chat["at"].as_i64().unwrap() > 0 && chat["id"] == "1", "{chat}");
+    }
+
+    // Empty and overlong messages: bad_message, not sent.
+    bo.send_json(&json!({"type": "chat", "text": " \n\t "})).await;
+    assert_eq!(bo.expect_error("bad_message").await["ref_type"], "chat");
+    bo.send_json(&json!({"type": "chat", "text": "x".repeat(2001)})).await;
+    assert_eq!(bo.expect_error("bad_message").await["ref_type"], "chat");
+
+    // A burst of five, then rate_limited; the connection stays.
+    for n in 0..7 {
+        bo.send_json(&json!({"type": "chat", "text": format!("burst {n}")}))
+            .await;
+    }
+    let limited = bo.expect_error("rate_limited").await;
+    assert_eq!(
+        (limited["ref_type"].as_str(), limited["fatal"].as_bool()),
+        (Some("chat"), None)
+    );
+    let got: Vec<String> = all_of(&mut anna, "chat", Duration::from_millis(800))
+        .await
+        .iter()
+        .map(|c| c["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, ["burst 0", "burst 1", "burst 2", "burst 3", "burst 4"]);
+
+    // A newcomer gets the room's messages after `joined`, oldest first.
+    let mut cai = WsClient::connect(&server.ws_url()).await;
+    cai.join("chat", "Cai", Some(&token("chat", "Cai", Role::Participant)))
+        .await;
+    let history: Vec<String> = all_of(&mut cai, "chat", Duration::from_millis(500))
+        .await
+        .iter()
+        .map(|c| c["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(history.len(), 6, "{history:?}");
+    assert_eq!(history[0], "Hej allihop!\n\n\n<script>x</script>");
+    assert_eq!(history[5], "burst 4");
+}
+
+#[tokio::test]
+async fn raised_hands_are_listed_in_order_and_a_moderator_lowers_them() {
+    let server = server().await;
+    let (mut mod_ws, mod_id) = join(&server, "hands", "Mo", Role::Moderator).await;
+    let (mut ann, ann_id) = join(&server, "hands", "Ann", Role::Participant).await;
+    let (mut ben, ben_id) = join(&server, "hands", "Ben", Role::Participant).await;
+    ann.send_json(&json!({"type": "hand", "raised": true})).await;
+    let first = next_of(&mut mod_ws, "hand_changed").await;
+    ben.send_json(&json!({"type": "hand", "raised": true})).await;
+    let second = next_of(&mut mod_ws, "hand_changed").await;
+    assert_eq!(first["participant_id"], ann_id.as_str());
+    assert_eq!(second["participant_id"], ben_id.as_str());
+    assert!(first["raised_at"].as_i64().unwrap() <= second["raised_at"].as_i64().unwrap());
+    // The raiser hears its own change too; raising again changes nothing.
+    assert_eq!(
+        next_of(&mut ann, "hand_changed").await["participant_id"],
+        ann_id.as_str()
+    );
+    ann.send_json(&json!({"type": "hand", "raised": true})).await;
+    assert!(
+        all_of(&mut mod_ws, "hand_changed", Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
+
+    // A newcomer's participant list shows the hands.
+    let mut late = WsClient::connect(&server.ws_url()).await;
+    let joined = late
+        .join("hands", "Late", Some(&token("hands", "Late", Role::Participant)))
+        .await;
+    let raised: Vec<&str> = joined["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["hand_raised_at"].is_i64())
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(raised.len(), 2, "{joined}");
+
+    // A participant may not lower another's hand; a moderator may.
+    ben.send_json(&json!({"type": "moderate", "action": "lower_hand", "participant": ann_id}))
+        .await;
+    assert_eq!(ben.expect_error("forbidden").await["ref_type"], "moderate");
+    mod_ws
+        .send_json(&json!({"type": "moderate", "action": "lower_hand", "participant": ann_id}))
+        .await;
+    let lowered = ann
+        .expect("her hand lowered", WAIT, |v| {
+            (v["type"] == "hand_changed" && v["participant_id"] == ann_id.as_str() && v["raised_at"].is_null())
+                .then(|| v.clone())
+        })
+        .await;
+    assert_eq!(lowered["participant_id"], ann_id.as_str());
+    assert!(lowered.get("raised_at").is_none(), "{lowered}");
+    assert_eq!(lowered["by"], mod_id.as_str());
+    mod_ws
+        .send_json(&json!({"type": "moderate", "action": "lower_hand", "participant": ann_id}))
+        .await;
+    assert!(
+        all_of(&mut ann, "hand_changed", Duration::from_millis(300))
+            .await
+            .is_empty(),
+        "lowering a lowered hand announces nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_room_takes_only_moderators_and_everyone_sees_the_lock() {
+    let server = server().await;
+    let (mut mo, mo_id) = join(&server, "locked", "Mo", Role::Moderator).await;
+    let (mut pia, _) = join(&server, "locked", "Pia", Role::Participant).await;
+    pia.send_json(&json!({"type": "room_settings", "locked": true})).await;
+    assert_eq!(pia.expect_error("forbidden").await["ref_type"], "room_settings");
+    mo.send_json(&json!({"type": "room_settings", "locked": true})).await;
+    let told = next_of(&mut pia, "room_settings").await;
+    assert_eq!(
+        (told["locked"].as_bool(), told["by"].as_str()),
+        (Some(true), Some(mo_id.as_str()))
+    );
+
+    let mut outsider = WsClient::connect(&server.ws_url()).await;
+    outsider
+        .send_json(&json!({"type": "join", "room": "locked", "name": "Ola", "token": token("locked", "Ola", Role::Participant)}))
+        .await;
+    let refused = outsider.expect_error("room_locked").await;
+    assert_eq!(refused["fatal"], true, "{refused}");
+    assert!(outsider.closed_within(WAIT).await);
+
+    // A moderator still joins, and learns the room is locked right after `joined`.
+    let (mut second, _) = join(&server, "locked", "Max", Role::Moderator).await;
+    assert_eq!(next_of(&mut second, "room_settings").await["locked"], true);
+    mo.send_json(&json!({"type": "room_settings", "locked": false})).await;
+    assert_eq!(next_of(&mut pia, "room_settings").await["locked"], false);
+    join(&server, "locked", "Ola", Role::Participant).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_mutes_everyone_and_ends_the_meeting_for_all() {
+    let server = server().await;
+    let (mut mo, mo_id) = join(&server, "board", "Mo", Role::Moderator).await;
+    let mut speakers = Vec::new();
+    for name in ["Sam", "Tove"] {
+        let options = JoinOptions::new("board", name).with_token(token("board", name, Role::Participant));
+        let mut p = Participant::join(&server.ws_url(), ParticipantOptions::from_join(options).with_audio())
+            .await
+            .unwrap_or_else(|e| panic!("{name} cannot join: {e}"));
+        p.start_media();
+        speakers.push(p);
+    }
+    let ids: Vec<String> = speakers.iter().map(|p| p.id().to_owned()).collect();
+    // Wait until both microphones are published.
+    for _ in &ids {
+        next_of(&mut mo, "track_published").await;
+    }
+    let (mut quiet, _) = join(&server, "board", "Quiet", Role::Participant).await;
+    quiet
+        .send_json(&json!({"type": "room_action", "action": "mute_all"}))
+        .await;
+    assert_eq!(quiet.expect_error("forbidden").await["ref_type"], "room_action");
+
+    mo.send_json(&json!({"type": "room_action", "action": "mute_all"}))
+        .await;
+    let mut muted: Vec<String> = Vec::new();
+    for _ in &ids {
+        let changed = next_of(&mut mo, "mute_changed").await;
+        assert_eq!(
+            (changed["source"].as_str(), changed["muted"].as_bool()),
+            (Some("microphone"), Some(true))
+        );
+        muted.push(changed["participant_id"].as_str().unwrap().to_owned());
+    }
+    muted.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(muted, expected);
+
+    mo.send_json(&json!({"type": "room_action", "action": "end"})).await;
+    let removed = next_of(&mut quiet, "removed").await;
+    assert_eq!(removed["by"], mo_id.as_str());
+    assert!(quiet.closed_within(WAIT).await);
+    assert!(mo.closed_within(WAIT).await);
+    assert!(
+        samtal_e2e::ws::eventually(WAIT, || async { server.state.rooms.room_count() == 0 }).await,
+        "the room outlived its end"
+    );
+}
