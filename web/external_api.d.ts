@@ -43,7 +43,11 @@ export interface SamtalMeetingOptions {
   /** Join token, for servers with [auth]; passed in the URL fragment, never to the server's logs. */
   jwt?: string;
   userInfo?: SamtalUserInfo;
-  /** Page language (the lang attribute; the interface is in English for now). */
+  /**
+   * Interface language: "en" (English) or "sv" (Swedish), or a tag such as "sv-SE". Passed to the
+   * iframe as `?lang=`; a language the user picked with the page's own switch wins, and without either
+   * the browser's languages decide (then English).
+   */
   lang?: string;
   startWithAudioMuted?: boolean;
   startWithVideoMuted?: boolean;
@@ -51,7 +55,7 @@ export interface SamtalMeetingOptions {
   interfaceConfigOverwrite?: SamtalInterfaceConfigOverwrite;
   /** The Matrix room this meeting belongs to (set by the Matrix widget). */
   matrixRoomId?: string;
-  /** The iframe's title, for screen readers; default "Samtal meeting". */
+  /** The iframe's title, for screen readers; default "Samtal meeting" ("Samtalsmöte" with lang "sv"). */
   title?: string;
   /** Called on the iframe's load event. */
   onload?: (this: HTMLIFrameElement, ev: Event) => void;

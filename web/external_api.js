@@ -31,6 +31,8 @@
   ];
   var TOOLBAR_BUTTONS = ['microphone', 'camera', 'desktop', 'transcription', 'closedcaptions', 'transcript', 'devices', 'hangup'];
   var ROOM = /^[A-Za-z0-9_.-]{1,64}$/;
+  /** The iframe's default title (read by screen readers) in the languages of the meeting page. */
+  var FRAME_TITLES = { en: 'Samtal meeting', sv: 'Samtalsmöte' };
 
   /** 'meet.example.org' -> https://meet.example.org/; a full http(s) URL is kept (path included). */
   function meetingBase(domain) {
@@ -100,7 +102,7 @@
     var iframe = document.createElement('iframe');
     iframe.src = url;
     iframe.name = 'samtal-' + Math.random().toString(36).slice(2);
-    iframe.title = options.title || 'Samtal meeting';
+    iframe.title = options.title || FRAME_TITLES[String(lang || '').toLowerCase().split(/[-_]/)[0]] || FRAME_TITLES.en;
     iframe.allow = 'camera; microphone; display-capture; autoplay; fullscreen; clipboard-write';
     iframe.style.border = '0';
     iframe.style.width = size(options.width, '100%');

@@ -1,12 +1,13 @@
 // Entry point of the Samtal page: reads the URL state (?room=&name=&token=&autojoin=1, #jwt=, and the
 // embedding options of docs/embedding.md), runs the device preview, joins and leaves meetings, wires
-// buttons to the Meeting, runs the iframe bridge when embedded, and exposes read-only debug state as
-// window.samtal for tests.
+// buttons and keyboard shortcuts to the Meeting, runs the iframe bridge when embedded, and exposes
+// read-only debug state as window.samtal for tests. Words shown come from i18n.js.
 
 import { Meeting, openLocalMedia } from './meeting.js';
 import { defaultSignalingUrl } from './signaling.js';
 import { startEmbedBridge } from './embed.js';
 import * as ui from './ui.js';
+import * as i18n from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -159,9 +160,10 @@ async function join(event) {
     m.addEventListener('state', renderTranscription);
     m.addEventListener('ended', (e) => onEnded(m, e.detail));
     app.dispatchEvent(new CustomEvent('meeting', { detail: { meeting: m } }));
-    ui.setConnectionState('connecting', 'Connecting…');
+    ui.setConnectionState('connecting', 'conn.connecting');
     await m.join();
     $('room-label').textContent = room;
+    i18n.localize($('meeting-heading'), 'meeting.headingRoom', { room });
     ui.showView('meeting');
     render();
     renderCaptions();
@@ -169,7 +171,7 @@ async function join(event) {
     // When the meeting ended itself (fatal error, closed socket), onEnded has already reported it.
     if (meeting) {
       ui.notice(e.message);
-      ui.setConnectionState('failed', 'Not connected');
+      ui.setConnectionState('failed', 'conn.idle');
       lastEnd = 'failed';
       preview = meeting.localStream; // the socket never opened: keep the devices
       $('preview').srcObject = preview.getVideoTracks().length ? preview : null;
@@ -187,7 +189,7 @@ function onEnded(m, { reason, message }) {
   ui.renderGrid(null);
   ui.showView('prejoin');
   $('room-label').textContent = '';
-  ui.setConnectionState(reason === 'left' ? 'idle' : 'failed', 'Not connected');
+  ui.setConnectionState(reason === 'left' ? 'idle' : 'failed', 'conn.idle');
   ui.notice(message, reason === 'left' ? 'info' : 'error');
   meeting = null;
   view.transcriptOpen = false;
@@ -199,10 +201,60 @@ function onEnded(m, { reason, message }) {
 
 function toggleMute(source) {
   if (meeting && meeting.state === 'joined') {
-    meeting.setMuted(source, !meeting.isMuted(source));
-    return;
+    return meeting.setMuted(source, !meeting.isMuted(source));
   }
   startMuted[source] = !startMuted[source]; // not joined yet: join that way
+  return undefined;
+}
+
+// ---- keyboard shortcuts (listed in the shortcuts dialog, README.md) ----
+
+/** What a shortcut did, said to screen readers: the device's state after the change. */
+async function toggleMuteAnnounced(source) {
+  const m = meeting;
+  if (!m.local[source]) {
+    ui.announce(source === 'camera' ? 'announce.noCamera' : 'announce.noMicrophone');
+    return;
+  }
+  await toggleMute(source);
+  if (m !== meeting) return;
+  const off = m.isMuted(source);
+  if (source === 'camera') ui.announce(off ? 'announce.cameraOff' : 'announce.cameraOn');
+  else ui.announce(off ? 'announce.microphoneOff' : 'announce.microphoneOn');
+}
+
+function openShortcuts() {
+  const dialog = $('shortcuts-dialog');
+  if (dialog.open) return;
+  dialog.returnTo = document.activeElement;
+  dialog.showModal();
+  $('shortcuts-close').focus();
+}
+
+function closeShortcuts() {
+  const dialog = $('shortcuts-dialog');
+  if (dialog.open) dialog.close();
+}
+
+/**
+ * M: microphone off/on, V: camera off/on, ?: the list of shortcuts. Only in a meeting, without
+ * Ctrl/Alt/Meta, and not while typing in a field or choosing in a list (there the letters are input).
+ */
+function onShortcut(e) {
+  if (e.defaultPrevented || e.ctrlKey || e.altKey || e.metaKey || e.repeat) return;
+  const target = e.target instanceof Element ? e.target : null;
+  if (target && target.closest('input, textarea, select, [contenteditable]:not([contenteditable="false"]), dialog')) return;
+  if (e.key === '?') {
+    e.preventDefault();
+    openShortcuts();
+    return;
+  }
+  if (!meeting || meeting.state !== 'joined') return;
+  const key = e.key.toLowerCase();
+  if (key === 'm' || key === 'v') {
+    e.preventDefault();
+    toggleMuteAnnounced(key === 'm' ? 'microphone' : 'camera');
+  }
 }
 
 function toggleShareScreen() {
@@ -258,6 +310,21 @@ function wireControls() {
   $('captions-button').onclick = () => setCaptionsVisible();
   $('transcript-button').onclick = () => setTranscriptOpen();
   $('transcript-close').onclick = () => setTranscriptOpen(false);
+  $('shortcuts-button').onclick = openShortcuts;
+  $('shortcuts-close').onclick = closeShortcuts;
+  // Closed (Close, Escape): the focus goes back where it was, unless the user has moved it meanwhile
+  // (the close event comes a task later).
+  $('shortcuts-dialog').addEventListener('close', () => {
+    const back = $('shortcuts-dialog').returnTo;
+    const moved = document.activeElement && document.activeElement !== document.body;
+    if (!moved && back && back.isConnected && typeof back.focus === 'function') back.focus();
+  });
+  document.addEventListener('keydown', onShortcut);
+  // A change of language: the words built here are built again (marked elements follow by themselves).
+  i18n.events.addEventListener('change', () => {
+    render();
+    renderCaptions();
+  });
   $('grid').addEventListener('click', (e) => {
     const button = e.target.closest('.mod-controls button');
     if (button && meeting) meeting.moderate(button.dataset.action, button.closest('.tile').dataset.participantId);
@@ -320,6 +387,8 @@ window.samtal = Object.freeze({
   get matrixRoomId() { return params.matrixRoom || null; },
   get embedded() { return window.parent !== window; },
   get clientConfig() { return clientConfig ? JSON.parse(JSON.stringify(clientConfig)) : null; },
+  /** The interface language ('en', 'sv'). */
+  get language() { return i18n.language(); },
 });
 
 function init() {
@@ -327,7 +396,6 @@ function init() {
   try {
     savedName = localStorage.getItem('samtal.name') || '';
   } catch { /* storage may be off */ }
-  if (params.lang) document.documentElement.lang = params.lang;
   if (params.embed || window.parent !== window) document.body.classList.add('embedded');
   $('name').value = params.name || savedName;
   $('room').value = params.room;

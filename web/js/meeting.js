@@ -1,9 +1,11 @@
 // Meeting: one participant's session in a room — the join handshake, the two peer connections of
 // docs/protocol.md (`publish`: we offer our mic/camera/screen; `subscribe`: the server offers everyone
 // else's tracks), local mute/device/screen-share changes and the roster of remote participants.
-// It has no DOM code: ui.js listens to its events and reads its state.
+// It has no DOM code: ui.js listens to its events and reads its state. Its messages (notices, errors)
+// come from the catalogues of i18n.js.
 
 import { Signaling } from './signaling.js';
+import { t } from './i18n.js';
 
 const SOURCES = ['microphone', 'camera', 'screen_share'];
 
@@ -43,20 +45,22 @@ function candidateFromWire(c) {
   return { candidate: c.candidate || '', sdpMid: c.sdp_mid ?? null, sdpMLineIndex: c.sdp_mline_index ?? null };
 }
 
-/** A readable sentence for a getUserMedia/getDisplayMedia failure. */
+/** A readable sentence for a getUserMedia/getDisplayMedia failure; `what`: microphone, camera or screen. */
 export function describeMediaError(e, what) {
+  // The device as the sentences need it: definite ("the microphone", "mikrofonen") and indefinite.
+  const params = { device: t(`media.the.${what}`), a: t(`media.a.${what}`), error: e && e.message ? e.message : String(e) };
   switch (e && e.name) {
     case 'NotAllowedError':
     case 'SecurityError':
-      return `Permission to use the ${what} was denied.`;
+      return t('media.denied', params);
     case 'NotFoundError':
     case 'OverconstrainedError':
-      return `No ${what} was found.`;
+      return t('media.notFound', params);
     case 'NotReadableError':
     case 'AbortError':
-      return `The ${what} is in use by another program or cannot be started.`;
+      return t('media.busy', params);
     default:
-      return `Could not open the ${what}: ${e && e.message ? e.message : e}`;
+      return t('media.failed', params);
   }
 }
 
@@ -70,7 +74,7 @@ const CAMERA_SIZE = { width: { ideal: 1280 }, height: { ideal: 720 } };
 export async function openLocalMedia({ audioDeviceId, videoDeviceId } = {}) {
   const md = navigator.mediaDevices;
   if (!md || !md.getUserMedia) {
-    return { stream: new MediaStream(), warnings: ['This page cannot use a microphone or camera (it needs https or localhost).'] };
+    return { stream: new MediaStream(), warnings: [t('media.insecure')] };
   }
   const audio = audioDeviceId ? { deviceId: { exact: audioDeviceId } } : true;
   const video = { ...CAMERA_SIZE, ...(videoDeviceId ? { deviceId: { exact: videoDeviceId } } : {}) };
@@ -219,7 +223,7 @@ export class Meeting extends EventTarget {
   leave() {
     if (this.state === 'left' || this.state === 'failed') return;
     this.sig && this.sig.send({ type: 'leave' });
-    this.end('left', 'You left the meeting.');
+    this.end('left', t('meeting.youLeft'));
   }
 
   /** Tears everything down once; `reason` is left, removed, error or disconnected. */
@@ -242,8 +246,8 @@ export class Meeting extends EventTarget {
   onSocketClosed({ code, reason, gaveUp }) {
     this.reconnecting = false;
     const lost = gaveUp
-      ? `Connection to the server was lost and could not be restored${reason ? ` (${reason})` : ''}. Join again.`
-      : `Connection to the server was lost${reason ? `: ${reason}` : ''} (code ${code}).`;
+      ? t(reason ? 'meeting.lostForGoodReason' : 'meeting.lostForGood', { reason })
+      : t(reason ? 'meeting.lostReason' : 'meeting.lost', { reason, code });
     const msg = this.lastFatalError || lost;
     this.end(this.lastFatalError ? 'error' : 'disconnected', msg);
   }
@@ -256,7 +260,7 @@ export class Meeting extends EventTarget {
         this.onJoined(msg);
         break;
       case 'offer':
-        if (msg.pc === 'subscribe') this.sub.chain = this.sub.chain.then(() => this.onSubscribeOffer(msg.sdp)).catch((e) => this.notice(`Receiving media failed: ${e.message}`));
+        if (msg.pc === 'subscribe') this.sub.chain = this.sub.chain.then(() => this.onSubscribeOffer(msg.sdp)).catch((e) => this.notice(t('meeting.receiveFailed', { error: e.message })));
         break;
       case 'answer':
         if (msg.pc === 'publish' && this.pub.answerWaiter) this.pub.answerWaiter.resolve(msg.sdp);
@@ -321,11 +325,11 @@ export class Meeting extends EventTarget {
       case 'mute_request':
         if (msg.source === 'microphone' || msg.source === 'camera') {
           this.setMuted(msg.source, true, { tell: false });
-          this.notice(`A moderator muted your ${msg.source === 'camera' ? 'camera' : 'microphone'}.`, 'info');
+          this.notice(t(msg.source === 'camera' ? 'meeting.moderatorMutedCamera' : 'meeting.moderatorMutedMicrophone'), 'info');
         }
         break;
       case 'removed':
-        this.lastFatalError = 'A moderator removed you from the meeting.';
+        this.lastFatalError = t('meeting.removed');
         this.end('removed', this.lastFatalError);
         break;
       case 'error':
@@ -381,7 +385,7 @@ export class Meeting extends EventTarget {
   }
 
   onError(msg) {
-    const text = `${msg.message || 'Server error'} (${msg.code})`;
+    const text = t('meeting.serverError', { message: msg.message || t('meeting.serverErrorUnknown'), code: msg.code });
     if (msg.fatal) this.lastFatalError = text;
     if (this.joinWaiter && (msg.fatal || msg.ref_type === 'join')) {
       this.joinWaiter.reject(new Error(text));
@@ -420,7 +424,7 @@ export class Meeting extends EventTarget {
       meeting_id: msg.meeting_id ?? null,
     };
     if (!quiet && before.enabled !== this.transcription.enabled) {
-      this.notice(this.transcription.enabled ? 'Transcription is on: what is said in this meeting is written down.' : 'Transcription is off.', 'info');
+      this.notice(t(this.transcription.enabled ? 'transcription.turnedOn' : 'transcription.turnedOff'), 'info');
     }
     this.emit('transcription', { status: { ...this.transcription } });
   }
@@ -455,7 +459,7 @@ export class Meeting extends EventTarget {
   onConsent({ participant_id: id, opt_out: optOut }) {
     if (id === this.participantId) {
       this.transcriptionOptOut = !!optOut;
-      this.notice(optOut ? 'You opted out: what you say is not transcribed.' : 'What you say is transcribed again.', 'info');
+      this.notice(t(optOut ? 'transcription.optedOut' : 'transcription.optedIn'), 'info');
       this.emit('transcription', { status: { ...this.transcription } });
     } else if (this.participants.has(id)) {
       this.participants.get(id).transcriptionOptOut = !!optOut;
@@ -494,7 +498,7 @@ export class Meeting extends EventTarget {
     };
     pc.onconnectionstatechange = () => {
       this.emit('connection');
-      if (pc.connectionState === 'failed') this.notice(`The ${which} media connection failed.`);
+      if (pc.connectionState === 'failed') this.notice(t(which === 'publish' ? 'meeting.publishPcFailed' : 'meeting.subscribePcFailed'));
       if (which === 'publish' && pc.connectionState === 'connected') setTimeout(() => this.reannounceMutes(), 1500);
     };
     pc.oniceconnectionstatechange = () => {
@@ -654,7 +658,7 @@ export class Meeting extends EventTarget {
       this.flushRemoteCandidates();
 
     } catch (e) {
-      if (this.state === 'joined') this.notice(`Publishing failed: ${e.message}`);
+      if (this.state === 'joined') this.notice(t('meeting.publishFailed', { error: e.message }));
     } finally {
       this.pub.busy = false;
       this.pub.answerWaiter = null;
@@ -805,11 +809,11 @@ export class Meeting extends EventTarget {
   async startScreenShare() {
     if (this.sharing || this.state !== 'joined') return;
     if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) {
-      this.notice('This browser cannot share the screen.');
+      this.notice(t('share.unsupported'));
       return;
     }
     if (this.shareTransceiver && !this.shareTrackId()) {
-      this.notice('Screen sharing is not ready yet: try again in a moment.');
+      this.notice(t('share.notReady'));
       this.negotiatePublish(); // in case an earlier offer failed
       return;
     }
@@ -842,7 +846,7 @@ export class Meeting extends EventTarget {
     try {
       await transceiver.sender.replaceTrack(track);
     } catch (e) {
-      this.notice(`Sharing the screen failed: ${e.message}`);
+      this.notice(t('share.failed', { error: e.message }));
       this.stopScreenShare();
       return;
     }

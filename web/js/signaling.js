@@ -6,6 +6,8 @@
 // with the count of client messages it received, and the client sends again the ones after that
 // (docs/protocol.md, "Resuming a session").
 
+import { t } from './i18n.js';
+
 const PING_INTERVAL_MS = 5_000;
 /** A socket that brought nothing (not even a pong) for this long is taken as dead. */
 const SILENCE_MS = 12_000;
@@ -68,7 +70,7 @@ export class Signaling extends EventTarget {
       try {
         this.connect(this.url, { resolve, reject });
       } catch (e) {
-        reject(new Error(`Bad server address ${this.url}: ${e.message}`));
+        reject(new Error(t('signaling.badAddress', { url: this.url, error: e.message })));
       }
     });
   }
@@ -80,7 +82,7 @@ export class Signaling extends EventTarget {
       if (this.ws !== ws || ws.readyState !== WebSocket.CONNECTING) return;
       if (first) {
         forget(ws);
-        first.reject(new Error(`Cannot reach the server (${this.url}).`));
+        first.reject(new Error(t('signaling.unreachable', { url: this.url })));
         return;
       }
       this.drop(ws, 1006);
@@ -100,7 +102,7 @@ export class Signaling extends EventTarget {
       clearTimeout(connectTimer);
       if (this.ws !== ws) return;
       if (first && !this.opened) {
-        first.reject(new Error(`Cannot reach the server (${this.url}).`));
+        first.reject(new Error(t('signaling.unreachable', { url: this.url })));
         return;
       }
       this.onDropped(ev.code, ev.reason);

@@ -1,11 +1,16 @@
 // DOM side of the Samtal page: views, notices, the participant grid (one tile per camera and per
 // screen share, keyed by data-participant-id and data-source), speaking and mute indicators, toolbar,
-// and transcription: the banner while it is on, live captions, the transcript panel.
+// and transcription: the banner while it is on, live captions, the transcript panel. Every word
+// shown comes from the message catalogues (i18n.js).
+
+import { formatTime, languageName, localize, t, translate } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 
 const ICON_MIC_OFF = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.9V21h2v-3.1A7 7 0 0 0 19 11z"/><path d="M3 3l18 18" stroke="currentColor" stroke-width="2.5"/></svg>';
 const ICON_CAM_OFF = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 6h12a2 2 0 0 1 2 2v2.5l4-3v9l-4-3V16a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V8a2 2 0 0 1 2-2z"/><path d="M2 2l20 20" stroke="currentColor" stroke-width="2.5"/></svg>';
+/** Sound waves: the speaking cue next to a name (so that speaking is not shown by the ring's colour alone). */
+const ICON_SPEAKING = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 10v4h4l5 4V6L7 10z"/><path d="M15.5 8.5a5 5 0 0 1 0 7M18.5 5.5a9 9 0 0 1 0 13" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>';
 const SPEAKING_LEVEL = 0.03;
 
 export function showView(which) {
@@ -15,17 +20,21 @@ export function showView(which) {
   (which === 'meeting' ? $('device-slot') : $('preview-box')).appendChild($('devices'));
 }
 
-/** Shows a message; errors stay until closed, info goes away by itself. */
+/**
+ * Shows a message (a string, or {key, params} of a catalogue message, which follows a change of
+ * language); errors stay until closed, info goes away by itself.
+ */
 export function notice(message, level = 'error') {
   const box = document.createElement('div');
   box.className = `notice ${level}`;
   box.setAttribute('role', level === 'error' ? 'alert' : 'status');
   const text = document.createElement('span');
-  text.textContent = message;
+  if (message && typeof message === 'object') localize(text, message.key, message.params);
+  else text.textContent = message;
   const close = document.createElement('button');
   close.type = 'button';
   close.textContent = '×';
-  close.setAttribute('aria-label', 'Dismiss');
+  localize(close, 'notice.dismiss', null, 'aria-label');
   close.onclick = () => box.remove();
   box.append(text, close);
   $('notices').appendChild(box);
@@ -36,32 +45,42 @@ export function clearNotices() {
   $('notices').replaceChildren();
 }
 
-export function setConnectionState(state, text) {
-  const el = $('connection-state');
-  el.dataset.state = state;
-  el.textContent = text;
+/** Says something to screen readers only (a polite live region), e.g. what a keyboard shortcut did. */
+export function announce(key, params = null) {
+  const box = $('announcer');
+  if (!box) return;
+  // Emptied first, so that the same words said twice are read twice.
+  box.textContent = '';
+  setTimeout(() => localize(box, key, params), 50);
 }
 
-/** Describes the meeting's connection for the top bar. */
+/** The top bar's connection state: `state` for the dot, `key` the catalogue message of the words. */
+export function setConnectionState(state, key) {
+  const el = $('connection-state');
+  el.dataset.state = state;
+  if (el.getAttribute('data-i18n') !== key) localize(el, key);
+}
+
+/** Describes the meeting's connection for the top bar: [state, message key]. */
 export function connectionSummary(meeting) {
-  if (!meeting) return ['idle', 'Not connected'];
+  if (!meeting) return ['idle', 'conn.idle'];
   switch (meeting.state) {
     case 'connecting':
-      return ['connecting', 'Connecting…'];
+      return ['connecting', 'conn.connecting'];
     case 'joined': {
-      if (meeting.reconnecting) return ['connecting', 'Reconnecting to the server…'];
+      if (meeting.reconnecting) return ['connecting', 'conn.reconnecting'];
       const states = [meeting.publishPc, meeting.subscribePc]
         .filter((pc) => pc && (pc.signalingState !== 'stable' || pc.remoteDescription))
         .map((pc) => pc.connectionState);
-      if (states.includes('failed')) return ['failed', 'Media connection failed'];
-      if (states.includes('disconnected')) return ['connecting', 'Media reconnecting…'];
-      if (states.length && states.every((s) => s === 'connected')) return ['connected', 'Connected'];
-      return ['connecting', states.length ? 'Connecting media…' : 'Connected (waiting for media)'];
+      if (states.includes('failed')) return ['failed', 'conn.mediaFailed'];
+      if (states.includes('disconnected')) return ['connecting', 'conn.mediaReconnecting'];
+      if (states.length && states.every((s) => s === 'connected')) return ['connected', 'conn.connected'];
+      return ['connecting', states.length ? 'conn.connectingMedia' : 'conn.waitingForMedia'];
     }
     case 'left':
-      return ['idle', 'Not connected'];
+      return ['idle', 'conn.idle'];
     default:
-      return ['failed', 'Disconnected'];
+      return ['failed', 'conn.disconnected'];
   }
 }
 
@@ -77,13 +96,15 @@ function makeTile(key, participantId, source, local) {
   tile.dataset.participantId = participantId;
   tile.dataset.source = source;
   if (local) tile.dataset.local = 'true';
-  tile.innerHTML = `<video autoplay playsinline muted></video><div class="avatar"></div>
-    <div class="label"><span class="icon mic-off" hidden title="Microphone muted">${ICON_MIC_OFF}</span><span class="icon cam-off" hidden title="Camera off">${ICON_CAM_OFF}</span><span class="name"></span><span class="interrupted" hidden>connection interrupted</span></div>`;
+  tile.setAttribute('role', 'group');
+  tile.innerHTML = `<video autoplay playsinline muted></video><div class="avatar" aria-hidden="true"></div>
+    <div class="label"><span class="icon speaking-cue" hidden>${ICON_SPEAKING}<span class="sr-only" data-i18n="tile.speaking"></span></span><span class="icon mic-off" hidden data-i18n-title="tile.micMuted">${ICON_MIC_OFF}<span class="sr-only" data-i18n="tile.micMuted"></span></span><span class="icon cam-off" hidden data-i18n-title="tile.cameraOff">${ICON_CAM_OFF}<span class="sr-only" data-i18n="tile.cameraOff"></span></span><span class="name"></span><span class="sr-only dominant-cue" hidden data-i18n="tile.dominant"></span><span class="interrupted" hidden data-i18n="tile.interrupted"></span></div>`;
   if (source === 'camera' && !local) {
     tile.appendChild(document.createElement('audio')).autoplay = true;
     tile.insertAdjacentHTML('beforeend', `<div class="mod-controls" hidden>
-      <button type="button" data-action="mute">Mute</button><button type="button" data-action="remove">Remove</button></div>`);
+      <button type="button" data-action="mute" data-i18n="tile.mute"></button><button type="button" data-action="remove" data-i18n="tile.remove"></button></div>`);
   }
+  translate(tile);
   return tile;
 }
 
@@ -101,23 +122,23 @@ function desiredTiles(meeting) {
   const mic = meeting.local.microphone;
   const cam = meeting.local.camera;
   tiles.push({
-    key: `${me}:camera`, participantId: me, source: 'camera', local: true, name: `${meeting.name} (you)`,
+    key: `${me}:camera`, participantId: me, source: 'camera', local: true, person: meeting.name, name: t('tile.you', { name: meeting.name }),
     video: cam && !cam.muted ? cam.track : null, audio: null, micMuted: !mic || mic.muted, camMuted: !cam || cam.muted,
   });
   if (meeting.local.screen_share) {
     tiles.push({ key: `${me}:screen_share`, participantId: me, source: 'screen_share', local: true,
-      name: `${meeting.name} (your screen)`, video: meeting.local.screen_share.track, audio: null, micMuted: false, camMuted: false });
+      person: meeting.name, name: t('tile.yourScreen', { name: meeting.name }), video: meeting.local.screen_share.track, audio: null, micMuted: false, camMuted: false });
   }
   for (const p of meeting.participants.values()) {
     const bySource = {};
-    for (const t of p.tracks.values()) bySource[t.source] = t;
-    const media = (t) => (t && meeting.remoteMedia.get(t.track_id)?.track) || null;
+    for (const track of p.tracks.values()) bySource[track.source] = track;
+    const media = (info) => (info && meeting.remoteMedia.get(info.track_id)?.track) || null;
     const camInfo = bySource.camera;
     // Last-N: the server pauses cameras of people outside this participant's selection; show their avatar.
     const forwarded = !meeting.forwardedVideo || meeting.forwardedVideo.has(p.id);
     tiles.push({
       key: `${p.id}:camera`, participantId: p.id, source: 'camera', local: false, trackId: camInfo?.track_id,
-      name: p.transcriptionOptOut ? `${p.name} (not transcribed)` : p.name,
+      person: p.name, name: p.transcriptionOptOut ? t('tile.notTranscribed', { name: p.name }) : p.name,
       video: camInfo && !camInfo.muted && forwarded ? media(camInfo) : null, audio: media(bySource.microphone),
       micMuted: !bySource.microphone || bySource.microphone.muted, camMuted: !camInfo || camInfo.muted,
       interrupted: !!p.mediaInterrupted,
@@ -125,7 +146,7 @@ function desiredTiles(meeting) {
     if (bySource.screen_share) {
       tiles.push({ key: `${p.id}:screen_share`, participantId: p.id, source: 'screen_share', local: false,
         trackId: bySource.screen_share.track_id,
-        name: `${p.name} (screen)`, video: media(bySource.screen_share), audio: null, micMuted: false, camMuted: false });
+        person: p.name, name: t('tile.screen', { name: p.name }), video: media(bySource.screen_share), audio: null, micMuted: false, camMuted: false });
     }
   }
   // Screen shares first: they get the big slot.
@@ -147,7 +168,8 @@ export function renderGrid(meeting) {
     existing.delete(d.key);
     if (grid.children[i] !== tile) grid.insertBefore(tile, grid.children[i] || null);
     tile.querySelector('.name').textContent = d.name;
-    tile.querySelector('.avatar').textContent = initials(d.name.replace(/ \(.*\)$/, ''));
+    tile.setAttribute('aria-label', d.name);
+    tile.querySelector('.avatar').textContent = initials(d.person);
     bind(tile.querySelector('video'), d.video);
     if (d.trackId) tile.dataset.trackId = d.trackId;
     else delete tile.dataset.trackId;
@@ -156,7 +178,14 @@ export function renderGrid(meeting) {
     const audio = tile.querySelector('audio');
     if (audio) bind(audio, d.audio);
     const mod = tile.querySelector('.mod-controls');
-    if (mod) mod.hidden = meeting.role !== 'moderator';
+    if (mod) {
+      mod.hidden = meeting.role !== 'moderator';
+      // Each says whose: "Mute Alice", "Remove Alice".
+      for (const button of mod.querySelectorAll('button')) {
+        const key = button.dataset.action === 'mute' ? 'tile.muteWho' : 'tile.removeWho';
+        if (button.getAttribute('aria-label') !== t(key, { name: d.person })) localize(button, key, { name: d.person }, 'aria-label');
+      }
+    }
     if (d.source === 'camera') {
       // An interrupted connection is said as such, not shown as muted devices.
       const interrupted = !!d.interrupted;
@@ -193,13 +222,18 @@ export function reportVideoTiles(meeting) {
 export function showDominantSpeaker(meeting) {
   for (const tile of $('grid').querySelectorAll('.tile.camera')) {
     const id = tile.dataset.participantId;
-    tile.classList.toggle('dominant', meeting.dominantSpeaker != null && id === meeting.dominantSpeaker);
+    const dominant = meeting.dominantSpeaker != null && id === meeting.dominantSpeaker;
+    tile.classList.toggle('dominant', dominant);
+    tile.querySelector('.dominant-cue').hidden = !dominant;
   }
 }
 
 export function showLevels(levels) {
   for (const tile of $('grid').querySelectorAll('.tile.camera')) {
-    tile.classList.toggle('speaking', (levels.get(tile.dataset.participantId) || 0) > SPEAKING_LEVEL);
+    const speaking = (levels.get(tile.dataset.participantId) || 0) > SPEAKING_LEVEL;
+    tile.classList.toggle('speaking', speaking);
+    const cue = tile.querySelector('.speaking-cue');
+    if (cue.hidden === speaking) cue.hidden = !speaking;
   }
 }
 
@@ -211,29 +245,30 @@ export function updateToolbar(meeting) {
   cam.disabled = !meeting.local.camera;
   const micMuted = meeting.isMuted('microphone');
   const camMuted = meeting.isMuted('camera');
-  mic.textContent = micMuted ? 'Unmute' : 'Mute';
+  localize(mic, micMuted ? 'toolbar.unmute' : 'toolbar.mute');
   mic.setAttribute('aria-pressed', String(micMuted && !mic.disabled));
-  cam.textContent = camMuted ? 'Start video' : 'Stop video';
+  localize(cam, camMuted ? 'toolbar.startVideo' : 'toolbar.stopVideo');
   cam.setAttribute('aria-pressed', String(camMuted && !cam.disabled));
   share.hidden = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
-  share.textContent = meeting.sharing ? 'Stop sharing' : 'Share screen';
+  localize(share, meeting.sharing ? 'toolbar.stopSharing' : 'toolbar.share');
   share.setAttribute('aria-pressed', String(meeting.sharing));
 }
 
 /** Fills a select with devices of one kind, keeping `selectedId` chosen. */
 export function fillDeviceSelect(select, devices, kind, selectedId) {
-  const label = kind === 'audioinput' ? 'Microphone' : 'Camera';
+  const which = kind === 'audioinput' ? 'microphone' : 'camera';
   const options = devices.filter((d) => d.kind === kind && d.deviceId).map((d, i) => {
     const o = document.createElement('option');
     o.value = d.deviceId;
-    o.textContent = d.label || `${label} ${i + 1}`;
+    if (d.label) o.textContent = d.label;
+    else localize(o, `devices.${which}Numbered`, { n: i + 1 });
     o.selected = d.deviceId === selectedId;
     return o;
   });
   if (!options.length) {
     const o = document.createElement('option');
     o.value = '';
-    o.textContent = `No ${label.toLowerCase()}`;
+    localize(o, `devices.no${which === 'microphone' ? 'Microphone' : 'Camera'}`);
     options.push(o);
   }
   select.replaceChildren(...options);
@@ -254,32 +289,36 @@ let captionTimer = null;
  * transcription service it says so and cannot be turned on.
  */
 export function updateTranscription(meeting, view) {
-  const t = meeting ? meeting.transcription : { enabled: false, available: false };
+  const status = meeting ? meeting.transcription : { enabled: false, available: false };
   const banner = $('transcription-banner');
-  banner.hidden = !t.enabled;
-  banner.dataset.available = String(!!t.available);
-  const language = t.language ? ` (${t.language})` : '';
-  $('transcription-banner-text').textContent = t.available
-    ? `This meeting is being transcribed${language}`
-    : 'Transcription is on, but no transcription service is connected: nothing is written down yet';
+  banner.hidden = !status.enabled;
+  banner.dataset.available = String(!!status.available);
+  const bannerText = $('transcription-banner-text');
+  if (!status.available) localize(bannerText, 'transcription.onNoService');
+  else if (status.language) localize(bannerText, 'transcription.onLanguage', { language: languageName(status.language) });
+  else localize(bannerText, 'transcription.on');
   const consent = $('consent-button');
   const optedOut = !!(meeting && meeting.transcriptionOptOut);
-  consent.textContent = optedOut ? 'You are not transcribed: include me' : "Don't transcribe me";
+  localize(consent, optedOut ? 'transcription.optIn' : 'transcription.optOut');
   consent.setAttribute('aria-pressed', String(optedOut));
   const toggle = $('transcribe-button');
   toggle.hidden = !view.canToggle;
-  toggle.disabled = !t.enabled && !t.available;
-  toggle.textContent = t.enabled ? 'Stop transcription' : 'Transcribe';
-  toggle.setAttribute('aria-pressed', String(!!t.enabled));
-  toggle.title = !t.enabled && !t.available ? 'No transcription service is connected to this server' : '';
-  $('transcription-unavailable').hidden = !view.canToggle || t.enabled || !!t.available;
+  toggle.disabled = !status.enabled && !status.available;
+  localize(toggle, status.enabled ? 'toolbar.stopTranscription' : 'toolbar.transcribe');
+  toggle.setAttribute('aria-pressed', String(!!status.enabled));
+  if (!status.enabled && !status.available) localize(toggle, 'toolbar.noTranscriptionService', null, 'title');
+  else {
+    toggle.removeAttribute('data-i18n-title');
+    toggle.removeAttribute('title');
+  }
+  $('transcription-unavailable').hidden = !view.canToggle || status.enabled || !!status.available;
   const hasText = !!(meeting && meeting.transcript.length);
   const captions = $('captions-button');
-  captions.hidden = !t.enabled && !hasText;
-  captions.textContent = view.captionsVisible ? 'Hide captions' : 'Show captions';
+  captions.hidden = !status.enabled && !hasText;
+  localize(captions, view.captionsVisible ? 'toolbar.hideCaptions' : 'toolbar.showCaptions');
   captions.setAttribute('aria-pressed', String(!view.captionsVisible));
   const transcript = $('transcript-button');
-  transcript.hidden = !t.enabled && !hasText && !view.transcriptOpen;
+  transcript.hidden = !status.enabled && !hasText && !view.transcriptOpen;
   transcript.setAttribute('aria-pressed', String(!!view.transcriptOpen));
   $('transcript-panel').hidden = !view.transcriptOpen;
 }
@@ -320,8 +359,7 @@ export function renderCaptions(meeting, visible) {
 }
 
 function clock(ms) {
-  if (typeof ms !== 'number') return '';
-  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return formatTime(ms);
 }
 
 /** The transcript panel: every final caption of this meeting so far, oldest first. */

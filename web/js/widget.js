@@ -12,9 +12,12 @@
 // token for servers with [auth] may be put in the fragment (#jwt=…).
 // Widget API messages are accepted only from the parent window at the client's origin, which must be
 // this server's own or one of [embed] allowed_origins (the server's frame-ancestors CSP enforces that too).
+// The meeting gets the widget's language (i18n.js: a choice saved on this server's pages, else Element's
+// client language, else the browser's).
 
 import { SamtalMeeting } from '../external_api.mjs';
 import { normalizeOrigin, originAllowed } from './embed.js';
+import { language, localize, t } from './i18n.js';
 
 /** Widget API versions this widget speaks. */
 const SUPPORTED_VERSIONS = ['0.0.1', '0.0.2', 'org.matrix.msc2871'];
@@ -104,7 +107,7 @@ export function readWidgetParams(search = window.location.search) {
   return {
     matrixRoomId,
     userId,
-    displayName: (displayName || 'Matrix user').slice(0, 64),
+    displayName: (displayName || t('widget.matrixUser')).slice(0, 64),
     widgetId: param(q, 'widgetId', 'matrix_widget_id') || null,
     parentUrl: param(q, 'parentUrl') || null,
     jwt: new URLSearchParams(window.location.hash.replace(/^#/, '')).get('jwt') || null,
@@ -242,10 +245,13 @@ function expectedClientOrigin(allowed) {
   return null;
 }
 
-function showError(text) {
+/** Shows catalogue message `key` instead of a meeting, with a language switch. */
+function showError(key) {
   const el = document.getElementById('widget-error');
-  el.textContent = text;
+  localize(el, key);
   el.hidden = false;
+  document.getElementById('widget-message').hidden = false;
+  document.getElementById('meet').hidden = true;
 }
 
 function startMeeting() {
@@ -256,9 +262,9 @@ function startMeeting() {
     height: '100%',
     userInfo: { displayName: params.displayName },
     jwt: params.jwt || undefined,
-    lang: params.language || undefined,
+    lang: language(),
     matrixRoomId: params.matrixRoomId,
-    title: 'Samtal meeting of this Matrix room',
+    title: t('widget.frameTitle'),
   });
   meeting.on('joined', () => setAlwaysOnScreen(true));
   meeting.on('readyToClose', () => setAlwaysOnScreen(false));
@@ -281,7 +287,7 @@ async function main() {
   for (const ev of waiting) onMessage(ev);
   sendContentLoaded();
   if (!params.matrixRoomId) {
-    showError('This widget needs the Matrix room id: add ?matrixRoomId=$matrix_room_id&displayName=$matrix_display_name to its URL.');
+    showError('widget.noRoom');
     return;
   }
   startMeeting();
@@ -302,7 +308,7 @@ window.samtalWidget = Object.freeze({
 });
 
 if (window.parent === window) {
-  showError('This page is a Matrix widget: add it to a Matrix room (see docs/embedding.md), or open / to join a meeting.');
+  showError('widget.notInClient');
 } else {
   main();
 }

@@ -1,9 +1,11 @@
 // The transcript archive page (officer.html): sign-in, search, transcript view with export, integrity
 // check, legal hold and deletion, and the audit trail for administrators. State is the URL hash
-// (#meeting=ID, #audit) so that the back button and reloads work.
+// (#meeting=ID, #audit) so that the back button and reloads work. Words shown come from the message
+// catalogues (../i18n.js); a change of language draws the current view again from what it holds.
 
 import * as api from './api.js';
 import * as oidc from './oidc.js';
+import { events as languageEvents, formatDate, languageName, localize, t } from '../i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, { dataset, ...props } = {}, ...children) => {
@@ -13,8 +15,8 @@ const el = (tag, { dataset, ...props } = {}, ...children) => {
   return node;
 };
 
-/** Milliseconds since the epoch as local date and time. */
-const when = (ms) => (ms === null || ms === undefined ? '—' : new Date(ms).toLocaleString('sv-SE'));
+/** Milliseconds since the epoch as date and time in the page's language. */
+const when = (ms) => (ms === null || ms === undefined ? '—' : formatDate(ms));
 /** Offset in a meeting as h:mm:ss. */
 const offset = (ms) => {
   const s = Math.max(0, Math.floor(ms / 1000));
@@ -23,10 +25,11 @@ const offset = (ms) => {
 
 let me = null; // {actor, role, room}
 let current = null; // the transcript on screen
+let lastSearch = null; // {q, result} of the list on screen, drawn again on a change of language
 
 function showError(e) {
   const box = $('error');
-  box.textContent = e ? (e.code ? `${e.message} (${e.code})` : String(e.message || e)) : '';
+  box.textContent = e ? (e.code ? t('officer.errorCode', { message: e.message, code: e.code }) : String(e.message || e)) : '';
   box.hidden = !e;
   if (e && e.status === 401) signOut();
 }
@@ -53,9 +56,9 @@ async function signIn(value) {
   }
   if (!['compliance', 'administrator', 'moderator'].includes(me.role)) {
     api.credential.clear();
-    throw new Error(`signed in as ${me.actor} with role ${me.role}, which may not read transcripts`);
+    throw new Error(t('officer.roleRefused', { actor: me.actor, role: roleName(me.role) }));
   }
-  $('whoami').textContent = `${me.actor} (${me.role})`;
+  showWhoami();
   $('sign-out').hidden = false;
   $('audit-tab').hidden = me.role !== 'administrator';
   $('delete').hidden = me.role !== 'administrator';
@@ -64,6 +67,17 @@ async function signIn(value) {
   $('signin-view').hidden = true;
   $('archive-view').hidden = false;
   await route();
+}
+
+/** A role's name in the page's language. */
+function roleName(role) {
+  const key = `officer.role.${role}`;
+  const name = t(key);
+  return name === key ? role : name;
+}
+
+function showWhoami() {
+  $('whoami').textContent = me ? t('officer.whoami', { actor: me.actor, role: roleName(me.role) }) : '';
 }
 
 function signOut() {
@@ -95,11 +109,20 @@ function meetingLink(meeting, ...extra) {
 
 async function runSearch() {
   const q = $('q').value.trim();
+  const result = q ? await api.search(q, filters()) : await api.meetings(filters());
+  lastSearch = { q, result };
+  renderResults();
+}
+
+/** The search result or meetings list of lastSearch. */
+function renderResults() {
   const list = $('results');
   list.replaceChildren();
+  if (!lastSearch) return;
+  const { q, result } = lastSearch;
   if (q) {
-    const result = await api.search(q, filters());
-    $('result-summary').textContent = `${result.hits.length}${result.truncated ? '+' : ''} passages found for “${q}”`;
+    const count = result.hits.length;
+    $('result-summary').textContent = t('officer.passagesFound', { count, shown: `${count}${result.truncated ? '+' : ''}`, q });
     for (const hit of result.hits) {
       const quote = el('blockquote', { className: 'hit' });
       quote.innerHTML = hit.highlight; // the server escapes the text and adds only <mark>
@@ -107,34 +130,38 @@ async function runSearch() {
       list.append(meetingLink(hit.meeting, who, quote));
     }
   } else {
-    const result = await api.meetings(filters());
-    $('result-summary').textContent = `${result.meetings.length} meetings`;
+    $('result-summary').textContent = t('officer.meetingsFound', { count: result.meetings.length });
     for (const m of result.meetings) {
-      list.append(meetingLink(m, el('span', { className: 'facts' }, m.ended_at ? `ended ${when(m.ended_at)}` : 'running', m.legal_hold ? ' · legal hold' : '')));
+      const state = m.ended_at ? t('officer.ended', { when: when(m.ended_at) }) : t('officer.running');
+      list.append(meetingLink(m, el('span', { className: 'facts' }, state, m.legal_hold ? t('officer.underHold') : '')));
     }
   }
 }
 
 // --- one meeting ------------------------------------------------------------------------------
 
-function renderMeeting(t) {
-  current = t;
-  const m = t.meeting;
+/** Shows transcript `transcript`; `keepFilter`: drawn again (a change of language), keep the speaker chosen. */
+function renderMeeting(transcript, keepFilter = false) {
+  current = transcript;
+  const m = transcript.meeting;
   $('meeting-title').textContent = `${m.room} — ${when(m.started_at)}`;
+  // [data-fact (a fixed English name, for scripts and tests), label key, value]
   const facts = [
-    ['Meeting id', m.id],
-    ['Started', when(m.started_at)],
-    ['Ended', m.ended_at ? when(m.ended_at) : 'still running'],
-    ['Language', m.language || 'detected'],
-    ['Participants', t.participants.map((p) => p.name + (p.opted_out_at ? ` (opted out of transcription at ${when(p.opted_out_at)})` : '')).join(', ') || '—'],
-    ['Transcript digest', m.transcript_digest || 'not sealed yet'],
-    ['Legal hold', m.legal_hold ? `since ${when(m.legal_hold.since)} by ${m.legal_hold.set_by}: ${m.legal_hold.reason}` : 'no'],
+    ['Meeting id', 'officer.fact.id', m.id],
+    ['Started', 'officer.fact.started', when(m.started_at)],
+    ['Ended', 'officer.fact.ended', m.ended_at ? when(m.ended_at) : t('officer.stillRunning')],
+    ['Language', 'officer.fact.language', m.language ? languageName(m.language) : t('officer.languageDetected')],
+    ['Participants', 'officer.fact.participants', transcript.participants.map((p) => (p.opted_out_at ? t('officer.optedOut', { name: p.name, when: when(p.opted_out_at) }) : p.name)).join(', ') || '—'],
+    ['Transcript digest', 'officer.fact.digest', m.transcript_digest || t('officer.notSealed')],
+    ['Legal hold', 'officer.fact.hold', m.legal_hold ? t('officer.holdSince', { since: when(m.legal_hold.since), by: m.legal_hold.set_by, reason: m.legal_hold.reason }) : t('officer.no')],
   ];
-  $('meeting-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { fact: k } }, v)]));
-  $('hold').textContent = m.legal_hold ? 'Lift legal hold' : 'Put under legal hold';
-  const speakers = [...new Map(t.segments.map((s) => [s.participant_id, s.speaker_name])).entries()];
-  $('speaker-filter').replaceChildren(el('option', { value: '' }, 'Everyone'), ...speakers.map(([id, name]) => el('option', { value: id }, name)));
-  $('verify-result').hidden = true;
+  $('meeting-facts').replaceChildren(...facts.flatMap(([fact, key, v]) => [el('dt', {}, t(key)), el('dd', { dataset: { fact } }, v)]));
+  localize($('hold'), m.legal_hold ? 'officer.liftHold' : 'officer.putOnHold');
+  const speakers = [...new Map(transcript.segments.map((s) => [s.participant_id, s.speaker_name])).entries()];
+  const chosen = $('speaker-filter').value;
+  $('speaker-filter').replaceChildren(localize(el('option', { value: '' }), 'officer.everyone'), ...speakers.map(([id, name]) => el('option', { value: id }, name)));
+  if (keepFilter && speakers.some(([id]) => id === chosen)) $('speaker-filter').value = chosen;
+  if (!keepFilter) $('verify-result').hidden = true;
   renderSegments();
 }
 
@@ -147,7 +174,7 @@ function renderSegments() {
         el('span', { className: 'time' }, offset(s.start_ms - current.meeting.started_at)),
         el('span', { className: 'speaker' }, s.speaker_name),
         el('span', { className: 'text' }, s.text)));
-  $('segments').replaceChildren(...(rows.length ? rows : [el('li', { className: 'empty' }, 'No segments.')]));
+  $('segments').replaceChildren(...(rows.length ? rows : [localize(el('li', { className: 'empty' }), 'officer.noSegments')]));
 }
 
 /** Shows a meeting's transcript, unless `stillWanted()` says another view was asked for meanwhile. */
@@ -164,15 +191,15 @@ async function verifyMeeting() {
   box.hidden = false;
   box.dataset.ok = String(r.ok);
   box.textContent = r.ok
-    ? `Intact: ${r.segments} segments, digest ${r.computed_digest}${r.sealed ? '' : ' (not sealed yet: the meeting is running)'}.`
-    : `ALTERED: ${r.breaks.map((b) => (b.index === null ? b.problem : `segment ${b.index + 1} (${b.utterance_id}): ${b.problem}`)).join('; ')}`;
+    ? t(r.sealed ? 'officer.intact' : 'officer.intactRunning', { count: r.segments, digest: r.computed_digest })
+    : t('officer.altered', { breaks: r.breaks.map((b) => (b.index === null ? b.problem : t('officer.segmentBreak', { n: b.index + 1, id: b.utterance_id, problem: b.problem }))).join('; ') });
 }
 
 async function toggleHold() {
   const on = !current.meeting.legal_hold;
   let reason = '';
   if (on) {
-    reason = prompt('Reason for the legal hold (case number, decision):') || '';
+    reason = prompt(t('officer.holdReason')) || '';
     if (!reason.trim()) return;
   }
   await api.hold(current.meeting.id, on, reason.trim());
@@ -180,16 +207,23 @@ async function toggleHold() {
 }
 
 async function deleteMeeting() {
-  if (!confirm(`Delete meeting ${current.meeting.id} in ${current.meeting.room} with its transcript? This cannot be undone.`)) return;
+  if (!confirm(t('officer.confirmDelete', { id: current.meeting.id, room: current.meeting.room }))) return;
   await api.remove(current.meeting.id);
   location.hash = '';
 }
 
 // --- audit trail ------------------------------------------------------------------------------
 
+let auditEntries = null; // the audit trail on screen, newest first
+
 async function loadAudit() {
   const { entries } = await api.audit({ limit: 1000 });
-  const rows = entries.reverse().map((e) =>
+  auditEntries = entries.reverse();
+  renderAudit();
+}
+
+function renderAudit() {
+  const rows = auditEntries.map((e) =>
     el('tr', { dataset: { action: e.action, outcome: e.outcome } },
       ...[e.seq, when(e.at), e.actor, e.role, e.action, e.target, e.client, e.outcome].map((v) => el('td', {}, String(v)))));
   $('audit-table').tBodies[0].replaceChildren(...rows);
@@ -200,7 +234,9 @@ async function verifyAudit() {
   const box = $('audit-result');
   box.hidden = false;
   box.dataset.ok = String(r.ok);
-  box.textContent = r.ok ? `Intact: ${r.entries} entries, head #${r.head?.seq ?? 0}.` : `ALTERED: ${r.breaks.map((b) => `#${b.seq}: ${b.problem}`).join('; ')}`;
+  box.textContent = r.ok
+    ? t('officer.trailIntact', { count: r.entries, head: r.head?.seq ?? 0 })
+    : t('officer.altered', { breaks: r.breaks.map((b) => `#${b.seq}: ${b.problem}`).join('; ') });
 }
 
 // --- views ------------------------------------------------------------------------------------
@@ -251,6 +287,14 @@ $('audit-refresh').addEventListener('click', () => guarded(loadAudit));
 $('audit-verify').addEventListener('click', () => guarded(verifyAudit));
 for (const b of document.querySelectorAll('[data-audit-format]')) b.addEventListener('click', () => guarded(() => api.exportAudit(b.dataset.auditFormat)));
 window.addEventListener('hashchange', route);
+// A change of language: what is on screen is drawn again from what the page holds, without asking
+// the server again (every read is audited).
+languageEvents.addEventListener('change', () => {
+  showWhoami();
+  renderResults();
+  if (current) renderMeeting(current, true);
+  if (!$('audit-view').hidden && auditEntries) renderAudit();
+});
 
 async function start() {
   const config = await fetch('/client-config.json').then((r) => r.json()).catch(() => ({}));

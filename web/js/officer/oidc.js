@@ -1,7 +1,10 @@
 // Sign-in through the organisation's OpenID Connect provider (Keycloak, say): the authorization code
 // flow with PKCE for a public client, entirely in the browser. The provider sends the browser back to
 // this page with a one-time code; the page trades it, with the verifier only it knows, for an access
-// token, which the server then checks against the provider's JWKS like any other token.
+// token, which the server then checks against the provider's JWKS like any other token. The provider
+// is asked to show its pages in the archive page's language (ui_locales).
+
+import { language, t } from '../i18n.js';
 
 const PENDING = 'samtal.officer.oidc';
 
@@ -18,7 +21,7 @@ export async function redirect(config) {
   const url = new URL(config.authorization_endpoint);
   url.search = new URLSearchParams({
     response_type: 'code', client_id: config.client_id, redirect_uri: redirectUri(), scope: config.scope,
-    state, code_challenge: challenge, code_challenge_method: 'S256',
+    state, code_challenge: challenge, code_challenge_method: 'S256', ui_locales: language(),
   }).toString();
   location.assign(url.toString());
 }
@@ -27,8 +30,8 @@ export async function redirect(config) {
 export async function complete(config, query) {
   const pending = JSON.parse(sessionStorage.getItem(PENDING) || 'null');
   sessionStorage.removeItem(PENDING);
-  if (query.has('error')) throw new Error(`the identity provider refused the sign-in: ${query.get('error_description') || query.get('error')}`);
-  if (!pending || pending.state !== query.get('state')) throw new Error('the sign-in answer does not belong to this browser tab (state mismatch); sign in again');
+  if (query.has('error')) throw new Error(t('oidc.refused', { reason: query.get('error_description') || query.get('error') }));
+  if (!pending || pending.state !== query.get('state')) throw new Error(t('oidc.stateMismatch'));
   const response = await fetch(config.token_endpoint, {
     method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
@@ -38,6 +41,6 @@ export async function complete(config, query) {
     }),
   });
   const body = await response.json().catch(() => ({}));
-  if (!response.ok || !body.access_token) throw new Error(`the identity provider gave no token (${response.status}): ${body.error_description || body.error || 'no access_token'}`);
+  if (!response.ok || !body.access_token) throw new Error(t('oidc.noToken', { status: response.status, reason: body.error_description || body.error || 'no access_token' }));
   return body.access_token;
 }
