@@ -1,4 +1,5 @@
-//! Statistics of a run: percentiles, and what each receiver tallied from the packets it got.
+//! Statistics of a run: percentiles, a least-squares slope, and what each receiver tallied from
+//! the packets it got.
 
 use std::collections::HashMap;
 
@@ -42,6 +43,23 @@ impl Summary {
 /// `part / whole`, or 0 when `whole` is 0.
 pub fn ratio(part: f64, whole: f64) -> f64 {
     if whole == 0.0 { 0.0 } else { part / whole }
+}
+
+/// Least-squares slope of `y` over `x` through `points` (x, y): the `b` of the line `a + b·x`
+/// closest to them. `None` with fewer than two points or when every `x` is the same.
+pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for &(x, y) in points {
+        sxy += (x - mean_x) * (y - mean_y);
+        sxx += (x - mean_x) * (x - mean_x);
+    }
+    (sxx > 0.0).then(|| sxy / sxx)
 }
 
 /// Stamp counters of one received track seen inside the window, as a bitmap from the first.
@@ -186,6 +204,24 @@ mod tests {
         let v: Vec<u32> = (10..20).collect();
         assert_eq!(percentile(&v, 0.99), Some(19));
         assert_eq!(percentile(&v, 0.5), Some(14));
+    }
+
+    #[test]
+    fn least_squares_slope() {
+        // Exactly on a line: its slope.
+        let line: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 3.0 + 0.5 * i as f64)).collect();
+        assert!((slope(&line).unwrap() - 0.5).abs() < 1e-12);
+        // Up and down around a level: zero.
+        assert!(slope(&[(0.0, 1.0), (1.0, 2.0), (2.0, 2.0), (3.0, 1.0)]).unwrap().abs() < 1e-12);
+        // Scattered: the least-squares fit, (Σ(x−x̄)(y−ȳ)) / Σ(x−x̄)² = 8 / 10 here.
+        let scattered = [(1.0, 2.0), (2.0, 1.0), (3.0, 4.0), (4.0, 3.0), (5.0, 5.0)];
+        assert!((slope(&scattered).unwrap() - 0.8).abs() < 1e-12);
+        // Falling, unevenly spaced, in any order.
+        assert!((slope(&[(2.0, -4.0), (0.0, 0.0), (0.5, -1.0)]).unwrap() + 2.0).abs() < 1e-12);
+        // Not enough to fit a line.
+        assert_eq!(slope(&[]), None);
+        assert_eq!(slope(&[(1.0, 5.0)]), None);
+        assert_eq!(slope(&[(1.0, 5.0), (1.0, 7.0)]), None);
     }
 
     #[test]
