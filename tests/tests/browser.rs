@@ -31,6 +31,23 @@ async fn three_chromium_participants_meet_share_screen_and_leave() {
     server.shutdown().await;
 }
 
+/// Chat and raised hands on the real page (tests/browser/chat_hands.mjs): a message typed by one
+/// participant is read as text by the other, and a hand raised with the H key shows in the other's
+/// participant list until it is lowered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_participants_chat_and_raise_hands() {
+    let server = start_server(test_config()).await;
+    let url = server.http_url();
+    let summary = run_browser_script(
+        "chat_hands.mjs",
+        &["--url", &url, "--room", "chat", "--timeout", "60"],
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(summary["ok"], true, "{summary}");
+    server.shutdown().await;
+}
+
 /// The server's dominant speaker in real browsers: Chromium's fake microphone plays jfk.wav for two
 /// participants (one joins muted) and a silent WAV for the third (tests/browser/active_speaker.mjs).
 /// Every page must mark the talking participant, follow the floor when the talkers swap by muting,

@@ -8,6 +8,7 @@ import { defaultSignalingUrl } from './signaling.js';
 import { startEmbedBridge } from './embed.js';
 import * as ui from './ui.js';
 import * as i18n from './i18n.js';
+import * as people from './people.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,7 +33,7 @@ const params = readParams();
 /** Mute state to join with; the toggles change it before joining. */
 const startMuted = { microphone: params.audioMuted, camera: params.videoMuted };
 /** UI state of the transcription controls. */
-const view = { captionsVisible: params.captions, transcriptOpen: false };
+const view = { captionsVisible: params.captions, transcriptOpen: false, peopleOpen: false, chatOpen: false, chatRead: 0 };
 /** /client-config.json: {allowed_origins, auth, transcription_available}; null until loaded or when unreachable. */
 let clientConfig = null;
 /** Lifecycle events for the embed bridge: `meeting` {meeting} whenever a Meeting is created, `view` (captions shown/hidden). */
@@ -157,6 +158,9 @@ async function join(event) {
     m.addEventListener('local', refreshDevices);
     m.addEventListener('transcription', renderTranscription);
     m.addEventListener('caption', renderCaptions);
+    m.addEventListener('roster', renderPanels);
+    m.addEventListener('chat', renderPanels);
+    m.addEventListener('state', renderPanels);
     m.addEventListener('state', renderTranscription);
     m.addEventListener('ended', (e) => onEnded(m, e.detail));
     app.dispatchEvent(new CustomEvent('meeting', { detail: { meeting: m } }));
@@ -193,8 +197,42 @@ function onEnded(m, { reason, message }) {
   ui.notice(message, reason === 'left' ? 'info' : 'error');
   meeting = null;
   view.transcriptOpen = false;
+  Object.assign(view, { peopleOpen: false, chatOpen: false, chatRead: 0 });
+  $('chat-list').replaceChildren();
   renderCaptions();
+  renderPanels();
   startPreview();
+}
+
+// ---- participant list and chat ----
+
+function renderPanels() {
+  people.renderPeople(meeting, view);
+  people.renderChat(meeting, view);
+}
+
+function setPanelOpen(panel, open) {
+  const key = panel === 'people' ? 'peopleOpen' : 'chatOpen';
+  view[key] = open === undefined ? !view[key] : !!open;
+  renderPanels();
+  if (view[key]) $(panel === 'people' ? 'people-close' : 'chat-input').focus();
+}
+
+function toggleHand() {
+  if (!meeting || meeting.state !== 'joined') return;
+  const raise = !meeting.handRaisedAt;
+  meeting.setHand(raise);
+  ui.announce(raise ? 'announce.handRaised' : 'announce.handLowered');
+}
+
+function sendChat(e) {
+  e.preventDefault();
+  const input = $('chat-input');
+  if (meeting && input.value.trim()) {
+    meeting.sendChat(input.value);
+    input.value = '';
+  }
+  input.focus();
 }
 
 // ---- actions (buttons and the embed bridge) ----
@@ -254,6 +292,9 @@ function onShortcut(e) {
   if (key === 'm' || key === 'v') {
     e.preventDefault();
     toggleMuteAnnounced(key === 'm' ? 'microphone' : 'camera');
+  } else if (key === 'h') {
+    e.preventDefault();
+    toggleHand();
   }
 }
 
@@ -311,6 +352,25 @@ function wireControls() {
   $('transcript-button').onclick = () => setTranscriptOpen();
   $('transcript-close').onclick = () => setTranscriptOpen(false);
   $('shortcuts-button').onclick = openShortcuts;
+  $('hand-button').onclick = toggleHand;
+  $('people-button').onclick = () => setPanelOpen('people');
+  $('people-close').onclick = () => setPanelOpen('people', false);
+  $('chat-button').onclick = () => setPanelOpen('chat');
+  $('chat-close').onclick = () => setPanelOpen('chat', false);
+  $('chat-form').addEventListener('submit', sendChat);
+  // Enter sends, Shift+Enter starts a new line.
+  $('chat-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) sendChat(e);
+  });
+  $('lock-room').onchange = (e) => meeting && meeting.setLocked(e.target.checked);
+  $('mute-all-button').onclick = () => meeting && meeting.roomAction('mute_all');
+  $('end-all-button').onclick = () => {
+    if (meeting && window.confirm(i18n.t('people.endConfirm'))) meeting.roomAction('end');
+  };
+  $('people-list').addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-action="lower_hand"]');
+    if (button && meeting) meeting.moderate('lower_hand', button.closest('li').dataset.participantId);
+  });
   $('shortcuts-close').onclick = closeShortcuts;
   // Closed (Close, Escape): the focus goes back where it was, unless the user has moved it meanwhile
   // (the close event comes a task later).
@@ -324,6 +384,7 @@ function wireControls() {
   i18n.events.addEventListener('change', () => {
     render();
     renderCaptions();
+    renderPanels();
   });
   $('grid').addEventListener('click', (e) => {
     const button = e.target.closest('.mod-controls button');

@@ -173,6 +173,12 @@ export class Meeting extends EventTarget {
     this.audioCtx = null;
     this.localAnalyser = null;
     this.lastFatalError = null;
+    /** The room's chat messages, oldest first: [{id, participant_id, name, text, at}]. */
+    this.chat = [];
+    /** When our hand went up (ms since the Unix epoch), or null. */
+    this.handRaisedAt = null;
+    /** The room's settings as moderators set them. */
+    this.roomSettings = { locked: false };
   }
 
   emit(type, detail = {}) {
@@ -329,7 +335,8 @@ export class Meeting extends EventTarget {
         }
         break;
       case 'removed':
-        this.lastFatalError = t('meeting.removed');
+        // A moderator's `end` removes everyone, the moderator too.
+        this.lastFatalError = t(msg.by === this.participantId ? 'meeting.endedByModerator' : 'meeting.removed');
         this.end('removed', this.lastFatalError);
         break;
       case 'error':
@@ -343,6 +350,22 @@ export class Meeting extends EventTarget {
         break;
       case 'transcription_consent':
         this.onConsent(msg);
+        break;
+      case 'chat':
+        this.chat.push(msg);
+        this.emit('chat', { message: msg });
+        break;
+      case 'hand_changed': {
+        const at = msg.raised_at ?? null;
+        if (msg.participant_id === this.participantId) this.handRaisedAt = at;
+        const p = this.participants.get(msg.participant_id);
+        if (p) p.handRaisedAt = at;
+        this.emit('roster');
+        break;
+      }
+      case 'room_settings':
+        this.roomSettings = { locked: !!msg.locked };
+        this.emit('roster');
         break;
       default:
         break; // pong and anything newer
@@ -385,7 +408,9 @@ export class Meeting extends EventTarget {
   }
 
   onError(msg) {
-    const text = t('meeting.serverError', { message: msg.message || t('meeting.serverErrorUnknown'), code: msg.code });
+    const text = msg.code === 'room_locked'
+      ? t('meeting.roomLocked')
+      : t('meeting.serverError', { message: msg.message || t('meeting.serverErrorUnknown'), code: msg.code });
     if (msg.fatal) this.lastFatalError = text;
     if (this.joinWaiter && (msg.fatal || msg.ref_type === 'join')) {
       this.joinWaiter.reject(new Error(text));
@@ -482,7 +507,29 @@ export class Meeting extends EventTarget {
 
   upsertParticipant(info) {
     const tracks = new Map((info.tracks || []).map((t) => [t.track_id, { ...t }]));
-    this.participants.set(info.id, { id: info.id, name: info.name, role: info.role, tracks, transcriptionOptOut: !!info.transcription_opt_out });
+    this.participants.set(info.id, {
+      id: info.id, name: info.name, role: info.role, tracks, transcriptionOptOut: !!info.transcription_opt_out,
+      handRaisedAt: info.hand_raised_at ?? null,
+    });
+  }
+
+  /** Sends a chat message to the room (the server echoes it back as `chat`). */
+  sendChat(text) {
+    if (this.sig && String(text).trim()) this.sig.send({ type: 'chat', text: String(text) });
+  }
+
+  setHand(raised) {
+    if (this.sig) this.sig.send({ type: 'hand', raised: !!raised });
+  }
+
+  /** Moderators: lock or unlock the room. */
+  setLocked(locked) {
+    if (this.sig) this.sig.send({ type: 'room_settings', locked: !!locked });
+  }
+
+  /** Moderators: 'mute_all' or 'end'. */
+  roomAction(action) {
+    if (this.sig) this.sig.send({ type: 'room_action', action });
   }
 
   // ---- peer connections ----
