@@ -211,14 +211,7 @@ impl Cluster {
 
     /// Every live node's record, sorted by id.
     pub async fn live_nodes(&self) -> Result<Vec<NodeRecord>> {
-        let keys: Vec<String> = self
-            .nodes
-            .keys()
-            .await
-            .map_err(|e| nats_error("cannot list the node registry")(&e))?
-            .try_collect()
-            .await
-            .map_err(|e| nats_error("cannot list the node registry")(&e))?;
+        let keys = keys_of(&self.nodes, "cannot list the node registry").await?;
         let mut nodes = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(record) = self.node(&key).await? {
@@ -231,14 +224,7 @@ impl Cluster {
 
     /// Every placed room and its node, sorted by room.
     pub async fn placements(&self) -> Result<Vec<(String, String)>> {
-        let keys: Vec<String> = self
-            .rooms
-            .keys()
-            .await
-            .map_err(|e| nats_error("cannot list the room placements")(&e))?
-            .try_collect()
-            .await
-            .map_err(|e| nats_error("cannot list the room placements")(&e))?;
+        let keys = keys_of(&self.rooms, "cannot list the room placements").await?;
         let mut placed = Vec::with_capacity(keys.len());
         for key in keys {
             let Some(room) = placement::room_of_key(&key) else {
@@ -341,6 +327,12 @@ impl Cluster {
             tracing::warn!(event = event.kind.as_str(), "room event not published: {e}");
         }
     }
+}
+
+/// Every key of a bucket that holds a value (`what`: the error's wording).
+async fn keys_of(bucket: &kv::Store, what: &str) -> Result<Vec<String>> {
+    let keys = bucket.keys().await.map_err(|e| nats_error(what)(&e))?;
+    keys.try_collect().await.map_err(|e| nats_error(what)(&e))
 }
 
 /// Opens the key-value bucket `name`, creating it when missing: a stream as NATS lays out a bucket
