@@ -25,6 +25,9 @@ pub struct Stats {
     pub duplicates_dropped: AtomicU64,
     /// RED audio packets forwarded as their primary block alone, to subscribers without RED.
     pub red_unwrapped: AtomicU64,
+    /// Audio packets lost before the server, recovered from the redundancy of the next RED packet
+    /// and sent as plain Opus to subscribers without RED.
+    pub red_recovered: AtomicU64,
     pub keyframe_requests: AtomicU64,
     /// Times a room's dominant speaker changed.
     pub speaker_changes: AtomicU64,
@@ -34,6 +37,11 @@ pub struct Stats {
     pub layer_changes: AtomicU64,
     /// Of those, times it paused a track because the subscriber's downlink had no room for it.
     pub bandwidth_pauses: AtomicU64,
+    /// Times the server lent a subscriber with a receiver-side estimate (REMB) the budget of one
+    /// more layer step, to learn whether its link carries it; and how many of those the link did
+    /// not carry.
+    pub bandwidth_probes: AtomicU64,
+    pub bandwidth_probe_failures: AtomicU64,
     /// Times a publisher was told to switch simulcast layers off or on (dynacast).
     pub dynacast_updates: AtomicU64,
     /// Subscribers whose downlink is estimated (they send transport-wide congestion feedback).

@@ -24,8 +24,16 @@ pub async fn start(
     language: Option<String>,
     prompt: Option<String>,
 ) -> Result<bool, String> {
-    if state.transcription.meeting_id(room).is_some() {
-        return Ok(false);
+    if let Some(meeting_id) = state.transcription.meeting_id(room) {
+        // Already on: a moderator may pick another language, which applies from now on.
+        if language.is_none() || !state.transcription.set_language(room, language.clone()) {
+            return Ok(false);
+        }
+        if let Err(e) = state.store.set_language(&meeting_id, language.as_deref()).await {
+            tracing::error!(meeting = %meeting_id, "cannot record the new language: {e}");
+        }
+        broadcast_status(state, room);
+        return Ok(true);
     }
     let meeting = state
         .store

@@ -178,6 +178,11 @@ impl Collector for MediaCollector {
                 &s.red_unwrapped,
             ),
             (
+                "red_recovered_packets",
+                "Audio packets lost before the server, recovered from RED redundancy for subscribers without RED",
+                &s.red_recovered,
+            ),
+            (
                 "refused_offers",
                 "Publish offers refused for their rate or number of media sections",
                 &s.refused_offers,
@@ -206,6 +211,16 @@ impl Collector for MediaCollector {
                 "bandwidth_video_pauses",
                 "Video tracks paused toward a subscriber because its downlink had no room for them",
                 &s.bandwidth_pauses,
+            ),
+            (
+                "bandwidth_probes",
+                "Times a subscriber with a receiver-side estimate (REMB) was lent one more layer step to learn whether its link carries it",
+                &s.bandwidth_probes,
+            ),
+            (
+                "bandwidth_probe_failures",
+                "Bandwidth probes the subscriber's link did not carry (its estimate fell)",
+                &s.bandwidth_probe_failures,
             ),
             (
                 "dynacast_updates",

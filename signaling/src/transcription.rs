@@ -105,6 +105,21 @@ impl Transcription {
         true
     }
 
+    /// Changes the language of a room being transcribed; its worker gets the job again with it.
+    /// Returns false when the room is not transcribed or already in that language.
+    pub fn set_language(&self, room: &str, language: Option<String>) -> bool {
+        let mut guard = self.state.lock().expect("transcription lock");
+        let state = &mut *guard;
+        let Some(t) = state.rooms.get_mut(room).filter(|t| t.language != language) else {
+            return false;
+        };
+        t.language = language;
+        if let Some(worker) = t.worker.as_ref().and_then(|w| state.workers.get(w)) {
+            self.send_job(worker, JobAction::Start, room, t);
+        }
+        true
+    }
+
     /// Turns transcription off; returns the meeting id if it was on.
     pub fn disable(&self, room: &str) -> Option<String> {
         let mut state = self.state.lock().expect("transcription lock");

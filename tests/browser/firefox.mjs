@@ -18,8 +18,7 @@
 
 import os from 'node:os';
 import { chromium } from 'playwright-core';
-import puppeteer from 'puppeteer-core';
-import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, receivedAudio, receivedVideo, runChecks, sleep, startProxy, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, joined, launchFirefox, openMeeting, parseArgs, receivedAudio, receivedVideo, runChecks, sleep, startProxy, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: firefox.mjs --url URL --room ROOM [--firefox PATH] [--chromium PATH] [--timeout S]';
 
@@ -43,18 +42,7 @@ async function main() {
   const chrome = await chromium.launch({
     executablePath: args.chromium, headless: true, args: [...CHROMIUM_FLAGS, `--unsafely-treat-insecure-origin-as-secure=${url}`],
   });
-  const firefox = await puppeteer.launch({
-    browser: 'firefox', executablePath: args.firefox, headless: true, protocol: 'webDriverBiDi',
-    extraPrefsFirefox: {
-      'media.navigator.streams.fake': true,
-      'media.navigator.permission.disabled': true,
-      'media.peerconnection.ice.obfuscate_host_addresses': false,
-      'media.autoplay.default': 0,
-      // The page is served from the namespace link's address: let it use camera and microphone.
-      'media.devices.insecure.enabled': true,
-      'media.getusermedia.insecure.enabled': true,
-    },
-  });
+  const firefox = await launchFirefox(args.firefox);
   const summary = { ok: false, room: args.room };
   await runChecks(summary, [chrome, firefox], async (people) => {
     const alice = await openMeeting(chrome, 'Alice', url, args.room);

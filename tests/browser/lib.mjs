@@ -2,6 +2,7 @@
 
 import net from 'node:net';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 /** The flags three_party.mjs uses: fake camera and microphone, no permission prompts, loopback ICE. */
 export const CHROMIUM_FLAGS = [
@@ -11,6 +12,26 @@ export const CHROMIUM_FLAGS = [
   '--autoplay-policy=no-user-gesture-required',
   '--auto-select-desktop-capture-source=Entire screen',
 ];
+
+/**
+ * A headless Firefox (`executablePath`, ESR) driven by puppeteer-core over WebDriver BiDi, with a fake
+ * camera and microphone. Firefox offers no loopback ICE candidate: run it inside a network namespace
+ * with an address of its own.
+ */
+export function launchFirefox(executablePath) {
+  return puppeteer.launch({
+    browser: 'firefox', executablePath, headless: true, protocol: 'webDriverBiDi',
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.peerconnection.ice.obfuscate_host_addresses': false,
+      'media.autoplay.default': 0,
+      // The page is served from the namespace link's address: let it use camera and microphone.
+      'media.devices.insecure.enabled': true,
+      'media.getusermedia.insecure.enabled': true,
+    },
+  });
+}
 
 /** A headless Chromium (`executablePath`) whose fake microphone plays the WAV file `wav`. */
 export function launchWithMicrophone(executablePath, wav) {
@@ -216,6 +237,70 @@ export async function openMeeting(browser, name, url, room, { extra = {}, contex
   const person = { name, page, console: [] };
   page.on('pageerror', (e) => person.console.push(`pageerror: ${e.message}`));
   await page.goto(`${url}/?${new URLSearchParams({ room, name, autojoin: '1', ...extra })}`);
+  return person;
+}
+
+/**
+ * Runs in the page (`page.evaluate(installCanvasScreen)`): a fake screen for getDisplayMedia, a canvas
+ * animated via captureStream(), for headless browsers with no screen to capture.
+ */
+export function installCanvasScreen() {
+  navigator.mediaDevices.getDisplayMedia = async () => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 640;
+    canvas.height = 360;
+    const ctx = canvas.getContext('2d');
+    let n = 0;
+    setInterval(() => {
+      n++;
+      ctx.fillStyle = `hsl(${(n * 5) % 360} 60% 40%)`;
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      ctx.fillStyle = '#fff';
+      ctx.font = '40px sans-serif';
+      ctx.fillText(`shared screen ${n}`, 40, 180);
+    }, 66);
+    return canvas.captureStream(15);
+  };
+}
+
+/**
+ * Makes sure `page` (playwright or puppeteer) has a screen to share: real getDisplayMedia where it
+ * works headless, else installCanvasScreen. Returns 'ok' or why the real one failed.
+ */
+export async function screenToShare(page) {
+  const probe = await page.evaluate(async () => {
+    try {
+      const s = await navigator.mediaDevices.getDisplayMedia({ video: true });
+      s.getTracks().forEach((t) => t.stop());
+      return 'ok';
+    } catch (e) {
+      return `${e.name}: ${e.message}`;
+    }
+  });
+  if (probe !== 'ok') await page.evaluate(installCanvasScreen);
+  return probe;
+}
+
+/** Runs in the page: what its camera sends per simulcast layer (rid -> {width, frames, active}). */
+export async function sentLayers() {
+  const pc = window.samtal && window.samtal.publishPc;
+  if (!pc) return {};
+  const out = {};
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === 'outbound-rtp' && r.kind === 'video') {
+      out[r.rid || r.ssrc] = { width: r.frameWidth || 0, frames: r.framesEncoded || 0, active: r.active };
+    }
+  });
+  return out;
+}
+
+/** openMeeting for a browser driven by puppeteer (Firefox: launchFirefox), with an optional viewport. */
+export async function openPuppeteerMeeting(browser, name, url, room, viewport = null) {
+  const page = await browser.newPage();
+  if (viewport) await page.setViewport(viewport);
+  const person = { name, page, console: [] };
+  page.on('pageerror', (e) => person.console.push(`pageerror: ${e.message}`));
+  await page.goto(`${url}/?${new URLSearchParams({ room, name, autojoin: '1' })}`);
   return person;
 }
 

@@ -24,23 +24,10 @@
 
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, joined, parseArgs, receivedVideo, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, joined, parseArgs, receivedVideo, sentLayers, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: simulcast.mjs --url URL --room ROOM [--chromium PATH] [--timeout S] ' +
   '[--shaped-chromium PATH --shape-dev DEV [--shape-rate 400kbit] [--climb-timeout S]]';
-
-/** Runs in the page: what it sends per simulcast layer (rid -> {width, frames}). */
-async function sentLayers() {
-  const pc = window.samtal && window.samtal.publishPc;
-  if (!pc) return {};
-  const out = {};
-  (await pc.getStats()).forEach((r) => {
-    if (r.type === 'outbound-rtp' && r.kind === 'video') {
-      out[r.rid || '-'] = { width: r.frameWidth || 0, frames: r.framesEncoded || 0, active: r.active };
-    }
-  });
-  return out;
-}
 
 async function open(browser, name, url, room, viewport) {
   // A HiDPI screen (tiles count in device pixels), as on most laptops.

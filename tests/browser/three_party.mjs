@@ -18,7 +18,7 @@
 
 import { chromium } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
-import { CHROMIUM_FLAGS, parseArgs, sleep, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, installCanvasScreen, parseArgs, screenToShare, sleep, waitFor } from './lib.mjs';
 
 const NAMES = ['Alice', 'Bob', 'Carol'];
 
@@ -69,26 +69,6 @@ async function receivedMedia() {
     });
   }
   return out;
-}
-
-/** Runs in the page: a fake screen for getDisplayMedia, a canvas animated via captureStream(). */
-function installCanvasScreen() {
-  navigator.mediaDevices.getDisplayMedia = async () => {
-    const canvas = document.createElement('canvas');
-    canvas.width = 640;
-    canvas.height = 360;
-    const ctx = canvas.getContext('2d');
-    let n = 0;
-    setInterval(() => {
-      n++;
-      ctx.fillStyle = `hsl(${(n * 5) % 360} 60% 40%)`;
-      ctx.fillRect(0, 0, canvas.width, canvas.height);
-      ctx.fillStyle = '#fff';
-      ctx.font = '40px sans-serif';
-      ctx.fillText(`shared screen ${n}`, 40, 180);
-    }, 66);
-    return canvas.captureStream(15);
-  };
 }
 
 async function main() {
@@ -154,21 +134,8 @@ async function main() {
     // 2. Alice shares her screen. Real getDisplayMedia first; headless Chromium may have no screen to
     // capture, in which case the page's getDisplayMedia is replaced with a canvas captureStream().
     const alice = byName.Alice;
-    const probe = await alice.page.evaluate(async () => {
-      try {
-        const s = await navigator.mediaDevices.getDisplayMedia({ video: true });
-        s.getTracks().forEach((t) => t.stop());
-        return 'ok';
-      } catch (e) {
-        return `${e.name}: ${e.message}`;
-      }
-    });
-    if (probe === 'ok') {
-      summary.screen_capture = 'getDisplayMedia';
-    } else {
-      await alice.page.evaluate(installCanvasScreen);
-      summary.screen_capture = `canvas captureStream (getDisplayMedia failed headless: ${probe})`;
-    }
+    const probe = await screenToShare(alice.page);
+    summary.screen_capture = probe === 'ok' ? 'getDisplayMedia' : `canvas captureStream (getDisplayMedia failed headless: ${probe})`;
     // Twice: the second share reuses the section the first one left (track_active, no renegotiation).
     for (const round of [1, 2]) {
       await alice.page.click('#share-button');

@@ -13,12 +13,20 @@ it prints ONE JSON line on stdout:
      "rms": X, "peak": Y, "name": "...", "video_frames": V}}, "errors": ["..."]}
 
 rms and peak are of the decoded 16-bit samples scaled to [-1, 1]. A silent WAV gives rms ~0.
+With --video-progress it also prints, once a second before that, a line
+    {"progress": {"t": <ms since the Unix epoch>, "frames": <video frames decoded in that second>,
+     "width": W, "height": H}}
+with the size of the last video frame decoded (0 before any), for a driver that watches it live.
 Then it sends `leave` and exits: 0 when all went well; 1 when --expect-peers was not reached in time or the
 server sent any `error` (the JSON is printed anyway); 2 on a fatal protocol error (nothing on stdout).
 Everything else is logged to stderr.
 
 Usage: aiortc_peer.py --ws ws://127.0.0.1:PORT/ws --room R --name N [--token T] [--wav FILE]
-                      [--duration SECS] [--expect-peers K] [--min-audio SECS] [--linger SECS] [-v]
+                      [--duration SECS] [--expect-peers K] [--min-audio SECS] [--linger SECS]
+                      [--host ADDR] [--video-progress] [-v]
+
+aiortc estimates its video downlink itself and reports it by REMB (it does not do transport-wide
+congestion feedback), from the abs-send-time the sender writes into each packet.
 """
 
 import argparse
@@ -28,12 +36,15 @@ import logging
 import math
 import re
 import sys
+import time
 
-# aioice leaves 127.0.0.1 out of its host candidates; the tests run on loopback only, so offer exactly that.
-# This must happen before aiortc is imported (aiortc binds the name at import time in some versions).
+# aioice leaves 127.0.0.1 out of its host candidates; the tests run on loopback (or inside a network
+# namespace of their own, --host), so offer exactly that address. This must happen before aiortc is
+# imported (aiortc binds the name at import time in some versions).
 import aioice.ice
 
-aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+HOST = sys.argv[sys.argv.index("--host") + 1] if "--host" in sys.argv[:-1] else "127.0.0.1"
+aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [HOST]
 
 import websockets  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
@@ -69,6 +80,7 @@ class Stats:
         self.values = 0  # all channels
         self.peak = 0.0
         self.video_frames = 0
+        self.video_size = (0, 0)
 
     def add_audio(self, frame):
         data = frame.to_ndarray().astype("float64") / 32768.0
@@ -149,6 +161,8 @@ class Peer:
                 await self.publish(a.wav)
 
             self.tasks.append(asyncio.create_task(self.heartbeat()))
+            if a.video_progress:
+                self.tasks.append(asyncio.create_task(self.progress()))
             reader = asyncio.create_task(self.read_loop())
             waiter = asyncio.create_task(self.done.wait())
             finished, _ = await asyncio.wait(
@@ -213,6 +227,18 @@ class Peer:
             n += 1
             await self.send({"type": "ping", "nonce": str(n)})
 
+    async def progress(self):
+        """Once a second: video frames decoded since the last line, and the last frame's size."""
+        last = 0
+        while True:
+            await asyncio.sleep(1)
+            total = sum(s.video_frames for s in self.stats.values())
+            sizes = [s.video_size for s in self.stats.values() if s.video_frames]
+            width, height = sizes[-1] if sizes else (0, 0)
+            line = {"t": int(time.time() * 1000), "frames": total - last, "width": width, "height": height}
+            print(json.dumps({"progress": line}), flush=True)
+            last = total
+
     # --- publishing -------------------------------------------------------------------------------
     async def publish(self, wav):
         self.player = MediaPlayer(wav, loop=True)
@@ -269,6 +295,7 @@ class Peer:
                         self.done.set()
                 else:
                     stats.video_frames += 1
+                    stats.video_size = (frame.width, frame.height)
         except MediaStreamError:
             log.info("remote track %s ended", track.id)
 
@@ -328,6 +355,8 @@ async def main():
     p.add_argument("--expect-peers", type=int, default=0, help="stop once this many peers were heard")
     p.add_argument("--min-audio", type=float, default=3.0, help="seconds of audio that count as heard")
     p.add_argument("--linger", type=float, default=3.0, help="seconds to stay after hearing all peers")
+    p.add_argument("--host", default="127.0.0.1", help="the address to offer as ICE host candidate")
+    p.add_argument("--video-progress", action="store_true", help="print video progress once a second")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args()
     logging.basicConfig(

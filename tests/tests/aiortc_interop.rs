@@ -51,3 +51,51 @@ async fn two_aiortc_peers_hear_each_other_through_the_sfu() {
     assert_eq!(heard_by_listener["name"], "Speaker");
     server.shutdown().await;
 }
+
+/// Toward a subscriber that estimates its downlink itself (tests/browser/remb.mjs): aiortc does no
+/// transport-wide congestion feedback; it reports REMB, computed from the abs-send-time the server
+/// writes into its video. Alice publishes a simulcast camera from Chromium; Dave (aiortc) watches
+/// from a network namespace of the test's own. Unshaped he decodes the top layer; with `tc` limiting
+/// his link to 400 kbit/s he decodes a lower layer and keeps decoding; with the limit lifted he
+/// climbs back, which a receiver-side estimate alone never allows (it stays under 1.5 times what it
+/// receives), so the server probes with the next layer up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aiortc_viewer_on_a_thin_link_follows_its_remb_down_and_back_up() {
+    let ns = netns::Namespace::create("remb");
+    let server = start_server(test_config_in(&ns)).await;
+    let (python, peer) = (python(), repo_root().join("tests/peers/aiortc_peer.py"));
+    let inner_ip = ns.inner_ip.to_string();
+    let summary = run_browser_script(
+        "remb.mjs",
+        &[
+            "--url",
+            &server.http_url(),
+            "--room",
+            "remb",
+            "--peer",
+            peer.to_str().unwrap(),
+            "--python",
+            python.to_str().unwrap(),
+            "--netns",
+            &ns.name,
+            "--inner-ip",
+            &inner_ip,
+            "--shape-dev",
+            &ns.host_dev,
+        ],
+        Duration::from_secs(420),
+    )
+    .await;
+    eprintln!("REMB summary: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    let stats = server.state.media.stats();
+    assert!(
+        samtal_sfu::Stats::get(&stats.layer_changes) >= 2,
+        "the allocator lowered and raised Dave's layer: {summary}"
+    );
+    assert!(
+        samtal_sfu::Stats::get(&stats.bandwidth_probes) >= 1,
+        "the server probed Dave's link: {summary}"
+    );
+    server.shutdown().await;
+}

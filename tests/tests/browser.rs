@@ -228,10 +228,7 @@ async fn chromium_sends_red_and_dtx_and_the_transcriber_hears_the_opus_inside() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_and_chromium_meet_through_the_server() {
     let ns = netns::Namespace::create("firefox");
-    let mut config = test_config();
-    config.listen = std::net::SocketAddr::new(ns.host_ip, 0);
-    config.media.ips = vec![ns.host_ip];
-    let server = start_server(config).await;
+    let server = start_server(namespace_only(&ns)).await;
     let url = server.http_url();
     let summary = run_browser_script_in(
         &ns,
@@ -242,5 +239,86 @@ async fn firefox_and_chromium_meet_through_the_server() {
     .await;
     eprintln!("Firefox summary: {summary}");
     assert_eq!(summary["ok"], true, "{summary}");
+    server.shutdown().await;
+}
+
+/// A server reachable only at the test's side of `ns`'s link (Firefox, inside, offers no loopback
+/// candidate and must reach the server's media there).
+fn namespace_only(ns: &netns::Namespace) -> samtal_signaling::Config {
+    let mut config = test_config();
+    config.listen = std::net::SocketAddr::new(ns.host_ip, 0);
+    config.media.ips = vec![ns.host_ip];
+    config
+}
+
+/// A three-party meeting with one Firefox ESR and two Chromium participants
+/// (tests/browser/firefox_three_party.mjs): audio with sound in every direction; Firefox sends its
+/// camera as several simulcast layers, and the Chromium viewers with a large and a small window decode
+/// its widest and a narrower one; Firefox as a viewer decodes a large layer of Chromium's, a lower one
+/// when its window shrinks and the large one again when it grows, its decoder's frame count growing across
+/// both switches; Firefox leaves and both pages drop it. The server counts the layer changes it made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_and_two_chromiums_meet_with_simulcast() {
+    let ns = netns::Namespace::create("ff3");
+    let server = start_server(namespace_only(&ns)).await;
+    let url = server.http_url();
+    let summary = run_browser_script_in(
+        &ns,
+        "firefox_three_party.mjs",
+        &["--url", &url, "--room", "ff3", "--timeout", "60"],
+        Duration::from_secs(300),
+    )
+    .await;
+    eprintln!("Firefox three-party summary: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert!(
+        samtal_sfu::Stats::get(&server.state.media.stats().layer_changes) >= 3,
+        "the allocator changed layers: {summary}"
+    );
+    server.shutdown().await;
+}
+
+/// Audio only and the transcription language picker (tests/browser/audio_only.mjs), with a
+/// transcription worker connected (a websocket that registers as one, so the pages offer
+/// transcription): the picked language reaches the other page and the worker's job, and a change
+/// while transcription runs too; in audio only a page decodes no video while audio goes on, and its
+/// camera is off for the others; turned off, video comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_audio_only_and_the_transcription_language() {
+    use samtal_e2e::ws::{Recv, WsClient};
+    let server = start_server(test_config()).await;
+    let mut worker = WsClient::connect(&server.ws_url()).await;
+    worker
+        .send_json(&serde_json::json!({"type": "worker", "token": WORKER_KEY, "capacity": 1}))
+        .await;
+    // The worker stays connected (pinging while idle) and notes each job's language until stopped.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let jobs = tokio::spawn(async move {
+        let mut languages = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return languages,
+                got = worker.recv(Duration::from_secs(5)) => match got {
+                    Recv::Json(m) if m["type"] == "job" && m["action"] == "start" => {
+                        languages.push(m["language"].as_str().map(str::to_owned));
+                    }
+                    Recv::Json(_) => {}
+                    Recv::TimedOut => worker.send_json(&serde_json::json!({"type": "ping"})).await,
+                    Recv::Closed => return languages,
+                },
+            }
+        }
+    });
+    let summary = run_browser_script(
+        "audio_only.mjs",
+        &["--url", &server.http_url(), "--room", "quiet", "--timeout", "40"],
+        Duration::from_secs(240),
+    )
+    .await;
+    eprintln!("audio-only summary: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    let _ = stop.send(());
+    let languages = jobs.await.expect("the worker task ends");
+    assert_eq!(languages, [Some("sv".to_owned()), Some("en".to_owned())]);
     server.shutdown().await;
 }

@@ -136,3 +136,67 @@ async fn only_the_newest_open_meeting_of_a_room_resumes() {
     );
     server.shutdown().await;
 }
+
+/// A moderator picks another language while transcription runs: the same meeting goes on in it
+/// (its record keeps the new language), everyone is told, and the worker gets the job again with the
+/// new language. Without a language the request changes nothing.
+#[tokio::test]
+async fn the_language_can_change_while_transcription_runs() {
+    let server = start_server(test_config()).await;
+    let mut worker = WsClient::connect(&server.ws_url()).await;
+    worker
+        .send_json(&json!({"type": "worker", "token": WORKER_KEY, "capacity": 2}))
+        .await;
+    let (mut moderator, meeting) = transcribe(&server.ws_url(), "forum").await;
+    let job = worker.expect_type("job").await;
+    assert_eq!(
+        (job["action"].as_str(), job["language"].as_str()),
+        (Some("start"), Some("sv")),
+        "{job}"
+    );
+
+    moderator
+        .send_json(&json!({"type": "transcription", "enabled": true, "language": "en"}))
+        .await;
+    let status = moderator.expect_type("transcription_status").await;
+    assert_eq!(
+        (
+            status["enabled"].as_bool(),
+            status["language"].as_str(),
+            status["meeting_id"].as_str()
+        ),
+        (Some(true), Some("en"), Some(meeting.as_str())),
+        "{status}"
+    );
+    let job = worker.expect_type("job").await;
+    assert_eq!(
+        (
+            job["action"].as_str(),
+            job["language"].as_str(),
+            job["meeting_id"].as_str()
+        ),
+        (Some("start"), Some("en"), Some(meeting.as_str())),
+        "{job}"
+    );
+    let stored = server
+        .state
+        .store
+        .meeting(&meeting)
+        .await
+        .unwrap()
+        .expect("meeting kept");
+    assert_eq!((stored.language.as_deref(), stored.ended_at), (Some("en"), None));
+
+    // No language: nothing changes, nobody is told.
+    moderator
+        .send_json(&json!({"type": "transcription", "enabled": true}))
+        .await;
+    moderator.send_json(&json!({"type": "ping", "nonce": "after"})).await;
+    let next = moderator.expect("the next message", WAIT, |v| Some(v.clone())).await;
+    assert_eq!(next["type"], "pong", "nothing before the pong: {next}");
+    assert_eq!(
+        server.state.transcription_status("forum").language.as_deref(),
+        Some("en")
+    );
+    server.shutdown().await;
+}

@@ -33,7 +33,7 @@ const params = readParams();
 /** Mute state to join with; the toggles change it before joining. */
 const startMuted = { microphone: params.audioMuted, camera: params.videoMuted };
 /** UI state of the transcription controls. */
-const view = { captionsVisible: params.captions, transcriptOpen: false, peopleOpen: false, chatOpen: false, chatRead: 0 };
+const view = { captionsVisible: params.captions, transcriptOpen: false, peopleOpen: false, chatOpen: false, chatRead: 0, audioOnly: false };
 /** /client-config.json: {allowed_origins, auth, transcription_available}; null until loaded or when unreachable. */
 let clientConfig = null;
 /** Lifecycle events for the embed bridge: `meeting` {meeting} whenever a Meeting is created, `view` (captions shown/hidden). */
@@ -298,6 +298,23 @@ function onShortcut(e) {
   }
 }
 
+/**
+ * Audio only (as on a thin or costly link): no remote video is shown or received, and the camera is
+ * turned off; turning it off again shows video again (the camera stays off until turned on).
+ */
+async function toggleAudioOnly() {
+  view.audioOnly = !view.audioOnly;
+  ui.setAudioOnly(view.audioOnly);
+  if (view.audioOnly && meeting && meeting.state === 'joined' && meeting.local.camera && !meeting.isMuted('camera')) {
+    await meeting.setMuted('camera', true);
+  } else if (view.audioOnly) {
+    startMuted.camera = true;
+  }
+  render();
+  ui.reportVideoTiles(meeting);
+  ui.announce(view.audioOnly ? 'announce.audioOnlyOn' : 'announce.audioOnlyOff');
+}
+
 function toggleShareScreen() {
   if (meeting) return meeting.sharing ? meeting.stopScreenShare() : meeting.startScreenShare();
 }
@@ -308,7 +325,7 @@ function hangup() {
 
 function setTranscription(enabled, options = {}) {
   if (!meeting || meeting.state !== 'joined') return false;
-  const language = options.language || params.transcriptionLanguage || undefined;
+  const language = options.language || $('transcription-language').value || params.transcriptionLanguage || undefined;
   return meeting.setTranscription(enabled, { language, prompt: options.prompt });
 }
 
@@ -347,6 +364,9 @@ function wireControls() {
   $('share-button').onclick = toggleShareScreen;
   $('leave-button').onclick = hangup;
   $('transcribe-button').onclick = () => meeting && setTranscription(!meeting.transcription.enabled);
+  // While transcription runs, another language applies at once (the server tells the worker).
+  $('transcription-language').onchange = () => meeting?.transcription.enabled && setTranscription(true);
+  $('audio-only-button').onclick = toggleAudioOnly;
   $('consent-button').onclick = () => meeting && meeting.setTranscriptionOptOut(!meeting.transcriptionOptOut);
   $('captions-button').onclick = () => setCaptionsVisible();
   $('transcript-button').onclick = () => setTranscriptOpen();

@@ -408,9 +408,12 @@ export class Meeting extends EventTarget {
   }
 
   onError(msg) {
-    const text = msg.code === 'room_locked'
-      ? t('meeting.roomLocked')
-      : t('meeting.serverError', { message: msg.message || t('meeting.serverErrorUnknown'), code: msg.code });
+    // The server's own text is English: say it in the page's language where the code is known.
+    const key = `error.${msg.code}`;
+    const known = t(key) !== key;
+    const text = t('meeting.serverError', {
+      message: known ? t(key) : msg.message || t('meeting.serverErrorUnknown'), code: msg.code,
+    });
     if (msg.fatal) this.lastFatalError = text;
     if (this.joinWaiter && (msg.fatal || msg.ref_type === 'join')) {
       this.joinWaiter.reject(new Error(text));

@@ -116,6 +116,15 @@ function bind(el, track) {
 }
 
 /** What the grid should show: [{key, participantId, source, local, name, video, audio, micMuted, camMuted}]. */
+/** Audio only: no remote video is shown, so none is asked of the server (tiles report 0 x 0). */
+let audioOnly = false;
+
+export function setAudioOnly(on) {
+  audioOnly = !!on;
+  const button = $('audio-only-button');
+  button.setAttribute('aria-pressed', String(audioOnly));
+}
+
 function desiredTiles(meeting) {
   const tiles = [];
   const me = meeting.participantId;
@@ -139,14 +148,15 @@ function desiredTiles(meeting) {
     tiles.push({
       key: `${p.id}:camera`, participantId: p.id, source: 'camera', local: false, trackId: camInfo?.track_id,
       person: p.name, name: p.transcriptionOptOut ? t('tile.notTranscribed', { name: p.name }) : p.name,
-      video: camInfo && !camInfo.muted && forwarded ? media(camInfo) : null, audio: media(bySource.microphone),
+      video: camInfo && !camInfo.muted && forwarded && !audioOnly ? media(camInfo) : null, audio: media(bySource.microphone),
       micMuted: !bySource.microphone || bySource.microphone.muted, camMuted: !camInfo || camInfo.muted,
       interrupted: !!p.mediaInterrupted,
     });
     if (bySource.screen_share) {
       tiles.push({ key: `${p.id}:screen_share`, participantId: p.id, source: 'screen_share', local: false,
         trackId: bySource.screen_share.track_id,
-        person: p.name, name: t('tile.screen', { name: p.name }), video: media(bySource.screen_share), audio: null, micMuted: false, camMuted: false });
+        person: p.name, name: t('tile.screen', { name: p.name }), video: audioOnly ? null : media(bySource.screen_share), audio: null,
+        micMuted: false, camMuted: false });
     }
   }
   // Screen shares first: they get the big slot.
@@ -312,6 +322,10 @@ export function updateTranscription(meeting, view) {
     toggle.removeAttribute('title');
   }
   $('transcription-unavailable').hidden = !view.canToggle || status.enabled || !!status.available;
+  const language = $('transcription-language');
+  $('transcription-language-field').hidden = !view.canToggle || (!status.enabled && !status.available);
+  fillTranscriptionLanguages(language);
+  if (status.enabled) language.value = status.language || '';
   const hasText = !!(meeting && meeting.transcript.length);
   const captions = $('captions-button');
   captions.hidden = !status.enabled && !hasText;
@@ -321,6 +335,23 @@ export function updateTranscription(meeting, view) {
   transcript.hidden = !status.enabled && !hasText && !view.transcriptOpen;
   transcript.setAttribute('aria-pressed', String(!!view.transcriptOpen));
   $('transcript-panel').hidden = !view.transcriptOpen;
+}
+
+/**
+ * Languages a moderator may pick for transcription (Whisper's codes), beside automatic detection:
+ * Swedish and English first, then languages spoken by many in Sweden and its neighbours.
+ */
+const TRANSCRIPTION_LANGUAGES = ['sv', 'en', 'fi', 'no', 'da', 'de', 'fr', 'es', 'ar', 'so', 'fa', 'pl', 'uk', 'tr'];
+
+/** Fills the language select (again when the page's language changed: names are in it). */
+function fillTranscriptionLanguages(select) {
+  const names = TRANSCRIPTION_LANGUAGES.map((code) => [code, languageName(code)]);
+  const auto = t('transcription.autoLanguage');
+  if (select.dataset.filledFor === `${auto}|${names[0][1]}`) return;
+  const value = select.value;
+  select.replaceChildren(new Option(auto, ''), ...names.map(([code, name]) => new Option(name, code)));
+  select.value = value;
+  select.dataset.filledFor = `${auto}|${names[0][1]}`;
 }
 
 /** Live captions under the video: the newest few utterances; interim ones in place until their final. */

@@ -60,7 +60,7 @@ fn main() {
     for round in 0..args.rounds {
         for (s, wants) in subscribers.iter().enumerate() {
             let budget = budgets[(round + s) % budgets.len()];
-            allocate::allocate(Some(black_box(budget)), black_box(wants), &mut out);
+            black_box(allocate::allocate(Some(black_box(budget)), black_box(wants), &mut out));
             black_box(&out);
         }
     }

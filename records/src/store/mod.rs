@@ -353,6 +353,12 @@ impl Store {
         self.set_column(id, "transcript_digest", digest).await
     }
 
+    /// Records the language the meeting is transcribed in (changed by a moderator mid-meeting).
+    /// Returns false if there is no such meeting.
+    pub async fn set_language(&self, id: &str, language: Option<&str>) -> Result<bool> {
+        self.set_column(id, "language", language).await
+    }
+
     /// Records the vocabulary prompt of the meeting's transcription. Returns false if there is no such meeting.
     pub async fn set_prompt(&self, id: &str, prompt: Option<&str>) -> Result<bool> {
         self.set_column(id, "prompt", prompt).await

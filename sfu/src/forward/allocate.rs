@@ -35,6 +35,18 @@ impl<K> Want<K> {
     }
 }
 
+/// Percent of its cost the layer a subscriber receives now counts when it is to be kept.
+pub const KEEP_PERCENT: u64 = 90;
+
+/// Hysteresis: the layer a subscriber receives now (`current`) costs a tenth less to keep than to
+/// take, so that a layer whose measured rate wavers around the budget (keyframes, motion) is not
+/// dropped and taken again round after round.
+pub fn favour_current(costs: &mut [Option<u64>; MAX_LAYERS], current: Option<u8>) {
+    if let Some(cost) = current.and_then(|l| costs.get_mut(l as usize)).and_then(Option::as_mut) {
+        *cost = *cost * KEEP_PERCENT / 100;
+    }
+}
+
 /// Priority of a screen share.
 pub const SCREEN: u8 = 0;
 /// Priority of the dominant speaker's camera.
@@ -43,12 +55,15 @@ pub const SPEAKER: u8 = 1;
 pub const CAMERA: u8 = 2;
 
 /// The layer for each want (`None`: paused), in the order given. `budget` is in bits per second.
-pub fn allocate<K: Copy>(budget: Option<u64>, wants: &[Want<K>], out: &mut Vec<(K, Option<u8>)>) {
+/// Returns the budget that would have raised the most important want the budget held back (paused,
+/// or below what its tile needs) one step; `None` when the budget held nothing back.
+pub fn allocate<K: Copy>(budget: Option<u64>, wants: &[Want<K>], out: &mut Vec<(K, Option<u8>)>) -> Option<u64> {
     out.clear();
-    let Some(mut left) = budget else {
+    let Some(budget) = budget else {
         out.extend(wants.iter().map(|w| (w.key, w.choices().next_back().map(|c| c.0))));
-        return;
+        return None;
     };
+    let mut left = budget;
     let mut order: Vec<usize> = (0..wants.len()).collect();
     // Stable: equal wants keep the caller's order. Bigger tiles first within a priority.
     order.sort_by_key(|&i| (wants[i].priority, std::cmp::Reverse(wants[i].max_layer)));
@@ -73,7 +88,14 @@ pub fn allocate<K: Copy>(budget: Option<u64>, wants: &[Want<K>], out: &mut Vec<(
             chosen[i] = Some((layer, cost));
         }
     }
-    out.extend(wants.iter().zip(chosen).map(|(w, c)| (w.key, c.map(|c| c.0))));
+    out.extend(wants.iter().zip(chosen.iter()).map(|(w, c)| (w.key, c.map(|c| c.0))));
+    // The first want, in priority order, with a step above what it got: that step's extra cost
+    // did not fit in what was left.
+    order.iter().find_map(|&i| {
+        let (layer, cost) = chosen[i].map_or((None, 0), |(l, c)| (Some(l), c));
+        let (_, next) = wants[i].choices().find(|&(l, _)| layer.is_none_or(|got| l > got))?;
+        Some(budget + next.saturating_sub(cost).saturating_sub(left))
+    })
 }
 
 #[cfg(test)]
@@ -93,7 +115,7 @@ mod tests {
 
     fn run(budget: Option<u64>, wants: &[Want<u32>]) -> Vec<Option<u8>> {
         let mut out = Vec::new();
-        allocate(budget, wants, &mut out);
+        let _ = allocate(budget, wants, &mut out);
         assert_eq!(
             out.iter().map(|o| o.0).collect::<Vec<_>>(),
             wants.iter().map(|w| w.key).collect::<Vec<_>>()
@@ -125,6 +147,44 @@ mod tests {
         assert_eq!(run(Some(1_000_000), &wants), vec![Some(0), Some(1), Some(0)]);
         // Plenty: everyone at the top.
         assert_eq!(run(Some(10_000_000), &wants), vec![Some(2), Some(2), Some(2)]);
+    }
+
+    #[test]
+    fn the_budget_that_raises_the_first_held_back_want_one_step_is_told() {
+        let mut out = Vec::new();
+        let wants = [want(1, CAMERA, Some(2)), want(2, SPEAKER, Some(2))];
+        // 400k: both at the lowest (300k), 100k left; the speaker's next step costs 350k more.
+        assert_eq!(allocate(Some(400_000), &wants, &mut out), Some(650_000));
+        // 100k: both paused; the speaker's lowest layer needs 150k.
+        assert_eq!(allocate(Some(100_000), &wants, &mut out), Some(150_000));
+        // Enough for everything a tile needs: nothing held back.
+        assert_eq!(allocate(Some(3_000_000), &wants, &mut out), None);
+        let small = [want(1, CAMERA, Some(0))];
+        assert_eq!(
+            allocate(Some(200_000), &small, &mut out),
+            None,
+            "the tile needs no more"
+        );
+        assert_eq!(allocate(None, &wants, &mut out), None);
+    }
+
+    #[test]
+    fn the_current_layer_is_kept_while_its_rate_wavers_a_little() {
+        let mut costs = COSTS;
+        favour_current(&mut costs, Some(2));
+        assert_eq!(costs, [Some(150_000), Some(500_000), Some(1_350_000)]);
+        let wants = [Want {
+            costs,
+            ..want(1, CAMERA, Some(2))
+        }];
+        // 1.4 Mbit/s keeps the top layer it has (1.5 Mbit/s measured) ...
+        assert_eq!(run(Some(1_400_000), &wants), vec![Some(2)]);
+        // ... but would not have taken it.
+        assert_eq!(run(Some(1_400_000), &[want(1, CAMERA, Some(2))]), vec![Some(1)]);
+        let mut none = COSTS;
+        favour_current(&mut none, None);
+        favour_current(&mut none, Some(7));
+        assert_eq!(none, COSTS, "no layer, or one out of range: unchanged");
     }
 
     #[test]

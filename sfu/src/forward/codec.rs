@@ -126,6 +126,14 @@ fn h264_has_keyframe(p: &[u8]) -> bool {
     }
 }
 
+/// The abs-send-time header extension's value for a packet sent `since` the sender's origin: 24
+/// bits of seconds in 6.18 fixed point, wrapping every 64 s (the receiver only uses differences).
+pub fn abs_send_time(since: std::time::Duration) -> [u8; 3] {
+    let value = ((since.as_nanos() << 18) / 1_000_000_000) as u32 & 0x00ff_ffff;
+    let [_, a, b, c] = value.to_be_bytes();
+    [a, b, c]
+}
+
 /// RFC 6464 client-to-mixer audio level: `(voice_activity, level)` with level in -dBov (0 loudest,
 /// 127 silence) from the one-byte extension payload.
 pub fn audio_level(ext: &[u8]) -> Option<(bool, u8)> {
@@ -191,6 +199,17 @@ mod tests {
         assert_eq!(VideoCodec::Vp9.starts_keyframe(&[0x48]), Some(false));
         assert_eq!(VideoCodec::from_mime("video/AV1"), VideoCodec::Other);
         assert_eq!(VideoCodec::Other.starts_keyframe(&[0]), None);
+    }
+
+    #[test]
+    fn abs_send_time_is_six_dot_eighteen_seconds_wrapping_at_64() {
+        use std::time::Duration;
+        assert_eq!(abs_send_time(Duration::ZERO), [0, 0, 0]);
+        // One second is 1 << 18.
+        assert_eq!(abs_send_time(Duration::from_secs(1)), [0x04, 0x00, 0x00]);
+        assert_eq!(abs_send_time(Duration::from_millis(1500)), [0x06, 0x00, 0x00]);
+        assert_eq!(abs_send_time(Duration::from_secs(64)), [0, 0, 0], "wraps");
+        assert_eq!(abs_send_time(Duration::from_secs(63)), [0xfc, 0x00, 0x00]);
     }
 
     #[test]

@@ -11,12 +11,14 @@ pub mod dynacast;
 pub mod keyframe;
 pub mod last_n;
 pub mod layers;
+pub mod probe;
 pub mod red;
 pub mod rewrite;
 pub mod speaker;
 pub mod track;
+pub mod vp8;
 
 pub use keyframe::KeyframeThrottle;
 pub use rewrite::StreamRewriter;
 pub use speaker::SpeakerDetector;
-pub use track::{DownTrack, Forward, Incoming, PublishedTrack, RedFormat};
+pub use track::{DownTrack, ExtensionIds, Forward, Incoming, PublishedTrack, RedFormat};

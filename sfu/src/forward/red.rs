@@ -27,6 +27,52 @@ pub fn primary(payload: &[u8]) -> Option<(u8, usize)> {
     }
 }
 
+/// One redundant block of a RED payload: its payload type, how far its timestamp lies before the
+/// packet's, and where its data lies in the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub payload_type: u8,
+    pub timestamp_offset: u32,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// At most this many redundant blocks are looked at (browsers send one or two).
+pub const MAX_REDUNDANT: usize = 4;
+
+/// The redundant blocks of a well-formed RED payload, oldest first, into `out`; returns how many
+/// (0 for a malformed payload or one with more than [`MAX_REDUNDANT`]).
+pub fn redundant(payload: &[u8], out: &mut [Block; MAX_REDUNDANT]) -> usize {
+    let Some((_, primary_start)) = primary(payload) else {
+        return 0;
+    };
+    // Block data follows the headers (4 bytes each, then the primary's 1), in header order.
+    let mut data = 0;
+    while payload[data] & 0x80 != 0 {
+        data += 4;
+    }
+    data += 1;
+    let (mut at, mut count) = (0, 0);
+    while payload[at] & 0x80 != 0 {
+        if count == MAX_REDUNDANT {
+            return 0;
+        }
+        let word = u32::from_be_bytes([0, payload[at + 1], payload[at + 2], payload[at + 3]]);
+        let len = (word & 0x03ff) as usize;
+        out[count] = Block {
+            payload_type: payload[at] & 0x7f,
+            timestamp_offset: word >> 10,
+            start: data,
+            end: data + len,
+        };
+        data += len;
+        count += 1;
+        at += 4;
+    }
+    debug_assert_eq!(data, primary_start);
+    count
+}
+
 /// The payload type of the blocks a RED format carries, from its `a=fmtp` line (`111/111`: Opus
 /// with payload type 111, twice).
 pub fn block_payload_type(fmtp: &str) -> Option<u8> {
@@ -68,6 +114,31 @@ mod tests {
         assert_eq!(primary(&payload), Some((111, 1)));
         // An empty primary (a DTX gap carried only as redundancy) is allowed.
         assert_eq!(primary(&red(&[(111, 960, b"x")], 111, b"")), Some((111, 6)));
+    }
+
+    #[test]
+    fn redundant_blocks_are_read_oldest_first_with_their_offsets() {
+        let payload = red(&[(111, 1920, b"older"), (111, 960, b"old")], 111, b"newest");
+        let mut blocks = [Block {
+            payload_type: 0,
+            timestamp_offset: 0,
+            start: 0,
+            end: 0,
+        }; MAX_REDUNDANT];
+        assert_eq!(redundant(&payload, &mut blocks), 2);
+        let read: Vec<_> = blocks[..2]
+            .iter()
+            .map(|b| (b.payload_type, b.timestamp_offset, &payload[b.start..b.end]))
+            .collect();
+        assert_eq!(read, vec![(111, 1920, &b"older"[..]), (111, 960, &b"old"[..])]);
+        assert_eq!(redundant(&red(&[], 111, b"frame"), &mut blocks), 0);
+        assert_eq!(redundant(&[0x80 | 111, 0x00], &mut blocks), 0, "malformed");
+        let many: Vec<(u8, u16, &[u8])> = vec![(111, 960, b"x"); MAX_REDUNDANT + 1];
+        assert_eq!(
+            redundant(&red(&many, 111, b"y"), &mut blocks),
+            0,
+            "more than we look at"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::keyframe::KeyframeThrottle;
 use super::layers::{LayerRates, MAX_LAYERS, layer_for_height};
 use super::red;
 use super::rewrite::{Rewritten, StreamRewriter};
+use super::vp8::{self, PictureNumbering, Vp8Patch};
 use samtal_protocol::MediaKind;
 use std::time::{Duration, Instant};
 
@@ -24,12 +25,14 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 pub struct DownTrack<S> {
     pub sink: S,
     rewriter: StreamRewriter,
+    /// VP8 picture numbers, continuous across layer switches like the sequence numbers.
+    pictures: PictureNumbering,
     payload_type: Option<u8>,
     /// The subscriber's payload type for RED, when it takes the publisher's RED packets as they
     /// are; otherwise it gets their primary blocks under `payload_type`.
     red_payload_type: Option<u8>,
-    /// The subscriber's id for the RFC 6464 audio-level header extension, if it negotiated it.
-    audio_level_id: Option<u8>,
+    /// The subscriber's ids for the header extensions the SFU writes.
+    extensions: ExtensionIds,
     /// The layer being forwarded; `None` until the first keyframe of the target (and after a
     /// pause or mute, until the next one).
     current: Option<u8>,
@@ -53,8 +56,27 @@ pub struct Forward<S> {
     /// Where the forwarded payload starts in the incoming one: 0, or the primary block of a RED
     /// packet for a subscriber that does not take RED.
     pub payload_start: usize,
-    /// Where to put the publisher's audio level in the forwarded header (the subscriber's id).
-    pub audio_level_id: Option<u8>,
+    /// Where it ends: the payload's end, or the end of a RED packet's redundant block recovered as
+    /// a packet of its own.
+    pub payload_end: usize,
+    /// A packet lost before the server, recovered from the redundancy of the next (RED): sent
+    /// without the marker bit.
+    pub recovered: bool,
+    /// The subscriber's ids for the header extensions to write into the forwarded header.
+    pub extensions: ExtensionIds,
+    /// New VP8 picture numbers to write into a copy of the payload (`None`: forward it as it is).
+    pub vp8: Option<Vp8Patch>,
+}
+
+/// A subscriber's ids for the header extensions the SFU writes into forwarded packets (`None`:
+/// not negotiated on that subscriber's connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExtensionIds {
+    /// RFC 6464 audio level: the publisher's, passed on (audio).
+    pub audio_level: Option<u8>,
+    /// abs-send-time: the SFU's send time, for subscribers that estimate their downlink themselves
+    /// and report it by REMB (video).
+    pub abs_send_time: Option<u8>,
 }
 
 /// One incoming packet, as `route` needs it.
@@ -77,6 +99,12 @@ pub struct RedFormat {
 }
 
 impl<S> DownTrack<S> {
+    /// Packets are skipped on purpose from here: the next one forwarded continues the stream.
+    fn skip(&mut self) {
+        self.rewriter.skip();
+        self.pictures.skip();
+    }
+
     /// Waiting for a keyframe of the target layer before anything more (or other) is forwarded.
     fn switching(&self) -> bool {
         self.target.is_some() && self.current != self.target
@@ -102,10 +130,52 @@ pub struct PublishedTrack<S> {
     keyframes: KeyframeThrottle,
     /// Set when the publisher sends RED (audio).
     red: Option<RedFormat>,
+    /// The newest RED packet routed (`None` at the start and after a mute): packets between it and
+    /// the next one were lost before the server, and may be recovered from that one's redundancy.
+    red_last: Option<u16>,
     down: Vec<DownTrack<S>>,
 }
 
 impl<S: Copy + PartialEq> PublishedTrack<S> {
+    /// For a well-formed RED packet: its redundant blocks, and for each, how many packets back its
+    /// own packet was (`Some` only for packets that never reached the server since the last RED
+    /// packet routed, each now marked routed).
+    fn lost_in_red(
+        &mut self,
+        packet: Incoming<'_>,
+        is_red: bool,
+    ) -> ([red::Block; red::MAX_REDUNDANT], [Option<u16>; red::MAX_REDUNDANT]) {
+        let empty = red::Block {
+            payload_type: 0,
+            timestamp_offset: 0,
+            start: 0,
+            end: 0,
+        };
+        let (mut blocks, mut recover) = ([empty; red::MAX_REDUNDANT], [None; red::MAX_REDUNDANT]);
+        let (Some(format), true) = (self.red, is_red) else {
+            return (blocks, recover);
+        };
+        let last = self.red_last.replace(packet.seq);
+        let Some(last) = last else {
+            return (blocks, recover);
+        };
+        let n = red::redundant(packet.payload, &mut blocks);
+        for (j, block) in blocks[..n].iter().enumerate() {
+            // Browsers repeat the packets right before, one frame each: block j of n is n - j back.
+            let distance = (n - j) as u16;
+            let lost = packet.seq.wrapping_sub(distance);
+            let after_last = lost.wrapping_sub(last) as i16 > 0;
+            if block.payload_type == format.primary
+                && block.end > block.start
+                && after_last
+                && self.seen.get_mut(packet.layer as usize).is_some_and(|w| w.insert(lost))
+            {
+                recover[j] = Some(distance);
+            }
+        }
+        (blocks, recover)
+    }
+
     pub fn new(kind: MediaKind, mime_type: &str, clock_rate: u32) -> Self {
         let video_codec = (kind == MediaKind::Video).then(|| VideoCodec::from_mime(mime_type));
         Self {
@@ -120,6 +190,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             switches: 0,
             keyframes: KeyframeThrottle::new(KEYFRAME_INTERVAL),
             red: None,
+            red_last: None,
             down: Vec::new(),
         }
     }
@@ -187,9 +258,10 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         self.down.push(DownTrack {
             sink,
             rewriter: StreamRewriter::new(out_ssrc, self.clock_rate),
+            pictures: PictureNumbering::default(),
             payload_type: None,
             red_payload_type: None,
-            audio_level_id: None,
+            extensions: ExtensionIds::default(),
             current: (!waits).then_some(top),
             target: Some(top),
             withheld: false,
@@ -267,10 +339,10 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         }
     }
 
-    /// The subscriber's id for the audio-level header extension (`None`: not negotiated there).
-    pub fn set_audio_level_id(&mut self, sink: S, id: Option<u8>) {
+    /// The subscriber's ids for the header extensions the SFU writes.
+    pub fn set_extension_ids(&mut self, sink: S, ids: ExtensionIds) {
         if let Some(d) = self.down.iter_mut().find(|d| d.sink == sink) {
-            d.audio_level_id = id;
+            d.extensions = ids;
         }
     }
 
@@ -318,9 +390,11 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             return false;
         }
         self.muted = muted;
+        // Redundancy after an unmute may hold audio from while muted: never recovered.
+        self.red_last = None;
         let is_video = self.waits_for_keyframes();
         for d in &mut self.down {
-            d.rewriter.skip();
+            d.skip();
             if !muted && is_video {
                 d.current = None;
             }
@@ -365,6 +439,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
             return true;
         }
         let keyframe = self.video_codec.and_then(|c| c.starts_keyframe(payload));
+        let pictures = (self.video_codec == Some(VideoCodec::Vp8)).then(|| vp8::numbers(payload));
         if keyframe == Some(true)
             && layer + 1 == self.layers
             && let Some((_, height)) = self.video_codec.and_then(|c| c.keyframe_size(payload))
@@ -377,20 +452,21 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                 .filter(|&(pt, _)| pt == f.primary)
                 .map(|(_, start)| start)
         });
+        let (blocks, recover) = self.lost_in_red(packet, red_primary.is_some());
         for d in &mut self.down {
             // No payload type: not negotiated or not connected yet; a keyframe now would be lost.
             let Some(payload_type) = d
                 .payload_type
                 .filter(|_| !d.withheld && !d.paused && d.target.is_some())
             else {
-                d.rewriter.skip();
+                d.skip();
                 continue;
             };
             if d.target == Some(layer) && d.current != d.target && keyframe != Some(false) {
                 // Start, or switch to the target layer: at its keyframe (or at once for codecs
                 // whose keyframes are not recognised), continuing the subscriber's numbering.
                 if d.current.is_some() {
-                    d.rewriter.skip();
+                    d.skip();
                     self.switches += 1;
                 }
                 d.current = Some(layer);
@@ -405,13 +481,34 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                 // Nothing this subscriber can decode: a lost packet to it.
                 (Some(None), None) => continue,
             };
+            if payload_start > 0 {
+                // Plain Opus to this subscriber: first what the redundancy recovers, oldest first.
+                for (distance, block) in recover.iter().zip(&blocks).filter_map(|(r, b)| Some(((*r)?, b))) {
+                    let ts = ts.wrapping_sub(block.timestamp_offset);
+                    if let Some(header) = d.rewriter.rewrite(seq.wrapping_sub(distance), ts, now) {
+                        out.push(Forward {
+                            sink: d.sink,
+                            header,
+                            payload_type,
+                            payload_start: block.start,
+                            payload_end: block.end,
+                            recovered: true,
+                            extensions: ExtensionIds::default(),
+                            vp8: None,
+                        });
+                    }
+                }
+            }
             if let Some(header) = d.rewriter.rewrite(seq, ts, now) {
                 out.push(Forward {
                     sink: d.sink,
                     header,
                     payload_type,
                     payload_start,
-                    audio_level_id: d.audio_level_id,
+                    payload_end: payload.len(),
+                    recovered: false,
+                    extensions: d.extensions,
+                    vp8: pictures.and_then(|n| d.pictures.rewrite(n)),
                 });
             }
         }
@@ -444,9 +541,8 @@ mod tests {
         out
     }
 
-    #[test]
-    fn red_goes_whole_to_subscribers_that_take_it_and_as_its_primary_block_to_the_others() {
-        let now = Instant::now();
+    /// An Opus track sent as RED, with subscriber 1 taking RED as it comes and 2 plain Opus.
+    fn red_track(now: Instant) -> PublishedTrack<u32> {
         let mut t = PublishedTrack::new(MediaKind::Audio, "audio/opus", 48_000);
         t.set_red(Some(RedFormat { red: 63, primary: 111 }));
         for sink in [1, 2] {
@@ -454,7 +550,14 @@ mod tests {
             t.set_payload_type(sink, Some(111));
         }
         t.set_red_payload_type(1, Some(63));
-        // One redundant block (3 bytes, 960 ticks old) and the primary.
+        t
+    }
+
+    #[test]
+    fn red_goes_whole_to_subscribers_that_take_it_and_as_its_primary_block_to_the_others() {
+        let now = Instant::now();
+        let mut t = red_track(now);
+        // One redundant block (3 bytes, 15 ticks old) and the primary.
         let red = [0x80 | 111, 0x00, 0x3c, 0x03, 111, b'o', b'l', b'd', b'n', b'e', b'w'];
         let mut out = Vec::new();
         let packet = |seq, payload_type, payload| Incoming {
@@ -486,6 +589,68 @@ mod tests {
         t.route(packet(4, 63, &red), now, &mut out);
         let seqs: Vec<_> = out.iter().map(|f| (f.sink, f.header.sequence_number)).collect();
         assert_eq!(seqs, [(1, 4), (2, 4)], "subscriber 2 sees packet 3 as lost");
+    }
+
+    #[test]
+    fn a_packet_lost_before_the_server_is_recovered_from_red_for_subscribers_without_it() {
+        let now = Instant::now();
+        let mut t = red_track(now);
+        // Packet `seq` repeats packet seq - 1 (960 ticks before) as its redundant block.
+        let red = |seq: u16| {
+            let (old, new) = (seq.wrapping_sub(1) as u8, seq as u8);
+            // F=1, Opus, timestamp offset 960 and length 1 (14 + 10 bits), then the primary's header.
+            vec![0x80 | 111, 0x0f, 0x00, 0x01, 111, old, new]
+        };
+        let mut out = Vec::new();
+        let route = |t: &mut PublishedTrack<u32>, seq: u16, out: &mut Vec<Forward<u32>>| {
+            let payload = red(seq);
+            out.clear();
+            let incoming = Incoming {
+                layer: 0,
+                seq,
+                ts: u32::from(seq) * 960,
+                payload_type: 63,
+                payload: &payload,
+            };
+            t.route(incoming, now, out);
+            out.iter()
+                .map(|f| {
+                    let data = payload[f.payload_start..f.payload_end].to_vec();
+                    (f.sink, f.header.sequence_number, f.header.timestamp, data, f.recovered)
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = route(&mut t, 10, &mut out);
+        assert_eq!(first.len(), 2, "the first packet recovers nothing: {first:?}");
+        let (seq10, ts10) = (first[1].1, first[1].2);
+        route(&mut t, 11, &mut out);
+        // Packet 12 never arrives; 13 carries it.
+        let got = route(&mut t, 13, &mut out);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!((got[0].0, got[0].1), (1, 13), "the RED subscriber gets the RED packet");
+        assert_eq!(
+            got[1],
+            (2, seq10.wrapping_add(2), ts10 + 2 * 960, vec![12], true),
+            "packet 12 from the redundancy, in its place"
+        );
+        assert_eq!(got[2], (2, seq10.wrapping_add(3), ts10 + 3 * 960, vec![13], false));
+        // Packet 12 arriving late after all is not sent twice.
+        let late = route(&mut t, 12, &mut out);
+        assert!(late.is_empty(), "{late:?}");
+        // After a mute, the redundancy may hold audio from while muted: nothing is recovered.
+        t.set_muted(true, now);
+        t.set_muted(false, now);
+        route(&mut t, 20, &mut out);
+        let after = route(&mut t, 22, &mut out);
+        assert_eq!(
+            after.iter().filter(|f| f.4).count(),
+            1,
+            "21 is a gap after the unmute: {after:?}"
+        );
+        t.set_muted(true, now);
+        t.set_muted(false, now);
+        let unmuted = route(&mut t, 30, &mut out);
+        assert!(unmuted.iter().all(|f| !f.4), "{unmuted:?}");
     }
 
     #[test]
@@ -687,6 +852,61 @@ mod tests {
         );
         assert_eq!(t.switches(), 1);
         assert_eq!((t.wanted_layers(), t.keyframe_layers()), (0b001, 0));
+    }
+
+    /// A VP8 packet starting a picture, with a 15-bit PictureID and a TL0PICIDX.
+    fn vp8(picture_id: u16, tl0: u8, key: bool) -> Vec<u8> {
+        let tag = if key { 0x00 } else { 0x01 };
+        vec![
+            0x90,
+            0xc0,
+            0x80 | (picture_id >> 8) as u8,
+            picture_id as u8,
+            tl0,
+            tag,
+            0x9d,
+        ]
+    }
+
+    /// The picture numbers a subscriber reads in a forwarded packet.
+    fn pictures_out(f: &Forward<u32>, payload: &[u8]) -> (u16, u8) {
+        let mut p = payload.to_vec();
+        if let Some(patch) = f.vp8 {
+            patch.apply(&mut p);
+        }
+        let n = vp8::numbers(&p);
+        (n.picture_id.unwrap().0, n.tl0_pic_idx.unwrap().0)
+    }
+
+    #[test]
+    fn vp8_picture_numbers_continue_across_a_layer_switch() {
+        let now = Instant::now();
+        let mut t = PublishedTrack::new(MediaKind::Video, "video/VP8", 90_000);
+        t.set_layers(2);
+        t.add_subscriber(1, 10, now);
+        t.set_payload_type(1, Some(96));
+        let (key, delta) = (vp8(7000, 40, true), vp8(7001, 41, false));
+        let first = layered(&mut t, 1, 10, &key, now);
+        assert_eq!(first[0].vp8, None, "numbers go out unchanged before any switch");
+        assert_eq!(pictures_out(&first[0], &key), (7000, 40));
+        assert_eq!(
+            pictures_out(&layered(&mut t, 1, 11, &delta, now)[0], &delta),
+            (7001, 41)
+        );
+        t.set_target(1, Some(0), now + KEYFRAME_INTERVAL);
+        // Layer 0 numbers its pictures from elsewhere entirely.
+        let low_key = vp8(123, 200, true);
+        let switched = layered(&mut t, 0, 900, &low_key, now);
+        assert_eq!(
+            pictures_out(&switched[0], &low_key),
+            (7002, 42),
+            "continues after the last picture sent"
+        );
+        let low_delta = vp8(124, 200, false);
+        assert_eq!(
+            pictures_out(&layered(&mut t, 0, 901, &low_delta, now)[0], &low_delta),
+            (7003, 42)
+        );
     }
 
     #[test]

@@ -27,15 +27,17 @@ use self::timers::Timers;
 use crate::config::MediaConfig;
 use crate::error::{Error, Result};
 use crate::forward::allocate::{self, Want};
+use crate::forward::codec::abs_send_time;
 use crate::forward::codec::audio_level;
 use crate::forward::dynacast::Dynacast;
 use crate::forward::last_n;
 use crate::forward::layers::MAX_LAYERS;
+use crate::forward::probe::Probe;
 use crate::forward::red;
-use crate::forward::{Forward, Incoming, PublishedTrack, RedFormat, SpeakerDetector};
+use crate::forward::{ExtensionIds, Forward, Incoming, PublishedTrack, RedFormat, SpeakerDetector};
 use crate::rate::TokenBucket;
 use crate::stats::{Share, Stats};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::configuration::RTCOfferOptions;
@@ -159,6 +161,8 @@ struct Peer {
     connected: bool,
     /// The downlink estimate of a subscribe connection.
     estimate: Option<peer::Estimate>,
+    /// Probing on a receiver-side estimate (REMB), for a subscribe connection.
+    probe: Probe,
 }
 
 struct Participant {
@@ -254,6 +258,8 @@ pub struct Router {
     shares: Shares,
     /// Packets this router forwarded (the shared counter also counts other loops').
     forwarded: u64,
+    /// When the router started: the origin of the abs-send-time it writes.
+    started: Instant,
 }
 
 #[derive(Default)]
@@ -339,6 +345,7 @@ impl Router {
             next_allocation: now + ALLOCATION,
             shares: Shares::default(),
             forwarded: 0,
+            started: now,
         })
     }
 
@@ -669,7 +676,7 @@ impl Router {
         if duplicate {
             Stats::add(&self.stats.duplicates_dropped, 1);
         }
-        let (mut sent, mut bytes, mut unwrapped) = (0u64, 0u64, 0u64);
+        let (mut sent, mut bytes, mut unwrapped, mut recovered) = (0u64, 0u64, 0u64, 0u64);
         for f in &forwards {
             let Some(sub) = self.peers.get_mut(f.sink.0) else {
                 continue;
@@ -677,29 +684,38 @@ impl Router {
             let mut out = rtp::Packet {
                 header: rtp::header::Header {
                     version: 2,
-                    marker: h.marker,
+                    marker: h.marker && !f.recovered,
                     payload_type: f.payload_type,
                     sequence_number: f.header.sequence_number,
                     timestamp: f.header.timestamp,
                     ssrc: f.header.ssrc,
                     ..Default::default()
                 },
-                payload: packet.payload.slice(f.payload_start..),
+                payload: match f.vp8 {
+                    // New picture numbers for this subscriber: a copy of its own.
+                    Some(patch) => {
+                        let mut copy = BytesMut::from(&packet.payload[f.payload_start..f.payload_end]);
+                        patch.apply(&mut copy);
+                        copy.freeze()
+                    }
+                    None => packet.payload.slice(f.payload_start..f.payload_end),
+                },
             };
             let len = out.payload.len() as u64;
-            // The publisher's audio level, under the subscriber's extension id.
-            if let (Some(id), Some(level)) = (f.audio_level_id, &level) {
-                out.header.extension = true;
-                out.header.extension_profile = ONE_BYTE_EXTENSIONS;
-                if out.header.set_extension(id, level.clone()).is_err() {
-                    out.header.extension = false;
-                }
+            // The publisher's audio level and our send time, under the subscriber's extension ids.
+            if let (Some(id), Some(level)) = (f.extensions.audio_level, &level) {
+                set_extension(&mut out.header, id, level.clone());
+            }
+            if let Some(id) = f.extensions.abs_send_time {
+                let send_time = abs_send_time(now.saturating_duration_since(self.started));
+                set_extension(&mut out.header, id, Bytes::copy_from_slice(&send_time));
             }
             match sub.pc.rtp_sender(f.sink.1).map(|mut s| s.write_rtp(now, out)) {
                 Some(Ok(())) => {
                     sent += 1;
                     bytes += len;
-                    unwrapped += u64::from(f.payload_start > 0);
+                    unwrapped += u64::from(f.payload_start > 0 && !f.recovered);
+                    recovered += u64::from(f.recovered);
                 }
                 Some(Err(e)) => {
                     Stats::add(&self.stats.errors, 1);
@@ -714,6 +730,7 @@ impl Router {
             self.forwarded += sent;
             Stats::add(&self.stats.forwarded_bytes, bytes);
             Stats::add(&self.stats.red_unwrapped, unwrapped);
+            Stats::add(&self.stats.red_recovered, recovered);
         }
         self.forwards = forwards;
     }
@@ -1101,11 +1118,11 @@ impl Router {
         let Some(peer) = p.subscribe.filter(|_| p.options.video) else {
             return false;
         };
-        let estimate = self
+        let (estimate, receiver_side, loss) = self
             .peers
             .get(peer)
             .and_then(|x| x.estimate.as_ref())
-            .and_then(peer::Estimate::bps);
+            .map_or((None, false, 0), |e| (e.bps(), e.receiver_side(), e.take_loss()));
         let dominant = self.speakers.get(&p.room).and_then(SpeakerDetector::dominant);
         let mut audio = 0;
         let mut wants = Vec::new();
@@ -1131,17 +1148,30 @@ impl Router {
             if let Some(layer) = max_layer {
                 t.needed |= 1 << layer;
             }
+            // A layer we switched off comes back when chosen.
+            let mut costs = t.forward.rates().costs(t.forward.layers(), !t.dynacast.active());
+            allocate::favour_current(&mut costs, t.forward.target(sink).and_then(|(target, _)| target));
             wants.push(Want {
                 key: (track, sink),
                 priority,
                 max_layer,
-                // A layer we switched off comes back when chosen.
-                costs: t.forward.rates().costs(t.forward.layers(), !t.dynacast.active()),
+                costs,
             });
         }
-        let budget = estimate.map(|bps| (bps * SPEND_PERCENT / 100).saturating_sub(audio));
+        let mut budget = estimate.map(|bps| (bps * SPEND_PERCENT / 100).saturating_sub(audio));
+        let probe = self.peers.get_mut(peer).map(|x| &mut x.probe).filter(|_| receiver_side);
+        if let (Some(b), Some(probe)) = (&mut budget, &probe) {
+            *b = probe.budget(*b);
+        }
         let mut chosen = Vec::with_capacity(wants.len());
-        allocate::allocate(budget, &wants, &mut chosen);
+        let needed = allocate::allocate(budget, &wants, &mut chosen);
+        tracing::trace!(?estimate, receiver_side, loss, ?budget, ?needed, ?chosen, "allocation");
+        if let (Some(estimate), Some(probe)) = (estimate, probe) {
+            let (tries, failures) = (probe.tries, probe.failures);
+            probe.round(estimate, loss, needed, now);
+            Stats::add(&self.stats.bandwidth_probes, probe.tries - tries);
+            Stats::add(&self.stats.bandwidth_probe_failures, probe.failures - failures);
+        }
         let mut requests = Vec::new();
         for ((track, sink), layer) in chosen {
             let Some(t) = self.tracks.get_mut(track) else { continue };
@@ -1298,6 +1328,7 @@ impl Router {
             dirty: false,
             connected: false,
             estimate,
+            probe: Probe::new(now),
         });
         let p = self.participants.get_mut(participant)?;
         match kind {
@@ -1475,13 +1506,17 @@ impl Router {
                         .filter(|c| red::block_payload_type(&c.rtp_codec.sdp_fmtp_line) == payload_type)
                         .filter(|_| t.forward.red().map(|f| f.primary) == payload_type)
                         .map(|c| c.payload_type);
-                    (payload_type, red, peer::audio_level_id(&parameters.header_extensions))
+                    let extensions = ExtensionIds {
+                        audio_level: peer::audio_level_id(&parameters.header_extensions),
+                        abs_send_time: peer::abs_send_time_id(&parameters.header_extensions),
+                    };
+                    (payload_type, red, extensions)
                 })
             };
-            let (payload_type, red, audio_level_id) = negotiated.unwrap_or((None, None, None));
+            let (payload_type, red, extensions) = negotiated.unwrap_or_default();
             t.forward.set_payload_type((idx, sender), payload_type);
             t.forward.set_red_payload_type((idx, sender), red);
-            t.forward.set_audio_level_id((idx, sender), audio_level_id);
+            t.forward.set_extension_ids((idx, sender), extensions);
         }
     }
 
@@ -1763,5 +1798,15 @@ pub mod fuzzing {
                 "a failed offer was not rolled back"
             );
         }
+    }
+}
+
+/// Adds a one-byte header extension to a forwarded packet's header (nothing when it does not fit).
+fn set_extension(header: &mut rtp::header::Header, id: u8, value: Bytes) {
+    let had = header.extension;
+    header.extension = true;
+    header.extension_profile = ONE_BYTE_EXTENSIONS;
+    if header.set_extension(id, value).is_err() {
+        header.extension = had;
     }
 }

@@ -6,7 +6,9 @@
 //! connection sends media: it retransmits, sends sender reports, numbers what it sends
 //! (transport-wide sequence numbers), runs Google Congestion Control on the subscriber's TWCC
 //! feedback (the downlink estimate the allocator spends), and hands inbound PLI/FIR to the
-//! application so subscribers' keyframe requests reach the forwarding core.
+//! application so subscribers' keyframe requests reach the forwarding core. A subscriber that does
+//! not do TWCC but estimates on its own side (REMB, e.g. aiortc) gets abs-send-time on its video,
+//! and its REMB reports are the estimate instead.
 
 use crate::error::Result;
 use rtc::ice::tcp_type::TcpType;
@@ -26,11 +28,14 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTCRtpHeaderExtensionParameters,
     RtpCodecKind, TYPE_RTCP_FB_NACK,
 };
 use rtc::sansio::Protocol;
+use rtc::sdp::extmap::{ABS_SEND_TIME_URI, TRANSPORT_CC_URI};
 use rtc::shared::TransportProtocol;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -52,15 +57,53 @@ const INITIAL_ESTIMATE_BPS: f64 = 2_500_000.0;
 const MIN_ESTIMATE_BPS: f64 = 50_000.0;
 const MAX_ESTIMATE_BPS: f64 = 50_000_000.0;
 
-/// A subscribe connection's downlink estimate in bits per second, shared between its congestion
-/// controller (inside the peer connection) and the router; 0 until the subscriber's first feedback.
+/// A subscribe connection's downlink estimate in bits per second, shared between the peer
+/// connection's interceptors and the router: Google Congestion Control's target from the
+/// subscriber's TWCC feedback, or else the subscriber's own latest REMB; each 0 until its first
+/// report.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Estimate(Arc<AtomicU64>);
+pub(crate) struct Estimate(Arc<EstimateInner>);
+
+#[derive(Debug, Default)]
+struct EstimateInner {
+    twcc: AtomicU64,
+    remb: AtomicU64,
+    /// The highest fraction lost (of 256) the subscriber's receiver reports gave since last read.
+    loss: AtomicU64,
+}
 
 impl Estimate {
-    /// The estimate, once the subscriber has reported anything.
+    /// The estimate, once the subscriber has reported anything. TWCC feedback wins: the sender
+    /// side's estimate sees every packet's timing, REMB only the receiver's summary of it.
     pub(crate) fn bps(&self) -> Option<u64> {
-        Some(self.0.load(Ordering::Relaxed)).filter(|&b| b > 0)
+        [&self.0.twcc, &self.0.remb]
+            .into_iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .find(|&b| b > 0)
+    }
+
+    /// Whether the estimate is the subscriber's own (REMB): capped by what it receives, so the
+    /// allocator must probe to climb (forward::probe).
+    pub(crate) fn receiver_side(&self) -> bool {
+        self.0.twcc.load(Ordering::Relaxed) == 0 && self.0.remb.load(Ordering::Relaxed) > 0
+    }
+
+    /// The highest fraction lost (of 256) the subscriber reported since the last call.
+    pub(crate) fn take_loss(&self) -> u8 {
+        self.0.loss.swap(0, Ordering::Relaxed) as u8
+    }
+
+    fn add_loss(&self, fraction_lost: u8) {
+        self.0.loss.fetch_max(u64::from(fraction_lost), Ordering::Relaxed);
+    }
+
+    fn set_twcc(&self, bps: f64) {
+        self.0.twcc.store(bps as u64, Ordering::Relaxed);
+    }
+
+    fn set_remb(&self, bps: f64) {
+        let bps = bps.clamp(MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS);
+        self.0.remb.store(bps as u64, Ordering::Relaxed);
     }
 }
 
@@ -74,7 +117,7 @@ impl BandwidthEstimator for Reporting {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
         self.gcc.on_reports(now, reports);
         if !reports.is_empty() {
-            self.out.0.store(self.gcc.target_bitrate() as u64, Ordering::Relaxed);
+            self.out.set_twcc(self.gcc.target_bitrate());
         }
     }
     fn target_bitrate(&self) -> f64 {
@@ -137,11 +180,22 @@ pub(crate) fn build(
         );
     }
     configure_simulcast_extension_headers(&mut media_engine)?;
+    if estimate.is_some() {
+        // Where the subscriber estimates its downlink itself (REMB), it needs our send times.
+        media_engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: ABS_SEND_TIME_URI.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
+        )?;
+    }
     let registry = match estimate {
         // No pacer: the allocator keeps what is forwarded under the estimate, and a pacer would
         // only add delay and drops on top.
         Some(out) => {
             let gcc = Gcc::new(INITIAL_ESTIMATE_BPS, MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS);
+            let feedback = SubscriberFeedback::new(out.clone());
             configure_twcc_sender_only(Registry::new(), &mut media_engine)?
                 .with(
                     Slot::CongestionControl,
@@ -149,7 +203,7 @@ pub(crate) fn build(
                 )
                 .with(Slot::NackResponder, NackResponderBuilder::new().build())
                 .with(Slot::SenderReport, SenderReportBuilder::new().build())
-                .with(Slot::from(14_000), DeliverKeyframeRequests::default())
+                .with(Slot::from(14_000), feedback)
         }
         None => configure_twcc_receiver_only(Registry::new(), &mut media_engine)?
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
@@ -181,12 +235,24 @@ pub(crate) fn build(
     Ok(pc)
 }
 
-/// The negotiated id of the RFC 6464 audio-level header extension among `extensions`.
-pub(crate) fn audio_level_id(extensions: &[RTCRtpHeaderExtensionParameters]) -> Option<u8> {
+/// The negotiated id of the header extension `uri` among `extensions`.
+fn extension_id(extensions: &[RTCRtpHeaderExtensionParameters], uri: &str) -> Option<u8> {
     extensions
         .iter()
-        .find(|e| e.uri == AUDIO_LEVEL_URI)
+        .find(|e| e.uri == uri)
         .and_then(|e| u8::try_from(e.id).ok())
+}
+
+/// The negotiated id of the RFC 6464 audio-level header extension among `extensions`.
+pub(crate) fn audio_level_id(extensions: &[RTCRtpHeaderExtensionParameters]) -> Option<u8> {
+    extension_id(extensions, AUDIO_LEVEL_URI)
+}
+
+/// The id under which a subscriber wants abs-send-time: where it negotiated that and not
+/// transport-wide sequence numbers (with those, its TWCC feedback serves and the send times would
+/// be bytes for nothing).
+pub(crate) fn abs_send_time_id(extensions: &[RTCRtpHeaderExtensionParameters]) -> Option<u8> {
+    extension_id(extensions, ABS_SEND_TIME_URI).filter(|_| extension_id(extensions, TRANSPORT_CC_URI).is_none())
 }
 
 /// Offers `addr` as a host candidate of the connection (UDP, or passive ICE-TCP).
@@ -223,14 +289,46 @@ pub(crate) fn asks_for_keyframe(packets: &[Box<dyn rtc::rtcp::Packet>]) -> bool 
     })
 }
 
-/// Marks inbound PLI/FIR for the application; everything else stays with the interceptor chain.
+/// The lowest bitrate any REMB in an RTCP compound packet reports (one per compound in practice).
+pub(crate) fn remb_bps(packets: &[Box<dyn rtc::rtcp::Packet>]) -> Option<f64> {
+    packets
+        .iter()
+        .filter_map(|p| p.as_any().downcast_ref::<ReceiverEstimatedMaximumBitrate>())
+        .map(|r| f64::from(r.bitrate))
+        .filter(|b| b.is_finite() && *b > 0.0)
+        .reduce(f64::min)
+}
+
+/// The highest fraction lost (of 256) the receiver reports in an RTCP compound packet give.
+pub(crate) fn fraction_lost(packets: &[Box<dyn rtc::rtcp::Packet>]) -> Option<u8> {
+    packets
+        .iter()
+        .filter_map(|p| p.as_any().downcast_ref::<ReceiverReport>())
+        .flat_map(|r| r.reports.iter().map(|b| b.fraction_lost))
+        .max()
+}
+
+/// On a subscribe connection: marks inbound PLI/FIR for the application, and takes the
+/// subscriber's REMB reports as its downlink estimate (webrtc-rs reads REMB but does nothing with
+/// it); everything else stays with the interceptor chain.
 #[derive(Default)]
-pub(crate) struct DeliverKeyframeRequests {
+pub(crate) struct SubscriberFeedback {
+    remb: Estimate,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverKeyframeRequests {
+impl SubscriberFeedback {
+    fn new(remb: Estimate) -> Self {
+        Self {
+            remb,
+            read_queue: VecDeque::new(),
+            write_queue: VecDeque::new(),
+        }
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for SubscriberFeedback {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -238,10 +336,16 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverKeyframeRequests {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet
-            && asks_for_keyframe(packets)
-        {
-            msg.message.add(Attribute::DeliverToApplication);
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            if let Some(bps) = remb_bps(packets) {
+                self.remb.set_remb(bps);
+            }
+            if let Some(lost) = fraction_lost(packets) {
+                self.remb.add_loss(lost);
+            }
+            if asks_for_keyframe(packets) {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
         }
         self.read_queue.push_back(msg);
         Ok(())
@@ -264,9 +368,88 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverKeyframeRequests {
     }
 }
 
-impl Interceptor for DeliverKeyframeRequests {
+impl Interceptor for SubscriberFeedback {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extensions(uris: &[&str]) -> Vec<RTCRtpHeaderExtensionParameters> {
+        uris.iter()
+            .enumerate()
+            .map(|(i, uri)| RTCRtpHeaderExtensionParameters {
+                uri: (*uri).to_owned(),
+                id: i as u16 + 1,
+                encrypted: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn send_times_go_only_where_there_is_no_transport_wide_feedback() {
+        assert_eq!(
+            abs_send_time_id(&extensions(&[AUDIO_LEVEL_URI, ABS_SEND_TIME_URI])),
+            Some(2)
+        );
+        assert_eq!(
+            abs_send_time_id(&extensions(&[ABS_SEND_TIME_URI, TRANSPORT_CC_URI])),
+            None
+        );
+        assert_eq!(abs_send_time_id(&extensions(&[TRANSPORT_CC_URI])), None);
+        assert_eq!(
+            audio_level_id(&extensions(&[ABS_SEND_TIME_URI, AUDIO_LEVEL_URI])),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn the_estimate_is_twcc_first_then_remb() {
+        let e = Estimate::default();
+        assert_eq!(e.bps(), None, "nothing reported yet");
+        let remb: Vec<Box<dyn rtc::rtcp::Packet>> = vec![
+            Box::new(PictureLossIndication::default()),
+            Box::new(ReceiverEstimatedMaximumBitrate {
+                sender_ssrc: 1,
+                bitrate: 400_000.0,
+                ssrcs: vec![2],
+            }),
+        ];
+        assert_eq!(remb_bps(&remb), Some(400_000.0));
+        assert_eq!(remb_bps(&remb[..1]), None);
+        e.set_remb(400_000.0);
+        assert_eq!(e.bps(), Some(400_000));
+        e.set_remb(1.0);
+        assert_eq!(e.bps(), Some(MIN_ESTIMATE_BPS as u64), "a silly low report is bounded");
+        e.set_twcc(1_500_000.0);
+        assert_eq!(e.bps(), Some(1_500_000), "TWCC wins once it reports");
+    }
+
+    #[test]
+    fn loss_is_the_highest_reported_since_last_read() {
+        use rtc::rtcp::reception_report::ReceptionReport;
+        let report = |lost: &[u8]| -> Vec<Box<dyn rtc::rtcp::Packet>> {
+            let reports = lost
+                .iter()
+                .map(|&fraction_lost| ReceptionReport {
+                    fraction_lost,
+                    ..Default::default()
+                })
+                .collect();
+            vec![Box::new(ReceiverReport {
+                reports,
+                ..Default::default()
+            })]
+        };
+        assert_eq!(fraction_lost(&report(&[3, 40, 7])), Some(40));
+        assert_eq!(fraction_lost(&report(&[])), None);
+        let e = Estimate::default();
+        e.add_loss(40);
+        e.add_loss(7);
+        assert_eq!((e.take_loss(), e.take_loss()), (40, 0));
+    }
 }

@@ -4,7 +4,7 @@
 use samtal_protocol::{
     ClientMessage, ErrorCode, MediaKind, ParticipantInfo, Role, RoomSettings, ServerMessage, TrackInfo, TrackSource,
 };
-use samtal_sfu::forward::{Incoming, PublishedTrack, RedFormat, codec};
+use samtal_sfu::forward::{Incoming, PublishedTrack, RedFormat, codec, vp8};
 use samtal_signaling::auth::Verifier;
 use samtal_signaling::config::AuthConfig;
 use samtal_signaling::export::{Format, render};
@@ -329,7 +329,31 @@ pub fn rtp_forward(data: &[u8]) {
                         subscribers.contains(&f.sink),
                         "forward to a sink that is not subscribed"
                     );
-                    assert!(f.payload_start <= payload.len(), "payload starts past its end");
+                    assert!(
+                        f.payload_start <= f.payload_end && f.payload_end <= payload.len(),
+                        "forwarded bytes outside the payload"
+                    );
+                    assert!(
+                        !f.recovered || f.sink % 2 == 0,
+                        "recovered audio goes only where RED does not"
+                    );
+                    if let Some(patch) = f.vp8 {
+                        // New picture numbers land where the descriptor had them: same length,
+                        // same fields, and the rest of the payload untouched.
+                        let mut copy = payload.to_vec();
+                        patch.apply(&mut copy);
+                        let (before, after) = (vp8::numbers(payload), vp8::numbers(&copy));
+                        assert_eq!(
+                            before.picture_id.map(|p| (p.1, p.2)),
+                            after.picture_id.map(|p| (p.1, p.2))
+                        );
+                        assert_eq!(before.tl0_pic_idx.map(|t| t.1), after.tl0_pic_idx.map(|t| t.1));
+                        let end = after
+                            .tl0_pic_idx
+                            .map(|t| t.1 + 1)
+                            .or(after.picture_id.map(|p| p.2 + 1 + usize::from(p.1)));
+                        assert_eq!(copy[end.unwrap_or(0)..], payload[end.unwrap_or(0)..]);
+                    }
                     let whole_red = kind == MediaKind::Audio && payload_type == RED.red && f.sink % 2 == 1;
                     if whole_red {
                         assert_eq!((f.payload_type, f.payload_start), (RED.red, 0));

@@ -4,7 +4,7 @@
 //! ICE, DTLS and SRTP run for real; nothing touches a socket.
 
 use crate::config::MediaConfig;
-use crate::router::peer::{AUDIO_LEVEL_URI, DeliverKeyframeRequests, add_host_candidate};
+use crate::router::peer::{AUDIO_LEVEL_URI, SubscriberFeedback, add_host_candidate};
 use crate::router::{MediaEvent, PeerState, Router, SubscribeOptions};
 use crate::stats::Stats;
 use bytes::Bytes;
@@ -82,7 +82,7 @@ fn client_pc(addr: SocketAddr, now: Instant) -> RTCPeerConnection {
         )
         .expect("audio level extension");
     // As a browser's decoder does, the client sees the keyframe requests for its own tracks.
-    let registry = Registry::new().with(Slot::from(14_000), DeliverKeyframeRequests::default());
+    let registry = Registry::new().with(Slot::from(14_000), SubscriberFeedback::default());
     let registry = register_default_interceptors(registry, &mut media_engine).expect("interceptors");
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
