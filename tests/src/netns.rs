@@ -13,8 +13,8 @@ pub struct Namespace {
     pub host_ip: IpAddr,
     /// The address inside the namespace.
     pub inner_ip: IpAddr,
-    /// The veth end inside the namespace.
-    inner_dev: String,
+    /// The veth end inside the namespace (cut the link from inside on it).
+    pub inner_dev: String,
     /// Where [`Namespace::address_change`] moves the namespace: (its new address, the test side's).
     moved: (Ipv4Addr, Ipv4Addr),
 }
@@ -134,6 +134,22 @@ impl Namespace {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("make it executable");
         path
     }
+}
+
+/// A script in `dir` that runs `program` (with its arguments) in this test process's network
+/// namespace, for a driver that runs inside a test namespace but starts a browser that must stay
+/// outside it. Valid while the test process runs.
+pub fn outside_wrapper(program: &Path, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("outside");
+    let script = format!(
+        "#!/bin/sh\nexec nsenter --net=/proc/{}/ns/net {} \"$@\"\n",
+        std::process::id(),
+        program.display()
+    );
+    std::fs::write(&path, script).expect("write the wrapper");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("make it executable");
+    path
 }
 
 impl Drop for Namespace {

@@ -146,6 +146,42 @@ async fn a_cut_link_shows_as_interrupted_and_media_resumes_without_a_rejoin() {
     server.shutdown().await;
 }
 
+/// The same cut with Bob in Firefox ESR (tests/browser/interruption.mjs --bob-firefox): the driver and
+/// Firefox run inside the namespace, Alice's Chromium outside it, and the link is cut from inside.
+/// Alice's page marks him interrupted, and after the cut decodes his camera again without a rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firefox_whose_link_is_cut_shows_as_interrupted_and_recovers_without_a_rejoin() {
+    let s = setup("ffcut", false);
+    let server = start_server(s.config()).await;
+    let (_, chromium) = browser_driver();
+    let outside = samtal_e2e::netns::outside_wrapper(&chromium, &s.dir);
+    let url = server.http_url();
+    let summary = run_browser_script_in(
+        &s.ns,
+        "interruption.mjs",
+        &[
+            "--url",
+            &url,
+            "--room",
+            "ffcut",
+            "--timeout",
+            "40",
+            "--bob-firefox",
+            "/usr/bin/firefox-esr",
+            "--outside-chromium",
+            outside.to_str().unwrap(),
+            "--cut-dev",
+            &s.ns.inner_dev,
+        ],
+        Duration::from_secs(300),
+    )
+    .await;
+    eprintln!("interruption.mjs (Firefox) in ffcut: {summary}");
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["bob_browser"], "firefox");
+    server.shutdown().await;
+}
+
 /// Bob's websocket is closed for real (a TCP proxy between his Chromium and the server ends the
 /// connection) and his link goes down (tests/browser/resume.mjs). For 5 s, shorter than the grace
 /// period: his page shows "reconnecting", resumes the same session on a new websocket, and the

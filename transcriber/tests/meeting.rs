@@ -812,3 +812,70 @@ async fn the_worker_survives_a_server_restart() {
     worker.shutdown().await;
     new.shutdown().await;
 }
+
+/// The worker's connections to the server drop mid-utterance (a relay between them cuts every
+/// connection; media, which goes straight to the server, flows on) and reconnect at once: the
+/// worker's room session resumes on a new websocket (same participant, no new join, so the server
+/// neither ends nor reassigns the job), its control connection registers again, and every utterance
+/// Alice says across the drop is captioned and stored once, at the reference times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_resumes_its_room_session_after_its_websockets_drop() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server(None, "drop").await;
+    let relay = Relay::start(server.addr).await;
+    let worker = spawn_worker(worker_config(&relay.ws_url(), None));
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        worker.stats().connected
+    })
+    .await;
+    // Alice reaches the server directly: only the worker's connections are cut.
+    let alice = Speaker::join(&server.ws_url(), "steady", "Alice", None).await;
+    alice.send(ClientMessage::Transcription {
+        enabled: true,
+        language: None,
+        prompt: None,
+    });
+    wait_receiving(&worker, "steady", 0, 25).await;
+    let room = |w: &WorkerHandle| {
+        w.stats()
+            .rooms
+            .into_iter()
+            .find(|r| r.room == "steady")
+            .expect("the job")
+    };
+    let before = room(&worker);
+    let meeting = meeting_id(&server, "steady");
+
+    // `say` answers when the speech starts; cut while Alice speaks (jfk.wav's first utterance ends
+    // 2 s in).
+    let t0 = alice.say(jfk_frames()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    relay.restart_to(server.addr);
+    wait_for("four captions across the drop", Duration::from_secs(40), || {
+        alice.final_captions().len() >= 4
+    })
+    .await;
+    wait_for("the worker to register again", Duration::from_secs(15), || {
+        let s = worker.stats();
+        s.connected && s.registrations >= 2
+    })
+    .await;
+    let segments: Vec<Segment> = alice.final_captions().into_iter().map(|(s, _)| s).collect();
+    assert_matches_reference(&relative(&segments, t0), 0.25, "across the websocket drop");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = stored(&server, &meeting).await;
+    let ids: HashSet<&str> = stored.iter().map(|r| r.utterance_id.as_str()).collect();
+    assert_eq!(
+        (stored.len(), ids.len()),
+        (4, 4),
+        "each utterance stored once: {stored:?}"
+    );
+    let after = room(&worker);
+    assert_eq!(after.participant_id, before.participant_id, "the same session, resumed");
+    assert_eq!(after.joins, 1, "no rejoin: {after:?}");
+    assert_eq!(worker.stats().finals_abandoned, 0);
+
+    alice.leave().await;
+    worker.shutdown().await;
+    server.shutdown().await;
+}
