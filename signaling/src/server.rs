@@ -23,6 +23,9 @@ use tokio::sync::oneshot;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+/// Longest a stopping server spends writing the webhook events still queued.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(10);
+
 pub struct AppState {
     pub config: Config,
     pub rooms: Rooms,
@@ -79,7 +82,7 @@ impl RunningServer {
             let _ = stop.send(());
         }
         let _ = self.task.await;
-        self.state.webhooks.stop();
+        self.state.webhooks.stop(WEBHOOK_FLUSH).await;
         for task in self.cluster_tasks.drain(..) {
             task.abort();
         }

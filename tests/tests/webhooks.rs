@@ -3,7 +3,8 @@
 //! the receiver that takes all of them, once each, in the order it happened, each signed with that
 //! receiver's key (checked here with HMAC-SHA256 of our own, not the server's code). A second
 //! receiver, down when the events happen and taking only room events, gets them once it comes up:
-//! the delivery log (admin API) shows the failed attempts and then the delivery.
+//! the delivery log (admin API) shows the failed attempts and then the delivery. A server stopped
+//! right after a burst of meetings has written every one of their events to the store first.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -248,4 +249,45 @@ async fn a_meetings_events_reach_receivers_signed_once_each_and_a_receiver_that_
     assert_eq!(log(server.addr, "", &participant).await.0, 403);
     assert_eq!(log(server.addr, "?state=lost", &admin).await.0, 400);
     server.shutdown().await;
+}
+
+/// The server stops right after a burst of meetings: every event of them is in the store afterwards
+/// (the events still queued in memory at the stop are written before it ends), waiting for the next
+/// start to deliver them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_queued_when_the_server_stops_are_written_before_it_ends() {
+    // A receiver nobody listens at: every row stays in the store, pending.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = test_config();
+    config.auth.secret = Some(SECRET.into());
+    config.webhooks.endpoints = vec![Endpoint {
+        name: "records".into(),
+        url: format!("http://{nobody}/hook"),
+        secret: ALL_KEY.into(),
+        events: vec![],
+    }];
+    let server = start_server(config).await;
+    // 40 one-person meetings: room_started, participant_joined, participant_left, room_finished each.
+    const ROOMS: usize = 40;
+    for i in 0..ROOMS {
+        let room = format!("burst{i}");
+        let mut client = WsClient::connect(&server.ws_url()).await;
+        client
+            .join(&room, "Anna", Some(&token(&room, "Anna", Role::Moderator)))
+            .await;
+        client.send_json(&json!({"type": "leave"})).await;
+        client.close().await;
+    }
+    let gone = eventually(Duration::from_secs(20), || async {
+        server.state.rooms.room_count() == 0
+    })
+    .await;
+    assert!(gone, "every meeting ended");
+    let state = server.state.clone();
+    server.shutdown().await;
+    let rows = state.store.webhook_log(None, 1000).await.unwrap();
+    assert_eq!(rows.len(), 4 * ROOMS, "every event written before the server ended");
 }

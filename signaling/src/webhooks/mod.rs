@@ -188,7 +188,10 @@ impl Event {
 pub struct Webhooks {
     tx: Option<mpsc::Sender<Event>>,
     rx: Mutex<Option<mpsc::Receiver<Event>>>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The writer (events into the store) and the deliverer (rows to the receivers).
+    tasks: Mutex<Option<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)>>,
+    /// Tells the writer to write what is queued and end.
+    stopping: Arc<Notify>,
     /// Events lost because the queue was full (a metric).
     lost: prometheus_client::metrics::counter::Counter,
     /// A copy of every event for the cluster bus (`crate::cluster`), when the server has one.
@@ -207,7 +210,8 @@ impl Webhooks {
         Self {
             tx,
             rx: Mutex::new(rx),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(None),
+            stopping: Arc::new(Notify::new()),
             lost,
             tap: std::sync::OnceLock::new(),
         }
@@ -242,10 +246,19 @@ impl Webhooks {
         self.tap.set(tx).ok().map(|()| rx)
     }
 
-    /// Stops the tasks; events queued and not yet written are lost, written rows stay in the store.
-    pub fn stop(&self) {
-        for task in self.tasks.lock().expect("webhooks lock").drain(..) {
-            task.abort();
+    /// Stops the tasks: deliveries stop at once (the rows stay in the store for the next start, or
+    /// for another server on the same store), and events still queued are written first, for at
+    /// most `within`. Events emitted from now on are lost (and counted).
+    pub async fn stop(&self, within: Duration) {
+        let Some((writer, deliverer)) = self.tasks.lock().expect("webhooks lock").take() else {
+            return;
+        };
+        deliverer.abort();
+        self.stopping.notify_one();
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(within, writer).await.is_err() {
+            abort.abort();
+            tracing::error!("webhook events still queued at stop were not all written in {within:?}");
         }
     }
 }
@@ -270,14 +283,16 @@ pub fn start(state: &Arc<AppState>) {
         }
     };
     let written = Arc::new(Notify::new());
-    let writer = tokio::spawn(write(state.store.clone(), config.clone(), rx, written.clone()));
+    let stopping = state.webhooks.stopping.clone();
+    let writer = tokio::spawn(write(
+        state.store.clone(),
+        config.clone(),
+        rx,
+        written.clone(),
+        stopping,
+    ));
     let deliverer = tokio::spawn(deliver_due(state.store.clone(), config, client, written));
-    state
-        .webhooks
-        .tasks
-        .lock()
-        .expect("webhooks lock")
-        .extend([writer, deliverer]);
+    *state.webhooks.tasks.lock().expect("webhooks lock") = Some((writer, deliverer));
 }
 
 /// Writes `event`'s row for each receiver that takes it. Creation times of one server strictly
@@ -305,12 +320,33 @@ async fn enqueue(store: &Store, config: &WebhooksConfig, event: &Event, last_at:
     }
 }
 
-/// The writer: events from the queue into the store, then a nudge to the deliverer.
-async fn write(store: Store, config: WebhooksConfig, mut rx: mpsc::Receiver<Event>, written: Arc<Notify>) {
+/// The writer: events from the queue into the store, then a nudge to the deliverer. When the
+/// server stops, it closes the queue and writes what is still in it.
+async fn write(
+    store: Store,
+    config: WebhooksConfig,
+    mut rx: mpsc::Receiver<Event>,
+    written: Arc<Notify>,
+    stopping: Arc<Notify>,
+) {
     let mut last_at = 0i64;
-    while let Some(event) = rx.recv().await {
-        enqueue(&store, &config, &event, &mut last_at).await;
-        written.notify_one();
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(event) => {
+                    enqueue(&store, &config, &event, &mut last_at).await;
+                    written.notify_one();
+                }
+                None => return,
+            },
+            () = stopping.notified() => {
+                rx.close();
+                while let Some(event) = rx.recv().await {
+                    enqueue(&store, &config, &event, &mut last_at).await;
+                }
+                return;
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ on_both!(
     audit_trail_is_chained_append_only_and_tampering_is_detected,
     delete_respects_holds_and_running_meetings,
     retention_purges_expired_unheld_meetings_and_audits_each,
+    purges_at_once_delete_and_audit_each_meeting_once,
 );
 
 /// Runs SQL directly, as someone with database access would, behind the application's back.
@@ -585,5 +586,45 @@ mod scenarios {
                 .is_empty()
         );
         assert!(store.meeting(&recent).await.unwrap().is_some());
+    }
+
+    /// Several servers on one store purge at the same moment (here: five purges at once on one pool of
+    /// connections): each expired meeting is deleted by one of them and audited once, and the audit
+    /// chain stays whole.
+    pub async fn purges_at_once_delete_and_audit_each_meeting_once(store: Store) {
+        const DAY: i64 = 86_400_000;
+        let now = now_ms();
+        let mut expired = Vec::new();
+        for room in ["alpha", "beta", "gamma"] {
+            let id = store.start_meeting_at(room, None, now - 41 * DAY).await.unwrap().id;
+            store.end_meeting(&id, now - 40 * DAY).await.unwrap();
+            expired.push(id);
+        }
+        let config = RetentionConfig {
+            days: 30,
+            rooms: Default::default(),
+            purge_interval_secs: 60,
+        };
+        let purges = (0..5).map(|_| purge_expired(&store, &config, now));
+        let mut purged: Vec<String> = futures_util::future::join_all(purges)
+            .await
+            .into_iter()
+            .flat_map(|r| r.unwrap())
+            .map(|m| m.id)
+            .collect();
+        purged.sort();
+        expired.sort();
+        assert_eq!(purged, expired, "each meeting purged by exactly one purge");
+        let audited = store
+            .audit_entries(&AuditFilter {
+                action: Some("retention.purge".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut targets: Vec<String> = audited.into_iter().map(|e| e.target).collect();
+        targets.sort();
+        assert_eq!(targets, expired, "each purge audited once");
+        assert!(store.verify_audit().await.unwrap().ok);
     }
 }
