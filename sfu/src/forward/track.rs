@@ -99,12 +99,6 @@ pub struct RedFormat {
 }
 
 impl<S> DownTrack<S> {
-    /// Packets are skipped on purpose from here: the next one forwarded continues the stream.
-    fn skip(&mut self) {
-        self.rewriter.skip();
-        self.pictures.skip();
-    }
-
     /// Waiting for a keyframe of the target layer before anything more (or other) is forwarded.
     fn switching(&self) -> bool {
         self.target.is_some() && self.current != self.target
@@ -394,7 +388,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
         self.red_last = None;
         let is_video = self.waits_for_keyframes();
         for d in &mut self.down {
-            d.skip();
+            d.rewriter.skip();
             if !muted && is_video {
                 d.current = None;
             }
@@ -459,14 +453,14 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                 .payload_type
                 .filter(|_| !d.withheld && !d.paused && d.target.is_some())
             else {
-                d.skip();
+                d.rewriter.skip();
                 continue;
             };
             if d.target == Some(layer) && d.current != d.target && keyframe != Some(false) {
                 // Start, or switch to the target layer: at its keyframe (or at once for codecs
                 // whose keyframes are not recognised), continuing the subscriber's numbering.
                 if d.current.is_some() {
-                    d.skip();
+                    d.rewriter.skip();
                     self.switches += 1;
                 }
                 d.current = Some(layer);
@@ -508,7 +502,7 @@ impl<S: Copy + PartialEq> PublishedTrack<S> {
                     payload_end: payload.len(),
                     recovered: false,
                     extensions: d.extensions,
-                    vp8: pictures.and_then(|n| d.pictures.rewrite(n)),
+                    vp8: pictures.and_then(|n| d.pictures.rewrite(layer, n)),
                 });
             }
         }

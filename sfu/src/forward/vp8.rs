@@ -4,9 +4,11 @@
 //! temporal layer), from its own random start. A subscriber switched from one layer to another would
 //! see these numbers jump, and a decoder that tracks picture references by them (libwebrtc's frame
 //! reference finder, in Chromium and Firefox alike) may hold frames back or drop them until it
-//! resynchronises. So, like the sequence numbers, the picture numbers are rewritten per subscriber:
-//! after a switch (or any stretch the SFU skipped on purpose) the first forwarded picture continues
-//! right after the last one sent.
+//! resynchronises. So the picture numbers are rewritten per subscriber: after a switch to another
+//! layer the first forwarded picture continues right after the last one sent. Within one layer they
+//! go out as the publisher numbered them (after a pause or mute they jump by the pictures skipped,
+//! as a decoder expects of a stream that lost them), so a subscriber that never switched gets every
+//! payload byte for byte.
 
 /// Where a VP8 packet's picture numbers sit in its payload descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,20 +95,15 @@ pub struct PictureNumbering {
     /// The newest numbers sent.
     last_picture: Option<u16>,
     last_tl0: Option<u8>,
-    /// Set when packets were skipped on purpose: the next packet starts a new mapping.
-    resync: bool,
+    /// The layer the numbers come from now.
+    layer: Option<u8>,
 }
 
 impl PictureNumbering {
-    /// The SFU skips packets of this stream from now on (switch, pause, mute): the next forwarded
-    /// picture continues right after the last one sent.
-    pub fn skip(&mut self) {
-        self.resync = true;
-    }
-
-    /// Maps one forwarded packet's numbers; `None` when they go out as they came.
-    pub fn rewrite(&mut self, n: Vp8Numbers) -> Option<Vp8Patch> {
-        if std::mem::take(&mut self.resync) {
+    /// Maps the numbers of one packet forwarded from `layer`; `None` when they go out as they came.
+    /// The first packet from another layer than the last starts a new mapping.
+    pub fn rewrite(&mut self, layer: u8, n: Vp8Numbers) -> Option<Vp8Patch> {
+        if self.layer.replace(layer).is_some_and(|was| was != layer) {
             if let (Some((id, _, _)), Some(last)) = (n.picture_id, self.last_picture) {
                 self.picture_offset = id.wrapping_sub(last.wrapping_add(1)) % PICTURE_ID_SPACE;
             }
@@ -157,10 +154,10 @@ mod tests {
         ]
     }
 
-    /// The numbers a subscriber reads after the patch (if any) is applied.
-    fn out(n: &mut PictureNumbering, picture_id: u16, tl0: u8) -> (u16, u8) {
+    /// The numbers a subscriber reads of a packet from `layer` after the patch (if any) is applied.
+    fn out(n: &mut PictureNumbering, layer: u8, picture_id: u16, tl0: u8) -> (u16, u8) {
         let mut p = packet(picture_id, tl0);
-        if let Some(patch) = n.rewrite(numbers(&p)) {
+        if let Some(patch) = n.rewrite(layer, numbers(&p)) {
             patch.apply(&mut p);
         }
         let read = numbers(&p);
@@ -185,48 +182,48 @@ mod tests {
     }
 
     #[test]
-    fn numbers_pass_unchanged_until_the_first_switch() {
+    fn numbers_pass_unchanged_until_the_first_switch_even_across_a_gap() {
         let mut n = PictureNumbering::default();
-        assert_eq!(n.rewrite(numbers(&packet(500, 9))), None);
-        assert_eq!(out(&mut n, 501, 10), (501, 10));
+        assert_eq!(n.rewrite(2, numbers(&packet(500, 9))), None);
+        assert_eq!(out(&mut n, 2, 501, 10), (501, 10));
+        // A pause or mute on the same layer: the numbers jump as the publisher's did.
+        assert_eq!(n.rewrite(2, numbers(&packet(650, 40))), None);
     }
 
     #[test]
     fn a_switch_continues_the_numbers_and_later_packets_keep_the_mapping() {
         let mut n = PictureNumbering::default();
-        assert_eq!(out(&mut n, 100, 50), (100, 50));
-        assert_eq!(out(&mut n, 101, 50), (101, 50));
-        // Switched to a layer numbering from 30000 / 200.
-        n.skip();
-        assert_eq!(out(&mut n, 30_000, 200), (102, 51));
-        assert_eq!(out(&mut n, 30_000, 200), (102, 51), "same picture, next packet");
-        assert_eq!(out(&mut n, 30_001, 201), (103, 52));
+        assert_eq!(out(&mut n, 2, 100, 50), (100, 50));
+        assert_eq!(out(&mut n, 2, 101, 50), (101, 50));
+        // Switched to layer 0, numbering from 30000 / 200.
+        assert_eq!(out(&mut n, 0, 30_000, 200), (102, 51));
+        assert_eq!(out(&mut n, 0, 30_000, 200), (102, 51), "same picture, next packet");
+        assert_eq!(out(&mut n, 0, 30_001, 201), (103, 52));
         // A late packet of the same layer keeps the mapping (no new jump).
-        assert_eq!(out(&mut n, 29_999, 199), (101, 50));
-        assert_eq!(out(&mut n, 30_002, 201), (104, 52));
+        assert_eq!(out(&mut n, 0, 29_999, 199), (101, 50));
+        assert_eq!(out(&mut n, 0, 30_002, 201), (104, 52));
+        // A gap within the layer keeps the mapping too.
+        assert_eq!(out(&mut n, 0, 30_010, 205), (112, 56));
     }
 
     #[test]
     fn numbers_wrap_in_their_own_width() {
         let mut n = PictureNumbering::default();
-        assert_eq!(out(&mut n, 0x7fff, 255), (0x7fff, 255));
-        n.skip();
+        assert_eq!(out(&mut n, 1, 0x7fff, 255), (0x7fff, 255));
         // Next picture after 0x7fff is 0 and after 255 is 0.
-        assert_eq!(out(&mut n, 10, 3), (0, 0));
-        assert_eq!(out(&mut n, 11, 4), (1, 1));
+        assert_eq!(out(&mut n, 0, 10, 3), (0, 0));
+        assert_eq!(out(&mut n, 0, 11, 4), (1, 1));
         // A switch back to a layer whose numbers are below the current output.
-        n.skip();
-        assert_eq!(out(&mut n, 0x7ffe, 254), (2, 2));
+        assert_eq!(out(&mut n, 1, 0x7ffe, 254), (2, 2));
     }
 
     #[test]
     fn seven_bit_picture_ids_stay_seven_bits() {
         let mut n = PictureNumbering::default();
         let mut p = vec![0x90, 0x80, 0x7f, 0x00];
-        assert_eq!(n.rewrite(numbers(&p)), None);
-        n.skip();
+        assert_eq!(n.rewrite(1, numbers(&p)), None);
         p[2] = 0x10;
-        let patch = n.rewrite(numbers(&p)).expect("rewritten after the switch");
+        let patch = n.rewrite(0, numbers(&p)).expect("rewritten after the switch");
         patch.apply(&mut p);
         assert_eq!(numbers(&p).picture_id, Some((0, false, 2)), "127 + 1 wraps to 0");
         assert_eq!(p[3], 0x00, "payload untouched");
