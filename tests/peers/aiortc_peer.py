@@ -40,10 +40,11 @@ import time
 
 # aioice leaves 127.0.0.1 out of its host candidates; the tests run on loopback (or inside a network
 # namespace of their own, --host), so offer exactly that address. This must happen before aiortc is
-# imported (aiortc binds the name at import time in some versions).
+# imported (aiortc binds the name at import time in some versions); the address is read when
+# candidates are gathered, after main() has set it from --host.
 import aioice.ice
 
-HOST = sys.argv[sys.argv.index("--host") + 1] if "--host" in sys.argv[:-1] else "127.0.0.1"
+HOST = "127.0.0.1"
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [HOST]
 
 import websockets  # noqa: E402
@@ -359,6 +360,8 @@ async def main():
     p.add_argument("--video-progress", action="store_true", help="print video progress once a second")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args()
+    global HOST
+    HOST = args.host
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.DEBUG if args.verbose else logging.INFO,
