@@ -47,12 +47,39 @@ pub fn favour_current(costs: &mut [Option<u64>; MAX_LAYERS], current: Option<u8>
     }
 }
 
+/// On a borrowed budget (a probe's loan, or the kept lowest layer: more than the estimate gives),
+/// no want rises more than one layer above what it receives now (`current[i]` for `wants[i]`;
+/// `None`: nothing, so at most its lowest layer). A loan pays for one step; a higher layer that
+/// happens to measure cheaper than the step's (nominal) price must not be taken on it.
+pub fn at_most_one_step_up<K>(wants: &mut [Want<K>], current: &[Option<u8>]) {
+    for (want, current) in wants.iter_mut().zip(current) {
+        let cap = current.map_or(0, |c| c.saturating_add(1));
+        want.max_layer = want.max_layer.map(|m| m.min(cap));
+    }
+}
+
 /// Priority of a screen share.
 pub const SCREEN: u8 = 0;
 /// Priority of the dominant speaker's camera.
 pub const SPEAKER: u8 = 1;
 /// Priority of any other camera.
 pub const CAMERA: u8 = 2;
+
+/// The wants' indices, most important first. Stable: equal wants keep the caller's order; bigger
+/// tiles go first within a priority.
+fn priority_order<K>(wants: &[Want<K>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    order.sort_by_key(|&i| (wants[i].priority, std::cmp::Reverse(wants[i].max_layer)));
+    order
+}
+
+/// What the lowest layer of the most important shown want costs (`None`: no shown want).
+pub fn first_lowest<K>(wants: &[Want<K>]) -> Option<u64> {
+    let first = priority_order(wants)
+        .into_iter()
+        .find(|&i| wants[i].max_layer.is_some())?;
+    wants[first].choices().next().map(|(_, cost)| cost)
+}
 
 /// The layer for each want (`None`: paused), in the order given. `budget` is in bits per second.
 /// Returns the budget that would have raised the most important want the budget held back (paused,
@@ -64,9 +91,7 @@ pub fn allocate<K: Copy>(budget: Option<u64>, wants: &[Want<K>], out: &mut Vec<(
         return None;
     };
     let mut left = budget;
-    let mut order: Vec<usize> = (0..wants.len()).collect();
-    // Stable: equal wants keep the caller's order. Bigger tiles first within a priority.
-    order.sort_by_key(|&i| (wants[i].priority, std::cmp::Reverse(wants[i].max_layer)));
+    let order = priority_order(wants);
     let mut chosen: Vec<Option<(u8, u64)>> = vec![None; wants.len()];
     for &i in &order {
         if let Some((layer, cost)) = wants[i].choices().next()
@@ -188,6 +213,24 @@ mod tests {
     }
 
     #[test]
+    fn a_borrowed_budget_raises_a_want_one_step_at_most() {
+        // The middle layer is switched off (priced nominally), the top one measures cheap.
+        let cheap_top = Want {
+            costs: [Some(100_000), Some(500_000), Some(450_000)],
+            ..want(1, CAMERA, Some(2))
+        };
+        assert_eq!(run(Some(500_000), &[cheap_top]), vec![Some(2)], "on its own estimate");
+        let mut wants = [cheap_top, want(2, CAMERA, Some(2)), want(3, CAMERA, None)];
+        at_most_one_step_up(&mut wants, &[Some(0), None, Some(0)]);
+        assert_eq!(
+            wants.map(|w| w.max_layer),
+            [Some(1), Some(0), None],
+            "one step up, the lowest for a paused one, hidden stays hidden"
+        );
+        assert_eq!(run(Some(500_000), &wants[..1]), vec![Some(1)]);
+    }
+
+    #[test]
     fn what_does_not_fit_is_paused_in_priority_order() {
         let wants = [
             want(1, CAMERA, Some(2)),
@@ -199,6 +242,18 @@ mod tests {
         // Under one layer: only the screen share... and not even that below its lowest layer.
         assert_eq!(run(Some(200_000), &wants), vec![None, Some(0), None]);
         assert_eq!(run(Some(100_000), &wants), vec![None, None, None]);
+        // The screen share's lowest layer is what keeping the most important video costs.
+        assert_eq!(first_lowest(&wants), Some(150_000));
+        let camera = Want {
+            costs: [Some(120_000), Some(500_000), None],
+            ..want(2, CAMERA, Some(1))
+        };
+        assert_eq!(
+            first_lowest(&[want(1, SCREEN, None), camera]),
+            Some(120_000),
+            "a hidden share is not shown"
+        );
+        assert_eq!(first_lowest(&[want(1, SCREEN, None)]), None);
     }
 
     #[test]

@@ -1122,10 +1122,12 @@ impl Router {
             .peers
             .get(peer)
             .and_then(|x| x.estimate.as_ref())
-            .map_or((None, false, 0), |e| (e.bps(), e.receiver_side(), e.take_loss()));
+            .map_or((None, false, None), |e| (e.bps(), e.receiver_side(), e.take_loss()));
         let dominant = self.speakers.get(&p.room).and_then(SpeakerDetector::dominant);
         let mut audio = 0;
         let mut wants = Vec::new();
+        // The layer each want receives now.
+        let mut current = Vec::new();
         for (track_id, &(track, sender)) in &p.down {
             let Some(t) = self.tracks.get_mut(track) else { continue };
             let sink = (peer, sender);
@@ -1150,7 +1152,9 @@ impl Router {
             }
             // A layer we switched off comes back when chosen.
             let mut costs = t.forward.rates().costs(t.forward.layers(), !t.dynacast.active());
-            allocate::favour_current(&mut costs, t.forward.target(sink).and_then(|(target, _)| target));
+            let now_receiving = t.forward.target(sink).and_then(|(target, _)| target);
+            allocate::favour_current(&mut costs, now_receiving);
+            current.push(now_receiving);
             wants.push(Want {
                 key: (track, sink),
                 priority,
@@ -1159,13 +1163,16 @@ impl Router {
             });
         }
         let mut budget = estimate.map(|bps| (bps * SPEND_PERCENT / 100).saturating_sub(audio));
-        let probe = self.peers.get_mut(peer).map(|x| &mut x.probe).filter(|_| receiver_side);
-        if let (Some(b), Some(probe)) = (&mut budget, &probe) {
-            *b = probe.budget(*b);
+        let mut probe = self.peers.get_mut(peer).map(|x| &mut x.probe).filter(|_| receiver_side);
+        if let (Some(b), Some(probe)) = (&mut budget, &mut probe) {
+            *b = probe.budget(*b, allocate::first_lowest(&wants));
+            if probe.borrowed() {
+                allocate::at_most_one_step_up(&mut wants, &current);
+            }
         }
         let mut chosen = Vec::with_capacity(wants.len());
         let needed = allocate::allocate(budget, &wants, &mut chosen);
-        tracing::trace!(?estimate, receiver_side, loss, ?budget, ?needed, ?chosen, "allocation");
+        tracing::trace!(?estimate, receiver_side, ?loss, ?budget, ?needed, ?chosen, "allocation");
         if let (Some(estimate), Some(probe)) = (estimate, probe) {
             let (tries, failures) = (probe.tries, probe.failures);
             probe.round(estimate, loss, needed, now);

@@ -88,13 +88,16 @@ impl Estimate {
         self.0.twcc.load(Ordering::Relaxed) == 0 && self.0.remb.load(Ordering::Relaxed) > 0
     }
 
-    /// The highest fraction lost (of 256) the subscriber reported since the last call.
-    pub(crate) fn take_loss(&self) -> u8 {
-        self.0.loss.swap(0, Ordering::Relaxed) as u8
+    /// The highest fraction lost (of 256) the subscriber reported since the last call; `None` when
+    /// it sent no receiver report meanwhile (no news is not news of no loss).
+    pub(crate) fn take_loss(&self) -> Option<u8> {
+        // Stored plus one, so that 0 means no report.
+        let stored = self.0.loss.swap(0, Ordering::Relaxed);
+        stored.checked_sub(1).map(|l| l as u8)
     }
 
     fn add_loss(&self, fraction_lost: u8) {
-        self.0.loss.fetch_max(u64::from(fraction_lost), Ordering::Relaxed);
+        self.0.loss.fetch_max(u64::from(fraction_lost) + 1, Ordering::Relaxed);
     }
 
     fn set_twcc(&self, bps: f64) {
@@ -450,6 +453,8 @@ mod tests {
         let e = Estimate::default();
         e.add_loss(40);
         e.add_loss(7);
-        assert_eq!((e.take_loss(), e.take_loss()), (40, 0));
+        assert_eq!((e.take_loss(), e.take_loss()), (Some(40), None));
+        e.add_loss(0);
+        assert_eq!(e.take_loss(), Some(0), "a report of no loss is one");
     }
 }
