@@ -13,16 +13,17 @@
 //   3. Firefox as a viewer: Bob (large window) decodes a large layer of Alice's; when his window shrinks
 //      he decodes a lower one, and when it grows again the large one, with his decoder's frame count only
 //      growing across both switches (picture numbers continuous in the stream he receives);
-//   4. Bob leaves: Alice's and Carol's pages no longer list him.
-// (A screen share from Firefox is not checked here: in this set-up the server publishes Firefox's
-// share section as a second camera; see the issue notes.)
+//   4. Bob shares his screen from Firefox (its section was offered empty at join, which Firefox marks
+//      port 0 + a=bundle-only): Alice and Carol decode a track of Bob's announced as screen_share
+//      while his camera goes on; when he stops, its tile goes away;
+//   5. Bob leaves: Alice's and Carol's pages no longer list him.
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 
 import os from 'node:os';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM_FLAGS, joined, launchFirefox, openPuppeteerMeeting, parseArgs, receivedAudio, receivedVideo, runChecks,
-  sentLayers, sleep, waitFor,
+  CHROMIUM_FLAGS, joined, launchFirefox, openPuppeteerMeeting, parseArgs, receivedAudio, receivedMedia, receivedVideo,
+  runChecks, screenToShare, sentLayers, sleep, waitFor,
 } from './lib.mjs';
 
 const USAGE = 'usage: firefox_three_party.mjs --url URL --room ROOM [--firefox PATH] [--chromium PATH] [--timeout S]';
@@ -40,7 +41,7 @@ async function main() {
   const chrome = await chromium.launch({
     executablePath: args.chromium, headless: true, args: [...CHROMIUM_FLAGS, `--unsafely-treat-insecure-origin-as-secure=${url}`],
   });
-  const firefox = await launchFirefox(args.firefox);
+  const firefox = await launchFirefox(args.firefox, { secureHosts: [new URL(url).hostname] });
   const big = { width: 1280, height: 720 };
   const small = { width: 300, height: 200 };
   const q = (name) => `${url}/?${new URLSearchParams({ room: args.room, name, autojoin: '1' })}`;
@@ -118,7 +119,32 @@ async function main() {
       throw new Error(`Bob's frame count did not keep growing across the switches: ${top.frames}, ${lower.frames}, ${again.frames}`);
     }
 
-    // 4. Bob leaves.
+    // 4. Bob shares his screen, and stops.
+    summary.bob_screen_capture = await screenToShare(page);
+    await page.click('#share-button');
+    const shareTile = (viewer) => viewer.page.locator(`#grid .tile[data-participant-id="${bob.id}"][data-source="screen_share"]`).count();
+    summary.bob_share = {};
+    for (const viewer of [alice, carol]) {
+      let before = null;
+      summary.bob_share[viewer.name] = (await waitFor(`${viewer.name} does not decode Bob's screen share and camera`, timeout, async () => {
+        const media = (await viewer.page.evaluate(receivedMedia)).filter((m) => m.from === bob.id && m.kind === 'video');
+        const frames = (source) => media.filter((m) => m.source === source).reduce((n, m) => n + m.framesDecoded, 0);
+        const now = { screen: frames('screen_share'), camera: frames('camera'), tiles: await shareTile(viewer), media };
+        const ok = before !== null && now.tiles === 1 && now.screen > before.screen && now.camera > before.camera;
+        before = now;
+        return { ok, detail: now };
+      })).detail;
+      delete summary.bob_share[viewer.name].media;
+    }
+    await page.click('#share-button');
+    for (const viewer of [alice, carol]) {
+      await waitFor(`${viewer.name} still shows Bob's screen share after he stopped`, timeout, async () => {
+        const tiles = await shareTile(viewer);
+        return { ok: tiles === 0, detail: tiles };
+      });
+    }
+
+    // 5. Bob leaves.
     await page.close();
     for (const viewer of [alice, carol]) {
       await waitFor(`${viewer.name}'s page still lists Bob after he left`, timeout, async () => {

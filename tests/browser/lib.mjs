@@ -18,10 +18,13 @@ export const CHROMIUM_FLAGS = [
  * camera and microphone. Firefox offers no loopback ICE candidate: run it inside a network namespace
  * with an address of its own.
  */
-export function launchFirefox(executablePath) {
+export function launchFirefox(executablePath, { secureHosts = [] } = {}) {
   return puppeteer.launch({
     browser: 'firefox', executablePath, headless: true, protocol: 'webDriverBiDi',
     extraPrefsFirefox: {
+      // Pages served over plain HTTP from these hosts count as secure contexts (what
+      // --unsafely-treat-insecure-origin-as-secure does for Chromium): getDisplayMedia needs one.
+      ...(secureHosts.length ? { 'dom.securecontext.allowlist': secureHosts.join(',') } : {}),
       'media.navigator.streams.fake': true,
       'media.navigator.permission.disabled': true,
       'media.peerconnection.ice.obfuscate_host_addresses': false,
@@ -110,6 +113,46 @@ export async function receivedVideo() {
       if (r.type !== 'inbound-rtp') return;
       const seen = out[from] || { width: 0, frames: 0 };
       out[from] = { width: r.frameWidth || seen.width, frames: seen.frames + (r.framesDecoded || 0) };
+    });
+  }
+  return out;
+}
+
+/**
+ * Runs in the page: what the subscribe connection receives, per transceiver, attributed by the msid of
+ * the server's SDP (stream id = publisher id, track id = published track id).
+ */
+export async function receivedMedia() {
+  const s = window.samtal;
+  const pc = s && s.subscribePc;
+  if (!pc || !pc.remoteDescription) return [];
+  const sections = new Map();
+  let cur = null;
+  for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) cur = { direction: 'sendrecv', rejected: line.split(' ')[1] === '0', streamId: null, trackId: null };
+    let m;
+    if (!cur) continue;
+    if ((m = /^a=mid:(\S+)/.exec(line))) sections.set(m[1], cur);
+    else if (/^a=(sendonly|recvonly|sendrecv|inactive)$/.test(line)) cur.direction = line.slice(2);
+    else if ((m = /^a=msid:(\S+) (\S+)/.exec(line))) [cur.streamId, cur.trackId] = [m[1], m[2]];
+  }
+  const out = [];
+  for (const tr of pc.getTransceivers()) {
+    const sec = sections.get(tr.mid);
+    if (!sec || sec.rejected || !(sec.direction === 'sendonly' || sec.direction === 'sendrecv')) continue;
+    let inbound = null;
+    (await tr.receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound = r; });
+    const info = s.participants.get(sec.streamId)?.tracks.get(sec.trackId);
+    out.push({
+      mid: tr.mid,
+      kind: tr.receiver.track.kind,
+      from: sec.streamId,
+      trackId: sec.trackId,
+      source: info ? info.source : null,
+      pageAttribution: s.remoteMedia.get(sec.trackId)?.participantId ?? null,
+      framesDecoded: inbound?.framesDecoded ?? 0,
+      packetsReceived: inbound?.packetsReceived ?? 0,
+      totalAudioEnergy: inbound?.totalAudioEnergy ?? 0,
     });
   }
   return out;

@@ -18,7 +18,9 @@
 
 import { chromium } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
-import { CHROMIUM_FLAGS, installCanvasScreen, parseArgs, screenToShare, sleep, waitFor } from './lib.mjs';
+import {
+  CHROMIUM_FLAGS, installCanvasScreen, parseArgs, receivedMedia, screenToShare, sleep, waitFor,
+} from './lib.mjs';
 
 const NAMES = ['Alice', 'Bob', 'Carol'];
 
@@ -29,46 +31,6 @@ function threePartyArgs(argv) {
   args.timeout = Number(args.timeout);
   args.url = args.url.replace(/\/+$/, '');
   return args;
-}
-
-/**
- * Runs in the page: what the subscribe connection receives, per transceiver, attributed by the msid of
- * the server's SDP (stream id = publisher id, track id = published track id).
- */
-async function receivedMedia() {
-  const s = window.samtal;
-  const pc = s && s.subscribePc;
-  if (!pc || !pc.remoteDescription) return [];
-  const sections = new Map();
-  let cur = null;
-  for (const line of pc.remoteDescription.sdp.split(/\r?\n/)) {
-    if (line.startsWith('m=')) cur = { direction: 'sendrecv', rejected: line.split(' ')[1] === '0', streamId: null, trackId: null };
-    let m;
-    if (!cur) continue;
-    if ((m = /^a=mid:(\S+)/.exec(line))) sections.set(m[1], cur);
-    else if (/^a=(sendonly|recvonly|sendrecv|inactive)$/.test(line)) cur.direction = line.slice(2);
-    else if ((m = /^a=msid:(\S+) (\S+)/.exec(line))) [cur.streamId, cur.trackId] = [m[1], m[2]];
-  }
-  const out = [];
-  for (const tr of pc.getTransceivers()) {
-    const sec = sections.get(tr.mid);
-    if (!sec || sec.rejected || !(sec.direction === 'sendonly' || sec.direction === 'sendrecv')) continue;
-    let inbound = null;
-    (await tr.receiver.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') inbound = r; });
-    const info = s.participants.get(sec.streamId)?.tracks.get(sec.trackId);
-    out.push({
-      mid: tr.mid,
-      kind: tr.receiver.track.kind,
-      from: sec.streamId,
-      trackId: sec.trackId,
-      source: info ? info.source : null,
-      pageAttribution: s.remoteMedia.get(sec.trackId)?.participantId ?? null,
-      framesDecoded: inbound?.framesDecoded ?? 0,
-      packetsReceived: inbound?.packetsReceived ?? 0,
-      totalAudioEnergy: inbound?.totalAudioEnergy ?? 0,
-    });
-  }
-  return out;
 }
 
 async function main() {

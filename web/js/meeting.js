@@ -17,12 +17,12 @@ export function parseSdpSections(sdp) {
     const line = raw.trim();
     if (line.startsWith('m=')) {
       const [kind, port] = line.slice(2).split(' ');
-      // A rejected m-section (port 0) carries nothing, whatever its attributes say.
-      cur = { mid: null, kind, direction: 'sendrecv', rejected: port === '0', streamId: null, trackId: null };
+      cur = { mid: null, kind, direction: 'sendrecv', port, bundleOnly: false, streamId: null, trackId: null };
       sections.push(cur);
     } else if (cur) {
       let m;
       if ((m = /^a=mid:(\S+)/.exec(line))) cur.mid = m[1];
+      else if (line === 'a=bundle-only') cur.bundleOnly = true;
       else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) cur.direction = line.slice(2);
       else if ((m = /^a=msid:(\S+)(?:\s+(\S+))?/.exec(line))) {
         cur.streamId = m[1];
@@ -33,7 +33,15 @@ export function parseSdpSections(sdp) {
       }
     }
   }
-  for (const sec of sections) if (sec.rejected) sec.direction = 'inactive';
+  // A rejected m-section (port 0) carries nothing, whatever its attributes say; port 0 with
+  // a=bundle-only is not a rejection but a section that shares the bundle's transport (RFC 8843:
+  // Firefox offers a transceiver without a track so).
+  for (const sec of sections) {
+    sec.rejected = sec.port === '0' && !sec.bundleOnly;
+    if (sec.rejected) sec.direction = 'inactive';
+    delete sec.port;
+    delete sec.bundleOnly;
+  }
   return sections;
 }
 

@@ -12,12 +12,14 @@ pub(crate) fn media_sections(sdp: &str) -> usize {
     sdp.lines().filter(|l| l.starts_with("m=")).count()
 }
 
-/// M-sections that send media.
+/// M-sections that send media. Port 0 rejects a section, except with `a=bundle-only` (RFC 8843),
+/// which Firefox puts on a transceiver it offers before it has a track: that one shares the
+/// bundle's transport and sends once it gets its track.
 fn sending_sections(sdp: &str) -> impl Iterator<Item = &str> {
     sdp.split("\nm=").skip(1).filter(|section| {
-        let port_zero = section.split_whitespace().nth(1) == Some("0");
-        let not_sending = section.lines().any(|l| matches!(l.trim(), "a=inactive" | "a=recvonly"));
-        !port_zero && !not_sending
+        let has = |attribute: &str| section.lines().any(|l| l.trim() == attribute);
+        let rejected = section.split_whitespace().nth(1) == Some("0") && !has("a=bundle-only");
+        !rejected && !has("a=inactive") && !has("a=recvonly")
     })
 }
 
@@ -160,13 +162,18 @@ mod tests {
             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\na=msid:s cam\r\n\
             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\na=msid:s screen\r\n\
             m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=msid:s old\r\n\
+            m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=bundle-only\r\na=sendonly\r\na=msid:s share\r\n\
             m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n";
         let ids = sending_track_ids(sdp);
         assert_eq!(
             ids,
-            ["mic", "cam"].into_iter().map(String::from).collect::<HashSet<_>>()
+            ["mic", "cam", "share"]
+                .into_iter()
+                .map(String::from)
+                .collect::<HashSet<_>>(),
+            "port 0 rejects, but not with a=bundle-only"
         );
-        assert_eq!(media_sections(sdp), 5);
+        assert_eq!(media_sections(sdp), 6);
         assert_eq!(
             media_sections("v=0\r\na=x:m=audio\r\n"),
             0,
