@@ -314,6 +314,24 @@ fn unit_interval<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op
     }
 }
 
+/// One point of a meeting summary, with who said it where that is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryPoint {
+    pub speaker: Option<String>,
+    pub text: String,
+}
+
+/// A meeting's summary as the archive stores it (`GET /api/meetings/{id}/summary` gives the same).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeetingSummary {
+    pub meeting_id: String,
+    /// Which summarizer wrote it: `extractive`, or `llm:<model>`.
+    pub source: String,
+    pub key_points: Vec<SummaryPoint>,
+    pub decisions: Vec<SummaryPoint>,
+    pub action_items: Vec<SummaryPoint>,
+}
+
 /// Transcription state of a meeting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TranscriptionStatus {
@@ -552,6 +570,9 @@ pub enum ServerMessage {
         participant_id: String,
         opt_out: bool,
     },
+    /// To the room's moderators, once the summary of the meeting whose transcription ended has
+    /// been made and stored (a few seconds after the end).
+    MeetingSummary(MeetingSummary),
     /// A caption for everyone in the meeting: `segment` plus the speaker's display name.
     Caption {
         #[serde(flatten)]

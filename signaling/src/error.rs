@@ -21,6 +21,8 @@ pub enum Error {
     Cluster(String),
     #[error(transparent)]
     Records(#[from] samtal_records::Error),
+    #[error("summary: {0}")]
+    Summary(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -16,6 +16,7 @@ pub mod rooms;
 pub mod serve;
 pub mod server;
 pub mod session;
+pub mod summary;
 pub mod transcription;
 pub mod turn;
 pub mod webhooks;

@@ -65,17 +65,23 @@ pub async fn start(
 }
 
 /// Turns transcription of `room` off and closes its meeting record; false if it was not on.
-pub async fn stop(state: &AppState, room: &str) -> bool {
+pub async fn stop(state: &Arc<AppState>, room: &str) -> bool {
     let Some(meeting_id) = state.transcription.disable(room) else {
         return false;
     };
     if let Err(e) = state.store.end_meeting(&meeting_id, now_ms()).await {
         tracing::error!(meeting = %meeting_id, "cannot close the meeting record: {e}");
     }
-    crate::delivery::meeting_ended(state, &meeting_id).await;
+    ended(state, &meeting_id).await;
     announce_end(state, room, &meeting_id).await;
     broadcast_status(state, room);
     true
+}
+
+/// What follows a meeting's end: its summary, stored (`crate::summary`), and Matrix delivery.
+async fn ended(state: &Arc<AppState>, meeting_id: &str) {
+    crate::summary::after_meeting(state, meeting_id);
+    crate::delivery::meeting_ended(state, meeting_id).await;
 }
 
 /// Webhooks for a meeting that ended: transcription stopped, and its transcript sealed (with the
@@ -143,7 +149,7 @@ pub async fn resume(state: &Arc<AppState>) -> crate::Result<()> {
         if let Some(older) = newest.insert(meeting.room.clone(), meeting) {
             tracing::warn!(meeting = %older.id, room = %older.room, "closing a meeting left open by an earlier run");
             state.store.end_meeting(&older.id, now_ms()).await?;
-            crate::delivery::meeting_ended(state, &older.id).await;
+            ended(state, &older.id).await;
             announce_end(state, &older.room, &older.id).await;
         }
     }

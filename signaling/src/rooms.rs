@@ -236,6 +236,18 @@ impl Rooms {
         send_each(&rooms, room, except, message);
     }
 
+    /// Sends to the room's moderators; returns how many it reached.
+    pub fn send_to_moderators(&self, room: &str, message: &ServerMessage) -> usize {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|(_, m)| m.info.role == Role::Moderator)
+            .filter(|(_, m)| m.tx.try_send(Outbound::Message(message.clone())).is_ok())
+            .count()
+    }
+
     /// `id` became the room's dominant speaker: remembered for newcomers and sent to everyone.
     pub fn announce_dominant(&self, room: &str, id: &str) {
         let rooms = self.rooms.lock().expect("rooms lock");

@@ -129,6 +129,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.config.audit.clone(),
         ))
         .merge(crate::delivery::router(state.clone()))
+        .merge(crate::summary::router(state.clone()))
         .merge(crate::api::rooms::router(state.clone()))
         .merge(crate::webhooks::router(state.clone()))
         .merge(crate::drain::router(state.clone()))

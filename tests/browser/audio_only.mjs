@@ -9,7 +9,10 @@
 //      and Bob's page learns that;
 //   2. Bob turns on audio only: his camera goes off (Alice's page shows it off), he decodes no more
 //      frames of Alice's camera while her audio still arrives;
-//   3. Bob turns audio only off: he decodes Alice's camera again.
+//   3. Bob turns audio only off: he decodes Alice's camera again;
+//   4. Alice stops transcription: her page shows the meeting's summary (a decision the test stored
+//      in the meeting) at the top of the transcript panel, as the server sends it to those who may switch
+//      transcription (everyone here: an open server).
 // Prints one JSON summary line on stdout; exits 0 on success, 1 with a message naming what failed.
 
 import { chromium } from 'playwright-core';
@@ -74,6 +77,17 @@ async function main() {
     // 3. Video again.
     await bob.page.click('#audio-only-button');
     summary.frames_after = await decodes(bob, alice.id, timeout);
+
+    // 4. Alice stops transcription: the summary the server stored shows at the top of her transcript
+    // panel (the test stored an utterance with a decision in the meeting).
+    await alice.page.click('#transcribe-button');
+    summary.meeting_summary = (await waitFor("Alice's page does not show the meeting summary", timeout, async () => {
+      const shown = await alice.page.evaluate(() => ({
+        visible: !document.getElementById('meeting-summary').hidden && !document.getElementById('transcript-panel').hidden,
+        decisions: [...document.querySelectorAll('#meeting-summary-body [data-part="decisions"] li')].map((li) => li.textContent),
+      }));
+      return { ok: shown.visible && shown.decisions.some((d) => d.includes('beslutar')), detail: shown };
+    })).detail;
   });
 }
 

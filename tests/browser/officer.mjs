@@ -1,7 +1,8 @@
 // End-to-end check of the transcript archive page (web/officer.html) in headless Chromium.
 //
 //   node officer.mjs --url http://127.0.0.1:PORT --officer JWT --admin JWT --word WORD --meeting ID
-//                    --speaker NAME --downloads DIR [--chromium /usr/bin/chromium] [--timeout 30]
+//                    --speaker NAME --decision WORD --action WORD --downloads DIR [--chromium /usr/bin/chromium]
+//                    [--timeout 30]
 //
 // --url is a running Samtal server with auth.secret set whose archive holds meeting --meeting, sealed,
 // with at least two speakers, one of them --speaker, and --word said in it. Checks, each against a deadline:
@@ -9,11 +10,12 @@
 //   2. the officer (role compliance) signs in: name and role shown, no audit tab, no delete button;
 //   3. the meetings list shows the meeting; searching for --word lists a hit of that meeting with the word
 //      inside <mark>; opening it shows every segment with times and speakers; the speaker filter leaves
-//      only --speaker's segments;
+//      only --speaker's segments; the meeting's stored summary shows above the transcript, with a
+//      decision and an action item taken from what was said (--decision and --action, words of each);
 //   4. the four export buttons download files (saved under --downloads as <format>.<ext>); the WebVTT one
 //      carries the digest the page shows; "Verify integrity" reports the transcript intact;
-//   5. the administrator signs in (after signing out): the audit tab lists the officer's search and
-//      exports under the officer's name, and "Verify the trail" reports it intact.
+//   5. the administrator signs in (after signing out): the audit tab lists the officer's search,
+//      exports and summary read under the officer's name, and "Verify the trail" reports it intact.
 // Prints one JSON summary line on stdout; exits 0 on success, 1 naming what failed.
 
 import { chromium } from 'playwright-core';
@@ -21,11 +23,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHROMIUM_FLAGS, parseArgs, waitFor } from './lib.mjs';
 
-const USAGE = 'usage: officer.mjs --url URL --officer JWT --admin JWT --word WORD --meeting ID --speaker NAME --downloads DIR [--chromium PATH] [--timeout S]';
+const USAGE = 'usage: officer.mjs --url URL --officer JWT --admin JWT --word WORD --meeting ID --speaker NAME --decision WORD --action WORD --downloads DIR [--chromium PATH] [--timeout S]';
 const args = parseArgs(process.argv.slice(2), {
-  url: null, officer: null, admin: null, word: null, meeting: null, speaker: null, downloads: null,
+  url: null, officer: null, admin: null, word: null, meeting: null, speaker: null, decision: null, action: null, downloads: null,
   chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium', timeout: 30,
-}, ['url', 'officer', 'admin', 'word', 'meeting', 'speaker', 'downloads'], USAGE);
+}, ['url', 'officer', 'admin', 'word', 'meeting', 'speaker', 'decision', 'action', 'downloads'], USAGE);
 const T = Number(args.timeout);
 const summary = { ok: false, steps: [], downloads: {} };
 const step = (name, detail = {}) => summary.steps.push({ name, ...detail });
@@ -94,6 +96,13 @@ async function main() {
       return { ok: speakers.length > 0 && speakers.length < all.detail.rows.length && speakers.every((s) => s === args.speaker), detail: speakers };
     });
     step('speaker filter', { shown: filtered.detail.length, of: all.detail.rows.length });
+    const summarized = await waitFor('the meeting view shows its summary', T, async () => {
+      const part = (name) => page.$$eval(`#summary-body [data-part="${name}"] li`, (ls) => ls.map((l) => l.textContent));
+      const detail = { decisions: await part('decisions'), actions: await part('actionItems'), source: await page.textContent('#summary-source') };
+      const has = (list, word) => list.some((text) => text.includes(word));
+      return { ok: (await page.isVisible('#summary')) && has(detail.decisions, args.decision) && has(detail.actions, args.action), detail };
+    });
+    step('summary', summarized.detail);
 
     // 4. Exports and verification.
     const digest = await page.textContent('#meeting-facts dd[data-fact="Transcript digest"]');
@@ -123,7 +132,7 @@ async function main() {
       const rows = await page.$$eval('#audit-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
       const officerActions = rows.filter((r) => r[3] === 'compliance').map((r) => r[4]);
       const exports = officerActions.filter((a) => a === 'transcript.export').length;
-      return { ok: officerActions.includes('search') && exports >= 4 && officerActions.includes('transcript.verify'), detail: { officerActions, rows: rows.length } };
+      return { ok: officerActions.includes('search') && exports >= 4 && officerActions.includes('transcript.verify') && officerActions.includes('summary.read'), detail: { officerActions, rows: rows.length } };
     });
     step('audit trail', audit.detail);
     await page.click('#audit-verify');

@@ -256,7 +256,9 @@ fn namespace_only(ns: &netns::Namespace) -> samtal_signaling::Config {
 /// camera as several simulcast layers, and the Chromium viewers with a large and a small window decode
 /// its widest and a narrower one; Firefox as a viewer decodes a large layer of Chromium's, a lower one
 /// when its window shrinks and the large one again when it grows, its decoder's frame count growing across
-/// both switches; Firefox leaves and both pages drop it. The server counts the layer changes it made.
+/// both switches; Firefox shares its screen through the section it offered empty at join (port 0 with
+/// a=bundle-only) and both Chromium pages decode it, announced as a screen share, with Firefox's camera
+/// going on; Firefox leaves and both pages drop it. The server counts the layer changes it made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_and_two_chromiums_meet_with_simulcast() {
     let ns = netns::Namespace::create("ff3");
@@ -282,11 +284,16 @@ async fn firefox_and_two_chromiums_meet_with_simulcast() {
 /// transcription worker connected (a websocket that registers as one, so the pages offer
 /// transcription): the picked language reaches the other page and the worker's job, and a change
 /// while transcription runs too; in audio only a page decodes no video while audio goes on, and its
-/// camera is off for the others; turned off, video comes back.
+/// camera is off for the others; turned off, video comes back. When transcription stops, the
+/// moderator's page shows the meeting summary the server stored (from an utterance this test stores
+/// as the worker would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_audio_only_and_the_transcription_language() {
     use samtal_e2e::ws::{Recv, WsClient};
-    let server = start_server(test_config()).await;
+    let mut config = test_config();
+    config.matrix.summary_delay_secs = 0;
+    let server = start_server(config).await;
+    let store = server.state.store.clone();
     let mut worker = WsClient::connect(&server.ws_url()).await;
     worker
         .send_json(&serde_json::json!({"type": "worker", "token": WORKER_KEY, "capacity": 1}))
@@ -300,6 +307,20 @@ async fn chromium_audio_only_and_the_transcription_language() {
                 _ = &mut stopped => return languages,
                 got = worker.recv(Duration::from_secs(5)) => match got {
                     Recv::Json(m) if m["type"] == "job" && m["action"] == "start" => {
+                        if languages.is_empty() {
+                            let meeting = m["meeting_id"].as_str().expect("a meeting id");
+                            let segment = samtal_protocol::Segment {
+                                utterance_id: format!("{meeting}:alice:1"),
+                                participant_id: "alice".into(),
+                                start_ms: samtal_protocol::unix_ms(),
+                                end_ms: samtal_protocol::unix_ms() + 2000,
+                                text: "Vi beslutar att anta budgeten för nästa år.".into(),
+                                language: Some("sv".into()),
+                                confidence: Some(0.9),
+                                is_final: true,
+                            };
+                            store.add_segment(meeting, &segment, "Alice").await.expect("segment stored");
+                        }
                         languages.push(m["language"].as_str().map(str::to_owned));
                     }
                     Recv::Json(_) => {}

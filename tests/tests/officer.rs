@@ -123,11 +123,22 @@ async fn officer_signs_in_searches_reads_exports_and_the_administrator_audits() 
     ];
     let args = [
         &args[..],
-        &["--speaker", "Bo Ek", "--timeout", "30", "--downloads", &downloads_arg],
+        &["--speaker", "Bo Ek", "--decision", "beslutar", "--action", "skickar"],
+        &["--timeout", "30", "--downloads", &downloads_arg],
     ]
     .concat();
     let summary = run_browser_script("officer.mjs", &args, Duration::from_secs(300)).await;
     assert_eq!(summary["ok"], true, "{summary}");
+    // The page's summary is the stored record (made at the first read: this meeting was seeded).
+    let stored = server
+        .state
+        .store
+        .summary(&meeting)
+        .await
+        .unwrap()
+        .expect("a stored summary");
+    assert_eq!(stored.source, "extractive");
+    assert!(stored.body.contains("Vi beslutar att anta budgeten."), "{stored:?}");
 
     // What the page showed is what the store sealed.
     let sealed = server

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{JFK_REFERENCE, assert_matches_reference, opus_20ms, read_wav_16k, test_data};
 use samtal_client::microphone::Microphone;
-use samtal_client::samtal_protocol::{ClientMessage, Role, Segment, ServerMessage};
+use samtal_client::samtal_protocol::{ClientMessage, MeetingSummary, Role, Segment, ServerMessage};
 use samtal_client::{JoinOptions, Participant, ParticipantEvent, ParticipantOptions};
 use samtal_signaling::RunningServer;
 use samtal_transcriber::recognize::{Recognizer, ScriptedRecognizer};
@@ -138,6 +138,8 @@ struct Speaker {
     captions: Arc<Mutex<Vec<(Segment, String)>>>,
     /// `transcription_consent` messages seen: (participant id, opted out).
     consents: Arc<Mutex<Vec<(String, bool)>>>,
+    /// `meeting_summary` messages seen.
+    summaries: Arc<Mutex<Vec<MeetingSummary>>>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -154,7 +156,8 @@ impl Speaker {
         let mut events = participant.take_events().unwrap();
         let captions = Arc::new(Mutex::new(Vec::new()));
         let consents = Arc::new(Mutex::new(Vec::new()));
-        let (collected, consented) = (captions.clone(), consents.clone());
+        let summaries = Arc::new(Mutex::new(Vec::new()));
+        let (collected, consented, summarized) = (captions.clone(), consents.clone(), summaries.clone());
         let listener = tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 match event {
@@ -165,6 +168,9 @@ impl Speaker {
                         participant_id,
                         opt_out,
                     }) => consented.lock().unwrap().push((participant_id, opt_out)),
+                    ParticipantEvent::Server(ServerMessage::MeetingSummary(summary)) => {
+                        summarized.lock().unwrap().push(summary)
+                    }
                     _ => {}
                 }
             }
@@ -179,6 +185,7 @@ impl Speaker {
             microphone,
             captions,
             consents,
+            summaries,
             listener,
         }
     }
@@ -876,6 +883,172 @@ async fn the_worker_resumes_its_room_session_after_its_websockets_drop() {
     assert_eq!(worker.stats().finals_abandoned, 0);
 
     alice.leave().await;
+    worker.shutdown().await;
+    server.shutdown().await;
+}
+
+/// `GET path` on the server's HTTP API with `token`: (status, JSON body). A plain HTTP/1.1 request,
+/// so this crate needs no HTTP client.
+async fn api_get(server: &RunningServer, path: &str, token: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").expect("a full response");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// A transcribed meeting ends (the scripted recognizer says what a decision and an action item
+/// sound like) and its summary is made and stored with the meeting without anyone asking for it,
+/// and shown to the moderator still in the room (`meeting_summary`), not to the others;
+/// the HTTP API gives that record to a moderator of the room and to a compliance officer, refuses a
+/// participant and a moderator of another room, audits every read, and a running meeting has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_meeting_has_its_summary_stored_and_readable_by_the_right_roles() {
+    const SAID: [&str; 4] = [
+        "Welcome everyone, today we review the budget for next year.",
+        "We decided to postpone the procurement until March.",
+        "Alice will send the proposal to the board by Friday.",
+        "The travel budget stays the same as this year.",
+    ];
+    let _serial = SERIAL.lock().await;
+    let mut config = server_config("127.0.0.1:0".parse().unwrap(), Some(SECRET), "summary");
+    config.matrix.summary_delay_secs = 1;
+    init_logging();
+    let server = samtal_signaling::start(config).await.expect("server starts");
+    let ws = server.ws_url();
+    let worker = Worker::spawn(
+        worker_config(&ws, Some(token("*", "Transcriber", Role::Service))),
+        |_| Ok(Box::new(ScriptedRecognizer::new(SAID)) as Box<dyn Recognizer>),
+    )
+    .expect("worker starts");
+    wait_for("the worker to register", Duration::from_secs(10), || {
+        worker.stats().connected
+    })
+    .await;
+    let alice = Speaker::join(&ws, "board", "Alice", Some(token("board", "Alice", Role::Participant))).await;
+    let mona = Speaker::join(&ws, "board", "Mona", Some(token("board", "Mona", Role::Moderator))).await;
+    mona.send(ClientMessage::Transcription {
+        enabled: true,
+        language: Some("en".into()),
+        prompt: None,
+    });
+    wait_receiving(&worker, "board", 0, 25).await;
+    let meeting = meeting_id(&server, "board");
+    let path = format!("/api/meetings/{meeting}/summary");
+    let moderator = token("board", "Mona", Role::Moderator);
+    let (status, body) = api_get(&server, &path, &moderator).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no_summary")),
+        "running: {body}"
+    );
+
+    alice.say(jfk_frames()).await;
+    wait_for("four final captions", Duration::from_secs(40), || {
+        alice.final_captions().len() >= 4
+    })
+    .await;
+    mona.send(ClientMessage::Transcription {
+        enabled: false,
+        language: None,
+        prompt: None,
+    });
+    // Stored by the server itself, after the summary delay: nobody has read it yet.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        if let Some(s) = server.state.store.summary(&meeting).await.expect("store") {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no summary stored after the meeting ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored.source, "extractive");
+    // The moderator still in the room is shown it; the participant is not.
+    wait_for("the summary shown to the moderator", Duration::from_secs(5), || {
+        !mona.summaries.lock().unwrap().is_empty()
+    })
+    .await;
+    let shown = mona.summaries.lock().unwrap()[0].clone();
+    assert_eq!(
+        (shown.meeting_id.as_str(), shown.source.as_str()),
+        (meeting.as_str(), "extractive")
+    );
+    assert_eq!(shown.decisions.len(), 1, "{shown:?}");
+    assert_eq!(shown.decisions[0].text, SAID[1]);
+    assert!(
+        alice.summaries.lock().unwrap().is_empty(),
+        "only moderators are shown it"
+    );
+
+    let (status, body) = api_get(&server, &path, &moderator).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["meeting_id"], meeting.as_str());
+    assert_eq!(body["created_at"], stored.created_at);
+    let texts = |part: &str| -> Vec<String> {
+        body[part]
+            .as_array()
+            .unwrap_or_else(|| panic!("{part} in {body}"))
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: {}",
+                    p["speaker"].as_str().unwrap_or("?"),
+                    p["text"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(texts("decisions"), [format!("Alice: {}", SAID[1])], "{body}");
+    assert_eq!(texts("action_items"), [format!("Alice: {}", SAID[2])], "{body}");
+    let officer = token("*", "Olga", Role::Compliance);
+    let (status, again) = api_get(&server, &path, &officer).await;
+    assert_eq!(
+        (status, &again["decisions"]),
+        (200, &body["decisions"]),
+        "the same record"
+    );
+    for (who, refused) in [
+        ("a participant", token("board", "Alice", Role::Participant)),
+        ("another room's moderator", token("other", "Otto", Role::Moderator)),
+    ] {
+        let (status, body) = api_get(&server, &path, &refused).await;
+        assert_eq!(status, 403, "{who}: {body}");
+    }
+    server.state.store.flush_refusals(true).await.expect("refusals written");
+    let filter = samtal_signaling::store::AuditFilter {
+        action: Some("summary.read".into()),
+        target: Some(meeting.clone()),
+        ..Default::default()
+    };
+    let reads: Vec<_> = server
+        .state
+        .store
+        .audit_entries(&filter)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| (e.role, e.outcome))
+        .collect();
+    assert_eq!(reads.len(), 5, "every read audited: {reads:?}");
+    assert_eq!(
+        reads.iter().filter(|(_, outcome)| outcome == "denied").count(),
+        2,
+        "{reads:?}"
+    );
+
+    alice.leave().await;
+    mona.leave().await;
     worker.shutdown().await;
     server.shutdown().await;
 }

@@ -125,6 +125,7 @@ function renderTranscription() {
 
 function renderCaptions() {
   ui.renderCaptions(meeting, view.captionsVisible);
+  ui.renderSummary(meeting);
   ui.renderTranscript(meeting);
   renderTranscription();
 }
@@ -158,6 +159,11 @@ async function join(event) {
     m.addEventListener('local', refreshDevices);
     m.addEventListener('transcription', renderTranscription);
     m.addEventListener('caption', renderCaptions);
+    m.addEventListener('summary', () => {
+      view.transcriptOpen = true;
+      renderCaptions();
+      ui.announce('summary.ready');
+    });
     m.addEventListener('roster', renderPanels);
     m.addEventListener('chat', renderPanels);
     m.addEventListener('state', renderPanels);

@@ -149,6 +149,8 @@ export class Meeting extends EventTarget {
     this.captions = new Map();
     /** Final captions of this session, in order: [{utterance_id, participant_id, name, text, start_ms, end_ms, language}]. */
     this.transcript = [];
+    /** The last `meeting_summary` (moderators only), or null. */
+    this.summary = null;
     this.state = 'idle';
     /** The signaling websocket dropped and the session is being resumed (the meeting goes on). */
     this.reconnecting = false;
@@ -355,6 +357,11 @@ export class Meeting extends EventTarget {
         break;
       case 'caption':
         this.onCaption(msg);
+        break;
+      case 'meeting_summary':
+        // To moderators, once the ended transcription's summary is stored.
+        this.summary = msg;
+        this.emit('summary');
         break;
       case 'transcription_consent':
         this.onConsent(msg);

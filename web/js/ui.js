@@ -393,6 +393,42 @@ function clock(ms) {
   return formatTime(ms);
 }
 
+/** The meeting's summary at the top of the transcript panel, once the server has sent it (moderators). */
+export function renderSummary(meeting) {
+  const summary = meeting && meeting.summary;
+  $('meeting-summary').hidden = !summary;
+  if (!summary) return;
+  const parts = [
+    ['keyPoints', 'summary.keyPoints', summary.key_points || []],
+    ['decisions', 'summary.decisions', summary.decisions || []],
+    ['actionItems', 'summary.actionItems', summary.action_items || []],
+  ];
+  $('meeting-summary-body').replaceChildren(...parts.flatMap(([part, key, points]) => {
+    const heading = document.createElement('h4');
+    heading.textContent = t(key);
+    let list;
+    if (points.length) {
+      list = document.createElement('ul');
+      for (const p of points) {
+        const li = document.createElement('li');
+        if (p.speaker) {
+          const who = document.createElement('span');
+          who.className = 'speaker';
+          who.textContent = p.speaker;
+          li.append(who, ': ');
+        }
+        li.append(p.text);
+        list.append(li);
+      }
+    } else {
+      list = document.createElement('p');
+      list.textContent = t('summary.none');
+    }
+    list.dataset.part = part;
+    return [heading, list];
+  }));
+}
+
 /** The transcript panel: every final caption of this meeting so far, oldest first. */
 export function renderTranscript(meeting) {
   const list = $('transcript-list');

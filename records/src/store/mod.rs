@@ -161,12 +161,14 @@ macro_rules! push_meeting_filter {
 mod compliance;
 mod lease;
 mod outbox;
+mod summaries;
 #[cfg(test)]
 mod tests;
 mod webhooks;
 
 pub use compliance::{AuditFilter, Deletion, LegalHold, SearchHit};
 pub use outbox::{Delivery, DeliveryKind};
+pub use summaries::StoredSummary;
 pub use webhooks::WebhookDelivery;
 
 impl From<sqlx::Error> for Error {

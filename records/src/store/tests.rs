@@ -608,3 +608,6 @@ mod outbox;
 
 // The webhook outbox scenarios, on both backends.
 mod webhooks;
+
+// Meeting summaries, on both backends.
+mod summaries;

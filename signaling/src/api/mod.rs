@@ -64,6 +64,27 @@ impl ApiState {
     }
 }
 
+/// The meeting, if the caller may see it (a moderator of its room, compliance or administrator);
+/// the access is audited as `action`. For routes that live with the server's state.
+pub(crate) async fn visible_meeting(
+    state: &crate::server::AppState,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+) -> Result<crate::store::Meeting, ApiError> {
+    let api = ApiState::of(state);
+    caller.require(&api, action, id, READERS).await?;
+    let meeting = state
+        .store
+        .meeting(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    caller.require_room(&api, action, &meeting).await?;
+    caller.audit(&api, action, id, "ok", None).await?;
+    Ok(meeting)
+}
+
 /// The API's routes, with their own state; merge into the server's router.
 pub fn router(store: Store, verifier: Verifier, audit: AuditConfig) -> Router {
     Router::new()

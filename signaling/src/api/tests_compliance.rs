@@ -861,13 +861,14 @@ async fn the_client_address_is_the_peer_or_a_trusted_proxys_forwarded_address() 
 #[test]
 fn every_route_is_in_the_openapi_document() {
     let doc: Value = serde_json::from_str(openapi::DOCUMENT).unwrap();
-    // The transcript API's routes, and the Matrix delivery, room, webhook, drain and cluster routes that share
+    // The transcript API's routes, and the Matrix delivery, summary, room, webhook, drain and cluster routes that share
     // its authorization.
     // The routes outside the test modules (which build routers of their own).
     let code = |source: &'static str| source.split("\n#[cfg(test)]\nmod tests {").next().unwrap_or_default();
     let source = [
         code(include_str!("mod.rs")),
         code(include_str!("../delivery/api.rs")),
+        code(include_str!("../summary.rs")),
         code(include_str!("rooms.rs")),
         code(include_str!("../webhooks/api.rs")),
         code(include_str!("../drain.rs")),

@@ -6,7 +6,7 @@
 //!   (an ended meeting's summary is queued at once);
 //! - `POST /api/meetings/{id}/delivery/retry`: deliveries that were given up are tried again now.
 
-use crate::api::{ApiError, ApiState, Caller, READERS};
+use crate::api::{ApiError, Caller, visible_meeting};
 use crate::server::AppState;
 use crate::store::{Delivery, DeliveryKind, Meeting, now_ms};
 use axum::Router;
@@ -26,21 +26,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/meetings/{id}/delivery/retry", post(retry))
         .route("/api/meetings/{id}/matrix-room", put(link))
         .with_state(state)
-}
-
-/// The meeting, if the caller may see it; the access is audited as `action`.
-async fn visible_meeting(state: &AppState, caller: &Caller, id: &str, action: &str) -> Result<Meeting, ApiError> {
-    let api = ApiState::of(state);
-    caller.require(&api, action, id, READERS).await?;
-    let meeting = state
-        .store
-        .meeting(id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(id))?;
-    caller.require_room(&api, action, &meeting).await?;
-    caller.audit(&api, action, id, "ok", None).await?;
-    Ok(meeting)
 }
 
 fn delivery_json(d: &Delivery) -> Value {

@@ -154,17 +154,7 @@ fn backoff(config: &MatrixConfig, attempts: i64) -> Duration {
 async fn run(state: Arc<AppState>) {
     let config = &state.config.matrix;
     let store_dir = config.store_dir_in(&state.config.data_dir);
-    let summarizer: Option<Llm> = if config.llm.url.trim().is_empty() {
-        None
-    } else {
-        match Llm::new(config.llm.clone()) {
-            Ok(llm) => Some(llm),
-            Err(e) => {
-                tracing::error!("matrix.llm: {e}; summaries will be extractive");
-                None
-            }
-        }
-    };
+    let summarizer = crate::summary::llm(config);
     let mut bot: Option<Bot> = None;
     let mut connect_error = String::new();
     let mut connect_failures = 0i64;
@@ -317,14 +307,13 @@ async fn deliver(state: &AppState, bot: &Bot, llm: Option<&Llm>, row: &Delivery)
         Some(DeliveryKind::Summary) => {
             if !sent.contains_key("summary") {
                 let text = meeting_text(&transcript);
-                let summary = match llm {
-                    Some(llm) => match llm.summarize(&text).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!(meeting = %meeting.id, "LLM summary failed, using the extractive one: {e}");
-                            Extractive.summarize(&text).await?
-                        }
-                    },
+                // The stored record's summary (made now if it is not yet), so both say the same.
+                let stored = crate::summary::ensure(state, llm, &meeting.id)
+                    .await
+                    .and_then(|s| s.as_ref().map(crate::summary::parse).transpose())
+                    .map_err(|e| samtal_matrix::Error::Store(e.to_string()))?;
+                let summary = match stored {
+                    Some(summary) => summary,
                     None => Extractive.summarize(&text).await?,
                 };
                 let formatted = message::summary(&text, &summary);
@@ -362,7 +351,7 @@ async fn deliver(state: &AppState, bot: &Bot, llm: Option<&Llm>, row: &Delivery)
 }
 
 /// What the summarizers read from a stored transcript.
-pub fn meeting_text(t: &Transcript) -> MeetingText {
+pub(crate) fn meeting_text(t: &Transcript) -> MeetingText {
     let mut participants: Vec<String> = Vec::new();
     for p in &t.participants {
         if !participants.contains(&p.name) {

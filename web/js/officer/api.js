@@ -44,6 +44,15 @@ export const whoami = () => json('GET', '/api/whoami');
 export const meetings = (filters) => json('GET', '/api/meetings', { query: filters });
 export const search = (q, filters) => json('GET', '/api/search', { query: { q, ...filters } });
 export const transcript = (id) => json('GET', `/api/meetings/${encodeURIComponent(id)}/transcript`);
+/** The meeting's stored summary, or null when it has none (still running, or nothing was said). */
+export async function summary(id) {
+  try {
+    return await json('GET', `/api/meetings/${encodeURIComponent(id)}/summary`);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'no_summary') return null;
+    throw e;
+  }
+}
 export const verify = (id) => json('GET', `/api/meetings/${encodeURIComponent(id)}/verify`);
 export const hold = (id, on, reason) => json('PUT', `/api/meetings/${encodeURIComponent(id)}/hold`, { body: { hold: on, reason } });
 export const remove = (id) => json('DELETE', `/api/meetings/${encodeURIComponent(id)}`);

@@ -162,7 +162,27 @@ function renderMeeting(transcript, keepFilter = false) {
   $('speaker-filter').replaceChildren(localize(el('option', { value: '' }), 'officer.everyone'), ...speakers.map(([id, name]) => el('option', { value: id }, name)));
   if (keepFilter && speakers.some(([id]) => id === chosen)) $('speaker-filter').value = chosen;
   if (!keepFilter) $('verify-result').hidden = true;
+  renderSummary(transcript.summary);
   renderSegments();
+}
+
+/** The meeting's summary (`null`: none), under the facts. */
+function renderSummary(summary) {
+  $('summary').hidden = !summary;
+  if (!summary) return;
+  const parts = [
+    ['keyPoints', 'officer.summary.keyPoints', summary.key_points],
+    ['decisions', 'officer.summary.decisions', summary.decisions],
+    ['actionItems', 'officer.summary.actionItems', summary.action_items],
+  ];
+  $('summary-body').replaceChildren(...parts.flatMap(([part, key, points]) => [
+    el('h4', {}, t(key)),
+    points.length
+      ? el('ul', { dataset: { part } }, ...points.map((p) => el('li', {}, ...(p.speaker ? [el('span', { className: 'speaker' }, p.speaker), ': '] : []), p.text)))
+      : el('p', { dataset: { part } }, t('officer.summary.none')),
+  ]));
+  const source = summary.source === 'extractive' ? t('officer.summary.extractive') : summary.source.replace(/^llm:/, '');
+  $('summary-source').textContent = t('officer.summary.source', { when: when(summary.created_at), source });
 }
 
 function renderSegments() {
@@ -179,8 +199,9 @@ function renderSegments() {
 
 /** Shows a meeting's transcript, unless `stillWanted()` says another view was asked for meanwhile. */
 async function openMeeting(id, stillWanted = () => true) {
-  const transcript = await api.transcript(id);
+  const [transcript, summary] = await Promise.all([api.transcript(id), api.summary(id)]);
   if (!stillWanted()) return;
+  transcript.summary = summary;
   renderMeeting(transcript);
   show('meeting');
 }
@@ -203,7 +224,9 @@ async function toggleHold() {
     if (!reason.trim()) return;
   }
   await api.hold(current.meeting.id, on, reason.trim());
-  renderMeeting(await api.transcript(current.meeting.id));
+  const transcript = await api.transcript(current.meeting.id);
+  transcript.summary = current.summary;
+  renderMeeting(transcript);
 }
 
 async function deleteMeeting() {
