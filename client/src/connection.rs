@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
 use samtal_protocol::{IceServer, MediaKind, PcKind};
 use tokio::sync::{mpsc, watch};
@@ -176,8 +178,15 @@ impl Connection {
             events,
             media,
         });
+        // No mDNS: the server's candidates are addresses, never `.local` names, and the multicast
+        // socket mDNS opens fails (ENODEV) on a host without a multicast route, as a container or
+        // namespace with no default route is, which would keep the client from connecting at all.
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
+            .with_setting_engine(settings)
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .with_handler(handler)

@@ -44,6 +44,8 @@ pub struct Stats {
     pub bandwidth_probe_failures: AtomicU64,
     /// Times a publisher was told to switch simulcast layers off or on (dynacast).
     pub dynacast_updates: AtomicU64,
+    /// Subscribe connections the server offered an ICE restart after hearing nothing from them.
+    pub ice_restarts: AtomicU64,
     /// Subscribers whose downlink is estimated (they send transport-wide congestion feedback).
     pub estimated_subscribers: AtomicU64,
     pub errors: AtomicU64,

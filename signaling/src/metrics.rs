@@ -219,8 +219,13 @@ impl Collector for MediaCollector {
             ),
             (
                 "bandwidth_probe_failures",
-                "Bandwidth probes the subscriber's link did not carry (its estimate fell)",
+                "Bandwidth probes the subscriber's link did not carry (it reported loss, or its estimate fell)",
                 &s.bandwidth_probe_failures,
+            ),
+            (
+                "ice_restarts",
+                "Subscribe connections the server offered an ICE restart after hearing nothing from them",
+                &s.ice_restarts,
             ),
             (
                 "dynacast_updates",

@@ -103,6 +103,29 @@ impl Namespace {
         );
     }
 
+    /// Takes the link down (`false`) or up again, from inside: the test's side loses its carrier
+    /// but keeps its address, so a server listening there stays up for everyone else.
+    pub fn set_link(&self, up: bool) {
+        self.exec_ip(&["link", "set", &self.inner_dev, if up { "up" } else { "down" }]);
+    }
+
+    /// Moves the calling thread into the namespace: sockets it opens from then on, and threads it
+    /// starts (a runtime built on it), are inside. For in-process peers that must sit behind the
+    /// link, where a child process would be started with `ip netns exec`.
+    pub fn enter(&self) {
+        Self::enter_named(&self.name);
+    }
+
+    /// [`Namespace::enter`] by the namespace's name (for a thread that does not own the namespace).
+    pub fn enter_named(name: &str) {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(format!("/run/netns/{name}"))
+            .unwrap_or_else(|e| panic!("namespace {name} has no handle: {e}"));
+        // SAFETY: setns on a valid descriptor changes only this thread's network namespace.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+
     /// A script in `dir` that moves the namespace to another address, as a laptop that changes
     /// networks: its address goes, a new one in another subnet comes, and the test's side stays
     /// reachable (at `host_ip`, through the new subnet). Returns the script and the new address.

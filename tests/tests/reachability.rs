@@ -240,3 +240,144 @@ async fn a_participant_whose_address_changes_stays_and_recovers_by_ice_restarts(
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }
+
+/// The transcription worker's link is cut (from inside its network namespace: websockets and media
+/// alike) for longer than the server waits before it restarts ICE on a silent subscribe connection,
+/// then comes back. The worker (the real one, Silero VAD and a scripted recognizer standing in for
+/// Whisper; its threads entered the namespace before opening any socket) resumes its room session
+/// on a new websocket, answers the server's ICE restart offer, and hears Alice again: what she says
+/// before and after the cut is stored, every utterance once, by the same session (no rejoin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transcriber_survives_a_cut_link_by_resuming_and_an_ice_restart() {
+    use samtal_client::microphone::Microphone;
+    use samtal_client::{JoinOptions, Participant, ParticipantOptions};
+    use samtal_protocol::ClientMessage;
+    use samtal_transcriber::fixtures::{opus_20ms, read_wav_16k};
+    use samtal_transcriber::recognize::{Recognizer, ScriptedRecognizer};
+    use samtal_transcriber::worker::{Worker, WorkerConfig, WorkerHandle};
+    use std::sync::Arc;
+
+    let ns = Namespace::create("trice");
+    let server = start_server(test_config_in(&ns)).await;
+    // The worker, behind the namespace's link: its runtime's threads are started inside.
+    let (ws, vad) = (server.ws_url(), test_data("models/ggml-silero-v6.2.0-for-tests.bin"));
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel::<WorkerHandle>();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (ns_for_worker, inner_ip) = (ns.name.clone(), ns.inner_ip);
+    let inside = std::thread::spawn(move || {
+        Namespace::enter_named(&ns_for_worker);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _entered = runtime.enter();
+        let mut config = WorkerConfig::new(ws, vad);
+        config.token = Some(WORKER_KEY.to_owned());
+        config.stats_interval = None;
+        config.bind_ip = inner_ip;
+        let worker = Worker::spawn(config, |_| {
+            Ok(Box::new(ScriptedRecognizer::always("ask not")) as Box<dyn Recognizer>)
+        })
+        .expect("worker starts");
+        handle_tx.send(worker).expect("handed over");
+        let _ = stop_rx.recv();
+    });
+    let worker = handle_rx.recv().expect("the worker");
+    async fn wait(what: &str, secs: u64, ok: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while !ok() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    wait("the worker to register", 20, || worker.stats().connected).await;
+
+    // Alice, on the test's side, with a microphone that sends silence until she speaks.
+    let options = ParticipantOptions::from_join(JoinOptions::new("cut", "Alice")).with_audio();
+    let alice = Arc::new(Participant::join(&server.ws_url(), options).await.expect("Alice joins"));
+    let silence = bytes::Bytes::from(opus_20ms(&[0.0; 320]).expect("opus").remove(0));
+    let microphone = Microphone::start(alice.clone(), silence);
+    alice
+        .signal()
+        .send(ClientMessage::Transcription {
+            enabled: true,
+            language: None,
+            prompt: None,
+        })
+        .expect("sent");
+    let receiving = |more: u64| {
+        let since = worker.stats().packets_received;
+        move |w: &WorkerHandle| {
+            let s = w.stats();
+            s.rooms.iter().any(|r| r.room == "cut" && r.connected) && s.packets_received >= since + more
+        }
+    };
+    let first = receiving(25);
+    wait("the worker to hear Alice", 30, || first(&worker)).await;
+    let meeting = server
+        .state
+        .transcription
+        .meeting_id("cut")
+        .expect("transcription is on");
+    let jfk: Vec<bytes::Bytes> = opus_20ms(&read_wav_16k(&test_data("audio/jfk.wav")).expect("jfk.wav"))
+        .expect("opus")
+        .into_iter()
+        .map(bytes::Bytes::from)
+        .collect();
+    let stored = |server: &samtal_signaling::RunningServer| {
+        let (store, meeting) = (server.state.store.clone(), meeting.clone());
+        async move {
+            let t = store.transcript(&meeting).await.expect("store");
+            t.map(|t| t.segments).unwrap_or_default()
+        }
+    };
+    microphone.say(jfk.clone()).await.expect("speech starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while stored(&server).await.len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "four utterances stored before the cut"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let session = worker.stats().rooms[0].participant_id.clone();
+
+    // 18 s without a link: the server restarts ICE after 16 s of silence (the offer waits for the
+    // worker's resumed websocket), well inside the 25 s after which it would give up.
+    let restarts = samtal_sfu::Stats::get(&server.state.media.stats().ice_restarts);
+    ns.set_link(false);
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    ns.set_link(true);
+    let again = receiving(50);
+    wait("the worker to hear Alice again after the cut", 40, || again(&worker)).await;
+    assert!(
+        samtal_sfu::Stats::get(&server.state.media.stats().ice_restarts) > restarts,
+        "the server restarted ICE toward the worker"
+    );
+    microphone.say(jfk).await.expect("speech starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while stored(&server).await.len() < 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "four more utterances stored after the cut: {:?}",
+            stored(&server).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let segments = stored(&server).await;
+    let ids: std::collections::HashSet<&str> = segments.iter().map(|s| s.utterance_id.as_str()).collect();
+    assert_eq!((segments.len(), ids.len()), (8, 8), "each utterance once: {segments:?}");
+    let room = worker.stats().rooms[0].clone();
+    assert_eq!(room.participant_id, session, "the same session, resumed");
+    assert_eq!(room.joins, 1, "no rejoin: {room:?}");
+
+    microphone.stop().await;
+    if let Ok(alice) = Arc::try_unwrap(alice) {
+        alice.close().await;
+    }
+    worker.shutdown().await;
+    let _ = stop_tx.send(());
+    inside.join().expect("the worker's thread ends");
+    server.shutdown().await;
+}

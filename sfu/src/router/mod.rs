@@ -498,6 +498,7 @@ impl Router {
             }
         }
         for participant in restart {
+            Stats::add(&self.stats.ice_restarts, 1);
             self.offer_if_needed(participant, now);
         }
         for participant in failed {

@@ -83,6 +83,8 @@ pub struct WorkerConfig {
     /// A speaker silent (no packets) this long has the utterance in progress closed.
     pub idle_flush: Duration,
     /// A room connection whose media (ICE) stays disconnected this long is dropped and rejoined.
+    /// Longer than the server waits before it restarts ICE on a silent subscribe connection (16 s),
+    /// so that a blip or a network change is mended by that restart and the session kept.
     pub media_timeout: Duration,
     /// Backoff of the control and room connections.
     pub reconnect: BackoffConfig,
@@ -112,7 +114,7 @@ impl WorkerConfig {
             language: None,
             interim_interval: None,
             idle_flush: Duration::from_millis(1000),
-            media_timeout: Duration::from_secs(5),
+            media_timeout: Duration::from_secs(20),
             reconnect: BackoffConfig::default(),
             reregister_grace: Duration::from_secs(5),
             stop_timeout: Duration::from_secs(20),
