@@ -22,18 +22,27 @@ pub struct NodeRecord {
 /// Load per core above which a node takes a new room only when every other node is as loaded.
 pub const BUSY_CPU: f64 = 0.85;
 
+/// Loads per core closer than this count as equal: two readings of one machine's load average a
+/// few seconds apart differ by about that much, and noise must not decide where a room goes.
+pub const CPU_MARGIN: f64 = 0.25;
+
 /// The node a new room is placed on: among the live nodes that are not draining, the least loaded,
 /// first by whether its CPU is busy (at or above [`BUSY_CPU`]), then by participants, then rooms,
-/// then CPU, then id (so that every node decides the same from the same records). None when every
-/// node drains.
+/// then CPU (by more than [`CPU_MARGIN`]), then id (so that every node decides the same from the
+/// same records). None when every node drains.
 pub fn choose(nodes: &[NodeRecord]) -> Option<&NodeRecord> {
     nodes.iter().filter(|n| !n.draining).min_by(|a, b| {
         let busy = |n: &NodeRecord| n.cpu >= BUSY_CPU;
+        let cpu = if (a.cpu - b.cpu).abs() < CPU_MARGIN {
+            std::cmp::Ordering::Equal
+        } else {
+            a.cpu.total_cmp(&b.cpu)
+        };
         busy(a)
             .cmp(&busy(b))
             .then(a.participants.cmp(&b.participants))
             .then(a.rooms.cmp(&b.rooms))
-            .then(a.cpu.total_cmp(&b.cpu))
+            .then(cpu)
             .then(a.id.cmp(&b.id))
     })
 }
@@ -81,6 +90,12 @@ mod tests {
             choose(&nodes).unwrap().id,
             "a",
             "ties go to the lowest id on every node"
+        );
+        let nodes = [node("c", 1, 1, 0.40), node("b", 1, 1, 0.55)];
+        assert_eq!(
+            choose(&nodes).unwrap().id,
+            "b",
+            "loads within the margin tie: the reading's noise does not decide"
         );
     }
 
