@@ -136,6 +136,20 @@ pub struct RoomSettings {
     /// Nobody but moderators may join.
     #[serde(default)]
     pub locked: bool,
+    /// "Knock": a joiner who is not a moderator waits in the lobby (`lobby_waiting`) until a
+    /// moderator admits or rejects it (`lobby_decision`). Turning it off admits everyone waiting.
+    #[serde(default)]
+    pub lobby: bool,
+}
+
+/// Someone waiting in a room's lobby, as its moderators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyEntry {
+    /// The participant id the joiner will have once admitted.
+    pub id: String,
+    pub name: String,
+    /// When it started waiting ([`unix_ms`]).
+    pub since: i64,
 }
 
 /// A chat message as the room sees it.
@@ -269,6 +283,11 @@ pub enum ClientMessage {
     RoomAction {
         action: RoomAction,
     },
+    /// Moderators: let someone waiting in the lobby in (`admit: true`) or turn it away.
+    LobbyDecision {
+        participant: String,
+        admit: bool,
+    },
 }
 
 /// Now, in wall-clock milliseconds since the Unix epoch: the protocol's time (0 if the clock is
@@ -367,6 +386,7 @@ impl ClientMessage {
         "hand",
         "room_settings",
         "room_action",
+        "lobby_decision",
     ];
 
     /// Whether `tag` names a client message type (its fields may still be wrong).
@@ -395,6 +415,7 @@ impl ClientMessage {
             ClientMessage::Hand { .. } => "hand",
             ClientMessage::RoomSettings(_) => "room_settings",
             ClientMessage::RoomAction { .. } => "room_action",
+            ClientMessage::LobbyDecision { .. } => "lobby_decision",
         }
     }
 }
@@ -430,6 +451,10 @@ pub enum ErrorCode {
     Draining,
     /// The room is locked: only moderators may join.
     RoomLocked,
+    /// A moderator turned the joiner away from the lobby, or the meeting ended while it waited.
+    LobbyRejected,
+    /// Nobody admitted the joiner within the lobby's time limit, or the lobby is full.
+    LobbyTimeout,
 }
 
 impl ErrorCode {
@@ -446,6 +471,8 @@ impl ErrorCode {
                 | ErrorCode::ResumeFailed
                 | ErrorCode::Draining
                 | ErrorCode::RoomLocked
+                | ErrorCode::LobbyRejected
+                | ErrorCode::LobbyTimeout
         )
     }
 }
@@ -598,6 +625,17 @@ pub enum ServerMessage {
         #[serde(flatten)]
         settings: RoomSettings,
         by: String,
+    },
+    /// To a joiner of a room set to knock: it waits in the lobby; `joined` follows when a
+    /// moderator admits it, a fatal `lobby_rejected` error when it is turned away.
+    LobbyWaiting {
+        room: String,
+        participant_id: String,
+    },
+    /// To the room's moderators: who waits in the lobby, in order of arrival (sent on every change,
+    /// and after `joined` when anyone waits).
+    Lobby {
+        waiting: Vec<LobbyEntry>,
     },
     Error {
         code: ErrorCode,

@@ -193,6 +193,10 @@ pub struct Limits {
     /// readiness check fails, joins to rooms it does not hold get `draining`) while the meetings it
     /// holds go on, and it stops as soon as they are over or this time has passed. `0`: stop at once.
     pub drain_secs: u64,
+    /// Seconds a joiner may wait in a knocking room's lobby before it gets `lobby_timeout`.
+    pub lobby_wait_secs: u64,
+    /// Joiners waiting in one room's lobby at once; one more gets `lobby_timeout` at once.
+    pub max_lobby_waiting: usize,
 }
 
 impl Default for Limits {
@@ -210,6 +214,8 @@ impl Default for Limits {
             shutdown_grace_secs: 10,
             resume_grace_secs: 30,
             drain_secs: 30,
+            lobby_wait_secs: 600,
+            max_lobby_waiting: 50,
         }
     }
 }

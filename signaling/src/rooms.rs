@@ -11,6 +11,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
+mod lobby;
+pub use lobby::{Decision, Knock, Waiting};
+
 /// What a session's writer receives.
 #[derive(Debug)]
 pub enum Outbound {
@@ -67,6 +70,8 @@ pub struct JoinLimits {
     pub max_per_identity: usize,
     /// Whether a room nobody is in may start (not while the server drains).
     pub may_start: bool,
+    /// A moderator admitted the joiner from the lobby: the room's lock does not keep it out.
+    pub admitted: bool,
 }
 
 /// A participant as the transcript sees it: whether their words may be attributed to them.
@@ -82,6 +87,17 @@ impl Speaker {
     pub fn transcribable(&self) -> bool {
         self.published_audio && !self.opted_out
     }
+}
+
+/// Sends `message` to the moderators of `room`; returns how many it reached.
+fn send_moderators(rooms: &HashMap<String, HashMap<String, Member>>, room: &str, message: &ServerMessage) -> usize {
+    rooms
+        .get(room)
+        .into_iter()
+        .flatten()
+        .filter(|(_, m)| m.info.role == Role::Moderator)
+        .filter(|(_, m)| m.tx.try_send(Outbound::Message(message.clone())).is_ok())
+        .count()
 }
 
 /// Sends `message` to every member of `room` but `except`. A full queue means a stalled client: it misses this.
@@ -115,6 +131,9 @@ struct RoomMeta {
     settings: RoomSettings,
     chat: VecDeque<ChatMessage>,
     chat_count: u64,
+    /// Joiners waiting to be admitted, in order of arrival. Dropped with the room: each waiter
+    /// then learns that the meeting ended.
+    lobby: Vec<lobby::Waiter>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -162,7 +181,7 @@ impl Rooms {
             Some(JoinRefused::Draining)
         } else if hidden {
             None
-        } else if locked && info.role != Role::Moderator {
+        } else if locked && info.role != Role::Moderator && !limits.admitted {
             Some(JoinRefused::Locked)
         } else if visible().count() >= limits.max_participants {
             Some(JoinRefused::Full)
@@ -191,6 +210,9 @@ impl Rooms {
                 settings: meta.settings,
                 by: String::new(),
             }));
+        }
+        if info.role == Role::Moderator && !meta.lobby.is_empty() {
+            let _ = tx.try_send(Outbound::Message(lobby::message(&meta.lobby)));
         }
         if !hidden {
             for message in &meta.chat {
@@ -238,14 +260,7 @@ impl Rooms {
 
     /// Sends to the room's moderators; returns how many it reached.
     pub fn send_to_moderators(&self, room: &str, message: &ServerMessage) -> usize {
-        let rooms = self.rooms.lock().expect("rooms lock");
-        rooms
-            .get(room)
-            .into_iter()
-            .flatten()
-            .filter(|(_, m)| m.info.role == Role::Moderator)
-            .filter(|(_, m)| m.tx.try_send(Outbound::Message(message.clone())).is_ok())
-            .count()
+        send_moderators(&self.rooms.lock().expect("rooms lock"), room, message)
     }
 
     /// `id` became the room's dominant speaker: remembered for newcomers and sent to everyone.
@@ -479,6 +494,13 @@ impl Rooms {
         }
         meta.settings = settings;
         send_each(&rooms, room, "", &ServerMessage::RoomSettings { settings, by });
+        if !settings.lobby && !meta.lobby.is_empty() {
+            // The room no longer knocks: whoever waits comes in.
+            for waiter in meta.lobby.drain(..) {
+                waiter.admit();
+            }
+            send_moderators(&rooms, room, &lobby::message(&meta.lobby));
+        }
         true
     }
 
@@ -521,6 +543,7 @@ mod tests {
                 max_participants: max,
                 max_per_identity: 2,
                 may_start: true,
+                admitted: false,
             },
         )
     }
@@ -557,6 +580,7 @@ mod tests {
             max_participants: 10,
             max_per_identity: 10,
             may_start: false,
+            admitted: false,
         };
         assert_eq!(join_as(&rooms, "a", false, None, draining), Err(JoinRefused::Draining));
         assert_eq!(
@@ -591,6 +615,7 @@ mod tests {
             max_participants: 10,
             max_per_identity: 10,
             may_start: true,
+            admitted: false,
         };
         let welcome = |_| ServerMessage::Pong { nonce: None };
         let (tx_a, mut rx_a) = mpsc::channel(8);
@@ -640,6 +665,7 @@ mod tests {
             max_participants: 10,
             max_per_identity: 10,
             may_start: true,
+            admitted: false,
         };
         rooms.join("r", info("a"), false, None, tx_a, limits, welcome).unwrap();
         rooms.join("r", info("b"), false, None, tx_b, limits, welcome).unwrap();
@@ -663,6 +689,7 @@ mod tests {
             max_participants: 100,
             max_per_identity: 2,
             may_start: true,
+            admitted: false,
         };
         assert!(join_as(&rooms, "a1", false, Some("sub:anna"), limits).is_ok());
         assert!(join_as(&rooms, "a2", false, Some("sub:anna"), limits).is_ok());

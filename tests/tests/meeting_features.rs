@@ -1,7 +1,8 @@
 //! The meeting's own features through the whole server in-process, on protocol messages: chat
 //! (everyone gets it, newcomers get the recent ones, bad text and floods are refused), raised hands
 //! (in the participant list, lowered by a moderator), a locked room, mute-all and ending the meeting
-//! for everyone. Only moderators may lock, mute all or end.
+//! for everyone, and the lobby of a room set to knock. Only moderators may lock, mute all, end or
+//! decide who comes in from the lobby.
 
 use samtal_client::samtal_protocol::Role;
 use samtal_client::signal::JoinOptions;
@@ -251,4 +252,162 @@ async fn a_moderator_mutes_everyone_and_ends_the_meeting_for_all() {
         samtal_e2e::ws::eventually(WAIT, || async { server.state.rooms.room_count() == 0 }).await,
         "the room outlived its end"
     );
+}
+
+/// Connects and sends `join` to a knocking room; returns the id `lobby_waiting` promises.
+async fn knock(server: &RunningServer, room: &str, name: &str) -> (WsClient, String) {
+    let mut ws = WsClient::connect(&server.ws_url()).await;
+    let token = token(room, name, Role::Participant);
+    ws.send_json(&json!({"type": "join", "room": room, "name": name, "token": token}))
+        .await;
+    let waiting = ws.expect_type("lobby_waiting").await;
+    assert_eq!(waiting["room"], room, "{waiting}");
+    (ws, waiting["participant_id"].as_str().unwrap().to_owned())
+}
+
+/// The names in a `lobby` message, in its order.
+fn waiting_names(lobby: &Value) -> Vec<String> {
+    let names = lobby["waiting"].as_array().unwrap().iter();
+    names.map(|w| w["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_knocking_room_holds_joiners_until_a_moderator_lets_them_in_or_turns_them_away() {
+    let server = server().await;
+    let (mut mo, _) = join(&server, "knock", "Mo", Role::Moderator).await;
+    let (mut pia, _) = join(&server, "knock", "Pia", Role::Participant).await;
+    pia.send_json(&json!({"type": "room_settings", "lobby": true})).await;
+    assert_eq!(pia.expect_error("forbidden").await["ref_type"], "room_settings");
+    mo.send_json(&json!({"type": "room_settings", "lobby": true})).await;
+    let told = next_of(&mut pia, "room_settings").await;
+    assert_eq!(
+        (told["lobby"].as_bool(), told["locked"].as_bool()),
+        (Some(true), Some(false))
+    );
+
+    // Two joiners wait; the moderator sees them in order of arrival, and they can do nothing else.
+    let (mut ada, ada_id) = knock(&server, "knock", "Ada").await;
+    assert_eq!(waiting_names(&next_of(&mut mo, "lobby").await), ["Ada"]);
+    let (mut bert, bert_id) = knock(&server, "knock", "Bert").await;
+    assert_eq!(waiting_names(&next_of(&mut mo, "lobby").await), ["Ada", "Bert"]);
+    ada.send_json(&json!({"type": "chat", "text": "let me in"})).await;
+    assert_eq!(ada.expect_error("not_joined").await["ref_type"], "chat");
+    ada.ping_pong("still-here").await;
+
+    // Only a moderator decides, and only about someone who waits.
+    pia.send_json(&json!({"type": "lobby_decision", "participant": ada_id, "admit": true}))
+        .await;
+    assert_eq!(pia.expect_error("forbidden").await["ref_type"], "lobby_decision");
+    mo.send_json(&json!({"type": "lobby_decision", "participant": "p-nobody", "admit": true}))
+        .await;
+    mo.expect_error("unknown_participant").await;
+
+    // Admitted: `joined` with the promised id, and the room sees the newcomer.
+    mo.send_json(&json!({"type": "lobby_decision", "participant": ada_id, "admit": true}))
+        .await;
+    let joined = ada.expect_type("joined").await;
+    assert_eq!(joined["participant_id"], ada_id.as_str(), "{joined}");
+    assert_eq!(joined["role"], "participant");
+    assert_eq!(
+        next_of(&mut pia, "participant_joined").await["participant"]["id"],
+        ada_id.as_str()
+    );
+    assert_eq!(waiting_names(&next_of(&mut mo, "lobby").await), ["Bert"]);
+
+    // Turned away: a fatal error naming the moderator, then the connection closes.
+    mo.send_json(&json!({"type": "lobby_decision", "participant": bert_id, "admit": false}))
+        .await;
+    let rejected = bert.expect_error("lobby_rejected").await;
+    assert_eq!(rejected["fatal"], true, "{rejected}");
+    assert!(rejected["message"].as_str().unwrap().contains("Mo"), "{rejected}");
+    assert!(bert.closed_within(WAIT).await);
+    assert!(waiting_names(&next_of(&mut mo, "lobby").await).is_empty());
+
+    // A joiner who gives up leaves the list; nobody but moderators ever hears of the lobby.
+    let (cleo, _) = knock(&server, "knock", "Cleo").await;
+    assert_eq!(waiting_names(&next_of(&mut mo, "lobby").await), ["Cleo"]);
+    cleo.close().await;
+    assert!(waiting_names(&next_of(&mut mo, "lobby").await).is_empty());
+
+    // A moderator who joins later gets the list; turning the lobby off lets everyone in.
+    let (mut dan, dan_id) = knock(&server, "knock", "Dan").await;
+    let (mut max, _) = join(&server, "knock", "Max", Role::Moderator).await;
+    assert_eq!(waiting_names(&next_of(&mut max, "lobby").await), ["Dan"]);
+    max.send_json(&json!({"type": "room_settings", "lobby": false})).await;
+    assert_eq!(dan.expect_type("joined").await["participant_id"], dan_id.as_str());
+    assert!(
+        all_of(&mut pia, "lobby", Duration::from_millis(300)).await.is_empty(),
+        "a participant was told who waits"
+    );
+}
+
+#[tokio::test]
+async fn the_lobby_is_bounded_in_size_and_time_and_ends_with_the_meeting() {
+    let mut config = test_config();
+    config.auth.secret = Some(SECRET.into());
+    config.limits.max_lobby_waiting = 1;
+    config.limits.lobby_wait_secs = 2;
+    let server = start_server(config).await;
+    let (mut mo, _) = join(&server, "bounded", "Mo", Role::Moderator).await;
+    mo.send_json(&json!({"type": "room_settings", "lobby": true, "locked": true}))
+        .await;
+    next_of(&mut mo, "room_settings").await;
+
+    let (mut ada, _) = knock(&server, "bounded", "Ada").await;
+    let mut bert = WsClient::connect(&server.ws_url()).await;
+    let bert_token = token("bounded", "Bert", Role::Participant);
+    bert.send_json(&json!({"type": "join", "room": "bounded", "name": "Bert", "token": bert_token}))
+        .await;
+    assert_eq!(bert.expect_error("lobby_timeout").await["fatal"], true);
+    // Nobody decides: the wait ends after `lobby_wait_secs`, and the moderator's list empties.
+    let timed_out = ada.expect_error("lobby_timeout").await;
+    assert_eq!(timed_out["fatal"], true, "{timed_out}");
+    assert!(ada.closed_within(WAIT).await);
+    let lists: Vec<Vec<String>> = all_of(&mut mo, "lobby", Duration::from_millis(500))
+        .await
+        .iter()
+        .map(waiting_names)
+        .collect();
+    assert_eq!(lists.last().map(Vec::len), Some(0), "{lists:?}");
+
+    // An admitted joiner gets in although the room is locked; the meeting's end ends a wait.
+    let (mut cleo, cleo_id) = knock(&server, "bounded", "Cleo").await;
+    mo.send_json(&json!({"type": "lobby_decision", "participant": cleo_id, "admit": true}))
+        .await;
+    assert_eq!(cleo.expect_type("joined").await["participant_id"], cleo_id.as_str());
+    let (mut dan, _) = knock(&server, "bounded", "Dan").await;
+    mo.send_json(&json!({"type": "room_action", "action": "end"})).await;
+    let ended = dan.expect_error("lobby_rejected").await;
+    assert!(ended["message"].as_str().unwrap().contains("ended"), "{ended}");
+}
+
+/// The lobby on the real page (tests/browser/lobby.mjs): a moderator turns the lobby on from the
+/// participant list, lets one joiner in with a click and turns another away, who is told so in
+/// Swedish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_moderators_let_joiners_in_from_the_lobby_and_turn_them_away() {
+    let server = server().await;
+    let ttl = Duration::from_secs(3600);
+    let moderator = mint(SECRET, "*", None, Role::Moderator, ttl).unwrap();
+    let participant = mint(SECRET, "*", None, Role::Participant, ttl).unwrap();
+    let url = server.http_url();
+    let summary = run_browser_script(
+        "lobby.mjs",
+        &[
+            "--url",
+            &url,
+            "--room",
+            "lobby",
+            "--moderator",
+            &moderator,
+            "--participant",
+            &participant,
+            "--timeout",
+            "60",
+        ],
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(summary["ok"], true, "{summary}");
+    server.shutdown().await;
 }

@@ -165,6 +165,11 @@ async function join(event) {
       ui.announce('summary.ready');
     });
     m.addEventListener('roster', renderPanels);
+    m.addEventListener('knock', (e) => ui.notice(i18n.t('lobby.knocking', { name: e.detail.name }), 'info'));
+    m.addEventListener('state', () => {
+      $('lobby-cancel').hidden = m.state !== 'lobby';
+      if (m.state === 'lobby') ui.announce('conn.lobby');
+    });
     m.addEventListener('chat', renderPanels);
     m.addEventListener('state', renderPanels);
     m.addEventListener('state', renderTranscription);
@@ -195,6 +200,7 @@ async function join(event) {
 
 function onEnded(m, { reason, message }) {
   if (m !== meeting) return;
+  $('lobby-cancel').hidden = true;
   lastEnd = m.state;
   ui.renderGrid(null);
   ui.showView('prejoin');
@@ -389,6 +395,12 @@ function wireControls() {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) sendChat(e);
   });
   $('lock-room').onchange = (e) => meeting && meeting.setLocked(e.target.checked);
+  $('lobby-room').onchange = (e) => meeting && meeting.setLobby(e.target.checked);
+  $('lobby-list').addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-admit]');
+    if (button && meeting) meeting.decideLobby(button.closest('li').dataset.participantId, button.dataset.admit === 'true');
+  });
+  $('lobby-cancel').onclick = () => meeting && meeting.state === 'lobby' && meeting.leave();
   $('mute-all-button').onclick = () => meeting && meeting.roomAction('mute_all');
   $('end-all-button').onclick = () => {
     if (meeting && window.confirm(i18n.t('people.endConfirm'))) meeting.roomAction('end');

@@ -188,7 +188,9 @@ export class Meeting extends EventTarget {
     /** When our hand went up (ms since the Unix epoch), or null. */
     this.handRaisedAt = null;
     /** The room's settings as moderators set them. */
-    this.roomSettings = { locked: false };
+    this.roomSettings = { locked: false, lobby: false };
+    /** Moderators: who waits in the lobby, in order of arrival: [{id, name, since}]. */
+    this.lobby = [];
   }
 
   emit(type, detail = {}) {
@@ -379,9 +381,20 @@ export class Meeting extends EventTarget {
         break;
       }
       case 'room_settings':
-        this.roomSettings = { locked: !!msg.locked };
+        this.roomSettings = { locked: !!msg.locked, lobby: !!msg.lobby };
         this.emit('roster');
         break;
+      case 'lobby_waiting':
+        // The room knocks: `joined` comes once a moderator lets us in.
+        this.setState('lobby');
+        break;
+      case 'lobby': {
+        const before = new Set(this.lobby.map((w) => w.id));
+        this.lobby = msg.waiting || [];
+        for (const w of this.lobby) if (!before.has(w.id)) this.emit('knock', { name: w.name });
+        this.emit('roster');
+        break;
+      }
       default:
         break; // pong and anything newer
     }
@@ -540,9 +553,19 @@ export class Meeting extends EventTarget {
     if (this.sig) this.sig.send({ type: 'hand', raised: !!raised });
   }
 
-  /** Moderators: lock or unlock the room. */
+  /** Moderators: lock or unlock the room (`room_settings` carries every setting). */
   setLocked(locked) {
-    if (this.sig) this.sig.send({ type: 'room_settings', locked: !!locked });
+    if (this.sig) this.sig.send({ type: 'room_settings', ...this.roomSettings, locked: !!locked });
+  }
+
+  /** Moderators: make joiners wait in the lobby until a moderator lets them in, or stop. */
+  setLobby(lobby) {
+    if (this.sig) this.sig.send({ type: 'room_settings', ...this.roomSettings, lobby: !!lobby });
+  }
+
+  /** Moderators: let someone waiting in the lobby in, or turn it away. */
+  decideLobby(participant, admit) {
+    if (this.sig) this.sig.send({ type: 'lobby_decision', participant, admit: !!admit });
   }
 
   /** Moderators: 'mute_all' or 'end'. */

@@ -1,5 +1,6 @@
 // The participant list and the chat: who is here (role, microphone, raised hand, hands first in the
-// order they went up), the moderator's room controls (lock, mute everyone, end for everyone), and
+// order they went up), the moderator's room controls (lock, lobby, mute everyone, end for everyone)
+// with whoever waits in the lobby, and
 // the room's chat messages. Chat text is always shown as text, never as markup.
 
 import { formatTime, localize, t } from './i18n.js';
@@ -33,7 +34,9 @@ export function renderPeople(meeting, view) {
   const moderator = meeting.role === 'moderator';
   $('room-controls').hidden = !moderator;
   $('lock-room').checked = !!meeting.roomSettings.locked;
+  $('lobby-room').checked = !!meeting.roomSettings.lobby;
   $('room-locked').hidden = !meeting.roomSettings.locked;
+  renderLobby(meeting, moderator);
   const items = roster(meeting).map((p) => {
     const li = document.createElement('li');
     li.dataset.participantId = p.id || '';
@@ -62,6 +65,30 @@ export function renderPeople(meeting, view) {
   });
   $('people-list').replaceChildren(...items);
   localize($('people-count'), 'people.count', { count: items.length });
+}
+
+/** Moderators: who waits in the lobby, each with buttons to let them in or turn them away. */
+function renderLobby(meeting, moderator) {
+  const waiting = moderator ? meeting.lobby : [];
+  $('lobby-section').hidden = waiting.length === 0;
+  const items = waiting.map((w) => {
+    const li = document.createElement('li');
+    li.dataset.participantId = w.id;
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = w.name;
+    li.append(name);
+    for (const [admit, key] of [[true, 'lobby.admit'], [false, 'lobby.reject']]) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.dataset.admit = String(admit);
+      if (!admit) button.className = 'danger';
+      localize(button, key, { name: w.name });
+      li.append(button);
+    }
+    return li;
+  });
+  $('lobby-list').replaceChildren(...items);
 }
 
 /** The chat panel. `view.chatOpen`: whether it is shown; unread messages count on the button. */

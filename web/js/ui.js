@@ -67,6 +67,8 @@ export function connectionSummary(meeting) {
   switch (meeting.state) {
     case 'connecting':
       return ['connecting', 'conn.connecting'];
+    case 'lobby':
+      return ['connecting', 'conn.lobby'];
     case 'joined': {
       if (meeting.reconnecting) return ['connecting', 'conn.reconnecting'];
       const states = [meeting.publishPc, meeting.subscribePc]

@@ -29,7 +29,7 @@ impl Session {
     }
 
     /// Whether this session is a moderator; answers `forbidden` to `kind` when not.
-    fn moderator(&self, kind: &str) -> bool {
+    pub(super) fn moderator(&self, kind: &str) -> bool {
         let moderator = self.joined.as_ref().is_some_and(|j| j.role == Role::Moderator);
         if !moderator {
             self.error(ErrorCode::Forbidden, "only moderators may do this", Some(kind));

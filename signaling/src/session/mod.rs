@@ -5,6 +5,7 @@
 //! removal. A misbehaving client gets `error` messages and keeps its connection unless the error is
 //! fatal; nothing it sends can stall another participant (its own task, bounded queues).
 
+mod lobby;
 mod meeting;
 mod resume;
 mod writer;
@@ -48,6 +49,19 @@ struct Joined {
     hidden: bool,
     /// The others were told this participant's media connection is interrupted.
     interrupted: bool,
+}
+
+/// A join that passed its checks, on its way into the room (through the lobby when the room knocks).
+struct Entering {
+    room: String,
+    /// The participant id it will have.
+    id: String,
+    name: String,
+    role: Role,
+    identity: Option<String>,
+    request: JoinRequest,
+    /// A moderator let it in from the lobby.
+    admitted: bool,
 }
 
 /// What a join's credential grants.
@@ -116,6 +130,8 @@ struct Session {
     received: u64,
     /// How many chat messages it may send now.
     chat_rate: crate::chat::ChatRate,
+    /// Set while the joiner waits in a knocking room's lobby.
+    waiting: Option<lobby::Lobbied>,
 }
 
 /// One of the server's limited places for connections that have not joined yet.
@@ -190,12 +206,17 @@ async fn run_inner(state: Arc<AppState>, mut socket: WebSocket, peer: SocketAddr
         resume_token: None,
         received: 0,
         chat_rate: crate::chat::ChatRate::new(Instant::now()),
+        waiting: None,
     };
     let mut deadline = tokio::time::Instant::now() + heartbeat;
     // Set while the websocket is gone and the session waits for its client to resume.
     let mut detached_until: Option<tokio::time::Instant> = None;
     let end = loop {
-        if session.unjoined.is_none() && session.joined.is_none() && session.worker.is_none() {
+        if session.unjoined.is_none()
+            && session.joined.is_none()
+            && session.worker.is_none()
+            && session.waiting.is_none()
+        {
             tracing::info!("too many connections waiting to join; refused");
             session.error(
                 ErrorCode::ServerBusy,
@@ -246,6 +267,11 @@ async fn run_inner(state: Arc<AppState>, mut socket: WebSocket, peer: SocketAddr
             _ = tokio::time::sleep_until(join_deadline), if session.unjoined.is_some() => {
                 session.error(ErrorCode::JoinTimeout, format!("no join within {} s", state.config.limits.join_timeout_secs), None);
                 break End::Fatal;
+            }
+            outcome = lobby::outcome(&mut session.waiting) => {
+                if let Some(end) = session.on_lobby_outcome(outcome).await {
+                    break end;
+                }
             }
             event = media_rx.recv() => {
                 if let Some(event) = event
@@ -427,7 +453,7 @@ impl Session {
                 transcription_opt_out,
                 resumable,
             } => {
-                if self.joined.is_some() {
+                if self.joined.is_some() || self.waiting.is_some() {
                     self.error(
                         ErrorCode::AlreadyJoined,
                         "this connection already joined a room",
@@ -452,6 +478,12 @@ impl Session {
                     return self.on_join(room, name, token, options).await;
                 }
             }
+            ClientMessage::Leave if self.waiting.is_some() => return Some(End::Leave(LeaveReason::Left)),
+            _ if self.waiting.is_some() => self.error(
+                ErrorCode::NotJoined,
+                format!("waiting in the lobby: {kind} comes after a moderator lets you in"),
+                Some(kind),
+            ),
             _ if self.joined.is_none() => {
                 self.error(ErrorCode::NotJoined, format!("send join before {kind}"), Some(kind))
             }
@@ -530,6 +562,7 @@ impl Session {
             }
             ClientMessage::RoomSettings(settings) => self.on_room_settings(settings),
             ClientMessage::RoomAction { action } => self.on_room_action(action),
+            ClientMessage::LobbyDecision { participant, admit } => self.on_lobby_decision(&participant, admit),
         }
         None
     }
@@ -770,12 +803,7 @@ impl Session {
         token: Option<String>,
         request: JoinRequest,
     ) -> Option<End> {
-        let JoinRequest {
-            hidden,
-            matrix_room,
-            opt_out,
-            resumable,
-        } = request;
+        let hidden = request.hidden;
         if !valid_room(&room) {
             self.error(
                 ErrorCode::BadRoom,
@@ -819,6 +847,38 @@ impl Session {
         let span = tracing::Span::current();
         span.record("room", room.as_str());
         span.record("participant", id.as_str());
+        let entering = Entering {
+            room,
+            id,
+            name,
+            role,
+            identity,
+            request,
+            admitted: false,
+        };
+        match self.knock(entering) {
+            Ok(entering) => self.enter(entering).await,
+            Err(end) => end,
+        }
+    }
+
+    /// Joins the room: media, the room registry, then everyone is told.
+    async fn enter(&mut self, entering: Entering) -> Option<End> {
+        let Entering {
+            room,
+            id,
+            name,
+            role,
+            identity,
+            request:
+                JoinRequest {
+                    hidden,
+                    matrix_room,
+                    opt_out,
+                    resumable,
+                },
+            admitted,
+        } = entering;
         // Media first: its events queue up in this session until `joined` is out.
         let options = SubscribeOptions {
             audio: true,
@@ -873,6 +933,7 @@ impl Session {
             max_per_identity: self.state.config.limits.max_joins_per_identity,
             // A draining server keeps its meetings going but starts none.
             may_start: !self.state.draining.load(Ordering::SeqCst),
+            admitted,
         };
         let joined = self
             .state
@@ -1119,6 +1180,10 @@ impl Session {
         }
         if let Some(token) = self.resume_token.take() {
             self.state.resumes.remove(&token);
+        }
+        if let Some(lobbied) = self.waiting.take() {
+            self.state.rooms.leave_lobby(lobbied.room(), lobbied.id());
+            tracing::info!("left the lobby");
         }
         let Some(joined) = self.joined.take() else { return };
         self.state.media.leave(&joined.id).await;

@@ -104,6 +104,7 @@ pub fn session_rooms(data: &[u8]) {
         max_participants: 3,
         max_per_identity: 2,
         may_start: true,
+        admitted: false,
     };
     let mut present: Vec<(String, String)> = Vec::new();
     // Rooms a moderator locked (a room forgets its lock when it empties).
