@@ -2,13 +2,14 @@
 //! server calls it, and checks what must hold whatever the input was.
 
 use samtal_protocol::{
-    ClientMessage, ErrorCode, MediaKind, ParticipantInfo, Role, RoomSettings, ServerMessage, TrackInfo, TrackSource,
+    ClientMessage, ErrorCode, LobbyEntry, MediaKind, ParticipantInfo, Role, RoomSettings, ServerMessage, TrackInfo,
+    TrackSource,
 };
 use samtal_sfu::forward::{Incoming, PublishedTrack, RedFormat, codec, vp8};
 use samtal_signaling::auth::Verifier;
 use samtal_signaling::config::AuthConfig;
 use samtal_signaling::export::{Format, render};
-use samtal_signaling::rooms::{JoinLimits, Rooms};
+use samtal_signaling::rooms::{JoinLimits, Knock, Rooms};
 use samtal_signaling::session;
 use samtal_signaling::store::{Meeting, Participant, Transcript, TranscriptSegment};
 use std::sync::OnceLock;
@@ -94,9 +95,9 @@ pub fn signaling_message(data: &[u8]) {
     }
 }
 
-/// Joins, leaves, track and consent changes, chat, hands and locks in the room registry, in any
-/// order: the limits hold after every step, a locked room takes no participant, chat text is
-/// clean, and nothing is left once everyone has left.
+/// Joins, leaves, track and consent changes, chat, hands, locks and lobbies in the room registry,
+/// in any order: the limits hold after every step, a locked room takes no participant, only a
+/// knocking room holds joiners, chat text is clean, and nothing is left once everyone has left.
 pub fn session_rooms(data: &[u8]) {
     let mut input = Bytes::new(data);
     let rooms = Rooms::default();
@@ -204,13 +205,34 @@ pub fn session_rooms(data: &[u8]) {
                 rooms.set_hand(&room, &id, op & 0x40 != 0, None);
             }
             7 => {
-                // Only a room that exists keeps a lock.
+                // Only a room that exists keeps a lock or a lobby.
                 let lock = op & 0x40 != 0;
+                let lobby = op & 0x20 != 0;
                 let exists = present.iter().any(|(r, _)| *r == room);
-                rooms.set_settings(&room, RoomSettings { locked: lock }, String::new());
+                let settings = RoomSettings { locked: lock, lobby };
+                rooms.set_settings(&room, settings, String::new());
                 locked.retain(|r| *r != room);
                 if lock && exists {
                     locked.push(room.clone());
+                }
+                // Someone knocks: only a room that exists and knocks holds it (two at most), and a
+                // waiting joiner is decided once; undecided ones wait until the room ends.
+                let id = format!("w{step}");
+                let entry = LobbyEntry {
+                    id: id.clone(),
+                    name: input.string(16),
+                    since: 0,
+                };
+                match rooms.knock(&room, entry, 2) {
+                    Knock::Enter => assert!(!(lobby && exists), "a knocking room let a joiner straight in"),
+                    Knock::Full => assert!(lobby && exists && rooms.lobby(&room).len() == 2),
+                    Knock::Wait(_) => {
+                        assert!(lobby && exists, "a joiner waits for a room that does not knock");
+                        if op & 0x10 != 0 {
+                            assert!(rooms.decide(&room, &id, op & 0x08 != 0, String::new()));
+                            assert!(!rooms.decide(&room, &id, true, String::new()), "decided twice");
+                        }
+                    }
                 }
             }
             _ => {
@@ -234,6 +256,9 @@ pub fn session_rooms(data: &[u8]) {
         (0, 0),
         "rooms left behind"
     );
+    for r in 0..3u8 {
+        assert!(rooms.lobby(&room_name(r)).is_empty(), "a lobby outlived its room");
+    }
 }
 
 /// A publish offer through the media server's publish path (size bound, ICE-lite peer connection,
