@@ -242,6 +242,7 @@ async fn serve_echo(listener: TcpListener) -> Vec<usize> {
                             language: None,
                             meeting_id: None,
                             available: false,
+                            chat_kept: false,
                         },
                         resume: None,
                     })
@@ -465,6 +466,7 @@ async fn signaling_passes_messages_both_ways() {
                             language: None,
                             meeting_id: None,
                             available: false,
+                            chat_kept: false,
                         },
                         resume: None,
                     }

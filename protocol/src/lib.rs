@@ -362,6 +362,10 @@ pub struct TranscriptionStatus {
     pub meeting_id: Option<String>,
     /// Whether a transcription worker is connected to serve it.
     pub available: bool,
+    /// While enabled: the chat is kept with the transcript (each message written from now on,
+    /// except those of participants who opted out of transcription).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub chat_kept: bool,
 }
 
 impl ClientMessage {

@@ -62,6 +62,10 @@ pub struct TranscriptionConfig {
     /// at least 32 bytes. Unset: only a service-role token (with `auth.secret` or `auth.jwks_url`) registers
     /// a worker; on an open server, no worker can register and transcription is unavailable.
     pub worker_key: Option<String>,
+    /// Keep the chat of a transcribed meeting with its transcript: each message written while
+    /// transcription runs (not those of participants who opted out), under the same retention,
+    /// legal hold and audit trail.
+    pub keep_chat: bool,
 }
 
 impl Default for TranscriptionConfig {
@@ -69,6 +73,7 @@ impl Default for TranscriptionConfig {
         Self {
             resume_grace_secs: 120,
             worker_key: None,
+            keep_chat: true,
         }
     }
 }

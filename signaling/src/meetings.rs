@@ -105,7 +105,7 @@ async fn announce_end(state: &AppState, room: &str, meeting_id: &str) {
 }
 
 fn broadcast_status(state: &AppState, room: &str) {
-    let status = state.transcription.status(room);
+    let status = state.transcription_status(room);
     state
         .rooms
         .broadcast(room, "", &ServerMessage::TranscriptionStatus(status));

@@ -54,7 +54,9 @@ pub struct AppState {
 impl AppState {
     /// Transcription state of a room as participants see it.
     pub fn transcription_status(&self, room: &str) -> samtal_protocol::TranscriptionStatus {
-        self.transcription.status(room)
+        let mut status = self.transcription.status(room);
+        status.chat_kept = status.enabled && self.config.transcription.keep_chat;
+        status
     }
 }
 

@@ -66,12 +66,14 @@ impl Transcription {
                 language: t.language.clone(),
                 meeting_id: Some(t.meeting_id.clone()),
                 available,
+                chat_kept: false,
             },
             None => TranscriptionStatus {
                 enabled: false,
                 language: None,
                 meeting_id: None,
                 available,
+                chat_kept: false,
             },
         }
     }

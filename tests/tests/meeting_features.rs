@@ -411,3 +411,102 @@ async fn chromium_moderators_let_joiners_in_from_the_lobby_and_turn_them_away() 
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }
+
+/// `GET path` with `token` as bearer: status and JSON body (`Null` when the body is not JSON).
+async fn api_get(server: &RunningServer, path: &str, token: &str) -> (u16, Value) {
+    let bearer = format!("Bearer {token}");
+    let (status, body) = samtal_e2e::ws::http_get_with(server.addr, path, &[("Authorization", &bearer)]).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn chat_written_while_a_meeting_is_transcribed_is_kept_with_it_for_the_right_readers() {
+    let server = server().await;
+    let (mut mo, _) = join(&server, "minutes", "Mo", Role::Moderator).await;
+    let (mut pia, _) = join(&server, "minutes", "Pia", Role::Participant).await;
+    let (mut ola, _) = join(&server, "minutes", "Ola", Role::Participant).await;
+    pia.send_json(&json!({"type": "chat", "text": "before transcription"}))
+        .await;
+    next_of(&mut mo, "chat").await;
+
+    mo.send_json(&json!({"type": "transcription", "enabled": true, "language": "sv"}))
+        .await;
+    let status = next_of(&mut pia, "transcription_status").await;
+    assert_eq!(
+        (status["enabled"].as_bool(), status["chat_kept"].as_bool()),
+        (Some(true), Some(true)),
+        "{status}"
+    );
+    let meeting = status["meeting_id"].as_str().unwrap().to_owned();
+    ola.send_json(&json!({"type": "transcription_consent", "opt_out": true}))
+        .await;
+    next_of(&mut mo, "transcription_consent").await;
+    for (ws, text) in [
+        (&mut pia, "Jag delar <b>skärmen</b> nu"),
+        (&mut ola, "not kept: opted out"),
+        (&mut mo, "Tack, Pia"),
+    ] {
+        ws.send_json(&json!({"type": "chat", "text": text})).await;
+        // Each arrives in order before the next is sent.
+        assert_eq!(next_of(&mut mo, "chat").await["text"], text);
+    }
+    mo.send_json(&json!({"type": "transcription", "enabled": false})).await;
+    next_of(&mut pia, "transcription_status").await;
+    pia.send_json(&json!({"type": "chat", "text": "after transcription"}))
+        .await;
+    next_of(&mut mo, "chat").await;
+
+    let ttl = Duration::from_secs(3600);
+    let officer = mint(SECRET, "*", Some("Olga"), Role::Compliance, ttl).unwrap();
+    let path = format!("/api/meetings/{meeting}/chat");
+    let (status, body) = api_get(&server, &path, &officer).await;
+    assert_eq!(status, 200, "{body}");
+    let kept: Vec<(&str, &str)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kept,
+        [("Pia", "Jag delar <b>skärmen</b> nu"), ("Mo", "Tack, Pia")],
+        "{body}"
+    );
+    // Its own room's moderator may read it; a participant, or a moderator of another room, may not.
+    let (status, _) = api_get(&server, &path, &token("minutes", "Mo", Role::Moderator)).await;
+    assert_eq!(status, 200);
+    let (status, _) = api_get(&server, &path, &token("minutes", "Pia", Role::Participant)).await;
+    assert_eq!(status, 403);
+    let (status, _) = api_get(&server, &path, &token("elsewhere", "Max", Role::Moderator)).await;
+    assert_eq!(status, 403);
+    let (status, _) = api_get(&server, "/api/meetings/no-such-meeting/chat", &officer).await;
+    assert_eq!(status, 404);
+    // Every read is in the audit trail.
+    let admin = mint(SECRET, "*", Some("Ada"), Role::Administrator, ttl).unwrap();
+    let (_, audit) = api_get(&server, "/api/audit?action=chat.read&limit=50", &admin).await;
+    let outcomes: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "ok").count(), 2, "{audit}");
+    assert!(outcomes.contains(&"denied"), "{audit}");
+    server.shutdown().await;
+
+    // A server that keeps no chat says so and stores none.
+    let mut config = test_config();
+    config.auth.secret = Some(SECRET.into());
+    config.transcription.keep_chat = false;
+    let server = start_server(config).await;
+    let (mut mo, _) = join(&server, "minutes", "Mo", Role::Moderator).await;
+    mo.send_json(&json!({"type": "transcription", "enabled": true})).await;
+    let status = next_of(&mut mo, "transcription_status").await;
+    assert_eq!(status.get("chat_kept"), None, "{status}");
+    mo.send_json(&json!({"type": "chat", "text": "not kept"})).await;
+    next_of(&mut mo, "chat").await;
+    let meeting = status["meeting_id"].as_str().unwrap();
+    let (_, body) = api_get(&server, &format!("/api/meetings/{meeting}/chat"), &officer).await;
+    assert_eq!(body["messages"], json!([]), "{body}");
+    server.shutdown().await;
+}

@@ -158,6 +158,7 @@ async function join(event) {
     m.addEventListener('notice', (e) => ui.notice(e.detail.message, e.detail.level));
     m.addEventListener('local', refreshDevices);
     m.addEventListener('transcription', renderTranscription);
+    m.addEventListener('transcription', renderPanels);
     m.addEventListener('caption', renderCaptions);
     m.addEventListener('summary', () => {
       view.transcriptOpen = true;

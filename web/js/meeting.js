@@ -478,6 +478,7 @@ export class Meeting extends EventTarget {
       available: !!msg.available,
       language: msg.language ?? null,
       meeting_id: msg.meeting_id ?? null,
+      chat_kept: !!msg.chat_kept,
     };
     if (!quiet && before.enabled !== this.transcription.enabled) {
       this.notice(t(this.transcription.enabled ? 'transcription.turnedOn' : 'transcription.turnedOff'), 'info');

@@ -121,5 +121,6 @@ export function renderChat(meeting, view) {
     list.append(li);
   }
   $('chat-empty').hidden = meeting.chat.length > 0;
+  $('chat-kept').hidden = !(meeting.transcription && meeting.transcription.enabled && meeting.transcription.chat_kept);
   if (stick) list.scrollTop = list.scrollHeight;
 }

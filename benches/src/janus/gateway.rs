@@ -168,6 +168,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> anyhow::Result<()> {
                 language: None,
                 meeting_id: None,
                 available: false,
+                chat_kept: false,
             },
             resume: None,
         },

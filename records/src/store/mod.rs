@@ -158,6 +158,7 @@ macro_rules! push_meeting_filter {
 }
 
 // Modules that add to `Store` come after `with_pool!`, which they use.
+mod chat;
 mod compliance;
 mod lease;
 mod outbox;
@@ -166,6 +167,7 @@ mod summaries;
 mod tests;
 mod webhooks;
 
+pub use chat::StoredChat;
 pub use compliance::{AuditFilter, Deletion, LegalHold, SearchHit};
 pub use outbox::{Delivery, DeliveryKind};
 pub use summaries::StoredSummary;

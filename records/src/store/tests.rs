@@ -611,3 +611,6 @@ mod webhooks;
 
 // Meeting summaries, on both backends.
 mod summaries;
+
+// A meeting's kept chat, on both backends.
+mod chat;

@@ -93,6 +93,7 @@ pub fn router(store: Store, verifier: Verifier, audit: AuditConfig) -> Router {
         .route("/api/meetings", get(list_meetings))
         .route("/api/meetings/{id}", axum::routing::delete(records::delete_meeting))
         .route("/api/meetings/{id}/transcript", get(transcript))
+        .route("/api/meetings/{id}/chat", get(chat))
         .route("/api/meetings/{id}/export", get(records::export))
         .route("/api/meetings/{id}/verify", get(records::verify))
         .route("/api/meetings/{id}/hold", put(records::hold))
@@ -498,6 +499,31 @@ async fn transcript(
     let mut body = serde_json::to_value(&transcript).unwrap_or_default();
     body["meeting"] = meeting_json(&transcript.meeting, hold.as_ref());
     Ok(axum::Json(body).into_response())
+}
+
+/// `GET /api/meetings/{id}/chat`: the chat kept with a transcribed meeting (`transcription.keep_chat`),
+/// oldest first; readable and audited (`chat.read`) as the transcript is.
+async fn chat(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    const ACTION: &str = "chat.read";
+    caller.require(&state, ACTION, &id, READERS).await?;
+    let meeting = state
+        .store
+        .meeting(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(&id))?;
+    caller.require_room(&state, ACTION, &meeting).await?;
+    let messages = state.store.chat(&id).await.map_err(ApiError::internal)?;
+    caller.audit(&state, ACTION, &id, "ok", None).await?;
+    let messages: Vec<_> = messages
+        .into_iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.message_id, "participant_id": m.participant_id, "name": m.name, "text": m.text, "at": m.at,
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "meeting_id": id, "messages": messages })).into_response())
 }
 
 #[cfg(test)]

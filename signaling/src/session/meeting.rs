@@ -1,13 +1,15 @@
-//! What a joined participant does in the meeting besides media: chat, and the moderator's room
+//! What a joined participant does in the meeting besides media: chat (kept with the transcript
+//! while the meeting is transcribed), and the moderator's room
 //! settings (lock) and room actions (mute everyone, end the meeting). Raising a hand is one call
 //! to the room registry (`Rooms::set_hand`).
 
 use super::Session;
-use samtal_protocol::{ErrorCode, Role, RoomAction, RoomSettings, TrackSource};
+use crate::store::StoredChat;
+use samtal_protocol::{ChatMessage, ErrorCode, Role, RoomAction, RoomSettings, TrackSource};
 use std::time::Instant;
 
 impl Session {
-    pub(super) fn on_chat(&mut self, text: String) {
+    pub(super) async fn on_chat(&mut self, text: String) {
         let joined = self.joined.as_ref().expect("checked");
         if joined.hidden {
             self.error(ErrorCode::Forbidden, "hidden participants do not chat", Some("chat"));
@@ -25,7 +27,41 @@ impl Session {
             );
             return;
         }
-        self.state.rooms.chat(&joined.room, &joined.id, text);
+        let Some(message) = self.state.rooms.chat(&joined.room, &joined.id, text) else {
+            return;
+        };
+        self.keep_chat(&joined.room, message).await;
+    }
+
+    /// Keeps a chat message with the transcript while the room is transcribed (`keep_chat`),
+    /// unless its sender opted out of transcription.
+    async fn keep_chat(&self, room: &str, message: ChatMessage) {
+        if !self.state.config.transcription.keep_chat {
+            return;
+        }
+        let Some(meeting_id) = self.state.transcription.meeting_id(room) else {
+            return;
+        };
+        if self
+            .state
+            .rooms
+            .speaker(room, &message.participant_id)
+            .is_none_or(|s| s.opted_out)
+        {
+            return;
+        }
+        let stored = StoredChat {
+            meeting_id,
+            // Unique in the meeting, across restarts of the room's message counter.
+            message_id: format!("{}-{}", message.at, message.id),
+            participant_id: message.participant_id,
+            name: message.name,
+            text: message.text,
+            at: message.at,
+        };
+        if let Err(e) = self.state.store.put_chat(&stored).await {
+            tracing::error!(meeting = %stored.meeting_id, "chat message not kept with the transcript: {e}");
+        }
     }
 
     /// Whether this session is a moderator; answers `forbidden` to `kind` when not.

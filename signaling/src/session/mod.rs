@@ -555,7 +555,7 @@ impl Session {
             } => self.on_transcription(enabled, language, prompt).await,
             ClientMessage::TranscriptionConsent { opt_out } => self.on_consent(opt_out).await,
             ClientMessage::Segment(segment) => self.on_segment(segment).await,
-            ClientMessage::Chat { text } => self.on_chat(text),
+            ClientMessage::Chat { text } => self.on_chat(text).await,
             ClientMessage::Hand { raised } => {
                 let joined = self.joined.as_ref().expect("checked");
                 self.state.rooms.set_hand(&joined.room, &joined.id, raised, None);
@@ -678,7 +678,7 @@ impl Session {
     /// Tells every transcribed room whether a worker serves it (after workers come and go).
     fn broadcast_availability(&self) {
         for room in self.state.rooms.room_names() {
-            let status = self.state.transcription.status(&room);
+            let status = self.state.transcription_status(&room);
             self.state
                 .rooms
                 .broadcast(&room, "", &ServerMessage::TranscriptionStatus(status));

@@ -53,6 +53,8 @@ export async function summary(id) {
     throw e;
   }
 }
+/** The chat kept with the meeting, oldest first (empty when none was kept). */
+export const chat = (id) => json('GET', `/api/meetings/${encodeURIComponent(id)}/chat`);
 export const verify = (id) => json('GET', `/api/meetings/${encodeURIComponent(id)}/verify`);
 export const hold = (id, on, reason) => json('PUT', `/api/meetings/${encodeURIComponent(id)}/hold`, { body: { hold: on, reason } });
 export const remove = (id) => json('DELETE', `/api/meetings/${encodeURIComponent(id)}`);

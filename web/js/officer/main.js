@@ -164,6 +164,17 @@ function renderMeeting(transcript, keepFilter = false) {
   if (!keepFilter) $('verify-result').hidden = true;
   renderSummary(transcript.summary);
   renderSegments();
+  renderChat(transcript.chat || []);
+}
+
+/** The chat kept with the meeting, after the transcript: time into the meeting, sender, text (as text). */
+function renderChat(messages) {
+  $('kept-chat').hidden = messages.length === 0;
+  $('chat-lines').replaceChildren(...messages.map((m) =>
+    el('li', { className: 'segment', dataset: { participant: m.participant_id } },
+      el('span', { className: 'time' }, offset(m.at - current.meeting.started_at)),
+      el('span', { className: 'speaker' }, m.name),
+      el('span', { className: 'text' }, m.text))));
 }
 
 /** The meeting's summary (`null`: none), under the facts. */
@@ -199,9 +210,10 @@ function renderSegments() {
 
 /** Shows a meeting's transcript, unless `stillWanted()` says another view was asked for meanwhile. */
 async function openMeeting(id, stillWanted = () => true) {
-  const [transcript, summary] = await Promise.all([api.transcript(id), api.summary(id)]);
+  const [transcript, summary, chat] = await Promise.all([api.transcript(id), api.summary(id), api.chat(id)]);
   if (!stillWanted()) return;
   transcript.summary = summary;
+  transcript.chat = chat.messages;
   renderMeeting(transcript);
   show('meeting');
 }
