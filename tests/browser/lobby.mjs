@@ -7,7 +7,10 @@
 // page says so in the top bar and offers "Stop waiting"; Mo gets a notice and Ada in the lobby list,
 // lets her in, and Ada's page is in the meeting with Mo in her list. Bert knocks in Swedish and Mo
 // turns him away: Bert's page is back at the join form saying, in Swedish, that a moderator did not let
-// him in. Prints one JSON summary line; exits 0 on success, 1 naming what failed.
+// him in. Then the other room controls: Mo locks the room (Ada's list says so; Bert, trying again, is
+// refused in Swedish), mutes everyone (Ada's microphone goes off, Mo's stays on), and ends the meeting
+// for everyone (both pages are back at the join form, Ada told she was removed). Prints one JSON
+// summary line; exits 0 on success, 1 naming what failed.
 
 import { chromium } from 'playwright-core';
 import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, runChecks, waitFor } from './lib.mjs';
@@ -105,4 +108,41 @@ await runChecks(summary, [browser], async (people) => {
   });
   summary.bert = turnedAway.detail;
   summary.knockNotice = knocked.detail;
+
+  // Lock: everyone's list says so, and Bert, trying again, is refused at once.
+  await mo.page.check('#lock-room');
+  await waitFor('Ada\'s list never said the room is locked', timeout, async () => {
+    const shown = await ada.page.isVisible('#room-locked');
+    return { ok: shown, detail: shown };
+  });
+  await bert.page.click('#join-button');
+  const locked = await waitFor('Bert was never told the room is locked', timeout, async () => {
+    const notices = await bert.page.textContent('#notices');
+    return { ok: notices.includes('Rummet är låst'), detail: notices };
+  });
+  summary.locked = locked.detail;
+
+  // Mute everyone: once Mo sees Ada's microphone on, the button turns it off on Ada's own page.
+  await waitFor('Mo never saw Ada\'s microphone on', timeout, async () => {
+    const entry = await mo.page.evaluate(() => [...document.querySelectorAll('#people-list li')]
+      .find((li) => li.querySelector('.name')?.textContent === 'Ada')?.textContent ?? null);
+    return { ok: !!entry && !entry.includes('Microphone off'), detail: entry };
+  });
+  await mo.page.click('#mute-all-button');
+  await waitFor('Ada\'s microphone stayed on after mute everyone', timeout, async () => {
+    const muted = await ada.page.evaluate(() => window.samtal.isMuted('microphone'));
+    return { ok: muted === true, detail: muted };
+  });
+  if (await mo.page.evaluate(() => window.samtal.isMuted('microphone'))) throw new Error('mute everyone muted the moderator');
+
+  // End for everyone, after the confirmation: both pages are back at the join form.
+  mo.page.once('dialog', (dialog) => dialog.accept());
+  await mo.page.click('#end-all-button');
+  const ended = await waitFor('the meeting did not end for everyone', timeout, async () => {
+    const pages = await Promise.all([mo, ada].map(async (p) => ({
+      form: await p.page.isVisible('#join-form'), notices: await p.page.textContent('#notices'),
+    })));
+    return { ok: pages.every((p) => p.form) && pages[1].notices.includes('removed you'), detail: pages };
+  });
+  summary.ended = ended.detail;
 });

@@ -349,8 +349,7 @@ async fn the_lobby_is_bounded_in_size_and_time_and_ends_with_the_meeting() {
     config.limits.lobby_wait_secs = 2;
     let server = start_server(config).await;
     let (mut mo, _) = join(&server, "bounded", "Mo", Role::Moderator).await;
-    mo.send_json(&json!({"type": "room_settings", "lobby": true, "locked": true}))
-        .await;
+    mo.send_json(&json!({"type": "room_settings", "lobby": true})).await;
     next_of(&mut mo, "room_settings").await;
 
     let (mut ada, _) = knock(&server, "bounded", "Ada").await;
@@ -370,22 +369,33 @@ async fn the_lobby_is_bounded_in_size_and_time_and_ends_with_the_meeting() {
         .collect();
     assert_eq!(lists.last().map(Vec::len), Some(0), "{lists:?}");
 
-    // An admitted joiner gets in although the room is locked; the meeting's end ends a wait.
+    // A locked room takes no knocks, but whoever waited before may still be let in.
     let (mut cleo, cleo_id) = knock(&server, "bounded", "Cleo").await;
+    mo.send_json(&json!({"type": "room_settings", "lobby": true, "locked": true}))
+        .await;
+    next_of(&mut mo, "room_settings").await;
+    let mut eve = WsClient::connect(&server.ws_url()).await;
+    let eve_token = token("bounded", "Eve", Role::Participant);
+    eve.send_json(&json!({"type": "join", "room": "bounded", "name": "Eve", "token": eve_token}))
+        .await;
+    eve.expect_error("room_locked").await;
     mo.send_json(&json!({"type": "lobby_decision", "participant": cleo_id, "admit": true}))
         .await;
     assert_eq!(cleo.expect_type("joined").await["participant_id"], cleo_id.as_str());
+    // The meeting's end ends a wait.
+    mo.send_json(&json!({"type": "room_settings", "lobby": true})).await;
+    next_of(&mut mo, "room_settings").await;
     let (mut dan, _) = knock(&server, "bounded", "Dan").await;
     mo.send_json(&json!({"type": "room_action", "action": "end"})).await;
     let ended = dan.expect_error("lobby_rejected").await;
     assert!(ended["message"].as_str().unwrap().contains("ended"), "{ended}");
 }
 
-/// The lobby on the real page (tests/browser/lobby.mjs): a moderator turns the lobby on from the
-/// participant list, lets one joiner in with a click and turns another away, who is told so in
-/// Swedish.
+/// The moderator's room controls on the real page, three Chromium participants
+/// (tests/browser/lobby.mjs): the lobby turned on from the participant list, one joiner let in with
+/// a click and another turned away (told so in Swedish), then lock, mute everyone and end for all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_moderators_let_joiners_in_from_the_lobby_and_turn_them_away() {
+async fn chromium_moderators_run_the_lobby_lock_mute_all_and_end_for_all() {
     let server = server().await;
     let ttl = Duration::from_secs(3600);
     let moderator = mint(SECRET, "*", None, Role::Moderator, ttl).unwrap();

@@ -62,13 +62,14 @@ pub(super) fn message(lobby: &[Waiter]) -> ServerMessage {
 
 impl Rooms {
     /// A joiner asks to come into `room`: it waits when the room knocks and `entry.id` is not
-    /// waiting already, with at most `max` waiting at once.
+    /// waiting already, with at most `max` waiting at once. A locked room takes no new knocks: the
+    /// joiner goes on to the join, which the lock refuses.
     pub fn knock(&self, room: &str, entry: LobbyEntry, max: usize) -> Knock {
         let rooms = self.rooms.lock().expect("rooms lock");
         let mut meta = self.meta.lock().expect("meta lock");
         let Some(meta) = meta
             .get_mut(room)
-            .filter(|m| m.settings.lobby && rooms.contains_key(room))
+            .filter(|m| m.settings.lobby && !m.settings.locked && rooms.contains_key(room))
         else {
             return Knock::Enter;
         };
@@ -269,12 +270,17 @@ mod tests {
     async fn an_admitted_joiner_passes_the_lock_and_a_moderator_joining_later_sees_the_queue() {
         let rooms = Rooms::default();
         let _first = join(&rooms, "m", Role::Moderator);
+        knocking(&rooms);
+        let _a = waits(rooms.knock("r", entry("a"), 5));
         let settings = RoomSettings {
             lobby: true,
             locked: true,
         };
         assert!(rooms.set_settings("r", settings, "m".into()));
-        let _a = waits(rooms.knock("r", entry("a"), 5));
+        assert!(
+            matches!(rooms.knock("r", entry("b"), 5), Knock::Enter),
+            "a locked room takes no knocks"
+        );
         let mut later = join(&rooms, "m2", Role::Moderator);
         assert_eq!(lobby_lists(&mut later), [vec!["a"]]);
         let (tx, _rx) = mpsc::channel(16);

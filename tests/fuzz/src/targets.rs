@@ -215,8 +215,9 @@ pub fn session_rooms(data: &[u8]) {
                 if lock && exists {
                     locked.push(room.clone());
                 }
-                // Someone knocks: only a room that exists and knocks holds it (two at most), and a
-                // waiting joiner is decided once; undecided ones wait until the room ends.
+                // Someone knocks: only a room that exists, knocks and is not locked holds it (two at
+                // most), and a waiting joiner is decided once; undecided ones wait until the room ends.
+                let knocks = lobby && !lock && exists;
                 let id = format!("w{step}");
                 let entry = LobbyEntry {
                     id: id.clone(),
@@ -224,10 +225,10 @@ pub fn session_rooms(data: &[u8]) {
                     since: 0,
                 };
                 match rooms.knock(&room, entry, 2) {
-                    Knock::Enter => assert!(!(lobby && exists), "a knocking room let a joiner straight in"),
-                    Knock::Full => assert!(lobby && exists && rooms.lobby(&room).len() == 2),
+                    Knock::Enter => assert!(!knocks, "a knocking room let a joiner straight in"),
+                    Knock::Full => assert!(knocks && rooms.lobby(&room).len() == 2),
                     Knock::Wait(_) => {
-                        assert!(lobby && exists, "a joiner waits for a room that does not knock");
+                        assert!(knocks, "a joiner waits for a room that does not knock");
                         if op & 0x10 != 0 {
                             assert!(rooms.decide(&room, &id, op & 0x08 != 0, String::new()));
                             assert!(!rooms.decide(&room, &id, true, String::new()), "decided twice");
