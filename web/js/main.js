@@ -474,6 +474,10 @@ window.samtal = Object.freeze({
   /** Map track_id -> {participantId, track, mid, kind}: what the subscribe connection receives now. */
   get remoteMedia() { return meeting ? meeting.remoteMedia : new Map(); },
   get sharing() { return meeting ? meeting.sharing : false; },
+  /** {locked, lobby}: the room's settings as moderators set them. */
+  get roomSettings() { return meeting ? { ...meeting.roomSettings } : { locked: false, lobby: false }; },
+  /** Moderators: who waits in the lobby, [{id, name, since}]. */
+  get lobby() { return meeting ? [...meeting.lobby] : []; },
   /** Whether our microphone/camera is muted (before joining: whether we will join muted). */
   isMuted(source) { return meeting && meeting.state === 'joined' ? meeting.isMuted(source) : !!startMuted[source]; },
   /** {enabled, available, language, meeting_id} of the room's transcription. */
