@@ -451,11 +451,16 @@ async fn chat_written_while_a_meeting_is_transcribed_is_kept_with_it_for_the_rig
     ola.send_json(&json!({"type": "transcription_consent", "opt_out": true}))
         .await;
     next_of(&mut mo, "transcription_consent").await;
-    for (ws, text) in [
-        (&mut pia, "Jag delar <b>skärmen</b> nu"),
-        (&mut ola, "not kept: opted out"),
-        (&mut mo, "Tack, Pia"),
+    for (who, text) in [
+        ("Pia", "Jag delar <b>skärmen</b> nu"),
+        ("Ola", "not kept: opted out"),
+        ("Mo", "Tack, Pia"),
     ] {
+        let ws = match who {
+            "Pia" => &mut pia,
+            "Ola" => &mut ola,
+            _ => &mut mo,
+        };
         ws.send_json(&json!({"type": "chat", "text": text})).await;
         // Each arrives in order before the next is sent.
         assert_eq!(next_of(&mut mo, "chat").await["text"], text);
