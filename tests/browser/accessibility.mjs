@@ -29,10 +29,9 @@
 // narrow, go to --screenshots when given.
 
 import { chromium } from 'playwright-core';
-import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { CHROMIUM_FLAGS, parseArgs, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, parseArgs, screenshot, waitFor } from './lib.mjs';
 
 const USAGE = 'usage: accessibility.mjs --url URL --moderator JWT --participant JWT --officer JWT --admin JWT --meeting ID --started MS [--chromium PATH] [--timeout S] [--screenshots DIR]';
 const args = parseArgs(process.argv.slice(2), {
@@ -142,14 +141,7 @@ async function audit(frame, what) {
 }
 
 async function shoot(page, name) {
-  if (!args.screenshots) return;
-  mkdirSync(args.screenshots, { recursive: true });
-  const wide = page.viewportSize();
-  await page.screenshot({ path: join(args.screenshots, `${name}.png`) });
-  await page.setViewportSize({ width: 390, height: 844 });
-  await page.waitForTimeout(300);
-  await page.screenshot({ path: join(args.screenshots, `${name}-narrow.png`), fullPage: true });
-  await page.setViewportSize(wide);
+  await screenshot(page, args.screenshots, name);
 }
 
 /** The visible words of the element `selector` (its text, trimmed), or null when it is not shown. */

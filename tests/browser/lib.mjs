@@ -1,6 +1,8 @@
 // Helpers shared by the browser drivers: Chromium flags, argument parsing, polling with a deadline.
 
+import { mkdirSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import puppeteer from 'puppeteer-core';
 
@@ -396,4 +398,17 @@ export function startProxy(host, target) {
     restore() { open = true; },
     close() { server.close(); },
   })));
+}
+
+/** Screenshots of `page` into `dir` (nothing when `dir` is empty): `name`.png, and `name`-narrow.png
+ *  at a phone's width (the whole page). */
+export async function screenshot(page, dir, name) {
+  if (!dir) return;
+  mkdirSync(dir, { recursive: true });
+  const wide = page.viewportSize();
+  await page.screenshot({ path: join(dir, `${name}.png`) });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(dir, `${name}-narrow.png`), fullPage: true });
+  await page.setViewportSize(wide);
 }

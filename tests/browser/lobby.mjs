@@ -1,6 +1,7 @@
 // The lobby on the real meeting page, in three headless Chromium participants.
 //
 //   node lobby.mjs --url URL --room ROOM --moderator TOKEN --participant TOKEN [--chromium PATH] [--timeout 60]
+//                  [--screenshots DIR]
 //
 // --url is a running Samtal server with auth.secret set; the tokens are join tokens for any room.
 // Mo (moderator) joins, opens the participant list and ticks the lobby box. Ada joins and waits: her
@@ -13,19 +14,22 @@
 // summary line; exits 0 on success, 1 naming what failed.
 
 import { chromium } from 'playwright-core';
-import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, runChecks, waitFor } from './lib.mjs';
+import { CHROMIUM_FLAGS, joined, openMeeting, parseArgs, runChecks, screenshot, waitFor } from './lib.mjs';
 
 const args = parseArgs(
   process.argv.slice(2),
-  { chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium', timeout: 60, url: null, room: null, moderator: null, participant: null },
+  { chromium: process.env.SAMTAL_CHROMIUM || '/usr/bin/chromium', timeout: 60, url: null, room: null, moderator: null, participant: null, screenshots: '' },
   ['url', 'room', 'moderator', 'participant'],
-  'usage: lobby.mjs --url URL --room ROOM --moderator TOKEN --participant TOKEN [--chromium PATH] [--timeout S]',
+  'usage: lobby.mjs --url URL --room ROOM --moderator TOKEN --participant TOKEN [--chromium PATH] [--timeout S] [--screenshots DIR]',
 );
 const timeout = Number(args.timeout);
 const url = args.url.replace(/\/+$/, '');
 
 const browser = await chromium.launch({ executablePath: args.chromium, headless: true, args: CHROMIUM_FLAGS });
 const summary = { ok: false };
+
+/** With --screenshots: `page` as `name`.png, wide and narrow. */
+const shoot = (page, name) => screenshot(page, args.screenshots, name);
 
 /** The meeting's state in `page` ('lobby', 'joined', …). */
 const stateOf = (page) => page.evaluate(() => window.samtal && window.samtal.state);
@@ -54,6 +58,7 @@ async function decide(page, name, admit) {
     const got = await lobbyNames(page);
     return { ok: got.includes(name), detail: got };
   });
+  await shoot(page, `lobby-moderator-${name}`);
   const button = page.locator('#lobby-list li', { hasText: name }).locator(`button[data-admit="${admit}"]`);
   const label = await button.textContent();
   await button.click();
@@ -74,6 +79,7 @@ await runChecks(summary, [browser], async (people) => {
   const ada = await openMeeting(browser, 'Ada', url, args.room, { extra: { token: args.participant } });
   people.push(ada);
   const adaBar = await waitsInLobby(ada);
+  await shoot(ada.page, 'lobby-waiting');
   if (!/moderator/i.test(adaBar)) throw new Error(`Ada's top bar does not say she waits for a moderator: ${adaBar}`);
   const knocked = await waitFor('Mo got no notice that Ada waits', timeout, async () => {
     const text = await mo.page.textContent('#notices');

@@ -401,23 +401,24 @@ async fn chromium_moderators_run_the_lobby_lock_mute_all_and_end_for_all() {
     let moderator = mint(SECRET, "*", None, Role::Moderator, ttl).unwrap();
     let participant = mint(SECRET, "*", None, Role::Participant, ttl).unwrap();
     let url = server.http_url();
-    let summary = run_browser_script(
-        "lobby.mjs",
-        &[
-            "--url",
-            &url,
-            "--room",
-            "lobby",
-            "--moderator",
-            &moderator,
-            "--participant",
-            &participant,
-            "--timeout",
-            "60",
-        ],
-        Duration::from_secs(240),
-    )
-    .await;
+    let mut args = vec![
+        "--url",
+        &url,
+        "--room",
+        "lobby",
+        "--moderator",
+        &moderator,
+        "--participant",
+        &participant,
+        "--timeout",
+        "60",
+    ];
+    // Where to keep screenshots of the waiting page and the moderator's lobby list, when wanted.
+    let screenshots = std::env::var("SAMTAL_LOBBY_SCREENSHOTS").ok();
+    if let Some(dir) = screenshots.as_deref() {
+        args.extend(["--screenshots", dir]);
+    }
+    let summary = run_browser_script("lobby.mjs", &args, Duration::from_secs(240)).await;
     assert_eq!(summary["ok"], true, "{summary}");
     server.shutdown().await;
 }
