@@ -609,6 +609,24 @@ mod outbox;
 // The webhook outbox scenarios, on both backends.
 mod webhooks;
 
+/// Ends meeting `id` and puts it under legal hold: deleting it is then refused.
+async fn end_and_hold_against_deletion(store: &Store, id: &str) {
+    store.end_meeting(id, now_ms()).await.unwrap();
+    let hold = LegalHold {
+        since: now_ms(),
+        reason: "tvist".into(),
+        set_by: "registrator".into(),
+    };
+    store.set_legal_hold(id, Some(&hold)).await.unwrap();
+    assert!(matches!(store.delete_meeting(id).await.unwrap(), Deletion::Held));
+}
+
+/// Lifts meeting `id`'s legal hold and deletes it.
+async fn lift_hold_and_delete(store: &Store, id: &str) {
+    store.set_legal_hold(id, None).await.unwrap();
+    assert!(matches!(store.delete_meeting(id).await.unwrap(), Deletion::Deleted(_)));
+}
+
 // Meeting summaries, on both backends.
 mod summaries;
 

@@ -73,15 +73,28 @@ pub(crate) async fn visible_meeting(
     action: &str,
 ) -> Result<crate::store::Meeting, ApiError> {
     let api = ApiState::of(state);
-    caller.require(&api, action, id, READERS).await?;
-    let meeting = state
+    let meeting = readable_meeting(&api, caller, id, action).await?;
+    caller.audit(&api, action, id, "ok", None).await?;
+    Ok(meeting)
+}
+
+/// The meeting, if the caller may read it (a moderator of its room, compliance or administrator);
+/// a refusal is audited as `action`, the access itself is left to the caller to audit. The meeting
+/// is looked at before anything else, so a moderator of another room learns nothing more.
+async fn readable_meeting(
+    api: &ApiState,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+) -> Result<crate::store::Meeting, ApiError> {
+    caller.require(api, action, id, READERS).await?;
+    let meeting = api
         .store
         .meeting(id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(id))?;
-    caller.require_room(&api, action, &meeting).await?;
-    caller.audit(&api, action, id, "ok", None).await?;
+    caller.require_room(api, action, &meeting).await?;
     Ok(meeting)
 }
 
@@ -479,15 +492,7 @@ async fn transcript(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     const ACTION: &str = "transcript.read";
-    caller.require(&state, ACTION, &id, READERS).await?;
-    // Look at the meeting first so a moderator of another room learns nothing from the transcript.
-    let meeting = state
-        .store
-        .meeting(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(&id))?;
-    caller.require_room(&state, ACTION, &meeting).await?;
+    readable_meeting(&state, &caller, &id, ACTION).await?;
     let transcript = state
         .store
         .transcript(&id)
@@ -505,14 +510,7 @@ async fn transcript(
 /// oldest first; readable and audited (`chat.read`) as the transcript is.
 async fn chat(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     const ACTION: &str = "chat.read";
-    caller.require(&state, ACTION, &id, READERS).await?;
-    let meeting = state
-        .store
-        .meeting(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(&id))?;
-    caller.require_room(&state, ACTION, &meeting).await?;
+    readable_meeting(&state, &caller, &id, ACTION).await?;
     let messages = state.store.chat(&id).await.map_err(ApiError::internal)?;
     caller.audit(&state, ACTION, &id, "ok", None).await?;
     let messages: Vec<_> = messages

@@ -148,17 +148,21 @@ mod tests {
         }
     }
 
-    /// Joins `id` with `role`; returns what it is sent.
-    fn join(rooms: &Rooms, id: &str, role: Role) -> mpsc::Receiver<Outbound> {
-        let (tx, rx) = mpsc::channel(16);
-        let info = ParticipantInfo {
+    fn info(id: &str, role: Role) -> ParticipantInfo {
+        ParticipantInfo {
             id: id.into(),
             name: id.into(),
             role,
             tracks: Vec::new(),
             transcription_opt_out: false,
             hand_raised_at: None,
-        };
+        }
+    }
+
+    /// Joins `id` with `role`; returns what it is sent.
+    fn join(rooms: &Rooms, id: &str, role: Role) -> mpsc::Receiver<Outbound> {
+        let (tx, rx) = mpsc::channel(16);
+        let info = info(id, role);
         rooms
             .join("r", info, false, None, tx, LIMITS, |_| ServerMessage::Pong {
                 nonce: None,
@@ -284,14 +288,7 @@ mod tests {
         let mut later = join(&rooms, "m2", Role::Moderator);
         assert_eq!(lobby_lists(&mut later), [vec!["a"]]);
         let (tx, _rx) = mpsc::channel(16);
-        let info = ParticipantInfo {
-            id: "a".into(),
-            name: "a".into(),
-            role: Role::Participant,
-            tracks: Vec::new(),
-            transcription_opt_out: false,
-            hand_raised_at: None,
-        };
+        let info = info("a", Role::Participant);
         let welcome = |_| ServerMessage::Pong { nonce: None };
         let refused = rooms.join("r", info.clone(), false, None, tx.clone(), LIMITS, welcome);
         assert_eq!(refused, Err(crate::rooms::JoinRefused::Locked));

@@ -45,20 +45,9 @@ mod scenarios {
         ));
 
         // Under legal hold the meeting, and so its chat, stays; without, both go.
-        store.end_meeting(&m.id, now_ms()).await.unwrap();
-        let hold = LegalHold {
-            since: now_ms(),
-            reason: "tvist".into(),
-            set_by: "registrator".into(),
-        };
-        store.set_legal_hold(&m.id, Some(&hold)).await.unwrap();
-        assert!(matches!(store.delete_meeting(&m.id).await.unwrap(), Deletion::Held));
+        end_and_hold_against_deletion(&store, &m.id).await;
         assert_eq!(store.chat(&m.id).await.unwrap().len(), 2);
-        store.set_legal_hold(&m.id, None).await.unwrap();
-        assert!(matches!(
-            store.delete_meeting(&m.id).await.unwrap(),
-            Deletion::Deleted(_)
-        ));
+        lift_hold_and_delete(&store, &m.id).await;
         assert!(store.chat(&m.id).await.unwrap().is_empty());
         assert_eq!(
             store.chat(&other.id).await.unwrap().len(),

@@ -36,20 +36,9 @@ mod scenarios {
         ));
 
         // Under legal hold the meeting, and so its summary, stays; without, both go.
-        store.end_meeting(&m.id, now_ms()).await.unwrap();
-        let hold = LegalHold {
-            since: now_ms(),
-            reason: "tvist".into(),
-            set_by: "registrator".into(),
-        };
-        store.set_legal_hold(&m.id, Some(&hold)).await.unwrap();
-        assert!(matches!(store.delete_meeting(&m.id).await.unwrap(), Deletion::Held));
+        end_and_hold_against_deletion(&store, &m.id).await;
         assert!(store.summary(&m.id).await.unwrap().is_some());
-        store.set_legal_hold(&m.id, None).await.unwrap();
-        assert!(matches!(
-            store.delete_meeting(&m.id).await.unwrap(),
-            Deletion::Deleted(_)
-        ));
+        lift_hold_and_delete(&store, &m.id).await;
         assert_eq!(store.summary(&m.id).await.unwrap(), None);
     }
 }
