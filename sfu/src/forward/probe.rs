@@ -12,6 +12,11 @@
 //! as a floor under the budget until either happens — by then the receiver's estimate has usually
 //! grown past it.
 //!
+//! Nor does such an estimate fall at once when the link thins: after congestion (loss, or the
+//! estimate falling) it may bounce back within a second or two while the link still cannot carry
+//! more. So after congestion the estimate is trusted only up to what it was then, until the link
+//! has been calm for [`TRUST_AFTER`]; meanwhile the subscriber climbs only by tries.
+//!
 //! For the same reason such an estimate is no evidence that the link cannot carry the lowest layer
 //! of the most important video: after a burst of congestion it may fall below that layer's rate, and
 //! a paused track sends nothing the receiver could measure, so it would stay paused. That layer is
@@ -38,6 +43,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FALL_PERCENT: u64 = 80;
 /// A receiver report's fraction lost (of 256) above this reads as congestion: 5 %.
 pub const LOSS_LIMIT: u8 = 13;
+/// Calm (no loss, no falling estimate) needed after congestion before the estimate is trusted
+/// above what it was at the congestion again.
+pub const TRUST_AFTER: Duration = Duration::from_secs(10);
 /// How long every receiver report must show loss, while only the kept lowest layer was sent, to end
 /// the keep (longer than the tail of loss a failed try leaves in the next reports).
 pub const KEEP_LOSSY_FOR: Duration = Duration::from_secs(3);
@@ -69,6 +77,10 @@ pub struct Probe {
     borrowed: bool,
     /// Since when every report has shown loss while keeping.
     lossy_since: Option<Instant>,
+    /// The estimate at the last congestion, above which it is not trusted until `calm_since` is
+    /// [`TRUST_AFTER`] old.
+    cap: Option<u64>,
+    calm_since: Instant,
     /// Tries made, and those that failed (for the metrics).
     pub tries: u64,
     pub failures: u64,
@@ -88,9 +100,17 @@ impl Probe {
             sending_lowest: false,
             borrowed: false,
             lossy_since: None,
+            cap: None,
+            calm_since: now,
             tries: 0,
             failures: 0,
         }
+    }
+
+    /// The part of `estimate` trusted now: all of it, or, within [`TRUST_AFTER`] of congestion,
+    /// no more than it was then.
+    pub fn trusted(&self, estimate: u64) -> u64 {
+        self.cap.map_or(estimate, |cap| estimate.min(cap))
     }
 
     /// What the allocator may spend: the budget from the estimate, or the loan if that is more, or
@@ -124,6 +144,12 @@ impl Probe {
         let fell = estimate < self.reference * FALL_PERCENT / 100;
         let lossy = loss.is_some_and(|l| l > LOSS_LIMIT);
         let congested = lossy || fell;
+        if congested {
+            self.cap = Some(self.trusted(estimate));
+            self.calm_since = now;
+        } else if now.saturating_duration_since(self.calm_since) >= TRUST_AFTER {
+            self.cap = None;
+        }
         self.keep_or_pause(loss, now);
         match self.state {
             State::Trying { .. } if congested => {
@@ -227,6 +253,25 @@ mod tests {
         p.round(350_000, LOSSY, None, t0 + PROBE_INTERVAL + PROBE_HOLD + SECOND);
         assert_eq!(p.budget(300_000, None), 300_000);
         assert_eq!((p.tries, p.failures), (1, 0));
+    }
+
+    #[test]
+    fn after_congestion_the_estimate_is_trusted_only_up_to_its_value_then_until_calm() {
+        let t0 = Instant::now();
+        let mut p = Probe::new(t0);
+        p.round(1_500_000, CLEAN, None, t0 + SECOND);
+        assert_eq!(p.trusted(1_500_000), 1_500_000);
+        p.round(400_000, LOSSY, None, t0 + SECOND * 2);
+        // It bounces back at once, but the link has not shown it can carry more.
+        p.round(1_200_000, CLEAN, None, t0 + SECOND * 3);
+        assert_eq!(p.trusted(1_200_000), 400_000);
+        assert_eq!(p.trusted(300_000), 300_000, "a lower estimate is taken as it is");
+        // More loss keeps the lower value, and restarts the wait.
+        p.round(350_000, LOSSY, None, t0 + SECOND * 4);
+        p.round(900_000, CLEAN, None, t0 + SECOND * 4 + TRUST_AFTER - SECOND);
+        assert_eq!(p.trusted(900_000), 350_000);
+        p.round(900_000, CLEAN, None, t0 + SECOND * 4 + TRUST_AFTER);
+        assert_eq!(p.trusted(900_000), 900_000, "calm long enough");
     }
 
     #[test]

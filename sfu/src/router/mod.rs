@@ -1163,8 +1163,10 @@ impl Router {
                 costs,
             });
         }
-        let mut budget = estimate.map(|bps| (bps * SPEND_PERCENT / 100).saturating_sub(audio));
         let mut probe = self.peers.get_mut(peer).map(|x| &mut x.probe).filter(|_| receiver_side);
+        // A receiver-side estimate is trusted only so far after congestion (see forward::probe).
+        let trusted = estimate.map(|bps| probe.as_ref().map_or(bps, |p| p.trusted(bps)));
+        let mut budget = trusted.map(|bps| (bps * SPEND_PERCENT / 100).saturating_sub(audio));
         if let (Some(b), Some(probe)) = (&mut budget, &mut probe) {
             *b = probe.budget(*b, allocate::first_lowest(&wants));
             if probe.borrowed() {
