@@ -8,7 +8,7 @@
 // (an independent WebRTC stack that does no transport-wide congestion feedback: it estimates its
 // downlink itself from abs-send-time and reports it by REMB), run inside the network namespace NS
 // whose link to the server is the veth DEV on this side. Asserts, from the frames Dave decodes:
-//   1. unshaped, he decodes Alice's top layer;
+//   1. unshaped, once the server allocates on his own estimate, he decodes Alice's top layer;
 //   2. with his downlink shaped by `tc ... tbf rate --shape-rate`, he decodes a lower layer and
 //      frames keep decoding (for 10 s more, never the top layer);
 //   3. with the limit lifted, he climbs back to the top layer (the time it took is in the summary).
@@ -84,8 +84,21 @@ async function main() {
       people.push(alice);
       alice.id = await joined(alice.page, 'Alice', timeout);
       dave = startDave(args, url);
-      // 1. Unshaped: the top layer (the camera's 1280 x 720), 3 s in a row.
-      summary.unshaped = await decodes(dave, 'the top layer before shaping', timeout, 3, (w) => w >= 1280);
+      // 1. Unshaped: the top layer (the camera's 1280 x 720), 3 s in a row, on Dave's own estimate:
+      //    until his first REMB the server has none and sends everything, then it starts low and
+      //    climbs, which must not be mistaken for the shaping's effect.
+      await waitFor('the server never had an estimate of Dave\'s downlink', timeout, async () => {
+        const text = await (await fetch(`${url}/metrics`)).text();
+        const m = text.match(/^samtal_estimated_subscribers (\d+)/m);
+        return { ok: !!m && Number(m[1]) >= 1, detail: m ? m[0] : 'no samtal_estimated_subscribers' };
+      });
+      const estimatedAt = dave.seconds(400).length;
+      await waitFor('Dave (aiortc) does not decode the top layer before shaping', timeout, async () => {
+        const since = dave.seconds(400).slice(estimatedAt);
+        const last = since.slice(-3);
+        return { ok: last.length === 3 && last.every((s) => s.frames > 0 && s.width >= 1280), detail: last };
+      });
+      summary.unshaped = dave.seconds(1)[0];
       const top = summary.unshaped.width;
       // 2. Shaped: a lower layer, still decoding.
       tc('qdisc', 'add', 'dev', args['shape-dev'], 'root', 'tbf', 'rate', args['shape-rate'], 'burst', '32kbit', 'latency', '300ms');
