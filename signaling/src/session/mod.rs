@@ -428,7 +428,7 @@ impl Session {
         match message {
             ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong { nonce }),
             ClientMessage::Worker { token, capacity } => {
-                if self.joined.is_some() || self.worker.is_some() {
+                if self.joined.is_some() || self.worker.is_some() || self.waiting.is_some() {
                     self.error(
                         ErrorCode::AlreadyJoined,
                         "this connection already joined or registered",
